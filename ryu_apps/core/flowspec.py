@@ -1,0 +1,146 @@
+"""Framework-free description of OpenFlow 1.3 flows.
+
+A :class:`FlowSpec` is what the core produces and what the edge renders into
+an ``OFPFlowMod``. Matches use OpenFlow 1.3 OXM field names (``in_port``,
+``eth_src``, ``vlan_vid`` ...); a masked field's value is a ``(value, mask)``
+pair. Specs are hashable and compare by value, so desired and observed flow
+tables are plain sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Tuple, Union
+
+#: Reserved OpenFlow 1.3 port numbers (from the specification).
+OFPP_TABLE = 0xFFFFFFF9
+OFPP_CONTROLLER = 0xFFFFFFFD
+OFPP_ANY = 0xFFFFFFFF
+#: Ask the switch to send the whole packet to the controller.
+OFPCML_NO_BUFFER = 0xFFFF
+#: OpenFlow 1.3 marks a present VLAN tag with this bit in ``vlan_vid``.
+OFPVID_PRESENT = 0x1000
+
+ETH_TYPE_LLDP = 0x88CC
+ETH_TYPE_VLAN = 0x8100
+#: Matches any Ethernet group address (multicast and broadcast).
+GROUP_ADDRESS_MATCH = ("01:00:00:00:00:00", "01:00:00:00:00:00")
+
+MatchValue = Union[int, str, Tuple[Any, Any]]
+
+
+@dataclass(frozen=True)
+class Output:
+    """Send the packet out of a port."""
+
+    port: int
+    max_len: int = 0
+
+
+@dataclass(frozen=True)
+class PushVlan:
+    """Push an 802.1Q header."""
+
+    ethertype: int = ETH_TYPE_VLAN
+
+
+@dataclass(frozen=True)
+class PopVlan:
+    """Pop the outermost 802.1Q header."""
+
+
+@dataclass(frozen=True)
+class SetField:
+    """Set a header field (OXM name)."""
+
+    name: str
+    value: Any
+
+
+Action = Union[Output, PushVlan, PopVlan, SetField]
+
+
+@dataclass(frozen=True)
+class ApplyActions:
+    """Apply these actions now, in order."""
+
+    actions: Tuple[Action, ...]
+
+
+@dataclass(frozen=True)
+class GotoTable:
+    """Continue processing in a later table."""
+
+    table_id: int
+
+
+@dataclass(frozen=True)
+class Meter:
+    """Pass the packet through a meter (must precede apply-actions)."""
+
+    meter_id: int
+
+
+Instruction = Union[Meter, ApplyActions, GotoTable]
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """One flow entry: where it goes, what it matches, what it does, who owns it."""
+
+    dpid: int
+    table_id: int
+    priority: int
+    match: Tuple[Tuple[str, MatchValue], ...]
+    instructions: Tuple[Instruction, ...]
+    cookie: int
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+
+    @property
+    def key(self) -> tuple:
+        """Identity of the entry in a switch: table, priority and match."""
+        return (self.dpid, self.table_id, self.priority, self.match)
+
+    def match_dict(self) -> dict:
+        """The match as a dict of OXM name to value."""
+        return dict(self.match)
+
+
+def make_match(**fields: MatchValue) -> Tuple[Tuple[str, MatchValue], ...]:
+    """A canonical (sorted) match tuple from OXM keyword fields."""
+    return tuple(sorted(fields.items()))
+
+
+def match_from_mapping(fields: Mapping[str, MatchValue]) -> Tuple[Tuple[str, MatchValue], ...]:
+    """A canonical match tuple from a mapping."""
+    return tuple(sorted(fields.items()))
+
+
+def tagged(vlan_id: int) -> int:
+    """The ``vlan_vid`` match/set value for a tagged frame of ``vlan_id``."""
+    return vlan_id | OFPVID_PRESENT
+
+
+def flow(
+    dpid: int,
+    table_id: int,
+    priority: int,
+    match: Tuple[Tuple[str, MatchValue], ...],
+    cookie: int,
+    *,
+    actions: Tuple[Action, ...] = (),
+    goto: int | None = None,
+    meter: int | None = None,
+) -> FlowSpec:
+    """Build a FlowSpec with instructions in the order OpenFlow 1.3 requires."""
+    instructions: list = []
+    if meter is not None:
+        instructions.append(Meter(meter))
+    if actions:
+        instructions.append(ApplyActions(tuple(actions)))
+    if goto is not None:
+        instructions.append(GotoTable(goto))
+    return FlowSpec(dpid, table_id, priority, match, tuple(instructions), cookie)
+
+

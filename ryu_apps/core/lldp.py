@@ -1,0 +1,58 @@
+"""LLDP frames that carry (switch, port) so the controller can see its links (pure).
+
+Each managed switch sends one frame out of every port; a frame that comes back
+as a packet-in on another switch proves a link. The chassis id TLV carries
+``dpid:<16 hex digits>`` and the port id TLV the port number, both as locally
+assigned strings, so frames from other LLDP speakers are ignored.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Tuple
+
+LLDP_MULTICAST = bytes.fromhex("0180c200000e")
+ETH_TYPE_LLDP = 0x88CC
+_CHASSIS_TLV, _PORT_TLV, _TTL_TLV = 1, 2, 3
+_LOCALLY_ASSIGNED = 7
+_PREFIX = b"dpid:"
+
+
+def _tlv(tlv_type: int, value: bytes) -> bytes:
+    return struct.pack("!H", (tlv_type << 9) | len(value)) + value
+
+
+def build_probe(dpid: int, port: int, src_mac: bytes, ttl: int = 120) -> bytes:
+    """An LLDP frame announcing ``port`` of switch ``dpid``."""
+    chassis = bytes([_LOCALLY_ASSIGNED]) + _PREFIX + b"%016x" % dpid
+    port_id = bytes([_LOCALLY_ASSIGNED]) + b"%d" % port
+    body = (_tlv(_CHASSIS_TLV, chassis) + _tlv(_PORT_TLV, port_id)
+            + _tlv(_TTL_TLV, struct.pack("!H", ttl)) + _tlv(0, b""))
+    return LLDP_MULTICAST + src_mac + struct.pack("!H", ETH_TYPE_LLDP) + body
+
+
+def parse_probe(frame: bytes) -> Tuple[int, int] | None:
+    """(dpid, port) from a frame made by :func:`build_probe`, else None."""
+    if len(frame) < 14 or struct.unpack("!H", frame[12:14])[0] != ETH_TYPE_LLDP:
+        return None
+    offset, dpid, port = 14, None, None
+    while offset + 2 <= len(frame):
+        header = struct.unpack("!H", frame[offset:offset + 2])[0]
+        tlv_type, length = header >> 9, header & 0x1FF
+        value = frame[offset + 2:offset + 2 + length]
+        offset += 2 + length
+        if tlv_type == 0:
+            break
+        if len(value) < 1 or value[0] != _LOCALLY_ASSIGNED:
+            continue
+        text = value[1:]
+        try:
+            if tlv_type == _CHASSIS_TLV and text.startswith(_PREFIX):
+                dpid = int(text[len(_PREFIX):], 16)
+            elif tlv_type == _PORT_TLV:
+                port = int(text)
+        except ValueError:
+            return None
+    if dpid is None or port is None:
+        return None
+    return dpid, port

@@ -1,0 +1,197 @@
+"""Run the real parts together: a ryu-manager controller and a Mininet topology.
+
+Shared by the demo and the integration tests. Everything started here is
+stopped by PID, and every bridge is deleted by name: nothing else on the
+machine is touched (no ``mn -c``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+TOPOLOGY_RELATIVE = Path("topologies") / "dynprov_topo.py"
+
+
+def find_project_root() -> Path:
+    """The dynprov checkout: the working directory or a parent, else this file's."""
+    for candidate in (Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parent.parent):
+        if (candidate / TOPOLOGY_RELATIVE).is_file() and (candidate / "templates").is_dir():
+            return candidate
+    raise RuntimeError("run from a dynprov checkout: no topologies/ and templates/ found")
+
+
+REPO_ROOT = find_project_root()
+TOPOLOGY_FILE = REPO_ROOT / TOPOLOGY_RELATIVE
+DEFAULT_TEMPLATES = REPO_ROOT / "templates"
+
+
+def free_tcp_port() -> int:
+    """A TCP port nothing listens on right now (loopback)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def ryu_manager_command() -> str:
+    """The ryu-manager beside the running interpreter, else the one on PATH."""
+    beside = Path(sys.executable).parent / "ryu-manager"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("ryu-manager")
+    if not found:
+        raise RuntimeError("ryu-manager not found: run scripts/setup.sh first")
+    return found
+
+
+class ControllerProcess:
+    """``ryu-manager ryu_apps.provisioner`` in a subprocess, logging to a file."""
+
+    def __init__(self, templates: Path = DEFAULT_TEMPLATES,
+                 scheme: str = "prefix/16", of_port: Optional[int] = None,
+                 wsapi_port: Optional[int] = None, workdir: Optional[Path] = None,
+                 extra_options: str = "") -> None:
+        self.of_port = of_port or free_tcp_port()
+        self.wsapi_port = wsapi_port or free_tcp_port()
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dynprov-"))
+        self.config_file = self.workdir / "dynprov.conf"
+        self.log_file = self.workdir / "controller.log"
+        self.config_file.write_text(
+            "[dynprov]\n"
+            f"templates = {templates}\n"
+            f"identifier_scheme = {scheme}\n"
+            "lldp_interval = 1.0\n" + extra_options)
+        self.process: Optional[subprocess.Popen] = None
+
+    def command(self) -> list[str]:
+        """The exact launch command, as an operator would type it."""
+        return [ryu_manager_command(), "--config-file", str(self.config_file),
+                "--ofp-tcp-listen-port", str(self.of_port),
+                "--wsapi-port", str(self.wsapi_port), "--verbose",
+                "ryu_apps.provisioner"]
+
+    def start(self, timeout: float = 20.0) -> "ControllerProcess":
+        """Start and wait until the OpenFlow port accepts connections."""
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONWARNINGS="ignore")
+        with open(self.log_file, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT,
+                cwd=str(REPO_ROOT), env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"controller exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.of_port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"controller did not listen within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        """Everything the controller printed so far."""
+        try:
+            return self.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_log(self, text: str, timeout: float = 15.0, count: int = 1) -> bool:
+        """Wait until ``text`` appears ``count`` times in the log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log().count(text) >= count:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop(self) -> None:
+        """Stop the controller (SIGTERM, then SIGKILL) by its PID."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+def load_topology_module():
+    """Import topologies/dynprov_topo.py the way ``mn --custom`` would."""
+    spec = importlib.util.spec_from_file_location("dynprov_topo", TOPOLOGY_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_network(controller_port: int, prefix: str = "", **topo_params):
+    """A started Mininet network of the datacenter topology, on our controller."""
+    from mininet.net import Mininet  # imported here: needs root and Mininet
+
+    topo_module = load_topology_module()
+    topo = topo_module.DatacenterTopo(prefix=prefix, **topo_params)
+    net = Mininet(topo=topo, controller=None, autoSetMacs=False, build=False,
+                  waitConnected=False)
+    net.addController("c0", controller=topo_module.DynprovController,
+                      ip="127.0.0.1", port=controller_port)
+    net.build()
+    net.start()
+    return net
+
+
+def switch_links(net) -> int:
+    """Number of links between two switches of a Mininet network."""
+    return sum(1 for link in net.links
+               if link.intf1.node in net.switches and link.intf2.node in net.switches)
+
+
+def wait_for_fabric(controller: ControllerProcess, net, timeout: float = 30) -> None:
+    """Wait until the controller has discovered every switch-to-switch link."""
+    links = switch_links(net)
+    if not controller.wait_for_log("link ", timeout=timeout, count=links):
+        raise RuntimeError(f"controller discovered fewer than {links} links:\n"
+                           + controller.log()[-3000:])
+
+
+def announce(host, rarp: bool = False, count: int = 1, gap_ms: float = 0) -> None:
+    """Make a Mininet host announce itself (gratuitous ARP, or RARP) like a VM."""
+    options = f"{'--rarp ' if rarp else ''}--count {count} --gap-ms {gap_ms}"
+    out = host.cmd(f"env PYTHONPATH={REPO_ROOT} {sys.executable} -m "
+                   f"ryu_apps.vmtools.announce {host.defaultIntf()} {options}; echo rc=$?")
+    if "rc=0" not in out:
+        raise RuntimeError(f"announce from {host.name} failed: {out}")
+
+
+def ovs_bridges() -> set[str]:
+    """Names of every OVS bridge on the machine."""
+    out = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True,
+                         check=False).stdout
+    return set(out.split())
+
+
+def stop_network(net) -> None:
+    """Stop a Mininet network and delete exactly the bridges it created."""
+    names = [s.name for s in net.switches]
+    try:
+        net.stop()
+    finally:
+        for name in names:
+            subprocess.run(["ovs-vsctl", "--if-exists", "del-br", name],
+                           capture_output=True, check=False)
+
+
+def dump_flows(bridge: str) -> str:
+    """``ovs-ofctl -O OpenFlow13 dump-flows BRIDGE`` output."""
+    return subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge],
+                          capture_output=True, text=True, check=True).stdout

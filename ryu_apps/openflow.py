@@ -1,0 +1,126 @@
+"""Render core flow specs into Ryu OpenFlow 1.3 messages, and read them back.
+
+The only module besides the app that knows Ryu's message classes; porting to
+os-ken means renaming the imports here and in :mod:`ryu_apps.provisioner`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, List
+
+from ryu.ofproto import ofproto_v1_3 as ofp
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+from ryu_apps.core.cookies import APP_ID, APP_SELECT_MASK, APP_SHIFT
+from ryu_apps.core.flowspec import (
+    OFPP_TABLE,
+    ApplyActions,
+    FlowSpec,
+    GotoTable,
+    Meter,
+    Output,
+    PopVlan,
+    PushVlan,
+    SetField,
+    match_from_mapping,
+)
+
+FULL_COOKIE_MASK = 0xFFFFFFFFFFFFFFFF
+
+
+def _render_action(action):
+    if isinstance(action, Output):
+        return parser.OFPActionOutput(action.port, action.max_len)
+    if isinstance(action, PushVlan):
+        return parser.OFPActionPushVlan(action.ethertype)
+    if isinstance(action, PopVlan):
+        return parser.OFPActionPopVlan()
+    if isinstance(action, SetField):
+        return parser.OFPActionSetField(**{action.name: action.value})
+    raise TypeError(f"cannot render action {action!r}")
+
+
+def _render_instruction(instruction):
+    if isinstance(instruction, ApplyActions):
+        return parser.OFPInstructionActions(
+            ofp.OFPIT_APPLY_ACTIONS, [_render_action(a) for a in instruction.actions])
+    if isinstance(instruction, GotoTable):
+        return parser.OFPInstructionGotoTable(instruction.table_id)
+    if isinstance(instruction, Meter):
+        return parser.OFPInstructionMeter(instruction.meter_id)
+    raise TypeError(f"cannot render instruction {instruction!r}")
+
+
+def flow_add(datapath, spec: FlowSpec):
+    """OFPFC_ADD for a spec (replaces an entry with the same match and priority)."""
+    return parser.OFPFlowMod(
+        datapath, cookie=spec.cookie, table_id=spec.table_id, command=ofp.OFPFC_ADD,
+        idle_timeout=spec.idle_timeout, hard_timeout=spec.hard_timeout,
+        priority=spec.priority, flags=ofp.OFPFF_SEND_FLOW_REM if spec.idle_timeout else 0,
+        match=parser.OFPMatch(**spec.match_dict()),
+        instructions=[_render_instruction(i) for i in spec.instructions])
+
+
+def flow_delete(datapath, spec: FlowSpec):
+    """OFPFC_DELETE_STRICT of exactly this entry, only if it carries its cookie."""
+    return parser.OFPFlowMod(
+        datapath, cookie=spec.cookie, cookie_mask=FULL_COOKIE_MASK,
+        table_id=spec.table_id, command=ofp.OFPFC_DELETE_STRICT,
+        priority=spec.priority, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
+        match=parser.OFPMatch(**spec.match_dict()))
+
+
+def our_flows_request(datapath):
+    """Flow stats request for every table, filtered to dynprov's cookies."""
+    return parser.OFPFlowStatsRequest(
+        datapath, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+        APP_ID << APP_SHIFT, APP_SELECT_MASK, parser.OFPMatch())
+
+
+def _parse_action(action):
+    if isinstance(action, parser.OFPActionOutput):
+        return Output(action.port, action.max_len)
+    if isinstance(action, parser.OFPActionPushVlan):
+        return PushVlan(action.ethertype)
+    if isinstance(action, parser.OFPActionPopVlan):
+        return PopVlan()
+    if isinstance(action, parser.OFPActionSetField):
+        return SetField(action.key, action.value)
+    return ("unknown-action", type(action).__name__)
+
+
+def _parse_instruction(instruction):
+    if isinstance(instruction, parser.OFPInstructionActions):
+        return ApplyActions(tuple(_parse_action(a) for a in instruction.actions))
+    if isinstance(instruction, parser.OFPInstructionGotoTable):
+        return GotoTable(instruction.table_id)
+    if isinstance(instruction, parser.OFPInstructionMeter):
+        return Meter(instruction.meter_id)
+    return ("unknown-instruction", type(instruction).__name__)
+
+
+def spec_from_stats(dpid: int, stats) -> FlowSpec:
+    """A FlowSpec from one OFPFlowStats entry, comparable with desired specs."""
+    match = match_from_mapping(dict(stats.match.items()))
+    return FlowSpec(dpid, stats.table_id, stats.priority, match,
+                    tuple(_parse_instruction(i) for i in stats.instructions),
+                    stats.cookie, stats.idle_timeout, stats.hard_timeout)
+
+
+def packet_out_to_pipeline(datapath, in_port: int, data: bytes):
+    """Re-inject a packet at table 0 as if it had just arrived on ``in_port``."""
+    return parser.OFPPacketOut(
+        datapath, buffer_id=ofp.OFP_NO_BUFFER, in_port=in_port,
+        actions=[parser.OFPActionOutput(OFPP_TABLE)], data=data)
+
+
+def packet_out_to_port(datapath, port: int, data: bytes):
+    """Send a packet the controller built out of one port."""
+    return parser.OFPPacketOut(
+        datapath, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+        actions=[parser.OFPActionOutput(port)], data=data)
+
+
+def messages_for(datapath, adds: Iterable[FlowSpec], deletes: Iterable[FlowSpec]) -> List:
+    """Adds first (make-before-break: keys of adds and deletes never collide)."""
+    return [flow_add(datapath, s) for s in adds] + [flow_delete(datapath, s) for s in deletes]

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Install everything dynprov needs on a fresh Debian 12 machine (run as root).
+# Idempotent: each step checks whether it is already done, so a second run
+# takes a few seconds.
+#   1. Debian packages: Open vSwitch, Mininet, ping, ethtool, iperf3, arping.
+#   2. Open vSwitch daemons, started without systemd.
+#   3. A virtual environment (.venv) that sees Debian's Mininet.
+#   4. Ryu, built with setuptools<58 (its setup.py needs an old setuptools).
+#   5. dynprov itself, with the start-up hook that lets ryu-manager run on
+#      current eventlet (see dynprov_ryu_compat.py); reinstalled only when
+#      the sources changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+VENV="$REPO/.venv"
+say() { printf '[setup] %s\n' "$*"; }
+
+APT_PACKAGES=(openvswitch-switch mininet iputils-ping ethtool iperf3 arping
+              python3-venv python3-pip)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  say "Debian packages present"
+fi
+
+if ovs-vsctl --timeout=2 show >/dev/null 2>&1 && ovs-appctl -t ovs-vswitchd version >/dev/null 2>&1; then
+  say "Open vSwitch running"
+else
+  say "starting Open vSwitch (userspace datapath; the kernel module warnings are harmless)"
+  /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 || true
+  ovs-vsctl --timeout=10 show >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV (sees Debian's Mininet)"
+  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
+
+if ! "$VENV/bin/python" -c "import ryu, eventlet" >/dev/null 2>&1; then
+  say "installing Ryu (built with setuptools<58)"
+  PIP_CONSTRAINT="$REPO/scripts/ryu-build-constraints.txt" "${PIP[@]}" install ryu
+fi
+if ! "$VENV/bin/python" -c "import yaml, netaddr, pytest, hypothesis" >/dev/null 2>&1; then
+  say "installing Python test and runtime dependencies"
+  "${PIP[@]}" install pyyaml netaddr pytest hypothesis
+fi
+
+stamp=$(cat setup.py setup.cfg dynprov_ryu_compat.py dynprov_ryu_compat.pth \
+        $(find ryu_apps -name '*.py' | sort) | sha1sum | cut -d' ' -f1)
+if [ "$(cat "$VENV/.dynprov-installed" 2>/dev/null)" != "$stamp" ]; then
+  say "installing dynprov into $VENV"
+  "${PIP[@]}" install --no-deps --no-build-isolation --force-reinstall . >/dev/null
+  rm -rf build ./*.egg-info
+  echo "$stamp" > "$VENV/.dynprov-installed"
+else
+  say "dynprov up to date in $VENV"
+fi
+say "ready: $VENV/bin/dynprov, $VENV/bin/ryu-manager"

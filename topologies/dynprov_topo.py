@@ -1,0 +1,140 @@
+"""Mininet topologies for dynprov: servers' virtual switches, access switches, a fabric.
+
+Self-contained (imports only Mininet), so it works both from dynprov's demo
+and tests and from Mininet's own CLI::
+
+    sudo mn --custom topologies/dynprov_topo.py --topo datacenter \
+            --controller dynprov,port=6653
+
+Every bridge is an Open vSwitch bridge on the userspace datapath speaking
+OpenFlow 1.3, and declares its role in its OpenFlow description
+(``dynprov:server:<name>``, ``dynprov:access:<name>`` ...), which is how the
+controller tells a server's virtual switch from an access or fabric switch.
+Nothing else about the wiring is written down: the controller discovers the
+links with LLDP.
+
+Shape of ``datacenter`` (defaults: 2 access switches, 2 servers each, 2 VMs
+per server)::
+
+                       fabric f1
+                 /                   \\
+           access a1               access a2
+           /       \\               /       \\
+     server s11  server s12   server s21  server s22
+       VM  VM      VM  VM       VM  VM      VM  VM
+
+VMs are Mininet hosts. Each VM's MAC carries its configuration template id in
+its top 16 bits (identifier scheme ``prefix/16``): the VM named ``web1`` has
+MAC ``00:fa:00:00:00:01`` and so selects template 250 (0x00FA).
+"""
+
+import socket
+
+from mininet.node import Host, OVSSwitch, RemoteController
+from mininet.topo import Topo
+
+#: Templates the default VMs cycle through: (template id, short name, IPv4 /24).
+DEFAULT_VM_TEMPLATES = (
+    (0x00FA, "web", "10.0.100"),
+    (0x00FC, "db", "10.0.200"),
+    (0x00FA, "web", "10.0.100"),
+    (0x00FE, "mgmt", "10.0.30"),
+)
+#: The L3 prefix length every VM uses: wide enough that VMs of different
+#: templates would reach each other over one flat L2 network, so isolation
+#: between them is the VLANs' doing, not IP routing's.
+VM_PREFIX_LENGTH = 16
+
+
+def vm_mac(template_id, unique_id):
+    """MAC of a VM under identifier scheme prefix/16."""
+    value = (template_id << 32) | unique_id
+    return ":".join("%02x" % ((value >> shift) & 0xFF) for shift in range(40, -8, -8))
+
+
+class DynprovBridge(OVSSwitch):
+    """OVS bridge on the userspace datapath that declares its dynprov role."""
+
+    def __init__(self, name, role="server", **params):
+        params.setdefault("datapath", "user")
+        params.setdefault("protocols", "OpenFlow13")
+        params.setdefault("failMode", "secure")
+        super().__init__(name, **params)
+        self.role = role
+
+    def bridgeOpts(self):  # noqa: N802 (Mininet's API name)
+        """Mininet's options, with the dynprov role in the OpenFlow description."""
+        opts = super().bridgeOpts()
+        return opts.replace("other-config:dp-desc=%s" % self.name,
+                            "other-config:dp-desc=dynprov:%s:%s" % (self.role, self.name))
+
+
+class VmHost(Host):
+    """A Mininet host playing a VM; transmit checksum offload off so TCP works.
+
+    With userspace-datapath bridges on veth links, TCP SYNs from a host with tx
+    offload on never arrive; ping works regardless.
+    """
+
+    def config(self, **params):
+        result = super().config(**params)
+        for intf in self.intfList():
+            self.cmd("ethtool -K %s tx off >/dev/null 2>&1" % intf)
+        self.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1")
+        return result
+
+
+class DynprovController(RemoteController):
+    """RemoteController whose start-up check does not choke on OpenFlow bytes."""
+
+    def checkListening(self):  # noqa: N802 (Mininet's API name)
+        """Warn, without telnet, if nothing listens on the controller port."""
+        port = self.port or 6653
+        self.port = port
+        try:
+            with socket.create_connection((self.ip, port), timeout=1):
+                pass
+        except OSError:
+            print("*** warning: no controller listening at %s:%d" % (self.ip, port))
+
+
+class DatacenterTopo(Topo):
+    """Fabric, access switches, servers' virtual switches and VMs.
+
+    Parameters (all optional, usable as ``--topo datacenter,2,2,2,prefix=t1``):
+      access: number of access switches; servers: servers per access switch;
+      vms: VMs per server; prefix: prepended to every node name, so several
+      topologies can share one machine; dpid_base: added to every datapath id.
+    """
+
+    def build(self, access=2, servers=2, vms=2, prefix="", dpid_base=0):
+        bridge = {"cls": DynprovBridge}
+        fabric = self.addSwitch(prefix + "f1", role="fabric",
+                                dpid="%016x" % (dpid_base + 0x100), **bridge)
+        vm_count = 0
+        for a in range(1, access + 1):
+            access_switch = self.addSwitch(
+                "%sa%d" % (prefix, a), role="access",
+                dpid="%016x" % (dpid_base + 0x200 + a), **bridge)
+            self.addLink(access_switch, fabric)
+            for s in range(1, servers + 1):
+                server = self.addSwitch(
+                    "%ss%d%d" % (prefix, a, s), role="server",
+                    dpid="%016x" % (dpid_base + 0x1000 + a * 0x100 + s), **bridge)
+                self.addLink(server, access_switch)
+                for _ in range(vms):
+                    vm_count += 1
+                    self._add_vm(server, vm_count, prefix)
+
+    def _add_vm(self, server, number, prefix):
+        template_id, short_name, subnet = DEFAULT_VM_TEMPLATES[
+            (number - 1) % len(DEFAULT_VM_TEMPLATES)]
+        vm = self.addHost(
+            "%s%s%d" % (prefix, short_name, number), cls=VmHost,
+            mac=vm_mac(template_id, number),
+            ip="%s.%d/%d" % (subnet, number, VM_PREFIX_LENGTH))
+        self.addLink(vm, server)
+
+
+topos = {"datacenter": DatacenterTopo}
+controllers = {"dynprov": DynprovController}
