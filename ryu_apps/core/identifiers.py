@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Protocol, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Protocol, Tuple, TypeVar, Union
 
 MAC_BITS = 48
 MAC_MAX = (1 << MAC_BITS) - 1
@@ -25,6 +25,7 @@ TEMPLATE_ID_MAX = 0xFFFF
 RANDOM_TRIES = 100
 
 MacLike = Union[str, int]
+_T = TypeVar("_T")
 
 _MAC_PATTERN = re.compile(
     r"[0-9a-f]{1,2}(?P<sep>[:-])[0-9a-f]{1,2}(?:(?P=sep)[0-9a-f]{1,2}){4}",
@@ -116,11 +117,15 @@ def _is_int(value: object) -> bool:
 
 
 def _show_template(template_id: object) -> str:
-    return f"{template_id} (0x{template_id:04X})" if _is_int(template_id) else repr(template_id)
+    if _is_int(template_id) and template_id >= 0:
+        return f"{template_id} (0x{template_id:04X})"
+    return repr(template_id)
 
 
 def _show_unique(unique_id: object) -> str:
-    return f"{unique_id} (0x{unique_id:X})" if _is_int(unique_id) else repr(unique_id)
+    if _is_int(unique_id) and unique_id >= 0:
+        return f"{unique_id} (0x{unique_id:X})"
+    return repr(unique_id)
 
 
 # -- the scheme interface ---------------------------------------------------------
@@ -189,7 +194,7 @@ class IdentifierScheme(ABC):
             raise IdentifierError(f"{verb} {format_mac(value)} under {self.name}: {problem}")
         return value
 
-    def _refusing(self, verb: str, value: int, step):
+    def _refusing(self, verb: str, value: int, step: Callable[[int], _T]) -> _T:
         try:
             return step(value)
         except _Refused as reason:
@@ -217,7 +222,7 @@ class IdentifierScheme(ABC):
             return f"unique id must be an integer, got {unique_id!r}"
         bits = self.unique_id_bits_for(template_id)
         if bits == 0 and unique_id != 0:
-            return "unique id must be 0: this template has no unique-id bits (an exact MAC)"
+            return "unique id must be 0: this template has no unique-id bits (an exact MAC entry)"
         if not 0 <= unique_id < 1 << bits:
             return (f"unique id {unique_id} out of range: expected 0..{(1 << bits) - 1} "
                     f"(0x{(1 << bits) - 1:X}, {bits} bits)")
@@ -563,7 +568,6 @@ class TableScheme(IdentifierScheme):
 
 # -- spec strings -----------------------------------------------------------------------
 
-SCHEME_SPECS = ("prefix/16", "prefix/12", "prefix", "interleave", "table")
 _PREFIX_SPEC = re.compile(r"prefix/(\S+)")
 
 
