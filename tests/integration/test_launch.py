@@ -35,3 +35,27 @@ def test_invalid_library_stops_the_controller_with_the_error(tmp_path):
     controller = lab.ControllerProcess(templates=bad, workdir=tmp_path)
     with pytest.raises(RuntimeError, match="bad.yaml"):
         controller.start(timeout=20)
+
+
+def _dynprov(*args):
+    command = [str(lab.Path(lab.ryu_manager_command()).parent / "dynprov"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60,
+                          cwd=str(lab.REPO_ROOT))
+
+
+def test_installed_dynprov_decodes_the_patent_example():
+    out = _dynprov("mac", "decode", "--scheme", "prefix/16", "00:FA:83:91:DE:1B")
+    assert out.returncode == 0, out.stderr
+    assert "template 250 (0x00FA)" in out.stdout
+
+
+def test_installed_dynprov_refuses_a_multicast_mac():
+    out = _dynprov("mac", "decode", "--scheme", "prefix/16", "01:00:5e:00:00:01")
+    assert out.returncode == 2
+    assert "multicast" in out.stderr
+
+
+def test_installed_dynprov_validates_the_default_library():
+    out = _dynprov("templates", "validate", "templates")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("OK: 4 templates")
