@@ -22,10 +22,11 @@ from ryu.controller.handler import (
     MAIN_DISPATCHER,
     set_ev_cls,
 )
+from ryu.app.wsgi import WSGIApplication
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from ryu_apps import openflow
+from ryu_apps import openflow, rest_api
 from ryu_apps.core import lldp
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef, RoleError, parse_description
@@ -62,6 +63,7 @@ class DynprovProvisioner(app_manager.RyuApp):
     """Detects VMs from their packets and provisions them from templates."""
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    _CONTEXTS = {"wsgi": WSGIApplication}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -83,6 +85,22 @@ class DynprovProvisioner(app_manager.RyuApp):
             len(self.library_keeper.current), options.templates,
             options.identifier_scheme)
         self._lldp_thread = hub.spawn(self._lldp_loop)
+        rest_api.register(self, kwargs["wsgi"])
+
+    def reload_library(self) -> tuple[bool, str]:
+        """Load the library again; on failure the old one stays in force.
+
+        Returns (True, summary) or (False, every validation error).
+        """
+        try:
+            library = self.library_keeper.reload()
+        except TemplateValidationError as error:
+            self.logger.error("library reload refused, previous library stays: %s", error)
+            return False, str(error)
+        self.engine.library = library
+        message = f"library reloaded: {len(library)} templates"
+        self.logger.info("%s", message)
+        return True, message
 
     # -- connection lifecycle ----------------------------------------------
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])

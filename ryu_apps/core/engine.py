@@ -8,10 +8,10 @@ reads a clock or touches a socket, so every decision is unit-testable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, Iterable, List, Set
 
-from ryu_apps.core.binding import Binding
+from ryu_apps.core.binding import Binding, Detection
 from ryu_apps.core.cookies import INFRA_OWNER, MAX_OWNER_ID, vlan_owner
 from ryu_apps.core.fabric import Fabric, PortRef, Role, SwitchInfo
 from ryu_apps.core.flow_compiler import binding_flows, infra_flows, vlan_flows
@@ -95,25 +95,44 @@ class ProvisioningEngine:
 
     # -- VMs ----------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, eth_src: str,
-                  data: bytes = b"") -> PacketVerdict:
+                  data: bytes = b"", now: float = 0.0) -> PacketVerdict:
         """A packet reached the controller from a port with no binding for it."""
+        return self._admit(dpid, in_port, eth_src, now, Detection.PACKET, data)
+
+    def vm_attached(self, dpid: int, port: int, mac: str, now: float = 0.0) -> PacketVerdict:
+        """The server's OVSDB says VM ``mac`` is attached to ``port`` (it may be silent)."""
+        return self._admit(dpid, port, mac, now, Detection.OVSDB, b"")
+
+    def vm_detached(self, dpid: int, port: int) -> Plan:
+        """The server's OVSDB no longer lists a VM on ``port``."""
+        plan = Plan()
+        binding = self._binding_at(dpid, port)
+        if binding is not None:
+            self._unbind(binding, plan)
+            self._recompile_vlans({binding.vlan}, plan)
+            plan.notes.append(f"deprovisioned VM {binding.mac}: detached from port {port}")
+        return plan
+
+    def _admit(self, dpid: int, port: int, eth_src: str, now: float,
+               detected_by: Detection, data: bytes) -> PacketVerdict:
         verdict = PacketVerdict()
         if self.fabric.role(dpid) is not Role.SERVER:
             return verdict
-        if self.fabric.is_link_port(dpid, in_port):
+        if self.fabric.is_link_port(dpid, port):
             return verdict
         mac = _canonical(eth_src)
         existing = self.bindings.get(mac)
-        if existing and (existing.dpid, existing.port) == (dpid, in_port):
+        if existing and (existing.dpid, existing.port) == (dpid, port):
             return verdict  # already provisioned: idempotent, send nothing
-        holder = self._binding_at(dpid, in_port)
+        holder = self._binding_at(dpid, port)
         if holder is not None:
             self._refuse(verdict, mac, None,
                          f"port already bound to VM {holder.mac}: spoofed source MAC")
             return verdict
-        binding = self._select(eth_src, dpid, in_port, verdict)
+        binding = self._select(eth_src, dpid, port, verdict)
         if binding is None:
             return verdict
+        binding = replace(binding, since=now, detected_by=detected_by)
         plan = verdict.plan
         if existing:
             self._unbind(existing, plan)
@@ -121,9 +140,22 @@ class ProvisioningEngine:
         self.desired.replace(binding.owner, binding_flows(self.fabric, binding), plan)
         self._recompile_vlans({binding.vlan} | ({existing.vlan} if existing else set()), plan)
         if data:
-            plan.packet_outs.append(PacketOut(dpid, in_port, data))
+            plan.packet_outs.append(PacketOut(dpid, port, data))
         verdict.provisioned = binding
         return verdict
+
+    # -- queries -------------------------------------------------------------
+    def binding_by_id(self, binding_id: int) -> Binding | None:
+        """The binding with this id, if any."""
+        return next((b for b in self.bindings.values() if b.binding_id == binding_id), None)
+
+    def access_port_of(self, binding: Binding) -> PortRef | None:
+        """The access-switch port the binding's server hangs off (on the tree)."""
+        for port in sorted(self.fabric.tree_ports(binding.dpid)):
+            peer = self.fabric.peer(PortRef(binding.dpid, port))
+            if peer is not None and self.fabric.role(peer.dpid) is not Role.SERVER:
+                return peer
+        return None
 
     def _select(self, eth_src: str, dpid: int, port: int,
                 verdict: PacketVerdict) -> Binding | None:
