@@ -6,7 +6,7 @@ os-ken means renaming the imports here and in :mod:`ryu_apps.provisioner`.
 
 from __future__ import annotations
 
-from typing import Iterable, List
+from typing import List
 
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
@@ -18,14 +18,20 @@ from ryu_apps.core.flowspec import (
     FlowSpec,
     GotoTable,
     Meter,
+    MeterSpec,
     Output,
     PopVlan,
     PushVlan,
+    Resubmit,
     SetField,
+    WriteMetadata,
     match_from_mapping,
 )
+from ryu_apps.core.flow_plan import SwitchChanges
 
 FULL_COOKIE_MASK = 0xFFFFFFFFFFFFFFFF
+#: "The packet's own in_port" in Nicira's resubmit action (OpenFlow 1.0 numbering).
+_OFPP_IN_PORT_NX = 0xFFF8
 
 
 def _render_action(action):
@@ -37,6 +43,8 @@ def _render_action(action):
         return parser.OFPActionPopVlan()
     if isinstance(action, SetField):
         return parser.OFPActionSetField(**{action.name: action.value})
+    if isinstance(action, Resubmit):
+        return parser.NXActionResubmitTable(in_port=_OFPP_IN_PORT_NX, table_id=action.table_id)
     raise TypeError(f"cannot render action {action!r}")
 
 
@@ -48,6 +56,8 @@ def _render_instruction(instruction):
         return parser.OFPInstructionGotoTable(instruction.table_id)
     if isinstance(instruction, Meter):
         return parser.OFPInstructionMeter(instruction.meter_id)
+    if isinstance(instruction, WriteMetadata):
+        return parser.OFPInstructionWriteMetadata(instruction.value, instruction.mask)
     raise TypeError(f"cannot render instruction {instruction!r}")
 
 
@@ -86,6 +96,8 @@ def _parse_action(action):
         return PopVlan()
     if isinstance(action, parser.OFPActionSetField):
         return SetField(action.key, action.value)
+    if isinstance(action, parser.NXActionResubmitTable):
+        return Resubmit(action.table_id)
     return ("unknown-action", type(action).__name__)
 
 
@@ -96,6 +108,8 @@ def _parse_instruction(instruction):
         return GotoTable(instruction.table_id)
     if isinstance(instruction, parser.OFPInstructionMeter):
         return Meter(instruction.meter_id)
+    if isinstance(instruction, parser.OFPInstructionWriteMetadata):
+        return WriteMetadata(instruction.metadata, instruction.metadata_mask)
     return ("unknown-instruction", type(instruction).__name__)
 
 
@@ -121,6 +135,42 @@ def packet_out_to_port(datapath, port: int, data: bytes):
         actions=[parser.OFPActionOutput(port)], data=data)
 
 
-def messages_for(datapath, adds: Iterable[FlowSpec], deletes: Iterable[FlowSpec]) -> List:
-    """Adds first (make-before-break: keys of adds and deletes never collide)."""
-    return [flow_add(datapath, s) for s in adds] + [flow_delete(datapath, s) for s in deletes]
+def meter_mod(datapath, spec: MeterSpec, command: int):
+    """OFPMeterMod adding, modifying or deleting one drop-band meter."""
+    unit = ofp.OFPMF_PKTPS if spec.packets else ofp.OFPMF_KBPS
+    bands = [] if command == ofp.OFPMC_DELETE else [
+        parser.OFPMeterBandDrop(rate=spec.rate_kbps, burst_size=spec.burst_kbits)]
+    return parser.OFPMeterMod(datapath, command=command, flags=unit | ofp.OFPMF_BURST,
+                              meter_id=spec.meter_id, bands=bands)
+
+
+def meters_request(datapath):
+    """Meter configuration request for every meter of the switch."""
+    return parser.OFPMeterConfigStatsRequest(datapath, 0, ofp.OFPM_ALL)
+
+
+def meter_from_stats(dpid: int, stats) -> MeterSpec | None:
+    """A MeterSpec from one meter config entry (None if not a single drop band)."""
+    if len(stats.bands) != 1 or not isinstance(stats.bands[0], parser.OFPMeterBandDrop):
+        return None
+    band = stats.bands[0]
+    return MeterSpec(dpid, stats.meter_id, band.rate, band.burst_size,
+                     packets=bool(stats.flags & ofp.OFPMF_PKTPS))
+
+
+def messages_for(datapath, changes: SwitchChanges) -> List:
+    """One switch's changes in a safe order.
+
+    New and changed meters first (flows refer to them), then flow adds, then
+    flow deletes, then meter deletes (deleting a meter deletes its flows). Adds
+    go before deletes: their keys never collide, so this is make-before-break.
+    """
+    meters = [s for s in changes.adds if isinstance(s, MeterSpec)]
+    flows = [s for s in changes.adds if isinstance(s, FlowSpec)]
+    messages = [meter_mod(datapath, m, ofp.OFPMC_MODIFY if changes.replaces(m)
+                          else ofp.OFPMC_ADD) for m in meters]
+    messages += [flow_add(datapath, s) for s in flows]
+    messages += [flow_delete(datapath, s) for s in changes.deletes if isinstance(s, FlowSpec)]
+    messages += [meter_mod(datapath, s, ofp.OFPMC_DELETE)
+                 for s in changes.deletes if isinstance(s, MeterSpec)]
+    return messages

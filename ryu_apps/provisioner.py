@@ -2,18 +2,18 @@
 
 Launch: ``ryu-manager ryu_apps.provisioner`` (options in a ``[dynprov]``
 section of ``--config-file``). Each handler turns an OpenFlow event into a
-call on :class:`~ryu_apps.core.engine.ProvisioningEngine` and sends the plan it
-returns: flow-mods, then a barrier per switch, then (once every barrier of the
-plan is answered) the packet-outs that re-inject a new VM's first packet.
+call on :class:`~ryu_apps.core.engine.ProvisioningEngine` and hands the plan it
+returns to :class:`~ryu_apps.plan_sender.PlanSender`.
 """
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass, field
-from typing import Dict, List, Set, Tuple
+import signal
+import time
+from typing import Dict, Set
 
 from ryu import cfg
+from ryu.app.wsgi import WSGIApplication
 from ryu.base import app_manager
 from ryu.controller import ofp_event
 from ryu.controller.handler import (
@@ -22,7 +22,6 @@ from ryu.controller.handler import (
     MAIN_DISPATCHER,
     set_ev_cls,
 )
-from ryu.app.wsgi import WSGIApplication
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
@@ -30,10 +29,11 @@ from ryu_apps import openflow, rest_api
 from ryu_apps.core import lldp
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef, RoleError, parse_description
-from ryu_apps.core.flow_plan import PacketOut, Plan
+from ryu_apps.core.frames import parse_frame
 from ryu_apps.core.identifiers import IdentifierError
 from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.library_files import LibraryKeeper
+from ryu_apps.plan_sender import PlanSender
 from ryu_apps.scheme_config import load_scheme
 
 CONF = cfg.CONF
@@ -49,14 +49,17 @@ CONF.register_opts([
 
 LLDP_SOURCE_MAC = bytes.fromhex("0e00d9000001")
 OFPP_MAX = 0xFFFFFF00
+TICK_SECONDS = 1.0
 
 
-@dataclass
-class _Batch:
-    """Barriers still awaited before a plan's packet-outs may be sent."""
+class _SwitchSync:
+    """What a connecting switch reported so far: its flows, then its meters."""
 
-    waiting: Set[Tuple[int, int]] = field(default_factory=set)
-    packet_outs: List[PacketOut] = field(default_factory=list)
+    def __init__(self, role, name, flows_xid: int) -> None:
+        self.role, self.name = role, name
+        self.flows_xid = flows_xid
+        self.meters_xid = None
+        self.observed: list = []
 
 
 class DynprovProvisioner(app_manager.RyuApp):
@@ -77,29 +80,32 @@ class DynprovProvisioner(app_manager.RyuApp):
         self.lldp_interval = options.lldp_interval
         self.datapaths: Dict[int, object] = {}
         self.ports: Dict[int, Set[int]] = {}
-        self._observed: Dict[int, list] = {}
-        self._roles: Dict[int, tuple] = {}
-        self._batches: Dict[Tuple[int, int], _Batch] = {}
+        self.sender = PlanSender(self.datapaths, self.logger)
+        self._syncing: Dict[int, _SwitchSync] = {}
         self.logger.info(
             "dynprov: %d templates from %s, identifier scheme %s",
             len(self.library_keeper.current), options.templates,
             options.identifier_scheme)
-        self._lldp_thread = hub.spawn(self._lldp_loop)
+        self._threads = [hub.spawn(self._lldp_loop), hub.spawn(self._tick_loop)]
+        signal.signal(signal.SIGHUP, lambda *_: hub.spawn(self.reload_library))
         rest_api.register(self, kwargs["wsgi"])
 
     def reload_library(self) -> tuple[bool, str]:
-        """Load the library again; on failure the old one stays in force.
+        """Load the library again and re-provision affected VMs in place.
 
-        Returns (True, summary) or (False, every validation error).
+        On a validation error the previous library stays in force. Returns
+        (True, summary) or (False, every validation error).
         """
         try:
             library = self.library_keeper.reload()
         except TemplateValidationError as error:
-            self.logger.error("library reload refused, previous library stays: %s", error)
+            self.logger.error("library reload refused, previous library stays:\n%s", error)
             return False, str(error)
-        self.engine.library = library
-        message = f"library reloaded: {len(library)} templates"
+        plan = self.engine.set_library(library)
+        message = (f"library reloaded: {len(library)} templates, "
+                   f"{plan.flow_count()} flow changes")
         self.logger.info("%s", message)
+        self.sender.send(plan)
         return True, message
 
     # -- connection lifecycle ----------------------------------------------
@@ -107,14 +113,13 @@ class DynprovProvisioner(app_manager.RyuApp):
     def _state_change(self, ev) -> None:
         datapath = ev.datapath
         if ev.state == MAIN_DISPATCHER:
-            parser = datapath.ofproto_parser
-            datapath.send_msg(parser.OFPDescStatsRequest(datapath, 0))
+            datapath.send_msg(datapath.ofproto_parser.OFPDescStatsRequest(datapath, 0))
         elif datapath.id is not None and self.datapaths.get(datapath.id) is datapath:
             self.logger.warning("switch %016x disconnected; its flows stay in place",
                                 datapath.id)
             del self.datapaths[datapath.id]
-            self._forget_batches(datapath.id)
-            self._send(self.engine.switch_down(datapath.id))
+            self.sender.forget(datapath.id)
+            self.sender.send(self.engine.switch_down(datapath.id))
 
     @set_ev_cls(ofp_event.EventOFPDescStatsReply, MAIN_DISPATCHER)
     def _desc_reply(self, ev) -> None:
@@ -131,26 +136,43 @@ class DynprovProvisioner(app_manager.RyuApp):
             self.logger.info("switch %016x (%r) is not a dynprov bridge; left alone",
                              datapath.id, description)
             return
-        self._roles[datapath.id] = parsed
-        self._observed[datapath.id] = []
-        datapath.send_msg(openflow.our_flows_request(datapath))
+        request = openflow.our_flows_request(datapath)
+        datapath.set_xid(request)
+        self._syncing[datapath.id] = _SwitchSync(*parsed, flows_xid=request.xid)
+        datapath.send_msg(request)
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats_reply(self, ev) -> None:
         datapath = ev.msg.datapath
-        observed = self._observed.get(datapath.id)
-        if observed is None:
-            return
-        observed.extend(openflow.spec_from_stats(datapath.id, s) for s in ev.msg.body)
+        sync = self._syncing.get(datapath.id)
+        if sync is None or ev.msg.xid != sync.flows_xid:
+            return  # somebody else's request (e.g. the REST API's)
+        sync.observed += [openflow.spec_from_stats(datapath.id, s) for s in ev.msg.body]
         if ev.msg.flags & datapath.ofproto.OFPMPF_REPLY_MORE:
             return
-        del self._observed[datapath.id]
-        role, name = self._roles[datapath.id]
+        request = openflow.meters_request(datapath)
+        datapath.set_xid(request)
+        sync.meters_xid = request.xid
+        datapath.send_msg(request)
+
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
+    def _meter_stats_reply(self, ev) -> None:
+        datapath = ev.msg.datapath
+        sync = self._syncing.get(datapath.id)
+        if sync is None or ev.msg.xid != sync.meters_xid:
+            return
+        meters = (openflow.meter_from_stats(datapath.id, m) for m in ev.msg.body)
+        sync.observed += [m for m in meters if m is not None]
+        if ev.msg.flags & datapath.ofproto.OFPMPF_REPLY_MORE:
+            return
+        del self._syncing[datapath.id]
         self.datapaths[datapath.id] = datapath
-        plan = self.engine.switch_up(datapath.id, role, name, observed)
-        self.logger.info("switch %016x up: %s %s, %d dynprov flows found, %d changes",
-                         datapath.id, role.value, name, len(observed), plan.flow_count())
-        self._send(plan)
+        plan = self.engine.switch_up(datapath.id, sync.role, sync.name, sync.observed,
+                                     now=time.time())
+        self.logger.info("switch %016x up: %s %s, %d dynprov entries found, %d changes",
+                         datapath.id, sync.role.value, sync.name, len(sync.observed),
+                         plan.flow_count())
+        self.sender.send(plan)
         datapath.send_msg(datapath.ofproto_parser.OFPPortDescStatsRequest(datapath, 0))
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
@@ -167,30 +189,35 @@ class DynprovProvisioner(app_manager.RyuApp):
         ofp = msg.datapath.ofproto
         if dpid not in self.datapaths or port >= OFPP_MAX:
             return
-        link_down = msg.desc.state & ofp.OFPPS_LINK_DOWN
-        if msg.reason == ofp.OFPPR_DELETE or link_down:
+        if msg.reason == ofp.OFPPR_DELETE or msg.desc.state & ofp.OFPPS_LINK_DOWN:
             self.ports.get(dpid, set()).discard(port)
-            self._send(self.engine.port_down(dpid, port))
+            self.sender.send(self.engine.port_down(dpid, port))
         else:
             self.ports.setdefault(dpid, set()).add(port)
             self._send_probe(dpid, port)
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    def _flow_removed(self, ev) -> None:
+        msg = ev.msg
+        idle = msg.reason == msg.datapath.ofproto.OFPRR_IDLE_TIMEOUT
+        self.sender.send(self.engine.flow_removed(msg.datapath.id, msg.cookie, idle))
 
     # -- packets -----------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev) -> None:
         msg = ev.msg
         dpid = msg.datapath.id
-        if dpid not in self.datapaths:
-            return
-        data = msg.data
-        if len(data) < 14:
+        frame = parse_frame(msg.data)
+        if dpid not in self.datapaths or frame is None:
             return
         in_port = msg.match["in_port"]
-        ethertype = struct.unpack("!H", data[12:14])[0]
-        if ethertype == lldp.ETH_TYPE_LLDP:
-            self._lldp_in(dpid, in_port, data)
+        if frame.ethertype == lldp.ETH_TYPE_LLDP:
+            origin = lldp.parse_probe(msg.data)
+            if origin is not None:
+                self.sender.send(self.engine.link_seen(PortRef(*origin), PortRef(dpid, in_port)))
             return
-        verdict = self.engine.packet_in(dpid, in_port, _mac_text(data[6:12]), data)
+        verdict = self.engine.packet_in(dpid, in_port, frame.eth_src, msg.data,
+                                        now=time.time(), sender_ip=frame.sender_ip)
         if verdict.refusal and verdict.first_refusal:
             refusal = verdict.refusal
             template = "none" if refusal.template_id is None else str(refusal.template_id)
@@ -203,71 +230,11 @@ class DynprovProvisioner(app_manager.RyuApp):
                 "provisioned VM %s on switch %016x port %d: template %d '%s', vlan %d, "
                 "binding %d", b.mac, b.dpid, b.port, b.template_id, b.template_name,
                 b.vlan, b.binding_id)
-        self._send(verdict.plan)
-
-    def _lldp_in(self, dpid: int, in_port: int, data: bytes) -> None:
-        origin = lldp.parse_probe(data)
-        if origin is None:
-            return
-        self._send(self.engine.link_seen(PortRef(*origin), PortRef(dpid, in_port)))
-
-    def _send_probe(self, dpid: int, port: int) -> None:
-        datapath = self.datapaths.get(dpid)
-        if datapath is None:
-            return
-        frame = lldp.build_probe(dpid, port, LLDP_SOURCE_MAC)
-        datapath.send_msg(openflow.packet_out_to_port(datapath, port, frame))
-
-    def _lldp_loop(self) -> None:
-        while True:
-            hub.sleep(self.lldp_interval)
-            for dpid, ports in list(self.ports.items()):
-                for port in sorted(ports):
-                    self._send_probe(dpid, port)
-
-    # -- sending plans -----------------------------------------------------
-    def _send(self, plan: Plan) -> None:
-        """Send flow changes and a barrier per switch; packet-outs after all barriers."""
-        for note in plan.notes:
-            self.logger.info("%s", note)
-        batch = _Batch(packet_outs=list(plan.packet_outs))
-        for dpid, changes in plan.changes.items():
-            datapath = self.datapaths.get(dpid)
-            if datapath is None or not changes:
-                continue  # a disconnected switch is reconciled when it returns
-            for message in openflow.messages_for(datapath, changes.adds, changes.deletes):
-                datapath.send_msg(message)
-            barrier = datapath.ofproto_parser.OFPBarrierRequest(datapath)
-            datapath.set_xid(barrier)
-            datapath.send_msg(barrier)
-            batch.waiting.add((dpid, barrier.xid))
-            self._batches[(dpid, barrier.xid)] = batch
-        if not batch.waiting:
-            self._release(batch)
+        self.sender.send(verdict.plan)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def _barrier_reply(self, ev) -> None:
-        key = (ev.msg.datapath.id, ev.msg.xid)
-        batch = self._batches.pop(key, None)
-        if batch is None:
-            return
-        batch.waiting.discard(key)
-        if not batch.waiting:
-            self._release(batch)
-
-    def _release(self, batch: _Batch) -> None:
-        for out in batch.packet_outs:
-            datapath = self.datapaths.get(out.dpid)
-            if datapath is not None:
-                datapath.send_msg(
-                    openflow.packet_out_to_pipeline(datapath, out.in_port, out.data))
-
-    def _forget_batches(self, dpid: int) -> None:
-        for key in [k for k in self._batches if k[0] == dpid]:
-            batch = self._batches.pop(key)
-            batch.waiting.discard(key)
-            if not batch.waiting:
-                self._release(batch)
+        self.sender.barrier_reply(ev.msg.datapath.id, ev.msg.xid)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev) -> None:
@@ -276,6 +243,21 @@ class DynprovProvisioner(app_manager.RyuApp):
                           msg.datapath.id or 0, msg.xid, msg.type, msg.code,
                           msg.data[:64].hex())
 
+    # -- periodic work -----------------------------------------------------
+    def _send_probe(self, dpid: int, port: int) -> None:
+        datapath = self.datapaths.get(dpid)
+        if datapath is not None:
+            frame = lldp.build_probe(dpid, port, LLDP_SOURCE_MAC)
+            datapath.send_msg(openflow.packet_out_to_port(datapath, port, frame))
 
-def _mac_text(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
+    def _lldp_loop(self) -> None:
+        while True:
+            hub.sleep(self.lldp_interval)
+            for dpid, ports in list(self.ports.items()):
+                for port in sorted(ports):
+                    self._send_probe(dpid, port)
+
+    def _tick_loop(self) -> None:
+        while True:
+            hub.sleep(TICK_SECONDS)
+            self.sender.send(self.engine.tick(time.time()))

@@ -8,10 +8,13 @@ Layout of the 64-bit OpenFlow cookie::
     +-----------+------+----------------+----------------------------------+
 
 - app: 0xD9 marks a flow as dynprov's; flows without it are never touched.
-- kind: what produced the flow (a VM binding, a VLAN's shared flows, or the
-  switch's infrastructure flows such as LLDP capture and the table miss).
+- kind: what produced the flow: a VM binding (1), a VLAN's shared flows (2),
+  a VLAN's admission and port ACL on one access port (3), the drop flows of
+  MACs quarantined on one port (4), or the switch's infrastructure flows such
+  as LLDP capture and the table miss (15).
 - template id: the configuration template of a binding (0 for other kinds).
-- owner id: the binding id for BINDING, the VLAN id for VLAN, 0 for INFRA.
+- owner id: the binding id for BINDING, the VLAN id for VLAN,
+  ``port << 12 | vlan`` for PORT_GROUP, the port for QUARANTINE, 0 for INFRA.
 
 Every delete and stats request carries a mask, so one binding's flows are
 removed exactly, and a switch's flows that are not ours survive.
@@ -44,6 +47,8 @@ class CookieKind(enum.IntEnum):
 
     BINDING = 1
     VLAN = 2
+    PORT_GROUP = 3
+    QUARANTINE = 4
     INFRA = 15
 
 
@@ -77,6 +82,11 @@ class Owner:
             return f"binding {self.owner_id} template {self.template_id}"
         if self.kind is CookieKind.VLAN:
             return f"vlan {self.owner_id}"
+        if self.kind is CookieKind.PORT_GROUP:
+            port, vlan = divmod(self.owner_id, 1 << 12)
+            return f"access port {port} vlan {vlan}"
+        if self.kind is CookieKind.QUARANTINE:
+            return f"quarantine port {self.owner_id}"
         return "infrastructure"
 
 
@@ -91,6 +101,16 @@ def binding_owner(binding_id: int, template_id: int) -> Owner:
 def vlan_owner(vlan_id: int) -> Owner:
     """Owner of a VLAN's shared flows (flooding, uplink admission)."""
     return Owner(CookieKind.VLAN, vlan_id)
+
+
+def port_group_owner(port: int, vlan: int) -> Owner:
+    """Owner of one VLAN's admission and port ACL on one access-switch port."""
+    return Owner(CookieKind.PORT_GROUP, (port << 12) | vlan)
+
+
+def quarantine_owner(port: int) -> Owner:
+    """Owner of the drop flows for refused MACs seen on one port."""
+    return Owner(CookieKind.QUARANTINE, port)
 
 
 def is_ours(cookie: int) -> bool:

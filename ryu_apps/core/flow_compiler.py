@@ -1,113 +1,232 @@
-"""Compile bindings, VLAN memberships and switch roles into flow specs (pure).
+"""Compile bindings, VLANs, access-port groups and switch roles into flows (pure).
 
-Pipeline of a server's virtual switch (role ``server``)::
-
-    table 0 CLASSIFY  LLDP -> controller
-                      VM port + VM MAC -> tag with the template's VLAN, goto 1
-                      uplink + admitted VLAN -> goto 1
-                      uplink, anything else -> drop
-                      miss -> controller (detects new VMs)
-    table 1 FORWARD   VLAN + VM MAC -> untag, out of the VM's port
-                      VLAN + group address -> uplink toward other members,
-                                              untag, out of local members
-                      VLAN, other unicast -> uplink
-                      miss -> drop
-
-Access, fabric and edge bridges run one table: LLDP to the controller,
-VLAN + VM MAC to the next hop toward the VM's server, VLAN + group address to
-the tree ports toward that VLAN's members, and nothing else (drop).
+The tables are described in :mod:`ryu_apps.core.pipeline` and
+docs/architecture.md. In short, a frame from a VM on a server's virtual switch
+goes CLASSIFY (its port and MAC; its meter) -> ANTI_SPOOF (its bound IP) ->
+FROM_VM_ACL -> FROM_VM_PORT_ACL (tagged with its VLAN here) -> FORWARD; on the
+access switch it is admitted per (server port, VLAN) with the template's port
+ACL and aggregate meter; a frame for a VM ends FORWARD -> TO_VM_ACL ->
+TO_VM_PORT_ACL -> the VM's port. Egress ACL tables are keyed by the egress
+port in the pipeline metadata, so a flooded frame is checked once per port.
 """
 
 from __future__ import annotations
 
-import enum
-from typing import Iterable, Set
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Set, Union
 
+from ryu_apps.core.acl_compiler import acl_entries, rules_for
 from ryu_apps.core.binding import Binding
-from ryu_apps.core.cookies import INFRA_OWNER, vlan_owner
-from ryu_apps.core.fabric import Fabric, Role
+from ryu_apps.core.cookies import INFRA_OWNER, Owner, vlan_owner
+from ryu_apps.core.fabric import Fabric, PortRef, Role
 from ryu_apps.core.flowspec import (
     ETH_TYPE_LLDP,
     GROUP_ADDRESS_MATCH,
     OFPCML_NO_BUFFER,
     OFPP_CONTROLLER,
     FlowSpec,
+    MeterSpec,
     Output,
     PopVlan,
     PushVlan,
+    Resubmit,
     SetField,
     flow,
     make_match,
+    match_from_mapping,
     tagged,
 )
+from ryu_apps.core.pipeline import (
+    MOVED_PORT_METER_OFFSET,
+    PACKET_IN_BURST,
+    PACKET_IN_METER,
+    PACKET_IN_RATE_PPS,
+    Priority,
+    Table,
+    port_group_meter,
+)
+from ryu_apps.core.template_model import (
+    ETH_ARP,
+    ETH_IPV4,
+    Action,
+    Direction,
+    SwitchSide,
+    Template,
+)
 
-
-class Table(enum.IntEnum):
-    """Tables of a server's virtual switch (transit bridges use CLASSIFY only)."""
-
-    CLASSIFY = 0
-    FORWARD = 1
-
-
-class Priority(enum.IntEnum):
-    """Named priority bands; a higher band always wins."""
-
-    LLDP = 60000
-    BINDING = 50000
-    VLAN_ADMIT = 40000
-    VLAN_FLOOD = 30000
-    VLAN_UPLINK = 20000
-    UPLINK_DROP = 10000
-    MISS = 0
-
+Entry = Union[FlowSpec, MeterSpec]
 
 #: Bytes of a new VM's packet sent to the controller (headers are enough).
 PACKET_IN_BYTES = 128
 
 
-def infra_flows(fabric: Fabric, dpid: int) -> Set[FlowSpec]:
+@dataclass(frozen=True)
+class Placement:
+    """Where a binding's template is enforced."""
+
+    binding: Binding
+    template: Template
+    port_rules_on_vswitch: bool = False  # the template merge moved them here
+
+
+# -- infrastructure ---------------------------------------------------------
+def infra_flows(fabric: Fabric, dpid: int) -> Set[Entry]:
     """Flows every managed switch carries whatever its bindings."""
     cookie = INFRA_OWNER.cookie
-    flows = {
-        flow(dpid, Table.CLASSIFY, Priority.LLDP,
-             make_match(eth_type=ETH_TYPE_LLDP), cookie,
-             actions=(Output(OFPP_CONTROLLER, OFPCML_NO_BUFFER),)),
+    entries: Set[Entry] = {
+        flow(dpid, Table.CLASSIFY, Priority.LLDP, make_match(eth_type=ETH_TYPE_LLDP),
+             cookie, actions=(Output(OFPP_CONTROLLER, OFPCML_NO_BUFFER),)),
     }
-    if fabric.role(dpid) is Role.SERVER:
+    role = fabric.role(dpid)
+    if role is Role.SERVER:
         for port in fabric.link_ports(dpid):
-            flows.add(flow(dpid, Table.CLASSIFY, Priority.UPLINK_DROP,
-                           make_match(in_port=port), cookie))
-        flows.add(flow(dpid, Table.CLASSIFY, Priority.MISS, make_match(), cookie,
-                       actions=(Output(OFPP_CONTROLLER, PACKET_IN_BYTES),)))
-    return flows
+            entries.add(flow(dpid, Table.CLASSIFY, Priority.UPLINK_DROP,
+                             make_match(in_port=port), cookie))
+        entries.add(MeterSpec(dpid, PACKET_IN_METER, PACKET_IN_RATE_PPS, PACKET_IN_BURST,
+                              packets=True, cookie=cookie))
+        entries.add(flow(dpid, Table.CLASSIFY, Priority.MISS, make_match(), cookie,
+                         meter=PACKET_IN_METER,
+                         actions=(Output(OFPP_CONTROLLER, PACKET_IN_BYTES),)))
+        return entries
+    for port in server_facing_ports(fabric, dpid):
+        entries.add(flow(dpid, Table.CLASSIFY, Priority.UPLINK_DROP,
+                         make_match(in_port=port), cookie))
+    entries.add(flow(dpid, Table.CLASSIFY, Priority.TRANSIT, make_match(), cookie,
+                     goto=Table.FORWARD))
+    return entries
 
 
-def binding_flows(fabric: Fabric, binding: Binding) -> Set[FlowSpec]:
-    """The flows that admit and deliver one VM, on every managed switch."""
+def server_facing_ports(fabric: Fabric, dpid: int) -> Set[int]:
+    """Ports of an access switch that lead to a server's virtual switch."""
+    if fabric.role(dpid) is not Role.ACCESS:
+        return set()
+    return {port for port in fabric.link_ports(dpid)
+            if fabric.role(fabric.peer(PortRef(dpid, port)).dpid) is Role.SERVER}
+
+
+# -- one VM -------------------------------------------------------------------
+def binding_flows(fabric: Fabric, placement: Placement) -> Set[Entry]:
+    """Everything one VM needs: its port on the server and its path in the fabric."""
+    binding = placement.binding
+    entries = _server_side(placement)
     cookie = binding.owner.cookie
     vid = tagged(binding.vlan)
-    flows = {
-        flow(binding.dpid, Table.CLASSIFY, Priority.BINDING,
-             make_match(in_port=binding.port, eth_src=binding.mac), cookie,
-             actions=(PushVlan(), SetField("vlan_vid", vid)),
-             goto=Table.FORWARD),
-        flow(binding.dpid, Table.FORWARD, Priority.BINDING,
-             make_match(vlan_vid=vid, eth_dst=binding.mac), cookie,
-             actions=(PopVlan(), Output(binding.port))),
-    }
     for dpid, info in fabric.switches.items():
         if info.role is Role.SERVER:
             continue
         port = fabric.next_hop_port(dpid, binding.dpid)
         if port is None:
             continue
-        flows.add(flow(dpid, Table.CLASSIFY, Priority.BINDING,
-                       make_match(vlan_vid=vid, eth_dst=binding.mac), cookie,
-                       actions=(Output(port),)))
-    return flows
+        match = make_match(vlan_vid=vid, eth_dst=binding.mac)
+        if port in server_facing_ports(fabric, dpid):
+            entries.add(flow(dpid, Table.FORWARD, Priority.BINDING, match, cookie,
+                             metadata=port, goto=Table.TO_VM_PORT_ACL))
+        else:
+            entries.add(flow(dpid, Table.FORWARD, Priority.BINDING, match, cookie,
+                             actions=(Output(port),)))
+    return entries
 
 
-def vlan_flows(fabric: Fabric, vlan: int, members: Iterable[Binding]) -> Set[FlowSpec]:
+def _server_side(placement: Placement) -> Set[Entry]:
+    binding, template = placement.binding, placement.template
+    dpid, port, cookie = binding.dpid, binding.port, binding.owner.cookie
+    vswitch = template.virtual_switch
+    entries: Set[Entry] = set()
+    meter = None
+    if vswitch.bandwidth is not None:
+        meter = binding.binding_id
+        entries.add(MeterSpec(dpid, meter, vswitch.bandwidth.rate_kbps,
+                              vswitch.bandwidth.burst_kbits, cookie=cookie))
+    entries.add(flow(dpid, Table.CLASSIFY, Priority.BINDING,
+                     make_match(in_port=port, eth_src=binding.mac), cookie,
+                     meter=meter, goto=Table.ANTI_SPOOF,
+                     idle_timeout=template.idle_timeout))
+    entries |= _anti_spoof(binding, vswitch.bind_ip)
+    push = (PushVlan(), SetField("vlan_vid", tagged(binding.vlan)))
+    entries |= _acl_flows(dpid, Table.FROM_VM_ACL, {"in_port": port}, cookie,
+                          rules_for(vswitch.acl, Direction.FROM_VM), vswitch.default_action,
+                          allow=dict(goto=Table.FROM_VM_PORT_ACL))
+    entries |= _acl_flows(dpid, Table.TO_VM_ACL, {"metadata": port}, cookie,
+                          rules_for(vswitch.acl, Direction.TO_VM), vswitch.default_action,
+                          allow=dict(goto=Table.TO_VM_PORT_ACL))
+    if placement.port_rules_on_vswitch:
+        entries |= _moved_port_rules(placement, push)
+    else:
+        entries.add(flow(dpid, Table.FROM_VM_PORT_ACL, Priority.BINDING,
+                         make_match(in_port=port), cookie, actions=push,
+                         goto=Table.FORWARD))
+        entries.add(flow(dpid, Table.TO_VM_PORT_ACL, Priority.BINDING,
+                         make_match(metadata=port), cookie, actions=(Output(port),)))
+    entries.add(flow(dpid, Table.FORWARD, Priority.BINDING,
+                     make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac), cookie,
+                     actions=(PopVlan(),), metadata=port, goto=Table.TO_VM_ACL))
+    return entries
+
+
+def _moved_port_rules(placement: Placement, push) -> Set[Entry]:
+    """A merged template's port-side ACL and limit, enforced at the VM's port."""
+    binding, side = placement.binding, placement.template.access_port
+    dpid, port, cookie = binding.dpid, binding.port, binding.owner.cookie
+    entries: Set[Entry] = set()
+    meter = None
+    if side.bandwidth is not None:
+        meter = MOVED_PORT_METER_OFFSET + binding.binding_id
+        entries.add(MeterSpec(dpid, meter, side.bandwidth.rate_kbps,
+                              side.bandwidth.burst_kbits, cookie=cookie))
+    entries |= _acl_flows(dpid, Table.FROM_VM_PORT_ACL, {"in_port": port}, cookie,
+                          rules_for(side.acl, Direction.FROM_VM), side.default_action,
+                          allow=dict(actions=push, goto=Table.FORWARD, meter=meter))
+    entries |= _acl_flows(dpid, Table.TO_VM_PORT_ACL, {"metadata": port}, cookie,
+                          rules_for(side.acl, Direction.TO_VM), side.default_action,
+                          allow=dict(actions=(Output(port),)))
+    return entries
+
+
+def _anti_spoof(binding: Binding, bind_ip: bool) -> Set[FlowSpec]:
+    """A VM sends only with its own MAC (CLASSIFY) and, if bound, its own IPv4."""
+    dpid, port, cookie = binding.dpid, binding.port, binding.owner.cookie
+    table = Table.ANTI_SPOOF
+
+    def rule(priority, goto=True, **fields):
+        return flow(dpid, table, priority, make_match(in_port=port, **fields), cookie,
+                    goto=Table.FROM_VM_ACL if goto else None)
+
+    entries = {rule(Priority.BINDING)}
+    if not bind_ip:
+        return entries
+    # DHCP and ARP probes carry 0.0.0.0 before the VM has an address.
+    entries.add(rule(Priority.SPOOF_ALLOW, eth_type=ETH_IPV4, ipv4_src="0.0.0.0",
+                     ip_proto=17, udp_src=68, udp_dst=67))
+    entries.add(rule(Priority.SPOOF_ALLOW, eth_type=ETH_ARP, arp_spa="0.0.0.0"))
+    if binding.ip is None:
+        learn = (Output(OFPP_CONTROLLER, PACKET_IN_BYTES),)
+        for ethertype in (ETH_IPV4, ETH_ARP):
+            entries.add(flow(dpid, table, Priority.SPOOF_LEARN,
+                             make_match(in_port=port, eth_type=ethertype), cookie,
+                             meter=PACKET_IN_METER, actions=learn))
+        return entries
+    entries.add(rule(Priority.SPOOF_ALLOW, eth_type=ETH_IPV4, ipv4_src=binding.ip))
+    entries.add(rule(Priority.SPOOF_ALLOW, eth_type=ETH_ARP, arp_spa=binding.ip))
+    entries.add(rule(Priority.SPOOF_LEARN, goto=False, eth_type=ETH_IPV4))
+    entries.add(rule(Priority.SPOOF_LEARN, goto=False, eth_type=ETH_ARP))
+    return entries
+
+
+def _acl_flows(dpid: int, table: Table, key: dict, cookie: int, rules, default: Action,
+               allow: dict) -> Set[FlowSpec]:
+    """An ACL as flows: each allowed entry does ``allow``; a denied entry drops."""
+    entries = set()
+    for priority, fields, action in acl_entries(rules, default):
+        match = match_from_mapping({**key, **fields})
+        if action is Action.ALLOW:
+            entries.add(flow(dpid, table, priority, match, cookie, **allow))
+        else:
+            entries.add(flow(dpid, table, priority, match, cookie))
+    return entries
+
+
+# -- a VLAN -------------------------------------------------------------------
+def vlan_flows(fabric: Fabric, vlan: int, members: Iterable[Binding]) -> Set[Entry]:
     """A VLAN's shared flows: uplink admission, flooding and the way up."""
     members = list(members)
     if not members:
@@ -115,37 +234,70 @@ def vlan_flows(fabric: Fabric, vlan: int, members: Iterable[Binding]) -> Set[Flo
     cookie = vlan_owner(vlan).cookie
     vid = tagged(vlan)
     member_switches = {b.dpid for b in members}
-    flows: Set[FlowSpec] = set()
+    entries: Set[Entry] = set()
+    flood_match = make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH)
     for dpid, info in fabric.switches.items():
-        remote = member_switches - {dpid}
-        up_ports = sorted(fabric.flood_ports(dpid, remote))
+        up_ports = sorted(fabric.flood_ports(dpid, member_switches - {dpid}))
         if info.role is Role.SERVER:
-            local_ports = sorted({b.port for b in members if b.dpid == dpid})
-            if not local_ports:
-                continue
-            flows |= _server_vlan_flows(dpid, vid, cookie, up_ports, local_ports)
+            local = sorted({b.port for b in members if b.dpid == dpid})
+            if local:
+                entries |= _server_vlan_flows(dpid, vid, cookie, up_ports, local)
         elif up_ports:
-            flows.add(flow(dpid, Table.CLASSIFY, Priority.VLAN_FLOOD,
-                           make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH),
-                           cookie, actions=tuple(Output(p) for p in up_ports)))
-    return flows
+            to_servers = server_facing_ports(fabric, dpid)
+            actions: List = [Output(p) for p in up_ports if p not in to_servers]
+            for port in up_ports:
+                if port in to_servers:
+                    actions += [SetField("metadata", port), Resubmit(Table.TO_VM_PORT_ACL)]
+            entries.add(flow(dpid, Table.FORWARD, Priority.VLAN_FLOOD, flood_match, cookie,
+                             actions=tuple(actions)))
+    return entries
 
 
 def _server_vlan_flows(dpid: int, vid: int, cookie: int,
-                       up_ports: list[int], local_ports: list[int]) -> Set[FlowSpec]:
-    flood_actions = tuple(Output(p) for p in up_ports) + (PopVlan(),) + tuple(
-        Output(p) for p in local_ports)
-    flows = {
+                       up_ports: List[int], local_ports: List[int]) -> Set[Entry]:
+    flood: List = [Output(p) for p in up_ports] + [PopVlan()]
+    for port in local_ports:
+        flood += [SetField("metadata", port), Resubmit(Table.TO_VM_ACL)]
+    entries: Set[Entry] = {
         flow(dpid, Table.FORWARD, Priority.VLAN_FLOOD,
              make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH), cookie,
-             actions=flood_actions),
+             actions=tuple(flood)),
     }
     for port in up_ports:
-        flows.add(flow(dpid, Table.CLASSIFY, Priority.VLAN_ADMIT,
-                       make_match(in_port=port, vlan_vid=vid), cookie,
-                       goto=Table.FORWARD))
+        entries.add(flow(dpid, Table.CLASSIFY, Priority.VLAN_ADMIT,
+                         make_match(in_port=port, vlan_vid=vid), cookie,
+                         goto=Table.FORWARD))
     if up_ports:
-        flows.add(flow(dpid, Table.FORWARD, Priority.VLAN_UPLINK,
-                       make_match(vlan_vid=vid), cookie,
-                       actions=(Output(up_ports[0]),)))
-    return flows
+        entries.add(flow(dpid, Table.FORWARD, Priority.VLAN_UPLINK,
+                         make_match(vlan_vid=vid), cookie, actions=(Output(up_ports[0]),)))
+    return entries
+
+
+# -- an access port -------------------------------------------------------------
+def port_group_flows(dpid: int, port: int, vlan: int, owner: Owner,
+                     side: Optional[SwitchSide]) -> Set[Entry]:
+    """A VLAN admitted on an access port, with the template's port-side rules.
+
+    ``side`` is None when the VMs behind the port in this VLAN use templates whose
+    port-side rules differ: those rules then live on each VM's port instead.
+    """
+    cookie = owner.cookie
+    vid = tagged(vlan)
+    entries: Set[Entry] = set()
+    meter = None
+    if side is not None and side.bandwidth is not None:
+        meter = port_group_meter(port, vlan)
+        entries.add(MeterSpec(dpid, meter, side.bandwidth.rate_kbps,
+                              side.bandwidth.burst_kbits, cookie=cookie))
+    entries.add(flow(dpid, Table.CLASSIFY, Priority.VLAN_ADMIT,
+                     make_match(in_port=port, vlan_vid=vid), cookie,
+                     meter=meter, goto=Table.FROM_VM_PORT_ACL))
+    rules = side.acl if side is not None else ()
+    default = side.default_action if side is not None else Action.ALLOW
+    entries |= _acl_flows(dpid, Table.FROM_VM_PORT_ACL, {"in_port": port, "vlan_vid": vid},
+                          cookie, rules_for(rules, Direction.FROM_VM), default,
+                          allow=dict(goto=Table.FORWARD))
+    entries |= _acl_flows(dpid, Table.TO_VM_PORT_ACL, {"metadata": port, "vlan_vid": vid},
+                          cookie, rules_for(rules, Direction.TO_VM), default,
+                          allow=dict(actions=(Output(port),)))
+    return entries

@@ -6,18 +6,60 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Set
 
 from ryu_apps.core.cookies import Owner, decode_cookie
-from ryu_apps.core.flowspec import FlowSpec
+from ryu_apps.core.flowspec import FlowSpec, MeterSpec
+from ryu_apps.core.pipeline import is_dynprov_meter
 
 
-@dataclass
+def _is_ours(entry) -> bool:
+    if isinstance(entry, MeterSpec):
+        return is_dynprov_meter(entry.meter_id)
+    return decode_cookie(entry.cookie) is not None
+
+
 class SwitchChanges:
-    """Flow changes for one switch: deletes are sent first, then adds."""
+    """Flow and meter changes for one switch, at most one change per entry.
 
-    deletes: List[FlowSpec] = field(default_factory=list)
-    adds: List[FlowSpec] = field(default_factory=list)
+    A later change of an entry overrides an earlier one in the same plan: an add
+    after a delete of the same entry is just the add (ADD replaces in place),
+    and a delete after an add is just the delete.
+    """
+
+    def __init__(self) -> None:
+        self._adds: Dict[tuple, object] = {}
+        self._deletes: Dict[tuple, object] = {}
+        self._replacing: Set[tuple] = set()
+
+    def add(self, spec, replacing: bool = False) -> None:
+        """Install ``spec``; ``replacing`` when the switch already has its key."""
+        if self._deletes.pop(spec.key, None) is not None:
+            replacing = True  # the switch holds the entry this plan was deleting
+        self._adds[spec.key] = spec
+        if replacing:
+            self._replacing.add(spec.key)
+
+    def delete(self, spec) -> None:
+        """Remove ``spec`` (exactly: by its key and cookie)."""
+        if self._adds.pop(spec.key, None) is not None and spec.key not in self._replacing:
+            return  # added earlier in this plan only: nothing to remove on the switch
+        self._replacing.discard(spec.key)
+        self._deletes[spec.key] = spec
+
+    @property
+    def adds(self) -> List:
+        """Entries to install, in the order they were planned."""
+        return list(self._adds.values())
+
+    @property
+    def deletes(self) -> List:
+        """Entries to remove."""
+        return list(self._deletes.values())
+
+    def replaces(self, spec) -> bool:
+        """True when the add replaces an entry the switch already holds."""
+        return spec.key in self._replacing
 
     def __bool__(self) -> bool:
-        return bool(self.deletes or self.adds)
+        return bool(self._adds or self._deletes)
 
 
 @dataclass(frozen=True)
@@ -62,10 +104,10 @@ def diff_flows(old: Iterable[FlowSpec], new: Iterable[FlowSpec], plan: Plan) -> 
     new_by_key = {f.key: f for f in new}
     for key, spec in old_by_key.items():
         if key not in new_by_key:
-            plan.for_switch(spec.dpid).deletes.append(spec)
+            plan.for_switch(spec.dpid).delete(spec)
     for key, spec in new_by_key.items():
         if old_by_key.get(key) != spec:
-            plan.for_switch(spec.dpid).adds.append(spec)
+            plan.for_switch(spec.dpid).add(spec, replacing=key in old_by_key)
 
 
 class DesiredFlows:
@@ -109,5 +151,5 @@ class DesiredFlows:
         ``observed`` holds the flows read back from the switch; flows whose
         cookie is not dynprov's are ignored and so never deleted.
         """
-        ours = [f for f in observed if decode_cookie(f.cookie) is not None]
+        ours = [f for f in observed if _is_ours(f)]
         diff_flows(ours, self.on_switch(dpid), plan)

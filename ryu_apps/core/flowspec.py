@@ -9,7 +9,7 @@ tables are plain sets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Tuple, Union
 
 #: Reserved OpenFlow 1.3 port numbers (from the specification).
@@ -57,7 +57,18 @@ class SetField:
     value: Any
 
 
-Action = Union[Output, PushVlan, PopVlan, SetField]
+@dataclass(frozen=True)
+class Resubmit:
+    """Run the packet through another table and come back (an OVS extension).
+
+    Used to send one copy of a flooded frame through a port's egress ACL per
+    member port; OpenFlow 1.3 alone cannot apply per-copy ACLs.
+    """
+
+    table_id: int
+
+
+Action = Union[Output, PushVlan, PopVlan, SetField, Resubmit]
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,32 @@ class Meter:
     meter_id: int
 
 
-Instruction = Union[Meter, ApplyActions, GotoTable]
+@dataclass(frozen=True)
+class WriteMetadata:
+    """Set the pipeline metadata (here: the egress port an ACL is for)."""
+
+    value: int
+    mask: int = 0xFFFFFFFFFFFFFFFF
+
+
+Instruction = Union[Meter, ApplyActions, WriteMetadata, GotoTable]
+
+
+@dataclass(frozen=True)
+class MeterSpec:
+    """An OpenFlow 1.3 meter with one drop band (kbit/s, burst in kbit)."""
+
+    dpid: int
+    meter_id: int
+    rate_kbps: int
+    burst_kbits: int
+    packets: bool = False  # rate and burst in packets instead of kbit
+    cookie: int = field(default=0, compare=False)
+
+    @property
+    def key(self) -> tuple:
+        """Identity of the meter in a switch."""
+        return (self.dpid, "meter", self.meter_id)
 
 
 @dataclass(frozen=True)
@@ -132,6 +168,8 @@ def flow(
     actions: Tuple[Action, ...] = (),
     goto: int | None = None,
     meter: int | None = None,
+    metadata: int | None = None,
+    idle_timeout: int = 0,
 ) -> FlowSpec:
     """Build a FlowSpec with instructions in the order OpenFlow 1.3 requires."""
     instructions: list = []
@@ -139,8 +177,11 @@ def flow(
         instructions.append(Meter(meter))
     if actions:
         instructions.append(ApplyActions(tuple(actions)))
+    if metadata is not None:
+        instructions.append(WriteMetadata(metadata))
     if goto is not None:
-        instructions.append(GotoTable(goto))
-    return FlowSpec(dpid, table_id, priority, match, tuple(instructions), cookie)
+        instructions.append(GotoTable(int(goto)))
+    return FlowSpec(dpid, int(table_id), int(priority), match, tuple(instructions), cookie,
+                    idle_timeout)
 
 

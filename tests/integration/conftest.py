@@ -1,10 +1,15 @@
 """Fixtures that start the real controller and a real Mininet topology."""
 
 import os
+from pathlib import Path
 
 import pytest
 
 from ryu_apps import lab
+
+LIBRARIES = Path(__file__).parent / "libraries"
+#: Templates that allow all traffic: only VLANs separate them.
+OPEN_LIBRARY = LIBRARIES / "open"
 
 
 def unique_prefix() -> str:
@@ -12,20 +17,33 @@ def unique_prefix() -> str:
     return "t%03d" % (os.getpid() % 1000)
 
 
-@pytest.fixture(scope="module")
-def datacenter():
-    """Controller + the default topology (2 access, 2 servers each, 2 VMs each)."""
-    controller = lab.ControllerProcess().start()
+def start_datacenter(templates: Path, prefix: str, **topo):
+    """Start a controller and the datacenter topology; every VM announces itself."""
+    controller = lab.ControllerProcess(templates=templates).start()
     net = None
     try:
-        net = lab.build_network(controller.of_port, prefix=unique_prefix())
+        net = lab.build_network(controller.of_port, prefix=prefix, **topo)
         lab.wait_for_fabric(controller, net)
         for vm in net.hosts:
             lab.announce(vm)
         assert controller.wait_for_log("provisioned VM", timeout=15,
                                        count=len(net.hosts)), controller.log()
-        yield controller, net
-    finally:
-        if net is not None:
-            lab.stop_network(net)
-        controller.stop()
+    except BaseException:
+        stop_datacenter(controller, net)
+        raise
+    return controller, net
+
+
+def stop_datacenter(controller, net) -> None:
+    """Stop what start_datacenter started, by PID and bridge name."""
+    if net is not None:
+        lab.stop_network(net)
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def datacenter():
+    """Controller with the open library + the default topology (2x2 servers, 2 VMs each)."""
+    controller, net = start_datacenter(OPEN_LIBRARY, unique_prefix())
+    yield controller, net
+    stop_datacenter(controller, net)

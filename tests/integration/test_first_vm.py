@@ -57,7 +57,10 @@ def test_vm_flows_carry_binding_cookies(datacenter):
     assert mine, flows
     owner = decode_cookie(int(re.search(r"cookie=(0x[0-9a-f]+)", mine[0]).group(1), 16))
     assert owner.kind is CookieKind.BINDING and owner.template_id == 250
-    assert "push_vlan:0x8100" in mine[0] and "set_field:4196->vlan_vid" in mine[0]
+    cookie = re.search(r"cookie=(0x[0-9a-f]+)", mine[0]).group(1)
+    tagging = [line for line in flows.splitlines()
+               if f"cookie={cookie}," in line and "push_vlan:0x8100" in line]
+    assert tagging and "set_field:4196->vlan_vid" in tagging[0], flows
 
 
 def test_topology_bridges_are_removed_by_name():

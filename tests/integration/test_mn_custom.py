@@ -3,12 +3,15 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ryu_apps import lab
 
 pytestmark = pytest.mark.integration
+
+OPEN_LIBRARY = Path(__file__).parent / "libraries" / "open"
 
 
 def test_mn_custom_topology_provisions_and_isolates(tmp_path):
@@ -20,7 +23,7 @@ def test_mn_custom_topology_provisions_and_isolates(tmp_path):
     script = ("sh sleep 3\n"
               + "".join(f"{announce.replace('sh ', h + ' ', 1)} {h}-eth0\n" for h in hosts)
               + "sh sleep 1\npingall\nexit\n")
-    controller = lab.ControllerProcess(workdir=tmp_path).start()
+    controller = lab.ControllerProcess(templates=OPEN_LIBRARY, workdir=tmp_path).start()
     try:
         out = subprocess.run(
             ["mn", "--custom", str(lab.TOPOLOGY_FILE),

@@ -1,13 +1,15 @@
-"""A tiny OpenFlow 1.3 pipeline simulator for testing plans without a switch.
+"""A small OpenFlow 1.3 pipeline simulator for testing plans without a switch.
 
-Holds the flow tables a sequence of plans produces on each switch, applying
-adds and strict deletes like a switch would, and traces a packet through the
-tables and across links, reporting where copies of it leave the fabric.
-Supports exactly the match fields and actions the core emits.
+Holds the flow tables and meters a sequence of plans produces on each switch,
+applying adds and strict deletes like a switch would, and traces a packet
+through the tables (goto, write-metadata, resubmit) and across links,
+reporting where copies of it leave the fabric. It understands exactly the
+match fields and actions the core emits.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Set, Tuple
 
@@ -20,63 +22,91 @@ from ryu_apps.core.flowspec import (
     FlowSpec,
     GotoTable,
     Meter,
+    MeterSpec,
     Output,
     PopVlan,
     PushVlan,
+    Resubmit,
     SetField,
+    WriteMetadata,
 )
 
 
 @dataclass(frozen=True)
 class Packet:
-    """The header fields the simulator looks at."""
+    """The header fields the simulator looks at (None: header absent)."""
 
     eth_src: str
     eth_dst: str
     eth_type: int = 0x0800
     vlan_vid: int = 0  # 0: untagged; else OFPVID_PRESENT | vid
+    ip_proto: Optional[int] = None
+    ipv4_src: Optional[str] = None
+    ipv4_dst: Optional[str] = None
+    tcp_src: Optional[int] = None
+    tcp_dst: Optional[int] = None
+    udp_src: Optional[int] = None
+    udp_dst: Optional[int] = None
+    arp_spa: Optional[str] = None
+    metadata: int = 0
 
 
-def _mac_int(mac: str) -> int:
-    return int(mac.replace(":", ""), 16)
+def tcp(src_mac, dst_mac, src_ip, dst_ip, dst_port, src_port=40000) -> Packet:
+    """A TCP segment between two IPv4 hosts."""
+    return Packet(src_mac, dst_mac, 0x0800, ip_proto=6, ipv4_src=src_ip, ipv4_dst=dst_ip,
+                  tcp_src=src_port, tcp_dst=dst_port)
+
+
+def _as_int(name: str, value) -> int:
+    if name.startswith("eth_") and name != "eth_type":
+        return int(value.replace(":", ""), 16)
+    if name.startswith(("ipv4_", "arp_")):
+        return int(ipaddress.IPv4Address(value))
+    return int(value)
 
 
 def _field_matches(name: str, expected, packet: Packet, in_port: int) -> bool:
-    if name == "in_port":
-        return in_port == expected
-    actual = getattr(packet, name)
-    if isinstance(expected, tuple):
-        value, mask = expected
-        if name.startswith("eth_"):
-            return _mac_int(actual) & _mac_int(mask) == _mac_int(value) & _mac_int(mask)
-        return actual & mask == value & mask
-    if name.startswith("eth_") and name != "eth_type":
-        return actual.lower() == expected.lower()
-    return actual == expected
+    actual = in_port if name == "in_port" else getattr(packet, name)
+    if actual is None:
+        return False
+    value, mask = expected if isinstance(expected, tuple) else (expected, None)
+    actual_int, value_int = _as_int(name, actual), _as_int(name, value)
+    if mask is None:
+        return actual_int == value_int
+    mask_int = _as_int(name, mask)
+    return actual_int & mask_int == value_int & mask_int
 
 
 class FakeSwitches:
-    """Flow tables of every switch, fed by plans."""
+    """Flow tables and meters of every switch, fed by plans."""
 
     def __init__(self) -> None:
         self.tables: Dict[int, Dict[tuple, FlowSpec]] = {}
-        self.flow_mods = 0
+        self.meters: Dict[int, Dict[int, MeterSpec]] = {}
 
     def apply(self, plan: Plan) -> None:
-        """Apply a plan's adds and deletes, as a switch would."""
+        """Apply a plan's adds, then its deletes, as the app sends them."""
         for dpid, changes in plan.changes.items():
             table = self.tables.setdefault(dpid, {})
+            meters = self.meters.setdefault(dpid, {})
             for spec in changes.adds:
-                table[spec.key] = spec
-                self.flow_mods += 1
+                if isinstance(spec, MeterSpec):
+                    meters[spec.meter_id] = spec
+                else:
+                    table[spec.key] = spec
             for spec in changes.deletes:
-                if table.get(spec.key) is not None and table[spec.key].cookie == spec.cookie:
+                if isinstance(spec, MeterSpec):
+                    meters.pop(spec.meter_id, None)
+                elif table.get(spec.key) is not None and table[spec.key].cookie == spec.cookie:
                     del table[spec.key]
-                self.flow_mods += 1
 
     def flows(self, dpid: int) -> Set[FlowSpec]:
         """Flows installed on a switch."""
         return set(self.tables.get(dpid, {}).values())
+
+    def entries(self, dpid: int) -> Set:
+        """Flows and meters installed on a switch."""
+        return self.flows(dpid) | set(self.meters.get(dpid, {}).values())
 
     def all_flows(self) -> Set[FlowSpec]:
         """Every installed flow on every switch."""
@@ -90,34 +120,40 @@ class FakeSwitches:
             if spec.table_id != table_id:
                 continue
             if all(_field_matches(n, v, packet, in_port) for n, v in spec.match):
+                assert best is None or spec.priority != best.priority, \
+                    f"ambiguous overlap at priority {spec.priority}: {spec} / {best}"
                 if best is None or spec.priority > best.priority:
                     best = spec
         return best
 
-    def run_pipeline(self, dpid: int, in_port: int,
-                     packet: Packet) -> List[Tuple[int, Packet]]:
-        """(out port, packet as sent) for every copy the switch emits."""
+    def run_pipeline(self, dpid: int, in_port: int, packet: Packet,
+                     table_id: int = 0, depth: int = 0) -> Tuple[List[Tuple[int, Packet]], Packet]:
+        """(out port, packet as sent) for every copy, and the packet at the end."""
+        assert depth < 16, "resubmit loop"
         outputs: List[Tuple[int, Packet]] = []
-        table_id = 0
         while True:
             spec = self.lookup(dpid, table_id, packet, in_port)
             if spec is None:
-                return outputs
+                return outputs, packet
             next_table = None
             for instruction in spec.instructions:
                 if isinstance(instruction, Meter):
-                    continue
-                if isinstance(instruction, GotoTable):
+                    assert instruction.meter_id in self.meters.get(dpid, {}), \
+                        f"flow uses missing meter {instruction.meter_id}"
+                elif isinstance(instruction, GotoTable):
+                    assert instruction.table_id > table_id, "goto must go forward"
                     next_table = instruction.table_id
+                elif isinstance(instruction, WriteMetadata):
+                    packet = replace(packet, metadata=instruction.value)
                 elif isinstance(instruction, ApplyActions):
-                    packet = self._apply_actions(instruction.actions, packet,
-                                                 in_port, outputs)
+                    packet = self._apply_actions(dpid, instruction.actions, packet,
+                                                 in_port, outputs, depth)
             if next_table is None:
-                return outputs
+                return outputs, packet
             table_id = next_table
 
-    @staticmethod
-    def _apply_actions(actions, packet: Packet, in_port: int, outputs) -> Packet:
+    def _apply_actions(self, dpid, actions, packet: Packet, in_port: int, outputs,
+                       depth: int) -> Packet:
         for action in actions:
             if isinstance(action, PushVlan):
                 packet = replace(packet, vlan_vid=OFPVID_PRESENT)
@@ -125,6 +161,9 @@ class FakeSwitches:
                 packet = replace(packet, vlan_vid=0)
             elif isinstance(action, SetField):
                 packet = replace(packet, **{action.name: action.value})
+            elif isinstance(action, Resubmit):
+                more, _ = self.run_pipeline(dpid, in_port, packet, action.table_id, depth + 1)
+                outputs.extend(more)
             elif isinstance(action, Output) and action.port != in_port:
                 outputs.append((action.port, packet))
         return packet
@@ -133,15 +172,17 @@ class FakeSwitches:
               max_hops: int = 32) -> List[Tuple[int, int, Packet]]:
         """Follow a packet across links; (dpid, port, packet) where copies leave.
 
-        Copies sent to the controller are reported with port OFPP_CONTROLLER.
-        Raises AssertionError on a forwarding loop.
+        Copies sent to the controller are reported with port OFPP_CONTROLLER;
+        the metadata of delivered copies is reset to 0 for easy comparison.
         """
         delivered: List[Tuple[int, int, Packet]] = []
         frontier = [(dpid, in_port, packet, 0)]
         while frontier:
             here, port, pkt, hops = frontier.pop()
             assert hops <= max_hops, "forwarding loop"
-            for out_port, out_pkt in self.run_pipeline(here, port, pkt):
+            outputs, _ = self.run_pipeline(here, port, replace(pkt, metadata=0))
+            for out_port, out_pkt in outputs:
+                out_pkt = replace(out_pkt, metadata=0)
                 peer = fabric.peer(PortRef(here, out_port))
                 if peer is None or out_port == OFPP_CONTROLLER:
                     delivered.append((here, out_port, out_pkt))

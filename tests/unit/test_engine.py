@@ -118,7 +118,10 @@ def test_every_flow_is_ours_and_binding_flows_name_their_binding(lab):
             binding = next(b for b in lab.engine.bindings.values()
                            if b.binding_id == owner.owner_id)
             assert owner.template_id == binding.template_id
-            assert binding.mac in str(spec.match)
+            fields = spec.match_dict()
+            assert (binding.mac in fields.values()
+                    or (spec.dpid == binding.dpid
+                        and binding.port in (fields.get("in_port"), fields.get("metadata"))))
 
 
 def test_a_vm_seen_on_another_port_moves_and_leaves_nothing_behind(lab):
@@ -145,7 +148,11 @@ def test_unknown_template_is_refused_once_and_logged_with_its_id():
     assert first.refusal.template_id == 11
     assert "template 11 (0x000B) is not in the library" in first.refusal.reason
     assert first.first_refusal and not again.first_refusal
-    assert first.plan.is_empty() and not lab.engine.bindings
+    assert again.refusal.count == 2 and again.plan.is_empty()
+    assert not lab.engine.bindings
+    quarantine = first.plan.changes[S11].adds
+    assert [f.match_dict() for f in quarantine] == [{"in_port": 1, "eth_src": UNKNOWN}]
+    assert quarantine[0].instructions == ()  # drop
 
 
 @pytest.mark.parametrize("mac, reason", [
@@ -164,13 +171,13 @@ def test_packets_on_links_and_other_roles_do_not_provision(lab):
 
 
 def test_reconnect_with_intact_tables_sends_nothing(lab):
-    plan = lab.engine.switch_up(S21, Role.SERVER, "s21", lab.switches.flows(S21))
+    plan = lab.engine.switch_up(S21, Role.SERVER, "s21", lab.switches.entries(S21))
     assert plan.changes.get(S21) is None or not plan.changes[S21]
 
 
 def test_reconnect_repairs_missing_and_stale_flows(lab):
-    held = lab.switches.flows(S21)
-    missing = next(iter(held))
+    held = lab.switches.entries(S21)
+    missing = next(iter(lab.switches.flows(S21)))
     stale = next(f for f in lab.switches.flows(S11))
     stale = type(stale)(S21, stale.table_id, stale.priority + 1, stale.match,
                         stale.instructions, stale.cookie)

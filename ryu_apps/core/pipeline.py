@@ -1,0 +1,65 @@
+"""Table numbers, priority bands, meter ids and metadata: the pipeline's contract.
+
+Every managed bridge uses the same table numbers; a bridge only populates the
+tables its role needs (see docs/architecture.md for which flows go where).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Table(enum.IntEnum):
+    """Tables, in the order a packet visits them."""
+
+    CLASSIFY = 0            # all roles: LLDP, VM admission, uplink admission, miss
+    ANTI_SPOOF = 1          # server: a VM may only send with its bound IP
+    FROM_VM_ACL = 2         # server: the template's virtual-switch ACL, from_vm rules
+    FROM_VM_PORT_ACL = 3    # access: port ACL of traffic from a server port;
+                            # server: a merged template's port-side rules
+    FORWARD = 4             # all roles: VLAN + destination MAC lookup, flooding
+    TO_VM_ACL = 5           # server: the template's virtual-switch ACL, to_vm rules
+    TO_VM_PORT_ACL = 6      # access: port ACL toward a server port;
+                            # server: a merged template's port-side rules; output
+
+
+class Priority(enum.IntEnum):
+    """Named priority bands; a higher band always wins inside a table."""
+
+    LLDP = 60000
+    QUARANTINE = 55000
+    BINDING = 50000
+    SPOOF_ALLOW = 50002
+    SPOOF_LEARN = 50001
+    VLAN_ADMIT = 40000
+    VLAN_FLOOD = 30000
+    VLAN_UPLINK = 20000
+    PORT_QUARANTINE = 15000
+    UPLINK_DROP = 10000
+    TRANSIT = 100
+    MISS = 0
+
+
+#: Meter ids: a binding's meter is its binding id; binding ids stay below this.
+MOVED_PORT_METER_OFFSET = 0x08000000
+#: A merged template's port-side limit on a VM's port: offset + binding id.
+MAX_BINDING_ID = MOVED_PORT_METER_OFFSET - 1
+#: The meter that limits packet-ins from a server bridge's table miss.
+PACKET_IN_METER = 0x0FFFFFFF
+#: Port-group meters (aggregate limits on access ports) start here.
+PORT_METER_BASE = 0x10000000
+
+
+def port_group_meter(port: int, vlan: int) -> int:
+    """Meter id of the aggregate limit of one VLAN on one access port."""
+    return PORT_METER_BASE + ((port & 0xFFFF) << 12) + vlan
+
+
+def is_dynprov_meter(meter_id: int) -> bool:
+    """Meter ids dynprov allocates (others on the bridge are left alone)."""
+    return 1 <= meter_id <= PORT_METER_BASE + (0xFFFF << 12) + 0xFFF
+
+
+#: Packet-ins per second a server bridge may send for unknown VMs, and burst.
+PACKET_IN_RATE_PPS = 200
+PACKET_IN_BURST = 50

@@ -1,0 +1,70 @@
+"""Send a plan to the switches and release its packet-outs once it is confirmed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Set, Tuple
+
+from ryu_apps import openflow
+from ryu_apps.core.flow_plan import PacketOut, Plan
+
+
+@dataclass
+class _Batch:
+    """Barriers still awaited before a plan's packet-outs may be sent."""
+
+    waiting: Set[Tuple[int, int]] = field(default_factory=set)
+    packet_outs: List[PacketOut] = field(default_factory=list)
+    on_confirmed: Callable[[], None] | None = None
+
+
+class PlanSender:
+    """Flow-mods and meter-mods per switch, a barrier each; packet-outs after all."""
+
+    def __init__(self, datapaths: Dict[int, object], logger) -> None:
+        self.datapaths = datapaths
+        self.logger = logger
+        self._batches: Dict[Tuple[int, int], _Batch] = {}
+
+    def send(self, plan: Plan, on_confirmed: Callable[[], None] | None = None) -> None:
+        """Send the plan; ``on_confirmed`` runs when every switch has applied it."""
+        for note in plan.notes:
+            self.logger.info("%s", note)
+        batch = _Batch(packet_outs=list(plan.packet_outs), on_confirmed=on_confirmed)
+        for dpid, changes in plan.changes.items():
+            datapath = self.datapaths.get(dpid)
+            if datapath is None or not changes:
+                continue  # a disconnected switch is reconciled when it returns
+            for message in openflow.messages_for(datapath, changes):
+                datapath.send_msg(message)
+            barrier = datapath.ofproto_parser.OFPBarrierRequest(datapath)
+            datapath.set_xid(barrier)
+            datapath.send_msg(barrier)
+            batch.waiting.add((dpid, barrier.xid))
+            self._batches[(dpid, barrier.xid)] = batch
+        if not batch.waiting:
+            self._release(batch)
+
+    def barrier_reply(self, dpid: int, xid: int) -> None:
+        """A switch confirmed everything sent before the barrier ``xid``."""
+        key = (dpid, xid)
+        batch = self._batches.pop(key, None)
+        if batch is None:
+            return
+        batch.waiting.discard(key)
+        if not batch.waiting:
+            self._release(batch)
+
+    def forget(self, dpid: int) -> None:
+        """A switch disconnected: stop waiting for its barriers."""
+        for key in [k for k in self._batches if k[0] == dpid]:
+            self.barrier_reply(*key)
+
+    def _release(self, batch: _Batch) -> None:
+        for out in batch.packet_outs:
+            datapath = self.datapaths.get(out.dpid)
+            if datapath is not None:
+                datapath.send_msg(
+                    openflow.packet_out_to_pipeline(datapath, out.in_port, out.data))
+        if batch.on_confirmed is not None:
+            batch.on_confirmed()
