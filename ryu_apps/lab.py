@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -167,10 +168,58 @@ def wait_for_fabric(controller: ControllerProcess, net, timeout: float = 30) -> 
 def announce(host, rarp: bool = False, count: int = 1, gap_ms: float = 0) -> None:
     """Make a Mininet host announce itself (gratuitous ARP, or RARP) like a VM."""
     options = f"{'--rarp ' if rarp else ''}--count {count} --gap-ms {gap_ms}"
-    out = host.cmd(f"env PYTHONPATH={REPO_ROOT} {sys.executable} -m "
-                   f"ryu_apps.vmtools.announce {host.defaultIntf()} {options}; echo rc=$?")
+    out = host.cmd(f"{_vmtool('announce')} {host.defaultIntf()} {options}; echo rc=$?")
     if "rc=0" not in out:
         raise RuntimeError(f"announce from {host.name} failed: {out}")
+
+
+def _vmtool(module: str) -> str:
+    return f"env PYTHONPATH={REPO_ROOT} {sys.executable} -m ryu_apps.vmtools.{module}"
+
+
+def start_listener(host, *ports: int) -> None:
+    """Start TCP listeners on a Mininet host (killed when the host stops)."""
+    host.cmd(f"{_vmtool('tcp_probe')} listen {' '.join(map(str, ports))} "
+             f"> /tmp/dynprov-listen-{host.name}.log 2>&1 &")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if all(f":{p} " in host.cmd("ss -ltn") for p in ports):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{host.name}: TCP listener on {ports} did not start")
+
+
+def tcp_open(src, dst, port: int, timeout: float = 2.0) -> bool:
+    """True when ``src`` completes a TCP connection to ``dst``:``port``."""
+    out = src.cmd(f"{_vmtool('tcp_probe')} connect {dst.IP()} {port} --timeout {timeout}")
+    return out.strip().endswith("open")
+
+
+class PingStream:
+    """A background ``ping -i INTERVAL`` from one host to another, counted at the end.
+
+    iputils ping slows to about one probe per 10 ms after a miss, so this
+    counts loss, not outage duration (the migration benchmark has a prober).
+    """
+
+    def __init__(self, src, dst, interval: float = 0.01, count: int = 500) -> None:
+        self.src = src
+        self.output = Path(tempfile.mkstemp(prefix=f"dynprov-ping-{src.name}-")[1])
+        src.cmd(f"ping -n -i {interval} -c {count} {dst.IP()} > {self.output} 2>&1 &")
+        self.pid = src.cmd("echo $!").strip()
+
+    def result(self, timeout: float = 30) -> tuple[int, int]:
+        """Wait for the stream to end; (transmitted, received)."""
+        deadline = time.monotonic() + timeout
+        pattern = re.compile(r"(\d+) packets transmitted, (\d+) received")
+        while time.monotonic() < deadline:
+            found = pattern.search(self.output.read_text())
+            if found:
+                self.output.unlink()
+                return int(found.group(1)), int(found.group(2))
+            time.sleep(0.1)
+        self.src.cmd(f"kill {self.pid}")
+        raise RuntimeError(f"ping stream from {self.src.name} did not finish")
 
 
 def ovs_bridges() -> set[str]:
@@ -191,7 +240,12 @@ def stop_network(net) -> None:
                            capture_output=True, check=False)
 
 
+def run_ofctl(command: str, bridge: str, *args: str) -> str:
+    """``ovs-ofctl -O OpenFlow13 COMMAND BRIDGE ARGS`` output."""
+    return subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", command, bridge, *args],
+                          capture_output=True, text=True, check=True).stdout
+
+
 def dump_flows(bridge: str) -> str:
     """``ovs-ofctl -O OpenFlow13 dump-flows BRIDGE`` output."""
-    return subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge],
-                          capture_output=True, text=True, check=True).stdout
+    return run_ofctl("dump-flows", bridge)

@@ -45,6 +45,9 @@ CONF.register_opts([
                     "interleave, or table:PATH."),
     cfg.FloatOpt("lldp_interval", default=2.0,
                  help="Seconds between LLDP probes on every port (link discovery)."),
+    cfg.FloatOpt("reconcile_grace", default=5.0,
+                 help="Seconds after start-up during which reconciliation only adds "
+                      "flows; then every switch is reconciled in full."),
 ], group="dynprov")
 
 LLDP_SOURCE_MAC = bytes.fromhex("0e00d9000001")
@@ -86,7 +89,9 @@ class DynprovProvisioner(app_manager.RyuApp):
             "dynprov: %d templates from %s, identifier scheme %s",
             len(self.library_keeper.current), options.templates,
             options.identifier_scheme)
-        self._threads = [hub.spawn(self._lldp_loop), hub.spawn(self._tick_loop)]
+        self.warm_until = time.time() + options.reconcile_grace
+        self._threads = [hub.spawn(self._lldp_loop), hub.spawn(self._tick_loop),
+                         hub.spawn(self._resync_after_grace, options.reconcile_grace)]
         signal.signal(signal.SIGHUP, lambda *_: hub.spawn(self.reload_library))
         rest_api.register(self, kwargs["wsgi"])
 
@@ -169,6 +174,10 @@ class DynprovProvisioner(app_manager.RyuApp):
         self.datapaths[datapath.id] = datapath
         plan = self.engine.switch_up(datapath.id, sync.role, sync.name, sync.observed,
                                      now=time.time())
+        if time.time() < self.warm_until:
+            # Other switches (and links) may not be back yet: what looks stale now
+            # may be needed; the full reconciliation after the grace period decides.
+            plan.without_deletes()
         self.logger.info("switch %016x up: %s %s, %d dynprov entries found, %d changes",
                          datapath.id, sync.role.value, sync.name, len(sync.observed),
                          plan.flow_count())
@@ -217,7 +226,8 @@ class DynprovProvisioner(app_manager.RyuApp):
                 self.sender.send(self.engine.link_seen(PortRef(*origin), PortRef(dpid, in_port)))
             return
         verdict = self.engine.packet_in(dpid, in_port, frame.eth_src, msg.data,
-                                        now=time.time(), sender_ip=frame.sender_ip)
+                                        now=time.time(), sender_ip=frame.sender_ip,
+                                        tagged=frame.tagged)
         if verdict.refusal and verdict.first_refusal:
             refusal = verdict.refusal
             template = "none" if refusal.template_id is None else str(refusal.template_id)
@@ -256,6 +266,12 @@ class DynprovProvisioner(app_manager.RyuApp):
             for dpid, ports in list(self.ports.items()):
                 for port in sorted(ports):
                     self._send_probe(dpid, port)
+
+    def _resync_after_grace(self, grace: float) -> None:
+        """Reconcile every connected switch in full once the warm start is over."""
+        hub.sleep(grace)
+        for datapath in list(self.datapaths.values()):
+            datapath.send_msg(datapath.ofproto_parser.OFPDescStatsRequest(datapath, 0))
 
     def _tick_loop(self) -> None:
         while True:

@@ -1,5 +1,425 @@
-"""REST API (being written): registered on Ryu's WSGI server by the app."""
+"""dynprov's REST API on Ryu's WSGI server (``--wsapi-port``, default 8080).
+
+Endpoints (JSON; errors are ``{"error": "..."}``), documented in docs/rest-api.md::
+
+    GET  /dynprov                        the endpoints
+    GET  /dynprov/bindings               every VM binding, with counters
+    GET  /dynprov/bindings/{mac}         one binding
+    GET  /dynprov/bindings/{mac}/flows   its flows as they are on the switches
+    GET  /dynprov/templates              the library in force
+    GET  /dynprov/templates/{id}         one template
+    POST /dynprov/library/reload         reload the library (422 if invalid)
+    GET  /dynprov/switches               managed switches
+    GET  /dynprov/links                  links discovered by LLDP
+    GET  /dynprov/refused                MACs refused or quarantined, and why
+
+Handlers run in WSGI green threads beside Ryu's event loop. They copy what
+they need from the engine before anything that yields (a flow stats request
+to a switch, via Ryu's ofctl service, with a timeout), and the reload runs in
+the app's own event loop, where every other change of the engine happens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from functools import wraps
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+from ryu.app.ofctl import api as ofctl_api
+from ryu.app.ofctl import exception as ofctl_exception
+from ryu.app.wsgi import ControllerBase, Response, route
+from ryu.base import app_manager
+from ryu.controller import event as ryu_event
+from ryu.lib import hub
+
+from ryu_apps import openflow, rest_views
+from ryu_apps.core.cookies import (
+    APP_ID,
+    APP_MASK,
+    APP_SHIFT,
+    KIND_MASK,
+    KIND_SHIFT,
+    OWNER_SELECT_MASK,
+    CookieKind,
+)
+from ryu_apps.core.flowspec import FlowSpec
+from ryu_apps.rest_views import FlowStat, ViewError
+
+# The app that imports this module (ryu_apps.provisioner) needs Ryu's ofctl
+# service, which sends a request and collects its replies up to a barrier.
+app_manager.require_app("ryu.app.ofctl.service", api_style=True)
+
+#: Seconds to wait for one switch's flow stats before reporting it as silent.
+STATS_TIMEOUT = 2.0
+#: Seconds to wait for the event loop to reload the library.
+RELOAD_TIMEOUT = 30.0
+#: Cookie and mask that select every VM binding flow of dynprov on a switch.
+BINDING_FLOWS = ((APP_ID << APP_SHIFT) | (int(CookieKind.BINDING) << KIND_SHIFT),
+                 APP_MASK | KIND_MASK)
+PREFIX = "/dynprov"
+ENDPOINTS = (
+    ("GET", "/dynprov", "this list"),
+    ("GET", "/dynprov/bindings", "every VM binding; ?counters=false skips the switches"),
+    ("GET", "/dynprov/bindings/{mac}", "one binding"),
+    ("GET", "/dynprov/bindings/{mac}/flows", "the binding's flows on the switches now"),
+    ("GET", "/dynprov/templates", "the template library in force"),
+    ("GET", "/dynprov/templates/{id}", "one template (250 or 0x00FA)"),
+    ("POST", "/dynprov/library/reload", "reload the library; 422 if it is invalid"),
+    ("GET", "/dynprov/switches", "managed switches"),
+    ("GET", "/dynprov/links", "links discovered by LLDP"),
+    ("GET", "/dynprov/refused", "MACs refused or quarantined, and why"),
+)
+
+
+class ApiError(Exception):
+    """An answer other than 200: HTTP status and message."""
+
+    def __init__(self, status: int, message: str, headers: Optional[Dict[str, str]] = None,
+                 **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+        self.headers = headers or {}
+
+
+class SwitchSilent(Exception):
+    """A switch did not answer a stats request (disconnected, error or timeout)."""
 
 
 def register(app, wsgi) -> None:
-    """Register the REST controllers for ``app`` on ``wsgi``."""
+    """Serve the REST API of ``app`` (the dynprov RyuApp) on ``wsgi``."""
+    _quiet_ofctl_service()
+    api = DynprovApi(app)
+    app.register_handler(_ReloadRequest, api.handle_reload_request)
+    wsgi.register(DynprovRestController, {"api": api})
+    wsgi.register(FallbackController, {"api": api})  # after: matches what is left
+
+
+# -- reading flows from switches -----------------------------------------------------
+def read_flows(app, dpid: int, cookie: int, mask: int,
+               timeout: float = STATS_TIMEOUT) -> List[FlowStat]:
+    """The flows of one switch whose cookie matches ``cookie`` under ``mask``.
+
+    Raises SwitchSilent when the switch is not connected, refuses the request
+    or does not answer within ``timeout`` seconds.
+    """
+    datapath = app.datapaths.get(dpid)
+    if datapath is None:
+        raise SwitchSilent("switch not connected")
+    parser, ofp = datapath.ofproto_parser, datapath.ofproto
+    request = parser.OFPFlowStatsRequest(datapath, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
+                                         ofp.OFPG_ANY, cookie, mask, parser.OFPMatch())
+    silent = SwitchSilent(f"no flow stats reply within {timeout:g} s")
+    try:
+        with hub.Timeout(timeout, silent):
+            replies = ofctl_api.send_msg(app, request, reply_cls=parser.OFPFlowStatsReply,
+                                         reply_multi=True)
+    except ofctl_exception.InvalidDatapath:
+        raise SwitchSilent("switch disconnected") from None
+    except ofctl_exception.OFError as error:
+        raise SwitchSilent(f"switch refused the flow stats request: {error}") from None
+    return [_flow_stat(dpid, entry) for reply in replies for entry in reply.body]
+
+
+def _flow_stat(dpid: int, entry) -> FlowStat:
+    return FlowStat(openflow.spec_from_stats(dpid, entry), entry.packet_count,
+                    entry.byte_count, entry.duration_sec + entry.duration_nsec / 1e9)
+
+
+def read_many(app, requests: Dict[int, Tuple[int, int]]
+              ) -> Dict[int, Tuple[Optional[List[FlowStat]], Optional[str]]]:
+    """``read_flows`` on several switches at once: dpid -> (flows, None) or (None, why)."""
+    def one(dpid: int, cookie: int, mask: int):
+        try:
+            return read_flows(app, dpid, cookie, mask), None
+        except SwitchSilent as why:
+            return None, str(why)
+
+    threads = {dpid: hub.spawn(one, dpid, *request) for dpid, request in requests.items()}
+    return {dpid: thread.wait() for dpid, thread in threads.items()}
+
+
+# -- reloading in the app's event loop -------------------------------------------------
+class _ReloadRequest(ryu_event.EventRequestBase):
+    """Ask the app's event loop to reload the library."""
+
+    def __init__(self, dst: str) -> None:
+        super().__init__()
+        self.dst = dst
+
+
+class _ReloadReply(ryu_event.EventReplyBase):
+    """(ok, message) from ``app.reload_library()``."""
+
+    def __init__(self, dst: str, result: Tuple[bool, str]) -> None:
+        super().__init__(dst)
+        self.result = result
+
+
+class _OfctlNoise(logging.Filter):
+    """Drop the ofctl service's complaints about replies to the app's own requests.
+
+    The service sees every barrier reply and error of the switch; those that
+    answer dynprov's own barriers and flow-mods are not its business (the app
+    logs switch errors itself).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("unknown barrier xid", "unknown error xid"))
+
+
+def _quiet_ofctl_service() -> None:
+    logger = logging.getLogger("OfctlService")
+    if not any(isinstance(f, _OfctlNoise) for f in logger.filters):
+        logger.addFilter(_OfctlNoise())
+
+
+# -- the API -------------------------------------------------------------------------
+class DynprovApi:
+    """What each endpoint answers; a method returns the JSON body or raises ApiError."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    @property
+    def engine(self):
+        return self.app.engine
+
+    def _switches(self) -> dict:
+        return dict(self.engine.fabric.switches)
+
+    def _binding(self, mac_text: str):
+        try:
+            mac = rest_views.canonical_mac(mac_text)
+        except ViewError as error:
+            raise ApiError(400, str(error)) from None
+        binding = self.engine.bindings.get(mac)
+        if binding is None:
+            raise ApiError(404, f"no VM with MAC {mac} is provisioned "
+                                f"(GET {PREFIX}/bindings lists them)")
+        return binding
+
+    # bindings
+    def bindings(self, query: Dict[str, str]) -> List[dict]:
+        counters = _flag(query, "counters", True)
+        found = sorted(self.engine.bindings.values(), key=lambda b: (b.dpid, b.port))
+        views = self._binding_views(found)
+        if not counters:
+            return views
+        servers = {b.dpid for b in found}
+        answers = read_many(self.app, {dpid: BINDING_FLOWS for dpid in servers})
+        return [self._counted(view, binding, answers[binding.dpid])
+                for view, binding in zip(views, found)]
+
+    def binding(self, mac_text: str, query: Dict[str, str]) -> dict:
+        binding = self._binding(mac_text)
+        view = self._binding_views([binding])[0]
+        if not _flag(query, "counters", True):
+            return view
+        answer = read_many(self.app, {binding.dpid: (binding.owner.cookie, OWNER_SELECT_MASK)})
+        return self._counted(view, binding, answer[binding.dpid])
+
+    def binding_flows(self, mac_text: str) -> dict:
+        binding = self._binding(mac_text)
+        switches = self._switches()
+        desired = [f for f in self.engine.desired.flows_of(binding.owner)
+                   if isinstance(f, FlowSpec)]
+        holders = sorted({f.dpid for f in desired} | {binding.dpid})
+        view = self._binding_views([binding])[0]
+        answers = read_many(self.app, {d: (binding.owner.cookie, OWNER_SELECT_MASK)
+                                       for d in holders})
+        flows = [s for found, _ in answers.values() for s in found or ()]
+        return {
+            "binding": view,
+            "expected_flows": len(desired),
+            "flows": [rest_views.flow_view(s, switches) for s in rest_views.sorted_flows(flows)],
+            "silent_switches": [{**rest_views.switch_ref(d, switches), "error": why}
+                                for d, (_, why) in sorted(answers.items()) if why],
+        }
+
+    def _binding_views(self, bindings: Iterable) -> List[dict]:
+        switches = self._switches()
+        return [rest_views.binding_view(b, switches, self.engine.access_port_of(b))
+                for b in bindings]
+
+    def _counted(self, view: dict, binding, answer) -> dict:
+        stats, why = answer
+        if stats is None:
+            name = view["server"]["name"] or view["server"]["dpid"]
+            return rest_views.with_counters(view, None, f"server bridge {name}: {why}")
+        return rest_views.with_counters(view, rest_views.binding_counters(binding, stats), None)
+
+    # templates and the library
+    def templates(self) -> List[dict]:
+        return [rest_views.template_view(t) for t in self.engine.library]
+
+    def template(self, id_text: str) -> dict:
+        try:
+            template_id = rest_views.parse_template_id(id_text)
+        except ViewError as error:
+            raise ApiError(400, str(error)) from None
+        template = self.engine.library.get(template_id)
+        if template is None:
+            raise ApiError(404, f"no template {template_id} (0x{template_id:04X}) in the "
+                                f"library in force (GET {PREFIX}/templates lists them)")
+        return rest_views.template_view(template)
+
+    def reload(self) -> dict:
+        late = ApiError(503, f"the controller did not finish the reload within "
+                             f"{RELOAD_TIMEOUT:g} s")
+        with hub.Timeout(RELOAD_TIMEOUT, late):
+            ok, message = self.app.send_request(_ReloadRequest(self.app.name)).result
+        if not ok:
+            errors = [line for line in message.splitlines() if line.strip()]
+            raise ApiError(422, "library reload refused; the previous library stays in force",
+                           errors=errors)
+        return {"reloaded": True, "message": message, "templates": len(self.engine.library)}
+
+    def handle_reload_request(self, request: _ReloadRequest) -> None:
+        """Runs in the app's event loop: reload, then answer the waiting handler."""
+        try:
+            result = self.app.reload_library()
+        except Exception as error:  # reply anyway, so the HTTP client is not left hanging
+            self.app.logger.exception("library reload failed")
+            result = (False, f"reload failed: {error}")
+        self.app.reply_to_request(request, _ReloadReply(request.src, result))
+
+    # switches, links, refused MACs
+    def switches(self) -> List[dict]:
+        per_switch: Dict[int, int] = {}
+        for binding in list(self.engine.bindings.values()):
+            per_switch[binding.dpid] = per_switch.get(binding.dpid, 0) + 1
+        return [rest_views.switch_view(info, dpid in self.app.datapaths,
+                                       per_switch.get(dpid, 0))
+                for dpid, info in sorted(self._switches().items())]
+
+    def links(self) -> List[dict]:
+        fabric, switches = self.engine.fabric, self._switches()
+        return [rest_views.link_view(a, b, switches, a.port in fabric.tree_ports(a.dpid))
+                for a, b in fabric.links()]
+
+    def refused(self) -> List[dict]:
+        switches = self._switches()
+        return [rest_views.refusal_view(r, switches)
+                for _, r in sorted(self.engine.refused.items())]
+
+
+def _flag(query: Dict[str, str], name: str, default: bool) -> bool:
+    try:
+        return rest_views.parse_flag(query.get(name), name, default)
+    except ViewError as error:
+        raise ApiError(400, str(error)) from None
+
+
+# -- WSGI --------------------------------------------------------------------------
+def _json_response(status: int, body: Any, headers: Optional[Dict[str, str]] = None
+                   ) -> Response:
+    text = json.dumps(body, indent=2) + "\n"
+    response = Response(status=status, content_type="application/json", body=text.encode())
+    response.headers.update(headers or {})
+    return response
+
+
+def _answers(handler: Callable) -> Callable:
+    """Turn a handler's body or ApiError into a JSON response; never an HTML 500."""
+    @wraps(handler)
+    def wrapper(self, req, **kwargs):
+        try:
+            return _json_response(200, handler(self, req, **kwargs))
+        except ApiError as error:
+            return _json_response(error.status, {"error": error.message, **error.extra},
+                                  error.headers)
+        except Exception as error:  # a bug: say so in JSON, log the traceback
+            self.api.app.logger.exception("REST %s %s failed", req.method, req.path)
+            return _json_response(500, {"error": f"internal error: {error!r}"})
+    return wrapper
+
+
+class DynprovRestController(ControllerBase):
+    """Routes of the REST API; each delegates to :class:`DynprovApi`."""
+
+    def __init__(self, req, link, data, **config) -> None:
+        super().__init__(req, link, data, **config)
+        self.api: DynprovApi = data["api"]
+
+    @route("dynprov_index", PREFIX, methods=["GET"])
+    @_answers
+    def index(self, req, **_):
+        return {"endpoints": [{"method": m, "path": p, "what": w} for m, p, w in ENDPOINTS]}
+
+    @route("dynprov_bindings", PREFIX + "/bindings", methods=["GET"])
+    @_answers
+    def list_bindings(self, req, **_):
+        return self.api.bindings(dict(req.GET))
+
+    @route("dynprov_binding", PREFIX + "/bindings/{mac}", methods=["GET"])
+    @_answers
+    def show_binding(self, req, mac, **_):
+        return self.api.binding(mac, dict(req.GET))
+
+    @route("dynprov_binding_flows", PREFIX + "/bindings/{mac}/flows", methods=["GET"])
+    @_answers
+    def binding_flows(self, req, mac, **_):
+        return self.api.binding_flows(mac)
+
+    @route("dynprov_templates", PREFIX + "/templates", methods=["GET"])
+    @_answers
+    def list_templates(self, req, **_):
+        return self.api.templates()
+
+    @route("dynprov_template", PREFIX + "/templates/{template_id}", methods=["GET"])
+    @_answers
+    def show_template(self, req, template_id, **_):
+        return self.api.template(template_id)
+
+    @route("dynprov_reload", PREFIX + "/library/reload", methods=["POST"])
+    @_answers
+    def reload_library(self, req, **_):
+        return self.api.reload()
+
+    @route("dynprov_switches", PREFIX + "/switches", methods=["GET"])
+    @_answers
+    def list_switches(self, req, **_):
+        return self.api.switches()
+
+    @route("dynprov_links", PREFIX + "/links", methods=["GET"])
+    @_answers
+    def list_links(self, req, **_):
+        return self.api.links()
+
+    @route("dynprov_refused", PREFIX + "/refused", methods=["GET"])
+    @_answers
+    def list_refused(self, req, **_):
+        return self.api.refused()
+
+
+_KNOWN_PATHS = [(re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", p) + "$"), m)
+                for m, p, _ in ENDPOINTS]
+
+
+class FallbackController(ControllerBase):
+    """Everything under /dynprov that no route took: 405 or 404, in JSON."""
+
+    def __init__(self, req, link, data, **config) -> None:
+        super().__init__(req, link, data, **config)
+        self.api: DynprovApi = data["api"]
+
+    @route("dynprov_fallback_root", PREFIX)
+    @_answers
+    def fallback_root(self, req, **_):
+        _refuse(req)
+
+    @route("dynprov_fallback", PREFIX + "/{rest}", requirements={"rest": ".*"})
+    @_answers
+    def fallback(self, req, **_):
+        _refuse(req)
+
+
+def _refuse(req) -> None:
+    """Raise 405 for a known path with another method, else 404."""
+    allowed = sorted({m for pattern, m in _KNOWN_PATHS if pattern.match(req.path)})
+    if allowed:
+        raise ApiError(405, f"{req.method} is not allowed on {req.path}: "
+                            f"use {' or '.join(allowed)}", headers={"Allow": ", ".join(allowed)})
+    raise ApiError(404, f"no endpoint {req.path} (GET {PREFIX} lists the endpoints)")

@@ -133,8 +133,15 @@ class ProvisioningEngine:
 
     # -- VMs ----------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, eth_src: str, data: bytes = b"",
-                  now: float = 0.0, sender_ip: str | None = None) -> PacketVerdict:
-        """A packet reached the controller from a VM port."""
+                  now: float = 0.0, sender_ip: str | None = None,
+                  tagged: bool = False) -> PacketVerdict:
+        """A packet reached the controller from a VM port.
+
+        A VLAN-tagged frame never comes from a VM (VMs send untagged): it is
+        fabric traffic seen before the link was discovered, and is ignored.
+        """
+        if tagged:
+            return PacketVerdict()
         binding = self._by_port.get((dpid, in_port))
         if binding is not None and binding.mac == _canonical(eth_src):
             return self._learn_ip(binding, sender_ip, data)

@@ -84,6 +84,12 @@ class Plan:
         """The (possibly new) change list of one switch."""
         return self.changes.setdefault(dpid, SwitchChanges())
 
+    def without_deletes(self) -> "Plan":
+        """The same plan minus every delete (a warm start must not remove yet)."""
+        for changes in self.changes.values():
+            changes._deletes.clear()
+        return self
+
     def is_empty(self) -> bool:
         """True when nothing is to be sent."""
         return not any(self.changes.values()) and not self.packet_outs

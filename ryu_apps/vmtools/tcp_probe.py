@@ -1,0 +1,70 @@
+"""Prove whether a TCP port is reachable between two VMs (standard library only).
+
+Inside a Mininet host::
+
+    python3 -m ryu_apps.vmtools.tcp_probe listen PORT [PORT ...]   # accept forever
+    python3 -m ryu_apps.vmtools.tcp_probe connect IP PORT [--timeout S]
+
+``connect`` prints ``open`` (exit 0) when the handshake completes and the
+listener's greeting arrives, else ``closed: <reason>`` (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import selectors
+import socket
+import sys
+
+GREETING = b"dynprov-probe\n"
+
+
+def listen(ports: list[int]) -> None:
+    """Accept connections on every port; greet each and close it."""
+    selector = selectors.DefaultSelector()
+    for port in ports:
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("0.0.0.0", port))
+        server.listen(64)
+        selector.register(server, selectors.EVENT_READ)
+    print("listening", flush=True)
+    while True:
+        for key, _ in selector.select():
+            connection, _ = key.fileobj.accept()
+            with connection:
+                connection.sendall(GREETING)
+
+
+def connect(ip: str, port: int, timeout: float) -> bool:
+    """True when the port answers with the greeting within ``timeout`` seconds."""
+    try:
+        with socket.create_connection((ip, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            return sock.recv(len(GREETING)) == GREETING
+    except OSError as error:
+        print(f"closed: {error}")
+        return False
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    listener = sub.add_parser("listen")
+    listener.add_argument("ports", nargs="+", type=int)
+    client = sub.add_parser("connect")
+    client.add_argument("ip")
+    client.add_argument("port", type=int)
+    client.add_argument("--timeout", type=float, default=2.0)
+    args = parser.parse_args(argv)
+    if args.mode == "listen":
+        listen(args.ports)
+        return 0
+    if connect(args.ip, args.port, args.timeout):
+        print("open")
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

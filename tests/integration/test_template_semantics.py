@@ -1,0 +1,89 @@
+"""The default library's templates enforced on real OVS with real traffic.
+
+Topology (datacenter, defaults): s11: web1, db2; s12: web3, mgmt4 (access a1);
+s21: web5, db6; s22: web7, mgmt8 (access a2). web and database share VLAN 100
+and are separated by their ACLs; management is VLAN 300.
+"""
+
+import re
+import time
+
+import pytest
+
+from ryu_apps import lab
+from ryu_apps.demo import ping
+from tests.integration.conftest import start_datacenter, stop_datacenter, unique_prefix
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def dc():
+    controller, net = start_datacenter(lab.DEFAULT_TEMPLATES, "d" + unique_prefix()[1:])
+    vms = {re.sub(r"^d\d{3}", "", h.name): h for h in net.hosts}
+    lab.start_listener(vms["web1"], 80, 443, 22, 8080)
+    lab.start_listener(vms["db2"], 5432, 22)
+    yield controller, net, vms
+    stop_datacenter(controller, net)
+
+
+def test_a_template_only_lets_its_vm_open_the_connections_it_lists(dc):
+    _, _, vms = dc
+    # web may connect to the database tier on 5432, but its from_vm rules let
+    # it send TCP only from its own ports 80/443 otherwise: it cannot open a
+    # connection to another web VM's port 80, though that VM would accept it.
+    assert lab.tcp_open(vms["web3"], vms["db2"], 5432)
+    assert not lab.tcp_open(vms["web3"], vms["web1"], 80, timeout=1)
+
+
+def test_database_accepts_postgres_from_web_only(dc):
+    _, _, vms = dc
+    assert lab.tcp_open(vms["web1"], vms["db2"], 5432)   # same server
+    assert lab.tcp_open(vms["web5"], vms["db2"], 5432)   # across access switches
+    assert not lab.tcp_open(vms["web1"], vms["db2"], 22, timeout=1)
+    assert not lab.tcp_open(vms["db6"], vms["db2"], 5432, timeout=1)
+
+
+def test_icmp_follows_each_template(dc):
+    _, _, vms = dc
+    assert ping(vms["web1"], vms["web7"])
+    assert ping(vms["web3"], vms["db2"])       # database allows ICMP from the web tier
+    assert not ping(vms["db6"], vms["db2"], count=1)   # ... and from nobody else
+    assert ping(vms["mgmt4"], vms["mgmt8"])
+
+
+def test_vlans_isolate_templates(dc):
+    _, _, vms = dc
+    assert ping(vms["mgmt4"], vms["mgmt8"])
+    assert not ping(vms["mgmt4"], vms["web3"], count=1)   # same server, other VLAN
+    assert not ping(vms["web7"], vms["mgmt8"], count=1)
+
+
+def test_spoofed_source_mac_is_dropped_and_logged(dc):
+    controller, _, vms = dc
+    web1, web5 = vms["web1"], vms["web5"]
+    intf, own_mac = web1.defaultIntf(), web1.MAC()
+    assert ping(web1, web5)
+    web1.cmd(f"ip link set dev {intf} address {vms['web3'].MAC()}")
+    try:
+        assert not ping(web1, web5, count=2)
+    finally:
+        web1.cmd(f"ip link set dev {intf} address {own_mac}")
+    assert controller.wait_for_log(
+        f"quarantined VM MAC {vms['web3'].MAC()}", timeout=5), controller.log()[-2000:]
+    assert "spoofed source MAC" in controller.log()
+    assert ping(web1, web5)
+
+
+def test_spoofed_source_ip_is_dropped(dc):
+    _, _, vms = dc
+    web3, web7 = vms["web3"], vms["web7"]
+    intf, own_ip = web3.defaultIntf(), web3.IP()
+    assert ping(web3, web7)
+    web3.cmd(f"ip addr flush dev {intf}; ip addr add 10.0.100.99/16 dev {intf}")
+    try:
+        assert not ping(web3, web7, count=2)
+    finally:
+        web3.cmd(f"ip addr flush dev {intf}; ip addr add {own_ip}/16 dev {intf}")
+    time.sleep(0.2)
+    assert ping(web3, web7)
