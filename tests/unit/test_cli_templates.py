@@ -67,7 +67,7 @@ def test_list_shows_one_row_per_template_sorted_by_id(capsys):
     assert [line.split()[:5] for line in lines[1:]] == [
         ["240", "0x00F0", "quarantine", "999", "120s"],
         ["250", "0x00FA", "web", "100", "600s"],
-        ["252", "0x00FC", "database", "200", "300s"],
+        ["252", "0x00FC", "database", "100", "300s"],
         ["254", "0x00FE", "management", "300", "1800s"],
     ]
     web = lines[2]

@@ -212,7 +212,7 @@ def test_default_library_is_valid_and_fits_the_mac_scheme():
     library = load_library(DEFAULT_LIBRARY)
     assert {t.name: (t.template_id, t.vlan) for t in library} == {
         "quarantine": (0x00F0, 999), "web": (0x00FA, 100),
-        "database": (0x00FC, 200), "management": (0x00FE, 300)}
+        "database": (0x00FC, 100), "management": (0x00FE, 300)}
     for template in library:
         assert 0x00F0 <= template.template_id <= 0x00FF
         assert (template.template_id >> 8) % 2 == 0  # even first MAC octet: unicast
