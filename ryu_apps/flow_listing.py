@@ -4,19 +4,47 @@ from __future__ import annotations
 
 import re
 import subprocess
+from dataclasses import dataclass, field
+from typing import Callable, List, Mapping, Tuple
 
-from ryu_apps.core.cookies import decode_cookie
+from ryu_apps.core.cookies import CookieKind, Owner, decode_cookie
 
 _COOKIE = re.compile(r"cookie=(0x[0-9a-fA-F]+)")
+NOT_OURS = "not dynprov's"
 
 
-def annotate_line(line: str) -> str:
-    """One ``ovs-ofctl dump-flows`` line with its owner appended, if ours."""
+class FlowListingError(RuntimeError):
+    """The flow table could not be read (no such bridge, no ovs-ofctl ...)."""
+
+
+@dataclass(frozen=True)
+class OwnerNames:
+    """What the controller knows about owners: VMs by binding id, template names."""
+
+    vms: Mapping[int, str] = field(default_factory=dict)        # binding id -> VM MAC
+    templates: Mapping[int, str] = field(default_factory=dict)  # template id -> name
+
+
+def describe_owner(owner: Owner | None, names: OwnerNames | None = None) -> str:
+    """``binding 7 template 250 'web' VM 00:fa:...``; names only when known."""
+    if owner is None:
+        return NOT_OURS
+    label = owner.describe()
+    if names is None or owner.kind is not CookieKind.BINDING:
+        return label
+    template = names.templates.get(owner.template_id)
+    if template is not None:
+        label += f" '{template}'"
+    vm = names.vms.get(owner.owner_id)
+    return label + (f" VM {vm}" if vm else " (no such binding on the controller)")
+
+
+def annotate_line(line: str, names: OwnerNames | None = None) -> str:
+    """One ``ovs-ofctl dump-flows`` line with its owner appended."""
     found = _COOKIE.search(line)
     if not found:
         return line
-    owner = decode_cookie(int(found.group(1), 16))
-    label = owner.describe() if owner else "not dynprov's"
+    label = describe_owner(decode_cookie(int(found.group(1), 16)), names)
     return f"{line.rstrip()}  # {label}"
 
 
@@ -24,11 +52,32 @@ def _strip_counters(line: str) -> str:
     return re.sub(r" (duration|n_packets|n_bytes|idle_age|hard_age)=[^,]+,", "", line)
 
 
-def annotated_flows(bridge: str, counters: bool = False) -> str:
+Runner = Callable[[List[str]], Tuple[int, str, str]]
+
+
+def _run(argv: List[str]) -> Tuple[int, str, str]:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise FlowListingError(f"{argv[0]} not found: install Open vSwitch "
+                               "(scripts/setup.sh)") from None
+    return done.returncode, done.stdout, done.stderr
+
+
+def dump_flows(bridge: str, runner: Runner = _run) -> List[str]:
+    """The flow lines of ``ovs-ofctl -O OpenFlow13 dump-flows BRIDGE``."""
+    code, out, err = runner(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge])
+    if code != 0:
+        reason = err.strip().splitlines()[-1] if err.strip() else f"exit status {code}"
+        raise FlowListingError(f"cannot read the flow table of bridge {bridge!r}: {reason}")
+    return [line for line in out.splitlines() if "cookie=" in line]
+
+
+def annotated_flows(bridge: str, counters: bool = False, names: OwnerNames | None = None,
+                    runner: Runner = _run) -> str:
     """The bridge's OpenFlow 1.3 flow table, each flow labelled by owner."""
-    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge],
-                         capture_output=True, text=True, check=True).stdout
-    lines = [ln for ln in out.splitlines() if "cookie=" in ln]
+    lines = dump_flows(bridge, runner)
     if not counters:
         lines = [_strip_counters(ln) for ln in lines]
-    return "\n".join(annotate_line(ln) for ln in lines)
+    return "\n".join(annotate_line(ln, names) for ln in lines)
+

@@ -151,6 +151,16 @@ def build_network(controller_port: int, prefix: str = "", **topo_params):
     return net
 
 
+def add_vm(net, server, name: str, mac: str, ip: str):
+    """Plug a new VM into a running network's server bridge (like a VM boot)."""
+    topo_module = load_topology_module()
+    host = net.addHost(name, cls=topo_module.VmHost, mac=mac, ip=ip)
+    link = net.addLink(host, server)
+    server.attach(link.intf2)
+    host.configDefault()
+    return host
+
+
 def switch_links(net) -> int:
     """Number of links between two switches of a Mininet network."""
     return sum(1 for link in net.links
@@ -165,9 +175,15 @@ def wait_for_fabric(controller: ControllerProcess, net, timeout: float = 30) -> 
                            + controller.log()[-3000:])
 
 
-def announce(host, rarp: bool = False, count: int = 1, gap_ms: float = 0) -> None:
-    """Make a Mininet host announce itself (gratuitous ARP, or RARP) like a VM."""
+def announce(host, rarp: bool = False, count: int = 1, gap_ms: float = 0,
+             mac_prefix: str | None = None) -> None:
+    """Make a Mininet host announce itself (gratuitous ARP, or RARP) like a VM.
+
+    With ``mac_prefix``, each frame comes from a different MAC with that prefix.
+    """
     options = f"{'--rarp ' if rarp else ''}--count {count} --gap-ms {gap_ms}"
+    if mac_prefix:
+        options += f" --mac-prefix {mac_prefix}"
     out = host.cmd(f"{_vmtool('announce')} {host.defaultIntf()} {options}; echo rc=$?")
     if "rc=0" not in out:
         raise RuntimeError(f"announce from {host.name} failed: {out}")

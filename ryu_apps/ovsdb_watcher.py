@@ -80,6 +80,7 @@ class OvsdbWatcher:
         self._current: Snapshot = frozenset()
         self._places: Dict[Attachment, str] = {}
         self._warned: Set[Tuple[str, ...]] = set()
+        self._known_dpids: Dict[str, Optional[int]] = {}
         self._synced = False
         self._started_at = time.monotonic()
         self._thread = None
@@ -191,21 +192,37 @@ class OvsdbWatcher:
         found: Dict[Attachment, str] = {}
         owners: Dict[int, str] = {}
         bridges = sorted(self._idl.tables["Bridge"].rows.values(), key=lambda b: b.name)
+        self._known_dpids = {b.name: self._bridge_dpid(b) for b in bridges}
         for bridge in bridges:
-            dpid = parse_datapath_id(_one(bridge.datapath_id))
+            dpid = self._known_dpids[bridge.name]
             if dpid is None:
                 continue  # reported once ovs-vswitchd has given it a dpid
-            if dpid in owners:
-                self._warn_once(("dpid", bridge.name), "bridge %s has the same datapath id "
-                                "%016x as bridge %s; ignored", bridge.name, dpid, owners[dpid])
-                continue
-            owners[dpid] = bridge.name
-            for port in bridge.ports:
-                for interface in port.interfaces:
-                    attachment = self._attachment(bridge.name, dpid, interface)
-                    if attachment is not None:
-                        found[attachment] = f"bridge {bridge.name} interface {interface.name}"
+            mine = self._bridge_attachments(bridge, dpid)
+            if mine and owners.get(dpid, bridge.name) != bridge.name:
+                self._warn_once(("dpid", bridge.name), "bridges %s and %s have the same "
+                                "datapath id %016x", owners[dpid], bridge.name, dpid)
+            if mine:
+                owners.setdefault(dpid, bridge.name)
+            found.update(mine)
         return frozenset(found), found
+
+    def _bridge_attachments(self, bridge, dpid: int) -> Dict[Attachment, str]:
+        found: Dict[Attachment, str] = {}
+        for port in bridge.ports:
+            for interface in port.interfaces:
+                attachment = self._attachment(bridge.name, dpid, interface)
+                if attachment is not None:
+                    found[attachment] = f"bridge {bridge.name} interface {interface.name}"
+        return found
+
+    def _bridge_dpid(self, bridge) -> Optional[int]:
+        """The bridge's dpid; the last one seen while the column is empty.
+
+        ``datapath_id`` is ephemeral: an ovsdb-server restart empties it until
+        ovs-vswitchd writes it again, which must not detach the bridge's VMs.
+        """
+        dpid = parse_datapath_id(_one(bridge.datapath_id))
+        return dpid if dpid is not None else self._known_dpids.get(bridge.name)
 
     def _attachment(self, bridge: str, dpid: int, interface) -> Optional[Attachment]:
         text = interface.external_ids.get(ATTACHED_MAC)

@@ -127,12 +127,12 @@ def _flow_stat(dpid: int, entry) -> FlowStat:
                     entry.byte_count, entry.duration_sec + entry.duration_nsec / 1e9)
 
 
-def read_many(app, requests: Dict[int, Tuple[int, int]]
+def read_many(app, requests: Dict[int, Tuple[int, int]], timeout: float = STATS_TIMEOUT
               ) -> Dict[int, Tuple[Optional[List[FlowStat]], Optional[str]]]:
     """``read_flows`` on several switches at once: dpid -> (flows, None) or (None, why)."""
     def one(dpid: int, cookie: int, mask: int):
         try:
-            return read_flows(app, dpid, cookie, mask), None
+            return read_flows(app, dpid, cookie, mask, timeout), None
         except SwitchSilent as why:
             return None, str(why)
 
@@ -231,7 +231,7 @@ class DynprovApi:
                                        for d in holders})
         flows = [s for found, _ in answers.values() for s in found or ()]
         return {
-            "binding": view,
+            "binding": self._counted(view, binding, answers[binding.dpid]),
             "expected_flows": len(desired),
             "flows": [rest_views.flow_view(s, switches) for s in rest_views.sorted_flows(flows)],
             "silent_switches": [{**rest_views.switch_ref(d, switches), "error": why}

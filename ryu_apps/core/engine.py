@@ -89,6 +89,8 @@ class ProvisioningEngine:
         self._moved: Set[str] = set()  # MACs whose port-side rules sit on their vswitch port
         self._quarantine: Dict[tuple, Dict[str, float]] = {}
         self._blocked_ports: Dict[tuple, float] = {}
+        #: Packets refused from blocked ports, counted but neither logged nor flowed.
+        self.blocked_refusals: Dict[tuple, int] = {}
 
     # -- switches and links ------------------------------------------------
     def switch_up(self, dpid: int, role: Role, name: str, observed: Iterable,
@@ -265,6 +267,11 @@ class ProvisioningEngine:
         if known is not None:
             known.count += 1
             verdict.refusal = known
+            return
+        if (dpid, port) in self._blocked_ports:
+            # Already dropping everything unknown from this port: only count.
+            self.blocked_refusals[(dpid, port)] = self.blocked_refusals.get((dpid, port), 0) + 1
+            verdict.refusal = Refusal(mac, template_id, reason, dpid, port, since=now)
             return
         verdict.refusal = self.refused[mac] = Refusal(mac, template_id, reason, dpid, port,
                                                       since=now)

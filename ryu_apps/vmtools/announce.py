@@ -52,16 +52,22 @@ def _padded(frame: bytes) -> bytes:
     return frame + bytes(max(0, 60 - len(frame)))
 
 
-def announce(ifname: str, rarp: bool = False, count: int = 1, gap_ms: float = 0) -> None:
-    """Send ``count`` announcements out of ``ifname``, ``gap_ms`` apart."""
+def announce(ifname: str, rarp: bool = False, count: int = 1, gap_ms: float = 0,
+             mac_prefix: bytes | None = None) -> None:
+    """Send ``count`` announcements out of ``ifname``, ``gap_ms`` apart.
+
+    With ``mac_prefix`` every frame comes from a different MAC starting with it
+    (a flood of would-be VMs, for testing quarantine and rate limiting).
+    """
     mac, ip = interface_addresses(ifname)
-    frame = rarp_announcement(mac) if rarp else gratuitous_arp(mac, ip)
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
         sock.bind((ifname, 0))
         for index in range(count):
             if index:
                 time.sleep(gap_ms / 1000.0)
-            sock.send(frame)
+            if mac_prefix is not None:
+                mac = mac_prefix + index.to_bytes(6 - len(mac_prefix), "big")
+            sock.send(rarp_announcement(mac) if rarp else gratuitous_arp(mac, ip))
 
 
 def main(argv=None) -> int:
@@ -70,8 +76,11 @@ def main(argv=None) -> int:
     parser.add_argument("--rarp", action="store_true", help="RARP instead of gratuitous ARP")
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--gap-ms", type=float, default=0.0)
+    parser.add_argument("--mac-prefix", help="send each frame from a new MAC with this "
+                        "prefix (e.g. 00:0b) instead of the interface's own")
     args = parser.parse_args(argv)
-    announce(args.interface, args.rarp, args.count, args.gap_ms)
+    prefix = bytes.fromhex(args.mac_prefix.replace(":", "")) if args.mac_prefix else None
+    announce(args.interface, args.rarp, args.count, args.gap_ms, prefix)
     return 0
 
 

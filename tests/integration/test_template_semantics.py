@@ -87,3 +87,33 @@ def test_spoofed_source_ip_is_dropped(dc):
         web3.cmd(f"ip addr flush dev {intf}; ip addr add {own_ip}/16 dev {intf}")
     time.sleep(0.2)
     assert ping(web3, web7)
+
+
+def test_a_storm_of_unknown_macs_is_quarantined_without_hurting_others(dc):
+    controller, net, vms = dc
+    server = next(s for s in net.switches if s.name.endswith("s22"))
+    rogue = lab.add_vm(net, server, server.name[:4] + "rogue", "00:0b:00:00:00:01",
+                       "10.0.11.1/16")
+    lab.announce(rogue)
+    assert controller.wait_for_log("quarantined VM MAC 00:0b:00:00:00:01", timeout=10)
+    assert ("decoded template 11: template 11 (0x000B) is not in the library"
+            in controller.log())
+    lab.announce(rogue, count=500, mac_prefix="00:0c")   # template 12: not in the library
+    assert controller.wait_for_log("refused MACs", timeout=10), controller.log()[-2000:]
+    time.sleep(1)
+    logged = controller.log().count("quarantined VM MAC 00:0c:")
+    assert 1 <= logged <= 8, logged
+    assert ping(vms["web1"], vms["web7"])   # the controller keeps provisioning others
+    port = server.ports[rogue.defaultIntf().link.intf2]
+    drops = [line for line in lab.dump_flows(server.name).splitlines()
+             if "priority=15000" in line and f"in_port={port}" in line]
+    assert drops and "actions=drop" in drops[0]
+
+
+def test_a_spoofed_mac_storm_from_a_bound_port_is_contained(dc):
+    controller, _, vms = dc
+    blocked_before = controller.log().count("refused MACs")
+    lab.announce(vms["mgmt8"], count=300, mac_prefix="00:0d")
+    assert controller.wait_for_log("refused MACs", timeout=10, count=blocked_before + 1)
+    assert "port already bound to VM " + vms["mgmt8"].MAC() in controller.log()
+    assert ping(vms["mgmt8"], vms["mgmt4"])   # the bound VM itself keeps working
