@@ -142,8 +142,8 @@ class OvsdbWatcher:
         idl = self._idl
         if idl.state != idl.IDL_S_MONITORING or idl.change_seqno == self._seqno:
             return []
-        self._seqno = idl.change_seqno
         snapshot, places = self._read_attachments()
+        self._seqno = idl.change_seqno
         if not self._synced:
             self._synced = True
             self._logger.info("ovsdb %s: database read, %d VM interfaces with %s",

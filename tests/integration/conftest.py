@@ -1,6 +1,7 @@
 """Fixtures that start the real controller and a real Mininet topology."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -46,4 +47,17 @@ def datacenter():
     """Controller with the open library + the default topology (2x2 servers, 2 VMs each)."""
     controller, net = start_datacenter(OPEN_LIBRARY, unique_prefix())
     yield controller, net
+    stop_datacenter(controller, net)
+
+
+@pytest.fixture(scope="module")
+def datacenter_own_library(tmp_path_factory):
+    """Like ``datacenter``, on a private copy of the open library that tests may edit.
+
+    Yields (controller, net, library directory). Node names start with ``r``.
+    """
+    library = tmp_path_factory.mktemp("library") / "open"
+    shutil.copytree(OPEN_LIBRARY, library)
+    controller, net = start_datacenter(library, "r%03d" % (os.getpid() % 1000))
+    yield controller, net, library
     stop_datacenter(controller, net)

@@ -117,3 +117,23 @@ def test_a_spoofed_mac_storm_from_a_bound_port_is_contained(dc):
     assert controller.wait_for_log("refused MACs", timeout=10, count=blocked_before + 1)
     assert "port already bound to VM " + vms["mgmt8"].MAC() in controller.log()
     assert ping(vms["mgmt8"], vms["mgmt4"])   # the bound VM itself keeps working
+
+
+def test_conflicting_port_rules_move_to_the_virtual_switch(dc):
+    controller, net, vms = dc
+    web1, db2 = vms["web1"], vms["db2"]          # both on s11, VLAN 100, behind one a1 port
+    for vm in (web1, db2):
+        assert f"VM {vm.MAC()}: port-side rules of template" in controller.log()
+    s11 = next(s for s in net.switches if s.name.endswith("s11"))
+    a1 = next(s for s in net.switches if s.name.endswith("a1"))
+    db2_port = s11.ports[db2.defaultIntf().link.intf2]
+    s11_flows = lab.dump_flows(s11.name).splitlines()
+    moved = [line for line in s11_flows if "table=3," in line and f"in_port={db2_port}," in line
+             and "nw_dst=192.0.2.0/24" in line]
+    assert moved and "actions=drop" in moved[0], "\n".join(s11_flows)
+    a1_port = a1.ports[s11.connectionsTo(a1)[0][1]]
+    a1_group = [line for line in lab.dump_flows(a1.name).splitlines()
+                if f"in_port={a1_port}," in line and "table=3," in line]
+    assert a1_group and all("nw_" not in line for line in a1_group)
+    web3 = vms["web3"]                            # alone behind its port: rules stay on a1
+    assert f"VM {web3.MAC()}: port-side rules" not in controller.log()
