@@ -48,7 +48,8 @@ def annotate_line(line: str, names: OwnerNames | None = None) -> str:
     return f"{line.rstrip()}  # {label}"
 
 
-def _strip_counters(line: str) -> str:
+def strip_counters(line: str) -> str:
+    """A dump-flows line without duration, n_packets and n_bytes."""
     return re.sub(r" (duration|n_packets|n_bytes|idle_age|hard_age)=[^,]+,", "", line)
 
 
@@ -64,20 +65,32 @@ def _run(argv: List[str]) -> Tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
-def dump_flows(bridge: str, runner: Runner = _run) -> List[str]:
+def dump_flows(bridge: str, runner: Runner | None = None) -> List[str]:
     """The flow lines of ``ovs-ofctl -O OpenFlow13 dump-flows BRIDGE``."""
-    code, out, err = runner(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge])
+    code, out, err = (runner or _run)(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", bridge])
     if code != 0:
         reason = err.strip().splitlines()[-1] if err.strip() else f"exit status {code}"
         raise FlowListingError(f"cannot read the flow table of bridge {bridge!r}: {reason}")
     return [line for line in out.splitlines() if "cookie=" in line]
 
 
-def annotated_flows(bridge: str, counters: bool = False, names: OwnerNames | None = None,
-                    runner: Runner = _run) -> str:
-    """The bridge's OpenFlow 1.3 flow table, each flow labelled by owner."""
-    lines = dump_flows(bridge, runner)
-    if not counters:
-        lines = [_strip_counters(ln) for ln in lines]
-    return "\n".join(annotate_line(ln, names) for ln in lines)
+def bridge_dpid(bridge: str, runner: Runner | None = None) -> str | None:
+    """The bridge's datapath id (16 hex digits) from OVSDB, or None if unknown."""
+    code, out, _ = (runner or _run)(["ovs-vsctl", "--timeout=5", "get", "bridge", bridge,
+                                     "datapath-id"])
+    dpid = out.strip().strip('"')
+    return dpid if code == 0 and re.fullmatch(r"[0-9a-f]{16}", dpid) else None
 
+
+def annotate(lines: List[str], counters: bool = False,
+             names: OwnerNames | None = None) -> List[str]:
+    """Flow lines labelled by owner; without counters unless ``counters``."""
+    if not counters:
+        lines = [strip_counters(ln) for ln in lines]
+    return [annotate_line(ln, names) for ln in lines]
+
+
+def annotated_flows(bridge: str, counters: bool = False, names: OwnerNames | None = None,
+                    runner: Runner | None = None) -> str:
+    """The bridge's OpenFlow 1.3 flow table, each flow labelled by owner."""
+    return "\n".join(annotate(dump_flows(bridge, runner), counters, names))

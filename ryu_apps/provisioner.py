@@ -26,11 +26,13 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
 from ryu_apps import openflow, rest_api
+from ryu_apps.device_bus import InProcessBus
 from ryu_apps.core import lldp
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef, RoleError, parse_description
 from ryu_apps.core.frames import parse_frame
 from ryu_apps.core.identifiers import IdentifierError
+from ryu_apps.core.lifecycle import Notice
 from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.library_files import LibraryKeeper
 from ryu_apps.plan_sender import PlanSender
@@ -84,6 +86,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         self.datapaths: Dict[int, object] = {}
         self.ports: Dict[int, Set[int]] = {}
         self.sender = PlanSender(self.datapaths, self.logger)
+        self.bus = InProcessBus(self.engine)
         self._syncing: Dict[int, _SwitchSync] = {}
         self.logger.info(
             "dynprov: %d templates from %s, identifier scheme %s",
@@ -94,6 +97,24 @@ class DynprovProvisioner(app_manager.RyuApp):
                          hub.spawn(self._resync_after_grace, options.reconcile_grace)]
         signal.signal(signal.SIGHUP, lambda *_: hub.spawn(self.reload_library))
         rest_api.register(self, kwargs["wsgi"])
+
+    def send_plan(self, plan) -> None:
+        """Send a plan; mark its VMs active once confirmed; deliver its messages."""
+        confirms = list(plan.confirms)
+        self.sender.send(plan, on_confirmed=(lambda: self.engine.confirm(confirms))
+                         if confirms else None)
+        for message in plan.messages:
+            self.send_plan(self.bus.deliver(message))
+
+    def notify(self, notice: Notice, mac: str, server: str | None = None,
+               template_id: int | None = None) -> str:
+        """Apply a notification from the management entity; what was done.
+
+        Raises NotificationError (unknown VM or server, or not applicable now).
+        """
+        ack = self.engine.notify(notice, mac, server, template_id, now=time.time())
+        self.send_plan(ack.plan)
+        return ack.message
 
     def reload_library(self) -> tuple[bool, str]:
         """Load the library again and re-provision affected VMs in place.
@@ -110,7 +131,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         message = (f"library reloaded: {len(library)} templates, "
                    f"{plan.flow_count()} flow changes")
         self.logger.info("%s", message)
-        self.sender.send(plan)
+        self.send_plan(plan)
         return True, message
 
     # -- connection lifecycle ----------------------------------------------
@@ -124,7 +145,7 @@ class DynprovProvisioner(app_manager.RyuApp):
                                 datapath.id)
             del self.datapaths[datapath.id]
             self.sender.forget(datapath.id)
-            self.sender.send(self.engine.switch_down(datapath.id))
+            self.send_plan(self.engine.switch_down(datapath.id))
 
     @set_ev_cls(ofp_event.EventOFPDescStatsReply, MAIN_DISPATCHER)
     def _desc_reply(self, ev) -> None:
@@ -181,7 +202,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         self.logger.info("switch %016x up: %s %s, %d dynprov entries found, %d changes",
                          datapath.id, sync.role.value, sync.name, len(sync.observed),
                          plan.flow_count())
-        self.sender.send(plan)
+        self.send_plan(plan)
         datapath.send_msg(datapath.ofproto_parser.OFPPortDescStatsRequest(datapath, 0))
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
@@ -200,7 +221,7 @@ class DynprovProvisioner(app_manager.RyuApp):
             return
         if msg.reason == ofp.OFPPR_DELETE or msg.desc.state & ofp.OFPPS_LINK_DOWN:
             self.ports.get(dpid, set()).discard(port)
-            self.sender.send(self.engine.port_down(dpid, port))
+            self.send_plan(self.engine.port_down(dpid, port))
         else:
             self.ports.setdefault(dpid, set()).add(port)
             self._send_probe(dpid, port)
@@ -209,7 +230,7 @@ class DynprovProvisioner(app_manager.RyuApp):
     def _flow_removed(self, ev) -> None:
         msg = ev.msg
         idle = msg.reason == msg.datapath.ofproto.OFPRR_IDLE_TIMEOUT
-        self.sender.send(self.engine.flow_removed(msg.datapath.id, msg.cookie, idle))
+        self.send_plan(self.engine.flow_removed(msg.datapath.id, msg.cookie, idle))
 
     # -- packets -----------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
@@ -223,7 +244,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         if frame.ethertype == lldp.ETH_TYPE_LLDP:
             origin = lldp.parse_probe(msg.data)
             if origin is not None:
-                self.sender.send(self.engine.link_seen(PortRef(*origin), PortRef(dpid, in_port)))
+                self.send_plan(self.engine.link_seen(PortRef(*origin), PortRef(dpid, in_port)))
             return
         verdict = self.engine.packet_in(dpid, in_port, frame.eth_src, msg.data,
                                         now=time.time(), sender_ip=frame.sender_ip,
@@ -240,7 +261,7 @@ class DynprovProvisioner(app_manager.RyuApp):
                 "provisioned VM %s on switch %016x port %d: template %d '%s', vlan %d, "
                 "binding %d", b.mac, b.dpid, b.port, b.template_id, b.template_name,
                 b.vlan, b.binding_id)
-        self.sender.send(verdict.plan)
+        self.send_plan(verdict.plan)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def _barrier_reply(self, ev) -> None:
@@ -276,4 +297,4 @@ class DynprovProvisioner(app_manager.RyuApp):
     def _tick_loop(self) -> None:
         while True:
             hub.sleep(TICK_SECONDS)
-            self.sender.send(self.engine.tick(time.time()))
+            self.send_plan(self.engine.tick(time.time()))

@@ -135,6 +135,9 @@ def read_many(app, requests: Dict[int, Tuple[int, int]], timeout: float = STATS_
             return read_flows(app, dpid, cookie, mask, timeout), None
         except SwitchSilent as why:
             return None, str(why)
+        except Exception as error:  # a bug must not cost the other switches' answers
+            app.logger.exception("reading the flows of switch %016x failed", dpid)
+            return None, f"internal error: {error!r}"
 
     threads = {dpid: hub.spawn(one, dpid, *request) for dpid, request in requests.items()}
     return {dpid: thread.wait() for dpid, thread in threads.items()}

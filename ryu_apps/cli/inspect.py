@@ -16,7 +16,8 @@ import urllib.parse
 import urllib.request
 from typing import Any, List, Optional, Sequence
 
-from ryu_apps.flow_listing import NOT_OURS, FlowListingError, OwnerNames, annotated_flows
+from ryu_apps import flow_listing
+from ryu_apps.flow_listing import FlowListingError, OwnerNames
 
 DEFAULT_CONTROLLER = "http://127.0.0.1:8080"
 #: Seconds to wait for the controller (a listing asks every server bridge first).
@@ -154,31 +155,43 @@ def _table(rows: Sequence[Sequence[str]]) -> List[str]:
 
 # -- dynprov flows ------------------------------------------------------------------
 def _flows(args: argparse.Namespace) -> int:
-    names = _owner_names(args.controller)
     try:
-        text = annotated_flows(args.bridge, counters=args.counters, names=names)
+        lines = flow_listing.dump_flows(args.bridge)
     except FlowListingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    lines = text.splitlines()
-    others = sum(1 for line in lines if line.endswith(f"# {NOT_OURS}"))
-    if text:
-        print(text)
+    names = _owner_names(args.controller, args.bridge)
+    annotated = flow_listing.annotate(lines, args.counters, names)
+    others = sum(1 for line in annotated if line.endswith(f"# {flow_listing.NOT_OURS}"))
+    for line in annotated:
+        print(line)
     print(f"{args.bridge}: {len(lines)} flows, {len(lines) - others} of them dynprov's")
     return 0
 
 
-def _owner_names(explicit: Optional[str]) -> Optional[OwnerNames]:
-    """VM MACs and template names from the controller; None if it does not answer."""
+def _owner_names(explicit: Optional[str], bridge: str) -> Optional[OwnerNames]:
+    """VM MACs and template names from the controller that manages ``bridge``.
+
+    None when no controller answers (a warning if one was given) or when the
+    controller that answers does not manage this bridge (its binding ids would
+    name other VMs).
+    """
     base = explicit or DEFAULT_CONTROLLER
     timeout = HTTP_TIMEOUT if explicit else PROBE_TIMEOUT
     try:
+        switches = fetch_json(base, "/dynprov/switches", timeout)
         bindings = fetch_json(base, "/dynprov/bindings?counters=false", timeout)
         templates = fetch_json(base, "/dynprov/templates", timeout)
     except ControllerError as error:
         if explicit:
             print(f"warning: {error}; flows are labelled from their cookies only",
                   file=sys.stderr)
+        return None
+    dpid = flow_listing.bridge_dpid(bridge)
+    if dpid not in {s["dpid"] for s in switches}:
+        print(f"warning: the dynprov controller at {base} does not manage bridge {bridge} "
+              f"(datapath id {dpid or 'unknown'}); flows are labelled from their cookies only",
+              file=sys.stderr)
         return None
     return OwnerNames(vms={b["binding_id"]: b["mac"] for b in bindings},
                       templates={t["template_id"]: t["name"] for t in templates})

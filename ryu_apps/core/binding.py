@@ -8,10 +8,32 @@ from dataclasses import dataclass
 from ryu_apps.core.cookies import Owner, binding_owner
 
 
-class BindingState(enum.Enum):
-    """Where a binding is in its life."""
+class VmState(enum.Enum):
+    """Where a VM is in its life, as its network device sees it.
 
+    detected -> provisioning -> active; active <-> suspended;
+    active -> restarting -> provisioning (same template, same binding);
+    source side of a migration: active -> migrating-out -> deprovisioned;
+    destination side: pre-provisioned -> active; any -> deprovisioned.
+    """
+
+    DETECTED = "detected"
+    PROVISIONING = "provisioning"
     ACTIVE = "active"
+    SUSPENDED = "suspended"
+    RESTARTING = "restarting"
+    MIGRATING_OUT = "migrating-out"
+    PRE_PROVISIONED = "pre-provisioned"
+    DEPROVISIONED = "deprovisioned"
+
+    @property
+    def forwards(self) -> bool:
+        """Whether traffic to and from the VM flows in this state."""
+        return self in (VmState.PROVISIONING, VmState.ACTIVE, VmState.MIGRATING_OUT)
+
+
+#: The name earlier code used.
+BindingState = VmState
 
 
 class Detection(enum.Enum):
@@ -36,7 +58,9 @@ class Binding:
     since: float = 0.0
     ip: str | None = None
     detected_by: Detection = Detection.PACKET
-    state: BindingState = BindingState.ACTIVE
+    state: VmState = VmState.PROVISIONING
+    #: The access switch (network device) the VM's server hangs off, if known.
+    device: int | None = None
 
     @property
     def owner(self) -> Owner:

@@ -1,19 +1,24 @@
-"""The network device's control logic: events in, plans out (pure).
+"""The network devices' control logic: events in, plans out (pure).
 
 The Ryu app feeds it what the switches report (a switch connected with the
 flows it holds, a link seen by LLDP, a packet from a VM, a port gone, a flow
-that idled out, a VM listed in OVSDB) and sends the
+that idled out, a VM listed in OVSDB) and what the external management entity
+says (see :mod:`ryu_apps.core.lifecycle`), and sends the
 :class:`~ryu_apps.core.flow_plan.Plan` it returns. It never sends, reads a
 clock or touches a socket: time comes in as ``now``.
+
+Each access switch is a network device: a VM belongs to the device its server
+hangs off, has a :class:`~ryu_apps.core.binding.VmState` there, and devices
+talk to each other only through :mod:`ryu_apps.core.device_messages`, which a
+plan carries out and the app delivers.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from typing import Dict, Iterable, List, NamedTuple, Optional, Set
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Set
 
-from ryu_apps.core.binding import Binding, Detection
+from ryu_apps.core.binding import Binding, Detection, VmState
 from ryu_apps.core.cookies import (
     INFRA_OWNER,
     CookieKind,
@@ -22,6 +27,7 @@ from ryu_apps.core.cookies import (
     quarantine_owner,
     vlan_owner,
 )
+from ryu_apps.core.domains import DomainMap
 from ryu_apps.core.fabric import Fabric, PortRef, Role, SwitchInfo
 from ryu_apps.core.flow_compiler import (
     Placement,
@@ -33,6 +39,7 @@ from ryu_apps.core.flow_compiler import (
 from ryu_apps.core.flow_plan import DesiredFlows, PacketOut, Plan
 from ryu_apps.core.flowspec import FlowSpec, flow, make_match
 from ryu_apps.core.identifiers import IdentifierError, IdentifierScheme, format_mac, parse_mac
+from ryu_apps.core.lifecycle import VmLifecycle
 from ryu_apps.core.pipeline import MAX_BINDING_ID, Priority, Table
 
 #: Seconds a refused MAC's drop flow stays before the MAC is judged again.
@@ -72,16 +79,22 @@ class GroupKey(NamedTuple):
     vlan: int
 
 
-class ProvisioningEngine:
+class ProvisioningEngine(VmLifecycle):
     """Bindings, fabric and desired flows of one controller (pure state machine)."""
 
-    def __init__(self, library, scheme: IdentifierScheme) -> None:
-        self.library = library
+    def __init__(self, library, scheme: IdentifierScheme,
+                 domains: DomainMap | None = None,
+                 domain_libraries: Dict[str, object] | None = None) -> None:
+        self.main_library = library
+        self.domains = domains or DomainMap(())
+        self.domain_libraries = dict(domain_libraries or {})
         self.scheme = scheme
         self.fabric = Fabric()
-        self.bindings: Dict[str, Binding] = {}
+        self.bindings: Dict[str, Binding] = {}    # by MAC: where the VM is now
+        self.incoming: Dict[str, Binding] = {}    # by MAC: pre-provisioned destinations
         self.desired = DesiredFlows()
         self.refused: Dict[str, Refusal] = {}
+        self.attachments: Dict[tuple, str] = {}   # (dpid, port) -> MAC, from OVSDB
         self._by_port: Dict[tuple, Binding] = {}
         self._ids_in_use: Set[int] = set()
         self._next_binding_id = 1
@@ -91,6 +104,40 @@ class ProvisioningEngine:
         self._blocked_ports: Dict[tuple, float] = {}
         #: Packets refused from blocked ports, counted but neither logged nor flowed.
         self.blocked_refusals: Dict[tuple, int] = {}
+        self.history: Dict[str, VmState] = {}     # last state of every VM ever seen
+
+    # -- libraries -------------------------------------------------------------
+    @property
+    def library(self):
+        """The main library (the default domain's)."""
+        return self.main_library
+
+    @library.setter
+    def library(self, library) -> None:
+        self.main_library = library
+
+    def library_of_switch(self, server_dpid: int):
+        """The library of the mobility domain a server belongs to (None: no domain)."""
+        domain = self.domain_of_server(server_dpid)
+        if domain is None:
+            return None
+        if domain.templates is None:
+            return self.main_library
+        return self.domain_libraries.get(domain.name, self.main_library)
+
+    def domain_of_server(self, server_dpid: int):
+        """The mobility domain of a server, through its access switch."""
+        if not self.domains.explicit:
+            return self.domains.of_switch("")
+        access = self.access_switch_of(server_dpid)
+        if access is None:
+            return None
+        return self.domains.of_switch(self.fabric.switches[access.dpid].name)
+
+    def template_of(self, binding: Binding):
+        """The template in force for a binding (from its domain's library)."""
+        library = self.library_of_switch(binding.dpid) or self.main_library
+        return library.get(binding.template_id)
 
     # -- switches and links ------------------------------------------------
     def switch_up(self, dpid: int, role: Role, name: str, observed: Iterable,
@@ -121,12 +168,11 @@ class ProvisioningEngine:
         return plan
 
     def port_down(self, dpid: int, port: int) -> Plan:
-        """A port went away: drop its link and the binding behind it."""
+        """A port went away: drop its link and the VM behind it."""
         plan = Plan()
         link_changed = self.fabric.remove_link(PortRef(dpid, port))
-        binding = self._by_port.get((dpid, port))
-        if binding is not None:
-            self._unbind(binding, plan, f"port {port} of {dpid:016x} went away")
+        self.attachments.pop((dpid, port), None)
+        self._vm_port_gone(dpid, port, f"port {port} of {dpid:016x} went away", plan)
         if self._quarantine.pop((dpid, port), None) or self._blocked_ports.pop((dpid, port), None):
             self._apply_quarantine(dpid, port, plan)
         if link_changed:
@@ -144,21 +190,35 @@ class ProvisioningEngine:
         """
         if tagged:
             return PacketVerdict()
+        mac = _canonical(eth_src)
         binding = self._by_port.get((dpid, in_port))
-        if binding is not None and binding.mac == _canonical(eth_src):
-            return self._learn_ip(binding, sender_ip, data)
+        if binding is not None and binding.mac == mac:
+            return self._known_vm_spoke(binding, sender_ip, data, now)
         return self._admit(dpid, in_port, eth_src, now, Detection.PACKET, data)
 
     def vm_attached(self, dpid: int, port: int, mac: str, now: float = 0.0) -> PacketVerdict:
-        """The server's OVSDB says VM ``mac`` is attached to ``port`` (it may be silent)."""
+        """The server's OVSDB says VM ``mac`` is attached to ``port`` (it may be silent).
+
+        A VM still running elsewhere is being migrated here by its hypervisor:
+        its new port is pre-provisioned, and activated when the VM speaks there
+        or its old port goes away.
+        """
+        mac = _canonical(mac)
+        self.attachments[(dpid, port)] = mac
+        current = self.bindings.get(mac)
+        if current is not None and (current.dpid, current.port) != (dpid, port):
+            verdict = PacketVerdict()
+            self._pre_provision(current, dpid, port, verdict.plan, "its hypervisor created "
+                                f"port {port} on {self._name(dpid)}")
+            return verdict
         return self._admit(dpid, port, mac, now, Detection.OVSDB, b"")
 
     def vm_detached(self, dpid: int, port: int) -> Plan:
         """The server's OVSDB no longer lists a VM on ``port``."""
         plan = Plan()
-        binding = self._by_port.get((dpid, port))
-        if binding is not None:
-            self._unbind(binding, plan, f"detached from port {port}")
+        self.attachments.pop((dpid, port), None)
+        self._vm_port_gone(dpid, port, f"detached from port {port} of {self._name(dpid)}",
+                           plan)
         return plan
 
     def flow_removed(self, dpid: int, cookie: int, idle_timeout: bool) -> Plan:
@@ -168,36 +228,44 @@ class ProvisioningEngine:
         if owner is None or owner.kind is not CookieKind.BINDING or not idle_timeout:
             return plan
         binding = self.binding_by_id(owner.owner_id)
-        if binding is not None and binding.dpid == dpid:
-            template = self.library.get(binding.template_id)
+        if binding is not None and binding.dpid == dpid and binding.state.forwards:
+            template = self.template_of(binding)
             idle = template.idle_timeout if template else 0
             self._unbind(binding, plan, f"silent for {idle} s (idle timeout)")
         return plan
 
-    def set_library(self, library) -> Plan:
+    def confirm(self, macs: Iterable[str]) -> None:
+        """The switches applied the plans that provisioned these VMs."""
+        for mac in macs:
+            binding = self.bindings.get(mac)
+            if binding is not None and binding.state is VmState.PROVISIONING:
+                self._store(replace(binding, state=VmState.ACTIVE))
+
+    def set_library(self, library, domain: str | None = None) -> Plan:
         """Put a new (validated) library in force; re-provision affected VMs in place."""
         plan = Plan()
-        old, self.library = self.library, library
-        for binding in list(self.bindings.values()):
-            template = library.get(binding.template_id)
+        if domain is None:
+            self.main_library = library
+        else:
+            self.domain_libraries[domain] = library
+        for binding in list(self._all_bindings()):
+            template = self.template_of(binding)
             if template is None:
                 self._unbind(binding, plan, f"template {binding.template_id} left the library")
-            elif template != old.get(binding.template_id):
-                updated = replace(binding, template_name=template.name, vlan=template.vlan)
-                if updated.vlan != binding.vlan:
-                    self._unbind(binding, plan, None)
-                    self._bind(updated, plan)
-                else:
-                    self._store(updated)
-                    self._apply_binding(updated, plan)
-                    self._refresh_group(self._group_key(updated), plan)
-                plan.notes.append(f"re-provisioned VM {binding.mac} in place: "
-                                  f"template {template.template_id} '{template.name}' changed")
+                continue
+            if (template.name, template.vlan) != (binding.template_name, binding.vlan):
+                self._rebind(binding, replace(binding, template_name=template.name,
+                                              vlan=template.vlan), plan)
+            else:
+                self._apply_binding(binding, plan)
+                self._refresh_group(self._group_key(binding), plan)
         for key in list(self._quarantine) + list(self._blocked_ports):
             self._quarantine.pop(key, None)
             self._blocked_ports.pop(key, None)
             self._apply_quarantine(key[0], key[1], plan)
         self.refused.clear()
+        if plan.flow_count():
+            plan.notes.append(f"re-provisioned VMs in place: {plan.flow_count()} flow changes")
         return plan
 
     def tick(self, now: float) -> Plan:
@@ -224,23 +292,26 @@ class ProvisioningEngine:
         if self.fabric.role(dpid) is not Role.SERVER or self.fabric.is_link_port(dpid, port):
             return verdict
         mac = _canonical(eth_src)
-        existing = self.bindings.get(mac)
-        if existing and (existing.dpid, existing.port) == (dpid, port):
-            return verdict  # already provisioned: idempotent, send nothing
         holder = self._by_port.get((dpid, port))
         if holder is not None:
             self._refuse(verdict, mac, None, dpid, port, now,
                          f"port already bound to VM {holder.mac}: spoofed source MAC")
+            return verdict
+        existing = self.bindings.get(mac)
+        if existing is not None and existing.state is VmState.RESTARTING:
+            verdict.provisioned = self._come_back(existing, dpid, port, data, verdict.plan)
             return verdict
         template = self._select(mac, eth_src, dpid, port, now, verdict)
         if template is None:
             return verdict
         binding = Binding(self._allocate_binding_id(), mac, template.template_id,
                           template.name, template.vlan, dpid, port, since=now,
-                          detected_by=detected_by)
+                          ip=existing.ip if existing else None, detected_by=detected_by,
+                          device=self._device_of(dpid))
         plan = verdict.plan
-        if existing:
-            self._unbind(existing, plan, f"moved to port {port} of {dpid:016x}")
+        if existing is not None:
+            self._unbind(existing, plan, f"moved to port {port} of {self._name(dpid)}")
+        self._drop_incoming(mac, plan)
         self._bind(binding, plan)
         if data:
             plan.packet_outs.append(PacketOut(dpid, port, data))
@@ -255,10 +326,18 @@ class ProvisioningEngine:
         except IdentifierError as error:
             self._refuse(verdict, mac, None, dpid, port, now, str(error))
             return None
-        template = self.library.get(template_id)
-        if template is None:
+        domain = self.domain_of_server(dpid)
+        if domain is None:
             self._refuse(verdict, mac, template_id, dpid, port, now,
-                         f"template {template_id} (0x{template_id:04X}) is not in the library")
+                         f"server {self._name(dpid)} is in no mobility domain "
+                         f"(its access switch is unknown or listed in no domain)")
+            return None
+        template = self.library_of_switch(dpid).get(template_id)
+        if template is None:
+            where = ("the library" if not self.domains.explicit
+                     else f"the library of mobility domain '{domain.name}'")
+            self._refuse(verdict, mac, template_id, dpid, port, now,
+                         f"template {template_id} (0x{template_id:04X}) is not in {where}")
         return template
 
     def _refuse(self, verdict: PacketVerdict, mac: str, template_id: int | None,
@@ -296,10 +375,19 @@ class ProvisioningEngine:
                            make_match(in_port=port), owner.cookie))
         self.desired.replace(owner, flows, plan, dpid=dpid)
 
-    def _learn_ip(self, binding: Binding, sender_ip: str | None, data: bytes) -> PacketVerdict:
-        """A bound VM's first IPv4/ARP packet under a template that pins its IP."""
+    def _known_vm_spoke(self, binding: Binding, sender_ip: str | None, data: bytes,
+                        now: float) -> PacketVerdict:
+        """A packet from a VM on its own port reached the controller."""
         verdict = PacketVerdict()
-        template = self.library.get(binding.template_id)
+        if binding.state is VmState.PRE_PROVISIONED:
+            self._activate(binding, verdict.plan, "announced itself")
+            verdict.provisioned = self.bindings.get(binding.mac)
+            return verdict   # the pipeline already forwarded the packet
+        if binding.state is VmState.RESTARTING:
+            verdict.provisioned = self._come_back(binding, binding.dpid, binding.port, data,
+                                                  verdict.plan)
+            return verdict
+        template = self.template_of(binding)
         if (sender_ip is None or binding.ip is not None or template is None
                 or not template.virtual_switch.bind_ip):
             return verdict
@@ -321,10 +409,14 @@ class ProvisioningEngine:
             del self._quarantine[key][binding.mac]
             self._apply_quarantine(key[0], key[1], plan)
         self.refused.pop(binding.mac, None)
+        if binding.state is VmState.PROVISIONING:
+            plan.confirms.append(binding.mac)
 
-    def _unbind(self, binding: Binding, plan: Plan, reason: Optional[str]) -> None:
+    def _unbind(self, binding: Binding, plan: Plan, reason: Optional[str],
+                final_state: VmState = VmState.DEPROVISIONED) -> None:
         key = self._group_key(binding)
         self._drop(binding)
+        self.history[binding.mac] = final_state
         self.desired.replace(binding.owner, set(), plan)
         self._refresh_group(key, plan)
         self._refresh_vlans({binding.vlan}, plan)
@@ -332,20 +424,39 @@ class ProvisioningEngine:
             plan.notes.append(f"deprovisioned VM {binding.mac} (binding {binding.binding_id}):"
                               f" {reason}")
 
+    def _rebind(self, old: Binding, new: Binding, plan: Plan) -> None:
+        """Replace a binding's flows with a changed binding's, make-before-break."""
+        old_key = self._group_key(old)
+        self._drop(old)
+        self._store(new)
+        if old.owner != new.owner:
+            self.desired.replace(old.owner, set(), plan)
+        self._apply_binding(new, plan)
+        for key in {old_key, self._group_key(new)}:
+            self._refresh_group(key, plan)
+        self._refresh_vlans({old.vlan, new.vlan}, plan)
+
     def _apply_binding(self, binding: Binding, plan: Plan) -> None:
-        template = self.library.get(binding.template_id)
+        template = self.template_of(binding)
         placement = Placement(binding, template, binding.mac in self._moved)
         self.desired.replace(binding.owner, binding_flows(self.fabric, placement), plan)
 
     def _store(self, binding: Binding) -> None:
-        self.bindings[binding.mac] = binding
+        table = self.incoming if binding.state is VmState.PRE_PROVISIONED else self.bindings
+        table[binding.mac] = binding
         self._by_port[(binding.dpid, binding.port)] = binding
         self._ids_in_use.add(binding.binding_id)
+        self.history[binding.mac] = binding.state
 
     def _drop(self, binding: Binding) -> None:
-        self.bindings.pop(binding.mac, None)
-        self._by_port.pop((binding.dpid, binding.port), None)
-        self._ids_in_use.discard(binding.binding_id)
+        table = self.incoming if binding.state is VmState.PRE_PROVISIONED else self.bindings
+        if table.get(binding.mac) is not None and table[binding.mac].binding_id == binding.binding_id:
+            del table[binding.mac]
+        if self._by_port.get((binding.dpid, binding.port)) is not None and \
+                self._by_port[(binding.dpid, binding.port)].binding_id == binding.binding_id:
+            del self._by_port[(binding.dpid, binding.port)]
+        if not any(b.binding_id == binding.binding_id for b in self._all_bindings()):
+            self._ids_in_use.discard(binding.binding_id)
         self._moved.discard(binding.mac)
         for members in self._groups.values():
             members.discard(binding.mac)
@@ -357,24 +468,29 @@ class ProvisioningEngine:
         self._next_binding_id = candidate % MAX_BINDING_ID + 1
         return candidate
 
+    def _all_bindings(self) -> Iterator[Binding]:
+        yield from self.bindings.values()
+        yield from self.incoming.values()
+
     def _restore_bindings(self, dpid: int, observed: List, now: float, plan: Plan) -> None:
         """Rebuild bindings from a server's own flows (after a controller restart)."""
         for spec in observed:
             owner = decode_cookie(getattr(spec, "cookie", 0))
             if (not isinstance(spec, FlowSpec) or owner is None
                     or owner.kind is not CookieKind.BINDING
-                    or spec.table_id != Table.CLASSIFY or spec.priority != Priority.BINDING):
+                    or spec.table_id != Table.CLASSIFY or spec.priority != Priority.BINDING
+                    or not spec.instructions):
                 continue
             fields = spec.match_dict()
             mac, port = fields.get("eth_src"), fields.get("in_port")
-            template = self.library.get(owner.template_id)
+            template = self.main_library.get(owner.template_id)
             if (mac is None or port is None or template is None or mac in self.bindings
                     or owner.owner_id in self._ids_in_use):
                 continue
             binding = Binding(owner.owner_id, mac, template.template_id, template.name,
                               template.vlan, dpid, port, since=now,
                               ip=_bound_ip(observed, owner.cookie),
-                              detected_by=Detection.RESTORED)
+                              detected_by=Detection.RESTORED, state=VmState.ACTIVE)
             self._store(binding)
             plan.notes.append(f"restored VM {mac} (binding {binding.binding_id}) "
                               f"from the flows of {dpid:016x} port {port}")
@@ -390,14 +506,15 @@ class ProvisioningEngine:
         """Admission and port ACL of one VLAN on one access port; the template merge."""
         if key is None:
             return
-        members = [b for b in self.bindings.values() if self._group_key(b) == key]
+        members = [b for b in self._all_bindings() if self._group_key(b) == key
+                   and (b.state.forwards or b.state is VmState.PRE_PROVISIONED)]
         self._groups[key] = {b.mac for b in members}
         owner = port_group_owner(key.port, key.vlan)
         if not members:
             self._groups.pop(key, None)
             self.desired.replace(owner, set(), plan, dpid=key.dpid)
             return
-        sides = {self.library.get(b.template_id).access_port for b in members}
+        sides = {self.template_of(b).access_port for b in members}
         merged = len(sides) > 1
         side = None if merged else next(iter(sides))
         self.desired.replace(owner, port_group_flows(key.dpid, key.port, key.vlan, owner, side),
@@ -414,7 +531,7 @@ class ProvisioningEngine:
 
     def _refresh_vlans(self, vlans: Iterable[int], plan: Plan) -> None:
         for vlan in sorted(set(vlans)):
-            members = [b for b in self.bindings.values() if b.vlan == vlan]
+            members = [b for b in self._all_bindings() if b.vlan == vlan]
             self.desired.replace(vlan_owner(vlan), vlan_flows(self.fabric, vlan, members), plan)
 
     def _recompile_all(self, plan: Plan) -> None:
@@ -422,36 +539,52 @@ class ProvisioningEngine:
         for dpid in self.fabric.switches:
             infra |= infra_flows(self.fabric, dpid)
         self.desired.replace(INFRA_OWNER, infra, plan)
-        keys = set(self._groups) | {self._group_key(b) for b in self.bindings.values()}
+        for binding in list(self._all_bindings()):
+            device = self._device_of(binding.dpid)
+            if device != binding.device:
+                self._store(replace(binding, device=device))
+        keys = set(self._groups) | {self._group_key(b) for b in self._all_bindings()}
         for key in sorted(k for k in keys if k is not None):
             self._refresh_group(key, plan)
-        for binding in self.bindings.values():
+        for binding in self._all_bindings():
             self._apply_binding(binding, plan)
-        vlans = {b.vlan for b in self.bindings.values()}
+        vlans = {b.vlan for b in self._all_bindings()}
         vlans |= {o.owner_id for o in self.desired.owners() if o.kind is CookieKind.VLAN}
         self._refresh_vlans(vlans, plan)
 
     # -- queries -------------------------------------------------------------
     def binding_by_id(self, binding_id: int) -> Binding | None:
         """The binding with this id, if any."""
-        return next((b for b in self.bindings.values() if b.binding_id == binding_id), None)
+        return next((b for b in self._all_bindings() if b.binding_id == binding_id), None)
 
-    def access_port_of(self, binding: Binding) -> PortRef | None:
-        """The access-switch port the binding's server hangs off (on the tree)."""
-        for port in sorted(self.fabric.tree_ports(binding.dpid)):
-            peer = self.fabric.peer(PortRef(binding.dpid, port))
+    def access_switch_of(self, server_dpid: int) -> PortRef | None:
+        """The access-switch port a server hangs off (on the tree)."""
+        for port in sorted(self.fabric.tree_ports(server_dpid)):
+            peer = self.fabric.peer(PortRef(server_dpid, port))
             if peer is not None and self.fabric.role(peer.dpid) is not Role.SERVER:
                 return peer
         return None
 
+    def access_port_of(self, binding: Binding) -> PortRef | None:
+        """The access-switch port the binding's server hangs off (on the tree)."""
+        return self.access_switch_of(binding.dpid)
+
     def bindings_on(self, dpid: int) -> List[Binding]:
         """Bindings whose VM port is on this switch."""
-        return sorted((b for b in self.bindings.values() if b.dpid == dpid),
+        return sorted((b for b in self._all_bindings() if b.dpid == dpid),
                       key=lambda b: b.port)
 
     def moved_port_rules(self) -> Set[str]:
         """MACs whose template's port-side rules were moved to their vswitch port."""
         return set(self._moved)
+
+    def _device_of(self, server_dpid: int) -> int | None:
+        access = self.access_switch_of(server_dpid)
+        return access.dpid if access is not None else None
+
+    def _name(self, dpid: int) -> str:
+        info = self.fabric.switches.get(dpid)
+        return info.name if info and info.name else f"{dpid:016x}"
 
 
 def _bound_ip(observed: List, cookie: int) -> Optional[str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable, List, Optional, Set, Union
 
 from ryu_apps.core.acl_compiler import acl_entries, rules_for
-from ryu_apps.core.binding import Binding
+from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.cookies import INFRA_OWNER, Owner, vlan_owner
 from ryu_apps.core.fabric import Fabric, PortRef, Role
 from ryu_apps.core.flowspec import (
@@ -106,9 +106,25 @@ def server_facing_ports(fabric: Fabric, dpid: int) -> Set[int]:
 
 # -- one VM -------------------------------------------------------------------
 def binding_flows(fabric: Fabric, placement: Placement) -> Set[Entry]:
-    """Everything one VM needs: its port on the server and its path in the fabric."""
+    """Everything one VM needs in its state: its port on the server, its path.
+
+    Suspended: only a drop at its port. Restarting or deprovisioned: nothing
+    (its next packet reaches the controller). Pre-provisioned (a migration's
+    destination): its port is ready and what it sends is forwarded at once, a
+    copy going to the controller to activate it, but nothing is delivered to
+    the port and no path leads there yet.
+    """
     binding = placement.binding
+    state = binding.state
+    if state is VmState.SUSPENDED:
+        return {flow(binding.dpid, Table.CLASSIFY, Priority.BINDING,
+                     make_match(in_port=binding.port, eth_src=binding.mac),
+                     binding.owner.cookie)}
+    if state in (VmState.RESTARTING, VmState.DEPROVISIONED, VmState.DETECTED):
+        return set()
     entries = _server_side(placement)
+    if state is VmState.PRE_PROVISIONED:
+        return entries
     cookie = binding.owner.cookie
     vid = tagged(binding.vlan)
     for dpid, info in fabric.switches.items():
@@ -137,10 +153,13 @@ def _server_side(placement: Placement) -> Set[Entry]:
         meter = binding.binding_id
         entries.add(MeterSpec(dpid, meter, vswitch.bandwidth.rate_kbps,
                               vswitch.bandwidth.burst_kbits, cookie=cookie))
+    pre_provisioned = binding.state is VmState.PRE_PROVISIONED
     entries.add(flow(dpid, Table.CLASSIFY, Priority.BINDING,
                      make_match(in_port=port, eth_src=binding.mac), cookie,
                      meter=meter, goto=Table.ANTI_SPOOF,
-                     idle_timeout=template.idle_timeout))
+                     actions=(Output(OFPP_CONTROLLER, PACKET_IN_BYTES),) if pre_provisioned
+                     else (),
+                     idle_timeout=0 if pre_provisioned else template.idle_timeout))
     entries |= _anti_spoof(binding, vswitch.bind_ip)
     push = (PushVlan(), SetField("vlan_vid", tagged(binding.vlan)))
     entries |= _acl_flows(dpid, Table.FROM_VM_ACL, {"in_port": port}, cookie,
@@ -157,9 +176,10 @@ def _server_side(placement: Placement) -> Set[Entry]:
                          goto=Table.FORWARD))
         entries.add(flow(dpid, Table.TO_VM_PORT_ACL, Priority.BINDING,
                          make_match(metadata=port), cookie, actions=(Output(port),)))
-    entries.add(flow(dpid, Table.FORWARD, Priority.BINDING,
-                     make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac), cookie,
-                     actions=(PopVlan(),), metadata=port, goto=Table.TO_VM_ACL))
+    if not pre_provisioned:
+        entries.add(flow(dpid, Table.FORWARD, Priority.BINDING,
+                         make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac),
+                         cookie, actions=(PopVlan(),), metadata=port, goto=Table.TO_VM_ACL))
     return entries
 
 
@@ -227,20 +247,26 @@ def _acl_flows(dpid: int, table: Table, key: dict, cookie: int, rules, default: 
 
 # -- a VLAN -------------------------------------------------------------------
 def vlan_flows(fabric: Fabric, vlan: int, members: Iterable[Binding]) -> Set[Entry]:
-    """A VLAN's shared flows: uplink admission, flooding and the way up."""
-    members = list(members)
-    if not members:
+    """A VLAN's shared flows: uplink admission, flooding and the way up.
+
+    Only VMs whose traffic flows are flooded to; a pre-provisioned VM's server
+    gets the way up (so what it sends is forwarded at once) but no copies.
+    """
+    present = [b for b in members if b.state.forwards or b.state is VmState.PRE_PROVISIONED]
+    members = [b for b in present if b.state.forwards]
+    if not present:
         return set()
     cookie = vlan_owner(vlan).cookie
     vid = tagged(vlan)
     member_switches = {b.dpid for b in members}
+    waiting_switches = {b.dpid for b in present} - member_switches
     entries: Set[Entry] = set()
     flood_match = make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH)
     for dpid, info in fabric.switches.items():
         up_ports = sorted(fabric.flood_ports(dpid, member_switches - {dpid}))
         if info.role is Role.SERVER:
             local = sorted({b.port for b in members if b.dpid == dpid})
-            if local:
+            if local or dpid in waiting_switches:
                 entries |= _server_vlan_flows(dpid, vid, cookie, up_ports, local)
         elif up_ports:
             to_servers = server_facing_ports(fabric, dpid)
@@ -255,7 +281,9 @@ def vlan_flows(fabric: Fabric, vlan: int, members: Iterable[Binding]) -> Set[Ent
 
 def _server_vlan_flows(dpid: int, vid: int, cookie: int,
                        up_ports: List[int], local_ports: List[int]) -> Set[Entry]:
-    flood: List = [Output(p) for p in up_ports] + [PopVlan()]
+    flood: List = [Output(p) for p in up_ports]
+    if local_ports:
+        flood.append(PopVlan())
     for port in local_ports:
         flood += [SetField("metadata", port), Resubmit(Table.TO_VM_ACL)]
     entries: Set[Entry] = {

@@ -79,6 +79,24 @@ class Plan:
     packet_outs: List[PacketOut] = field(default_factory=list)
     #: What the engine decided, in words, for the controller's log.
     notes: List[str] = field(default_factory=list)
+    #: VMs (MACs) to mark active once every switch has applied the plan.
+    confirms: List[str] = field(default_factory=list)
+    #: Messages for other network devices (ryu_apps.core.device_messages).
+    messages: List[object] = field(default_factory=list)
+
+    def extend(self, other: "Plan") -> "Plan":
+        """Append another plan's changes, packet-outs, notes and messages."""
+        for dpid, changes in other.changes.items():
+            mine = self.for_switch(dpid)
+            for spec in changes.deletes:
+                mine.delete(spec)
+            for spec in changes.adds:
+                mine.add(spec, replacing=changes.replaces(spec))
+        self.packet_outs += other.packet_outs
+        self.notes += other.notes
+        self.confirms += other.confirms
+        self.messages += other.messages
+        return self
 
     def for_switch(self, dpid: int) -> SwitchChanges:
         """The (possibly new) change list of one switch."""
@@ -92,7 +110,8 @@ class Plan:
 
     def is_empty(self) -> bool:
         """True when nothing is to be sent."""
-        return not any(self.changes.values()) and not self.packet_outs
+        return (not any(self.changes.values()) and not self.packet_outs
+                and not self.messages)
 
     def flow_count(self) -> int:
         """Number of flow-mods in the plan."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import http.server
 import json
 import socket
@@ -31,6 +30,8 @@ BINDINGS = [
      "detected_by": "restored", "ip": "10.0.200.2", "cookie": "0xd9100fc000000001",
      "counters": None, "counters_error": "server bridge s12: switch not connected"},
 ]
+SWITCHES = [{"dpid": "0000000000001101", "name": "s11", "role": "server",
+             "connected": True, "bindings": 1}]
 TEMPLATES = [{"template_id": 250, "name": "web"}, {"template_id": 252, "name": "database"}]
 DUMP = """\
 OFPST_FLOW reply (OF1.3) (xid=0x2):
@@ -68,7 +69,8 @@ def canned_controller():
     """(base URL, routes): a local server answering routes[path] = (status, body)."""
     routes = {"/dynprov/bindings": (200, BINDINGS),
               "/dynprov/bindings?counters=false": (200, BINDINGS),
-              "/dynprov/templates": (200, TEMPLATES)}
+              "/dynprov/templates": (200, TEMPLATES),
+              "/dynprov/switches": (200, SWITCHES)}
     handler = type("Handler", (_Canned,), {"routes": routes})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
@@ -88,14 +90,15 @@ def unused_url() -> str:
 
 
 @pytest.fixture(name="ovs")
-def fake_ovs_ofctl(monkeypatch):
-    """``dynprov flows`` reads DUMP for bridge s11; any other bridge does not exist."""
+def fake_ovs(monkeypatch):
+    """Bridges s11 (DUMP) and s99 (not the controller's) exist; no other bridge does."""
     def runner(argv):
-        if argv[-1] == "s11":
-            return 0, DUMP, ""
-        return 1, "", f"ovs-ofctl: {argv[-1]} is not a bridge or a socket\n"
-    monkeypatch.setattr(inspect, "annotated_flows",
-                        functools.partial(flow_listing.annotated_flows, runner=runner))
+        bridge = argv[4] if argv[0] == "ovs-vsctl" else argv[-1]
+        dpid = {"s11": "0000000000001101", "s99": "0000000000009999"}.get(bridge)
+        if dpid is None:
+            return 1, "", f"{argv[0]}: {bridge} is not a bridge or a socket\n"
+        return 0, (f'"{dpid}"\n' if argv[0] == "ovs-vsctl" else DUMP), ""
+    monkeypatch.setattr(flow_listing, "_run", runner)
 
 
 def run(*argv: str) -> int:
@@ -204,6 +207,16 @@ def test_flows_warn_when_the_given_controller_is_unreachable(nobody, ovs, capsys
     out, err = capsys.readouterr()
     assert "# binding 5 template 250\n" in out
     assert err.startswith(f"warning: cannot reach the dynprov controller at {nobody}")
+
+
+def test_flows_of_a_bridge_the_controller_does_not_manage(controller, ovs, capsys):
+    url, _ = controller
+    assert run("flows", "s99", "--controller", url) == 0
+    out, err = capsys.readouterr()
+    assert "# binding 5 template 250\n" in out and "VM" not in out
+    assert err == (f"warning: the dynprov controller at {url} does not manage bridge s99 "
+                   "(datapath id 0000000000009999); flows are labelled from their cookies "
+                   "only\n")
 
 
 def test_flows_of_a_missing_bridge(nobody, ovs, capsys):

@@ -10,7 +10,7 @@ import pytest
 
 from ryu_apps import rest_views
 from ryu_apps.core.engine import ProvisioningEngine
-from ryu_apps.core.fabric import PortRef, Role, SwitchInfo
+from ryu_apps.core.fabric import PortRef, Role
 from ryu_apps.core.flowspec import (
     OFPP_CONTROLLER,
     ApplyActions,
@@ -36,7 +36,8 @@ WEB1, WEB2, DB1 = "00:fa:00:00:00:01", "00:fa:00:00:00:02", "00:fc:00:00:00:01"
 LIBRARY = build_library([("lib/web.yaml", {"templates": [{
     "id": 250, "name": "web", "description": "web servers", "vlan": 100,
     "idle_timeout": 300,
-    "virtual_switch": {"default_action": "deny", "bandwidth": {"rate_kbps": 10000, "burst_kbits": 1000},
+    "virtual_switch": {"default_action": "deny",
+                       "bandwidth": {"rate_kbps": 10000, "burst_kbits": 1000},
                        "acl": [{"action": "allow", "direction": "to_vm", "protocol": "tcp",
                                 "dst_port": 443}]},
     "access_port": {"default_action": "allow"}}]}),
