@@ -1,0 +1,198 @@
+"""Notifications, migrations and mobility domains, checked on fake switches."""
+
+import pytest
+
+from ryu_apps.core.binding import VmState
+from ryu_apps.core.device_messages import MigrationDone, MigrationNotice
+from ryu_apps.core.domains import DomainError, build_domains
+from ryu_apps.core.engine import ProvisioningEngine
+from ryu_apps.core.fabric import PortRef, Role
+from ryu_apps.core.flowspec import OFPP_CONTROLLER
+from ryu_apps.core.identifiers import PrefixScheme
+from ryu_apps.core.lifecycle import Notice, NotificationError
+from ryu_apps.core.template_validation import build_library
+from tests.support.fake_switches import FakeSwitches, Packet
+
+F1, A1, A2 = 0x100, 0x201, 0x202
+S11, S21 = 0x1101, 0x2101
+UPLINK = 10
+WEB1, WEB2, PEER = "00:fa:00:00:00:01", "00:fa:00:00:00:02", "00:fa:00:00:00:09"
+
+
+def _template(template_id, name, vlan):
+    return {"id": template_id, "name": name, "description": name, "vlan": vlan,
+            "virtual_switch": {"default_action": "allow"},
+            "access_port": {"default_action": "allow"}}
+
+
+LIBRARY = build_library([("t.yaml", {"templates": [
+    _template(250, "web", 100), _template(252, "db", 100), _template(254, "other", 300)]})])
+WEST_LIBRARY = build_library([("west.yaml", {"templates": [_template(250, "web", 100)]})])
+
+
+class Lab:
+    """Fabric f1 with access a1 (server s11) and a2 (server s21)."""
+
+    def __init__(self, domains=None, libraries=None):
+        self.engine = ProvisioningEngine(LIBRARY, PrefixScheme(16), domains, libraries)
+        self.switches = FakeSwitches()
+        for dpid, role, name in ((F1, Role.FABRIC, "f1"), (A1, Role.ACCESS, "a1"),
+                                 (A2, Role.ACCESS, "a2"), (S11, Role.SERVER, "s11"),
+                                 (S21, Role.SERVER, "s21")):
+            self.apply(self.engine.switch_up(dpid, role, name, []))
+        for a, b in (((A1, 1), (F1, 1)), ((A2, 1), (F1, 2)), ((S11, UPLINK), (A1, 2)),
+                     ((S21, UPLINK), (A2, 2))):
+            self.apply(self.engine.link_seen(PortRef(*a), PortRef(*b)))
+
+    def apply(self, plan):
+        """Apply a plan and deliver its device messages, like the app does."""
+        self.switches.apply(plan)
+        self.engine.confirm(plan.confirms)
+        for message in plan.messages:
+            self.apply(self.engine.receive(message))
+        return plan
+
+    def vm(self, dpid, port, mac):
+        return self.apply(self.engine.packet_in(dpid, port, mac, b"x").plan)
+
+    def notify(self, notice, mac, **kw):
+        ack = self.engine.notify(notice, mac, **kw)
+        self.apply(ack.plan)
+        return ack.message
+
+    def reached(self, dpid, port, src, dst):
+        return sorted((d, p) for d, p, _ in self.switches.trace(
+            self.engine.fabric, dpid, port, Packet(src, dst)))
+
+
+@pytest.fixture
+def lab():
+    lab = Lab()
+    lab.vm(S11, 1, WEB1)
+    lab.vm(S21, 1, PEER)
+    return lab
+
+
+def test_new_vm_becomes_active_once_confirmed(lab):
+    assert lab.engine.bindings[WEB1].state is VmState.ACTIVE
+
+
+def test_suspend_stops_traffic_and_resume_restores_it(lab):
+    assert lab.notify(Notice.SUSPENDED, WEB1) == "traffic stopped, binding kept"
+    assert lab.reached(S21, 1, PEER, WEB1) == []
+    assert lab.reached(S11, 1, WEB1, PEER) == []
+    assert lab.notify(Notice.SUSPENDED, WEB1) == "already suspended"
+    binding_id = lab.engine.bindings[WEB1].binding_id
+    assert lab.notify(Notice.RESUMED, WEB1) == "traffic restored"
+    assert lab.reached(S21, 1, PEER, WEB1) == [(S11, 1)]
+    assert lab.engine.bindings[WEB1].binding_id == binding_id
+    assert lab.notify(Notice.RESUMED, WEB1) == "already active"
+
+
+def test_shutdown_deprovisions_and_is_idempotent(lab):
+    assert "deprovisioned from s11 port 1" in lab.notify(Notice.SHUTDOWN, WEB1)
+    assert not any(f.cookie >> 52 == 0xD91 and "00:fa:00:00:00:01" in str(f.match)
+                   for f in lab.switches.all_flows())
+    assert lab.notify(Notice.SHUTDOWN, WEB1) == "already deprovisioned"
+    with pytest.raises(NotificationError, match="unknown VM 00:fa:00:00:00:77"):
+        lab.notify(Notice.SHUTDOWN, "00:fa:00:00:00:77")
+
+
+def test_restart_keeps_the_template_without_selecting_again(lab):
+    lab.notify(Notice.TEMPLATE_CHANGE, WEB1, template_id=252)
+    assert lab.engine.bindings[WEB1].template_id == 252
+    assert "template 252 kept" in lab.notify(Notice.RESTARTING, WEB1)
+    assert lab.reached(S21, 1, PEER, WEB1) == []
+    lab.vm(S11, 3, WEB1)      # back, on a new port of its server
+    binding = lab.engine.bindings[WEB1]
+    assert (binding.template_id, binding.port, binding.state) == (252, 3, VmState.ACTIVE)
+    assert lab.reached(S21, 1, PEER, WEB1) == [(S11, 3)]
+
+
+def test_template_change_reprovisions_in_place(lab):
+    before = lab.engine.bindings[WEB1]
+    assert "template 254 'other'" in lab.notify(Notice.TEMPLATE_CHANGE, WEB1, template_id=254)
+    after = lab.engine.bindings[WEB1]
+    assert (after.binding_id, after.vlan) == (before.binding_id, 300)
+    assert lab.reached(S21, 1, PEER, WEB1) == []          # other VLAN now
+    with pytest.raises(NotificationError, match="template 999 .* is not in the library"):
+        lab.notify(Notice.TEMPLATE_CHANGE, WEB1, template_id=999)
+
+
+def test_notifications_name_unknown_servers(lab):
+    with pytest.raises(NotificationError, match="unknown server 's99'"):
+        lab.notify(Notice.MIGRATING, WEB1, server="s99")
+    with pytest.raises(NotificationError, match="a1 is a access switch"):
+        lab.notify(Notice.MIGRATING, WEB1, server="a1")
+
+
+def test_migration_with_notice_pre_provisions_then_activates(lab):
+    lab.apply(lab.engine.vm_attached(S21, 5, WEB1).plan)       # hypervisor created the port
+    incoming = lab.engine.incoming[WEB1]
+    assert incoming.state is VmState.PRE_PROVISIONED and (incoming.dpid, incoming.port) == (S21, 5)
+    message = lab.notify(Notice.MIGRATING, WEB1, server="s21")
+    assert "a2 told to pre-provision s21" in message
+    assert lab.engine.bindings[WEB1].state is VmState.MIGRATING_OUT
+    # Nothing reaches the destination port before the VM is there ...
+    assert lab.reached(S21, 1, PEER, WEB1) == [(S11, 1)]
+    # ... what it sends from there is forwarded at once, with a copy to activate it.
+    assert lab.reached(S21, 5, WEB1, PEER) == [(S21, 1), (S21, OFPP_CONTROLLER)]
+    plan = lab.apply(lab.engine.packet_in(S21, 5, WEB1, b"rarp").plan)
+    assert not plan.packet_outs                     # already forwarded by the pipeline
+    assert any(isinstance(m, MigrationDone) for m in plan.messages)
+    assert lab.reached(S21, 1, PEER, WEB1) == [(S21, 5)]
+    assert lab.engine.bindings[WEB1].state is VmState.ACTIVE
+    assert not any(WEB1 in str(f.match) for f in lab.switches.flows(S11))
+
+
+def test_notice_before_the_port_exists_pre_provisions_when_it_appears(lab):
+    ack = lab.engine.notify(Notice.MIGRATING, WEB1, server="s21")
+    assert isinstance(ack.plan.messages[0], MigrationNotice)
+    lab.apply(ack.plan)
+    assert WEB1 not in lab.engine.incoming
+    lab.apply(lab.engine.vm_attached(S21, 6, WEB1).plan)
+    assert lab.engine.incoming[WEB1].port == 6
+
+
+def test_silent_migration_recovers_when_the_old_port_goes(lab):
+    lab.apply(lab.engine.vm_attached(S21, 5, WEB1).plan)
+    lab.apply(lab.engine.port_down(S11, 1))          # no announcement at all
+    assert lab.engine.bindings[WEB1].dpid == S21
+    assert lab.reached(S21, 1, PEER, WEB1) == [(S21, 5)]
+
+
+def test_announcement_without_notice_moves_the_vm(lab):
+    lab.vm(S21, 7, WEB1)                             # gratuitous ARP on a new server
+    assert lab.engine.bindings[WEB1].port == 7
+    assert lab.reached(S21, 1, PEER, WEB1) == [(S21, 7)]
+    assert not any(WEB1 in str(f.match) for f in lab.switches.flows(S11))
+
+
+def test_migration_outside_the_domain_is_refused():
+    domains = build_domains("domains.yaml", {"domains": [
+        {"name": "east", "access_switches": ["a1"]},
+        {"name": "west", "access_switches": ["a2"], "templates": "west/"}]})
+    lab = Lab(domains, {"west": WEST_LIBRARY})
+    lab.vm(S11, 1, WEB1)
+    with pytest.raises(NotificationError, match="outside VM 00:fa:00:00:00:01's mobility "
+                                                "domain 'east'"):
+        lab.notify(Notice.MIGRATING, WEB1, server="s21")
+
+
+def test_template_missing_from_the_domain_library_is_quarantined():
+    domains = build_domains("domains.yaml", {"domains": [
+        {"name": "east", "access_switches": ["a1"]},
+        {"name": "west", "access_switches": ["a2"], "templates": "west/"}]})
+    lab = Lab(domains, {"west": WEST_LIBRARY})
+    verdict = lab.engine.packet_in(S21, 1, "00:fc:00:00:00:01", b"x")
+    assert "not in the library of mobility domain 'west'" in verdict.refusal.reason
+    assert lab.engine.packet_in(S11, 1, "00:fc:00:00:00:01", b"x").provisioned is not None
+
+
+def test_domains_document_errors_say_where():
+    with pytest.raises(DomainError, match=r"d.yaml: domains\[1\].access_switches: 'a1' is "
+                                          "already in domain 'east'"):
+        build_domains("d.yaml", {"domains": [{"name": "east", "access_switches": ["a1"]},
+                                             {"name": "west", "access_switches": ["a1"]}]})
+    with pytest.raises(DomainError, match="unknown key 'switches'"):
+        build_domains("d.yaml", {"domains": [{"name": "x", "switches": ["a1"]}]})
