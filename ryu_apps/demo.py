@@ -40,6 +40,9 @@ CHECKS = (
     ("db6", "db2", "ping", False, "database allows ICMP only from the web tier"),
     ("mgmt4", "mgmt8", "ping", True, "management allows ICMP from its network"),
     ("mgmt4", "web3", "ping", False, "different VLANs, same server"),
+    ("out1", "web5", "ping", True, "the edge firewall lets the outside ping the web tier"),
+    ("out1", "web1", "tcp/80", True, "... and reach HTTP on it"),
+    ("out1", "db2", "tcp/5432", False, "... but not the database"),
 )
 
 
@@ -73,11 +76,12 @@ def run_demo(verbose: bool = False) -> int:
             row = seen.get(vm.MAC())
             if row:
                 print(f"  {vm.name:6} MAC {vm.MAC()} -> template {row[3]} ('{row[4]}'), "
-                      f"VLAN {row[5]}, server bridge port {row[2]}")
+                      f"VLAN {row[5]}, bridge port {row[2]}")
             else:
                 failures += 1
                 print(f"  {vm.name:6} MAC {vm.MAC()} -> NOT provisioned")
         lab.start_listener(vms["db2"], 5432, 22)
+        lab.start_listener(vms["web1"], 80)
         _banner("the templates at work")
         for src, dst, check, expected, why in CHECKS:
             result = _check(vms, src, dst, check)

@@ -34,6 +34,8 @@ from ryu_apps.core.frames import parse_frame
 from ryu_apps.core.identifiers import IdentifierError
 from ryu_apps.core.lifecycle import Notice
 from ryu_apps.core.template_validation import TemplateValidationError
+from ryu_apps.core.domains import DomainError
+from ryu_apps.domain_files import load_domains
 from ryu_apps.library_files import LibraryKeeper
 from ryu_apps.plan_sender import PlanSender
 from ryu_apps.scheme_config import load_scheme
@@ -47,6 +49,8 @@ CONF.register_opts([
                     "interleave, or table:PATH."),
     cfg.FloatOpt("lldp_interval", default=2.0,
                  help="Seconds between LLDP probes on every port (link discovery)."),
+    cfg.StrOpt("domains", default="",
+               help="Mobility domains file (YAML); empty: one domain, the main library."),
     cfg.FloatOpt("reconcile_grace", default=5.0,
                  help="Seconds after start-up during which reconciliation only adds "
                       "flows; then every switch is reconciled in full."),
@@ -79,9 +83,12 @@ class DynprovProvisioner(app_manager.RyuApp):
         try:
             self.library_keeper = LibraryKeeper(options.templates)
             scheme = load_scheme(options.identifier_scheme)
-        except (TemplateValidationError, IdentifierError) as error:
+            domains, self.domain_keepers = load_domains(options.domains)
+        except (TemplateValidationError, IdentifierError, DomainError) as error:
             raise SystemExit(f"dynprov: cannot start: {error}") from None
-        self.engine = ProvisioningEngine(self.library_keeper.current, scheme)
+        self.engine = ProvisioningEngine(
+            self.library_keeper.current, scheme, domains,
+            {name: keeper.current for name, keeper in self.domain_keepers.items()})
         self.lldp_interval = options.lldp_interval
         self.datapaths: Dict[int, object] = {}
         self.ports: Dict[int, Set[int]] = {}
@@ -124,10 +131,14 @@ class DynprovProvisioner(app_manager.RyuApp):
         """
         try:
             library = self.library_keeper.reload()
+            domain_libraries = {name: keeper.reload()
+                                for name, keeper in self.domain_keepers.items()}
         except TemplateValidationError as error:
             self.logger.error("library reload refused, previous library stays:\n%s", error)
             return False, str(error)
         plan = self.engine.set_library(library)
+        for name, domain_library in domain_libraries.items():
+            plan.extend(self.engine.set_library(domain_library, domain=name))
         message = (f"library reloaded: {len(library)} templates, "
                    f"{plan.flow_count()} flow changes")
         self.logger.info("%s", message)

@@ -14,14 +14,18 @@ Nothing else about the wiring is written down: the controller discovers the
 links with LLDP.
 
 Shape of ``datacenter`` (defaults: 2 access switches, 2 servers each, 2 VMs
-per server)::
+per server, and an edge device)::
 
-                       fabric f1
-                 /                   \\
-           access a1               access a2
-           /       \\               /       \\
-     server s11  server s12   server s21  server s22
-       VM  VM      VM  VM       VM  VM      VM  VM
+        outside host out1 -- edge e1 -- fabric f1
+                                 /                   \\
+                           access a1               access a2
+                           /       \\               /       \\
+                     server s11  server s12   server s21  server s22
+                       VM  VM      VM  VM       VM  VM      VM  VM
+
+The outside host sits in 192.0.2.0/24 and its MAC carries template 242
+('outside'), whose ACL is the edge firewall; VMs reach it over one L2
+segment through on-link routes.
 
 VMs are Mininet hosts. Each VM's MAC carries its configuration template id in
 its top 16 bits (identifier scheme ``prefix/16``): the VM named ``web1`` has
@@ -40,6 +44,11 @@ DEFAULT_VM_TEMPLATES = (
     (0x00FA, "web", "10.0.100"),
     (0x00FE, "mgmt", "10.0.30"),
 )
+#: The outside host: template 242 ('outside'), in TEST-NET-1.
+OUTSIDE_TEMPLATE = 0x00F2
+OUTSIDE_IP = "192.0.2.10/24"
+OUTSIDE_NETWORK = "192.0.2.0/24"
+VM_NETWORK = "10.0.0.0/16"
 #: The L3 prefix length every VM uses: wide enough that VMs of different
 #: templates would reach each other over one flat L2 network, so isolation
 #: between them is the VLANs' doing, not IP routing's.
@@ -76,11 +85,13 @@ class VmHost(Host):
     offload on never arrive; ping works regardless.
     """
 
-    def config(self, **params):
+    def config(self, routes=(), **params):
         result = super().config(**params)
         for intf in self.intfList():
             self.cmd("ethtool -K %s tx off >/dev/null 2>&1" % intf)
         self.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1")
+        for network in routes:
+            self.cmd("ip route add %s dev %s" % (network, self.defaultIntf()))
         return result
 
 
@@ -104,13 +115,22 @@ class DatacenterTopo(Topo):
     Parameters (all optional, usable as ``--topo datacenter,2,2,2,prefix=t1``):
       access: number of access switches; servers: servers per access switch;
       vms: VMs per server; prefix: prepended to every node name, so several
-      topologies can share one machine; dpid_base: added to every datapath id.
+      topologies can share one machine; dpid_base: added to every datapath id;
+      edge: 1 (default) adds the edge device and the outside host, 0 leaves them out.
     """
 
-    def build(self, access=2, servers=2, vms=2, prefix="", dpid_base=0):
+    def build(self, access=2, servers=2, vms=2, prefix="", dpid_base=0, edge=1):
         bridge = {"cls": DynprovBridge}
         fabric = self.addSwitch(prefix + "f1", role="fabric",
                                 dpid="%016x" % (dpid_base + 0x100), **bridge)
+        if int(edge):
+            edge_switch = self.addSwitch(prefix + "e1", role="edge",
+                                         dpid="%016x" % (dpid_base + 0x300), **bridge)
+            self.addLink(edge_switch, fabric)
+            outside = self.addHost(prefix + "out1", cls=VmHost,
+                                   mac=vm_mac(OUTSIDE_TEMPLATE, 1), ip=OUTSIDE_IP,
+                                   routes=(VM_NETWORK,))
+            self.addLink(outside, edge_switch)
         vm_count = 0
         for a in range(1, access + 1):
             access_switch = self.addSwitch(
@@ -132,7 +152,7 @@ class DatacenterTopo(Topo):
         vm = self.addHost(
             "%s%s%d" % (prefix, short_name, number), cls=VmHost,
             mac=vm_mac(template_id, number),
-            ip="%s.%d/%d" % (subnet, number, VM_PREFIX_LENGTH))
+            ip="%s.%d/%d" % (subnet, number, VM_PREFIX_LENGTH), routes=(OUTSIDE_NETWORK,))
         self.addLink(vm, server)
 
 

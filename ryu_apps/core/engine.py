@@ -146,7 +146,7 @@ class ProvisioningEngine(VmLifecycle):
         observed = list(observed)
         plan = Plan()
         self.fabric.add_switch(SwitchInfo(dpid, role, name))
-        if role is Role.SERVER:
+        if role.hosts_vms:
             self._restore_bindings(dpid, observed, now, plan)
         self._recompile_all(plan)
         plan.changes.pop(dpid, None)
@@ -289,7 +289,8 @@ class ProvisioningEngine(VmLifecycle):
     def _admit(self, dpid: int, port: int, eth_src: str, now: float,
                detected_by: Detection, data: bytes) -> PacketVerdict:
         verdict = PacketVerdict()
-        if self.fabric.role(dpid) is not Role.SERVER or self.fabric.is_link_port(dpid, port):
+        role = self.fabric.role(dpid)
+        if role is None or not role.hosts_vms or self.fabric.is_link_port(dpid, port):
             return verdict
         mac = _canonical(eth_src)
         holder = self._by_port.get((dpid, port))
@@ -561,7 +562,7 @@ class ProvisioningEngine(VmLifecycle):
         """The access-switch port a server hangs off (on the tree)."""
         for port in sorted(self.fabric.tree_ports(server_dpid)):
             peer = self.fabric.peer(PortRef(server_dpid, port))
-            if peer is not None and self.fabric.role(peer.dpid) is not Role.SERVER:
+            if peer is not None and not self.fabric.role(peer.dpid).hosts_vms:
                 return peer
         return None
 

@@ -22,6 +22,15 @@ class Role(enum.Enum):
     FABRIC = "fabric"   # the switch fabric between access switches
     EDGE = "edge"       # the edge device toward outside networks
 
+    @property
+    def hosts_vms(self) -> bool:
+        """Whether hosts attach to this bridge's non-fabric ports and are provisioned.
+
+        A server's VMs, and the edge's outside hosts: an outside host is provisioned
+        from its MAC like a VM, and its template's ACL is the edge firewall.
+        """
+        return self in (Role.SERVER, Role.EDGE)
+
 
 DESCRIPTION_PREFIX = "dynprov:"
 

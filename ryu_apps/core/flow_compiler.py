@@ -78,7 +78,7 @@ def infra_flows(fabric: Fabric, dpid: int) -> Set[Entry]:
              cookie, actions=(Output(OFPP_CONTROLLER, OFPCML_NO_BUFFER),)),
     }
     role = fabric.role(dpid)
-    if role is Role.SERVER:
+    if role.hosts_vms:
         for port in fabric.link_ports(dpid):
             entries.add(flow(dpid, Table.CLASSIFY, Priority.UPLINK_DROP,
                              make_match(in_port=port), cookie))
@@ -101,7 +101,7 @@ def server_facing_ports(fabric: Fabric, dpid: int) -> Set[int]:
     if fabric.role(dpid) is not Role.ACCESS:
         return set()
     return {port for port in fabric.link_ports(dpid)
-            if fabric.role(fabric.peer(PortRef(dpid, port)).dpid) is Role.SERVER}
+            if fabric.role(fabric.peer(PortRef(dpid, port)).dpid).hosts_vms}
 
 
 # -- one VM -------------------------------------------------------------------
@@ -128,7 +128,7 @@ def binding_flows(fabric: Fabric, placement: Placement) -> Set[Entry]:
     cookie = binding.owner.cookie
     vid = tagged(binding.vlan)
     for dpid, info in fabric.switches.items():
-        if info.role is Role.SERVER:
+        if info.role.hosts_vms:
             continue
         port = fabric.next_hop_port(dpid, binding.dpid)
         if port is None:
@@ -264,7 +264,7 @@ def vlan_flows(fabric: Fabric, vlan: int, members: Iterable[Binding]) -> Set[Ent
     flood_match = make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH)
     for dpid, info in fabric.switches.items():
         up_ports = sorted(fabric.flood_ports(dpid, member_switches - {dpid}))
-        if info.role is Role.SERVER:
+        if info.role.hosts_vms:
             local = sorted({b.port for b in members if b.dpid == dpid})
             if local or dpid in waiting_switches:
                 entries |= _server_vlan_flows(dpid, vid, cookie, up_ports, local)

@@ -295,7 +295,7 @@ class VmLifecycle:
                                     "datapath id)")
         for dpid, info in self.fabric.switches.items():
             if server in (info.name, f"{dpid:016x}", f"{dpid:x}", str(dpid)):
-                if info.role is not Role.SERVER:
+                if not info.role.hosts_vms:
                     raise NotificationError(f"{server} is a {info.role.value} switch, not a "
                                             "server's virtual switch")
                 return dpid

@@ -19,7 +19,11 @@ def unique_prefix() -> str:
 
 
 def start_datacenter(templates: Path, prefix: str, **topo):
-    """Start a controller and the datacenter topology; every VM announces itself."""
+    """Start a controller and the datacenter topology; every VM announces itself.
+
+    The edge device and outside host are left out unless ``edge=1`` is given.
+    """
+    topo.setdefault("edge", 0)
     controller = lab.ControllerProcess(templates=templates).start()
     net = None
     try:

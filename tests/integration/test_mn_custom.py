@@ -27,7 +27,7 @@ def test_mn_custom_topology_provisions_and_isolates(tmp_path):
     try:
         out = subprocess.run(
             ["mn", "--custom", str(lab.TOPOLOGY_FILE),
-             "--topo", f"datacenter,1,2,2,prefix={prefix}",
+             "--topo", f"datacenter,1,2,2,prefix={prefix},edge=0",
              "--controller", f"dynprov,port={controller.of_port}"],
             input=script, capture_output=True, text=True, timeout=180)
     finally:
