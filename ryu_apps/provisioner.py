@@ -36,7 +36,9 @@ from ryu_apps.core.lifecycle import Notice
 from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.core.domains import DomainError
 from ryu_apps.domain_files import load_domains
+from ryu_apps.core.binding import VmState
 from ryu_apps.library_files import LibraryKeeper
+from ryu_apps.ovsdb_watcher import OvsdbWatcher
 from ryu_apps.plan_sender import PlanSender
 from ryu_apps.scheme_config import load_scheme
 
@@ -49,6 +51,10 @@ CONF.register_opts([
                     "interleave, or table:PATH."),
     cfg.FloatOpt("lldp_interval", default=2.0,
                  help="Seconds between LLDP probes on every port (link discovery)."),
+    cfg.ListOpt("ovsdb", default=[],
+                help="OVSDB remotes of servers to watch for VMs by "
+                     "external_ids:attached-mac (e.g. unix:/var/run/openvswitch/db.sock, "
+                     "tcp:IP:6640); empty: detect VMs from their packets only."),
     cfg.StrOpt("domains", default="",
                help="Mobility domains file (YAML); empty: one domain, the main library."),
     cfg.FloatOpt("reconcile_grace", default=5.0,
@@ -104,6 +110,24 @@ class DynprovProvisioner(app_manager.RyuApp):
                          hub.spawn(self._resync_after_grace, options.reconcile_grace)]
         signal.signal(signal.SIGHUP, lambda *_: hub.spawn(self.reload_library))
         rest_api.register(self, kwargs["wsgi"])
+        self.ovsdb_watchers = [OvsdbWatcher(remote, self._ovsdb_attached,
+                                            self._ovsdb_detached, self.logger)
+                               for remote in options.ovsdb]
+        for watcher in self.ovsdb_watchers:
+            watcher.start()
+
+    def _ovsdb_attached(self, dpid: int, port: int, mac: str) -> None:
+        verdict = self.engine.vm_attached(dpid, port, mac, now=time.time())
+        self._log_verdict(verdict, dpid, port)
+        self.send_plan(verdict.plan)
+
+    def _ovsdb_detached(self, dpid: int, port: int, mac: str) -> None:
+        self.send_plan(self.engine.vm_detached(dpid, port, mac))
+
+    def close(self) -> None:
+        """Stop the OVSDB watchers (Ryu calls this at shutdown)."""
+        for watcher in self.ovsdb_watchers:
+            watcher.stop()
 
     def send_plan(self, plan) -> None:
         """Send a plan; mark its VMs active once confirmed; deliver its messages."""
@@ -260,19 +284,23 @@ class DynprovProvisioner(app_manager.RyuApp):
         verdict = self.engine.packet_in(dpid, in_port, frame.eth_src, msg.data,
                                         now=time.time(), sender_ip=frame.sender_ip,
                                         tagged=frame.tagged)
+        self._log_verdict(verdict, dpid, in_port)
+        self.send_plan(verdict.plan)
+
+    def _log_verdict(self, verdict, dpid: int, port: int) -> None:
         if verdict.refusal and verdict.first_refusal:
             refusal = verdict.refusal
             template = "none" if refusal.template_id is None else str(refusal.template_id)
             self.logger.warning(
                 "quarantined VM MAC %s on switch %016x port %d: decoded template %s: %s",
-                refusal.mac, dpid, in_port, template, refusal.reason)
-        if verdict.provisioned:
-            b = verdict.provisioned
+                refusal.mac, dpid, port, template, refusal.reason)
+        binding = verdict.provisioned
+        if binding and binding.state is not VmState.PRE_PROVISIONED:
             self.logger.info(
                 "provisioned VM %s on switch %016x port %d: template %d '%s', vlan %d, "
-                "binding %d", b.mac, b.dpid, b.port, b.template_id, b.template_name,
-                b.vlan, b.binding_id)
-        self.send_plan(verdict.plan)
+                "binding %d (%s)", binding.mac, binding.dpid, binding.port, binding.template_id,
+                binding.template_name, binding.vlan, binding.binding_id,
+                binding.detected_by.value)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def _barrier_reply(self, ev) -> None:

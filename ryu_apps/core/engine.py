@@ -213,10 +213,13 @@ class ProvisioningEngine(VmLifecycle):
             return verdict
         return self._admit(dpid, port, mac, now, Detection.OVSDB, b"")
 
-    def vm_detached(self, dpid: int, port: int) -> Plan:
-        """The server's OVSDB no longer lists a VM on ``port``."""
+    def vm_detached(self, dpid: int, port: int, mac: str | None = None) -> Plan:
+        """The server's OVSDB no longer lists VM ``mac`` (or any VM) on ``port``."""
         plan = Plan()
         self.attachments.pop((dpid, port), None)
+        binding = self._by_port.get((dpid, port))
+        if mac is not None and binding is not None and binding.mac != _canonical(mac):
+            return plan
         self._vm_port_gone(dpid, port, f"detached from port {port} of {self._name(dpid)}",
                            plan)
         return plan

@@ -18,13 +18,19 @@ def unique_prefix() -> str:
     return "t%03d" % (os.getpid() % 1000)
 
 
-def start_datacenter(templates: Path, prefix: str, **topo):
+LOCAL_OVSDB = "unix:/var/run/openvswitch/db.sock"
+
+
+def start_datacenter(templates: Path, prefix: str, ovsdb: bool = False, **topo):
     """Start a controller and the datacenter topology; every VM announces itself.
 
     The edge device and outside host are left out unless ``edge=1`` is given.
     """
     topo.setdefault("edge", 0)
-    controller = lab.ControllerProcess(templates=templates).start()
+    # Datapath ids unique to this run: the OVSDB watcher sees every bridge on the machine.
+    topo.setdefault("dpid_base", (os.getpid() % 4096) << 24)
+    extra = f"ovsdb = {LOCAL_OVSDB}\n" if ovsdb else ""
+    controller = lab.ControllerProcess(templates=templates, extra_options=extra).start()
     net = None
     try:
         net = lab.build_network(controller.of_port, prefix=prefix, **topo)
