@@ -25,7 +25,7 @@ from ryu.controller.handler import (
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from ryu_apps import openflow, rest_api
+from ryu_apps import openflow, rest_api, rest_notify
 from ryu_apps.device_bus import InProcessBus
 from ryu_apps.core import lldp
 from ryu_apps.core.engine import ProvisioningEngine
@@ -109,6 +109,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         self._threads = [hub.spawn(self._lldp_loop), hub.spawn(self._tick_loop),
                          hub.spawn(self._resync_after_grace, options.reconcile_grace)]
         signal.signal(signal.SIGHUP, lambda *_: hub.spawn(self.reload_library))
+        rest_notify.register(self, kwargs["wsgi"])   # before the API's catch-all route
         rest_api.register(self, kwargs["wsgi"])
         self.ovsdb_watchers = [OvsdbWatcher(remote, self._ovsdb_attached,
                                             self._ovsdb_detached, self.logger)
