@@ -65,6 +65,8 @@ CONF.register_opts([
 LLDP_SOURCE_MAC = bytes.fromhex("0e00d9000001")
 OFPP_MAX = 0xFFFFFF00
 TICK_SECONDS = 1.0
+#: Seconds a notification waits for the switches to confirm its changes.
+NOTIFY_CONFIRM_SECONDS = 5.0
 
 
 class _SwitchSync:
@@ -130,11 +132,19 @@ class DynprovProvisioner(app_manager.RyuApp):
         for watcher in self.ovsdb_watchers:
             watcher.stop()
 
-    def send_plan(self, plan) -> None:
-        """Send a plan; mark its VMs active once confirmed; deliver its messages."""
+    def send_plan(self, plan, on_confirmed=None) -> None:
+        """Send a plan; mark its VMs active once confirmed; deliver its messages.
+
+        ``on_confirmed`` runs once every switch has applied the plan.
+        """
         confirms = list(plan.confirms)
-        self.sender.send(plan, on_confirmed=(lambda: self.engine.confirm(confirms))
-                         if confirms else None)
+
+        def confirmed() -> None:
+            self.engine.confirm(confirms)
+            if on_confirmed is not None:
+                on_confirmed()
+
+        self.sender.send(plan, on_confirmed=confirmed)
         for message in plan.messages:
             self.send_plan(self.bus.deliver(message))
 
@@ -145,7 +155,10 @@ class DynprovProvisioner(app_manager.RyuApp):
         Raises NotificationError (unknown VM or server, or not applicable now).
         """
         ack = self.engine.notify(notice, mac, server, template_id, now=time.time())
-        self.send_plan(ack.plan)
+        applied = hub.Event()
+        self.send_plan(ack.plan, on_confirmed=applied.set)
+        if not applied.wait(timeout=NOTIFY_CONFIRM_SECONDS):
+            return ack.message + " (not yet confirmed by every switch)"
         return ack.message
 
     def reload_library(self) -> tuple[bool, str]:

@@ -12,6 +12,7 @@ Endpoints (JSON; errors are ``{"error": "..."}``), documented in docs/rest-api.m
     GET  /dynprov/switches               managed switches
     GET  /dynprov/links                  links discovered by LLDP
     GET  /dynprov/refused                MACs refused or quarantined, and why
+    POST /dynprov/notifications          served by ryu_apps.rest_notify (listed here)
 
 Handlers run in WSGI green threads beside Ryu's event loop. They copy what
 they need from the engine before anything that yields (a flow stats request
@@ -49,7 +50,10 @@ from ryu_apps.rest_views import FlowStat, ViewError
 
 # The app that imports this module (ryu_apps.provisioner) needs Ryu's ofctl
 # service, which sends a request and collects its replies up to a barrier.
-app_manager.require_app("ryu.app.ofctl.service", api_style=True)
+try:
+    app_manager.require_app("ryu.app.ofctl.service", api_style=True)
+except IndexError:  # imported by no module (python -c): there is no app to serve
+    pass
 
 #: Seconds to wait for one switch's flow stats before reporting it as silent.
 STATS_TIMEOUT = 2.0
@@ -70,6 +74,7 @@ ENDPOINTS = (
     ("GET", "/dynprov/switches", "managed switches"),
     ("GET", "/dynprov/links", "links discovered by LLDP"),
     ("GET", "/dynprov/refused", "MACs refused or quarantined, and why"),
+    ("POST", "/dynprov/notifications", "a VM lifecycle notification (rest_notify.py)"),
 )
 
 

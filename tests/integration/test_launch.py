@@ -58,4 +58,4 @@ def test_installed_dynprov_refuses_a_multicast_mac():
 def test_installed_dynprov_validates_the_default_library():
     out = _dynprov("templates", "validate", "templates")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("OK: 4 templates")
+    assert out.stdout.startswith("OK: 5 templates")

@@ -188,6 +188,8 @@ def test_errors_are_json_with_what_was_expected(dc):
     assert status == 400 and "is not a template id" in body["error"]
     status, body = call(controller, "/dynprov/library/reload")
     assert status == 405 and "use POST" in body["error"]
+    status, body = call(controller, "/dynprov/notifications")
+    assert status == 405 and "use POST" in body["error"]
     status, body = call(controller, "/dynprov/nothing")
     assert status == 404 and "no endpoint /dynprov/nothing" in body["error"]
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import http.server
 import json
 import socket
 import threading
+# Bound now: importing eventlet (Ryu) later rebinds the attribute http.server to a
+# green copy whose locks would deadlock this test's real server thread.
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -48,7 +50,7 @@ actions=output:8
 """
 
 
-class _Canned(http.server.BaseHTTPRequestHandler):
+class _Canned(BaseHTTPRequestHandler):
     routes: dict = {}
 
     def do_GET(self):  # noqa: N802 (http.server's API name)
@@ -72,7 +74,7 @@ def canned_controller():
               "/dynprov/templates": (200, TEMPLATES),
               "/dynprov/switches": (200, SWITCHES)}
     handler = type("Handler", (_Canned,), {"routes": routes})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", routes

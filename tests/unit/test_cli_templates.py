@@ -34,7 +34,7 @@ def bad_library(tmp_path, monkeypatch) -> str:
 def test_validate_ok(capsys):
     assert run("validate", DEFAULT_LIBRARY) == 0
     out, err = capsys.readouterr()
-    assert out == f"OK: 4 templates from 5 files ({DEFAULT_LIBRARY})\n"
+    assert out == f"OK: 5 templates from 6 files ({DEFAULT_LIBRARY})\n"
     assert err == ""
 
 
@@ -66,11 +66,12 @@ def test_list_shows_one_row_per_template_sorted_by_id(capsys):
                                 "BANDWIDTH", "VS", "BANDWIDTH", "AP", "DESCRIPTION"]
     assert [line.split()[:5] for line in lines[1:]] == [
         ["240", "0x00F0", "quarantine", "999", "120s"],
+        ["242", "0x00F2", "outside", "100", "3600s"],
         ["250", "0x00FA", "web", "100", "600s"],
         ["252", "0x00FC", "database", "100", "300s"],
         ["254", "0x00FE", "management", "300", "1800s"],
     ]
-    web = lines[2]
+    web = lines[3]
     assert "10/1" in web and "100 Mbit/s" in web and "500 Mbit/s" in web
     assert web.endswith("Public web tier (HTTP/HTTPS from anywhere, PostgreSQL to the "
                         "database tier)")

@@ -211,7 +211,7 @@ def test_keeper_refuses_to_start_with_a_bad_library(library_dir):
 def test_default_library_is_valid_and_fits_the_mac_scheme():
     library = load_library(DEFAULT_LIBRARY)
     assert {t.name: (t.template_id, t.vlan) for t in library} == {
-        "quarantine": (0x00F0, 999), "web": (0x00FA, 100),
+        "quarantine": (0x00F0, 999), "outside": (0x00F2, 100), "web": (0x00FA, 100),
         "database": (0x00FC, 100), "management": (0x00FE, 300)}
     for template in library:
         assert 0x00F0 <= template.template_id <= 0x00FF

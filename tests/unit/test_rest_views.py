@@ -112,7 +112,11 @@ def test_binding_view(engine):
     assert view["access"] == {"dpid": "0000000000000201", "name": "a1", "port": 2}
     assert view["since"] == "2024-05-01T12:00:03.250Z"
     assert view["since_unix"] == 1714564803.25
-    assert (view["state"], view["detected_by"], view["ip"]) == ("active", "packet", None)
+    # "provisioning" until the app confirms the plan reached every switch
+    assert (view["state"], view["detected_by"], view["ip"]) == ("provisioning", "packet", None)
+    engine.confirm([WEB1])
+    view = rest_views.binding_view(engine.bindings[WEB1], engine.fabric.switches, None)
+    assert view["state"] == "active"
     assert view["cookie"] == f"0x{binding.owner.cookie:016x}"
     assert view["cookie"].startswith("0xd9100fa")
     json.dumps(view)
