@@ -161,12 +161,16 @@ def meter_from_stats(dpid: int, stats) -> MeterSpec | None:
 def messages_for(datapath, changes: SwitchChanges) -> List:
     """One switch's changes in a safe order.
 
-    New and changed meters first (flows refer to them), then flow adds, then
-    flow deletes, then meter deletes (deleting a meter deletes its flows). Adds
-    go before deletes: their keys never collide, so this is make-before-break.
+    New and changed meters first (flows refer to them), then flow adds in
+    descending priority, then flow deletes, then meter deletes (deleting a meter
+    deletes its flows). Adds go before deletes: their keys never collide, so
+    this is make-before-break.
     """
     meters = [s for s in changes.adds if isinstance(s, MeterSpec)]
-    flows = [s for s in changes.adds if isinstance(s, FlowSpec)]
+    # Highest priority first: while a table changes, a packet that the old and
+    # the new rules both allow never meets a new lower-priority deny first.
+    flows = sorted((s for s in changes.adds if isinstance(s, FlowSpec)),
+                   key=lambda s: -s.priority)
     messages = [meter_mod(datapath, m, ofp.OFPMC_MODIFY if changes.replaces(m)
                           else ofp.OFPMC_ADD) for m in meters]
     messages += [flow_add(datapath, s) for s in flows]
