@@ -52,8 +52,40 @@ def _check(vms: dict, src: str, dst: str, check: str) -> bool:
     return lab.tcp_open(vms[src], vms[dst], int(check.split("/")[1]), timeout=1)
 
 
+def run_checks(controller: lab.ControllerProcess, net, vms: dict) -> int:
+    """Announce every VM, show what was provisioned and the templates at work.
+
+    Returns the number of expectations that failed.
+    """
+    failures = 0
+    _banner("every VM boots and announces itself (gratuitous ARP)")
+    for vm in net.hosts:
+        lab.announce(vm)
+    controller.wait_for_log("provisioned VM", timeout=10, count=len(vms))
+    _banner("what the controller provisioned, from each VM's MAC")
+    seen = {m.group(1): m.groups() for m in _PROVISIONED.finditer(controller.log())}
+    for vm in net.hosts:
+        row = seen.get(vm.MAC())
+        if row:
+            print(f"  {vm.name:6} MAC {vm.MAC()} -> template {row[3]} ('{row[4]}'), "
+                  f"VLAN {row[5]}, bridge port {row[2]}")
+        else:
+            failures += 1
+            print(f"  {vm.name:6} MAC {vm.MAC()} -> NOT provisioned")
+    lab.start_listener(vms["db2"], 5432, 22)
+    lab.start_listener(vms["web1"], 80)
+    _banner("the templates at work")
+    for src, dst, check, expected, why in CHECKS:
+        result = _check(vms, src, dst, check)
+        failures += result != expected
+        verdict = "reachable" if result else "blocked"
+        mark = "" if result == expected else "   <-- UNEXPECTED"
+        print(f"  {src:6} -> {dst:6} {check:9} {verdict:9} ({why}){mark}")
+    return failures
+
+
 def run_demo(verbose: bool = False) -> int:
-    """Run the demo; 0 when every expectation held."""
+    """Provisioning and templates only (``dynprov demo --no-migration``)."""
     if os.geteuid() != 0:
         print("dynprov demo: needs root (Mininet and Open vSwitch)", file=sys.stderr)
         return 2
@@ -65,30 +97,7 @@ def run_demo(verbose: bool = False) -> int:
         net = lab.build_network(controller.of_port)
         _banner("waiting for the controller to discover the fabric (LLDP)")
         lab.wait_for_fabric(controller, net)
-        vms = {vm.name: vm for vm in net.hosts}
-        _banner("every VM boots and announces itself (gratuitous ARP)")
-        for vm in net.hosts:
-            lab.announce(vm)
-        controller.wait_for_log("provisioned VM", timeout=10, count=len(vms))
-        _banner("what the controller provisioned, from each VM's MAC")
-        seen = {m.group(1): m.groups() for m in _PROVISIONED.finditer(controller.log())}
-        for vm in net.hosts:
-            row = seen.get(vm.MAC())
-            if row:
-                print(f"  {vm.name:6} MAC {vm.MAC()} -> template {row[3]} ('{row[4]}'), "
-                      f"VLAN {row[5]}, bridge port {row[2]}")
-            else:
-                failures += 1
-                print(f"  {vm.name:6} MAC {vm.MAC()} -> NOT provisioned")
-        lab.start_listener(vms["db2"], 5432, 22)
-        lab.start_listener(vms["web1"], 80)
-        _banner("the templates at work")
-        for src, dst, check, expected, why in CHECKS:
-            result = _check(vms, src, dst, check)
-            failures += result != expected
-            verdict = "reachable" if result else "blocked"
-            mark = "" if result == expected else "   <-- UNEXPECTED"
-            print(f"  {src:6} -> {dst:6} {check:9} {verdict:9} ({why}){mark}")
+        failures += run_checks(controller, net, {vm.name: vm for vm in net.hosts})
         for bridge in ("s11", "a1"):
             _banner(f"flow table of {bridge}, annotated by owner")
             print(annotated_flows(bridge))

@@ -8,6 +8,7 @@ machine is touched (no ``mn -c``).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -236,6 +237,40 @@ class PingStream:
             time.sleep(0.1)
         self.src.cmd(f"kill {self.pid}")
         raise RuntimeError(f"ping stream from {self.src.name} did not finish")
+
+
+class ProberRun:
+    """ryu_apps.vmtools.prober probing from one host to another, in the background."""
+
+    def __init__(self, src, dst, interval_ms: float = 1.0) -> None:
+        self.src = src
+        workdir = Path(tempfile.mkdtemp(prefix=f"dynprov-probe-{src.name}-"))
+        self.output, self.stop_file = workdir / "probes.json", workdir / "stop"
+        out = src.cmd(f"{_vmtool('prober')} probe {dst.IP()} --output {self.output} "
+                      f"--interval-ms {interval_ms} --stop-file {self.stop_file} "
+                      f"> {workdir / 'prober.log'} 2>&1 & echo $!")
+        self.pid = out.strip().split()[-1]
+        self.log = workdir / "prober.log"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if self.log.exists() and "started" in self.log.read_text():
+                return
+            time.sleep(0.01)
+        raise RuntimeError(f"prober on {src.name} did not start")
+
+    def stop(self, timeout: float = 10):
+        """Stop probing; the OutageReport of the run."""
+        from ryu_apps.core.outage import analyse, probes_from_document
+
+        self.stop_file.touch()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "done" in self.log.read_text() and self.output.exists():
+                interval_ns, probes = probes_from_document(json.loads(self.output.read_text()))
+                return analyse(probes, interval_ns)
+            time.sleep(0.05)
+        self.src.cmd(f"kill {self.pid}")
+        raise RuntimeError(f"prober on {self.src.name} did not finish: {self.log.read_text()}")
 
 
 def ovs_bridges() -> set[str]:

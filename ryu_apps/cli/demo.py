@@ -6,13 +6,18 @@ from __future__ import annotations
 def register(subparsers) -> None:
     """Add the ``demo`` subcommand."""
     parser = subparsers.add_parser(
-        "demo", help="run the demo on the default Mininet topology (needs root)")
+        "demo", help="the live-migration demo on the default Mininet topology (root)")
     parser.add_argument("--verbose", action="store_true",
                         help="also print the controller's log")
+    parser.add_argument("--no-migration", action="store_true",
+                        help="only provisioning and the templates at work")
     parser.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    from ryu_apps.demo import run_demo  # heavy imports only when asked for
-
-    return run_demo(verbose=args.verbose)
+    # Heavy imports (Mininet) only when asked for.
+    if args.no_migration:
+        from ryu_apps.demo import run_demo
+        return run_demo(verbose=args.verbose)
+    from ryu_apps.migration_demo import run_migration_demo
+    return run_migration_demo(verbose=args.verbose)

@@ -39,6 +39,9 @@ class SwitchChanges:
 
     def delete(self, spec) -> None:
         """Remove ``spec`` (exactly: by its key and cookie)."""
+        pending = self._adds.get(spec.key)
+        if pending is not None and getattr(pending, "cookie", None) != spec.cookie:
+            return  # another owner's add of this entry replaces it anyway
         if self._adds.pop(spec.key, None) is not None and spec.key not in self._replacing:
             return  # added earlier in this plan only: nothing to remove on the switch
         self._replacing.discard(spec.key)

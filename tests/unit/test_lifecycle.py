@@ -196,3 +196,28 @@ def test_domains_document_errors_say_where():
                                              {"name": "west", "access_switches": ["a1"]}]})
     with pytest.raises(DomainError, match="unknown key 'switches'"):
         build_domains("d.yaml", {"domains": [{"name": "x", "switches": ["a1"]}]})
+
+
+def test_migration_across_access_switches_moves_the_path_in_the_fabric():
+    lab = Lab()
+    lab.vm(S11, 1, WEB1)
+    lab.vm(S11, 2, WEB2)          # stays behind on the source server
+    lab.vm(S21, 1, PEER)
+    assert lab.reached(S11, 2, WEB2, WEB1) == [(S11, 1)]
+    lab.apply(lab.engine.vm_attached(S21, 5, WEB1).plan)
+    lab.apply(lab.engine.port_down(S11, 1))      # the VM left its old port
+    # Traffic from the old side crosses a1, f1, a2 to the new port: the fabric's
+    # entries for the VM (same match, another binding) were replaced, not lost.
+    assert lab.reached(S11, 2, WEB2, WEB1) == [(S21, 5)]
+    assert lab.reached(S21, 1, PEER, WEB1) == [(S21, 5)]
+
+
+def test_a_delete_never_cancels_another_owners_add_of_the_same_entry():
+    from ryu_apps.core.flow_plan import SwitchChanges
+    from ryu_apps.core.flowspec import Output, flow, make_match
+    old = flow(1, 4, 50000, make_match(eth_dst=WEB1), 0xD910000000000001, actions=(Output(1),))
+    new = flow(1, 4, 50000, make_match(eth_dst=WEB1), 0xD910000000000002, actions=(Output(2),))
+    changes = SwitchChanges()
+    changes.add(new)
+    changes.delete(old)
+    assert (changes.adds, changes.deletes) == ([new], [])
