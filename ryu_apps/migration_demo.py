@@ -66,7 +66,9 @@ def migrate_once(net, controller, vms, source, destination, notify: bool) -> lis
         print(f"  {name:5} -> {vm.name}: outage {report.outage_ns / 1e6:.1f} ms, "
               f"{report.lost} of {report.sent} probes lost"
               f"{'' if report.recovered else ', NOT RECOVERED'}")
-    del times
+    print(f"  ({vm.name} itself was off the network for "
+          f"{(times.interface_up - times.switchover) * 1000:.1f} ms while its interface was "
+          "replaced; the outage includes that)")
     return reports
 
 

@@ -10,7 +10,8 @@
    interface is up, one gratuitous ARP, or none — sent from inside the VM by
    ``ryu_apps.vmtools.announce --wait-new``, started before the switchover so
    that the first frame leaves the instant the interface is up.
-The VM keeps its MAC and IP; nothing in it changes.
+The VM keeps its MAC, IP and ARP cache (a migrated guest keeps its memory);
+nothing in it changes.
 """
 
 from __future__ import annotations
@@ -70,6 +71,21 @@ def _start_announcer(vm, mode: str) -> Optional[object]:
     raise RuntimeError(f"{vm.name}: announcer did not start: {vm.cmd(f'cat {log}')}")
 
 
+def _neighbour_restore(vm, ifname: str) -> list[str]:
+    """``ip -batch`` lines that put the VM's ARP cache back on its new interface.
+
+    A migrated guest keeps its whole memory, ARP cache included; deleting and
+    re-creating the interface here would flush it, so it is carried over.
+    """
+    lines = []
+    for entry in vm.cmd(f"ip neigh show dev {ifname}").splitlines():
+        parts = entry.split()
+        if "lladdr" in parts:
+            mac = parts[parts.index("lladdr") + 1]
+            lines.append(f"neigh replace {parts[0]} lladdr {mac} dev {ifname} nud stale")
+    return lines
+
+
 def live_migrate(net, vm, destination, announce: str = "qemu",
                  before_switchover: Optional[Callable[[], None]] = None) -> MoveTimes:
     """Migrate ``vm`` to server bridge ``destination`` (see the module docstring)."""
@@ -81,22 +97,23 @@ def live_migrate(net, vm, destination, announce: str = "qemu",
     source_port = intf.link.intf2 if intf.link.intf1 is intf else intf.link.intf1
     bridge_end, waiting_end = create_destination_port(vm, destination)
     created = time.monotonic()
+    # Like a hypervisor's paused VM on the destination: its NIC exists, down.
+    _run("ip", "link", "set", waiting_end, "netns", str(vm.pid))
+    vm.cmd(f"ip link set {waiting_end} address {mac}; "
+           f"ethtool -K {waiting_end} tx off >/dev/null 2>&1")
     announcer = _start_announcer(vm, announce)
     if before_switchover is not None:
         before_switchover()
+    # The switchover itself: one `ip -batch`, so the VM is off the network only
+    # for the few milliseconds a hypervisor's switchover takes.
+    batch = [f"link del {name}", f"link set {waiting_end} name {name}",
+             f"addr add {ip}/{prefix_len} dev {name}", f"link set {name} up"]
+    batch += [f"route add {route} dev {name}" for route in vm.params.get("routes", ())]
+    batch += _neighbour_restore(vm, name)
     switchover = time.monotonic()
-    _run("ip", "link", "set", waiting_end, "netns", str(vm.pid))
-    vm.cmd(f"ip link del {name}")
+    vm.cmd("ip -batch - <<'EOF'\n" + "\n".join(batch) + "\nEOF")
+    up = time.monotonic()
     subprocess.run(["ovs-vsctl", "--if-exists", "del-port", source_port.node.name,
                     source_port.name], capture_output=True)
-    vm.cmd(f"ip link set {waiting_end} name {name} && ip link set {name} address {mac} "
-           f"&& ethtool -K {name} tx off >/dev/null 2>&1; "
-           f"ip addr add {ip}/{prefix_len} dev {name} && ip link set {name} up")
-    for route in vm.params.get("routes", ()):
-        vm.cmd(f"ip route add {route} dev {name}")
-    up = time.monotonic()
-    if announcer is not None:
-        deadline = time.monotonic() + 3
-        while "error" in vm.cmd(f"cat {announcer}") and time.monotonic() < deadline:
-            time.sleep(0.05)
+    del announcer  # it announces on its own once the new interface is up
     return MoveTimes(created, switchover, up)
