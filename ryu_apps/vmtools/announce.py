@@ -165,8 +165,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timestamps", action="store_true",
                         help="print 'sent <monotonic ns>' for every frame")
     args = parser.parse_args(argv)
-    if args.delays_ms and args.mac_prefix:
-        parser.error("--delays-ms and --mac-prefix do not combine")
+    if (args.delays_ms or args.timestamps) and args.mac_prefix:
+        parser.error("--mac-prefix does not combine with --delays-ms or --timestamps")
     if args.wait_new is not None:
         try:
             wait_for_new_interface(args.interface, args.wait_new, need_ip=not args.rarp)

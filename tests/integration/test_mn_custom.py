@@ -37,3 +37,33 @@ def test_mn_custom_topology_provisions_and_isolates(tmp_path):
     assert "Results: 83% dropped (2/12 received)" in text, text
     assert f"{prefix}web1 -> X X {prefix}web3" in text, text
     assert not {f"{prefix}s11", f"{prefix}a1"} & lab.ovs_bridges()
+
+
+def test_a_vm_moves_from_the_mininet_cli(tmp_path):
+    """The documented command: `py __import__('ryu_apps.vm_move').vm_move.live_migrate(...)`."""
+    p = "k%03d" % (os.getpid() % 1000)
+    script = "\n".join([
+        "sh sleep 3",
+        f"{p}web1 python3 -m ryu_apps.vmtools.announce {p}web1-eth0",
+        f"{p}web3 python3 -m ryu_apps.vmtools.announce {p}web3-eth0",
+        "sh sleep 1",
+        f"{p}web1 ping -c1 -W1 {p}web3",
+        f"py __import__('ryu_apps.vm_move').vm_move.live_migrate(net, {p}web1, {p}s21)",
+        "sh sleep 1",
+        f"{p}web3 ping -c2 -W1 {p}web1",
+        f"sh ovs-vsctl list-ports {p}s11",
+        "exit", ""])
+    controller = lab.ControllerProcess(templates=OPEN_LIBRARY, workdir=tmp_path).start()
+    try:
+        out = subprocess.run(
+            ["mn", "--custom", str(lab.TOPOLOGY_FILE),
+             "--topo", f"datacenter,2,1,2,prefix={p},edge=0",
+             "--controller", f"dynprov,port={controller.of_port}"],
+            input=script, capture_output=True, text=True, timeout=180,
+            env=dict(os.environ, PYTHONPATH=str(lab.REPO_ROOT)), cwd=str(lab.REPO_ROOT))
+    finally:
+        controller.stop()
+    text = out.stdout + out.stderr
+    assert text.count(" 0% packet loss") == 2, text
+    assert f"{p}s11-eth2" not in text.split("list-ports")[-1]
+    assert controller.log().count(f"provisioned VM 00:fa:00:00:00:01") >= 2, controller.log()
