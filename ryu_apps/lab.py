@@ -156,6 +156,9 @@ def add_vm(net, server, name: str, mac: str, ip: str):
     """Plug a new VM into a running network's server bridge (like a VM boot)."""
     topo_module = load_topology_module()
     host = net.addHost(name, cls=topo_module.VmHost, mac=mac, ip=ip)
+    # Silent until told otherwise: no IPv6 router solicitation or DAD at link-up.
+    host.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+             "net.ipv6.conf.default.disable_ipv6=1")
     link = net.addLink(host, server)
     server.attach(link.intf2)
     host.configDefault()

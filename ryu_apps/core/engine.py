@@ -92,6 +92,7 @@ class ProvisioningEngine(VmLifecycle):
         self.fabric = Fabric()
         self.bindings: Dict[str, Binding] = {}    # by MAC: where the VM is now
         self.incoming: Dict[str, Binding] = {}    # by MAC: pre-provisioned destinations
+        self.outgoing: Dict[str, Binding] = {}    # by MAC: sources awaiting MigrationDone
         self.desired = DesiredFlows()
         self.refused: Dict[str, Refusal] = {}
         self.attachments: Dict[tuple, str] = {}   # (dpid, port) -> MAC, from OVSDB
@@ -572,6 +573,11 @@ class ProvisioningEngine(VmLifecycle):
     def access_port_of(self, binding: Binding) -> PortRef | None:
         """The access-switch port the binding's server hangs off (on the tree)."""
         return self.access_switch_of(binding.dpid)
+
+    def bindings_of_device(self, device: int) -> List[Binding]:
+        """The VMs one network device (access switch) holds, in every state."""
+        held = list(self._all_bindings()) + list(self.outgoing.values())
+        return sorted((b for b in held if b.device == device), key=lambda b: b.mac)
 
     def bindings_on(self, dpid: int) -> List[Binding]:
         """Bindings whose VM port is on this switch."""

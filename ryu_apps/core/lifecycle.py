@@ -73,9 +73,9 @@ class VmLifecycle:
         if isinstance(message, MigrationNotice):
             self._expect_arrival(message, plan)
         elif isinstance(message, MigrationDone):
-            source = self.bindings.get(message.mac)
-            if source is not None and source.state is VmState.MIGRATING_OUT:
-                self._unbind(source, plan, "migrated away (destination confirmed)")
+            source = self.outgoing.pop(message.mac, None)
+            if source is not None:
+                self._release_source(source, plan)
         return plan
 
     # -- notifications -------------------------------------------------------
@@ -205,10 +205,17 @@ class VmLifecycle:
                           f"(binding {incoming.binding_id}): {why}")
 
     def _activate(self, incoming: Binding, plan: Plan, why: str) -> None:
-        """The VM is at its destination: make its new side whole, release the old."""
+        """The VM is at its destination: make its new side whole; tell the source.
+
+        The source side stays (as this VM's outgoing binding) until the source
+        device receives MigrationDone and releases it: make-before-break across
+        devices, and the only thing devices share is the message.
+        """
         source = self.bindings.get(incoming.mac)
         self._drop(incoming)
         active = replace(incoming, state=VmState.PROVISIONING)
+        if source is not None and source.binding_id != active.binding_id:
+            self.outgoing[source.mac] = replace(source, state=VmState.MIGRATING_OUT)
         self._store(active)
         self._apply_binding(active, plan)
         self._refresh_group(self._group_key(active), plan)
@@ -219,23 +226,18 @@ class VmLifecycle:
         if source is not None and source.binding_id != active.binding_id:
             plan.messages.append(MigrationDone(active.mac, source.device or -1,
                                                active.device or -1))
-            # The source device deprovisions on MigrationDone; its flows are
-            # re-keyed here so this device's view is consistent meanwhile.
-            self._release_source(source, plan)
 
     def _release_source(self, source: Binding, plan: Plan) -> None:
-        key = self._group_key(source)
-        self._forget_flows(source, plan)
+        """Source device: remove what a VM that migrated away left behind."""
+        if self._by_port.get((source.dpid, source.port)) is source:
+            del self._by_port[(source.dpid, source.port)]
+        if not any(b.binding_id == source.binding_id for b in self._all_bindings()):
+            self._ids_in_use.discard(source.binding_id)
         self.desired.replace(source.owner, set(), plan)
-        self._refresh_group(key, plan)
+        self._refresh_group(self._group_key(source), plan)
         self._refresh_vlans({source.vlan}, plan)
         plan.notes.append(f"deprovisioned VM {source.mac} (binding {source.binding_id}) on "
                           f"{self._name(source.dpid)}: migrated away")
-
-    def _forget_flows(self, source: Binding, plan: Plan) -> None:
-        if self._by_port.get((source.dpid, source.port)) is source:
-            del self._by_port[(source.dpid, source.port)]
-        self._ids_in_use.discard(source.binding_id)
 
     def _come_back(self, binding: Binding, dpid: int, port: int, data: bytes,
                    plan: Plan) -> Binding:
@@ -255,6 +257,10 @@ class VmLifecycle:
         """A VM's port vanished: if it was migrating, its destination takes over."""
         binding = self._by_port.get((dpid, port))
         if binding is None:
+            return
+        outgoing = self.outgoing.get(binding.mac)
+        if outgoing is not None and outgoing.binding_id == binding.binding_id:
+            self._release_source(self.outgoing.pop(binding.mac), plan)
             return
         if binding.state is VmState.PRE_PROVISIONED:
             self._drop(binding)

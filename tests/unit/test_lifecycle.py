@@ -221,3 +221,20 @@ def test_a_delete_never_cancels_another_owners_add_of_the_same_entry():
     changes.add(new)
     changes.delete(old)
     assert (changes.adds, changes.deletes) == ([new], [])
+
+
+def test_the_source_device_releases_only_on_migration_done():
+    lab = Lab()
+    lab.vm(S11, 1, WEB1)
+    lab.vm(S21, 1, PEER)
+    lab.apply(lab.engine.vm_attached(S21, 5, WEB1).plan)
+    activation = lab.engine.packet_in(S21, 5, WEB1, b"rarp").plan
+    done = [m for m in activation.messages if isinstance(m, MigrationDone)]
+    assert done and (done[0].source_device, done[0].destination_device) == (A1, A2)
+    lab.switches.apply(activation)             # not delivered yet: the source still holds
+    assert any(WEB1 in str(f.match) for f in lab.switches.flows(S11))
+    assert [b.mac for b in lab.engine.bindings_of_device(A1)] == [WEB1]
+    lab.apply(lab.engine.receive(done[0]))     # now the source device lets go
+    assert not any(WEB1 in str(f.match) for f in lab.switches.flows(S11))
+    assert [b.mac for b in lab.engine.bindings_of_device(A1)] == []
+    assert {b.mac for b in lab.engine.bindings_of_device(A2)} == {WEB1, PEER}
