@@ -15,7 +15,7 @@ REPO=$(pwd)
 VENV="$REPO/.venv"
 say() { printf '[setup] %s\n' "$*"; }
 
-APT_PACKAGES=(openvswitch-switch python3-openvswitch mininet iputils-ping ethtool iperf3 arping
+APT_PACKAGES=(openvswitch-switch python3-openvswitch mininet iputils-ping ethtool iperf3 arping tcpdump
               python3-venv python3-pip)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -77,8 +77,9 @@ class OutageReport:
 
     @property
     def expected_probes(self) -> int:
-        """Probes a perfect schedule sends between the first and last send."""
-        return (self.last_sent_ns - self.first_sent_ns) // self.interval_ns + 1
+        """Probes a perfect schedule sends between the first and last send (rounded)."""
+        span = self.last_sent_ns - self.first_sent_ns
+        return (span + self.interval_ns // 2) // self.interval_ns + 1
 
     def summary(self) -> str:
         """One line for logs and test output."""

@@ -93,3 +93,20 @@ def test_silent_move_with_one_gratuitous_arp(dc):
 
 def test_move_with_no_announcement_recovers(dc):
     _migrate(dc, "s21", "s11", notify=False, announce="none")
+
+
+def test_the_first_announcement_at_the_destination_is_not_lost(dc):
+    """One gratuitous ARP, sent the instant the new interface is up, reaches a peer."""
+    _, net, vms, switches = dc
+    web1, web5 = vms["web1"], vms["web5"]
+    source = "s11" if web1.defaultIntf().link.intf2.node is switches["s11"] else "s21"
+    destination = "s21" if source == "s11" else "s11"
+    capture = f"/tmp/dynprov-garp-{web5.name}.txt"
+    web5.cmd(f"timeout 5 tcpdump -l -n -i {web5.defaultIntf()} -c 1 "
+             f"'arp and ether src {web1.MAC()}' > {capture} 2>/dev/null &")
+    time.sleep(1.0)   # tcpdump is listening
+    live_migrate(net, web1, switches[destination], announce="garp")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "ARP" not in web5.cmd(f"cat {capture}"):
+        time.sleep(0.1)
+    assert f"Request who-has {web1.IP()}" in web5.cmd(f"cat {capture}")
