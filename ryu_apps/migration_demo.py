@@ -20,7 +20,7 @@ import time
 
 from ryu_apps import lab
 from ryu_apps.cli.notify import send as send_notification
-from ryu_apps.demo import CHECKS, _check, run_checks
+from ryu_apps.demo import run_checks
 from ryu_apps.flow_listing import annotated_flows
 from ryu_apps.vm_move import live_migrate
 

@@ -37,29 +37,16 @@ from ryu_apps.core.flow_compiler import (
     vlan_flows,
 )
 from ryu_apps.core.flow_plan import DesiredFlows, PacketOut, Plan
-from ryu_apps.core.flowspec import FlowSpec, flow, make_match
+from ryu_apps.core.flowspec import FlowSpec
 from ryu_apps.core.identifiers import IdentifierError, IdentifierScheme, format_mac, parse_mac
 from ryu_apps.core.lifecycle import VmLifecycle
 from ryu_apps.core.pipeline import MAX_BINDING_ID, Priority, Table
-
-#: Seconds a refused MAC's drop flow stays before the MAC is judged again.
-QUARANTINE_SECONDS = 60.0
-#: Refused MACs on one port before the whole port stops reaching the controller.
-QUARANTINE_MACS_PER_PORT = 8
-
-
-@dataclass
-class Refusal:
-    """Why a MAC seen on a VM port was not provisioned."""
-
-    mac: str
-    template_id: int | None
-    reason: str
-    dpid: int = 0
-    port: int = 0
-    count: int = 1
-    since: float = 0.0
-
+from ryu_apps.core.quarantine import (  # noqa: F401 (re-exported for callers)
+    QUARANTINE_MACS_PER_PORT,
+    QUARANTINE_SECONDS,
+    Quarantine,
+    Refusal,
+)
 
 @dataclass
 class PacketVerdict:
@@ -94,17 +81,13 @@ class ProvisioningEngine(VmLifecycle):
         self.incoming: Dict[str, Binding] = {}    # by MAC: pre-provisioned destinations
         self.outgoing: Dict[str, Binding] = {}    # by MAC: sources awaiting MigrationDone
         self.desired = DesiredFlows()
-        self.refused: Dict[str, Refusal] = {}
+        self.quarantine = Quarantine()
         self.attachments: Dict[tuple, str] = {}   # (dpid, port) -> MAC, from OVSDB
         self._by_port: Dict[tuple, Binding] = {}
         self._ids_in_use: Set[int] = set()
         self._next_binding_id = 1
         self._groups: Dict[GroupKey, Set[str]] = {}
         self._moved: Set[str] = set()  # MACs whose port-side rules sit on their vswitch port
-        self._quarantine: Dict[tuple, Dict[str, float]] = {}
-        self._blocked_ports: Dict[tuple, float] = {}
-        #: Packets refused from blocked ports, counted but neither logged nor flowed.
-        self.blocked_refusals: Dict[tuple, int] = {}
         self.history: Dict[str, VmState] = {}     # last state of every VM ever seen
 
     # -- libraries -------------------------------------------------------------
@@ -174,7 +157,7 @@ class ProvisioningEngine(VmLifecycle):
         link_changed = self.fabric.remove_link(PortRef(dpid, port))
         self.attachments.pop((dpid, port), None)
         self._vm_port_gone(dpid, port, f"port {port} of {dpid:016x} went away", plan)
-        if self._quarantine.pop((dpid, port), None) or self._blocked_ports.pop((dpid, port), None):
+        if self.quarantine.forget_port(dpid, port):
             self._apply_quarantine(dpid, port, plan)
         if link_changed:
             self._recompile_all(plan)
@@ -263,11 +246,8 @@ class ProvisioningEngine(VmLifecycle):
             else:
                 self._apply_binding(binding, plan)
                 self._refresh_group(self._group_key(binding), plan)
-        for key in list(self._quarantine) + list(self._blocked_ports):
-            self._quarantine.pop(key, None)
-            self._blocked_ports.pop(key, None)
-            self._apply_quarantine(key[0], key[1], plan)
-        self.refused.clear()
+        for dpid, port in self.quarantine.clear():
+            self._apply_quarantine(dpid, port, plan)
         if plan.flow_count():
             plan.notes.append(f"re-provisioned VMs in place: {plan.flow_count()} flow changes")
         return plan
@@ -275,18 +255,10 @@ class ProvisioningEngine(VmLifecycle):
     def tick(self, now: float) -> Plan:
         """Time passed: lift quarantines older than QUARANTINE_SECONDS."""
         plan = Plan()
-        for key, macs in list(self._quarantine.items()):
-            expired = [m for m, since in macs.items() if now - since >= QUARANTINE_SECONDS]
-            for mac in expired:
-                del macs[mac]
-                self.refused.pop(mac, None)
-            if expired:
-                self._apply_quarantine(key[0], key[1], plan)
-        for key, since in list(self._blocked_ports.items()):
-            if now - since >= QUARANTINE_SECONDS:
-                del self._blocked_ports[key]
-                self._apply_quarantine(key[0], key[1], plan)
-                plan.notes.append(f"port {key[1]} of {key[0]:016x} may reach the controller again")
+        ports, notes = self.quarantine.expire(now)
+        for dpid, port in ports:
+            self._apply_quarantine(dpid, port, plan)
+        plan.notes += notes
         return plan
 
     # -- admission ------------------------------------------------------------
@@ -347,38 +319,17 @@ class ProvisioningEngine(VmLifecycle):
 
     def _refuse(self, verdict: PacketVerdict, mac: str, template_id: int | None,
                 dpid: int, port: int, now: float, reason: str) -> None:
-        known = self.refused.get(mac)
-        if known is not None:
-            known.count += 1
-            verdict.refusal = known
-            return
-        if (dpid, port) in self._blocked_ports:
-            # Already dropping everything unknown from this port: only count.
-            self.blocked_refusals[(dpid, port)] = self.blocked_refusals.get((dpid, port), 0) + 1
-            verdict.refusal = Refusal(mac, template_id, reason, dpid, port, since=now)
-            return
-        verdict.refusal = self.refused[mac] = Refusal(mac, template_id, reason, dpid, port,
-                                                      since=now)
-        verdict.first_refusal = True
-        macs = self._quarantine.setdefault((dpid, port), {})
-        macs[mac] = now
-        if len(macs) >= QUARANTINE_MACS_PER_PORT and (dpid, port) not in self._blocked_ports:
-            self._blocked_ports[(dpid, port)] = now
-            verdict.plan.notes.append(
-                f"port {port} of {dpid:016x}: {len(macs)} refused MACs, packets from "
-                f"unknown MACs on it are dropped for {QUARANTINE_SECONDS:.0f} s")
-        self._apply_quarantine(dpid, port, verdict.plan)
+        refusal, first, note = self.quarantine.refuse(
+            Refusal(mac, template_id, reason, dpid, port, since=now))
+        verdict.refusal, verdict.first_refusal = refusal, first
+        if note:
+            verdict.plan.notes.append(note)
+        if first:
+            self._apply_quarantine(dpid, port, verdict.plan)
 
     def _apply_quarantine(self, dpid: int, port: int, plan: Plan) -> None:
-        owner = quarantine_owner(port)
-        flows: Set[FlowSpec] = set()
-        for mac in self._quarantine.get((dpid, port), {}):
-            flows.add(flow(dpid, Table.CLASSIFY, Priority.QUARANTINE,
-                           make_match(in_port=port, eth_src=mac), owner.cookie))
-        if (dpid, port) in self._blocked_ports:
-            flows.add(flow(dpid, Table.CLASSIFY, Priority.PORT_QUARANTINE,
-                           make_match(in_port=port), owner.cookie))
-        self.desired.replace(owner, flows, plan, dpid=dpid)
+        self.desired.replace(quarantine_owner(port), self.quarantine.flows(dpid, port), plan,
+                             dpid=dpid)
 
     def _known_vm_spoke(self, binding: Binding, sender_ip: str | None, data: bytes,
                         now: float) -> PacketVerdict:
@@ -410,10 +361,8 @@ class ProvisioningEngine(VmLifecycle):
         self._apply_binding(binding, plan)
         self._refresh_group(self._group_key(binding), plan)
         self._refresh_vlans({binding.vlan}, plan)
-        for key in [k for k in self._quarantine if binding.mac in self._quarantine[k]]:
-            del self._quarantine[key][binding.mac]
-            self._apply_quarantine(key[0], key[1], plan)
-        self.refused.pop(binding.mac, None)
+        for dpid, port in self.quarantine.release_mac(binding.mac):
+            self._apply_quarantine(dpid, port, plan)
         if binding.state is VmState.PROVISIONING:
             plan.confirms.append(binding.mac)
 
@@ -455,10 +404,9 @@ class ProvisioningEngine(VmLifecycle):
 
     def _drop(self, binding: Binding) -> None:
         table = self.incoming if binding.state is VmState.PRE_PROVISIONED else self.bindings
-        if table.get(binding.mac) is not None and table[binding.mac].binding_id == binding.binding_id:
+        if _same(table.get(binding.mac), binding):
             del table[binding.mac]
-        if self._by_port.get((binding.dpid, binding.port)) is not None and \
-                self._by_port[(binding.dpid, binding.port)].binding_id == binding.binding_id:
+        if _same(self._by_port.get((binding.dpid, binding.port)), binding):
             del self._by_port[(binding.dpid, binding.port)]
         if not any(b.binding_id == binding.binding_id for b in self._all_bindings()):
             self._ids_in_use.discard(binding.binding_id)
@@ -558,6 +506,11 @@ class ProvisioningEngine(VmLifecycle):
         self._refresh_vlans(vlans, plan)
 
     # -- queries -------------------------------------------------------------
+    @property
+    def refused(self) -> Dict[str, Refusal]:
+        """Refused MACs and why (the REST API lists them)."""
+        return self.quarantine.refused
+
     def binding_by_id(self, binding_id: int) -> Binding | None:
         """The binding with this id, if any."""
         return next((b for b in self._all_bindings() if b.binding_id == binding_id), None)
@@ -595,6 +548,10 @@ class ProvisioningEngine(VmLifecycle):
     def _name(self, dpid: int) -> str:
         info = self.fabric.switches.get(dpid)
         return info.name if info and info.name else f"{dpid:016x}"
+
+
+def _same(stored: Optional[Binding], binding: Binding) -> bool:
+    return stored is not None and stored.binding_id == binding.binding_id
 
 
 def _bound_ip(observed: List, cookie: int) -> Optional[str]:

@@ -18,7 +18,6 @@ from typing import Optional
 
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.device_messages import MigrationDone, MigrationNotice
-from ryu_apps.core.fabric import Role
 from ryu_apps.core.flow_plan import PacketOut, Plan
 
 
@@ -139,10 +138,10 @@ class VmLifecycle:
         target_domain = self.domain_of_server(dpid)
         if target_domain is None or source_domain is None or \
                 target_domain.name != source_domain.name:
+            where = f"domain {target_domain.name!r}" if target_domain else "no domain"
             raise NotificationError(
                 f"server {self._name(dpid)} is outside VM {mac}'s mobility domain "
-                f"'{source_domain.name if source_domain else '?'}'"
-                f" (it is in {('domain ' + repr(target_domain.name)) if target_domain else 'no domain'})")
+                f"'{source_domain.name if source_domain else '?'}' (it is in {where})")
         destination_device = self._device_of(dpid)
         if destination_device is None:
             raise NotificationError(f"server {self._name(dpid)} hangs off no known access "

@@ -103,7 +103,7 @@ def test_recabled_server_is_reprovisioned_behind_its_new_access_switch(dc):
     link = net.addLink(s12, a2)
     s12.attach(link.intf1)
     a2.attach(link.intf2)
-    assert controller.wait_for_log(f"link ", timeout=15,
+    assert controller.wait_for_log("link ", timeout=15,
                                    count=lab.switch_links(net) + 1), controller.log()[-2000:]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not ping(web5, web3, count=1):

@@ -66,4 +66,4 @@ def test_a_vm_moves_from_the_mininet_cli(tmp_path):
     text = out.stdout + out.stderr
     assert text.count(" 0% packet loss") == 2, text
     assert f"{p}s11-eth2" not in text.split("list-ports")[-1]
-    assert controller.log().count(f"provisioned VM 00:fa:00:00:00:01") >= 2, controller.log()
+    assert controller.log().count("provisioned VM 00:fa:00:00:00:01") >= 2, controller.log()

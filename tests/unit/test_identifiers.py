@@ -441,7 +441,7 @@ def test_table_encode_refuses_exactly_invalid_macs_and_round_trips(entries, data
     scheme = TableScheme(entries)
     triples = entry_triples(entries)
     template_id = data.draw(st.sampled_from(sorted(set(entries.values()))), "template_id")
-    length, prefix = min((l, p) for p, l, t in triples if t == template_id)
+    length, prefix = min((n, p) for p, n, t in triples if t == template_id)
     host_mask = (1 << (48 - length)) - 1
     unique_id = data.draw(st.integers(0, host_mask)
                           | st.just(draw_mac_near(data, triples) & host_mask), "unique_id")
