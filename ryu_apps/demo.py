@@ -84,30 +84,31 @@ def run_checks(controller: lab.ControllerProcess, net, vms: dict) -> int:
     return failures
 
 
-def run_demo(verbose: bool = False) -> int:
-    """Provisioning and templates only (``dynprov demo --no-migration``)."""
+def report(failures: int) -> int:
+    """Print the demo's verdict; its exit status."""
+    _banner("result: " + ("every expectation held" if not failures
+                          else f"{failures} expectation(s) failed"))
+    return 1 if failures else 0
+
+
+def needs_root() -> bool:
+    """True (after saying so) when not run as root."""
     if os.geteuid() != 0:
         print("dynprov demo: needs root (Mininet and Open vSwitch)", file=sys.stderr)
+        return True
+    return False
+
+
+def run_demo(verbose: bool = False) -> int:
+    """Provisioning and templates only (``dynprov demo --no-migration``)."""
+    if needs_root():
         return 2
-    controller = lab.ControllerProcess().start()
-    print("controller:", " ".join(controller.command()))
-    net = None
-    failures = 0
-    try:
-        net = lab.build_network(controller.of_port)
-        _banner("waiting for the controller to discover the fabric (LLDP)")
-        lab.wait_for_fabric(controller, net)
-        failures += run_checks(controller, net, {vm.name: vm for vm in net.hosts})
+    with lab.running_datacenter() as (controller, net):
+        failures = run_checks(controller, net, {vm.name: vm for vm in net.hosts})
         for bridge in ("s11", "a1"):
             _banner(f"flow table of {bridge}, annotated by owner")
             print(annotated_flows(bridge))
         if verbose:
             _banner("controller log")
             print(controller.log())
-    finally:
-        if net is not None:
-            lab.stop_network(net)
-        controller.stop()
-    _banner("result: " + ("all expectations held" if not failures
-                          else f"{failures} expectation(s) failed"))
-    return 1 if failures else 0
+    return report(failures)

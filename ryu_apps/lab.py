@@ -2,11 +2,12 @@
 
 Shared by the demo and the integration tests. Everything started here is
 stopped by PID, and every bridge is deleted by name: nothing else on the
-machine is touched (no ``mn -c``).
+machine is touched (Mininet's machine-wide clean-up is never called).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -135,6 +136,26 @@ def load_topology_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def running_datacenter(extra_options: str = "", **topo_params):
+    """A started controller and datacenter topology with the links discovered.
+
+    Yields (controller, net); stops both on the way out, by PID and bridge name.
+    """
+    controller = ControllerProcess(extra_options=extra_options).start()
+    print("controller:", " ".join(controller.command()), flush=True)
+    net = None
+    try:
+        net = build_network(controller.of_port, **topo_params)
+        print("\n=== waiting for the controller to discover the fabric (LLDP)", flush=True)
+        wait_for_fabric(controller, net)
+        yield controller, net
+    finally:
+        if net is not None:
+            stop_network(net)
+        controller.stop()
 
 
 def build_network(controller_port: int, prefix: str = "", **topo_params):

@@ -42,6 +42,7 @@ import select
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -347,7 +348,11 @@ def live_migrate(net, vm, dst, announce: str = "qemu",
     removed = _remove_source_port(source, old_peer)
     new_peer = type(old_peer)(port.interface, node=destination, port=port.ofport)
     _relink(net, vm_intf, old_peer, new_peer)
-    sent = announcer.finish() if announcer and wait_announcements else ()
+    sent = ()
+    if announcer is not None and wait_announcements:
+        sent = announcer.finish()
+    elif announcer is not None:
+        threading.Thread(target=announcer.process.communicate, daemon=True).start()
     return MigrationTimes(vm.name, source.name, port, announce, created, switchover,
                           resumed, deleted, removed, sent)
 

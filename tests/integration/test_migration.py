@@ -11,7 +11,7 @@ import pytest
 
 from ryu_apps import lab
 from ryu_apps.cli.notify import send
-from ryu_apps.vm_move import live_migrate
+from ryu_apps.migration_lab import live_migrate
 from tests.integration.conftest import start_datacenter, stop_datacenter, unique_prefix
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ def _migrate(dc, source, destination, notify, announce):
 
     live_migrate(net, web1, switches[destination], announce=announce,
                  before_switchover=tell if notify else None)
-    time.sleep(1.2)
+    time.sleep(0.4 if announce == "qemu" else 1.2)
     reports = [p.stop() for p in probers]
     for report in reports:
         print(f"\n{source}->{destination} notify={notify} announce={announce}: "

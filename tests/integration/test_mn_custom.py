@@ -40,7 +40,7 @@ def test_mn_custom_topology_provisions_and_isolates(tmp_path):
 
 
 def test_a_vm_moves_from_the_mininet_cli(tmp_path):
-    """The documented command: `py __import__('ryu_apps.vm_move').vm_move.live_migrate(...)`."""
+    """The documented command: `py __import__('ryu_apps.migration_lab')...live_migrate(...)`."""
     p = "k%03d" % (os.getpid() % 1000)
     script = "\n".join([
         "sh sleep 3",
@@ -48,7 +48,8 @@ def test_a_vm_moves_from_the_mininet_cli(tmp_path):
         f"{p}web3 python3 -m ryu_apps.vmtools.announce {p}web3-eth0",
         "sh sleep 1",
         f"{p}web1 ping -c1 -W1 {p}web3",
-        f"py __import__('ryu_apps.vm_move').vm_move.live_migrate(net, {p}web1, {p}s21)",
+        f"py __import__('ryu_apps.migration_lab').migration_lab.live_migrate("
+        f"net, '{p}web1', '{p}s21')",
         "sh sleep 1",
         f"{p}web3 ping -c2 -W1 {p}web1",
         f"sh ovs-vsctl list-ports {p}s11",
