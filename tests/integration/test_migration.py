@@ -16,8 +16,10 @@ from tests.integration.conftest import start_datacenter, stop_datacenter, unique
 
 pytestmark = pytest.mark.integration
 
-#: Probes lost at 1 ms that a migration may cost, VM switchover included.
-#: Measured here: 15-45 (the VM's own interface swap takes 15-25 ms of it).
+#: Probes lost at 1 ms that a migration may cost, the VM's own switchover
+#: included (docs/migration.md). Measured: 16-21 with a notification, 18-27
+#: with announcements but no notification, 41-50 with no announcement at all.
+MAX_LOST_WITH_NOTICE = 40
 MAX_LOST_PROBES = 100
 
 
@@ -65,7 +67,7 @@ def _migrate(dc, source, destination, notify, announce):
         print(f"\n{source}->{destination} notify={notify} announce={announce}: "
               f"{report.summary()}")
         assert report.recovered
-        assert report.lost <= MAX_LOST_PROBES
+        assert report.lost <= (MAX_LOST_WITH_NOTICE if notify else MAX_LOST_PROBES)
     # The source holds nothing of the VM any more ...
     flows, meters = _entries_of(switches[source].name, old_cookie,
                                 int(old_cookie, 16) & 0xFFFFFF)
