@@ -532,11 +532,6 @@ class ProvisioningEngine(VmLifecycle):
         held = list(self._all_bindings()) + list(self.outgoing.values())
         return sorted((b for b in held if b.device == device), key=lambda b: b.mac)
 
-    def bindings_on(self, dpid: int) -> List[Binding]:
-        """Bindings whose VM port is on this switch."""
-        return sorted((b for b in self._all_bindings() if b.dpid == dpid),
-                      key=lambda b: b.port)
-
     def moved_port_rules(self) -> Set[str]:
         """MACs whose template's port-side rules were moved to their vswitch port."""
         return set(self._moved)

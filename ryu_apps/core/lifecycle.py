@@ -171,9 +171,10 @@ class VmLifecycle:
 
     # -- migration -------------------------------------------------------------
     def _expect_arrival(self, notice: MigrationNotice, plan: Plan) -> None:
-        """Destination side: pre-provision now if the VM's new port is known."""
-        self.expected = getattr(self, "expected", {})
-        self.expected[notice.mac] = notice
+        """Destination side: pre-provision now if the VM's new port is known.
+
+        Otherwise the port's OVSDB row, or the VM's first frame there, will do it.
+        """
         source = self.bindings.get(notice.mac)
         port = next((p for (d, p), m in self.attachments.items()
                      if d == notice.destination_server and m == notice.mac), None)
