@@ -211,35 +211,38 @@ class DynprovProvisioner(app_manager.RyuApp):
             self.logger.info("switch %016x (%r) is not a dynprov bridge; left alone",
                              datapath.id, description)
             return
-        request = openflow.our_flows_request(datapath)
-        datapath.set_xid(request)
-        self._syncing[datapath.id] = _SwitchSync(*parsed, flows_xid=request.xid)
-        datapath.send_msg(request)
+        xid = _send_request(datapath, openflow.our_flows_request(datapath))
+        self._syncing[datapath.id] = _SwitchSync(*parsed, flows_xid=xid)
+
+    def _collect(self, ev, xid_of, entries_of) -> _SwitchSync | None:
+        """Add one part of a sync reply; the sync once its last part is in.
+
+        Replies to requests this sync did not send (e.g. the REST API's) are ignored.
+        """
+        datapath = ev.msg.datapath
+        sync = self._syncing.get(datapath.id)
+        if sync is None or ev.msg.xid != xid_of(sync):
+            return None
+        sync.observed += [e for e in entries_of(datapath.id, ev.msg.body) if e is not None]
+        if ev.msg.flags & datapath.ofproto.OFPMPF_REPLY_MORE:
+            return None
+        return sync
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats_reply(self, ev) -> None:
-        datapath = ev.msg.datapath
-        sync = self._syncing.get(datapath.id)
-        if sync is None or ev.msg.xid != sync.flows_xid:
-            return  # somebody else's request (e.g. the REST API's)
-        sync.observed += [openflow.spec_from_stats(datapath.id, s) for s in ev.msg.body]
-        if ev.msg.flags & datapath.ofproto.OFPMPF_REPLY_MORE:
-            return
-        request = openflow.meters_request(datapath)
-        datapath.set_xid(request)
-        sync.meters_xid = request.xid
-        datapath.send_msg(request)
+        sync = self._collect(ev, lambda s: s.flows_xid, lambda dpid, body: [
+            openflow.spec_from_stats(dpid, stats) for stats in body])
+        if sync is not None:
+            datapath = ev.msg.datapath
+            sync.meters_xid = _send_request(datapath, openflow.meters_request(datapath))
 
     @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
     def _meter_stats_reply(self, ev) -> None:
+        sync = self._collect(ev, lambda s: s.meters_xid, lambda dpid, body: [
+            openflow.meter_from_stats(dpid, stats) for stats in body])
+        if sync is None:
+            return
         datapath = ev.msg.datapath
-        sync = self._syncing.get(datapath.id)
-        if sync is None or ev.msg.xid != sync.meters_xid:
-            return
-        meters = (openflow.meter_from_stats(datapath.id, m) for m in ev.msg.body)
-        sync.observed += [m for m in meters if m is not None]
-        if ev.msg.flags & datapath.ofproto.OFPMPF_REPLY_MORE:
-            return
         del self._syncing[datapath.id]
         self.datapaths[datapath.id] = datapath
         plan = self.engine.switch_up(datapath.id, sync.role, sync.name, sync.observed,
@@ -351,3 +354,10 @@ class DynprovProvisioner(app_manager.RyuApp):
         while True:
             hub.sleep(TICK_SECONDS)
             self.send_plan(self.engine.tick(time.time()))
+
+
+def _send_request(datapath, request) -> int:
+    """Send a request with a fresh transaction id; that id."""
+    datapath.set_xid(request)
+    datapath.send_msg(request)
+    return request.xid
