@@ -62,12 +62,13 @@ class ControllerProcess:
     def __init__(self, templates: Path = DEFAULT_TEMPLATES,
                  scheme: str = "prefix/16", of_port: Optional[int] = None,
                  wsapi_port: Optional[int] = None, workdir: Optional[Path] = None,
-                 extra_options: str = "") -> None:
+                 extra_options: str = "", verbose: bool = True) -> None:
         self.of_port = of_port or free_tcp_port()
         self.wsapi_port = wsapi_port or free_tcp_port()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dynprov-"))
         self.config_file = self.workdir / "dynprov.conf"
         self.log_file = self.workdir / "controller.log"
+        self.verbose = verbose
         self.config_file.write_text(
             "[dynprov]\n"
             f"templates = {templates}\n"
@@ -79,8 +80,8 @@ class ControllerProcess:
         """The exact launch command, as an operator would type it."""
         return [ryu_manager_command(), "--config-file", str(self.config_file),
                 "--ofp-tcp-listen-port", str(self.of_port),
-                "--wsapi-port", str(self.wsapi_port), "--verbose",
-                "ryu_apps.provisioner"]
+                "--wsapi-port", str(self.wsapi_port),
+                *(["--verbose"] if self.verbose else []), "ryu_apps.provisioner"]
 
     def start(self, timeout: float = 20.0) -> "ControllerProcess":
         """Start and wait until the OpenFlow port accepts connections."""

@@ -40,6 +40,7 @@ from ryu_apps.core.binding import VmState
 from ryu_apps.library_files import LibraryKeeper
 from ryu_apps.ovsdb_watcher import OvsdbWatcher
 from ryu_apps.plan_sender import PlanSender
+from ryu_apps.provisioning_times import ProvisioningTimes
 from ryu_apps.scheme_config import load_scheme
 
 CONF = cfg.CONF
@@ -102,6 +103,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         self.ports: Dict[int, Set[int]] = {}
         self.sender = PlanSender(self.datapaths, self.logger)
         self.bus = InProcessBus(self.engine)
+        self.provisioning_times = ProvisioningTimes()
         self._syncing: Dict[int, _SwitchSync] = {}
         self.logger.info(
             "dynprov: %d templates from %s, identifier scheme %s",
@@ -120,7 +122,10 @@ class DynprovProvisioner(app_manager.RyuApp):
             watcher.start()
 
     def _ovsdb_attached(self, dpid: int, port: int, mac: str) -> None:
+        received_ns = time.monotonic_ns()
         verdict = self.engine.vm_attached(dpid, port, mac, now=time.time())
+        if verdict.provisioned is not None:
+            self.provisioning_times.detected(verdict.provisioned.mac, received_ns)
         self._log_verdict(verdict, dpid, port)
         self.send_plan(verdict.plan)
 
@@ -140,6 +145,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         confirms = list(plan.confirms)
 
         def confirmed() -> None:
+            self.provisioning_times.confirmed(confirms, time.monotonic_ns())
             self.engine.confirm(confirms)
             if on_confirmed is not None:
                 on_confirmed()
@@ -287,6 +293,7 @@ class DynprovProvisioner(app_manager.RyuApp):
     # -- packets -----------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev) -> None:
+        received_ns = time.monotonic_ns()
         msg = ev.msg
         dpid = msg.datapath.id
         frame = parse_frame(msg.data)
@@ -301,6 +308,8 @@ class DynprovProvisioner(app_manager.RyuApp):
         verdict = self.engine.packet_in(dpid, in_port, frame.eth_src, msg.data,
                                         now=time.time(), sender_ip=frame.sender_ip,
                                         tagged=frame.tagged)
+        if verdict.provisioned is not None:
+            self.provisioning_times.detected(verdict.provisioned.mac, received_ns)
         self._log_verdict(verdict, dpid, in_port)
         self.send_plan(verdict.plan)
 

@@ -12,6 +12,7 @@ Endpoints (JSON; errors are ``{"error": "..."}``), documented in docs/rest-api.m
     GET  /dynprov/switches               managed switches
     GET  /dynprov/links                  links discovered by LLDP
     GET  /dynprov/refused                MACs refused or quarantined, and why
+    GET  /dynprov/provisioning-times     when recent VMs were detected and confirmed
     POST /dynprov/notifications          served by ryu_apps.rest_notify (listed here)
 
 Handlers run in WSGI green threads beside Ryu's event loop. They copy what
@@ -74,6 +75,8 @@ ENDPOINTS = (
     ("GET", "/dynprov/switches", "managed switches"),
     ("GET", "/dynprov/links", "links discovered by LLDP"),
     ("GET", "/dynprov/refused", "MACs refused or quarantined, and why"),
+    ("GET", "/dynprov/provisioning-times",
+     "recent VMs: detection and barrier-confirmed times (monotonic ns)"),
     ("POST", "/dynprov/notifications", "a VM lifecycle notification (rest_notify.py)"),
 )
 
@@ -400,6 +403,11 @@ class DynprovRestController(ControllerBase):
     @_answers
     def list_refused(self, req, **_):
         return self.api.refused()
+
+    @route("dynprov_provisioning_times", PREFIX + "/provisioning-times", methods=["GET"])
+    @_answers
+    def provisioning_times(self, req, **_):
+        return self.api.app.provisioning_times.views()
 
 
 _KNOWN_PATHS = [(re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", p) + "$"), m)

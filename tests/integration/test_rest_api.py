@@ -97,6 +97,16 @@ def test_binding_of_a_vm(dc):
     assert same["binding_id"] == binding["binding_id"]
 
 
+def test_provisioning_times_follow_every_vm_from_detection_to_confirmation(dc):
+    controller, net, _ = dc
+    times = {entry["mac"]: entry for entry in get(controller, "/dynprov/provisioning-times")}
+    for host in net.hosts:
+        entry = times[host.MAC()]
+        assert entry["confirmed_ns"] is not None, entry
+        assert entry["confirmed_ns"] >= entry["detected_ns"]
+        assert entry["controller_ms"] == (entry["confirmed_ns"] - entry["detected_ns"]) / 1e6
+
+
 def test_counters_grow_when_the_vm_talks(dc):
     controller, net, _ = dc
     web1, web3 = vm(net, "web1"), vm(net, "web3")
