@@ -1,0 +1,23 @@
+"""The latency benchmarks run end to end (figures are printed, never asserted)."""
+
+import pytest
+
+from benchmarks import ovs_floor, provisioning_latency
+from benchmarks.common import read_results
+
+pytestmark = pytest.mark.integration
+
+
+def test_provisioning_latency_quick_run_provisions_every_vm_on_both_switches():
+    assert provisioning_latency.main(["--quick"]) == 0
+    figures = read_results("provisioning_latency-quick")["figures"]
+    assert figures["vms"] == figures["confirmed"] == figures["bound"] == 60
+    assert figures["flows_on_both_switches"] == 60
+    assert figures["latency_ms"]["n"] == 60 and figures["latency_ms"]["min"] > 0
+    assert figures["binding_flows_per_vm_server"]["min"] > 1
+
+
+def test_ovs_floor_quick_run_answers_every_barrier():
+    assert ovs_floor.main(["--quick"]) == 0
+    figures = read_results("ovs_floor-quick")["figures"]
+    assert figures["ovs_only_ms"]["n"] == figures["ryu_encoding_plus_ovs_ms"]["n"] == 20
