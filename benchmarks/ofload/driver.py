@@ -73,7 +73,7 @@ class Vm:
     """One fresh VM and what happened to it."""
 
     __slots__ = ("mac", "serial", "template_id", "server", "access", "port", "message",
-                 "sent", "done", "binding_id", "confirmed", "released")
+                 "sent", "done", "binding_id", "confirmed", "first_batch", "released")
 
     def __init__(self, mac: int, serial: int, template_id: int, server: int, access: int,
                  port: int, message: bytes) -> None:
@@ -81,7 +81,8 @@ class Vm:
         self.server, self.access, self.port, self.message = server, access, port, message
         self.sent = self.done = 0.0
         self.binding_id: Optional[int] = None
-        self.confirmed: Dict[int, int] = {}
+        self.confirmed: Dict[int, int] = {}     # dpid -> binding mods confirmed
+        self.first_batch: Dict[int, int] = {}   # dpid -> those of its first barrier
         self.released = False
 
 
@@ -246,8 +247,7 @@ class Load:
             if vm is None:
                 self._orphans.setdefault(binding_id, Counter())[dpid] += count
             else:
-                vm.confirmed[dpid] = vm.confirmed.get(dpid, 0) + count
-                self._check(vm)
+                self._confirm(vm, dpid, count)
         mods.clear()
 
     def packet_out(self, switch: EmulatedSwitch, msg: bytes) -> None:
@@ -266,8 +266,12 @@ class Load:
         orphan = self._orphans.pop(binding_id, None)
         if orphan:
             for dpid, count in orphan.items():
-                vm.confirmed[dpid] = vm.confirmed.get(dpid, 0) + count
-            self._check(vm)
+                self._confirm(vm, dpid, count)
+
+    def _confirm(self, vm: Vm, dpid: int, count: int) -> None:
+        vm.confirmed[dpid] = vm.confirmed.get(dpid, 0) + count
+        vm.first_batch.setdefault(dpid, count)
+        self._check(vm)
 
     def _check(self, vm: Vm) -> None:
         need_server, need_access = self.config.expected.get(vm.template_id, (1, 1))
@@ -289,7 +293,7 @@ class Load:
         for dpid, counts in after.items():
             for name, value in counts.items():
                 totals[name] += value - before[dpid][name]
-        mods = Counter((vm.confirmed.get(vm.server, 0), vm.confirmed.get(vm.access, 0))
+        mods = Counter((vm.first_batch.get(vm.server, 0), vm.first_batch.get(vm.access, 0))
                        for vm in self.completed) if self._dynprov else Counter()
         return {
             "mode": self.config.mode,
