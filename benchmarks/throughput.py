@@ -24,12 +24,14 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from benchmarks import common
+from benchmarks.ofload import profiling
 from benchmarks.ofload.driver import LoadConfig
 from benchmarks.ofload.reference import expected_binding_mods
 from benchmarks.ofload.workers import run_workers
@@ -76,15 +78,30 @@ def _wait_for_links(controller: DynprovController, links: int, timeout: float = 
                        f"within {timeout}s:\n{controller.log()[-2000:]}")
 
 
-def run_round(kind: str, config: LoadConfig, workers: int) -> dict:
-    """One fresh controller of ``kind`` under load; the generator's figures."""
+def run_round(kind: str, config: LoadConfig, workers: int,
+              profile: Optional[Path] = None) -> dict:
+    """One fresh controller of ``kind`` under load; the generator's figures.
+
+    ``profile``: record the controller with py-spy during the load (collapsed stacks).
+    """
     controller = (DynprovController() if kind == DYNPROV else SimpleSwitchController())
     controller.start()
+    spy = None
     try:
         mode = "dynprov" if kind == DYNPROV else "answer"
-        ready = (lambda links: _wait_for_links(controller, links)) if kind == DYNPROV else None
+
+        def ready(links: int) -> None:
+            nonlocal spy
+            if kind == DYNPROV:
+                _wait_for_links(controller, links)
+            if profile is not None:
+                spy = profiling.start_recording(controller.process.pid, config.duration,
+                                                profile)
+
         result = run_workers(LoadConfig(**{**config.__dict__, "port": controller.of_port,
                                            "mode": mode}), workers, ready)
+        if spy is not None:
+            spy.wait(timeout=60)
         if kind == DYNPROV:
             result["rest"] = cross_check(controller, result["provisioned_macs"])
         result["controller_cpu_seconds"] = _cpu_seconds(controller.process.pid)
@@ -260,6 +277,28 @@ def plot(record: dict, outdir: Path) -> List[Path]:
     return paths
 
 
+def profile_dynprov(args) -> int:
+    """One dynprov round under py-spy; the hottest frames, saved as throughput-profile."""
+    common.print_machine()
+    expected = expected_binding_mods(TEMPLATES, LoadConfig().templates)
+    config = LoadConfig(access=args.access, servers=args.servers, window=args.window,
+                        duration=args.seconds, expected=expected, pool=args.pool)
+    collapsed = Path(tempfile.mkdtemp(prefix="dynprov-profile-")) / "dynprov.collapsed"
+    result = run_round(DYNPROV, config, args.workers, profile=collapsed)
+    summary = profiling.summarize(collapsed)
+    summary["vms_per_second"] = result["vms_per_second"]
+    summary["flow_mods_per_vm"] = result["messages"].get("flow_mods", 0) / max(
+        1, result["completed"])
+    summary["collapsed_stacks"] = str(collapsed)
+    print(f"{result['vms_per_second']:.1f} VMs/s under py-spy; {summary['samples']} samples")
+    print(common.format_table(["self %", "frame"],
+                              [[p, f] for f, p in summary["self_percent"][:25]]))
+    print(common.format_table(["inclusive %", "frame"],
+                              [[p, f] for f, p in summary["inclusive_percent"][:40]]))
+    print("results:", common.write_results(NAME + "-profile", summary))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one short round each")
@@ -271,6 +310,9 @@ def main(argv=None) -> int:
     parser.add_argument("--access", type=int, default=4)
     parser.add_argument("--servers", type=int, default=4, help="servers per access switch")
     parser.add_argument("--pool", type=int, default=60000, help="VMs pre-encoded per worker")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile dynprov under load with py-spy "
+                             "(saves throughput-profile.json)")
     parser.add_argument("--latency-seconds", type=float, default=4.0,
                         help="latency-mode round (window 1) per controller; 0: none")
     args = parser.parse_args(argv)
@@ -280,6 +322,8 @@ def main(argv=None) -> int:
         for path in plot(record, common.PLOTS_DIR):
             print("plot:", path)
         return 0
+    if args.profile:
+        return profile_dynprov(args)
     if args.quick:
         args.rounds, args.seconds, args.latency_seconds = 1, 2.0, 1.0
         args.pool = min(args.pool, 20000)

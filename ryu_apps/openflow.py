@@ -195,6 +195,8 @@ _FLOW_MOD = struct.Struct("!QQBBHHHIIIH2x")
 _METER_MOD = struct.Struct("!HHI")
 _BAND_DROP = struct.Struct("!HHII4x")
 _OXM_BASIC = 0x8000
+_NX_VENDOR_ID = 0x00002320
+_NXAST_RESUBMIT_TABLE = 14
 #: OXM fields the encoder knows: name -> (field number, value length, kind).
 _OXM_FIELDS: Dict[str, Tuple[int, int, str]] = {
     "in_port": (0, 4, "int"), "metadata": (2, 8, "int"),
@@ -271,7 +273,10 @@ def _encode_action(action) -> bytes:
         size = 4 + len(oxm)
         size += -size % 8
         return struct.pack("!HH", ofp.OFPAT_SET_FIELD, size) + oxm + bytes(size - 4 - len(oxm))
-    raise _NotEncodable(action)   # e.g. Nicira resubmit: Ryu renders it
+    if isinstance(action, Resubmit):   # Nicira extension: resubmit(in_port, table)
+        return struct.pack("!HHIHHB3x", ofp.OFPAT_EXPERIMENTER, 16, _NX_VENDOR_ID,
+                           _NXAST_RESUBMIT_TABLE, _OFPP_IN_PORT_NX, action.table_id)
+    raise _NotEncodable(action)
 
 
 def _encode_instruction(instruction) -> bytes:
