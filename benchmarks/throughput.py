@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from benchmarks import common
-from benchmarks.ofload import profiling
+from benchmarks.ofload import costs, profiling
 from benchmarks.ofload.driver import LoadConfig
 from benchmarks.ofload.reference import expected_binding_mods
 from benchmarks.ofload.workers import run_workers
@@ -313,6 +313,8 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="only profile dynprov under load with py-spy "
                              "(saves throughput-profile.json)")
+    parser.add_argument("--costs", action="store_true",
+                        help="only measure unit costs in-process (saves throughput-costs.json)")
     parser.add_argument("--latency-seconds", type=float, default=4.0,
                         help="latency-mode round (window 1) per controller; 0: none")
     args = parser.parse_args(argv)
@@ -324,6 +326,13 @@ def main(argv=None) -> int:
         return 0
     if args.profile:
         return profile_dynprov(args)
+    if args.costs:
+        common.print_machine()
+        figures = costs.measure(TEMPLATES)
+        for key, value in figures.items():
+            print(f"{key}: {value}")
+        print("results:", common.write_results(NAME + "-costs", figures))
+        return 0
     if args.quick:
         args.rounds, args.seconds, args.latency_seconds = 1, 2.0, 1.0
         args.pool = min(args.pool, 20000)
