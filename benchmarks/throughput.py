@@ -23,6 +23,8 @@ import argparse
 import json
 import statistics
 import subprocess
+import os
+import socket
 import sys
 import tempfile
 import time
@@ -38,7 +40,7 @@ from benchmarks.ofload.workers import run_workers
 from ryu_apps import lab
 
 NAME = "throughput"
-DYNPROV, PEER = "dynprov", "simple_switch_13"
+DYNPROV, PEER, BASELINE = "dynprov", "simple_switch_13", "dynprov-baseline"
 TEMPLATES = lab.DEFAULT_TEMPLATES
 
 
@@ -50,6 +52,32 @@ class DynprovController(lab.ControllerProcess):
 
     def command(self) -> list[str]:
         return [arg for arg in super().command() if arg != "--verbose"]
+
+
+class BaselineDynprovController(DynprovController):
+    """dynprov from another source tree (e.g. before an optimisation), same options."""
+
+    def __init__(self, tree: Path) -> None:
+        super().__init__()
+        self.tree = tree
+
+    def start(self, timeout: float = 20.0) -> "BaselineDynprovController":
+        env = dict(os.environ, PYTHONPATH=str(self.tree), PYTHONWARNINGS="ignore")
+        with open(self.log_file, "wb") as log:
+            self.process = subprocess.Popen(self.command(), stdout=log,
+                                            stderr=subprocess.STDOUT, cwd=str(self.tree),
+                                            env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"baseline controller exited:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.of_port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"baseline controller did not listen within {timeout}s")
 
 
 class SimpleSwitchController(lab.ControllerProcess):
@@ -79,20 +107,27 @@ def _wait_for_links(controller: DynprovController, links: int, timeout: float = 
 
 
 def run_round(kind: str, config: LoadConfig, workers: int,
-              profile: Optional[Path] = None) -> dict:
+              profile: Optional[Path] = None, baseline: Optional[Path] = None) -> dict:
     """One fresh controller of ``kind`` under load; the generator's figures.
 
     ``profile``: record the controller with py-spy during the load (collapsed stacks).
+    ``baseline``: the source tree of the ``dynprov-baseline`` controller.
     """
-    controller = (DynprovController() if kind == DYNPROV else SimpleSwitchController())
+    if kind == PEER:
+        controller = SimpleSwitchController()
+    elif kind == BASELINE:
+        controller = BaselineDynprovController(baseline)
+    else:
+        controller = DynprovController()
     controller.start()
     spy = None
+    is_dynprov = kind in (DYNPROV, BASELINE)
     try:
-        mode = "dynprov" if kind == DYNPROV else "answer"
+        mode = "dynprov" if is_dynprov else "answer"
 
         def ready(links: int) -> None:
             nonlocal spy
-            if kind == DYNPROV:
+            if is_dynprov:
                 _wait_for_links(controller, links)
             if profile is not None:
                 spy = profiling.start_recording(controller.process.pid, config.duration,
@@ -102,7 +137,7 @@ def run_round(kind: str, config: LoadConfig, workers: int,
                                            "mode": mode}), workers, ready)
         if spy is not None:
             spy.wait(timeout=60)
-        if kind == DYNPROV:
+        if is_dynprov:
             result["rest"] = cross_check(controller, result["provisioned_macs"])
         result["controller_cpu_seconds"] = _cpu_seconds(controller.process.pid)
         return result
@@ -169,10 +204,11 @@ def measure(args) -> dict:
     expected = expected_binding_mods(TEMPLATES, LoadConfig().templates)
     config = LoadConfig(access=args.access, servers=args.servers, window=args.window,
                         duration=args.seconds, expected=expected, pool=args.pool)
-    rounds, latencies = [], {DYNPROV: [], PEER: []}
+    kinds = (DYNPROV, PEER) + ((BASELINE,) if args.baseline else ())
+    rounds, latencies = [], {kind: [] for kind in kinds}
     for number in range(1, args.rounds + 1):
-        for kind in (DYNPROV, PEER):
-            result = run_round(kind, config, args.workers)
+        for kind in kinds:
+            result = run_round(kind, config, args.workers, baseline=args.baseline)
             row = _round_row(kind, number, result)
             rounds.append(row)
             latencies[kind] += result["latencies_ms"]
@@ -188,7 +224,7 @@ def measure(args) -> dict:
             single[kind] = {"summary": common.summary(result["latencies_ms"]),
                             "sample_ms": _sample(result["latencies_ms"])}
     medians = {kind: statistics.median(r["vms_per_second"] for r in rounds
-                                       if r["controller"] == kind) for kind in (DYNPROV, PEER)}
+                                       if r["controller"] == kind) for kind in kinds}
     return {
         "config": {"access": args.access, "servers": args.servers, "window": args.window,
                    "workers": args.workers, "seconds_per_round": args.seconds,
@@ -200,7 +236,10 @@ def measure(args) -> dict:
         "ratio_dynprov_to_peer": medians[DYNPROV] / medians[PEER] if medians[PEER] else None,
         "median_flow_mods_per_vm": {kind: statistics.median(
             r["flow_mods_per_vm"] for r in rounds if r["controller"] == kind)
-            for kind in (DYNPROV, PEER)},
+            for kind in kinds},
+        "baseline_tree": str(args.baseline) if args.baseline else None,
+        "ratio_dynprov_to_baseline": (medians[DYNPROV] / medians[BASELINE]
+                                      if args.baseline and medians[BASELINE] else None),
         "latency_window_ms": {kind: {"summary": common.summary(v), "sample_ms": _sample(v)}
                               for kind, v in latencies.items()},
         "latency_window1_ms": single,
@@ -210,10 +249,10 @@ def measure(args) -> dict:
 def report(figures: dict) -> None:
     """The table of medians and the latency summaries."""
     rows = []
-    for kind in (DYNPROV, PEER):
+    for kind in figures["median_vms_per_second"]:
         mine = [r for r in figures["rounds"] if r["controller"] == kind]
         lat = figures["latency_window_ms"][kind]["summary"]
-        one = figures.get("latency_window1_ms", {}).get(kind, {}).get("summary", {})
+        one = figures.get("latency_window1_ms", {}).get(kind, {}).get("summary") or {}
         rows.append([kind, len(mine), figures["median_vms_per_second"][kind],
                      min(r["vms_per_second"] for r in mine),
                      max(r["vms_per_second"] for r in mine),
@@ -224,6 +263,9 @@ def report(figures: dict) -> None:
     print(common.format_table(
         ["controller", "rounds", "VMs/s p50", "min", "max", "flow-mods/VM",
          "lat p50 ms", "lat p99 ms", "w=1 p50 ms", "w=1 p99 ms", "gen CPU"], rows))
+    if figures.get("ratio_dynprov_to_baseline"):
+        print(f"dynprov / dynprov-baseline ({figures['baseline_tree']}) = "
+              f"{figures['ratio_dynprov_to_baseline']:.3f}")
     ratio = figures["ratio_dynprov_to_peer"]
     print(f"window {figures['config']['window']} outstanding VMs; dynprov / simple_switch_13 = "
           f"{ratio:.3f}" if ratio is not None else "no simple_switch_13 figure")
@@ -237,11 +279,13 @@ def plot(record: dict, outdir: Path) -> List[Path]:
 
     figures = record["figures"]
     outdir.mkdir(parents=True, exist_ok=True)
-    suffix = "-quick" if record.get("quick") else ""
+    stem = record.get("benchmark", NAME)
     paths = []
     fig, ax = plt.subplots(figsize=(7, 4))
-    for kind, marker in ((DYNPROV, "o"), (PEER, "s")):
+    for kind, marker in ((DYNPROV, "o"), (PEER, "s"), (BASELINE, "^")):
         mine = [r for r in figures["rounds"] if r["controller"] == kind]
+        if not mine:
+            continue
         ax.plot([r["round"] for r in mine], [r["vms_per_second"] for r in mine],
                 marker=marker, label=f"{kind} (median {figures['median_vms_per_second'][kind]:.0f})")
     ax.set_xlabel("round (alternating, fresh controller each)")
@@ -250,7 +294,7 @@ def plot(record: dict, outdir: Path) -> List[Path]:
     ax.set_title(f"Provisioning throughput, window {figures['config']['window']}")
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
-    path = outdir / f"throughput-rounds{suffix}.png"
+    path = outdir / f"{stem}-rounds.png"
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -269,7 +313,7 @@ def plot(record: dict, outdir: Path) -> List[Path]:
     ax.set_title("Latency of individual new VMs")
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
-    path = outdir / f"throughput-latency{suffix}.png"
+    path = outdir / f"{stem}-latency.png"
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -313,12 +357,16 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="only profile dynprov under load with py-spy "
                              "(saves throughput-profile.json)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="also run dynprov from this source tree (e.g. an export of "
+                             "the commit before an optimisation) in every round")
+    parser.add_argument("--name", default=NAME, help="results name (default throughput)")
     parser.add_argument("--costs", action="store_true",
                         help="only measure unit costs in-process (saves throughput-costs.json)")
     parser.add_argument("--latency-seconds", type=float, default=4.0,
                         help="latency-mode round (window 1) per controller; 0: none")
     args = parser.parse_args(argv)
-    name = NAME + ("-quick" if args.quick else "")
+    name = args.name + ("-quick" if args.quick else "")
     if args.plot_only:
         record = common.read_results(name)
         for path in plot(record, common.PLOTS_DIR):
@@ -341,7 +389,6 @@ def main(argv=None) -> int:
     report(figures)
     path = common.write_results(name, figures)
     record = common.read_results(name)
-    record["quick"] = args.quick
     print("results:", path)
     for plot_path in plot(record, common.PLOTS_DIR):
         print("plot:", plot_path)

@@ -214,16 +214,16 @@ class Load:
         self._launch()
 
     # -- the switches' observer ---------------------------------------------
-    def flow_mod(self, switch: EmulatedSwitch, msg: bytes) -> None:
+    def flow_mod(self, switch: EmulatedSwitch, data: bytes, offset: int, length: int) -> None:
         if not self._dynprov:
             return
-        cookie = int.from_bytes(msg[8:16], "big")
-        if cookie >> 52 != BINDING_COOKIE_HEAD or msg[25] != 0:   # binding ADDs only
+        cookie = int.from_bytes(data[offset + 8:offset + 16], "big")
+        if cookie >> 52 != BINDING_COOKIE_HEAD or data[offset + 25] != 0:   # binding ADDs
             return
         binding_id = cookie & OWNER_MASK
         self._unbarriered[switch.dpid][binding_id] += 1
         if binding_id not in self.by_binding:
-            fields = wire.match_fields(msg[48:])
+            fields = wire.match_fields(data[offset + 48:offset + length])
             mac = fields.get(wire.OXM_ETH_SRC) or fields.get(wire.OXM_ETH_DST)
             vm = self.outstanding.get(int.from_bytes(mac, "big")) if mac and len(mac) == 6 \
                 else None

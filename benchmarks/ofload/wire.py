@@ -37,7 +37,6 @@ _FEATURES_BODY = struct.Struct("!QIBB2xII")
 _PORT = struct.Struct("!I4x6s2x16sIIIIIIII")
 _MULTIPART_HEAD = struct.Struct("!HH4x")
 _PACKET_IN_HEAD = struct.Struct("!IHBBQ")
-_FLOW_MOD_HEAD = struct.Struct("!QQBBHHHIIIH2x")
 _METER_MOD_HEAD = struct.Struct("!HHI")
 _PACKET_OUT_HEAD = struct.Struct("!IIH6x")
 _DESC_FIELDS = ((256, "mfr"), (256, "hw"), (256, "sw"), (32, "serial"), (256, "dp"))
@@ -53,19 +52,29 @@ def read_header(data: bytes, offset: int = 0) -> Tuple[int, int, int, int]:
     return HEADER.unpack_from(data, offset)
 
 
-def split_messages(buffer: bytearray) -> List[bytes]:
-    """Whole messages at the front of ``buffer``; they are removed from it."""
-    messages, offset, size = [], 0, len(buffer)
+def message_bounds(data: bytes) -> Tuple[List[Tuple[int, int]], int]:
+    """(offset, length) of each whole message at the front of ``data``; bytes used.
+
+    Messages are not copied: a reader picks its fields at their offsets.
+    """
+    bounds, offset, size = [], 0, len(data)
     while size - offset >= 8:
-        length = (buffer[offset + 2] << 8) | buffer[offset + 3]
+        length = (data[offset + 2] << 8) | data[offset + 3]
         if length < 8:
             raise ValueError(f"OpenFlow message with length {length} at stream offset "
                              f"{offset}: expected at least 8")
         if size - offset < length:
             break
-        messages.append(bytes(buffer[offset:offset + length]))
+        bounds.append((offset, length))
         offset += length
-    del buffer[:offset]
+    return bounds, offset
+
+
+def split_messages(buffer: bytearray) -> List[bytes]:
+    """Whole messages at the front of ``buffer`` (copied); they are removed from it."""
+    bounds, used = message_bounds(buffer)
+    messages = [bytes(buffer[offset:offset + length]) for offset, length in bounds]
+    del buffer[:used]
     return messages
 
 
@@ -129,17 +138,6 @@ class PacketInTemplate:
 def read_multipart_type(msg: bytes) -> int:
     """The multipart type of a MULTIPART_REQUEST."""
     return struct.unpack_from("!H", msg, 8)[0]
-
-
-class FlowMod:
-    """The fields of a FLOW_MOD the load generator looks at."""
-
-    __slots__ = ("cookie", "table_id", "command", "priority", "match")
-
-    def __init__(self, msg: bytes) -> None:
-        (self.cookie, _mask, self.table_id, self.command, _idle, _hard, self.priority,
-         _buffer, _out_port, _out_group, _flags) = _FLOW_MOD_HEAD.unpack_from(msg, 8)
-        self.match = msg[48:]
 
 
 def read_cookie(msg: bytes) -> int:
