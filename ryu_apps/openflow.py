@@ -388,6 +388,14 @@ def with_xid(message: bytes, xid: int) -> bytes:
     return message[:4] + xid.to_bytes(4, "big") + message[8:]
 
 
+def encoded_packet_out(in_port: int, out_port: int, data: bytes) -> bytes:
+    """The bytes of :func:`packet_out_to_pipeline` (``out_port`` OFPP_TABLE) or
+    :func:`packet_out_to_port` (``in_port`` OFPP_CONTROLLER), transaction id 0."""
+    action = struct.pack("!HHIH6x", ofp.OFPAT_OUTPUT, 16, out_port, 0xFFE5)
+    return _message(ofp.OFPT_PACKET_OUT, struct.pack("!IIH6x", ofp.OFP_NO_BUFFER, in_port,
+                                                     len(action)) + action + data)
+
+
 def barrier_request() -> bytes:
     """An OFPT_BARRIER_REQUEST (transaction id 0)."""
     return _message(ofp.OFPT_BARRIER_REQUEST, b"")

@@ -7,6 +7,7 @@ from typing import Callable, Dict, List, Set, Tuple
 
 from ryu_apps import openflow
 from ryu_apps.core.flow_plan import PacketOut, Plan
+from ryu_apps.core.flowspec import OFPP_TABLE
 
 
 @dataclass
@@ -77,7 +78,8 @@ class PlanSender:
         for out in batch.packet_outs:
             datapath = self.datapaths.get(out.dpid)
             if datapath is not None:
-                datapath.send_msg(
-                    openflow.packet_out_to_pipeline(datapath, out.in_port, out.data))
+                datapath.send(openflow.with_xid(
+                    openflow.encoded_packet_out(out.in_port, OFPP_TABLE, out.data),
+                    next_xid(datapath)))
         if batch.on_confirmed is not None:
             batch.on_confirmed()

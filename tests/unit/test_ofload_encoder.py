@@ -112,3 +112,11 @@ def test_encoded_messages_keep_the_safe_order_and_xid_can_be_set():
     assert openflow.encoded_messages(changes) == ryu_order
     stamped = openflow.with_xid(ryu_order[0], 0x01020304)
     assert stamped[4:8] == bytes([1, 2, 3, 4]) and stamped[8:] == ryu_order[0][8:]
+
+
+def test_packet_outs_encode_like_ryu():
+    frame = bytes(range(60))
+    assert openflow.encoded_packet_out(7, openflow.OFPP_TABLE, frame) == _ryu(
+        openflow.packet_out_to_pipeline(_Datapath, 7, frame))
+    assert openflow.encoded_packet_out(ofp.OFPP_CONTROLLER, 3, frame) == _ryu(
+        openflow.packet_out_to_port(_Datapath, 3, frame))
