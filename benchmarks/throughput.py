@@ -228,7 +228,8 @@ def measure(args) -> dict:
     return {
         "config": {"access": args.access, "servers": args.servers, "window": args.window,
                    "workers": args.workers, "seconds_per_round": args.seconds,
-                   "rounds": args.rounds, "templates": [f"0x{t:04X}" for t in config.templates],
+                   "rounds": args.rounds, "vms_per_round": args.vms or None,
+                   "templates": [f"0x{t:04X}" for t in config.templates],
                    "expected_binding_mods": {f"0x{t:04X}": v for t, v in expected.items()},
                    "frame": config.frame},
         "rounds": rounds,
@@ -354,6 +355,10 @@ def main(argv=None) -> int:
     parser.add_argument("--access", type=int, default=4)
     parser.add_argument("--servers", type=int, default=4, help="servers per access switch")
     parser.add_argument("--pool", type=int, default=60000, help="VMs pre-encoded per worker")
+    parser.add_argument("--vms", type=int, default=0,
+                        help="fixed-count rounds: each worker provisions this many VMs "
+                             "(rate = VMs / time to complete them; fair when the cost per "
+                             "VM grows with the bindings already made); 0: fixed duration")
     parser.add_argument("--profile", action="store_true",
                         help="only profile dynprov under load with py-spy "
                              "(saves throughput-profile.json)")
@@ -384,6 +389,8 @@ def main(argv=None) -> int:
     if args.quick:
         args.rounds, args.seconds, args.latency_seconds = 1, 2.0, 1.0
         args.pool = min(args.pool, 20000)
+    if args.vms:
+        args.pool, args.seconds = args.vms, 600.0
     common.print_machine()
     figures = measure(args)
     report(figures)
