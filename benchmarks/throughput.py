@@ -30,7 +30,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from benchmarks import common
 from benchmarks.ofload import costs, profiling

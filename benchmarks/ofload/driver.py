@@ -17,6 +17,11 @@ When a VM is complete depends on the controller:
   A PACKET_OUT carrying the VM's frame came back on its server switch.
 
 A VM not complete after ``vm_timeout`` seconds counts as lost and frees its slot.
+
+Figures: ``binding_mods`` counts VMs by (binding mods on the server, on the
+access switch) confirmed by the *first* barrier on each, i.e. the plan that
+provisioned the VM; later plans may re-send some of its flows (a template
+merge behind an access port) and are not counted there.
 """
 
 from __future__ import annotations

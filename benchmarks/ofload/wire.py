@@ -8,7 +8,7 @@ generator needs out of a controller's message without parsing the rest.
 from __future__ import annotations
 
 import struct
-from typing import Iterable, List, Optional, Tuple
+from typing import List, Tuple
 
 VERSION = 4
 HEADER = struct.Struct("!BBHI")
@@ -214,13 +214,3 @@ def role_reply(request: bytes) -> bytes:
 def mac_bytes(mac: int) -> bytes:
     """A 48-bit MAC as 6 bytes."""
     return mac.to_bytes(6, "big")
-
-
-def concat(messages: Iterable[bytes]) -> bytes:
-    """Messages as one write."""
-    return b"".join(messages)
-
-
-def optional_int(data: Optional[bytes]) -> Optional[int]:
-    """Big-endian bytes as an int, None as None."""
-    return None if data is None else int.from_bytes(data, "big")

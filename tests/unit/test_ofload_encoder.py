@@ -10,7 +10,7 @@ from benchmarks.ofload.reference import engine_for
 from benchmarks.ofload.topology import FIRST_VM_PORT, datacenter
 from ryu_apps import openflow
 from ryu_apps.core.flowspec import (
-    ApplyActions, FlowSpec, MeterSpec, Output, Resubmit, SetField, flow, make_match)
+    FlowSpec, MeterSpec, Output, Resubmit, SetField, flow, make_match)
 from ryu_apps.core.identifiers import format_mac
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,8 +37,7 @@ def _compiled_entries(library: Path):
                          for s in topo.switches]:
         for changes in plan_changes.values():
             entries += changes.adds
-    template_ids = sorted(t.template_id for t in engine.main_library.templates.values()) \
-        if hasattr(engine.main_library, "templates") else [0x00FA, 0x00FC, 0x00FE]
+    template_ids = sorted(engine.main_library.templates)
     for n, template_id in enumerate(template_ids * 2):
         server = topo.servers[n % len(topo.servers)]
         mac = format_mac(frames.vm_mac(template_id, n + 1))
