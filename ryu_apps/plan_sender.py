@@ -7,6 +7,7 @@ from typing import Callable, Dict, List, Set, Tuple
 
 from ryu_apps import openflow
 from ryu_apps.core.flow_plan import PacketOut, Plan
+from ryu_apps.core.flowspec import OFPP_TABLE
 
 
 @dataclass
@@ -18,8 +19,21 @@ class _Batch:
     on_confirmed: Callable[[], None] | None = None
 
 
+_BARRIER = openflow.barrier_request()
+
+
+def next_xid(datapath) -> int:
+    """A fresh transaction id from the datapath's own counter (as Ryu's set_xid)."""
+    datapath.xid = (datapath.xid + 1) & 0xFFFFFFFF
+    return datapath.xid
+
+
 class PlanSender:
-    """Flow-mods and meter-mods per switch, a barrier each; packet-outs after all."""
+    """Flow-mods and meter-mods per switch, a barrier each; packet-outs after all.
+
+    A switch's part of a plan goes out as one write: its messages, encoded once
+    per spec, each with its own transaction id, then the barrier.
+    """
 
     def __init__(self, datapaths: Dict[int, object], logger) -> None:
         self.datapaths = datapaths
@@ -35,13 +49,13 @@ class PlanSender:
             datapath = self.datapaths.get(dpid)
             if datapath is None or not changes:
                 continue  # a disconnected switch is reconciled when it returns
-            for message in openflow.messages_for(datapath, changes):
-                datapath.send_msg(message)
-            barrier = datapath.ofproto_parser.OFPBarrierRequest(datapath)
-            datapath.set_xid(barrier)
-            datapath.send_msg(barrier)
-            batch.waiting.add((dpid, barrier.xid))
-            self._batches[(dpid, barrier.xid)] = batch
+            chunks = [openflow.with_xid(message, next_xid(datapath))
+                      for message in openflow.encoded_messages(changes)]
+            xid = next_xid(datapath)
+            chunks.append(openflow.with_xid(_BARRIER, xid))
+            datapath.send(b"".join(chunks))
+            batch.waiting.add((dpid, xid))
+            self._batches[(dpid, xid)] = batch
         if not batch.waiting:
             self._release(batch)
 
@@ -64,7 +78,8 @@ class PlanSender:
         for out in batch.packet_outs:
             datapath = self.datapaths.get(out.dpid)
             if datapath is not None:
-                datapath.send_msg(
-                    openflow.packet_out_to_pipeline(datapath, out.in_port, out.data))
+                datapath.send(openflow.with_xid(
+                    openflow.encoded_packet_out(out.in_port, OFPP_TABLE, out.data),
+                    next_xid(datapath)))
         if batch.on_confirmed is not None:
             batch.on_confirmed()
