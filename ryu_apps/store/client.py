@@ -1,0 +1,348 @@
+"""The store client inside an eventlet process (a Ryu app, a benchmark).
+
+One green thread owns the :class:`ovs.db.idl.Idl`: it runs the protocol,
+commits transactions and turns row changes into :class:`RowChange` events.
+Nothing else touches the IDL. Other green threads call :meth:`StoreClient.submit`
+with a *write*, a function ``write(idl, txn) -> value`` that builds a
+transaction against the replica, and get a :class:`WriteResult` back through a
+callback and an event.
+
+Rules that keep it safe and the hub responsive:
+
+- **Writes are re-evaluated, never replayed.** A write that comes back as
+  "try again" or as an error (a conflict, a follower with no leader during a
+  failover, a lost connection) is run again from scratch against the replica
+  once it has been refreshed, after a back-off, in a later loop iteration:
+  never re-queued inside the loop that drains the queue. Each write states a
+  wanted end state (keyed by MAC, checked with ``verify`` on a version column),
+  so a retry of a write that did land changes nothing. A write is reported
+  successful only once the server committed it (in a cluster, Raft-committed).
+- **Waiting** is on a green event (set by :meth:`StoreClient.submit`) with a
+  short timeout that polls the IDL's non-blocking socket. No ``ovs.poller``,
+  no wake-up pipe: under monkey-patching a green ``os.read`` on an empty
+  non-blocking pipe waits instead of raising, and a green ``select`` on the
+  IDL's socket races with the IDL reopening it on reconnection.
+- **Big snapshots** are parsed in slices: the IDL's ``cooperative_yield`` hook
+  yields to the hub every ``slice_rows`` rows, and change events are delivered
+  in slices too.
+- **Failover**: every member is listed in the remote; follower connections are
+  allowed (``leader_only=False``, writes are forwarded to the leader) and the
+  reconnect back-off starts at ``min_backoff_ms`` instead of 1 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Deque, Dict, List, Optional, Sequence
+
+import eventlet
+import ovs.db.idl
+from ovs.db.idl import Transaction
+
+from ryu_apps.store.schema import TABLES, schema_helper
+
+
+Write = Callable[[ovs.db.idl.Idl, Transaction], object]
+
+#: Statuses that end a write.
+_DONE = (Transaction.SUCCESS, Transaction.UNCHANGED)
+#: Most writes committed in one transaction.
+BATCH = 64
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """One row created, updated or deleted, with its values after (before, if deleted)."""
+
+    table: str
+    event: str  # ovs.db.idl.ROW_CREATE / ROW_UPDATE / ROW_DELETE
+    uuid: str
+    values: Dict[str, object]
+
+
+@dataclass
+class WriteResult:
+    """How a write ended: ``ok``, the write's return value, tries, error text."""
+
+    ok: bool
+    value: object = None
+    attempts: int = 0
+    error: str = ""
+    committed_at: float = 0.0
+
+
+@dataclass
+class _Pending:
+    write: Write
+    on_done: Optional[Callable[[WriteResult], None]]
+    deadline: float
+    event: eventlet.event.Event = field(default_factory=eventlet.event.Event)
+    attempts: int = 0
+    value: object = None
+    last_error: str = ""
+
+
+class _Wakeup:
+    """A resettable green flag: ``set`` wakes one ``wait(timeout)``."""
+
+    def __init__(self) -> None:
+        self._event = eventlet.event.Event()
+
+    def set(self) -> None:
+        if not self._event.ready():
+            self._event.send(True)
+
+    def wait(self, timeout: float) -> None:
+        with eventlet.Timeout(timeout, False):
+            self._event.wait()
+
+    def clear(self) -> None:
+        if self._event.ready():
+            self._event = eventlet.event.Event()
+
+
+class WriteFuture:
+    """Wait for a submitted write: ``future.wait(timeout) -> WriteResult | None``."""
+
+    def __init__(self, pending: _Pending) -> None:
+        self._pending = pending
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[WriteResult]:
+        with eventlet.Timeout(timeout, False):
+            return self._pending.event.wait()
+        return None
+
+
+class _ReplicaIdl(ovs.db.idl.Idl):
+    """An IDL that records row changes and yields to the hub while parsing."""
+
+    def __init__(self, remote, helper, leader_only, slice_rows: int) -> None:
+        super().__init__(remote, helper, leader_only=leader_only)
+        self.changes: List[RowChange] = []
+        self._slice_rows = slice_rows
+        self._parsed = 0
+
+    def notify(self, event, row, updates=None):
+        self.changes.append(RowChange(row._table.name, event, str(row.uuid), row_values(row)))
+
+    def cooperative_yield(self):
+        self._parsed += 1
+        if self._parsed % self._slice_rows == 0:
+            eventlet.sleep(0)
+
+
+def row_values(row) -> Dict[str, object]:
+    """A row's columns as plain Python values (0..1 columns become a value or None)."""
+    values: Dict[str, object] = {}
+    for name, column in row._table.columns.items():
+        value = getattr(row, name)
+        if column.type.is_optional() and not column.type.is_map():
+            value = value[0] if value else None
+        values[name] = value
+    return values
+
+
+class StoreClient:
+    """Owns one IDL connection to the store in a green thread."""
+
+    def __init__(self, remote: str, on_changes: Callable[[List[RowChange]], None],
+                 tables: Sequence[str] = TABLES, conditions: Optional[Dict[str, list]] = None,
+                 logger: Optional[logging.Logger] = None, leader_only: bool = False,
+                 min_backoff_ms: int = 100, max_backoff_ms: int = 1000,
+                 write_timeout: float = 30.0, slice_rows: int = 500,
+                 on_synced: Optional[Callable[[], None]] = None,
+                 poll_interval: float = 0.005) -> None:
+        self.remote = remote
+        self.logger = logger or logging.getLogger("dynprov.store")
+        self.write_timeout = write_timeout
+        self._on_changes, self._on_synced = on_changes, on_synced
+        self._slice_rows = slice_rows
+        self.idl = _ReplicaIdl(remote, schema_helper(tables), leader_only, slice_rows)
+        reconnect = self.idl._session.reconnect  # no public accessor for the back-off
+        reconnect.min_backoff, reconnect.max_backoff = min_backoff_ms, max_backoff_ms
+        for table, condition in (conditions or {}).items():
+            self.idl.cond_change(table, condition)
+        self._queue: Deque[_Pending] = deque()
+        self._retry_at = 0.0
+        self._in_flight: Optional[tuple] = None  # (txn, [pending...], seqno at start)
+        self._conditions: Deque[tuple] = deque()
+        self.poll_interval = poll_interval
+        self._wakeup = _Wakeup()
+        self._thread = None
+        self._running = False
+        self.synced = eventlet.event.Event()
+        self._was_connected = False
+
+    # -- the public side -------------------------------------------------------
+    def start(self) -> "StoreClient":
+        if self._thread is None:
+            self._running = True
+            self._thread = eventlet.spawn(self._loop)
+        return self
+
+    def stop(self) -> None:
+        self._running = False
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not eventlet.getcurrent():
+            thread.kill()
+        self.idl.close()
+
+    def submit(self, write: Write, on_done: Optional[Callable[[WriteResult], None]] = None,
+               timeout: Optional[float] = None) -> WriteFuture:
+        """Queue a write; ``on_done(result)`` runs in the client's thread when it ends."""
+        deadline = time.monotonic() + (timeout or self.write_timeout)
+        pending = _Pending(write, on_done, deadline)
+        self._queue.append(pending)
+        self._wake()
+        return WriteFuture(pending)
+
+    def set_condition(self, table: str, condition: list) -> None:
+        """Change which rows of ``table`` this client replicates (OVSDB condition)."""
+        self._conditions.append((table, condition))
+        self._wake()
+
+    def connected(self) -> bool:
+        return self.idl._session.is_connected() and \
+            self.idl.state == self.idl.IDL_S_MONITORING
+
+    # -- the loop ---------------------------------------------------------------
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    def _loop(self) -> None:
+        while self._running:
+            try:
+                self._step()
+            except Exception:  # noqa: BLE001 - the client must survive anything
+                self.logger.exception("store %s: client error; reconnecting", self.remote)
+                self._abandon_in_flight("client error")
+                self.idl.force_reconnect()
+                eventlet.sleep(0.1)
+                continue
+            self._wait()
+
+    def _step(self) -> None:
+        while self._conditions:
+            self.idl.cond_change(*self._conditions.popleft())
+        self.idl.run()
+        self._note_connection()
+        changes, self.idl.changes = self.idl.changes, []
+        if changes:
+            self._deliver(changes)
+        if not self.synced.ready() and self.connected():
+            self.synced.send(True)
+            if self._on_synced is not None:
+                self._on_synced()
+        self._progress_in_flight()
+        if self._in_flight is None:
+            self._start_batch()
+
+    def _note_connection(self) -> None:
+        connected = self.connected()
+        if connected != self._was_connected:
+            self._was_connected = connected
+            self.logger.info("store %s: %s %s", self.remote,
+                             "connected to" if connected else "disconnected from",
+                             self.idl._session.get_name())
+
+    def _deliver(self, changes: List[RowChange]) -> None:
+        for start in range(0, len(changes), self._slice_rows):
+            try:
+                self._on_changes(changes[start:start + self._slice_rows])
+            except Exception:  # noqa: BLE001 - a bad handler must not stop the client
+                self.logger.exception("store %s: change handler failed", self.remote)
+            if start + self._slice_rows < len(changes):
+                eventlet.sleep(0)
+
+    def _progress_in_flight(self) -> None:
+        if self._in_flight is None:
+            return
+        txn, batch = self._in_flight
+        status = txn.commit()
+        if status == Transaction.INCOMPLETE:
+            return
+        self._in_flight = None
+        if status in _DONE:
+            now = time.time()
+            for pending in batch:
+                self._finish(pending, WriteResult(True, pending.value, pending.attempts,
+                                                  committed_at=now))
+            return
+        error = txn.get_error()
+        self._retry(batch, f"{status}: {error}" if status != error else status)
+
+    def _retry(self, batch: List[_Pending], error: str) -> None:
+        """Put a failed batch back at the head of the queue, to be re-run later."""
+        now = time.monotonic()
+        for pending in reversed(batch):
+            pending.last_error = error
+            if now > pending.deadline:
+                self._finish(pending, WriteResult(False, None, pending.attempts, error))
+            else:
+                self._queue.appendleft(pending)
+        # Back off: never re-run in this iteration (a failover can answer at once).
+        attempts = max((p.attempts for p in batch), default=1)
+        self._retry_at = now + min(0.02 * (2 ** min(attempts - 1, 5)), 0.5)
+
+    def _start_batch(self) -> None:
+        if not self._queue or not self.connected() or time.monotonic() < self._retry_at:
+            return
+        batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+        txn = Transaction(self.idl)
+        kept: List[_Pending] = []
+        for pending in batch:
+            pending.attempts += 1
+            try:
+                pending.value = pending.write(self.idl, txn)
+            except Exception as error:  # noqa: BLE001 - the caller learns why
+                self._finish(pending, WriteResult(False, None, pending.attempts,
+                                                  f"{type(error).__name__}: {error}"))
+                continue
+            kept.append(pending)
+        if not kept:
+            txn.abort()
+            return
+        self._in_flight = (txn, kept)
+        self._progress_in_flight()
+
+    def _abandon_in_flight(self, why: str) -> None:
+        if self._in_flight is not None:
+            txn, batch = self._in_flight
+            self._in_flight = None
+            try:
+                txn.abort()
+            except Exception:  # noqa: BLE001
+                pass
+            self._retry(batch, why)
+
+    def _finish(self, pending: _Pending, result: WriteResult) -> None:
+        if not result.ok:
+            self.logger.error("store %s: write failed after %d attempts: %s", self.remote,
+                              result.attempts, result.error)
+        if pending.on_done is not None:
+            try:
+                pending.on_done(result)
+            except Exception:  # noqa: BLE001
+                self.logger.exception("store %s: write callback failed", self.remote)
+        pending.event.send(result)
+
+    def _wait(self) -> None:
+        """Sleep until a write or condition is queued, or the next poll of the socket.
+
+        Waiting on the IDL's socket with a green ``select`` is unsafe here: the
+        IDL closes and reopens its socket inside ``run()`` on reconnection, and
+        eventlet then sees two readers of a reused descriptor. A short poll
+        (``poll_interval``) of a non-blocking ``run()`` costs little.
+        """
+        if self._queue and self._in_flight is None and self.connected():
+            timeout = max(0.0, self._retry_at - time.monotonic())
+        else:
+            timeout = self.poll_interval
+        if timeout <= 0:
+            eventlet.sleep(0)
+            return
+        self._wakeup.wait(timeout)
+        self._wakeup.clear()
