@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from ryu_apps.store.library_rows import LibraryRows, TemplateRow
 from ryu_apps.store.schema import BINDING, LIBRARY, PROCESS, TEMPLATE
@@ -174,20 +174,28 @@ def release_binding(mac: str, owner: str) -> Callable:
 
 # -- processes ------------------------------------------------------------------------
 def report_process(name: str, generation: Optional[int] = None,
-                   started: Optional[float] = None) -> Callable:
-    """Record that process ``name`` is alive (and the library generation it applied)."""
+                   started: Optional[float] = None,
+                   devices: Optional[Sequence[str]] = None) -> Callable:
+    """Record that process ``name`` is alive, the library generation it applied, its switches."""
     def write(idl, txn) -> None:
         row = find(idl, PROCESS, name=name)
         if row is None:
             row = txn.insert(idl.tables[PROCESS])
             row.name = name
-            row.library_generation = 0
+            row.library_generation = generation or 0
             row.started = started or time.time()
-        elif started is not None:
+            row.devices = list(devices or [])
+            if generation:
+                row.library_applied = time.time()
+            row.heartbeat = time.time()
+            return
+        if started is not None:
             row.started = started
         now = time.time()
         row.heartbeat = now
         if generation is not None and row.library_generation != generation:
             row.library_generation = generation
             row.library_applied = now
+        if devices is not None and sorted(row.devices) != sorted(devices):
+            row.devices = list(devices)
     return write
