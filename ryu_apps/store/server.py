@@ -25,7 +25,7 @@ from ryu_apps.store.schema import DB_NAME, SCHEMA_PATH
 DEFAULT_RUN_ROOT = Path("/var/run/dynprov-store")
 STATE_FILE = "store.json"
 STANDALONE, CLUSTER = "standalone", "cluster"
-#: Raft election timer (ms) the cluster is set to once it has a leader.
+#: ovsdb-server's default Raft election timer (ms).
 ELECTION_TIMER_MS = 1000
 
 
@@ -260,6 +260,15 @@ class Store:
                 return leader
             time.sleep(0.05)
         raise StoreError(f"{self.directory}: no Raft leader after {timeout} s")
+
+    def set_election_timer(self, milliseconds: int) -> None:
+        """Set the Raft election timer (on the leader; at most doubling per step)."""
+        current = ELECTION_TIMER_MS
+        while current != milliseconds:
+            current = milliseconds if milliseconds < current else min(milliseconds, current * 2)
+            leader = self.member(self.wait_for_leader())
+            _run(["ovs-appctl", "-t", str(leader.control), "cluster/change-election-timer",
+                  DB_NAME, str(current)])
 
     def status(self) -> List[Dict[str, object]]:
         """One line of facts per member: name, address, pid, role."""
