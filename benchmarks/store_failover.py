@@ -45,7 +45,7 @@ WRITE_GAP_S = 0.005
 def run(rounds: int, election_timer_ms: int) -> dict:
     from ryu_apps.store.admin import AdminSession
     from ryu_apps.store.client import StoreClient
-    from ryu_apps.store.server import CLUSTER, Store
+    from ryu_apps.store.server import CLUSTER, CLUSTER_ELECTION_TIMER_MS, Store
     from ryu_apps.store.writes import BindingRecord, claim_binding
 
     workdir = Path(tempfile.mkdtemp(prefix="dynprov-bench-failover-"))
@@ -107,7 +107,7 @@ def run(rounds: int, election_timer_ms: int) -> dict:
         shutil.rmtree(workdir, ignore_errors=True)
     lost = [mac for mac in acked if mac not in rows]
     doubled = [mac for mac in acked if mac in rows and rows[mac]["version"] != 1]
-    return {"rounds": rounds, "election_timer_ms": election_timer_ms or 1000,
+    return {"rounds": rounds, "election_timer_ms": election_timer_ms or CLUSTER_ELECTION_TIMER_MS,
             "writes_acknowledged": len(acked), "writes_failed": len(failed),
             "acknowledged_lost": len(lost), "applied_twice": len(doubled),
             "resumed_s": summary(resumed), "max_gap_s": summary(gaps),
@@ -158,10 +158,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="two leader kills")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--election-timer-ms", type=int, default=0,
-                        help="Raft election timer to set (default: ovsdb-server's 1000 ms)")
+                        help="Raft election timer to set (default: the store's 500 ms; "
+                             "ovsdb-server's own default is 1000)")
     parser.add_argument("--plot-only", action="store_true")
     args = parser.parse_args()
     name = NAME + ("-quick" if args.quick else "")
+    if args.election_timer_ms and not args.quick:
+        name += f"-timer{args.election_timer_ms}"
     if args.plot_only:
         for path in plot(read_results(NAME), PLOTS_DIR):
             print("plot:", path)

@@ -24,6 +24,8 @@ from ryu_apps.store.library_rows import rows_from_files
 from ryu_apps.store.server import CLUSTER, STANDALONE, Store
 from ryu_apps.store.writes import put_library
 
+LOCAL_OVSDB = "unix:/var/run/openvswitch/db.sock"
+
 
 def load_templates(remote: str, path: Path, domain: str = "") -> int:
     """Validate the library at ``path`` and write it to the store; its generation."""
@@ -37,11 +39,13 @@ class DistributedLab:
     def __init__(self, access: int = 2, servers: int = 2, vms: int = 2,
                  cluster: bool = True, templates: Path = lab.DEFAULT_TEMPLATES,
                  prefix: str = "", dpid_base: int = 0,
-                 workdir: Optional[Path] = None) -> None:
+                 workdir: Optional[Path] = None, ovsdb: bool = False) -> None:
         self.access, self.servers, self.vms = access, servers, vms
         self.mode = CLUSTER if cluster else STANDALONE
         self.templates = Path(templates)
         self.prefix, self.dpid_base = prefix, dpid_base
+        #: Watch the servers' OVSDB (every process, the machine's one database).
+        self.ovsdb_option = f"ovsdb = {LOCAL_OVSDB}\n" if ovsdb else ""
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dynprov-dist-"))
         self.store: Optional[Store] = None
         self.controllers: List[lab.ControllerProcess] = []
@@ -67,7 +71,7 @@ class DistributedLab:
         return lab.ControllerProcess(
             templates=self.templates, workdir=self.workdir / f"p{number}",
             extra_options=(f"store = {self.store.remote}\nprocess_name = p{number}\n"
-                           "reconcile_grace = 2.0\n"))
+                           "reconcile_grace = 2.0\n" + self.ovsdb_option))
 
     def restart_controller(self, number: int) -> lab.ControllerProcess:
         """Start process ``p<number>`` again (same name, ports and config)."""
@@ -78,7 +82,8 @@ class DistributedLab:
                                       workdir=self.workdir / f"p{number}-again",
                                       extra_options=(f"store = {self.store.remote}\n"
                                                      f"process_name = p{number}\n"
-                                                     "reconcile_grace = 2.0\n"))
+                                                     "reconcile_grace = 2.0\n"
+                                                     + self.ovsdb_option))
         self.controllers[number - 1] = again.start()
         return again
 

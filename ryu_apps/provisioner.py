@@ -129,6 +129,8 @@ class DynprovProvisioner(app_manager.RyuApp):
         self.store_sync = store_hook.attach(self, options, CONF.ofp_tcp_listen_port)
 
     def _ovsdb_attached(self, dpid: int, port: int, mac: str) -> None:
+        if self.store_sync is not None and not self.store_sync.accepts_attachment(dpid, mac):
+            return  # another process's server (one OVSDB shared by several processes)
         verdict = self.engine.vm_attached(dpid, port, mac, now=time.time())
         self._log_verdict(verdict, dpid, port)
         self.send_plan(verdict.plan)

@@ -6,6 +6,7 @@
     dynprov store status | stop [--destroy] | remote
     dynprov store load-templates templates/ [--domain NAME]
     dynprov store dump [--table Binding]
+    dynprov store demo          # the migration demo across two controller processes
 
 ``--dir`` defaults to ``/var/run/dynprov-store/NAME`` (NAME ``default``).
 Commands that talk to the database take ``--remote`` (else the store's own).
@@ -57,6 +58,9 @@ def register(subparsers) -> None:
     load.add_argument("path", help="a directory of YAML files, or one file")
     load.add_argument("--domain", default="", help="mobility domain (default: the main one)")
     load.add_argument("--remote", help="store address (default: the named store's)")
+    actions.add_parser(
+        "demo", help="the migration demo across two controller processes over a 3-member "
+        "Raft store (root)").set_defaults(func=_demo)
     dump = add("dump", _dump, "print the store's rows as JSON")
     dump.add_argument("--table", choices=TABLES, action="append",
                       help="only this table (repeatable)")
@@ -147,6 +151,12 @@ def _load_templates(args: argparse.Namespace) -> int:
     print(f"OK: {len(rows.templates)} templates from {args.path} written to domain "
           f"{domain}, library generation {generation}")
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ryu_apps.distributed_demo import run_distributed_demo
+
+    return run_distributed_demo()
 
 
 def _dump(args: argparse.Namespace) -> int:

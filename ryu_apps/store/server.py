@@ -27,6 +27,9 @@ STATE_FILE = "store.json"
 STANDALONE, CLUSTER = "standalone", "cluster"
 #: ovsdb-server's default Raft election timer (ms).
 ELECTION_TIMER_MS = 1000
+#: The timer our clusters run with: a leader loss costs writes ~1 s instead of
+#: ~1.3-2.3 s (benchmarks/store_failover.py), still far above loopback latency.
+CLUSTER_ELECTION_TIMER_MS = 500
 
 
 class StoreError(RuntimeError):
@@ -160,6 +163,7 @@ class Store:
         self.wait_ready(timeout)
         if self.mode == CLUSTER:
             self.wait_for_leader(timeout)
+            self.set_election_timer(CLUSTER_ELECTION_TIMER_MS)
         return self
 
     def start_member(self, name: str, wait: bool = True) -> None:
@@ -263,7 +267,9 @@ class Store:
 
     def set_election_timer(self, milliseconds: int) -> None:
         """Set the Raft election timer (on the leader; at most doubling per step)."""
-        current = ELECTION_TIMER_MS
+        leader = self.member(self.wait_for_leader())
+        current = int(self.cluster_status(leader.name).get("Election timer",
+                                                           ELECTION_TIMER_MS))
         while current != milliseconds:
             current = milliseconds if milliseconds < current else min(milliseconds, current * 2)
             leader = self.member(self.wait_for_leader())

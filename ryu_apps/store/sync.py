@@ -81,11 +81,15 @@ class StoreSync:
         self._ceded: Dict[str, int] = {}           # mac -> binding id another process claimed
         self._releasing: Set[str] = set()
         self._reconciled = False
+        self._taking: Set[str] = set()             # macs we claim and may not see yet
         self.client = StoreClient(remote, self._on_changes, logger=logger, conditions={
-            BINDING: [["owner", "==", process_name], ["requested_owner", "includes",
-                                                      process_name]],
-            PROCESS: [True]})
+            BINDING: self._binding_condition(), PROCESS: [True]})
         self._threads = []
+
+    def _binding_condition(self) -> list:
+        """Rows we own, rows handed to us, and rows of VMs we are taking over."""
+        return ([["owner", "==", self.name], ["requested_owner", "includes", self.name]]
+                + [["mac", "==", mac] for mac in sorted(self._taking)])
 
     # -- start -------------------------------------------------------------------
     def start(self) -> None:
@@ -148,18 +152,16 @@ class StoreSync:
     def _binding_changed(self, change: RowChange) -> None:
         values, mac = change.values, change.values.get("mac")
         if change.event == ovs.db.idl.ROW_DELETE:
-            self._stored.pop(mac, None)
+            was_ours = self._stored.pop(mac, None) is not None
             if mac in self._releasing:
                 self._releasing.discard(mac)
-            elif mac in self._published:
+            elif was_ours and mac in self._published and mac not in self._taking:
                 self._claimed_elsewhere(mac)
             return
         if values["owner"] == self.name:
             self._stored[mac] = values
-        else:
-            self._stored.pop(mac, None)
-            if mac in self._published:
-                self._claimed_elsewhere(mac)
+        elif self._stored.pop(mac, None) is not None and mac in self._published:
+            self._claimed_elsewhere(mac)  # it was ours; another process took it
         if values.get("requested_owner") == self.name and values["owner"] != self.name:
             self._hand_off_to_us(values)
 
@@ -173,15 +175,25 @@ class StoreSync:
     def _hand_off_to_us(self, values: dict) -> None:
         """A source process names us as the VM's next owner: pre-provision it."""
         mac, server = values["mac"], values.get("requested_server")
+        received = time.time()
         try:
             ack = self.engine.notify(Notice.STARTED, mac, server, now=time.time())
         except NotificationError as error:
             self.logger.warning("store: hand-off of VM %s to server %s: %s", mac, server,
                                 error)
             return
-        self.logger.info("store: hand-off of VM %s to server %s: %s", mac, server,
-                         ack.message)
+        self.logger.info("store: hand-off of VM %s to server %s: %s (received at %.6f)", mac,
+                         server, ack.message, received)
         self.app.send_plan(ack.plan)
+
+    def accepts_attachment(self, dpid: int, mac: str) -> bool:
+        """Whether an OVSDB attachment is for this process.
+
+        An attachment on a switch this process does not manage, of a VM it
+        holds, is the VM arriving at another process's server: that process
+        provisions it; here it must not look like a local pre-provisioning.
+        """
+        return dpid in self.engine.fabric.switches or mac.lower() not in self.engine.bindings
 
     # -- hand-offs we start -----------------------------------------------------------
     def manages_server(self, server: str) -> bool:
@@ -196,6 +208,9 @@ class StoreSync:
             raise NotificationError(f"unknown server {server!r}: neither this process nor "
                                     "any process in the store manages it")
         binding = self._published.get(mac)
+        if binding is None and mac in self._ceded:
+            return ("already taken over by another process (it saw the VM's port on its "
+                    "server); this side is released once the VM's old port is gone")
         if binding is None:
             raise NotificationError(f"unknown VM {mac}: this process holds no binding of it")
         result = self.client.submit(request_owner(mac, self.name, destination, server,
@@ -230,7 +245,7 @@ class StoreSync:
                 continue
             self._published[mac] = binding
             self._ceded.pop(mac, None)
-            self.client.submit(claim_binding(binding_record(engine, binding), self.name))
+            self._claim(mac, binding_record(engine, binding))
         for mac in [m for m in self._published if m not in current]:
             del self._published[mac]
             self._releasing.add(mac)
@@ -239,6 +254,24 @@ class StoreSync:
         self._report_devices()
         if not self._reconciled and time.time() > self.started + self.reconcile_grace:
             self._reconcile(current)
+
+    def _claim(self, mac: str, record: BindingRecord) -> None:
+        """Claim a VM's row; one we do not own yet is fetched first (conditional monitoring).
+
+        A row owned by another process is outside this process's condition: the
+        insert would collide with it on the unique MAC index, so the MAC is added
+        to the condition and the claim, retried, takes the row over.
+        """
+        if mac not in self._stored and mac not in self._taking:
+            self._taking.add(mac)
+            self.client.set_condition(BINDING, self._binding_condition())
+
+        def done(result) -> None:
+            if mac in self._taking:
+                self._taking.discard(mac)
+                self.client.set_condition(BINDING, self._binding_condition())
+
+        self.client.submit(claim_binding(record, self.name), on_done=done)
 
     def _finish_ceded(self, current: Dict[str, Binding]) -> None:
         for mac, binding_id in list(self._ceded.items()):

@@ -107,6 +107,7 @@ def claim_binding(record: BindingRecord, owner: str) -> Callable:
     """
     def write(idl, txn) -> int:
         row = find(idl, BINDING, mac=record.mac)
+        new_owner = row is None or row.owner != owner
         if row is None:
             row = txn.insert(idl.tables[BINDING])
             row.mac = record.mac
@@ -119,12 +120,13 @@ def claim_binding(record: BindingRecord, owner: str) -> Callable:
                 return version  # already so: nothing to write
             version += 1
         row.version = version
+        if new_owner:
+            row.since = time.time()  # when this owner took the VM
         row.owner = owner
         row.template_id, row.domain = record.template_id, record.domain
         row.server, row.port, row.state = record.server, record.port, record.state
         row.ip = [record.ip] if record.ip else []
         row.requested_owner, row.requested_server, row.requested_port = [], [], []
-        row.since = time.time()
         return version
     return write
 
