@@ -30,7 +30,7 @@ from typing import Dict, Optional, Set
 import eventlet
 import ovs.db.idl
 
-from ryu_apps.core.binding import Binding, VmState
+from ryu_apps.core.binding import Binding, Detection, VmState
 from ryu_apps.core.lifecycle import Notice, NotificationError
 from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.store.client import RowChange, StoreClient
@@ -38,6 +38,7 @@ from ryu_apps.store.library_rows import LibraryRows, library_from_rows
 from ryu_apps.store.schema import BINDING, LIBRARY, PROCESS, TEMPLATE
 from ryu_apps.store.writes import (
     BindingRecord,
+    adopt_binding,
     claim_binding,
     release_binding,
     report_process,
@@ -243,6 +244,11 @@ class StoreSync:
                 continue
             if self._published.get(mac) is binding:
                 continue
+            if binding.detected_by is Detection.RESTORED and mac not in self._stored \
+                    and mac not in self._published:
+                if self._reconciled:
+                    self._adopt(mac, binding)
+                continue  # read back from a switch: ours only if the store agrees
             self._published[mac] = binding
             self._ceded.pop(mac, None)
             self._claim(mac, binding_record(engine, binding))
@@ -273,6 +279,31 @@ class StoreSync:
 
         self.client.submit(claim_binding(record, self.name), on_done=done)
 
+    def _adopt(self, mac: str, binding: Binding) -> None:
+        """A VM the switches gave back that the store does not list as ours.
+
+        Claimed if nobody owns it (we crashed before publishing it);
+        deprovisioned here if another process took it over while we were away.
+        """
+        self._published[mac] = binding
+        if mac not in self._taking:
+            self._taking.add(mac)
+            self.client.set_condition(BINDING, self._binding_condition())
+
+        def done(result) -> None:
+            self._taking.discard(mac)
+            self.client.set_condition(BINDING, self._binding_condition())
+            if result.ok and result.value is False:
+                self._published.pop(mac, None)
+                current = self.engine.bindings.get(mac)
+                if current is not None and current.binding_id == binding.binding_id:
+                    self.logger.info("store reconcile: VM %s is another process's now; "
+                                     "deprovisioned here", mac)
+                    self.app.send_plan(engine_shutdown(self.engine, mac))
+
+        self.client.submit(adopt_binding(binding_record(self.engine, binding), self.name),
+                           on_done=done)
+
     def _finish_ceded(self, current: Dict[str, Binding]) -> None:
         for mac, binding_id in list(self._ceded.items()):
             binding = current.get(mac)
@@ -293,8 +324,11 @@ class StoreSync:
         for mac in stale:
             self._releasing.add(mac)
             self.client.submit(release_binding(mac, self.name))
-        self.logger.info("store reconcile: %d bindings restored, %d stale rows released",
-                         len(current), len(stale))
+        unlisted = [mac for mac, b in current.items()
+                    if b.detected_by is Detection.RESTORED and mac not in self._stored]
+        self.logger.info("store reconcile: %d bindings restored, %d stale rows released, "
+                         "%d restored VMs not listed as ours checked", len(current),
+                         len(stale), len(unlisted))
 
     def _report_devices(self) -> None:
         names = sorted(info.name for info in self.engine.fabric.switches.values())

@@ -131,6 +131,23 @@ def claim_binding(record: BindingRecord, owner: str) -> Callable:
     return write
 
 
+def adopt_binding(record: BindingRecord, owner: str) -> Callable:
+    """After a restart: claim a VM the switches gave back, unless another process owns it.
+
+    Returns True if ``owner`` holds the binding afterwards, False if another does.
+    """
+    claim = claim_binding(record, owner)
+
+    def write(idl, txn) -> bool:
+        row = find(idl, BINDING, mac=record.mac)
+        if row is not None and row.owner != owner:
+            row.verify("owner")
+            return False
+        claim(idl, txn)
+        return True
+    return write
+
+
 def _matches(row, record: BindingRecord, owner: str) -> bool:
     return (row.owner == owner and row.template_id == record.template_id
             and row.domain == record.domain and row.server == record.server

@@ -97,6 +97,24 @@ def test_a_dead_controller_process_costs_no_traffic_and_reconciles_on_return(dis
         ["p1"] * 4
 
 
+def test_a_vm_that_left_a_dead_process_stays_with_its_new_owner(dist):
+    mgmt4 = dist.vms["mgmt4"]
+    p1 = dist.controllers[0]
+    os.kill(p1.process.pid, signal.SIGKILL)
+    p1.process.wait(timeout=5)
+    # the VM moves to p2's server while p1 is down: p2 takes over a row it could not see
+    live_migrate(dist.net, mgmt4, dist.switches["s22"])
+    rows = dist.wait_for_store(lambda rows: _owners(rows)[mgmt4.MAC()][0] == "p2")
+    assert _owners(rows)[mgmt4.MAC()] == ("p2", dist.switches["s22"])
+    again = dist.restart_controller(1)
+    assert again.wait_for_log(f"VM {mgmt4.MAC()} is another process's now; deprovisioned "
+                              "here", timeout=20), again.log()[-3000:]
+    _wait_until(lambda: mgmt4.MAC() not in lab.dump_flows(dist.switches["s12"]),
+                "p1 removed the flows of the VM that left while it was down")
+    time.sleep(1.0)
+    assert _owners(dist.bindings())[mgmt4.MAC()] == ("p2", dist.switches["s22"])
+
+
 def test_a_store_member_dying_during_provisioning_loses_no_binding(dist):
     server = dist.net.get(dist.switches["s22"])
     new_vms = [lab.add_vm(dist.net, server, f"{dist.prefix}n{i}", f"00:fa:00:00:01:{i:02x}",
