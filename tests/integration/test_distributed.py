@@ -175,3 +175,9 @@ def _wait_until(condition, what, timeout=10.0):
         if time.monotonic() > deadline:
             raise AssertionError(f"not so after {timeout} s: {what}")
         time.sleep(0.1)
+
+
+def test_no_process_logged_a_store_client_error(dist):
+    for controller in dist.controllers:
+        log = controller.log()
+        assert "client error" not in log and "Traceback" not in log, log[-3000:]
