@@ -76,7 +76,6 @@ class StoreSync:
         self.reconcile_grace = reconcile_grace
         self.started = time.time()
         self.library_generation = 0
-        self._dirty_domains: Set[str] = set()
         self._published: Dict[str, Binding] = {}   # mac -> binding this process claimed
         self._stored: Dict[str, dict] = {}         # mac -> our rows as the store has them
         self._ceded: Dict[str, int] = {}           # mac -> binding id another process claimed
