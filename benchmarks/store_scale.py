@@ -77,16 +77,31 @@ def _replica(remote: str, condition) -> dict:
 
     gc.collect()
     before = _rss_kb(os.getpid())
+    stalls = [0.0]
+    ticking = [True]
+
+    def ticker() -> None:  # how long the hub went without running other green threads
+        last = time.monotonic()
+        while ticking[0]:
+            eventlet.sleep(0.001)
+            now = time.monotonic()
+            stalls[0] = max(stalls[0], now - last)
+            last = now
+
+    tick = eventlet.spawn(ticker)
     started = time.monotonic()
     client = StoreClient(remote, lambda changes: None,
                          conditions={"Binding": condition} if condition else None).start()
     client.synced.wait()
     synced = time.monotonic() - started
+    ticking[0] = False
+    tick.wait()
     gc.collect()
     grown = _rss_kb(os.getpid()) - before
     rows = len(client.idl.tables["Binding"].rows)
     client.stop()
-    return {"sync_s": synced, "rows": rows, "rss_growth_mb": grown / 1024}
+    return {"sync_s": synced, "rows": rows, "rss_growth_mb": grown / 1024,
+            "longest_hub_stall_ms": stalls[0] * 1000}
 
 
 def _owner_latency(remote: str, owner: str, writes: int) -> List[float]:
@@ -155,10 +170,11 @@ def report(f: dict) -> None:
     print(f"server: {f['server_rss_mb_empty']:.1f} MB empty, {f['server_rss_mb_full']:.1f} MB "
           f"full = {f['server_bytes_per_row']:.0f} bytes per binding; bulk insert "
           f"{f['insert_rows_per_s']:.0f} rows/s")
-    rows = [(label, r["rows"], r["sync_s"], r["rss_growth_mb"])
+    rows = [(label, r["rows"], r["sync_s"], r["rss_growth_mb"], r["longest_hub_stall_ms"])
             for label, r in (("own rows (conditional)", f["own_rows_replica"]),
                              ("every row", f["all_rows_replica"]))]
-    print(format_table(("one process's replica", "rows", "first sync (s)", "RSS growth (MB)"), rows))
+    print(format_table(("one process's replica", "rows", "first sync (s)",
+                        "RSS growth (MB)", "longest hub stall (ms)"), rows))
     s = f["owner_sees_write_ms"]
     print(f"a binding write reaches its owner process: p50 {s['p50']:.1f} ms, "
           f"p99 {s['p99']:.1f} ms (n={s['n']})")

@@ -25,9 +25,10 @@ Rules that keep it safe and the hub responsive:
   over several descriptors, which eventlet reported as a second reader of a
   descriptor the IDL had closed and reopened. An idle client costs ~0.5% CPU
   (a 5 ms poll cost 5%).
-- **Big snapshots** are parsed in slices: the IDL's ``cooperative_yield`` hook
-  yields to the hub every ``slice_rows`` rows, and change events are delivered
-  in slices too.
+- **Big snapshots** are read in slices: the client yields to the hub every
+  64 KiB the IDL reads from the server and every ``slice_rows`` rows it
+  applies or reports (the IDL's ``cooperative_yield`` hook), and change events
+  are delivered to handlers in slices too.
 - **Failover**: every member is listed in the remote; follower connections are
   allowed (``leader_only=False``, writes are forwarded to the leader) and the
   reconnect back-off starts at ``min_backoff_ms`` instead of 1 s.
@@ -55,6 +56,10 @@ Write = Callable[[ovs.db.idl.Idl, Transaction], object]
 _DONE = (Transaction.SUCCESS, Transaction.UNCHANGED)
 #: Most writes committed in one transaction.
 BATCH = 64
+#: Longest the client works on a snapshot before yielding to the hub.
+SLICE_SECONDS = 0.01
+#: Bytes of a server message parsed between two yields to the hub.
+SLICE_BYTES = 64 * 1024
 #: Seconds between looks at a connection being (re)established.
 RECONNECT_POLL = 0.02
 #: Longest wait on the socket before looking again (a replaced socket is picked up).
@@ -132,14 +137,49 @@ class _ReplicaIdl(ovs.db.idl.Idl):
         self.changes: List[RowChange] = []
         self._slice_rows = slice_rows
         self._parsed = 0
+        self._last_yield = time.monotonic()
 
     def notify(self, event, row, updates=None):
         self.changes.append(RowChange(row._table.name, event, str(row.uuid), row_values(row)))
+        self.cooperative_yield()
 
     def cooperative_yield(self):
         self._parsed += 1
-        if self._parsed % self._slice_rows == 0:
+        if self._parsed % self._slice_rows == 0 or \
+                time.monotonic() - self._last_yield > SLICE_SECONDS:
             eventlet.sleep(0)
+            self._last_yield = time.monotonic()
+
+    def run(self):
+        self._slice_reads()
+        return super().run()
+
+    def _slice_reads(self) -> None:
+        """Yield to the hub every SLICE_BYTES read from the server.
+
+        The IDL parses a whole message (a first snapshot can be tens of MB)
+        inside one ``run()``; wrapping the stream's ``recv`` lets other green
+        threads run between chunks. Only this client's thread touches the IDL,
+        so pausing it mid-message is safe.
+        """
+        rpc = self._session.rpc
+        stream = getattr(rpc, "stream", None) if rpc is not None else None
+        if stream is None or getattr(stream, "_dynprov_sliced", False):
+            return
+        plain_recv = stream.recv
+        received = [0]
+
+        def recv(n):
+            error, data = plain_recv(n)
+            received[0] += len(data or b"")
+            if received[0] >= SLICE_BYTES:
+                received[0] = 0
+                eventlet.sleep(0)
+                self._last_yield = time.monotonic()
+            return error, data
+
+        stream.recv = recv
+        stream._dynprov_sliced = True
 
 
 def row_values(row) -> Dict[str, object]:
@@ -160,7 +200,7 @@ class StoreClient:
                  tables: Sequence[str] = TABLES, conditions: Optional[Dict[str, list]] = None,
                  logger: Optional[logging.Logger] = None, leader_only: bool = False,
                  min_backoff_ms: int = 100, max_backoff_ms: int = 1000,
-                 write_timeout: float = 30.0, slice_rows: int = 500,
+                 write_timeout: float = 30.0, slice_rows: int = 100,
                  on_synced: Optional[Callable[[], None]] = None,
                  poll_interval: float = 0.1) -> None:
         self.remote = remote
