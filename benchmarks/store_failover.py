@@ -143,11 +143,12 @@ def plot(record: dict, outdir: Path) -> List[Path]:
     ax.axhline(TARGET_RESUME_S, color="red", linestyle="--", label="target")
     ax.set_xlabel("leader kill")
     ax.set_ylabel("writes resumed after (s)")
-    ax.set_title("Store failover: Raft leader killed")
+    ax.set_title(f"Store failover: Raft leader killed "
+                 f"(election timer {record['figures']['election_timer_ms']} ms)")
     ax.legend()
     fig.tight_layout()
     outdir.mkdir(parents=True, exist_ok=True)
-    path = outdir / "store_failover.png"
+    path = outdir / f"{record.get('benchmark', NAME)}.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return [path]
@@ -166,7 +167,7 @@ def main() -> None:
     if args.election_timer_ms and not args.quick:
         name += f"-timer{args.election_timer_ms}"
     if args.plot_only:
-        for path in plot(read_results(NAME), PLOTS_DIR):
+        for path in plot(read_results(name), PLOTS_DIR):
             print("plot:", path)
         return
     print_machine()
