@@ -120,13 +120,13 @@ class DynprovProvisioner(app_manager.RyuApp):
         signal.signal(signal.SIGHUP, lambda *_: hub.spawn(self.reload_library))
         rest_notify.register(self, kwargs["wsgi"])   # before the API's catch-all route
         rest_api.register(self, kwargs["wsgi"])
+        # The shared store (issue 6): library and bindings shared by several processes.
+        self.store_sync = store_hook.attach(self, options, CONF.ofp_tcp_listen_port)
         self.ovsdb_watchers = [OvsdbWatcher(remote, self._ovsdb_attached,
                                             self._ovsdb_detached, self.logger)
                                for remote in options.ovsdb]
         for watcher in self.ovsdb_watchers:
             watcher.start()
-        # The shared store (issue 6): library and bindings shared by several processes.
-        self.store_sync = store_hook.attach(self, options, CONF.ofp_tcp_listen_port)
 
     def _ovsdb_attached(self, dpid: int, port: int, mac: str) -> None:
         if self.store_sync is not None and not self.store_sync.accepts_attachment(dpid, mac):
