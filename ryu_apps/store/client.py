@@ -215,7 +215,7 @@ class StoreClient:
             self.idl.cond_change(table, condition)
         self._queue: Deque[_Pending] = deque()
         self._retry_at = 0.0
-        self._in_flight: Optional[tuple] = None  # (txn, [pending...], seqno at start)
+        self._in_flight: Optional[tuple] = None  # (txn, [pending writes in it])
         self._conditions: Deque[tuple] = deque()
         self.poll_interval = poll_interval
         self._wakeup = _Wakeup()
@@ -227,6 +227,7 @@ class StoreClient:
 
     # -- the public side -------------------------------------------------------
     def start(self) -> "StoreClient":
+        """Connect and run the client's green threads (the loop, the socket watcher)."""
         if self._thread is None:
             self._running = True
             self._thread = eventlet.spawn(self._loop)
@@ -234,6 +235,7 @@ class StoreClient:
         return self
 
     def stop(self) -> None:
+        """Stop the green threads and close the connection (queued writes are dropped)."""
         self._running = False
         thread, self._thread = self._thread, None
         if thread is not None and thread is not eventlet.getcurrent():
@@ -256,6 +258,7 @@ class StoreClient:
         self._wake()
 
     def connected(self) -> bool:
+        """Whether the client is connected and replicating (writes can be committed)."""
         return self.idl._session.is_connected() and \
             self.idl.state == self.idl.IDL_S_MONITORING
 
