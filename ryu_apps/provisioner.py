@@ -42,6 +42,7 @@ from ryu_apps.ovsdb_watcher import OvsdbWatcher
 from ryu_apps.plan_sender import PlanSender
 from ryu_apps.provisioning_times import ProvisioningTimes
 from ryu_apps.scheme_config import load_scheme
+from ryu_apps.store import hook as store_hook
 
 CONF = cfg.CONF
 CONF.register_opts([
@@ -61,6 +62,12 @@ CONF.register_opts([
     cfg.FloatOpt("reconcile_grace", default=5.0,
                  help="Seconds after start-up during which reconciliation only adds "
                       "flows; then every switch is reconciled in full."),
+    cfg.StrOpt("store", default="",
+               help="Shared store (OVSDB remotes, comma-separated, e.g. "
+                    "tcp:127.0.0.1:6641,tcp:127.0.0.1:6642): library and bindings shared "
+                    "by several controller processes; empty: embedded YAML mode."),
+    cfg.StrOpt("process_name", default="",
+               help="This process's name in the store (default host:OpenFlow port)."),
 ], group="dynprov")
 
 LLDP_SOURCE_MAC = bytes.fromhex("0e00d9000001")
@@ -115,6 +122,8 @@ class DynprovProvisioner(app_manager.RyuApp):
         signal.signal(signal.SIGHUP, lambda *_: hub.spawn(self.reload_library))
         rest_notify.register(self, kwargs["wsgi"])   # before the API's catch-all route
         rest_api.register(self, kwargs["wsgi"])
+        # The shared store (issue 6): library and bindings shared by several processes.
+        self.store_sync = store_hook.attach(self, options, CONF.ofp_tcp_listen_port)
         self.ovsdb_watchers = [OvsdbWatcher(remote, self._ovsdb_attached,
                                             self._ovsdb_detached, self.logger)
                                for remote in options.ovsdb]
@@ -123,6 +132,8 @@ class DynprovProvisioner(app_manager.RyuApp):
 
     def _ovsdb_attached(self, dpid: int, port: int, mac: str) -> None:
         received_ns = time.monotonic_ns()
+        if self.store_sync is not None and not self.store_sync.accepts_attachment(dpid, mac):
+            return  # another process's server (one OVSDB shared by several processes)
         verdict = self.engine.vm_attached(dpid, port, mac, now=time.time())
         if verdict.provisioned is not None:
             self.provisioning_times.detected(verdict.provisioned.mac, received_ns)
@@ -136,6 +147,8 @@ class DynprovProvisioner(app_manager.RyuApp):
         """Stop the OVSDB watchers (Ryu calls this at shutdown)."""
         for watcher in self.ovsdb_watchers:
             watcher.stop()
+        if self.store_sync is not None:
+            self.store_sync.stop()
 
     def send_plan(self, plan, on_confirmed=None) -> None:
         """Send a plan; mark its VMs active once confirmed; deliver its messages.
@@ -160,6 +173,9 @@ class DynprovProvisioner(app_manager.RyuApp):
 
         Raises NotificationError (unknown VM or server, or not applicable now).
         """
+        if (self.store_sync is not None and notice is Notice.MIGRATING and server
+                and not self.store_sync.manages_server(server)):
+            return self.store_sync.hand_off(mac, server)  # another process's server
         ack = self.engine.notify(notice, mac, server, template_id, now=time.time())
         applied = hub.Event()
         self.send_plan(ack.plan, on_confirmed=applied.set)

@@ -1,0 +1,159 @@
+"""Cross-process migration: hand-off notice latency, claim, clean-up and convergence.
+
+The distributed demo's move (:func:`ryu_apps.distributed_demo.migrate_across`)
+repeated: web1 live-migrates back and forth between a server of process p1
+and a server of process p2 (3-member Raft store, both processes watching the
+servers' OVSDB), half the moves with a notice sent to the source process. Per
+move: the notice latency (source REST call to the destination process
+receiving the hand-off through the store), the claim and clean-up times
+relative to the VM's switchover, and the convergence seen by a 1 ms prober
+from a peer VM of the destination pod (first answered probe after the
+switchover) with the probes lost until then.
+
+    python -m benchmarks.store_migration [--quick] [--moves N]
+    python -m benchmarks.store_migration --plot-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import List
+
+from benchmarks.common import (
+    PLOTS_DIR,
+    format_table,
+    print_machine,
+    read_results,
+    summary,
+    write_results,
+)
+
+NAME = "store_migration"
+TARGET_NOTICE_MS = 10.0
+#: (destination server, peer VM on the destination's pod), alternating pods.
+LEGS = (("s21", "web5"), ("s11", "web3"))
+
+
+def run(moves: int) -> dict:
+    """Both set-ups: processes watching the servers' OVSDB, and packet detection only."""
+    return {"with_ovsdb": run_setup(moves, ovsdb=True),
+            "packets_only": run_setup(moves, ovsdb=False)}
+
+
+def run_setup(moves: int, ovsdb: bool) -> dict:
+    from ryu_apps.distributed_demo import migrate_across, print_move
+    from ryu_apps.distributed_lab import DistributedLab
+
+    setup = DistributedLab(prefix="m%03d" % (os.getpid() % 1000),
+                           dpid_base=((os.getpid() + 17) % 4096) << 24, ovsdb=ovsdb)
+    records: List[dict] = []
+    try:
+        setup.start()
+        setup.announce_all()
+        for number in range(moves):
+            destination, peer = LEGS[number % 2]
+            figures = migrate_across(setup, destination, peer, notify=(number // 2) % 2 == 0)
+            print_move(figures)
+            records.append(figures)
+    finally:
+        setup.stop()
+
+    def values(key: str, notice=None) -> List[float]:
+        return [r[key] for r in records if r[key] is not None
+                and (notice is None or r["notice"] == notice)]
+
+    return {
+        "moves": moves, "ovsdb": ovsdb,
+        "notice_ms": summary(values("notice_ms")),
+        "convergence_ms_with_notice": summary(values("convergence_ms", True)),
+        "convergence_ms_without_notice": summary(values("convergence_ms", False)),
+        "probes_lost_with_notice": summary(values("probes_lost_after_switchover", True)),
+        "probes_lost_without_notice": summary(values("probes_lost_after_switchover", False)),
+        "claimed_after_switchover_ms": summary(values("claimed_after_switchover_ms")),
+        "source_cleaned_after_switchover_ms": summary(
+            values("source_cleaned_after_switchover_ms")),
+        "vm_downtime_ms": summary(values("vm_downtime_ms")),
+        "not_converged": sum(1 for r in records if r["convergence_ms"] is None),
+        "records": records,
+        "target_notice_ms": TARGET_NOTICE_MS,
+    }
+
+
+def report(figures: dict) -> None:
+    for key, title in (("with_ovsdb", "processes watch the servers' OVSDB (the VM's new "
+                                      "port is seen before it moves)"),
+                       ("packets_only", "packet detection only (the notice matters)")):
+        print(f"\n--- {title}")
+        report_setup(figures[key])
+
+
+def report_setup(figures: dict) -> None:
+    keys = ("notice_ms", "convergence_ms_with_notice", "convergence_ms_without_notice",
+            "probes_lost_with_notice", "probes_lost_without_notice",
+            "claimed_after_switchover_ms", "source_cleaned_after_switchover_ms",
+            "vm_downtime_ms")
+    rows = [(key, figures[key]["n"], figures[key].get("p50", 0.0), figures[key].get("p90", 0.0),
+             figures[key].get("max", 0.0)) for key in keys]
+    print(f"{figures['moves']} moves of web1 between processes p1 and p2; "
+          f"{figures['not_converged']} did not converge")
+    print(format_table(("figure", "n", "p50", "p90", "max"), rows))
+    notice = figures["notice_ms"]
+    if notice["n"]:
+        print(f"target notice <= {TARGET_NOTICE_MS:.0f} ms: p50 "
+              f"{'met' if notice['p50'] <= TARGET_NOTICE_MS else 'MISSED'} "
+              f"({notice['p50']:.1f} ms), max "
+              f"{'met' if notice['max'] <= TARGET_NOTICE_MS else 'MISSED'} "
+              f"({notice['max']:.1f} ms)")
+
+
+def plot(record: dict, outdir: Path) -> List[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    for setup, marker in (("with_ovsdb", "o"), ("packets_only", "x")):
+        records = record["figures"][setup]["records"]
+        for notice, colour in ((True, "tab:blue"), (False, "tab:orange")):
+            points = [(i + 1, r["convergence_ms"]) for i, r in enumerate(records)
+                      if r["notice"] == notice and r["convergence_ms"] is not None]
+            if points:
+                ax.scatter(*zip(*points), color=colour, marker=marker,
+                           label=f"{setup.replace('_', ' ')}, "
+                                 f"{'with' if notice else 'without'} notice")
+    ax.set_xlabel("move")
+    ax.set_ylabel("switchover to first reply (ms)")
+    ax.set_title("Cross-process migration: convergence at the destination pod")
+    ax.legend()
+    fig.tight_layout()
+    outdir.mkdir(parents=True, exist_ok=True)
+    path = outdir / "store_migration.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two moves per set-up")
+    parser.add_argument("--moves", type=int, default=12, help="moves per set-up")
+    parser.add_argument("--plot-only", action="store_true")
+    args = parser.parse_args()
+    name = NAME + ("-quick" if args.quick else "")
+    if args.plot_only:
+        for path in plot(read_results(NAME), PLOTS_DIR):
+            print("plot:", path)
+        return
+    print_machine()
+    figures = run(2 if args.quick else args.moves)
+    report(figures)
+    print("results:", write_results(name, figures))
+    if not args.quick:
+        for path in plot(read_results(name), PLOTS_DIR):
+            print("plot:", path)
+
+
+if __name__ == "__main__":
+    main()

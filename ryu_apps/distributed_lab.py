@@ -1,0 +1,166 @@
+"""Several controller processes over one store, on one Mininet network.
+
+:class:`DistributedLab` starts a store (a 3-member Raft cluster by default),
+loads the template library into it with the store's own write, starts one
+``ryu-manager`` per access switch (process ``p1`` manages access switch
+``a1`` and its servers, ``p2`` manages ``a2`` ...), each with its own
+OpenFlow port and ``[dynprov] store = ...``, and builds the datacenter
+topology with each switch pointed at its own process. The fabric switch is
+left to no process: each pod (an access switch and its servers) is one
+process's fabric. Everything is stopped by PID and bridge name.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from ryu_apps import lab
+from ryu_apps.store.admin import AdminSession
+from ryu_apps.store.library_rows import rows_from_files
+from ryu_apps.store.server import CLUSTER, STANDALONE, Store
+from ryu_apps.store.writes import put_library
+
+LOCAL_OVSDB = "unix:/var/run/openvswitch/db.sock"
+
+
+def load_templates(remote: str, path: Path, domain: str = "") -> int:
+    """Validate the library at ``path`` and write it to the store; its generation."""
+    with AdminSession(remote) as session:
+        return session.apply(put_library(rows_from_files(path, domain)))
+
+
+class DistributedLab:
+    """A store, one controller process per access switch, and the network."""
+
+    def __init__(self, access: int = 2, servers: int = 2, vms: int = 2,
+                 cluster: bool = True, templates: Path = lab.DEFAULT_TEMPLATES,
+                 prefix: str = "", dpid_base: int = 0,
+                 workdir: Optional[Path] = None, ovsdb: bool = False) -> None:
+        self.access, self.servers, self.vms = access, servers, vms
+        self.mode = CLUSTER if cluster else STANDALONE
+        self.templates = Path(templates)
+        self.prefix, self.dpid_base = prefix, dpid_base
+        #: Watch the servers' OVSDB (every process, the machine's one database).
+        self.ovsdb_option = f"ovsdb = {LOCAL_OVSDB}\n" if ovsdb else ""
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dynprov-dist-"))
+        self.store: Optional[Store] = None
+        self.controllers: List[lab.ControllerProcess] = []
+        self.net = None
+
+    # -- starting ------------------------------------------------------------------
+    def start(self) -> "DistributedLab":
+        try:
+            self.store = Store.create(self.workdir / "store", self.mode).start()
+            load_templates(self.store.remote, self.templates)
+            self.controllers = [self._controller(k) for k in range(1, self.access + 1)]
+            for controller in self.controllers:
+                controller.start()
+            self.net = self._network()
+            self.wait_for_pods()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _controller(self, number: int) -> lab.ControllerProcess:
+        (self.workdir / f"p{number}").mkdir(parents=True, exist_ok=True)
+        return lab.ControllerProcess(
+            templates=self.templates, workdir=self.workdir / f"p{number}",
+            extra_options=(f"store = {self.store.remote}\nprocess_name = p{number}\n"
+                           "reconcile_grace = 2.0\n" + self.ovsdb_option))
+
+    def restart_controller(self, number: int) -> lab.ControllerProcess:
+        """Start process ``p<number>`` again (same name, ports and config)."""
+        old = self.controllers[number - 1]
+        (self.workdir / f"p{number}-again").mkdir(parents=True, exist_ok=True)
+        again = lab.ControllerProcess(templates=self.templates, of_port=old.of_port,
+                                      wsapi_port=old.wsapi_port,
+                                      workdir=self.workdir / f"p{number}-again",
+                                      extra_options=(f"store = {self.store.remote}\n"
+                                                     f"process_name = p{number}\n"
+                                                     "reconcile_grace = 2.0\n"
+                                                     + self.ovsdb_option))
+        self.controllers[number - 1] = again.start()
+        return again
+
+    def _network(self):
+        from mininet.net import Mininet  # needs root and Mininet
+
+        topo_module = lab.load_topology_module()
+        topo = topo_module.DatacenterTopo(access=self.access, servers=self.servers,
+                                          vms=self.vms, prefix=self.prefix,
+                                          dpid_base=self.dpid_base, edge=0)
+        net = Mininet(topo=topo, controller=None, autoSetMacs=False, build=False,
+                      waitConnected=False)
+        for number, controller in enumerate(self.controllers, start=1):
+            net.addController(f"c{number}", controller=topo_module.DynprovController,
+                              ip="127.0.0.1", port=controller.of_port)
+        net.build()
+        for controller in net.controllers:
+            controller.start()
+        for switch in net.switches:
+            pod = self.pod_of(switch.name)
+            switch.start([net.controllers[pod - 1]] if pod else [])
+        for switch_class in {type(switch) for switch in net.switches}:
+            if hasattr(switch_class, "batchStartup"):  # Mininet queues OVS commands
+                switch_class.batchStartup([s for s in net.switches if type(s) is switch_class])
+        return net
+
+    def pod_of(self, switch_name: str) -> Optional[int]:
+        """The process number that manages a switch (None for the fabric switch)."""
+        name = switch_name[len(self.prefix):]
+        if name[0] in "as" and name[1:2].isdigit():
+            return int(name[1])
+        return None
+
+    def wait_for_pods(self, timeout: float = 30.0) -> None:
+        """Wait until each process has discovered its pod's server links."""
+        for controller in self.controllers:
+            if not controller.wait_for_log("link ", timeout=timeout, count=self.servers):
+                raise RuntimeError(f"{controller.workdir}: pod links not discovered:\n"
+                                   + controller.log()[-3000:])
+
+    def announce_all(self, timeout: float = 20.0) -> None:
+        """Every VM announces itself; wait until each process provisioned its own."""
+        for vm in self.net.hosts:
+            lab.announce(vm)
+        for controller in self.controllers:
+            if not controller.wait_for_log("provisioned VM", timeout=timeout,
+                                           count=self.servers * self.vms):
+                raise RuntimeError(f"{controller.workdir}: VMs not provisioned:\n"
+                                   + controller.log()[-3000:])
+
+    def bindings(self) -> List[dict]:
+        """The store's Binding rows."""
+        with AdminSession(self.store.remote) as session:
+            return session.rows("Binding")
+
+    def processes(self) -> List[dict]:
+        with AdminSession(self.store.remote) as session:
+            return session.rows("Process")
+
+    def wait_for_store(self, condition, timeout: float = 15.0, table: str = "Binding"):
+        """Poll the store until ``condition(rows)`` holds; the rows."""
+        deadline = time.monotonic() + timeout
+        with AdminSession(self.store.remote) as session:
+            while True:
+                rows = session.rows(table)
+                if condition(rows) or time.monotonic() > deadline:
+                    return rows
+                time.sleep(0.05)
+
+    # -- stopping --------------------------------------------------------------------
+    def stop(self) -> None:
+        if self.net is not None:
+            lab.stop_network(self.net)
+            self.net = None
+        for controller in self.controllers:
+            controller.stop()
+        if self.store is not None:
+            self.store.destroy()
+            self.store = None
+        shutil.rmtree(self.workdir, ignore_errors=True)

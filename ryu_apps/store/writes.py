@@ -1,0 +1,220 @@
+"""Writes to the store: each states the end state it wants, so a retry is harmless.
+
+A write is ``write(idl, txn) -> value``: it reads the replica, adds operations
+to the transaction and returns a value for the caller. Run twice (the first
+outcome unknown, e.g. the connection dropped before the reply), the second run
+sees the first one's effect in the refreshed replica and changes nothing more.
+Rows that several processes write (``Library``, ``Binding``) carry a
+``version`` or ``generation`` column that every write checks with ``verify``
+and bumps, so a write based on a stale replica fails ("try again") instead of
+overwriting a newer state; the unique ``mac`` index turns two processes
+inserting the same binding at once into one success and one retry.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+from ryu_apps.store.library_rows import LibraryRows, TemplateRow
+from ryu_apps.store.schema import BINDING, LIBRARY, PROCESS, TEMPLATE
+
+
+def find(idl, table: str, **columns):
+    """The first row of ``table`` in the replica whose columns equal ``columns``."""
+    for row in idl.tables[table].rows.values():
+        if all(getattr(row, name) == value for name, value in columns.items()):
+            return row
+    return None
+
+
+def _set_if_changed(row, column: str, value) -> bool:
+    if getattr(row, column) != value:
+        setattr(row, column, value)
+        return True
+    return False
+
+
+# -- the library ------------------------------------------------------------------
+def stored_rows(idl, domain: str) -> Optional[LibraryRows]:
+    """The domain's library as the replica holds it (None if it has none)."""
+    library = find(idl, LIBRARY, domain=domain)
+    if library is None:
+        return None
+    templates = sorted((TemplateRow(row.template_id, row.name, row.source, row.body)
+                        for row in idl.tables[TEMPLATE].rows.values() if row.domain == domain),
+                       key=lambda row: row.template_id)
+    return LibraryRows(domain, library.defaults, tuple(templates))
+
+
+def put_library(rows: LibraryRows) -> Callable:
+    """Make the domain's library in the store equal ``rows``; the new generation.
+
+    Templates are matched by id: unchanged rows are left alone, changed rows
+    updated, missing ones inserted, others deleted, and the domain's
+    ``Library.generation`` bumped once, all in one transaction.
+    """
+    def write(idl, txn) -> int:
+        library = find(idl, LIBRARY, domain=rows.domain)
+        if library is not None and stored_rows(idl, rows.domain) == rows:
+            return library.generation  # already so: a retried load changes nothing
+        if library is None:
+            library = txn.insert(idl.tables[LIBRARY])
+            library.domain, library.defaults = rows.domain, rows.defaults
+            generation = 1
+        else:
+            library.verify("generation")
+            generation = library.generation + 1
+            _set_if_changed(library, "defaults", rows.defaults)
+        library.generation = generation
+        wanted = rows.by_id()
+        for row in list(idl.tables[TEMPLATE].rows.values()):
+            if row.domain != rows.domain:
+                continue
+            new = wanted.pop(row.template_id, None)
+            if new is None:
+                row.delete()
+                continue
+            for column in ("name", "source", "body"):
+                _set_if_changed(row, column, getattr(new, column))
+        for new in wanted.values():
+            row = txn.insert(idl.tables[TEMPLATE])
+            row.domain, row.template_id = rows.domain, new.template_id
+            row.name, row.source, row.body = new.name, new.source, new.body
+        return generation
+    return write
+
+
+# -- bindings ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BindingRecord:
+    """What a process writes about a VM it hosts (or is about to host)."""
+
+    mac: str
+    template_id: int
+    domain: str
+    server: str
+    port: int
+    ip: Optional[str]
+    state: str
+
+
+def claim_binding(record: BindingRecord, owner: str) -> Callable:
+    """Own the VM's binding: insert it, or take it over (ending any hand-off to us).
+
+    Returns the binding's version after the write.
+    """
+    def write(idl, txn) -> int:
+        row = find(idl, BINDING, mac=record.mac)
+        new_owner = row is None or row.owner != owner
+        if row is None:
+            row = txn.insert(idl.tables[BINDING])
+            row.mac = record.mac
+            version = 1
+        else:
+            row.verify("version")
+            row.verify("owner")
+            version = row.version
+            if _matches(row, record, owner) and not row.requested_owner:
+                return version  # already so: nothing to write
+            version += 1
+        row.version = version
+        if new_owner:
+            row.since = time.time()  # when this owner took the VM
+        row.owner = owner
+        row.template_id, row.domain = record.template_id, record.domain
+        row.server, row.port, row.state = record.server, record.port, record.state
+        row.ip = [record.ip] if record.ip else []
+        row.requested_owner, row.requested_server, row.requested_port = [], [], []
+        return version
+    return write
+
+
+def adopt_binding(record: BindingRecord, owner: str) -> Callable:
+    """After a restart: claim a VM the switches gave back, unless another process owns it.
+
+    Returns True if ``owner`` holds the binding afterwards, False if another does.
+    """
+    claim = claim_binding(record, owner)
+
+    def write(idl, txn) -> bool:
+        row = find(idl, BINDING, mac=record.mac)
+        if row is not None and row.owner != owner:
+            row.verify("owner")
+            return False
+        claim(idl, txn)
+        return True
+    return write
+
+
+def _matches(row, record: BindingRecord, owner: str) -> bool:
+    return (row.owner == owner and row.template_id == record.template_id
+            and row.domain == record.domain and row.server == record.server
+            and row.port == record.port and row.state == record.state
+            and list(row.ip) == ([record.ip] if record.ip else []))
+
+
+def request_owner(mac: str, source: str, destination: str, server: str,
+                  port: int) -> Callable:
+    """Source hands the VM over: name the destination on the binding it owns.
+
+    Returns False (and writes nothing) if the source no longer owns the binding.
+    """
+    def write(idl, txn) -> bool:
+        row = find(idl, BINDING, mac=mac)
+        if row is None or row.owner != source:
+            return False
+        row.verify("version")
+        row.verify("owner")
+        if (list(row.requested_owner) == [destination] and list(row.requested_server) == [server]
+                and list(row.requested_port) == [port] and row.state == "migrating"):
+            return True
+        row.requested_owner, row.requested_server = [destination], [server]
+        row.requested_port = [port]
+        row.state = "migrating"
+        row.version = row.version + 1
+        return True
+    return write
+
+
+def release_binding(mac: str, owner: str) -> Callable:
+    """Delete the VM's binding if ``owner`` still owns it; whether it was deleted."""
+    def write(idl, txn) -> bool:
+        row = find(idl, BINDING, mac=mac)
+        if row is None or row.owner != owner:
+            return False
+        row.verify("version")
+        row.verify("owner")
+        row.delete()
+        return True
+    return write
+
+
+# -- processes ------------------------------------------------------------------------
+def report_process(name: str, generation: Optional[int] = None,
+                   started: Optional[float] = None,
+                   devices: Optional[Sequence[str]] = None) -> Callable:
+    """Record that process ``name`` is alive, the library generation it applied, its switches."""
+    def write(idl, txn) -> None:
+        row = find(idl, PROCESS, name=name)
+        if row is None:
+            row = txn.insert(idl.tables[PROCESS])
+            row.name = name
+            row.library_generation = generation or 0
+            row.started = started or time.time()
+            row.devices = list(devices or [])
+            if generation:
+                row.library_applied = time.time()
+            row.heartbeat = time.time()
+            return
+        if started is not None:
+            row.started = started
+        now = time.time()
+        row.heartbeat = now
+        if generation is not None and row.library_generation != generation:
+            row.library_generation = generation
+            row.library_applied = now
+        if devices is not None and sorted(row.devices) != sorted(devices):
+            row.devices = list(devices)
+    return write

@@ -1,0 +1,183 @@
+"""Two controller processes (one per access switch) over a 3-member Raft store.
+
+Real ryu-manager processes, real ovsdb-servers, real OVS bridges. The tests
+run in order on one lab: bindings, a template change, a controller killed and
+restarted, VM migrations across processes without and with a notice.
+"""
+
+import os
+import shutil
+import signal
+import time
+
+import pytest
+
+from ryu_apps import lab
+from ryu_apps.cli.notify import send
+from ryu_apps.distributed_lab import DistributedLab, load_templates
+from ryu_apps.migration_lab import live_migrate
+
+pytestmark = pytest.mark.integration
+
+WEB1_MAC = "00:fa:00:00:00:01"
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    library = tmp_path_factory.mktemp("library") / "templates"
+    shutil.copytree(lab.DEFAULT_TEMPLATES, library)
+    prefix = "d%03d" % (os.getpid() % 1000)
+    setup = DistributedLab(templates=library, prefix=prefix,
+                           dpid_base=((os.getpid() + 7) % 4096) << 24)
+    setup.start()
+    try:
+        setup.announce_all()
+    except BaseException:
+        setup.stop()
+        raise
+    setup.library = library
+    setup.vms = {h.name[len(prefix):]: h for h in setup.net.hosts}
+    setup.switches = {s.name[len(prefix):]: s.name for s in setup.net.switches}
+    yield setup
+    setup.stop()
+
+
+def _owners(rows):
+    return {row["mac"]: (row["owner"], row["server"]) for row in rows}
+
+
+def test_each_process_claims_the_vms_of_its_own_pod(dist):
+    rows = dist.wait_for_store(lambda rows: len(rows) == len(dist.vms))
+    owners = _owners(rows)
+    for name, vm in dist.vms.items():
+        owner, server = owners[vm.MAC()]
+        assert server == dist.switches[server[len(dist.prefix):]]
+        expected = "p1" if server[len(dist.prefix):].startswith("s1") else "p2"
+        assert owner == expected, (name, owners)
+
+
+def test_a_template_change_in_the_store_reaches_every_process(dist):
+    web = dist.library / "web.yaml"
+    web.write_text(web.read_text().replace("vlan: 100", "vlan: 150", 1))
+    generation = load_templates(dist.store.remote, dist.library)
+    assert generation == 2
+    rows = dist.wait_for_store(
+        lambda rows: len(rows) == 2 and all(r["library_generation"] == 2 for r in rows),
+        table="Process")
+    assert sorted(r["library_generation"] for r in rows) == [2, 2]
+    for controller in dist.controllers:
+        assert controller.wait_for_log("store library generation 2 of domain main in force")
+    # both pods re-provisioned their web VMs in place on VLAN 150 (vid 0x1096)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        flows = [lab.dump_flows(dist.switches[s]) for s in ("s11", "s21")]
+        if all("4246->vlan_vid" in f or "vlan_vid=0x1096" in f for f in flows):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("VLAN 150 not in both pods' flows")
+    assert dist.vms["web1"].cmd("ping -c 2 -W 1 " + dist.vms["web3"].IP()).count(" 0% packet loss")
+
+
+def test_a_dead_controller_process_costs_no_traffic_and_reconciles_on_return(dist):
+    web1, web3 = dist.vms["web1"], dist.vms["web3"]
+    stream = lab.PingStream(web1, web3, interval=0.01, count=400)
+    time.sleep(0.5)
+    p1 = dist.controllers[0]
+    os.kill(p1.process.pid, signal.SIGKILL)
+    p1.process.wait(timeout=5)
+    time.sleep(1.5)
+    again = dist.restart_controller(1)
+    sent, received = stream.result(timeout=30)
+    assert sent >= 300 and received == sent, (sent, received)
+    assert again.wait_for_log("store reconcile: 4 bindings restored, 0 stale rows released",
+                              timeout=20), again.log()[-3000:]
+    owners = _owners(dist.bindings())
+    assert [owners[dist.vms[n].MAC()][0] for n in ("web1", "db2", "web3", "mgmt4")] == \
+        ["p1"] * 4
+
+
+def test_a_vm_that_left_a_dead_process_stays_with_its_new_owner(dist):
+    mgmt4 = dist.vms["mgmt4"]
+    p1 = dist.controllers[0]
+    os.kill(p1.process.pid, signal.SIGKILL)
+    p1.process.wait(timeout=5)
+    # the VM moves to p2's server while p1 is down: p2 takes over a row it could not see
+    live_migrate(dist.net, mgmt4, dist.switches["s22"])
+    rows = dist.wait_for_store(lambda rows: _owners(rows)[mgmt4.MAC()][0] == "p2")
+    assert _owners(rows)[mgmt4.MAC()] == ("p2", dist.switches["s22"])
+    again = dist.restart_controller(1)
+    assert again.wait_for_log(f"VM {mgmt4.MAC()} is another process's now; deprovisioned "
+                              "here", timeout=20), again.log()[-3000:]
+    _wait_until(lambda: mgmt4.MAC() not in lab.dump_flows(dist.switches["s12"]),
+                "p1 removed the flows of the VM that left while it was down")
+    time.sleep(1.0)
+    assert _owners(dist.bindings())[mgmt4.MAC()] == ("p2", dist.switches["s22"])
+
+
+def test_a_store_member_dying_during_provisioning_loses_no_binding(dist):
+    server = dist.net.get(dist.switches["s22"])
+    new_vms = [lab.add_vm(dist.net, server, f"{dist.prefix}n{i}", f"00:fa:00:00:01:{i:02x}",
+                          f"10.0.100.{100 + i}/16") for i in range(1, 7)]
+    leader = dist.store.leader()
+    for number, vm in enumerate(new_vms):
+        if number == 3:
+            dist.store.kill_member(leader, signal.SIGKILL)
+        lab.announce(vm)
+    try:
+        rows = dist.wait_for_store(lambda rows: all(
+            _owners(rows).get(vm.MAC(), ("", ""))[0] == "p2" for vm in new_vms), timeout=20)
+        owners = _owners(rows)
+        assert all(owners[vm.MAC()] == ("p2", dist.switches["s22"]) for vm in new_vms), owners
+        assert len(rows) == len(dist.vms) + len(new_vms)
+    finally:
+        dist.store.start_member(leader)
+
+
+def test_a_vm_moving_to_another_process_without_notice_is_claimed_there(dist):
+    live_migrate(dist.net, dist.vms["web1"], dist.switches["s21"])
+    rows = dist.wait_for_store(lambda rows: _owners(rows)[WEB1_MAC][0] == "p2")
+    assert _owners(rows)[WEB1_MAC] == ("p2", dist.switches["s21"])
+    _wait_until(lambda: WEB1_MAC not in lab.dump_flows(dist.switches["s11"]),
+                "the source process cleaned up web1's flows on s11")
+    assert WEB1_MAC in lab.dump_flows(dist.switches["s21"])
+    # web1 now talks to its new pod's web VM
+    assert " 0% packet loss" in dist.vms["web1"].cmd(
+        "ping -c 2 -W 1 " + dist.vms["web5"].IP())
+
+
+def test_a_migration_notice_names_the_destination_process_in_the_store(dist):
+    p2 = dist.controllers[1]
+    status, answer = send(f"http://127.0.0.1:{p2.wsapi_port}",
+                          {"event": "migrating", "mac": WEB1_MAC,
+                           "server": dist.switches["s12"]})
+    assert status == 200, answer
+    assert "process p1" in answer["acknowledged"]
+    rows = dist.wait_for_store(lambda rows: any(
+        r["mac"] == WEB1_MAC and r["requested_owner"] == "p1" for r in rows))
+    row = [r for r in rows if r["mac"] == WEB1_MAC][0]
+    assert row["owner"] == "p2" and row["state"] == "migrating"
+    assert row["requested_server"] == dist.switches["s12"]
+    p1 = dist.controllers[0]
+    assert p1.wait_for_log(f"hand-off of VM {WEB1_MAC} to server {dist.switches['s12']}")
+    live_migrate(dist.net, dist.vms["web1"], dist.switches["s12"])
+    rows = dist.wait_for_store(lambda rows: _owners(rows)[WEB1_MAC][0] == "p1")
+    assert _owners(rows)[WEB1_MAC] == ("p1", dist.switches["s12"])
+    _wait_until(lambda: WEB1_MAC not in lab.dump_flows(dist.switches["s21"]),
+                "the source process cleaned up web1's flows on s21")
+    assert " 0% packet loss" in dist.vms["web1"].cmd(
+        "ping -c 2 -W 1 " + dist.vms["web3"].IP())
+
+
+def _wait_until(condition, what, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not so after {timeout} s: {what}")
+        time.sleep(0.1)
+
+
+def test_no_process_logged_a_store_client_error(dist):
+    for controller in dist.controllers:
+        log = controller.log()
+        assert "client error" not in log and "Traceback" not in log, log[-3000:]

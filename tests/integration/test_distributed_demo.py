@@ -1,0 +1,15 @@
+"""``dynprov store demo`` runs end to end: both cross-process moves converge."""
+
+import pytest
+
+from ryu_apps.cli.main import main as dynprov
+
+pytestmark = pytest.mark.integration
+
+
+def test_distributed_demo_moves_a_vm_between_processes(capsys):
+    assert dynprov(["store", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "OK: both moves converged" in out
+    assert "without a notice" in out and "with a notice" in out
+    assert "owner p1" in out and "owner p2" in out
