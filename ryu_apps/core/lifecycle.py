@@ -19,6 +19,8 @@ from typing import Optional
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.device_messages import MigrationDone, MigrationNotice
 from ryu_apps.core.flow_plan import PacketOut, Plan
+from ryu_apps.core.migration_paths import both_ways_flows
+from ryu_apps.core.pipeline import Table
 
 
 class Notice(enum.Enum):
@@ -218,6 +220,8 @@ class VmLifecycle:
             self.outgoing[source.mac] = replace(source, state=VmState.MIGRATING_OUT)
         self._store(active)
         self._apply_binding(active, plan)
+        if source is not None and source.binding_id != active.binding_id:
+            self._stop_delivery(source, plan)
         self._refresh_group(self._group_key(active), plan)
         self._refresh_vlans({active.vlan}, plan)
         plan.confirms.append(active.mac)
@@ -226,6 +230,21 @@ class VmLifecycle:
         if source is not None and source.binding_id != active.binding_id:
             plan.messages.append(MigrationDone(active.mac, source.device or -1,
                                                active.device or -1))
+
+    def _stop_delivery(self, source: Binding, plan: Plan) -> None:
+        """The VM left ``source``'s server: its delivery there goes in the same plan.
+
+        The destination's activation removes the both-ways entries; were the
+        source server's own delivery entry left for the source's release, its
+        switch would send frames to the old port in between.
+        """
+        if source.dpid is None:
+            return
+        flows = self.desired.flows_of(source.owner)
+        kept = {f for f in flows if not (getattr(f, "dpid", None) == source.dpid
+                                         and getattr(f, "table_id", None) == Table.FORWARD)}
+        if kept != flows:
+            self.desired.replace(source.owner, kept, plan)
 
     def _release_source(self, source: Binding, plan: Plan) -> None:
         """Source device: remove what a VM that migrated away left behind."""
@@ -273,6 +292,18 @@ class VmLifecycle:
             self._activate(incoming, plan, f"its old port went away ({why})")
             return
         self._unbind(binding, plan, why)
+
+    def _migration_path_flows(self, binding: Binding) -> set:
+        """For a pre-provisioned destination: both-ways delivery along the path.
+
+        See :mod:`ryu_apps.core.migration_paths`; empty in every other state.
+        """
+        if binding.state is not VmState.PRE_PROVISIONED:
+            return set()
+        source = self.bindings.get(binding.mac)
+        if source is None or not source.state.forwards:
+            return set()
+        return both_ways_flows(self.fabric, source, binding)
 
     def _drop_incoming(self, mac: str, plan: Plan) -> None:
         pending = self.incoming.get(mac)
