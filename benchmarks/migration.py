@@ -152,12 +152,13 @@ class Testbed:
 class DynprovTestbed(Testbed):
     controller_name = "dynprov"
 
-    def __init__(self, prefix: str, dpid_base: int) -> None:
+    def __init__(self, prefix: str, dpid_base: int, templates: Optional[Path] = None) -> None:
         from ryu_apps import lab
 
         super().__init__()
         self.prefix = prefix
         self.controller = lab.ControllerProcess(
+            templates=templates or lab.DEFAULT_TEMPLATES,
             extra_options=f"ovsdb = {LOCAL_OVSDB}\n").start()
         try:
             self.net = lab.build_network(self.controller.of_port, prefix=prefix,
@@ -194,11 +195,12 @@ class DynprovTestbed(Testbed):
 class FaucetTestbed(Testbed):
     controller_name = "faucet"
 
-    def __init__(self, prefix: str, dpid_base: int) -> None:
+    def __init__(self, prefix: str, dpid_base: int, acls=None, acl_hosts=None) -> None:
         from benchmarks.peers.faucet import running_faucet_datacenter
 
         super().__init__()
-        self.faucet, self.net = running_faucet_datacenter(prefix, dpid_base, edge=1)
+        self.faucet, self.net = running_faucet_datacenter(prefix, dpid_base, acls, acl_hosts,
+                                                          edge=1)
         self._index(prefix)
         out1 = self.vms["out1"]
         for vm in self.net.hosts:   # every host learned everywhere
@@ -337,7 +339,7 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     names = list(cases)
     fig, ax = plt.subplots(figsize=(11, 5))
     data = [cases[n]["outage_ms_all"] for n in names]
-    ax.boxplot(data, vert=True, showfliers=False)
+    ax.boxplot(data, showfliers=False)
     for i, values in enumerate(data, start=1):
         ax.scatter([i + (j % 7 - 3) * 0.04 for j in range(len(values))], values, s=8,
                    color="tab:blue" if cases[names[i - 1]]["controller"] == "dynprov"
@@ -389,7 +391,8 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
             ax.set_title(f"{entry['case']}: probes (green answered, red lost) and flow "
                          "changes; dashed/solid: VM interface down/up", fontsize=9)
         axes[-1, 0].set_xlabel("ms since the switchover")
-        axes[0, 0].legend(fontsize=7, loc="upper right")
+        if axes[0, 0].get_legend_handles_labels()[0]:
+            axes[0, 0].legend(fontsize=7, loc="upper right")
         fig.tight_layout()
         path = outdir / f"migration_timeline{suffix}.png"
         fig.savefig(path, dpi=110)

@@ -114,6 +114,8 @@ class FaucetProcess:
         self.output_file = self.workdir / "faucet.out"
         self.write_config(config)
         self.process: Optional[subprocess.Popen] = None
+        self.topo = None
+        self.port_acls: dict = {}
 
     def write_config(self, config: dict) -> None:
         """Replace the config file (atomically: FAUCET may read it at any time)."""
@@ -177,6 +179,11 @@ class FaucetProcess:
             time.sleep(0.1)
         return False
 
+    def reconfigure(self, acls: dict) -> None:
+        """Write the config again with other ACL contents (same ports) and SIGHUP."""
+        self.write_config(topology_config(self.topo, acls, self.port_acls))
+        self.reload()
+
     def reload(self) -> None:
         """SIGHUP: FAUCET re-reads its config and applies the difference."""
         if self.process is None or self.process.poll() is not None:
@@ -211,14 +218,32 @@ def build_network(controller_port: int, topo):
     return net
 
 
-def running_faucet_datacenter(prefix: str, dpid_base: int, acls=None, port_acls=None,
+def host_ports(topo, hosts) -> dict:
+    """{(switch, port): host} for the named hosts of a Topo (their switch side)."""
+    found = {}
+    for a, b in topo.links():
+        for host, switch in ((a, b), (b, a)):
+            if host in hosts and topo.isSwitch(switch):
+                found[(switch, topo.port(host, switch)[1])] = host
+    return found
+
+
+def running_faucet_datacenter(prefix: str, dpid_base: int, acls=None, acl_hosts=None,
                               **topo_params):
-    """(FaucetProcess, net) on the datacenter topology; every DP configured."""
+    """(FaucetProcess, net) on the datacenter topology; every DP configured.
+
+    ``acl_hosts`` maps host names (without the prefix) to the ACL names applied
+    to their switch ports. The process keeps ``topo`` and ``port_acls`` so a
+    caller can write a changed config (``reconfigure``) and SIGHUP it.
+    """
     from ryu_apps.lab import load_topology_module, stop_network
 
     topo = load_topology_module().DatacenterTopo(prefix=prefix, dpid_base=dpid_base,
                                                  **topo_params)
+    named = {prefix + name: acl for name, acl in (acl_hosts or {}).items()}
+    port_acls = {where: named[host] for where, host in host_ports(topo, set(named)).items()}
     faucet = FaucetProcess(topology_config(topo, acls, port_acls)).start()
+    faucet.topo, faucet.port_acls = topo, port_acls
     net = None
     try:
         net = build_network(faucet.of_port, topo)
