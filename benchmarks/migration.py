@@ -40,7 +40,7 @@ from benchmarks.common import (PLOTS_DIR, RESULTS_DIR, format_table, print_machi
 
 SHAPES = ("qemu", "garp", "none")
 SHAPE_LABELS = {"qemu": "hypervisor-style", "garp": "silent + 1 GARP",
-                "none": "no announcement"}
+                "none": "no announcement", "control": "no migration (background loss)"}
 MIGRATING_VM = "web1"
 PROBERS = ("web5", "out1")
 RECOVERY_LIMIT_S = 1.0
@@ -65,7 +65,7 @@ def all_cases() -> List[tuple]:
     for shape in SHAPES:
         cases += [("dynprov", shape, True), ("faucet", shape, None),
                   ("dynprov", shape, False)]
-    return cases
+    return cases + [("dynprov", "control", None), ("faucet", "control", None)]
 
 
 # -- probing ------------------------------------------------------------------------
@@ -242,9 +242,12 @@ def migrate_once(bed: Testbed, shape: str, notify: Optional[bool],
         time.sleep(PRECOPY_S)
 
     try:
-        times = live_migrate(bed.net, vm, destination, announce=shape,
-                             before_switchover=before_switchover,
-                             wait_announcements=True)
+        if shape == "control":
+            times = _stand_still(vm, here.name)
+        else:
+            times = live_migrate(bed.net, vm, destination, announce=shape,
+                                 before_switchover=before_switchover,
+                                 wait_announcements=True)
         time.sleep(max(0.0, (times.switchover_ns + RECOVERY_LIMIT_S * 1e9
                              - time.monotonic_ns()) / 1e9))
     finally:
@@ -263,7 +266,8 @@ def migrate_once(bed: Testbed, shape: str, notify: Optional[bool],
             share = 0.0
         record["probers"][name] = {
             "outage_ms": report.outage_ns / 1e6, "lost": report.lost,
-            "recovered": report.recovered, "network_share_ms": share}
+            "recovered": report.recovered, "network_share_ms": share,
+            "median_rtt_ms": (report.median_latency_ns or 0) / 1e6}
     if watch:
         zero = times.switchover_ns
         record["timeline"] = {
@@ -288,6 +292,17 @@ def _short(bed: Testbed, bridge: str) -> str:
     return next((short for short, s in bed.switches.items() if s.name == bridge), bridge)
 
 
+def _stand_still(vm, bridge: str):
+    """The control case: the same wait as a migration's pre-copy, and no move."""
+    from ryu_apps.migration_lab import DestinationPort, MigrationTimes
+
+    start = time.monotonic_ns()
+    time.sleep(PRECOPY_S)
+    now = time.monotonic_ns()
+    return MigrationTimes(vm.name, bridge, DestinationPort(bridge, "", 0, vm.MAC()),
+                          "control", start, now, now, now, now, (), now, now)
+
+
 # -- figures ----------------------------------------------------------------------------
 def case_figures(records: List[dict]) -> Dict[str, dict]:
     """Per case: outage, lost, recovery and network share over every prober run."""
@@ -310,6 +325,7 @@ def case_figures(records: List[dict]) -> Dict[str, dict]:
             "network_share_ms": summary([p["network_share_ms"] for p in recovered
                                          if p["network_share_ms"] is not None]),
             "guest_downtime_ms": summary(guest),
+            "median_rtt_ms": summary([p["median_rtt_ms"] for p in runs]),
         }
     return cases
 
@@ -321,9 +337,11 @@ def table(cases: Dict[str, dict]) -> str:
         rows.append([name, f"{case['recovered']}/{case['runs']}",
                      outage.get("p50", "-"), outage.get("p90", "-"), outage.get("max", "-"),
                      lost.get("p50", "-"), lost.get("max", "-"), share.get("p50", "-"),
-                     share.get("max", "-"), case["guest_downtime_ms"].get("p50", "-")])
+                     share.get("max", "-"), case["guest_downtime_ms"].get("p50", "-"),
+                     case["median_rtt_ms"].get("p50", "-")])
     return format_table(["case", "recovered", "outage p50", "p90", "max", "lost p50",
-                         "lost max", "net share p50", "net max", "VM swap p50"], rows)
+                         "lost max", "net share p50", "net max", "VM swap p50",
+                         "RTT p50"], rows)
 
 
 def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
