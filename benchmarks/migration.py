@@ -12,7 +12,10 @@ one on FAUCET (one learning VLAN). VM web1 live-migrates between server s11
 0/50/200/450/800 ms), ``garp`` (one gratuitous ARP), ``none``. dynprov runs
 each shape with and without a prior ``migrating`` notification. Cases are
 interleaved migration by migration (a dynprov case, then a FAUCET case, ...),
-so both controllers see the same machine load.
+so both controllers see the same machine load; the order is reversed every
+other round so that every case moves the VM both ways. A control case per
+controller probes for the same time without any move: the background loss
+of the (shared, loaded) machine.
 
 During each migration web5 (a VM on s21) and the outside host out1 (behind
 the edge) probe web1 every 1 ms with ``ryu_apps.vmtools.prober``; probing
@@ -434,7 +437,11 @@ def run(migrations: int, quick: bool) -> dict:
         beds["faucet"] = FaucetTestbed(f"mf{tag:03d}", base + (1 << 23))
         started = time.monotonic()
         for index in range(migrations):
-            for controller, shape, notify in all_cases():
+            # Reversed every other round: each dynprov case then moves the VM
+            # s11 -> s21 in one round and s21 -> s11 in the next (FAUCET's
+            # three moves per round alternate anyway).
+            order = all_cases() if index % 2 == 0 else all_cases()[::-1]
+            for controller, shape, notify in order:
                 name = case_name(controller, shape, notify)
                 watch = shape == "qemu" and name not in watched
                 record = migrate_once(beds[controller], shape, notify, watch=watch)
@@ -456,7 +463,7 @@ def run(migrations: int, quick: bool) -> dict:
         print("warning: bridges left behind:", leftovers)
     return {"quick": quick, "migrations_per_case": migrations,
             "interval_ms": 1.0, "recovery_limit_ms": RECOVERY_LIMIT_S * 1e3,
-            "probers": list(PROBERS), "order": "interleaved per migration: " + ", ".join(
+            "probers": list(PROBERS), "order": "interleaved per migration, reversed every other round: " + ", ".join(
                 case_name(*c) for c in all_cases()),
             "cases": case_figures(records), "timelines": timelines, "records": records}
 
