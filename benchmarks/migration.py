@@ -283,7 +283,7 @@ def migrate_once(bed: Testbed, shape: str, notify: Optional[bool],
             "source_port_removed_ms": (times.source_port_removed_ns - zero) / 1e6,
             "probes": {name: [[(p.sent_ns - zero) / 1e6, p.received_ns is not None]
                               for p in probes
-                              if -100e6 <= p.sent_ns - zero <= 300e6]
+                              if -300e6 <= p.sent_ns - zero <= 600e6]
                        for name, (_, probes) in zip(PROBERS, results)},
             "flow_events": [[_short(bed, e.bridge), (e.at_ns - zero) / 1e6, e.kind]
                             for e in events if -500e6 <= e.at_ns - zero <= 1000e6],
@@ -357,7 +357,8 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     suffix = "-quick" if record["figures"].get("quick") else ""
     cases = record["figures"]["cases"]
     paths = []
-    names = list(cases)
+    order = [case_name(*c) for c in all_cases()]
+    names = sorted(cases, key=lambda n: order.index(n) if n in order else len(order))
     fig, ax = plt.subplots(figsize=(11, 5))
     data = [cases[n]["outage_ms_all"] for n in names]
     ax.boxplot(data, showfliers=False)
@@ -369,9 +370,10 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     ax.set_xticklabels([n.replace("/", "\n") for n in names], fontsize=8)
     ax.set_ylabel("outage seen by a 1 ms prober (ms)")
     ax.set_yscale("symlog", linthresh=10)
+    ax.set_ylim(bottom=-0.5)
     limit = RECOVERY_LIMIT_S * 1e3
     ax.axhline(limit, color="grey", linestyle=":", linewidth=1)
-    ax.text(0.6, limit * 1.1, f"not recovered within {limit:.0f} ms", fontsize=7,
+    ax.text(0.6, limit * 0.7, f"not recovered within {limit:.0f} ms", fontsize=7,
             color="grey")
     ax.set_title("Migration outage per case (blue: dynprov, orange: FAUCET)")
     fig.tight_layout()
@@ -408,9 +410,14 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
             ax.set_yticks(range(len(rows)))
             ax.set_yticklabels([f"probe {r}" if r in line["probes"] else r for r in rows],
                                fontsize=7)
-            ax.set_xlim(-30, 60)
-            ax.set_title(f"{entry['case']}: probes (green answered, red lost) and flow "
-                         "changes; dashed/solid: VM interface down/up", fontsize=9)
+            ax.set_xlim(-250, 300)
+            for t in line.get("announcements_ms", []):
+                ax.axvline(t, color="tab:cyan", linestyle=":", linewidth=0.8)
+            ax.axvline(line["port_created_ms"], color="tab:brown", linestyle="-.",
+                       linewidth=1)
+            ax.set_title(f"{entry['case']}: probes (green answered, red lost), flow changes; "
+                         "brown: destination port created, olive: notified, grey dashed/solid:"
+                         " VM interface down/up, cyan: announcements", fontsize=8)
         axes[-1, 0].set_xlabel("ms since the switchover")
         if axes[0, 0].get_legend_handles_labels()[0]:
             axes[0, 0].legend(fontsize=7, loc="upper right")

@@ -393,8 +393,7 @@ class ProvisioningEngine(VmLifecycle):
     def _apply_binding(self, binding: Binding, plan: Plan) -> None:
         template = self.template_of(binding)
         placement = Placement(binding, template, binding.mac in self._moved)
-        flows = binding_flows(self.fabric, placement) | self._migration_path_flows(binding)
-        self.desired.replace(binding.owner, flows, plan)
+        self.desired.replace(binding.owner, binding_flows(self.fabric, placement), plan)
 
     def _store(self, binding: Binding) -> None:
         table = self.incoming if binding.state is VmState.PRE_PROVISIONED else self.bindings

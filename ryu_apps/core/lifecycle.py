@@ -19,8 +19,8 @@ from typing import Optional
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.device_messages import MigrationDone, MigrationNotice
 from ryu_apps.core.flow_plan import PacketOut, Plan
-from ryu_apps.core.migration_paths import both_ways_flows
-from ryu_apps.core.pipeline import Table
+from ryu_apps.core.cookies import migration_owner
+from ryu_apps.core.migration_paths import both_ways_flows, redirect_flows
 
 
 class Notice(enum.Enum):
@@ -201,6 +201,8 @@ class VmLifecycle:
                            device=self._device_of(dpid))
         self._store(incoming)
         self._apply_binding(incoming, plan)
+        if source.state.forwards:
+            self._both_ways(source, incoming, plan)
         self._refresh_group(self._group_key(incoming), plan)
         self._refresh_vlans({incoming.vlan}, plan)
         plan.notes.append(f"pre-provisioned VM {source.mac} on {self._name(dpid)} port {port} "
@@ -221,7 +223,9 @@ class VmLifecycle:
         self._store(active)
         self._apply_binding(active, plan)
         if source is not None and source.binding_id != active.binding_id:
-            self._stop_delivery(source, plan)
+            self._redirect(source, active, plan)
+        else:
+            self._end_migration_paths(active, plan)
         self._refresh_group(self._group_key(active), plan)
         self._refresh_vlans({active.vlan}, plan)
         plan.confirms.append(active.mac)
@@ -231,21 +235,6 @@ class VmLifecycle:
             plan.messages.append(MigrationDone(active.mac, source.device or -1,
                                                active.device or -1))
 
-    def _stop_delivery(self, source: Binding, plan: Plan) -> None:
-        """The VM left ``source``'s server: its delivery there goes in the same plan.
-
-        The destination's activation removes the both-ways entries; were the
-        source server's own delivery entry left for the source's release, its
-        switch would send frames to the old port in between.
-        """
-        if source.dpid is None:
-            return
-        flows = self.desired.flows_of(source.owner)
-        kept = {f for f in flows if not (getattr(f, "dpid", None) == source.dpid
-                                         and getattr(f, "table_id", None) == Table.FORWARD)}
-        if kept != flows:
-            self.desired.replace(source.owner, kept, plan)
-
     def _release_source(self, source: Binding, plan: Plan) -> None:
         """Source device: remove what a VM that migrated away left behind."""
         if self._by_port.get((source.dpid, source.port)) is source:
@@ -253,6 +242,7 @@ class VmLifecycle:
         if not any(b.binding_id == source.binding_id for b in self._all_bindings()):
             self._ids_in_use.discard(source.binding_id)
         self.desired.replace(source.owner, set(), plan)
+        self._end_migration_paths(self.bindings.get(source.mac), plan)
         self._refresh_group(self._group_key(source), plan)
         self._refresh_vlans({source.vlan}, plan)
         plan.notes.append(f"deprovisioned VM {source.mac} (binding {source.binding_id}) on "
@@ -284,6 +274,7 @@ class VmLifecycle:
         if binding.state is VmState.PRE_PROVISIONED:
             self._drop(binding)
             self.desired.replace(binding.owner, set(), plan)
+            self._end_migration_paths(binding, plan)
             self._refresh_group(self._group_key(binding), plan)
             self._refresh_vlans({binding.vlan}, plan)
             return
@@ -293,23 +284,30 @@ class VmLifecycle:
             return
         self._unbind(binding, plan, why)
 
-    def _migration_path_flows(self, binding: Binding) -> set:
-        """For a pre-provisioned destination: both-ways delivery along the path.
+    def _both_ways(self, source: Binding, incoming: Binding, plan: Plan) -> None:
+        """Deliver frames for the VM at its current port and at ``incoming``'s."""
+        owner = migration_owner(incoming.binding_id, incoming.template_id)
+        self.desired.replace(owner, both_ways_flows(self.fabric, source, incoming,
+                                                    owner.cookie), plan)
 
-        See :mod:`ryu_apps.core.migration_paths`; empty in every other state.
-        """
-        if binding.state is not VmState.PRE_PROVISIONED:
-            return set()
-        source = self.bindings.get(binding.mac)
-        if source is None or not source.state.forwards:
-            return set()
-        return both_ways_flows(self.fabric, source, binding)
+    def _redirect(self, source: Binding, active: Binding, plan: Plan) -> None:
+        """The VM is active at ``active``: its old server sends its frames there."""
+        owner = migration_owner(active.binding_id, active.template_id)
+        self.desired.replace(owner, redirect_flows(self.fabric, source, active,
+                                                   owner.cookie), plan)
+
+    def _end_migration_paths(self, binding: Optional[Binding], plan: Plan) -> None:
+        """Remove the both-ways or redirect entries a destination binding owns."""
+        if binding is not None:
+            self.desired.replace(migration_owner(binding.binding_id, binding.template_id),
+                                 set(), plan)
 
     def _drop_incoming(self, mac: str, plan: Plan) -> None:
         pending = self.incoming.get(mac)
         if pending is not None:
             self._drop(pending)
             self.desired.replace(pending.owner, set(), plan)
+            self._end_migration_paths(pending, plan)
             self._refresh_group(self._group_key(pending), plan)
             self._refresh_vlans({pending.vlan}, plan)
 

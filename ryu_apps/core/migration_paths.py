@@ -12,10 +12,17 @@ VM's first frame there still activates the destination, which replaces these
 entries by the ordinary path (adds before deletes, make-before-break).
 
 Each switch on the path gets one FORWARD entry, above the VM's ordinary one
-(``MIGRATION_PRIORITY``), owned by the destination binding. OVS never sends a
-frame back out of its ingress port, so a switch that receives a frame from one
-end only forwards it toward the other: no loop, no duplicate on a link.
-Switches where both ends lie the same way keep their ordinary entry.
+(``MIGRATION_PRIORITY``), under the cookie of
+:func:`~ryu_apps.core.cookies.migration_owner` (the destination binding's id).
+OVS never sends a frame back out of its ingress port, so a switch that
+receives a frame from one end only forwards it toward the other: no loop, no
+duplicate on a link. Switches where both ends lie the same way keep their
+ordinary entry.
+
+On activation these entries give way, in the same plan, to the ordinary path
+toward the new port and to one *redirect* on the old server (frames for the
+VM go up toward its new place instead of to its old port), which lasts until
+the source side is released: no switch ever falls back to the old port.
 """
 
 from __future__ import annotations
@@ -41,16 +48,16 @@ from ryu_apps.core.pipeline import Priority, Table
 MIGRATION_PRIORITY = Priority.BINDING + 10
 
 
-def both_ways_flows(fabric: Fabric, source: Binding, destination: Binding) -> Set[FlowSpec]:
+def both_ways_flows(fabric: Fabric, source: Binding, destination: Binding,
+                    cookie: int) -> Set[FlowSpec]:
     """FORWARD entries that deliver frames for the VM at ``source`` and ``destination``.
 
-    ``destination`` is the pre-provisioned binding (its cookie owns the
-    entries); ``source`` is where the VM runs now. Empty when both are on one
-    server, or a switch between them is unreachable.
+    ``destination`` is the pre-provisioned binding; ``source`` is where the VM
+    runs now. Empty when both are on one server, or a switch between them is
+    unreachable.
     """
     if source.dpid == destination.dpid or source.vlan != destination.vlan:
         return set()
-    cookie = destination.owner.cookie
     match = make_match(vlan_vid=tagged(destination.vlan), eth_dst=destination.mac)
     entries: Set[FlowSpec] = set()
     for end, other in ((source, destination), (destination, source)):
@@ -72,6 +79,17 @@ def both_ways_flows(fabric: Fabric, source: Binding, destination: Binding) -> Se
         entries.add(flow(dpid, Table.FORWARD, MIGRATION_PRIORITY, match, cookie,
                          actions=_toward(fabric, dpid, sorted(ports))))
     return entries
+
+
+def redirect_flows(fabric: Fabric, source: Binding, destination: Binding,
+                   cookie: int) -> Set[FlowSpec]:
+    """The old server's entry once the VM is active at ``destination``: send it up there."""
+    uplink = fabric.next_hop_port(source.dpid, destination.dpid)
+    if source.dpid == destination.dpid or uplink is None:
+        return set()
+    match = make_match(vlan_vid=tagged(source.vlan), eth_dst=source.mac)
+    return {flow(source.dpid, Table.FORWARD, MIGRATION_PRIORITY, match, cookie,
+                 actions=(Output(uplink),))}
 
 
 def _toward(fabric: Fabric, dpid: int, ports: List[int]) -> tuple:

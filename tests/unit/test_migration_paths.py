@@ -2,8 +2,9 @@
 
 import pytest
 
+from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.migration_paths import MIGRATION_PRIORITY
-from tests.unit.test_lifecycle import PEER, S11, S21, WEB1, WEB2, Lab
+from tests.unit.test_lifecycle import A1, A2, F1, PEER, S11, S21, WEB1, WEB2, Lab
 
 
 @pytest.fixture
@@ -16,8 +17,8 @@ def lab():
 
 
 def _migration_entries(lab):
-    return [f for dpid in (S11, S21) for f in lab.switches.flows(dpid)
-            if f.priority == MIGRATION_PRIORITY]
+    return [f for dpid in (S11, S21, A1, A2, F1) for f in lab.switches.flows(dpid)
+            if decode_cookie(f.cookie).kind is CookieKind.MIGRATION]
 
 
 def test_while_pre_provisioned_frames_reach_both_ports_once(lab):
@@ -30,6 +31,27 @@ def test_activation_leaves_only_the_new_port(lab):
     lab.apply(lab.engine.vm_attached(S21, 5, WEB1).plan)
     lab.apply(lab.engine.packet_in(S21, 5, WEB1, b"rarp").plan)
     assert lab.reached(S21, 1, PEER, WEB1) == [(S21, 5)]
+    assert lab.reached(S11, 2, WEB2, WEB1) == [(S21, 5)]
+    assert _migration_entries(lab) == []
+
+
+def test_both_ways_entries_have_their_own_owner_above_the_ordinary_path(lab):
+    lab.apply(lab.engine.vm_attached(S21, 5, WEB1).plan)
+    entries = _migration_entries(lab)
+    assert {f.dpid for f in entries} == {S11, S21, A1, A2, F1}
+    assert {f.priority for f in entries} == {MIGRATION_PRIORITY}
+
+
+def test_activation_redirects_the_old_server_in_the_same_plan(lab):
+    """Between activation and the source's release, nothing goes to the old port."""
+    lab.apply(lab.engine.vm_attached(S21, 5, WEB1).plan)
+    activation = lab.engine.packet_in(S21, 5, WEB1, b"rarp").plan
+    lab.switches.apply(activation)                  # MigrationDone not delivered yet
+    assert lab.reached(S11, 2, WEB2, WEB1) == [(S21, 5)]
+    assert lab.reached(S21, 1, PEER, WEB1) == [(S21, 5)]
+    assert [f.dpid for f in _migration_entries(lab)] == [S11]
+    for message in activation.messages:
+        lab.apply(lab.engine.receive(message))
     assert lab.reached(S11, 2, WEB2, WEB1) == [(S21, 5)]
     assert _migration_entries(lab) == []
 
