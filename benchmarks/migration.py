@@ -51,6 +51,9 @@ RECOVERY_LIMIT_S = 1.0
 #: switchover: a live migration copies the guest's memory meanwhile, which takes
 #: far longer; the same for every case and both controllers.
 PRECOPY_S = 0.2
+#: How long a prober waits for replies after its last probe: longer than the
+#: round trip on a loaded machine, or the last probes would count as lost.
+LINGER_MS = 400
 LOCAL_OVSDB = "unix:/var/run/openvswitch/db.sock"
 WATCHED = ("s11", "a1", "s21", "a2", "f1")
 
@@ -84,7 +87,7 @@ class ProbeStream:
         self.log = workdir / "prober.log"
         out = src.cmd(f"env PYTHONPATH={REPO_ROOT} {sys.executable} -m ryu_apps.vmtools.prober"
                       f" probe {dst.IP()} --output {self.output} --interval-ms {interval_ms}"
-                      f" --stop-file {self.stop_file} --linger-ms 100 > {self.log} 2>&1 & echo $!")
+                      f" --stop-file {self.stop_file} --linger-ms {LINGER_MS} > {self.log} 2>&1 & echo $!")
         self.pid = out.strip().split()[-1]
 
     def wait_started(self, timeout: float = 10.0) -> None:
