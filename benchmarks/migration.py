@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from benchmarks.common import (PLOTS_DIR, RESULTS_DIR, format_table, print_machine,
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine,
                                read_results, summary, write_results)
 
 SHAPES = ("qemu", "garp", "none")
