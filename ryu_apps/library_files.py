@@ -28,7 +28,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 _UNREADABLE = object()
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml: ~10x faster
     """SafeLoader that reports duplicate keys and surprising YAML 1.1 integers.
 
     Plain PyYAML keeps the last of duplicate keys, reads ``0250`` as octal 168

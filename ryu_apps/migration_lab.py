@@ -83,11 +83,25 @@ class MigrationTimes:
     old_deleted_ns: int          # the old interface (and source port device) is gone
     source_port_removed_ns: int  # the source's OVSDB row is gone
     announcements_ns: tuple = ()
+    #: Inside the VM (bash's clock, converted to monotonic): the old interface
+    #: goes down, the new one is up. None when the shell could not tell.
+    guest_down_ns: Optional[int] = None
+    guest_up_ns: Optional[int] = None
 
     @property
     def downtime_ns(self) -> int:
-        """How long the VM had no interface (the switchover itself)."""
+        """How long the VM had no interface (the switchover itself).
+
+        Measured inside the VM when it could be, else around the command.
+        """
+        if self.guest_down_ns is not None and self.guest_up_ns is not None:
+            return self.guest_up_ns - self.guest_down_ns
         return self.resumed_ns - self.switchover_ns
+
+    @property
+    def up_ns(self) -> int:
+        """When the VM's new interface came up (inside the VM if known)."""
+        return self.guest_up_ns if self.guest_up_ns is not None else self.resumed_ns
 
     def summary(self) -> str:
         """One line: every step relative to the switchover, in ms."""
@@ -230,15 +244,26 @@ def _switchover_batch(ifname: str, waiting: str, retired: str, nic: dict) -> lis
     return lines
 
 
-def _switch_over(vm, ifname: str, waiting: str, retired: str, nic: dict) -> None:
-    """Step 2 in the VM; MigrationError if any line failed."""
+def _switch_over(vm, ifname: str, waiting: str, retired: str, nic: dict) -> tuple:
+    """Step 2 in the VM; (down, up) monotonic ns seen inside it (None if unknown).
+
+    The shell stamps the switchover with bash's ``$EPOCHREALTIME`` (no fork),
+    converted to the monotonic clock; MigrationError if any line failed.
+    """
     with tempfile.NamedTemporaryFile("w", prefix=f"dynprov-switchover-{vm.name}-",
                                      suffix=".batch") as batch:
         batch.write("\n".join(_switchover_batch(ifname, waiting, retired, nic)) + "\n")
         batch.flush()
-        out = vm.cmd(f"ip -batch {batch.name}; echo rc=$?")
+        offset = time.time_ns() - time.monotonic_ns()
+        out = vm.cmd(f"echo down=$EPOCHREALTIME; ip -batch {batch.name}; "
+                     "echo rc=$? up=$EPOCHREALTIME")
     if "rc=0" not in out:
         raise MigrationError(f"{vm.name}: switchover of {ifname} failed: {out.strip()}")
+    stamps = dict(re.findall(r"\b(down|up)=(\d+[.,]\d+)", out))
+    if len(stamps) != 2:
+        return None, None
+    return tuple(int(float(stamps[key].replace(",", ".")) * 1e9) - offset
+                 for key in ("down", "up"))
 
 
 def _roll_back(vm, ifname: str, waiting: str, retired: Optional[str], nic: dict) -> None:
@@ -335,7 +360,7 @@ def live_migrate(net, vm, dst, announce: str = "qemu",
         retired = _unused_name(f"dpr{os.getpid() % 100000}x{next(_names)}", "dpr",
                                _vm_names(vm))
         switchover = time.monotonic_ns()
-        _switch_over(vm, vm_intf.name, waiting, retired, nic)
+        guest_down, guest_up = _switch_over(vm, vm_intf.name, waiting, retired, nic)
         resumed = time.monotonic_ns()
     except BaseException:
         if announcer is not None:
@@ -354,7 +379,7 @@ def live_migrate(net, vm, dst, announce: str = "qemu",
     elif announcer is not None:
         threading.Thread(target=announcer.process.communicate, daemon=True).start()
     return MigrationTimes(vm.name, source.name, port, announce, created, switchover,
-                          resumed, deleted, removed, sent)
+                          resumed, deleted, removed, sent, guest_down, guest_up)
 
 
 def move_port(net, vm, dst, attached_mac: bool = False) -> MigrationTimes:

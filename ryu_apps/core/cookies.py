@@ -10,10 +10,12 @@ Layout of the 64-bit OpenFlow cookie::
 - app: 0xD9 marks a flow as dynprov's; flows without it are never touched.
 - kind: what produced the flow: a VM binding (1), a VLAN's shared flows (2),
   a VLAN's admission and port ACL on one access port (3), the drop flows of
-  MACs quarantined on one port (4), or the switch's infrastructure flows such
-  as LLDP capture and the table miss (15).
+  MACs quarantined on one port (4), a migrating VM's both-ways delivery (5),
+  or the switch's infrastructure flows such as LLDP capture and the table
+  miss (15).
 - template id: the configuration template of a binding (0 for other kinds).
-- owner id: the binding id for BINDING, the VLAN id for VLAN,
+- owner id: the binding id for BINDING (for MIGRATION: the binding the VM
+  migrates away from), the VLAN id for VLAN,
   ``port << 12 | vlan`` for PORT_GROUP, the port for QUARANTINE, 0 for INFRA.
 
 Every delete and stats request carries a mask, so one binding's flows are
@@ -49,6 +51,7 @@ class CookieKind(enum.IntEnum):
     VLAN = 2
     PORT_GROUP = 3
     QUARANTINE = 4
+    MIGRATION = 5
     INFRA = 15
 
 
@@ -87,6 +90,8 @@ class Owner:
             return f"access port {port} vlan {vlan}"
         if self.kind is CookieKind.QUARANTINE:
             return f"quarantine port {self.owner_id}"
+        if self.kind is CookieKind.MIGRATION:
+            return f"migration from binding {self.owner_id} template {self.template_id}"
         return "infrastructure"
 
 
@@ -96,6 +101,11 @@ INFRA_OWNER = Owner(CookieKind.INFRA, 0)
 def binding_owner(binding_id: int, template_id: int) -> Owner:
     """Owner of the flows of one VM binding."""
     return Owner(CookieKind.BINDING, binding_id, template_id)
+
+
+def migration_owner(binding_id: int, template_id: int) -> Owner:
+    """Owner of the both-ways delivery of a VM migrating away from binding ``binding_id``."""
+    return Owner(CookieKind.MIGRATION, binding_id, template_id)
 
 
 def vlan_owner(vlan_id: int) -> Owner:

@@ -19,6 +19,8 @@ from typing import Optional
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.device_messages import MigrationDone, MigrationNotice
 from ryu_apps.core.flow_plan import PacketOut, Plan
+from ryu_apps.core.cookies import migration_owner
+from ryu_apps.core.migration_paths import both_ways_flows, redirect_flows
 
 
 class Notice(enum.Enum):
@@ -199,6 +201,8 @@ class VmLifecycle:
                            device=self._device_of(dpid))
         self._store(incoming)
         self._apply_binding(incoming, plan)
+        if source.state.forwards:
+            self._both_ways(source, incoming, plan)
         self._refresh_group(self._group_key(incoming), plan)
         self._refresh_vlans({incoming.vlan}, plan)
         plan.notes.append(f"pre-provisioned VM {source.mac} on {self._name(dpid)} port {port} "
@@ -218,6 +222,10 @@ class VmLifecycle:
             self.outgoing[source.mac] = replace(source, state=VmState.MIGRATING_OUT)
         self._store(active)
         self._apply_binding(active, plan)
+        if source is not None and source.binding_id != active.binding_id:
+            self._redirect(source, active, plan)
+        else:
+            self._end_migration_paths(active, plan)
         self._refresh_group(self._group_key(active), plan)
         self._refresh_vlans({active.vlan}, plan)
         plan.confirms.append(active.mac)
@@ -234,6 +242,7 @@ class VmLifecycle:
         if not any(b.binding_id == source.binding_id for b in self._all_bindings()):
             self._ids_in_use.discard(source.binding_id)
         self.desired.replace(source.owner, set(), plan)
+        self._end_migration_paths(self.bindings.get(source.mac), plan)
         self._refresh_group(self._group_key(source), plan)
         self._refresh_vlans({source.vlan}, plan)
         plan.notes.append(f"deprovisioned VM {source.mac} (binding {source.binding_id}) on "
@@ -265,6 +274,7 @@ class VmLifecycle:
         if binding.state is VmState.PRE_PROVISIONED:
             self._drop(binding)
             self.desired.replace(binding.owner, set(), plan)
+            self._end_migration_paths(binding, plan)
             self._refresh_group(self._group_key(binding), plan)
             self._refresh_vlans({binding.vlan}, plan)
             return
@@ -274,11 +284,30 @@ class VmLifecycle:
             return
         self._unbind(binding, plan, why)
 
+    def _both_ways(self, source: Binding, incoming: Binding, plan: Plan) -> None:
+        """Deliver frames for the VM at its current port and at ``incoming``'s."""
+        owner = migration_owner(incoming.binding_id, incoming.template_id)
+        self.desired.replace(owner, both_ways_flows(self.fabric, source, incoming,
+                                                    owner.cookie), plan)
+
+    def _redirect(self, source: Binding, active: Binding, plan: Plan) -> None:
+        """The VM is active at ``active``: its old server sends its frames there."""
+        owner = migration_owner(active.binding_id, active.template_id)
+        self.desired.replace(owner, redirect_flows(self.fabric, source, active,
+                                                   owner.cookie), plan)
+
+    def _end_migration_paths(self, binding: Optional[Binding], plan: Plan) -> None:
+        """Remove the both-ways or redirect entries a destination binding owns."""
+        if binding is not None:
+            self.desired.replace(migration_owner(binding.binding_id, binding.template_id),
+                                 set(), plan)
+
     def _drop_incoming(self, mac: str, plan: Plan) -> None:
         pending = self.incoming.get(mac)
         if pending is not None:
             self._drop(pending)
             self.desired.replace(pending.owner, set(), plan)
+            self._end_migration_paths(pending, plan)
             self._refresh_group(self._group_key(pending), plan)
             self._refresh_vlans({pending.vlan}, plan)
 

@@ -1,0 +1,102 @@
+"""Both-ways delivery while a VM migrates, so its switchover needs no controller (pure).
+
+While a VM is pre-provisioned at its destination (its hypervisor created the
+port, or a notice announced the move), frames *to* the VM are delivered to
+both its current port and its new one, along the tree path between the two
+servers: every switch on that path forwards them toward both ends. The VM
+runs in one place at a time (the destination interface is down until the
+guest resumes there, the source one is gone after), so the guest never sees
+a frame twice, and the instant it resumes at its new port the frames already
+reach it: the switchover needs no packet-in, no flow-mod and no barrier. The
+VM's first frame there still activates the destination, which replaces these
+entries by the ordinary path (adds before deletes, make-before-break).
+
+Each switch on the path gets one FORWARD entry, above the VM's ordinary one
+(``MIGRATION_PRIORITY``), under the cookie of
+:func:`~ryu_apps.core.cookies.migration_owner` (the destination binding's id).
+OVS never sends a frame back out of its ingress port, so a switch that
+receives a frame from one end only forwards it toward the other: no loop, no
+duplicate on a link. Switches where both ends lie the same way keep their
+ordinary entry.
+
+On activation these entries give way, in the same plan, to the ordinary path
+toward the new port and to one *redirect* on the old server (frames for the
+VM go up toward its new place instead of to its old port), which lasts until
+the source side is released: no switch ever falls back to the old port.
+"""
+
+from __future__ import annotations
+
+from typing import List, Set
+
+from ryu_apps.core.binding import Binding
+from ryu_apps.core.fabric import Fabric
+from ryu_apps.core.flow_compiler import server_facing_ports
+from ryu_apps.core.flowspec import (
+    FlowSpec,
+    Output,
+    PopVlan,
+    Resubmit,
+    SetField,
+    flow,
+    make_match,
+    tagged,
+)
+from ryu_apps.core.pipeline import Priority, Table
+
+#: Above the VM's ordinary FORWARD entry (Priority.BINDING), below nothing else there.
+MIGRATION_PRIORITY = Priority.BINDING + 10
+
+
+def both_ways_flows(fabric: Fabric, source: Binding, destination: Binding,
+                    cookie: int) -> Set[FlowSpec]:
+    """FORWARD entries that deliver frames for the VM at ``source`` and ``destination``.
+
+    ``destination`` is the pre-provisioned binding; ``source`` is where the VM
+    runs now. Empty when both are on one server, or a switch between them is
+    unreachable.
+    """
+    if source.dpid == destination.dpid or source.vlan != destination.vlan:
+        return set()
+    match = make_match(vlan_vid=tagged(destination.vlan), eth_dst=destination.mac)
+    entries: Set[FlowSpec] = set()
+    for end, other in ((source, destination), (destination, source)):
+        uplink = fabric.next_hop_port(end.dpid, other.dpid)
+        if uplink is None:
+            return set()
+        entries.add(flow(end.dpid, Table.FORWARD, MIGRATION_PRIORITY, match, cookie,
+                         actions=(Output(uplink), PopVlan(), SetField("metadata", end.port),
+                                  Resubmit(Table.TO_VM_ACL))))
+    for dpid, info in fabric.switches.items():
+        if info.role.hosts_vms:
+            continue
+        ports = {fabric.next_hop_port(dpid, source.dpid),
+                 fabric.next_hop_port(dpid, destination.dpid)}
+        if None in ports:
+            return set()
+        if len(ports) == 1:
+            continue   # both ends lie the same way: the ordinary entry serves both
+        entries.add(flow(dpid, Table.FORWARD, MIGRATION_PRIORITY, match, cookie,
+                         actions=_toward(fabric, dpid, sorted(ports))))
+    return entries
+
+
+def redirect_flows(fabric: Fabric, source: Binding, destination: Binding,
+                   cookie: int) -> Set[FlowSpec]:
+    """The old server's entry once the VM is active at ``destination``: send it up there."""
+    uplink = fabric.next_hop_port(source.dpid, destination.dpid)
+    if source.dpid == destination.dpid or uplink is None:
+        return set()
+    match = make_match(vlan_vid=tagged(source.vlan), eth_dst=source.mac)
+    return {flow(source.dpid, Table.FORWARD, MIGRATION_PRIORITY, match, cookie,
+                 actions=(Output(uplink),))}
+
+
+def _toward(fabric: Fabric, dpid: int, ports: List[int]) -> tuple:
+    """Out of each port; a server-facing port of an access switch via its port ACL."""
+    to_servers = server_facing_ports(fabric, dpid)
+    actions: list = [Output(p) for p in ports if p not in to_servers]
+    for port in ports:
+        if port in to_servers:
+            actions += [SetField("metadata", port), Resubmit(Table.TO_VM_PORT_ACL)]
+    return tuple(actions)
