@@ -242,7 +242,10 @@ class ProvisioningEngine(VmLifecycle):
         for mac in macs:
             binding = self.bindings.get(mac)
             if binding is not None and binding.state is VmState.PROVISIONING:
-                self._store(replace(binding, state=VmState.ACTIVE))
+                active = replace(binding, state=VmState.ACTIVE)
+                self._store(active)
+                # both states forward: the same flows; keep one binding object, not two
+                self.desired.retarget(active.owner, self._placement(active))
 
     def set_library(self, library, domain: str | None = None) -> Plan:
         """Put a new (validated) library in force; re-provision affected VMs in place."""
@@ -409,10 +412,11 @@ class ProvisioningEngine(VmLifecycle):
         self._refresh_vlans({old.vlan, new.vlan}, plan)
 
     def _apply_binding(self, binding: Binding, plan: Plan) -> None:
-        template = self.template_of(binding)
-        placement = Placement(binding, template, binding.binding_id in self._moved,
-                              self._path(binding.dpid))
-        self.desired.place(binding.owner, placement, plan)
+        self.desired.place(binding.owner, self._placement(binding), plan)
+
+    def _placement(self, binding: Binding) -> Placement:
+        return Placement(binding, self.template_of(binding), binding.binding_id in self._moved,
+                         self._path(binding.dpid))
 
     def _path(self, server: int) -> TransitPath:
         path = self._paths.get(server)

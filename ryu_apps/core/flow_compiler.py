@@ -12,6 +12,7 @@ port in the pipeline metadata, so a flooded frame is checked once per port.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
@@ -338,6 +339,16 @@ def _acl_flows(dpid: int, table: Table, key: dict, cookie: int, acl: tuple,
 
 
 # -- a VLAN -------------------------------------------------------------------
+#: Flood actions repeat per member port on every switch: share the objects.
+_RESUBMIT_TO_VM_ACL = Resubmit(Table.TO_VM_ACL)
+_RESUBMIT_TO_VM_PORT_ACL = Resubmit(Table.TO_VM_PORT_ACL)
+
+
+@functools.lru_cache(maxsize=65536)
+def _set_metadata(port: int) -> SetField:
+    return SetField("metadata", port)
+
+
 def vlan_flows(fabric: Fabric, vlan: int, members: Iterable[Binding]) -> Set[Entry]:
     """A VLAN's shared flows on every switch, from scratch (the reference).
 
@@ -384,7 +395,7 @@ def vlan_switch_flows(fabric: Fabric, vlan: int, dpid: int, up_ports: Sequence[i
     actions: List = [Output(p) for p in up_ports if p not in to_servers]
     for port in up_ports:
         if port in to_servers:
-            actions += [SetField("metadata", port), Resubmit(Table.TO_VM_PORT_ACL)]
+            actions += [_set_metadata(port), _RESUBMIT_TO_VM_PORT_ACL]
     return {flow(dpid, Table.FORWARD, Priority.VLAN_FLOOD,
                  make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH), cookie,
                  actions=tuple(actions))}
@@ -396,7 +407,7 @@ def _server_vlan_flows(dpid: int, vid: int, cookie: int,
     if local_ports:
         flood.append(PopVlan())
     for port in local_ports:
-        flood += [SetField("metadata", port), Resubmit(Table.TO_VM_ACL)]
+        flood += [_set_metadata(port), _RESUBMIT_TO_VM_ACL]
     entries: Set[Entry] = {
         flow(dpid, Table.FORWARD, Priority.VLAN_FLOOD,
              make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH), cookie,

@@ -214,6 +214,12 @@ class DesiredFlows:
             diff_flows([f for flows in stored.values() for f in flows], recipe.flows(), plan)
         self._recipes[cookie] = recipe
 
+    def retarget(self, owner: Owner, recipe: Recipe) -> None:
+        """Keep ``recipe`` instead of the owner's current one, which compiles to the same
+        flows (the caller knows; e.g. only a state that changes no flow changed)."""
+        if owner.cookie in self._recipes:
+            self._recipes[owner.cookie] = recipe
+
     def owners(self) -> List[Owner]:
         """Every owner with flows."""
         cookies = set(self._stored) | set(self._recipes)
