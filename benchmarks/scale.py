@@ -56,13 +56,15 @@ EVENTS = ("new_vm", "known_vm", "idle_timeout", "port_down", "migration", "link_
 class DataCenter:
     """The generated fabric and the engine driven over it."""
 
-    def __init__(self, bindings: int, seed: int = 1) -> None:
+    def __init__(self, bindings: int, seed: int = 1, library=None,
+                 choose_template: Callable[[random.Random], int] | None = None) -> None:
         from ryu_apps.core.engine import ProvisioningEngine
         from ryu_apps.core.identifiers import PrefixScheme
         from ryu_apps.library_files import load_library
 
         self.rng = random.Random(seed)
-        self.library = load_library(ROOT / "templates")
+        self.library = library if library is not None else load_library(ROOT / "templates")
+        self.choose_template = choose_template or (lambda rng: rng.choice(TEMPLATE_MIX))
         self.engine = ProvisioningEngine(self.library, PrefixScheme(16))
         self.servers = max(1, -(-bindings // VMS_PER_SERVER))
         self.access = max(1, -(-self.servers // SERVERS_PER_ACCESS))
@@ -97,7 +99,7 @@ class DataCenter:
 
     def new_mac(self) -> str:
         self._serial += 1
-        template = self.rng.choice(TEMPLATE_MIX)
+        template = self.choose_template(self.rng)
         value = (template << 32) | self._serial
         return ":".join(f"{(value >> s) & 0xFF:02x}" for s in range(40, -8, -8))
 
