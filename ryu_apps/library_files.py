@@ -96,6 +96,7 @@ class LoadCache:
         self.parsed: Dict[str, Tuple[str, object, List[TemplateError]]] = {}
         self.texts: Tuple[Tuple[str, str], ...] | None = None
         self.library: TemplateLibrary | None = None
+        self.memo: Dict[tuple, object] = {}   # build_library's per-template results
 
 
 def load_library(path: str | os.PathLike, cache: LoadCache | None = None) -> TemplateLibrary:
@@ -124,7 +125,8 @@ def load_library(path: str | os.PathLike, cache: LoadCache | None = None) -> Tem
     try:
         # "the library is empty" would be noise when files are missing or unreadable
         library = build_library(documents, origin=origin,
-                                require_templates=bool(files) and not unreadable)
+                                require_templates=bool(files) and not unreadable,
+                                memo=cache.memo if cache is not None else None)
     except TemplateValidationError as failure:
         errors.extend(failure.errors)
     if errors:

@@ -104,3 +104,19 @@ def test_keeper_reload_of_unchanged_files_returns_the_library_in_force(tmp_path)
     with pytest.raises(ValueError, match="invalid YAML"):
         keeper.reload()
     assert keeper.current is reloaded
+
+
+def test_keeper_reload_checks_uniqueness_across_unchanged_files(tmp_path):
+    (tmp_path / "web.yaml").write_text((TEMPLATES / "web.yaml").read_text())
+    (tmp_path / "db.yaml").write_text((TEMPLATES / "database.yaml").read_text())
+    keeper = LibraryKeeper(tmp_path)
+    web = keeper.current.get(250)
+    text = (tmp_path / "db.yaml").read_text().replace("vlan: 100", "vlan: 102", 1)
+    (tmp_path / "db.yaml").write_text(text)
+    reloaded = keeper.reload()
+    assert reloaded.get(252).vlan == 102
+    assert reloaded.get(250) is web          # the unchanged file was not checked again
+    (tmp_path / "db.yaml").write_text(text.replace('"0x00FC"', '"0x00FA"'))
+    with pytest.raises(ValueError, match="duplicate template id 250"):
+        keeper.reload()
+    assert keeper.current is reloaded
