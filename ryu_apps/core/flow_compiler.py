@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 from ryu_apps.core.acl_compiler import acl_entries, rules_for
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.cookies import INFRA_OWNER, Owner, vlan_owner
-from ryu_apps.core.fabric import Fabric, PortRef, Role
+from ryu_apps.core.fabric import Fabric
 from ryu_apps.core.flowspec import (
     ETH_TYPE_LLDP,
     GROUP_ADDRESS_MATCH,
@@ -34,7 +34,6 @@ from ryu_apps.core.flowspec import (
     SetField,
     flow,
     make_match,
-    match_from_mapping,
     tagged,
 )
 from ryu_apps.core.pipeline import (
