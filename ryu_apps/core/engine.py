@@ -614,10 +614,9 @@ class ProvisioningEngine(VmLifecycle):
     def _servers_moved(self, old: RootedTree, new: RootedTree,
                        servers: Set[int]) -> Set[int]:
         """Servers whose way to any other switch may differ between two trees."""
-        old_edges, new_edges = old.edges(), new.edges()
+        added, removed = old.changed_edges(new)
         affected: Set[int] = set()
-        for edges, tree, other in ((old_edges - new_edges, old, new_edges),
-                                   (new_edges - old_edges, new, old_edges)):
+        for edges, tree in ((removed, old), (added, new)):
             for (u, _), (v, _) in edges:
                 child = u if tree.parent.get(u, (None,))[0] == v else v
                 side = tree.subtree(child)

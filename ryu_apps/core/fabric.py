@@ -253,13 +253,16 @@ class Fabric:
         if self._tree is not None:
             return self._tree
         adjacency: Dict[int, Dict[int, int]] = {d: {} for d in self.switches}
-        for a, b in self.links():
-            if a.dpid not in adjacency or b.dpid not in adjacency:
+        # each link once, lower end first, in order (plain int tuples sort fast)
+        links = sorted((a.dpid, a.port, b.dpid, b.port) for a, b in self._peer.items()
+                       if (a.dpid, a.port) < (b.dpid, b.port))
+        for a_dpid, a_port, b_dpid, b_port in links:
+            if a_dpid not in adjacency or b_dpid not in adjacency:
                 continue
-            if a.dpid == b.dpid or b.dpid in adjacency[a.dpid]:
+            if a_dpid == b_dpid or b_dpid in adjacency[a_dpid]:
                 continue  # loops back, or a parallel link: keep the first
-            adjacency[a.dpid][b.dpid] = a.port
-            adjacency[b.dpid][a.dpid] = b.port
+            adjacency[a_dpid][b_dpid] = a_port
+            adjacency[b_dpid][a_dpid] = b_port
         tree: Dict[int, Dict[int, int]] = {d: {} for d in self.switches}
         seen: Set[int] = set()
         for root in sorted(adjacency):
@@ -343,6 +346,20 @@ class RootedTree:
                     children[node].append((neighbour, tree[node][neighbour]))
                     queue.append(neighbour)
         return cls(parent, children, order, roots, down)
+
+    def changed_edges(self, other: "RootedTree") -> Tuple[Set, Set]:
+        """Tree links of ``other`` that this tree lacks, and links of this tree ``other``
+        lacks (each as in :meth:`edges`), found from the parent entries that differ."""
+        moved = {d for d in set(self.parent) | set(other.parent)
+                 if self.parent.get(d) != other.parent.get(d)
+                 or self.down.get(d) != other.down.get(d)}
+        mine = {self._edge(d) for d in moved if d in self.parent}
+        theirs = {other._edge(d) for d in moved if d in other.parent}
+        return theirs - mine, mine - theirs
+
+    def _edge(self, child: int) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+        up, port = self.parent[child]
+        return tuple(sorted(((child, port), (up, self.down[child]))))
 
     def edges(self) -> Set[Tuple[Tuple[int, int], Tuple[int, int]]]:
         """Every tree link once, as its two (dpid, port) ends in order."""

@@ -58,19 +58,17 @@ class VlanFlooding:
 
     def flood_ports(self, vlan: int, dpid: int) -> List[int]:
         """Tree ports of ``dpid`` toward other member switches of ``vlan``, sorted."""
-        sub = self._sub.get(vlan)
-        tree = self._tree
-        root = tree.root.get(dpid)
-        if not sub or root is None:
-            return []
-        ports = [port for child, port in tree.children.get(dpid, ()) if child in sub]
-        if dpid in tree.parent and sub.get(root, 0) - sub.get(dpid, 0) > 0:
-            ports.append(tree.parent[dpid][1])
-        return sorted(ports)
+        return _flood_ports(self._tree, self._sub.get(vlan), dpid)
 
     def rebuild(self, tree: RootedTree) -> Dict[int, Set[int]]:
-        """Adopt a new spanning tree; per VLAN, the switches whose flood ports changed."""
-        before = {vlan: self._all_flood_ports(vlan) for vlan in self._count}
+        """Adopt a new spanning tree; per VLAN, the switches whose flood ports changed.
+
+        Only switches whose tree links, or whose subtree counts (or their
+        children's) changed, or whose "members outside my subtree" flipped, are
+        compared: a server's uplink flapping costs integer work per switch,
+        not a flood-port computation per switch.
+        """
+        old_tree, old_sub = self._tree, self._sub
         self._tree = tree
         self._sub = {}
         for vlan, counts in self._count.items():
@@ -79,15 +77,29 @@ class VlanFlooding:
                 if dpid in tree.root:
                     for node in tree.up_path(dpid):
                         sub[node] = sub.get(node, 0) + 1
+        structural: Set[int] = set()
+        for dpid in set(old_tree.parent) | set(tree.parent):
+            if (old_tree.parent.get(dpid) != tree.parent.get(dpid)
+                    or old_tree.down.get(dpid) != tree.down.get(dpid)):
+                structural.add(dpid)
+                for parent in (old_tree.parent.get(dpid), tree.parent.get(dpid)):
+                    if parent is not None:
+                        structural.add(parent[0])
+        structural |= set(old_tree.root) ^ set(tree.root)
         changed: Dict[int, Set[int]] = {}
-        for vlan, old in before.items():
-            new = self._all_flood_ports(vlan)
-            changed[vlan] = {d for d in set(old) | set(new) if old.get(d) != new.get(d)}
+        for vlan in set(self._count) | set(old_sub):
+            old, new = old_sub.get(vlan, {}), self._sub.get(vlan, {})
+            candidates = set(structural)
+            for dpid in set(old) | set(new):
+                if old.get(dpid) != new.get(dpid):
+                    candidates.add(dpid)
+                    for t in (old_tree, tree):
+                        if dpid in t.parent:
+                            candidates.add(t.parent[dpid][0])
+            candidates |= _outside_flipped(old_tree, old, tree, new)
+            changed[vlan] = {d for d in candidates
+                             if _flood_ports(old_tree, old, d) != _flood_ports(tree, new, d)}
         return changed
-
-    def _all_flood_ports(self, vlan: int) -> Dict[int, List[int]]:
-        return {dpid: ports for dpid in self._tree.order
-                if (ports := self.flood_ports(vlan, dpid))}
 
     def _member_changed(self, vlan: int, dpid: int, delta: int) -> Set[int]:
         tree = self._tree
@@ -113,3 +125,31 @@ class VlanFlooding:
                 candidates.update(tree.up_path(other))
                 break
         return candidates
+
+
+def _flood_ports(tree: RootedTree, sub: Dict[int, int] | None, dpid: int) -> List[int]:
+    """Ports of ``dpid`` toward member switches other than itself, given subtree counts."""
+    root = tree.root.get(dpid)
+    if not sub or root is None:
+        return []
+    ports = [port for child, port in tree.children.get(dpid, ()) if child in sub]
+    if dpid in tree.parent and sub.get(root, 0) - sub.get(dpid, 0) > 0:
+        ports.append(tree.parent[dpid][1])
+    return sorted(ports)
+
+
+def _outside_flipped(old_tree: RootedTree, old: Dict[int, int], tree: RootedTree,
+                     new: Dict[int, int]) -> Set[int]:
+    """Switches for which "members lie outside my subtree" changed between two states."""
+    flipped: Set[int] = set()
+    totals_changed = any(old.get(r, 0) != new.get(r, 0)
+                         for r in set(old_tree.root.values()) | set(tree.root.values()))
+    if not totals_changed:
+        return flipped
+    for dpid in tree.order:
+        before = dpid in old_tree.parent and \
+            old.get(old_tree.root[dpid], 0) - old.get(dpid, 0) > 0
+        after = dpid in tree.parent and new.get(tree.root[dpid], 0) - new.get(dpid, 0) > 0
+        if before != after:
+            flipped.add(dpid)
+    return flipped
