@@ -383,6 +383,15 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
             continue
         axes[0].plot(xs, p50, marker="o", label=event)
         axes[1].plot(xs, p99, marker="o", label=event)
+    before = _before(record)
+    if before is not None:
+        bsizes = sorted(before["sizes"], key=int)
+        for event in ("new_vm", "migration"):
+            for ax, stat in zip(axes, ("p50", "p99")):
+                ax.plot([int(s) for s in bsizes],
+                        [before["sizes"][s]["events_us"][event][stat] for s in bsizes],
+                        linestyle="--", marker="x", color="grey",
+                        label=f"{event} before indexing")
     for ax, title in zip(axes, ("p50", "p99")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -401,6 +410,11 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
             marker="o", label="tracemalloc (engine state)")
     ax.plot(xs, [figures["sizes"][s]["rss_per_binding_bytes"] for s in sizes],
             marker="s", label="RSS growth")
+    if before is not None:
+        ax.plot([int(s) for s in bsizes],
+                [before["sizes"][s]["memory"]["bytes_per_binding"] for s in bsizes],
+                marker="x", linestyle="--", color="grey", label="tracemalloc, before indexing")
+        ax.set_yscale("log")
     ax.axhline(2048, color="red", linestyle="--", label="target 2 KB")
     ax.set_xscale("log")
     ax.set_xlabel("bindings in the controller")
@@ -414,6 +428,16 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     plt.close(fig)
     paths.append(path)
     return paths
+
+
+def _before(record: dict) -> dict | None:
+    """The pre-refactor engine's figures (scale-before.json), for the full run's plots."""
+    if record.get("benchmark") != "scale":
+        return None
+    try:
+        return read_results("scale-before")["figures"]
+    except (OSError, ValueError):
+        return None
 
 
 def main(argv: List[str] | None = None) -> None:
