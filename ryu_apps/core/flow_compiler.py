@@ -128,7 +128,9 @@ class Placement:
         hop = self.path.get(dpid)
         if hop is None or not self.binding.state.forwards:
             return set()
-        return _transit_flows(self.binding, TransitPath(((dpid,) + hop,)))
+        binding = self.binding
+        match = make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac)
+        return {_transit_flow(dpid, *hop, match, binding.owner.cookie)}
 
     def away(self) -> Set["Entry"]:
         """The binding's flows on switches other than its server (its path)."""
@@ -202,15 +204,16 @@ def _transit_flows(binding: Binding, path: TransitPath) -> Set[Entry]:
         return set()
     cookie = binding.owner.cookie
     match = make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac)
-    entries: Set[Entry] = set()
-    for dpid, port, to_server in path.hops:
-        if to_server:
-            entries.add(flow(dpid, Table.FORWARD, Priority.BINDING, match, cookie,
-                             metadata=port, goto=Table.TO_VM_PORT_ACL))
-        else:
-            entries.add(flow(dpid, Table.FORWARD, Priority.BINDING, match, cookie,
-                             actions=(Output(port),)))
-    return entries
+    return {_transit_flow(dpid, port, to_server, match, cookie)
+            for dpid, port, to_server in path.hops}
+
+
+def _transit_flow(dpid: int, port: int, to_server: bool, match, cookie: int) -> FlowSpec:
+    """A VM's forwarding entry on one switch of its path."""
+    if to_server:
+        return flow(dpid, Table.FORWARD, Priority.BINDING, match, cookie,
+                    metadata=port, goto=Table.TO_VM_PORT_ACL)
+    return flow(dpid, Table.FORWARD, Priority.BINDING, match, cookie, actions=(Output(port),))
 
 
 def _server_side(placement: Placement) -> Set[Entry]:
