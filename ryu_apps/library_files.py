@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import yaml
 
@@ -28,7 +28,12 @@ YAML_SUFFIXES = (".yaml", ".yml")
 _UNREADABLE = object()
 
 
-class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml: ~10x faster
+#: libyaml's parser when PyYAML was built with it (about 10x faster on big
+#: libraries); the constructor hooks below are Python either way.
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictLoader(_BaseLoader):
     """SafeLoader that reports duplicate keys and surprising YAML 1.1 integers.
 
     Plain PyYAML keeps the last of duplicate keys, reads ``0250`` as octal 168
@@ -79,31 +84,74 @@ class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml: 
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
 
-def load_library(path: str | os.PathLike) -> TemplateLibrary:
+class LoadCache:
+    """What the last loads read: each file's text and parse, and the last library.
+
+    Validation is a function of the files' texts, so a reload whose texts are
+    all unchanged returns the library in force without parsing or validating,
+    and a reload parses again only the files whose text changed.
+    """
+
+    def __init__(self) -> None:
+        self.parsed: Dict[str, Tuple[str, object, List[TemplateError]]] = {}
+        self.texts: Tuple[Tuple[str, str], ...] | None = None
+        self.library: TemplateLibrary | None = None
+        self.memo: Dict[tuple, object] = {}   # build_library's per-template results
+
+
+def load_library(path: str | os.PathLike, cache: LoadCache | None = None) -> TemplateLibrary:
     """Load and validate the library at ``path`` (a directory or one file).
 
     Raises :class:`TemplateValidationError` listing every problem found.
+    ``cache`` (kept by the caller between loads) skips the work whose input
+    did not change.
     """
     origin = str(path)
     files, errors = _library_files(Path(path), origin)
     documents: List[Tuple[str, object]] = []
     unreadable = False
+    texts: List[Tuple[str, str]] = []
     for source, file_path in files:
-        document, file_errors = _parse_file(source, file_path)
+        document, file_errors, text = _parse_cached(source, file_path, cache)
+        texts.append((source, text))
         errors.extend(file_errors)
         if document is _UNREADABLE:
             unreadable = True
         else:
             documents.append((source, document))
+    if (cache is not None and not errors and cache.library is not None
+            and cache.texts == tuple(texts)):
+        return cache.library
     try:
         # "the library is empty" would be noise when files are missing or unreadable
         library = build_library(documents, origin=origin,
-                                require_templates=bool(files) and not unreadable)
+                                require_templates=bool(files) and not unreadable,
+                                memo=cache.memo if cache is not None else None)
     except TemplateValidationError as failure:
         errors.extend(failure.errors)
     if errors:
         raise TemplateValidationError(_in_file_order(errors, [s for s, _ in files]))
+    if cache is not None:
+        cache.texts, cache.library = tuple(texts), library
     return library  # bound: build_library either returned or added errors
+
+
+def _parse_cached(source: str, file_path: Path,
+                  cache: LoadCache | None) -> Tuple[object, List[TemplateError], str]:
+    """A file's document and problems, parsed again only when its text changed."""
+    if cache is None:
+        return (*_parse_file(source, file_path), "")
+    try:
+        text = file_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        cache.parsed.pop(source, None)
+        return (*_parse_file(source, file_path), "")
+    cached = cache.parsed.get(source)
+    if cached is not None and cached[0] == text:
+        return cached[1], list(cached[2]), text
+    document, problems = _parse_text(source, text)
+    cache.parsed[source] = (text, document, problems)
+    return document, list(problems), text
 
 
 def _library_files(path: Path,
@@ -131,6 +179,11 @@ def _parse_file(source: str, file_path: Path) -> Tuple[object, List[TemplateErro
                                                              f"at byte {error.start})")]
     except OSError as error:
         return _UNREADABLE, [TemplateError(source, None, "", f"cannot read: {error.strerror}")]
+    return _parse_text(source, text)
+
+
+def _parse_text(source: str, text: str) -> Tuple[object, List[TemplateError]]:
+    """One file's YAML document (or _UNREADABLE) and the problems found parsing it."""
     loader = _StrictLoader(text)
     try:
         document = loader.get_single_data()
@@ -166,7 +219,8 @@ class LibraryKeeper:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = path
-        self._current = load_library(path)
+        self._cache = LoadCache()
+        self._current = load_library(path, self._cache)
 
     @property
     def current(self) -> TemplateLibrary:
@@ -175,6 +229,6 @@ class LibraryKeeper:
 
     def reload(self) -> TemplateLibrary:
         """Load the library again; on failure raise and keep the current one."""
-        library = load_library(self.path)
+        library = load_library(self.path, self._cache)
         self._current = library
         return library

@@ -44,7 +44,7 @@ class Detection(enum.Enum):
     RESTORED = "restored"  # read back from a switch's flows after a restart
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Binding:
     """VM ``mac`` on port ``port`` of server bridge ``dpid`` with a template."""
 

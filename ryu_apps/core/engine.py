@@ -28,19 +28,22 @@ from ryu_apps.core.cookies import (
     vlan_owner,
 )
 from ryu_apps.core.domains import DomainMap
-from ryu_apps.core.fabric import Fabric, PortRef, Role, SwitchInfo
+from ryu_apps.core.fabric import Fabric, PortRef, Role, RootedTree, SwitchInfo
 from ryu_apps.core.flow_compiler import (
     Placement,
-    binding_flows,
+    TransitPath,
     infra_flows,
     port_group_flows,
-    vlan_flows,
+    transit_path,
+    vlan_switch_flows,
 )
 from ryu_apps.core.flow_plan import DesiredFlows, PacketOut, Plan
 from ryu_apps.core.flowspec import FlowSpec
 from ryu_apps.core.identifiers import IdentifierError, IdentifierScheme, format_mac, parse_mac
 from ryu_apps.core.lifecycle import VmLifecycle
 from ryu_apps.core.pipeline import MAX_BINDING_ID, Priority, Table
+from ryu_apps.core.binding_index import BindingIndex
+from ryu_apps.core.vlan_flooding import VlanFlooding
 from ryu_apps.core.quarantine import (  # noqa: F401 (re-exported for callers)
     QUARANTINE_MACS_PER_PORT,
     QUARANTINE_SECONDS,
@@ -86,9 +89,17 @@ class ProvisioningEngine(VmLifecycle):
         self._by_port: Dict[tuple, Binding] = {}
         self._ids_in_use: Set[int] = set()
         self._next_binding_id = 1
-        self._groups: Dict[GroupKey, Set[str]] = {}
-        self._moved: Set[str] = set()  # MACs whose port-side rules sit on their vswitch port
+        #: bindings and incoming by id, server, VLAN, template and device
+        self._index = BindingIndex()
+        #: groups (VLAN on an access port) with flows -> (server behind, side compiled)
+        self._group_server: Dict[GroupKey, tuple] = {}
+        self._server_groups: Dict[int, Set[GroupKey]] = {}
+        self._moved: Set[int] = set()  # bindings whose port-side rules sit on their vswitch port
         self.history: Dict[str, VmState] = {}     # last state of every VM ever seen
+        self._tree = self.fabric.rooted_tree()
+        self._flooding = VlanFlooding(self._tree)
+        self._dirty_vlans: Dict[int, Set[int]] = {}   # vlan -> switches to recompute
+        self._paths: Dict[int, TransitPath] = {}      # server -> its path (shared by its VMs)
 
     # -- libraries -------------------------------------------------------------
     @property
@@ -129,10 +140,13 @@ class ProvisioningEngine(VmLifecycle):
         """A switch connected and reported the dynprov flows and meters it holds."""
         observed = list(observed)
         plan = Plan()
-        self.fabric.add_switch(SwitchInfo(dpid, role, name))
+        known = dpid in self.fabric.switches
+        if self.fabric.add_switch(SwitchInfo(dpid, role, name)):
+            # a new switch joins alone; a known one with a new role or name may
+            # change every path, every device and every domain
+            self._fabric_changed(plan, {dpid} | self._neighbours(dpid), everything=known)
         if role.hosts_vms:
             self._restore_bindings(dpid, observed, now, plan)
-        self._recompile_all(plan)
         plan.changes.pop(dpid, None)
         self.desired.reconcile(dpid, observed, plan)
         return plan
@@ -146,21 +160,23 @@ class ProvisioningEngine(VmLifecycle):
         plan = Plan()
         if a.dpid not in self.fabric.switches or b.dpid not in self.fabric.switches:
             return plan
+        touched = {a.dpid, b.dpid} | {p.dpid for p in (self.fabric.peer(a), self.fabric.peer(b))
+                                      if p is not None}
         if self.fabric.add_link(a, b):
             plan.notes.append(f"link {a.dpid:016x}:{a.port} <-> {b.dpid:016x}:{b.port}")
-            self._recompile_all(plan)
+            self._fabric_changed(plan, touched)
         return plan
 
     def port_down(self, dpid: int, port: int) -> Plan:
         """A port went away: drop its link and the VM behind it."""
         plan = Plan()
-        link_changed = self.fabric.remove_link(PortRef(dpid, port))
+        peer = self.fabric.peer(PortRef(dpid, port))
+        if self.fabric.remove_link(PortRef(dpid, port)):
+            self._fabric_changed(plan, {dpid, peer.dpid})
         self.attachments.pop((dpid, port), None)
         self._vm_port_gone(dpid, port, f"port {port} of {dpid:016x} went away", plan)
         if self.quarantine.forget_port(dpid, port):
             self._apply_quarantine(dpid, port, plan)
-        if link_changed:
-            self._recompile_all(plan)
         return plan
 
     # -- VMs ----------------------------------------------------------------
@@ -226,16 +242,20 @@ class ProvisioningEngine(VmLifecycle):
         for mac in macs:
             binding = self.bindings.get(mac)
             if binding is not None and binding.state is VmState.PROVISIONING:
-                self._store(replace(binding, state=VmState.ACTIVE))
+                active = replace(binding, state=VmState.ACTIVE)
+                self._store(active)
+                # both states forward: the same flows; keep one binding object, not two
+                self.desired.retarget(active.owner, self._placement(active))
 
     def set_library(self, library, domain: str | None = None) -> Plan:
         """Put a new (validated) library in force; re-provision affected VMs in place."""
         plan = Plan()
         if domain is None:
-            self.main_library = library
+            previous, self.main_library = self.main_library, library
         else:
+            previous = self.domain_libraries.get(domain, self.main_library)
             self.domain_libraries[domain] = library
-        for binding in list(self._all_bindings()):
+        for binding in self._bindings_of_templates(_changed_templates(previous, library)):
             template = self.template_of(binding)
             if template is None:
                 self._unbind(binding, plan, f"template {binding.template_id} left the library")
@@ -358,8 +378,9 @@ class ProvisioningEngine(VmLifecycle):
     # -- bindings -------------------------------------------------------------
     def _bind(self, binding: Binding, plan: Plan) -> None:
         self._store(binding)
-        self._apply_binding(binding, plan)
+        # the group first: it decides whether the binding carries its port-side rules
         self._refresh_group(self._group_key(binding), plan)
+        self._apply_binding(binding, plan)
         self._refresh_vlans({binding.vlan}, plan)
         for dpid, port in self.quarantine.release_mac(binding.mac):
             self._apply_quarantine(dpid, port, plan)
@@ -391,28 +412,58 @@ class ProvisioningEngine(VmLifecycle):
         self._refresh_vlans({old.vlan, new.vlan}, plan)
 
     def _apply_binding(self, binding: Binding, plan: Plan) -> None:
-        template = self.template_of(binding)
-        placement = Placement(binding, template, binding.mac in self._moved)
-        self.desired.replace(binding.owner, binding_flows(self.fabric, placement), plan)
+        self.desired.place(binding.owner, self._placement(binding), plan)
+
+    def _placement(self, binding: Binding) -> Placement:
+        return Placement(binding, self.template_of(binding), binding.binding_id in self._moved,
+                         self._path(binding.dpid))
+
+    def _path(self, server: int) -> TransitPath:
+        path = self._paths.get(server)
+        if path is None:
+            path = self._paths[server] = transit_path(self.fabric, server)
+        return path
 
     def _store(self, binding: Binding) -> None:
         table = self.incoming if binding.state is VmState.PRE_PROVISIONED else self.bindings
+        previous = table.get(binding.mac)
         table[binding.mac] = binding
+        if previous is None or not self._index.swap(previous, binding):
+            if previous is not None:
+                self._unindex(previous)
+            self._index.add(binding)
+            self._vlan_member(binding, +1)
+        elif previous.state.forwards != binding.state.forwards or \
+                _present(previous) != _present(binding) or previous.port != binding.port:
+            self._vlan_member(previous, -1)
+            self._vlan_member(binding, +1)
         self._by_port[(binding.dpid, binding.port)] = binding
         self._ids_in_use.add(binding.binding_id)
         self.history[binding.mac] = binding.state
 
     def _drop(self, binding: Binding) -> None:
         table = self.incoming if binding.state is VmState.PRE_PROVISIONED else self.bindings
-        if _same(table.get(binding.mac), binding):
+        stored = table.get(binding.mac)
+        if _same(stored, binding):
             del table[binding.mac]
+            self._unindex(stored)
         if _same(self._by_port.get((binding.dpid, binding.port)), binding):
             del self._by_port[(binding.dpid, binding.port)]
-        if not any(b.binding_id == binding.binding_id for b in self._all_bindings()):
+        if not self._holds_binding_id(binding.binding_id):
             self._ids_in_use.discard(binding.binding_id)
-        self._moved.discard(binding.mac)
-        for members in self._groups.values():
-            members.discard(binding.mac)
+
+    def _unindex(self, binding: Binding) -> None:
+        self._index.remove(binding)
+        self._moved.discard(binding.binding_id)
+        self._vlan_member(binding, -1)
+
+    def _vlan_member(self, binding: Binding, delta: int) -> None:
+        """A binding joins (+1) or leaves (-1) its VLAN on its server: mark what to redo."""
+        dirty = self._dirty_vlans.setdefault(binding.vlan, set())
+        dirty.add(binding.dpid)
+        if binding.state.forwards:
+            change = self._flooding.join if delta > 0 else self._flooding.leave
+            dirty |= change(binding.vlan, binding.dpid)
 
     def _allocate_binding_id(self) -> int:
         candidate = self._next_binding_id
@@ -421,9 +472,19 @@ class ProvisioningEngine(VmLifecycle):
         self._next_binding_id = candidate % MAX_BINDING_ID + 1
         return candidate
 
+    def _holds_binding_id(self, binding_id: int) -> bool:
+        """Whether a current or incoming binding has this id (an index lookup)."""
+        return binding_id in self._index.by_id
+
     def _all_bindings(self) -> Iterator[Binding]:
         yield from self.bindings.values()
         yield from self.incoming.values()
+
+    def _bindings_of_templates(self, template_ids: Iterable[int]) -> List[Binding]:
+        found: List[Binding] = []
+        for template_id in sorted(set(template_ids)):
+            found += self._index.of_template(template_id)
+        return found
 
     def _restore_bindings(self, dpid: int, observed: List, now: float, plan: Plan) -> None:
         """Rebuild bindings from a server's own flows (after a controller restart)."""
@@ -443,38 +504,56 @@ class ProvisioningEngine(VmLifecycle):
             binding = Binding(owner.owner_id, mac, template.template_id, template.name,
                               template.vlan, dpid, port, since=now,
                               ip=_bound_ip(observed, owner.cookie),
-                              detected_by=Detection.RESTORED, state=VmState.ACTIVE)
+                              detected_by=Detection.RESTORED, state=VmState.ACTIVE,
+                              device=self._device_of(dpid))
             self._store(binding)
+            self._refresh_group(self._group_key(binding), plan)
+            self._apply_binding(binding, plan)
+            self._refresh_vlans({binding.vlan}, plan)
             plan.notes.append(f"restored VM {mac} (binding {binding.binding_id}) "
                               f"from the flows of {dpid:016x} port {port}")
 
     # -- recompilation -------------------------------------------------------
     def _group_key(self, binding: Binding) -> Optional[GroupKey]:
-        access = self.access_port_of(binding)
+        return self._server_group(binding.dpid, binding.vlan)
+
+    def _server_group(self, server: int, vlan: int) -> Optional[GroupKey]:
+        access = self.access_switch_of(server)
         if access is None or self.fabric.role(access.dpid) is not Role.ACCESS:
             return None
-        return GroupKey(access.dpid, access.port, binding.vlan)
+        return GroupKey(access.dpid, access.port, vlan)
+
+    def _group_members(self, key: GroupKey) -> List[Binding]:
+        peer = self.fabric.peer(PortRef(key.dpid, key.port))
+        if peer is None or self._server_group(peer.dpid, key.vlan) != key:
+            return []
+        return [b for b in self._index.on_server(peer.dpid, key.vlan) if _present(b)]
 
     def _refresh_group(self, key: Optional[GroupKey], plan: Plan) -> None:
         """Admission and port ACL of one VLAN on one access port; the template merge."""
         if key is None:
             return
-        members = [b for b in self._all_bindings() if self._group_key(b) == key
-                   and (b.state.forwards or b.state is VmState.PRE_PROVISIONED)]
-        self._groups[key] = {b.mac for b in members}
+        members = self._group_members(key)
         owner = port_group_owner(key.port, key.vlan)
+        old_server, old_side = self._group_server.pop(key, (None, None))
+        if old_server is not None:
+            self._server_groups.get(old_server, set()).discard(key)
         if not members:
-            self._groups.pop(key, None)
             self.desired.replace(owner, set(), plan, dpid=key.dpid)
             return
-        sides = {self.template_of(b).access_port for b in members}
+        server = members[0].dpid
+        sides = {self.template_of(b).access_port
+                 for b in {b.template_id: b for b in members}.values()}
         merged = len(sides) > 1
         side = None if merged else next(iter(sides))
-        self.desired.replace(owner, port_group_flows(key.dpid, key.port, key.vlan, owner, side),
-                             plan, dpid=key.dpid)
-        for binding in members:
-            if (binding.mac in self._moved) != merged:
-                (self._moved.add if merged else self._moved.discard)(binding.mac)
+        self._group_server[key] = (server, side)
+        self._server_groups.setdefault(server, set()).add(key)
+        if old_server != server or old_side is not side or side is None:
+            self.desired.replace(owner, port_group_flows(key.dpid, key.port, key.vlan, owner,
+                                                         side), plan, dpid=key.dpid)
+        for binding in sorted(members, key=lambda b: b.mac):
+            if (binding.binding_id in self._moved) != merged:
+                (self._moved.add if merged else self._moved.discard)(binding.binding_id)
                 self._apply_binding(binding, plan)
                 if merged:
                     plan.notes.append(
@@ -483,27 +562,95 @@ class ProvisioningEngine(VmLifecycle):
                         f"{key.port} of {key.dpid:016x} in VLAN {key.vlan} conflict)")
 
     def _refresh_vlans(self, vlans: Iterable[int], plan: Plan) -> None:
+        """Recompute the VLANs' shared flows on the switches whose inputs changed."""
         for vlan in sorted(set(vlans)):
-            members = [b for b in self._all_bindings() if b.vlan == vlan]
-            self.desired.replace(vlan_owner(vlan), vlan_flows(self.fabric, vlan, members), plan)
+            dirty = self._dirty_vlans.pop(vlan, None)
+            if not dirty:
+                continue
+            owner = vlan_owner(vlan)
+            for dpid in sorted(dirty):
+                self.desired.replace(owner, self._vlan_flows_on(vlan, dpid), plan, dpid=dpid)
 
-    def _recompile_all(self, plan: Plan) -> None:
-        infra: Set = set()
-        for dpid in self.fabric.switches:
-            infra |= infra_flows(self.fabric, dpid)
-        self.desired.replace(INFRA_OWNER, infra, plan)
-        for binding in list(self._all_bindings()):
-            device = self._device_of(binding.dpid)
-            if device != binding.device:
+    def _vlan_flows_on(self, vlan: int, dpid: int) -> Set:
+        local: Set[int] = set()
+        present = False
+        for binding in self._index.on_server(dpid, vlan):
+            if binding.state.forwards:
+                local.add(binding.port)
+            present = present or _present(binding)
+        return vlan_switch_flows(self.fabric, vlan, dpid, self._flooding.flood_ports(vlan, dpid),
+                                 sorted(local), present)
+
+    def _fabric_changed(self, plan: Plan, touched: Set[int], everything: bool = False) -> None:
+        """Switches or links changed: redo what depends on them, and only that.
+
+        ``touched``: switches whose own links or role changed (their
+        infrastructure flows and every VLAN's flows on them are redone).
+        Servers whose way through the fabric changed get new paths, groups and
+        devices; VLAN flood ports are recomputed where the tree changed them.
+        """
+        old_tree, tree = self._tree, self.fabric.rooted_tree()
+        self._tree = tree
+        for dpid in sorted(touched):
+            if dpid in self.fabric.switches:
+                self.desired.replace(INFRA_OWNER, infra_flows(self.fabric, dpid), plan,
+                                     dpid=dpid)
+        servers = self._index.servers() | set(self._server_groups) | set(self._paths)
+        if everything:
+            affected = servers
+        else:
+            affected = self._servers_moved(old_tree, tree, servers) | (servers & touched)
+        flood_changes = self._flooding.rebuild(tree)
+        for vlan in set(flood_changes) | set(self._index_vlans()):
+            dirty = self._dirty_vlans.setdefault(vlan, set())
+            dirty |= flood_changes.get(vlan, set()) | touched
+        for server in sorted(affected):
+            self._server_moved(server, plan)
+        self._refresh_vlans(list(self._dirty_vlans), plan)
+
+    def _index_vlans(self) -> Set[int]:
+        return set(self._flooding.vlans()) | set(self._dirty_vlans)
+
+    def _servers_moved(self, old: RootedTree, new: RootedTree,
+                       servers: Set[int]) -> Set[int]:
+        """Servers whose way to any other switch may differ between two trees."""
+        added, removed = old.changed_edges(new)
+        affected: Set[int] = set()
+        for edges, tree in ((removed, old), (added, new)):
+            for (u, _), (v, _) in edges:
+                child = u if tree.parent.get(u, (None,))[0] == v else v
+                side = tree.subtree(child)
+                if any(not self._hosts_vms(d) for d in side):
+                    return set(servers)
+                affected.update(side)
+        return affected & servers
+
+    def _hosts_vms(self, dpid: int) -> bool:
+        role = self.fabric.role(dpid)
+        return role is not None and role.hosts_vms
+
+    def _server_moved(self, server: int, plan: Plan) -> None:
+        """Redo one server's path, access-port groups and device after a fabric change."""
+        path = transit_path(self.fabric, server)
+        old_path = self._paths.get(server)
+        if old_path is not None and old_path == path:
+            path = old_path
+        self._paths[server] = path
+        device = self._device_of(server)
+        bindings = self._index.on_server(server)
+        for binding in bindings:
+            if binding.device != device:
                 self._store(replace(binding, device=device))
-        keys = set(self._groups) | {self._group_key(b) for b in self._all_bindings()}
+        keys = set(self._server_groups.get(server, ()))
+        keys |= {self._server_group(server, vlan) for vlan in self._index.vlans_on(server)}
         for key in sorted(k for k in keys if k is not None):
             self._refresh_group(key, plan)
-        for binding in self._all_bindings():
+        for binding in self._index.on_server(server):
             self._apply_binding(binding, plan)
-        vlans = {b.vlan for b in self._all_bindings()}
-        vlans |= {o.owner_id for o in self.desired.owners() if o.kind is CookieKind.VLAN}
-        self._refresh_vlans(vlans, plan)
+
+    def _neighbours(self, dpid: int) -> Set[int]:
+        return {self.fabric.peer(PortRef(dpid, port)).dpid
+                for port in self.fabric.link_ports(dpid)}
 
     # -- queries -------------------------------------------------------------
     @property
@@ -513,7 +660,7 @@ class ProvisioningEngine(VmLifecycle):
 
     def binding_by_id(self, binding_id: int) -> Binding | None:
         """The binding with this id, if any."""
-        return next((b for b in self._all_bindings() if b.binding_id == binding_id), None)
+        return self._index.by_id.get(binding_id)
 
     def access_switch_of(self, server_dpid: int) -> PortRef | None:
         """The access-switch port a server hangs off (on the tree)."""
@@ -529,12 +676,13 @@ class ProvisioningEngine(VmLifecycle):
 
     def bindings_of_device(self, device: int) -> List[Binding]:
         """The VMs one network device (access switch) holds, in every state."""
-        held = list(self._all_bindings()) + list(self.outgoing.values())
-        return sorted((b for b in held if b.device == device), key=lambda b: b.mac)
+        held = self._index.of_device(device)
+        held += [b for b in self.outgoing.values() if b.device == device]
+        return sorted(held, key=lambda b: b.mac)
 
     def moved_port_rules(self) -> Set[str]:
         """MACs whose template's port-side rules were moved to their vswitch port."""
-        return set(self._moved)
+        return {b.mac for b in self._all_bindings() if b.binding_id in self._moved}
 
     def _device_of(self, server_dpid: int) -> int | None:
         access = self.access_switch_of(server_dpid)
@@ -543,6 +691,21 @@ class ProvisioningEngine(VmLifecycle):
     def _name(self, dpid: int) -> str:
         info = self.fabric.switches.get(dpid)
         return info.name if info and info.name else f"{dpid:016x}"
+
+
+def _present(binding: Binding) -> bool:
+    """Whether the VM needs its VLAN's way up (forwarding or pre-provisioned)."""
+    return binding.state.forwards or binding.state is VmState.PRE_PROVISIONED
+
+
+def _changed_templates(old, new) -> Set[int]:
+    """Ids of templates added, removed or changed between two libraries."""
+    if old is new:
+        return set()
+    old_templates = dict(old.templates) if old is not None else {}
+    new_templates = dict(new.templates)
+    return {template_id for template_id in set(old_templates) | set(new_templates)
+            if old_templates.get(template_id) != new_templates.get(template_id)}
 
 
 def _same(stored: Optional[Binding], binding: Binding) -> bool:

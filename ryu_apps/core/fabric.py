@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass
-from typing import Dict, Iterable, Optional, Set
+from typing import Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 
 class Role(enum.Enum):
@@ -88,20 +88,29 @@ class Fabric:
     def __init__(self) -> None:
         self.switches: Dict[int, SwitchInfo] = {}
         self._peer: Dict[PortRef, PortRef] = {}
+        self._ports_of: Dict[int, Set[int]] = {}   # dpid -> its link ports
         self._tree: Optional[Dict[int, Dict[int, int]]] = None
         self._toward: Dict[int, Dict[int, int]] = {}
+        self._rooted: Optional[RootedTree] = None
+        self._server_facing: Dict[int, FrozenSet[int]] = {}
+        self._transit: Optional[List[int]] = None
+        #: Bumped on every change of switches or links (caches compare it).
+        self.version = 0
 
     # -- changes -----------------------------------------------------------
-    def add_switch(self, info: SwitchInfo) -> None:
-        """Add or replace a switch."""
+    def add_switch(self, info: SwitchInfo) -> bool:
+        """Add or replace a switch; True when that changed anything."""
+        if self.switches.get(info.dpid) == info:
+            return False
         self.switches[info.dpid] = info
         self._invalidate()
+        return True
 
     def remove_switch(self, dpid: int) -> None:
         """Forget a switch and its links."""
         self.switches.pop(dpid, None)
-        for ref in [r for r in self._peer if r.dpid == dpid]:
-            self.remove_link(ref)
+        for port in sorted(self._ports_of.get(dpid, ())):
+            self.remove_link(PortRef(dpid, port))
         self._invalidate()
 
     def add_link(self, a: PortRef, b: PortRef) -> bool:
@@ -112,6 +121,8 @@ class Fabric:
             self.remove_link(end)
         self._peer[a] = b
         self._peer[b] = a
+        self._ports_of.setdefault(a.dpid, set()).add(a.port)
+        self._ports_of.setdefault(b.dpid, set()).add(b.port)
         self._invalidate()
         return True
 
@@ -121,12 +132,22 @@ class Fabric:
         if other is None:
             return False
         self._peer.pop(other, None)
+        for ref in (end, other):
+            ports = self._ports_of.get(ref.dpid)
+            if ports is not None:
+                ports.discard(ref.port)
+                if not ports:
+                    del self._ports_of[ref.dpid]
         self._invalidate()
         return True
 
     def _invalidate(self) -> None:
         self._tree = None
         self._toward = {}
+        self._rooted = None
+        self._server_facing = {}
+        self._transit = None
+        self.version += 1
 
     # -- queries -----------------------------------------------------------
     def role(self, dpid: int) -> Role | None:
@@ -144,7 +165,19 @@ class Fabric:
 
     def link_ports(self, dpid: int) -> Set[int]:
         """Ports of the switch that lead to other managed switches."""
-        return {r.port for r in self._peer if r.dpid == dpid}
+        return set(self._ports_of.get(dpid, ()))
+
+    def server_facing_ports(self, dpid: int) -> FrozenSet[int]:
+        """Ports of an access switch that lead to a switch hosting VMs (cached)."""
+        cached = self._server_facing.get(dpid)
+        if cached is None:
+            cached = frozenset()
+            if self.role(dpid) is Role.ACCESS:
+                cached = frozenset(
+                    port for port in self._ports_of.get(dpid, ())
+                    if _hosts_vms(self.role(self._peer[PortRef(dpid, port)].dpid)))
+            self._server_facing[dpid] = cached
+        return cached
 
     def links(self) -> list[tuple[PortRef, PortRef]]:
         """Each link once, as (lower end, higher end)."""
@@ -173,19 +206,63 @@ class Fabric:
                 ports.add(port)
         return ports
 
+    def transit_hops(self, server: int) -> Tuple[Tuple[int, int, bool], ...]:
+        """(switch, port toward ``server``, port faces a server) for each switch that
+        hosts no VMs and reaches ``server`` on the tree, by dpid.
+
+        The same ports as :meth:`next_hop_port`, found from the rooted tree: an
+        ancestor of the server goes down toward it, any other switch of its
+        component goes up.
+        """
+        tree = self.rooted_tree()
+        root = tree.root.get(server)
+        if root is None:
+            return ()
+        below: Dict[int, int] = {}
+        node = server
+        while node in tree.parent:
+            up = tree.parent[node][0]
+            below[up] = tree.down[node]
+            node = up
+        hops = []
+        for dpid in self._transit_switches():
+            if dpid == server or tree.root.get(dpid) != root:
+                continue
+            port = below.get(dpid)
+            if port is None:
+                port = tree.parent[dpid][1]
+            hops.append((dpid, port, port in self.server_facing_ports(dpid)))
+        return tuple(hops)
+
+    def _transit_switches(self) -> List[int]:
+        cached = self._transit
+        if cached is None:
+            cached = sorted(d for d, info in self.switches.items() if not info.role.hosts_vms)
+            self._transit = cached
+        return cached
+
+    def rooted_tree(self) -> "RootedTree":
+        """The spanning forest rooted at the lowest dpid of each component (cached)."""
+        if self._rooted is None:
+            self._rooted = RootedTree.of(self._spanning_tree())
+        return self._rooted
+
     # -- tree --------------------------------------------------------------
     def _spanning_tree(self) -> Dict[int, Dict[int, int]]:
         """Adjacency of a BFS spanning forest: dpid -> {neighbour: local port}."""
         if self._tree is not None:
             return self._tree
         adjacency: Dict[int, Dict[int, int]] = {d: {} for d in self.switches}
-        for a, b in self.links():
-            if a.dpid not in adjacency or b.dpid not in adjacency:
+        # each link once, lower end first, in order (plain int tuples sort fast)
+        links = sorted((a.dpid, a.port, b.dpid, b.port) for a, b in self._peer.items()
+                       if (a.dpid, a.port) < (b.dpid, b.port))
+        for a_dpid, a_port, b_dpid, b_port in links:
+            if a_dpid not in adjacency or b_dpid not in adjacency:
                 continue
-            if a.dpid == b.dpid or b.dpid in adjacency[a.dpid]:
+            if a_dpid == b_dpid or b_dpid in adjacency[a_dpid]:
                 continue  # loops back, or a parallel link: keep the first
-            adjacency[a.dpid][b.dpid] = a.port
-            adjacency[b.dpid][a.dpid] = b.port
+            adjacency[a_dpid][b_dpid] = a_port
+            adjacency[b_dpid][a_dpid] = b_port
         tree: Dict[int, Dict[int, int]] = {d: {} for d in self.switches}
         seen: Set[int] = set()
         for root in sorted(adjacency):
@@ -222,3 +299,86 @@ class Fabric:
                 toward[neighbour] = tree[neighbour][node]
                 queue.append(neighbour)
         return toward
+
+
+def _hosts_vms(role: Optional[Role]) -> bool:
+    return role is not None and role.hosts_vms
+
+
+@dataclass
+class RootedTree:
+    """A spanning forest as parent and child ports, for subtree counting.
+
+    ``parent[d]`` is (parent dpid, d's port toward it), absent for a root;
+    ``children[d]`` lists (child dpid, d's port toward it).
+    """
+
+    parent: Dict[int, Tuple[int, int]]
+    children: Dict[int, List[Tuple[int, int]]]
+    order: List[int]   # every switch, parents before children
+    root: Dict[int, int]          # the root of each switch's component
+    down: Dict[int, int]          # the parent's port toward each non-root switch
+
+    @classmethod
+    def of(cls, tree: Dict[int, Dict[int, int]]) -> "RootedTree":
+        """Root each component of ``tree`` (dpid -> {neighbour: port}) at its lowest dpid."""
+        parent: Dict[int, Tuple[int, int]] = {}
+        children: Dict[int, List[Tuple[int, int]]] = {d: [] for d in tree}
+        order: List[int] = []
+        roots: Dict[int, int] = {}
+        down: Dict[int, int] = {}
+        seen: Set[int] = set()
+        for root in sorted(tree):
+            if root in seen:
+                continue
+            seen.add(root)
+            queue = deque([root])
+            while queue:
+                node = queue.popleft()
+                order.append(node)
+                roots[node] = root
+                for neighbour in sorted(tree[node]):
+                    if neighbour in seen:
+                        continue
+                    seen.add(neighbour)
+                    parent[neighbour] = (node, tree[neighbour][node])
+                    down[neighbour] = tree[node][neighbour]
+                    children[node].append((neighbour, tree[node][neighbour]))
+                    queue.append(neighbour)
+        return cls(parent, children, order, roots, down)
+
+    def changed_edges(self, other: "RootedTree") -> Tuple[Set, Set]:
+        """Tree links of ``other`` that this tree lacks, and links of this tree ``other``
+        lacks (each as in :meth:`edges`), found from the parent entries that differ."""
+        moved = {d for d in set(self.parent) | set(other.parent)
+                 if self.parent.get(d) != other.parent.get(d)
+                 or self.down.get(d) != other.down.get(d)}
+        mine = {self._edge(d) for d in moved if d in self.parent}
+        theirs = {other._edge(d) for d in moved if d in other.parent}
+        return theirs - mine, mine - theirs
+
+    def _edge(self, child: int) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+        up, port = self.parent[child]
+        return tuple(sorted(((child, port), (up, self.down[child]))))
+
+    def edges(self) -> Set[Tuple[Tuple[int, int], Tuple[int, int]]]:
+        """Every tree link once, as its two (dpid, port) ends in order."""
+        return {tuple(sorted(((child, port), (up, self.down[child]))))
+                for child, (up, port) in self.parent.items()}
+
+    def subtree(self, dpid: int) -> List[int]:
+        """``dpid`` and every switch below it."""
+        found, stack = [], [dpid]
+        while stack:
+            node = stack.pop()
+            found.append(node)
+            stack.extend(child for child, _ in self.children.get(node, ()))
+        return found
+
+    def up_path(self, dpid: int) -> List[int]:
+        """``dpid`` and its ancestors up to the root."""
+        path = [dpid]
+        while dpid in self.parent:
+            dpid = self.parent[dpid][0]
+            path.append(dpid)
+        return path

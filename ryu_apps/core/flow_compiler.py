@@ -12,13 +12,14 @@ port in the pipeline metadata, so a flooded frame is checked once per port.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Set, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from ryu_apps.core.acl_compiler import acl_entries, rules_for
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.cookies import INFRA_OWNER, Owner, vlan_owner
-from ryu_apps.core.fabric import Fabric, PortRef, Role
+from ryu_apps.core.fabric import Fabric
 from ryu_apps.core.flowspec import (
     ETH_TYPE_LLDP,
     GROUP_ADDRESS_MATCH,
@@ -33,7 +34,6 @@ from ryu_apps.core.flowspec import (
     SetField,
     flow,
     make_match,
-    match_from_mapping,
     tagged,
 )
 from ryu_apps.core.pipeline import (
@@ -60,13 +60,86 @@ Entry = Union[FlowSpec, MeterSpec]
 PACKET_IN_BYTES = 128
 
 
-@dataclass(frozen=True)
+class TransitPath:
+    """The way to one server through the switches that host no VMs.
+
+    ``hops`` holds, for each such switch that reaches the server, (switch, its
+    port toward the server, whether that port faces a server). One path is
+    shared by every VM of the server; the engine keeps one object per server
+    and replaces it only when the fabric changes that server's way.
+    """
+
+    __slots__ = ("hops", "_ports")
+
+    def __init__(self, hops: Tuple[Tuple[int, int, bool], ...] = ()) -> None:
+        self.hops = hops
+        self._ports = {dpid: (port, to_server) for dpid, port, to_server in hops}
+
+    def get(self, dpid: int) -> Optional[Tuple[int, bool]]:
+        """(port toward the server, whether it faces a server) on ``dpid``, if on the way."""
+        return self._ports.get(dpid)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (isinstance(other, TransitPath) and self.hops == other.hops)
+
+    def __hash__(self) -> int:
+        return hash(self.hops)
+
+    def __repr__(self) -> str:
+        return f"TransitPath({self.hops!r})"
+
+
+NO_PATH = TransitPath()
+
+
+def transit_path(fabric: Fabric, server_dpid: int) -> TransitPath:
+    """The path to a server from every switch hosting no VMs (via the rooted tree)."""
+    return TransitPath(fabric.transit_hops(server_dpid))
+
+
+@dataclass(frozen=True, slots=True)
 class Placement:
-    """Where a binding's template is enforced."""
+    """Where a binding's template is enforced: everything its flows are compiled from.
+
+    The engine keeps this (a few references to objects it holds anyway)
+    instead of the compiled flows, and compiles them again when they are
+    needed: to diff against a changed placement, to reconcile a switch, to
+    list them.
+    """
 
     binding: Binding
     template: Template
     port_rules_on_vswitch: bool = False  # the template merge moved them here
+    path: TransitPath = NO_PATH
+
+    @property
+    def home(self) -> int:
+        """The server switch the VM sits on."""
+        return self.binding.dpid
+
+    def flows(self) -> Set["Entry"]:
+        """Every flow and meter of the binding."""
+        return binding_flows(self)
+
+    def flows_on(self, dpid: int) -> Set["Entry"]:
+        """The binding's flows and meters on one switch."""
+        if dpid == self.binding.dpid:
+            return {f for f in binding_flows(self) if f.dpid == dpid}
+        hop = self.path.get(dpid)
+        if hop is None or not self.binding.state.forwards:
+            return set()
+        binding = self.binding
+        match = make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac)
+        return {_transit_flow(dpid, *hop, match, binding.owner.cookie)}
+
+    def away(self) -> Set["Entry"]:
+        """The binding's flows on switches other than its server (its path)."""
+        return _transit_flows(self.binding, self.path)
+
+    def same_home(self, other: "Placement") -> bool:
+        """True when only the path differs (the server's flows are the same)."""
+        return (self.binding == other.binding and self.template is other.template
+                and self.port_rules_on_vswitch == other.port_rules_on_vswitch)
 
 
 # -- infrastructure ---------------------------------------------------------
@@ -88,7 +161,7 @@ def infra_flows(fabric: Fabric, dpid: int) -> Set[Entry]:
                          meter=PACKET_IN_METER,
                          actions=(Output(OFPP_CONTROLLER, PACKET_IN_BYTES),)))
         return entries
-    for port in server_facing_ports(fabric, dpid):
+    for port in fabric.server_facing_ports(dpid):
         entries.add(flow(dpid, Table.CLASSIFY, Priority.UPLINK_DROP,
                          make_match(in_port=port), cookie))
     entries.add(flow(dpid, Table.CLASSIFY, Priority.TRANSIT, make_match(), cookie,
@@ -98,14 +171,11 @@ def infra_flows(fabric: Fabric, dpid: int) -> Set[Entry]:
 
 def server_facing_ports(fabric: Fabric, dpid: int) -> Set[int]:
     """Ports of an access switch that lead to a server's virtual switch."""
-    if fabric.role(dpid) is not Role.ACCESS:
-        return set()
-    return {port for port in fabric.link_ports(dpid)
-            if fabric.role(fabric.peer(PortRef(dpid, port)).dpid).hosts_vms}
+    return set(fabric.server_facing_ports(dpid))
 
 
 # -- one VM -------------------------------------------------------------------
-def binding_flows(fabric: Fabric, placement: Placement) -> Set[Entry]:
+def binding_flows(placement: Placement) -> Set[Entry]:
     """Everything one VM needs in its state: its port on the server, its path.
 
     Suspended: only a drop at its port. Restarting or deprovisioned: nothing
@@ -125,22 +195,25 @@ def binding_flows(fabric: Fabric, placement: Placement) -> Set[Entry]:
     entries = _server_side(placement)
     if state is VmState.PRE_PROVISIONED:
         return entries
+    return entries | _transit_flows(binding, placement.path)
+
+
+def _transit_flows(binding: Binding, path: TransitPath) -> Set[Entry]:
+    """A forwarding VM's flow on each switch of its path (none in other states)."""
+    if not binding.state.forwards or not path.hops:
+        return set()
     cookie = binding.owner.cookie
-    vid = tagged(binding.vlan)
-    for dpid, info in fabric.switches.items():
-        if info.role.hosts_vms:
-            continue
-        port = fabric.next_hop_port(dpid, binding.dpid)
-        if port is None:
-            continue
-        match = make_match(vlan_vid=vid, eth_dst=binding.mac)
-        if port in server_facing_ports(fabric, dpid):
-            entries.add(flow(dpid, Table.FORWARD, Priority.BINDING, match, cookie,
-                             metadata=port, goto=Table.TO_VM_PORT_ACL))
-        else:
-            entries.add(flow(dpid, Table.FORWARD, Priority.BINDING, match, cookie,
-                             actions=(Output(port),)))
-    return entries
+    match = make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac)
+    return {_transit_flow(dpid, port, to_server, match, cookie)
+            for dpid, port, to_server in path.hops}
+
+
+def _transit_flow(dpid: int, port: int, to_server: bool, match, cookie: int) -> FlowSpec:
+    """A VM's forwarding entry on one switch of its path."""
+    if to_server:
+        return flow(dpid, Table.FORWARD, Priority.BINDING, match, cookie,
+                    metadata=port, goto=Table.TO_VM_PORT_ACL)
+    return flow(dpid, Table.FORWARD, Priority.BINDING, match, cookie, actions=(Output(port),))
 
 
 def _server_side(placement: Placement) -> Set[Entry]:
@@ -163,10 +236,10 @@ def _server_side(placement: Placement) -> Set[Entry]:
     entries |= _anti_spoof(binding, vswitch.bind_ip)
     push = (PushVlan(), SetField("vlan_vid", tagged(binding.vlan)))
     entries |= _acl_flows(dpid, Table.FROM_VM_ACL, {"in_port": port}, cookie,
-                          rules_for(vswitch.acl, Direction.FROM_VM), vswitch.default_action,
+                          vswitch.acl, Direction.FROM_VM, vswitch.default_action,
                           allow=dict(goto=Table.FROM_VM_PORT_ACL))
     entries |= _acl_flows(dpid, Table.TO_VM_ACL, {"metadata": port}, cookie,
-                          rules_for(vswitch.acl, Direction.TO_VM), vswitch.default_action,
+                          vswitch.acl, Direction.TO_VM, vswitch.default_action,
                           allow=dict(goto=Table.TO_VM_PORT_ACL))
     if placement.port_rules_on_vswitch:
         entries |= _moved_port_rules(placement, push)
@@ -194,10 +267,10 @@ def _moved_port_rules(placement: Placement, push) -> Set[Entry]:
         entries.add(MeterSpec(dpid, meter, side.bandwidth.rate_kbps,
                               side.bandwidth.burst_kbits, cookie=cookie))
     entries |= _acl_flows(dpid, Table.FROM_VM_PORT_ACL, {"in_port": port}, cookie,
-                          rules_for(side.acl, Direction.FROM_VM), side.default_action,
+                          side.acl, Direction.FROM_VM, side.default_action,
                           allow=dict(actions=push, goto=Table.FORWARD, meter=meter))
     entries |= _acl_flows(dpid, Table.TO_VM_PORT_ACL, {"metadata": port}, cookie,
-                          rules_for(side.acl, Direction.TO_VM), side.default_action,
+                          side.acl, Direction.TO_VM, side.default_action,
                           allow=dict(actions=(Output(port),)))
     return entries
 
@@ -232,12 +305,34 @@ def _anti_spoof(binding: Binding, bind_ip: bool) -> Set[FlowSpec]:
     return entries
 
 
-def _acl_flows(dpid: int, table: Table, key: dict, cookie: int, rules, default: Action,
-               allow: dict) -> Set[FlowSpec]:
+#: Compiled ACL entries by (id of the rule tuple, direction, default), with the
+#: tuple itself so its id is not reused while cached; bounded.
+_ACL_CACHE: Dict[tuple, tuple] = {}
+_ACL_CACHE_SIZE = 8192
+
+
+def _cached_entries(acl: tuple, direction: Direction,
+                    default: Action) -> List[Tuple[int, tuple, Action]]:
+    """A side's ACL entries for one direction (compiled once per rule tuple)."""
+    key = (id(acl), direction, default)
+    cached = _ACL_CACHE.get(key)
+    if cached is not None and cached[0] is acl:
+        return cached[1]
+    entries = [(priority, tuple(fields.items()), action)
+               for priority, fields, action in acl_entries(rules_for(acl, direction), default)]
+    if len(_ACL_CACHE) >= _ACL_CACHE_SIZE:
+        _ACL_CACHE.clear()
+    _ACL_CACHE[key] = (acl, entries)
+    return entries
+
+
+def _acl_flows(dpid: int, table: Table, key: dict, cookie: int, acl: tuple,
+               direction: Direction, default: Action, allow: dict) -> Set[FlowSpec]:
     """An ACL as flows: each allowed entry does ``allow``; a denied entry drops."""
     entries = set()
-    for priority, fields, action in acl_entries(rules, default):
-        match = match_from_mapping({**key, **fields})
+    key_items = tuple(key.items())
+    for priority, fields, action in _cached_entries(tuple(acl), direction, default):
+        match = tuple(sorted(key_items + fields))
         if action is Action.ALLOW:
             entries.add(flow(dpid, table, priority, match, cookie, **allow))
         else:
@@ -246,37 +341,66 @@ def _acl_flows(dpid: int, table: Table, key: dict, cookie: int, rules, default: 
 
 
 # -- a VLAN -------------------------------------------------------------------
+#: Flood actions repeat per member port on every switch: share the objects.
+_RESUBMIT_TO_VM_ACL = Resubmit(Table.TO_VM_ACL)
+_RESUBMIT_TO_VM_PORT_ACL = Resubmit(Table.TO_VM_PORT_ACL)
+
+
+@functools.lru_cache(maxsize=65536)
+def _set_metadata(port: int) -> SetField:
+    return SetField("metadata", port)
+
+
 def vlan_flows(fabric: Fabric, vlan: int, members: Iterable[Binding]) -> Set[Entry]:
-    """A VLAN's shared flows: uplink admission, flooding and the way up.
+    """A VLAN's shared flows on every switch, from scratch (the reference).
 
     Only VMs whose traffic flows are flooded to; a pre-provisioned VM's server
-    gets the way up (so what it sends is forwarded at once) but no copies.
+    gets the way up (so what it sends is forwarded at once) but no copies. The
+    engine computes the same per switch, incrementally (:func:`vlan_switch_flows`).
     """
     present = [b for b in members if b.state.forwards or b.state is VmState.PRE_PROVISIONED]
     members = [b for b in present if b.state.forwards]
     if not present:
         return set()
+    member_switches = {b.dpid for b in members}
+    present_switches = {b.dpid for b in present}
+    entries: Set[Entry] = set()
+    for dpid in fabric.switches:
+        up_ports = sorted(fabric.flood_ports(dpid, member_switches - {dpid}))
+        local = sorted({b.port for b in members if b.dpid == dpid})
+        entries |= vlan_switch_flows(fabric, vlan, dpid, up_ports, local,
+                                     dpid in present_switches)
+    return entries
+
+
+def vlan_switch_flows(fabric: Fabric, vlan: int, dpid: int, up_ports: Sequence[int],
+                      local_ports: Sequence[int], present: bool) -> Set[Entry]:
+    """A VLAN's shared flows on one switch.
+
+    ``up_ports``: the switch's tree ports toward other switches with VMs of the
+    VLAN (sorted); ``local_ports``: its own ports with forwarding VMs of the
+    VLAN (sorted); ``present``: it hosts a VM of the VLAN in any state that
+    needs the way up (forwarding or pre-provisioned).
+    """
+    info = fabric.switches.get(dpid)
+    if info is None:
+        return set()
     cookie = vlan_owner(vlan).cookie
     vid = tagged(vlan)
-    member_switches = {b.dpid for b in members}
-    waiting_switches = {b.dpid for b in present} - member_switches
-    entries: Set[Entry] = set()
-    flood_match = make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH)
-    for dpid, info in fabric.switches.items():
-        up_ports = sorted(fabric.flood_ports(dpid, member_switches - {dpid}))
-        if info.role.hosts_vms:
-            local = sorted({b.port for b in members if b.dpid == dpid})
-            if local or dpid in waiting_switches:
-                entries |= _server_vlan_flows(dpid, vid, cookie, up_ports, local)
-        elif up_ports:
-            to_servers = server_facing_ports(fabric, dpid)
-            actions: List = [Output(p) for p in up_ports if p not in to_servers]
-            for port in up_ports:
-                if port in to_servers:
-                    actions += [SetField("metadata", port), Resubmit(Table.TO_VM_PORT_ACL)]
-            entries.add(flow(dpid, Table.FORWARD, Priority.VLAN_FLOOD, flood_match, cookie,
-                             actions=tuple(actions)))
-    return entries
+    if info.role.hosts_vms:
+        if not present:
+            return set()
+        return _server_vlan_flows(dpid, vid, cookie, list(up_ports), list(local_ports))
+    if not up_ports:
+        return set()
+    to_servers = fabric.server_facing_ports(dpid)
+    actions: List = [Output(p) for p in up_ports if p not in to_servers]
+    for port in up_ports:
+        if port in to_servers:
+            actions += [_set_metadata(port), _RESUBMIT_TO_VM_PORT_ACL]
+    return {flow(dpid, Table.FORWARD, Priority.VLAN_FLOOD,
+                 make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH), cookie,
+                 actions=tuple(actions))}
 
 
 def _server_vlan_flows(dpid: int, vid: int, cookie: int,
@@ -285,7 +409,7 @@ def _server_vlan_flows(dpid: int, vid: int, cookie: int,
     if local_ports:
         flood.append(PopVlan())
     for port in local_ports:
-        flood += [SetField("metadata", port), Resubmit(Table.TO_VM_ACL)]
+        flood += [_set_metadata(port), _RESUBMIT_TO_VM_ACL]
     entries: Set[Entry] = {
         flow(dpid, Table.FORWARD, Priority.VLAN_FLOOD,
              make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH), cookie,
@@ -323,9 +447,9 @@ def port_group_flows(dpid: int, port: int, vlan: int, owner: Owner,
     rules = side.acl if side is not None else ()
     default = side.default_action if side is not None else Action.ALLOW
     entries |= _acl_flows(dpid, Table.FROM_VM_PORT_ACL, {"in_port": port, "vlan_vid": vid},
-                          cookie, rules_for(rules, Direction.FROM_VM), default,
+                          cookie, tuple(rules), Direction.FROM_VM, default,
                           allow=dict(goto=Table.FORWARD))
     entries |= _acl_flows(dpid, Table.TO_VM_PORT_ACL, {"metadata": port, "vlan_vid": vid},
-                          cookie, rules_for(rules, Direction.TO_VM), default,
+                          cookie, tuple(rules), Direction.TO_VM, default,
                           allow=dict(actions=(Output(port),)))
     return entries

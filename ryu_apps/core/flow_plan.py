@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Set
+from typing import Dict, FrozenSet, Iterable, List, Protocol, Set
 
 from ryu_apps.core.cookies import Owner, decode_cookie
 from ryu_apps.core.flowspec import FlowSpec, MeterSpec
@@ -138,40 +138,106 @@ def diff_flows(old: Iterable[FlowSpec], new: Iterable[FlowSpec], plan: Plan) -> 
             plan.for_switch(spec.dpid).add(spec, replacing=key in old_by_key)
 
 
+class Recipe(Protocol):
+    """What an owner's flows are compiled from (kept instead of the flows).
+
+    Equal recipes compile to equal flows, so a recipe that did not change costs
+    nothing; ``same_home`` says two recipes differ only in their flows away
+    from ``home`` (the switch the owner lives on), which ``away`` compiles.
+    """
+
+    home: int
+
+    def flows(self) -> Set: ...
+
+    def flows_on(self, dpid: int) -> Set: ...
+
+    def away(self) -> Set: ...
+
+    def same_home(self, other: "Recipe") -> bool: ...
+
+
 class DesiredFlows:
-    """The flows each owner should have installed, across all switches."""
+    """The flows each owner should have installed, across all switches.
+
+    Two kinds of owner: one whose flows are stored (a VLAN, an access port's
+    group, a switch's infrastructure, a port's quarantine: few, shared by many
+    VMs), kept per switch so one switch's share is replaced without touching
+    the rest; and one whose flows are compiled on demand from a
+    :class:`Recipe` (a VM binding: the binding, its template and its path
+    already live in the engine, so keeping only the recipe costs a few dozen
+    bytes instead of a few kilobytes of flow specs). Owners are keyed by cookie.
+    """
 
     def __init__(self) -> None:
-        self._by_owner: Dict[Owner, Set[FlowSpec]] = {}
+        self._stored: Dict[int, Dict[int, FrozenSet]] = {}   # cookie -> dpid -> flows
+        self._recipes: Dict[int, Recipe] = {}                  # cookie -> recipe
 
-    def replace(self, owner: Owner, flows: Set[FlowSpec], plan: Plan,
+    def replace(self, owner: Owner, flows: Iterable, plan: Plan,
                 dpid: int | None = None) -> None:
         """Set the owner's flows (only on ``dpid`` if given); record the diff."""
-        old = self._by_owner.get(owner, set())
-        if dpid is not None:
-            kept = {f for f in old if f.dpid != dpid}
-            old = {f for f in old if f.dpid == dpid}
-            flows = {f for f in flows if f.dpid == dpid}
-            merged = kept | flows
+        cookie = owner.cookie
+        recipe = self._recipes.pop(cookie, None)
+        if recipe is not None:
+            self._stored[cookie] = _by_switch(recipe.flows())
+        per_switch = self._stored.get(cookie, {})
+        new = _by_switch(flows)
+        switches = {dpid} if dpid is not None else set(per_switch) | set(new)
+        for switch in switches:
+            old_flows = per_switch.get(switch, frozenset())
+            new_flows = new.get(switch, frozenset())
+            if old_flows != new_flows:
+                diff_flows(old_flows, new_flows, plan)
+            if new_flows:
+                per_switch[switch] = new_flows
+            else:
+                per_switch.pop(switch, None)
+        if per_switch:
+            self._stored[cookie] = per_switch
         else:
-            merged = set(flows)
-        diff_flows(old, flows, plan)
-        if merged:
-            self._by_owner[owner] = merged
+            self._stored.pop(cookie, None)
+
+    def place(self, owner: Owner, recipe: Recipe, plan: Plan) -> None:
+        """Set the owner's flows to what ``recipe`` compiles to; record the diff."""
+        cookie = owner.cookie
+        old = self._recipes.get(cookie)
+        if old is not None:
+            if old == recipe:
+                self._recipes[cookie] = recipe
+                return
+            if old.same_home(recipe):
+                diff_flows(old.away(), recipe.away(), plan)
+            else:
+                diff_flows(old.flows(), recipe.flows(), plan)
         else:
-            self._by_owner.pop(owner, None)
+            stored = self._stored.pop(cookie, {})
+            diff_flows([f for flows in stored.values() for f in flows], recipe.flows(), plan)
+        self._recipes[cookie] = recipe
+
+    def retarget(self, owner: Owner, recipe: Recipe) -> None:
+        """Keep ``recipe`` instead of the owner's current one, which compiles to the same
+        flows (the caller knows; e.g. only a state that changes no flow changed)."""
+        if owner.cookie in self._recipes:
+            self._recipes[owner.cookie] = recipe
 
     def owners(self) -> List[Owner]:
         """Every owner with flows."""
-        return sorted(self._by_owner)
+        cookies = set(self._stored) | set(self._recipes)
+        return sorted(decode_cookie(c) for c in cookies)
 
     def flows_of(self, owner: Owner) -> Set[FlowSpec]:
         """The owner's desired flows."""
-        return set(self._by_owner.get(owner, ()))
+        recipe = self._recipes.get(owner.cookie)
+        if recipe is not None:
+            return set(recipe.flows())
+        return {f for flows in self._stored.get(owner.cookie, {}).values() for f in flows}
 
     def on_switch(self, dpid: int) -> Set[FlowSpec]:
         """Every desired flow on one switch."""
-        return {f for flows in self._by_owner.values() for f in flows if f.dpid == dpid}
+        found = {f for per_switch in self._stored.values() for f in per_switch.get(dpid, ())}
+        for recipe in self._recipes.values():
+            found |= recipe.flows_on(dpid)
+        return found
 
     def reconcile(self, dpid: int, observed: Iterable[FlowSpec], plan: Plan) -> None:
         """Record what brings a switch's observed dynprov flows to the desired ones.
@@ -181,3 +247,10 @@ class DesiredFlows:
         """
         ours = [f for f in observed if _is_ours(f)]
         diff_flows(ours, self.on_switch(dpid), plan)
+
+
+def _by_switch(flows: Iterable) -> Dict[int, FrozenSet]:
+    grouped: Dict[int, set] = {}
+    for spec in flows:
+        grouped.setdefault(spec.dpid, set()).add(spec)
+    return {dpid: frozenset(specs) for dpid, specs in grouped.items()}

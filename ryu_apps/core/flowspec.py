@@ -138,6 +138,16 @@ class FlowSpec:
         """Identity of the entry in a switch: table, priority and match."""
         return (self.dpid, self.table_id, self.priority, self.match)
 
+    def __hash__(self) -> int:
+        # specs are hashed many times (sets, diffs): compute once
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.dpid, self.table_id, self.priority, self.match,
+                           self.instructions, self.cookie, self.idle_timeout,
+                           self.hard_timeout))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
     def match_dict(self) -> dict:
         """The match as a dict of OXM name to value."""
         return dict(self.match)

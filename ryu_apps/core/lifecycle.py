@@ -239,7 +239,7 @@ class VmLifecycle:
         """Source device: remove what a VM that migrated away left behind."""
         if self._by_port.get((source.dpid, source.port)) is source:
             del self._by_port[(source.dpid, source.port)]
-        if not any(b.binding_id == source.binding_id for b in self._all_bindings()):
+        if not self._holds_binding_id(source.binding_id):
             self._ids_in_use.discard(source.binding_id)
         self.desired.replace(source.owner, set(), plan)
         self._end_migration_paths(self.bindings.get(source.mac), plan)

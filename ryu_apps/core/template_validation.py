@@ -123,21 +123,46 @@ class _LibraryState:
     names: Dict[str, str] = dataclasses.field(default_factory=dict)
     entries: int = 0
     templates: List[Template] = dataclasses.field(default_factory=list)
+    #: per-template results of the previous build, and those of this one
+    memo: Dict[tuple, "_Checked"] | None = None
+    used: Dict[tuple, "_Checked"] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """One template entry checked on its own (all but the library-wide uniqueness)."""
+
+    entry: object            # the parsed mapping (kept: its id is part of the memo key)
+    label: str | None
+    template_id: int | None
+    name: str | None
+    head_errors: Tuple[TemplateError, ...]   # keys, id, name
+    tail_errors: Tuple[TemplateError, ...]   # everything after uniqueness
+    template: Template | None
 
 
 def build_library(documents: Sequence[Tuple[str, object]], *, origin: str = "library",
-                  require_templates: bool = True) -> TemplateLibrary:
+                  require_templates: bool = True,
+                  memo: Dict[tuple, object] | None = None) -> TemplateLibrary:
     """Validate parsed documents ``(source, object)`` and build the library.
 
     Raises :class:`TemplateValidationError` with every problem found. ``origin``
     names the library in the "library is empty" error, which
     ``require_templates=False`` turns off (for callers that already failed to
     read some files).
+
+    ``memo`` (a dict the caller keeps between builds) lets a template entry that
+    is the very same parsed object as in the previous build (its file was not
+    parsed again because its text did not change) skip its own checks; the
+    library-wide ones (unique ids and names, one defaults) always run.
     """
     errors: List[TemplateError] = []
-    state = _LibraryState(default_idle_timeout=_default_idle_timeout(documents))
+    state = _LibraryState(default_idle_timeout=_default_idle_timeout(documents), memo=memo)
     for source, document in documents:
         _check_file(_Scope(errors, source), document, state)
+    if memo is not None:
+        memo.clear()
+        memo.update(state.used)
     if require_templates and state.entries == 0:
         errors.append(TemplateError(origin, None, "",
                                     "no templates defined: the library is empty"))
@@ -203,29 +228,46 @@ def _check_template_list(scope: _Scope, value: object, state: _LibraryState) -> 
 # -- templates ---------------------------------------------------------------
 def _check_template(file_scope: _Scope, path: str, entry: Mapping,
                     state: _LibraryState) -> None:
-    probe = _Scope([], file_scope.source)
+    key = (id(entry), file_scope.source, path, state.default_idle_timeout)
+    checked = state.memo.get(key) if state.memo is not None else None
+    if checked is None or checked.entry is not entry:
+        checked = _check_entry(file_scope.source, path, entry, state.default_idle_timeout)
+    state.used[key] = checked
+    scope = _Scope(file_scope.errors, file_scope.source, checked.label,
+                   "" if checked.label else path)
+    mark = scope.mark()
+    scope.errors.extend(checked.head_errors)
+    _check_unique(scope, checked.template_id, checked.name, state)
+    scope.errors.extend(checked.tail_errors)
+    if scope.clean_since(mark) and checked.template is not None:
+        state.templates.append(checked.template)
+
+
+def _check_entry(source: str, path: str, entry: Mapping, default_idle_timeout: int) -> _Checked:
+    """Every check of one template that does not depend on the rest of the library."""
+    probe = _Scope([], source)
     template_id = _field(probe, "", entry, "id", _template_id)
     name = _field(probe, "", entry, "name", _name)
     label = _template_label(template_id, name)
-    scope = _Scope(file_scope.errors, file_scope.source, label, "" if label else path)
-    mark = scope.mark()
-    _check_keys(scope, scope.base, entry, TEMPLATE_KEYS, TEMPLATE_REQUIRED)
-    template_id = _field(scope, scope.base, entry, "id", _template_id)
-    name = _field(scope, scope.base, entry, "name", _name)
-    _check_unique(scope, template_id, name, state)
-    description = _field(scope, scope.base, entry, "description", _description)
-    vlan = _field(scope, scope.base, entry, "vlan", _vlan)
-    idle_timeout = _field(scope, scope.base, entry, "idle_timeout", _idle_timeout)
-    vswitch = _field(scope, scope.base, entry, "virtual_switch",
+    head = _Scope([], source, label, "" if label else path)
+    _check_keys(head, head.base, entry, TEMPLATE_KEYS, TEMPLATE_REQUIRED)
+    template_id = _field(head, head.base, entry, "id", _template_id)
+    name = _field(head, head.base, entry, "name", _name)
+    tail = _Scope([], source, label, head.base)
+    description = _field(tail, tail.base, entry, "description", _description)
+    vlan = _field(tail, tail.base, entry, "vlan", _vlan)
+    idle_timeout = _field(tail, tail.base, entry, "idle_timeout", _idle_timeout)
+    vswitch = _field(tail, tail.base, entry, "virtual_switch",
                      partial(_switch_side, allow_bind_ip=True))
-    access = _field(scope, scope.base, entry, "access_port",
+    access = _field(tail, tail.base, entry, "access_port",
                     partial(_switch_side, allow_bind_ip=False))
-    if not scope.clean_since(mark):
-        return
-    if idle_timeout is None:
-        idle_timeout = state.default_idle_timeout
-    state.templates.append(Template(template_id, name, description, vlan, idle_timeout,
-                                    vswitch, access, scope.source))
+    template = None
+    if not head.errors and not tail.errors:
+        template = Template(template_id, name, description, vlan,
+                            default_idle_timeout if idle_timeout is None else idle_timeout,
+                            vswitch, access, source)
+    return _Checked(entry, label, template_id, name, tuple(head.errors), tuple(tail.errors),
+                    template)
 
 
 def _template_label(template_id: int | None, name: str | None) -> str | None:

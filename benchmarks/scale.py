@@ -1,0 +1,470 @@
+"""Scale of one controller: memory per binding, flows per VM, per-event cost vs binding count.
+
+Drives the real pure core (:class:`ryu_apps.core.engine.ProvisioningEngine`) in
+one process, as the Ryu app does, on a generated data center: 2 fabric
+switches, access switches with 40 servers each, 30 VMs per server, the default
+template library (web and database share VLAN 100 with different port-side
+rules, so those servers carry the template merge). Links arrive by
+``link_seen`` as LLDP would report them. At each size it measures:
+
+- memory: tracemalloc (after gc) of what the engine allocates for the last
+  2,000 VMs provisioned at that size, per binding; and the process's RSS
+  growth per binding over the other VMs (no tracemalloc running);
+- flows per VM on a server switch, an access switch and a fabric switch,
+  shared per-VLAN / per-port flows amortised over the VMs;
+- the engine call for each event kind (µs, including building its plan): a
+  new VM's packet-in, a known VM's packet-in, an idle timeout (flow_removed),
+  a VM port going down, a migration (notify migrating + the VM's arrival), a
+  server link flap (port down + link seen again); and, separately, rendering
+  a new VM's plan into OpenFlow messages (the edge's cost, ryu_apps/openflow.py);
+- reconciling a reconnecting server / access switch that holds all its flows,
+  and one that comes back empty.
+
+Run: ``python -m benchmarks.scale [--quick] [--sizes 1000,10000] [--name NAME]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Callable, Dict, List
+
+from benchmarks.common import (
+    PLOTS_DIR,
+    format_table,
+    print_machine,
+    read_results,
+    summary,
+    write_results,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+VMS_PER_SERVER = 30
+SERVERS_PER_ACCESS = 40
+FABRIC_SWITCHES = 2
+UPLINK = 100            # a server's port toward its access switch
+FREE_PORT_BASE = 200    # ports above this are free on every server (new VMs, migrations)
+TEMPLATE_MIX = (250, 250, 250, 252, 252, 254, 240)   # web, web, web, db, db, mgmt, quarantine
+
+EVENTS = ("new_vm", "known_vm", "idle_timeout", "port_down", "migration", "link_flap",
+          "render_new_vm")
+
+
+class DataCenter:
+    """The generated fabric and the engine driven over it."""
+
+    def __init__(self, bindings: int, seed: int = 1, library=None,
+                 choose_template: Callable[[random.Random], int] | None = None) -> None:
+        from ryu_apps.core.engine import ProvisioningEngine
+        from ryu_apps.core.identifiers import PrefixScheme
+        from ryu_apps.library_files import load_library
+
+        self.rng = random.Random(seed)
+        self.library = library if library is not None else load_library(ROOT / "templates")
+        self.choose_template = choose_template or (lambda rng: rng.choice(TEMPLATE_MIX))
+        self.engine = ProvisioningEngine(self.library, PrefixScheme(16))
+        self.servers = max(1, -(-bindings // VMS_PER_SERVER))
+        self.access = max(1, -(-self.servers // SERVERS_PER_ACCESS))
+        self.fabric = [0x10000 + i for i in range(FABRIC_SWITCHES)]
+        self.access_dpids = [0x20000 + i for i in range(self.access)]
+        self.server_dpids = [0x30000 + i for i in range(self.servers)]
+        self.vms: List[tuple] = []      # (dpid, port, mac)
+        self._serial = 0
+        self._next_free: Dict[int, int] = {d: FREE_PORT_BASE for d in self.server_dpids}
+
+    # -- building ------------------------------------------------------------
+    def build_fabric(self) -> None:
+        from ryu_apps.core.fabric import PortRef, Role
+        engine = self.engine
+        for i, dpid in enumerate(self.fabric):
+            engine.switch_up(dpid, Role.FABRIC, f"f{i}", [])
+        for i, dpid in enumerate(self.access_dpids):
+            engine.switch_up(dpid, Role.ACCESS, f"a{i}", [])
+        for i, dpid in enumerate(self.server_dpids):
+            engine.switch_up(dpid, Role.SERVER, f"s{i}", [])
+        for i, access in enumerate(self.access_dpids):
+            for j, fabric in enumerate(self.fabric):
+                engine.link_seen(PortRef(access, 1 + j), PortRef(fabric, 1 + i))
+        for i, server in enumerate(self.server_dpids):
+            self.uplink_of(i, server)
+            engine.link_seen(PortRef(server, UPLINK), self.uplink_of(i, server))
+
+    def uplink_of(self, index: int, server: int):
+        from ryu_apps.core.fabric import PortRef
+        return PortRef(self.access_dpids[index // SERVERS_PER_ACCESS],
+                       10 + index % SERVERS_PER_ACCESS)
+
+    def new_mac(self) -> str:
+        self._serial += 1
+        template = self.choose_template(self.rng)
+        value = (template << 32) | self._serial
+        return ":".join(f"{(value >> s) & 0xFF:02x}" for s in range(40, -8, -8))
+
+    def populate(self, bindings: int, start: int = 0) -> None:
+        """Provision VMs ``start`` to ``bindings``, VMS_PER_SERVER per server, by first packet."""
+        engine = self.engine
+        for n in range(start, bindings):
+            dpid = self.server_dpids[n // VMS_PER_SERVER]
+            port = 1 + n % VMS_PER_SERVER
+            mac = self.new_mac()
+            verdict = engine.packet_in(dpid, port, mac, b"", now=0.0)
+            engine.confirm(verdict.plan.confirms)
+            self.vms.append((dpid, port, mac))
+
+    def free_port(self, dpid: int) -> int:
+        port = self._next_free[dpid]
+        self._next_free[dpid] = port + 1
+        return port
+
+
+def _time(call: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = call()
+    return (time.perf_counter() - start) * 1e6, result
+
+
+def _rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def traced_populate(dc: DataCenter, bindings: int, traced: int) -> dict:
+    """Provision the last ``traced`` of ``bindings`` VMs under tracemalloc, after gc.
+
+    The figure is what one more binding costs the controller at that size (its
+    engine state and its share of the shared VLAN and access-port flows);
+    allocations made by this benchmark itself (its list of VMs, their MACs)
+    are left out.
+    """
+    gc.collect()
+    tracemalloc.start()
+    base, _ = tracemalloc.get_traced_memory()
+    dc.populate(bindings, start=bindings - traced)
+    gc.collect()
+    current, _ = tracemalloc.get_traced_memory()
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, __file__)])
+    own = current - sum(s.size for s in snapshot.statistics("filename"))
+    top = snapshot.statistics("lineno")[:12]
+    tracemalloc.stop()
+    engine_bytes = current - base - own
+    return {
+        "traced_bindings": traced,
+        "bytes_per_binding": engine_bytes / traced,
+        "benchmark_bytes_per_binding": own / traced,
+        "top_allocations": [f"{s.traceback[0].filename.split('/')[-1]}:"
+                            f"{s.traceback[0].lineno} {s.size / traced:.0f} B/binding"
+                            for s in top],
+    }
+
+
+def flows_per_vm(dc: DataCenter) -> dict:
+    """Flows on one full server, one access and one fabric switch, per VM."""
+    desired = dc.engine.desired
+    server = dc.server_dpids[0]
+    on_server = desired.on_switch(server)
+    owned = [f for f in on_server if (getattr(f, "cookie", 0) >> 52) & 0xF == 1]
+    access = dc.access_dpids[0]
+    on_access = desired.on_switch(access)
+    per_vm_access = [f for f in on_access if (getattr(f, "cookie", 0) >> 52) & 0xF == 1]
+    on_fabric = desired.on_switch(dc.fabric[0])
+    n = len(dc.vms)
+    servers_on_access = min(SERVERS_PER_ACCESS, dc.servers)
+    return {
+        "server_entries_per_vm": len(on_server) / VMS_PER_SERVER,
+        "server_binding_entries_per_vm": len(owned) / VMS_PER_SERVER,
+        "access_entries": len(on_access),
+        "access_transit_per_vm_in_dc": len(per_vm_access) / n,
+        "access_shared_per_local_vm": (len(on_access) - len(per_vm_access))
+        / (servers_on_access * VMS_PER_SERVER),
+        "fabric_entries": len(on_fabric),
+        "fabric_entries_per_vm_in_dc": len(on_fabric) / n,
+        "switches": len(dc.fabric) + dc.access + dc.servers,
+    }
+
+
+def measure_events(bindings: int, samples: int) -> dict:
+    """Per-event engine cost at ``bindings`` VMs, and reconciliation of one switch."""
+    from ryu_apps.core.fabric import PortRef, Role
+    from ryu_apps.core.lifecycle import Notice
+
+    dc = DataCenter(bindings)
+    gc.collect()
+    rss0 = _rss_kb()
+    start = time.perf_counter()
+    dc.build_fabric()
+    fabric_s = time.perf_counter() - start
+    rss1 = _rss_kb()
+    traced = min(bindings // 2, 2000)
+    start = time.perf_counter()
+    dc.populate(bindings - traced)
+    populate_s = time.perf_counter() - start
+    gc.collect()
+    rss2 = _rss_kb()
+    memory = traced_populate(dc, bindings, traced)
+    engine, rng = dc.engine, dc.rng
+    times: Dict[str, List[float]] = {e: [] for e in EVENTS}
+
+    def readd(dpid, port, mac):
+        engine.confirm(engine.packet_in(dpid, port, mac, b"").plan.confirms)
+
+    renderer = _renderer()
+    for _ in range(samples):
+        # a new VM on a random server, then gone again (port down)
+        dpid = rng.choice(dc.server_dpids)
+        port, mac = dc.free_port(dpid), dc.new_mac()
+        took, verdict = _time(lambda: engine.packet_in(dpid, port, mac, b"frame"))
+        times["new_vm"].append(took)
+        if renderer is not None:
+            times["render_new_vm"].append(_time(lambda: renderer(verdict.plan))[0])
+        engine.confirm(verdict.plan.confirms)
+        times["port_down"].append(_time(lambda: engine.port_down(dpid, port))[0])
+        # a known VM speaks again
+        vdpid, vport, vmac = rng.choice(dc.vms)
+        times["known_vm"].append(_time(lambda: engine.packet_in(vdpid, vport, vmac, b""))[0])
+        # an idle timeout, then the VM comes back
+        vdpid, vport, vmac = rng.choice(dc.vms)
+        binding = engine.bindings[vmac]
+        cookie = binding.owner.cookie
+        times["idle_timeout"].append(
+            _time(lambda: engine.flow_removed(vdpid, cookie, True))[0])
+        readd(vdpid, vport, vmac)
+    for _ in range(max(1, samples // 3)):
+        # a notified migration to a server on another access switch, and back
+        index = rng.randrange(len(dc.vms))
+        sdpid, sport, mac = dc.vms[index]
+        target = rng.choice(dc.server_dpids)
+        if target == sdpid:
+            continue
+        tport = dc.free_port(target)
+        name = engine.fabric.switches[target].name
+
+        def migrate():
+            ack = engine.notify(Notice.MIGRATING, mac, server=name)
+            pending = list(ack.plan.messages)
+            engine.vm_attached(target, tport, mac)
+            pending += engine.packet_in(target, tport, mac, b"garp").plan.messages
+            pending += engine.port_down(sdpid, sport).messages
+            while pending:
+                pending += engine.receive(pending.pop(0)).messages
+        times["migration"].append(_time(migrate)[0])
+        engine.confirm([mac])
+        dc.vms[index] = (target, tport, mac)
+    for _ in range(max(1, samples // 10)):
+        i = rng.randrange(dc.servers)
+        server = dc.server_dpids[i]
+        far = dc.uplink_of(i, server)
+
+        def flap():
+            engine.port_down(far.dpid, far.port)
+            engine.link_seen(PortRef(server, UPLINK), far)
+        times["link_flap"].append(_time(flap)[0])
+    reconcile = {}
+    for label, dpid, role in (("server", dc.server_dpids[0], Role.SERVER),
+                              ("access", dc.access_dpids[0], Role.ACCESS)):
+        name = engine.fabric.switches[dpid].name
+        full = list(engine.desired.on_switch(dpid))
+        took, plan = _time(lambda: engine.switch_up(dpid, role, name, full))
+        reconcile[f"{label}_full_ms"] = took / 1000
+        reconcile[f"{label}_full_changes"] = plan.flow_count()
+        reconcile[f"{label}_entries"] = len(full)
+        took, plan = _time(lambda: engine.switch_up(dpid, role, name, []))
+        reconcile[f"{label}_empty_ms"] = took / 1000
+        reconcile[f"{label}_empty_changes"] = plan.flow_count()
+    flows = flows_per_vm(dc)
+    return {
+        "bindings": len(engine.bindings),
+        "switches": flows["switches"],
+        "build_fabric_s": fabric_s,
+        "populate_s": populate_s,
+        "populate_us_per_vm": populate_s * 1e6 / (bindings - traced),
+        "rss_fabric_mb": (rss1 - rss0) / 1024,
+        "rss_per_binding_bytes": (rss2 - rss1) * 1024 / (bindings - traced),
+        "memory": memory,
+        "events_us": {e: summary(v) for e, v in times.items() if v},
+        "reconcile": reconcile,
+        "flows": flows,
+    }
+
+
+def _renderer():
+    """A function rendering a plan into OpenFlow messages and bytes (None without Ryu)."""
+    try:
+        from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
+        from ryu_apps.openflow import messages_for
+    except ImportError:
+        return None
+
+    class Datapath:
+        ofproto = ofproto_v1_3
+        ofproto_parser = ofproto_v1_3_parser
+        id = 1
+
+    datapath = Datapath()
+
+    def render(plan) -> int:
+        size = 0
+        for changes in plan.changes.values():
+            for message in messages_for(datapath, changes):
+                message.serialize()
+                size += len(message.buf)
+        return size
+    return render
+
+
+def run(sizes: List[int], samples: int) -> dict:
+    figures = {"sizes": {}, "vms_per_server": VMS_PER_SERVER,
+               "servers_per_access": SERVERS_PER_ACCESS, "samples": samples}
+    for size in sizes:
+        print(f"[scale] {size} bindings ...", flush=True)
+        figures["sizes"][str(size)] = measure_events(size, samples)
+    return figures
+
+
+def print_tables(figures: dict) -> None:
+    sizes = figures["sizes"]
+    rows = []
+    for size, rec in sizes.items():
+        mem, flows = rec["memory"], rec["flows"]
+        rows.append([int(size), rec["switches"], round(mem["bytes_per_binding"]),
+                     round(rec["rss_per_binding_bytes"]), round(rec["populate_us_per_vm"]),
+                     round(flows["server_entries_per_vm"], 1),
+                     round(flows["access_transit_per_vm_in_dc"], 2),
+                     round(flows["access_shared_per_local_vm"], 2),
+                     flows["access_entries"], flows["fabric_entries"]])
+    print(format_table(["bindings", "switches", "B/binding", "RSS B/binding", "fill us/VM",
+                        "server flows/VM", "access transit/VM", "access shared/VM",
+                        "access flows", "fabric flows"], rows))
+    print()
+    rows = []
+    for size, rec in sizes.items():
+        for event, s in rec["events_us"].items():
+            rows.append([int(size), event, s["n"], round(s["p50"]), round(s["p90"]),
+                         round(s["p99"]), round(s["max"])])
+    print(format_table(["bindings", "event", "n", "p50 us", "p90 us", "p99 us", "max us"],
+                       rows))
+    print()
+    rows = []
+    for size, rec in sizes.items():
+        r = rec["reconcile"]
+        rows.append([int(size), r["server_entries"], round(r["server_full_ms"], 2),
+                     r["server_full_changes"], round(r["server_empty_ms"], 2),
+                     r["access_entries"], round(r["access_full_ms"], 2),
+                     r["access_full_changes"], round(r["access_empty_ms"], 2),
+                     r["access_empty_changes"]])
+    print(format_table(["bindings", "server flows", "server full ms", "changes",
+                        "server empty ms", "access flows", "access full ms", "changes",
+                        "access empty ms", "adds"], rows))
+
+
+def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
+    """Per-event cost and memory per binding vs binding count."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    figures = record["figures"]
+    sizes = sorted(figures["sizes"], key=int)
+    xs = [int(s) for s in sizes]
+    stem = record.get("benchmark", "scale").replace("-", "_")
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for event in EVENTS:
+        p50 = [figures["sizes"][s]["events_us"].get(event, {}).get("p50") for s in sizes]
+        p99 = [figures["sizes"][s]["events_us"].get(event, {}).get("p99") for s in sizes]
+        if None in p50:
+            continue
+        axes[0].plot(xs, p50, marker="o", label=event)
+        axes[1].plot(xs, p99, marker="o", label=event)
+    before = _before(record)
+    if before is not None:
+        bsizes = sorted(before["sizes"], key=int)
+        for event in ("new_vm", "migration"):
+            for ax, stat in zip(axes, ("p50", "p99")):
+                ax.plot([int(s) for s in bsizes],
+                        [before["sizes"][s]["events_us"][event][stat] for s in bsizes],
+                        linestyle="--", marker="x", color="grey",
+                        label=f"{event} before indexing")
+    for ax, title in zip(axes, ("p50", "p99")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("bindings in the controller")
+        ax.set_ylabel("engine call (µs)")
+        ax.set_title(f"per-event cost, {title}")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = outdir / f"{stem}_event_cost.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(xs, [figures["sizes"][s]["memory"]["bytes_per_binding"] for s in sizes],
+            marker="o", label="tracemalloc (engine state)")
+    ax.plot(xs, [figures["sizes"][s]["rss_per_binding_bytes"] for s in sizes],
+            marker="s", label="RSS growth")
+    if before is not None:
+        ax.plot([int(s) for s in bsizes],
+                [before["sizes"][s]["memory"]["bytes_per_binding"] for s in bsizes],
+                marker="x", linestyle="--", color="grey", label="tracemalloc, before indexing")
+        ax.set_yscale("log")
+    ax.axhline(2048, color="red", linestyle="--", label="target 2 KB")
+    ax.set_xscale("log")
+    ax.set_xlabel("bindings in the controller")
+    ax.set_ylabel("bytes per binding")
+    ax.set_title("controller memory per binding")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = outdir / f"{stem}_memory.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+    return paths
+
+
+def _before(record: dict) -> dict | None:
+    """The pre-refactor engine's figures (scale-before.json), for the full run's plots."""
+    if record.get("benchmark") != "scale":
+        return None
+    try:
+        return read_results("scale-before")["figures"]
+    except (OSError, ValueError):
+        return None
+
+
+def main(argv: List[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, few samples")
+    parser.add_argument("--sizes", help="comma-separated binding counts")
+    parser.add_argument("--samples", type=int, help="events timed per kind and size")
+    parser.add_argument("--name", help="results name (default scale / scale-quick)")
+    parser.add_argument("--plot-only", action="store_true", help="plot the saved results")
+    args = parser.parse_args(argv)
+    name = args.name or ("scale-quick" if args.quick else "scale")
+    if args.plot_only:
+        record = read_results(name)
+        for path in plot(record):
+            print(f"plot: {path}")
+        return
+    print_machine()
+    sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
+             else [300, 1000] if args.quick else [1000, 10000, 50000])
+    samples = args.samples or (30 if args.quick else 300)
+    figures = run(sizes, samples)
+    print_tables(figures)
+    path = write_results(name, figures)
+    print(f"results: {path}")
+    for plot_path in plot(read_results(name)):
+        print(f"plot: {plot_path}")
+
+
+if __name__ == "__main__":
+    main()
