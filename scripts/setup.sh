@@ -48,9 +48,9 @@ if ! "$VENV/bin/python" -c "import ryu, eventlet" >/dev/null 2>&1; then
   say "installing Ryu (built with setuptools<58)"
   PIP_CONSTRAINT="$REPO/scripts/ryu-build-constraints.txt" "${PIP[@]}" install ryu
 fi
-if ! "$VENV/bin/python" -c "import yaml, netaddr, pytest, hypothesis" >/dev/null 2>&1; then
-  say "installing Python test and runtime dependencies"
-  "${PIP[@]}" install pyyaml netaddr pytest hypothesis
+if ! "$VENV/bin/python" -c "import yaml, netaddr, pytest, hypothesis, matplotlib" >/dev/null 2>&1; then
+  say "installing Python runtime, test and benchmark-plot dependencies"
+  "${PIP[@]}" install pyyaml netaddr pytest hypothesis matplotlib
 fi
 
 stamp=$(cat setup.py setup.cfg dynprov_ryu_compat.py dynprov_ryu_compat.pth \
