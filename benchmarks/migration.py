@@ -87,7 +87,8 @@ class ProbeStream:
         self.log = workdir / "prober.log"
         out = src.cmd(f"env PYTHONPATH={REPO_ROOT} {sys.executable} -m ryu_apps.vmtools.prober"
                       f" probe {dst.IP()} --output {self.output} --interval-ms {interval_ms}"
-                      f" --stop-file {self.stop_file} --linger-ms {LINGER_MS} > {self.log} 2>&1 & echo $!")
+                      f" --stop-file {self.stop_file} --linger-ms {LINGER_MS}"
+                      f" > {self.log} 2>&1 & echo $!")
         self.pid = out.strip().split()[-1]
 
     def wait_started(self, timeout: float = 10.0) -> None:
@@ -473,8 +474,9 @@ def run(migrations: int, quick: bool) -> dict:
         print("warning: bridges left behind:", leftovers)
     return {"quick": quick, "migrations_per_case": migrations,
             "interval_ms": 1.0, "recovery_limit_ms": RECOVERY_LIMIT_S * 1e3,
-            "probers": list(PROBERS), "order": "interleaved per migration, reversed every other round: " + ", ".join(
-                case_name(*c) for c in all_cases()),
+            "probers": list(PROBERS),
+            "order": "interleaved per migration, reversed every other round: "
+                     + ", ".join(case_name(*c) for c in all_cases()),
             "cases": case_figures(records), "timelines": timelines, "records": records}
 
 

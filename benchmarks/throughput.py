@@ -288,7 +288,8 @@ def plot(record: dict, outdir: Path) -> List[Path]:
         if not mine:
             continue
         ax.plot([r["round"] for r in mine], [r["vms_per_second"] for r in mine],
-                marker=marker, label=f"{kind} (median {figures['median_vms_per_second'][kind]:.0f})")
+                marker=marker,
+                label=f"{kind} (median {figures['median_vms_per_second'][kind]:.0f})")
     ax.set_xlabel("round (alternating, fresh controller each)")
     ax.set_ylabel("new VMs per second")
     ax.set_yscale("log")

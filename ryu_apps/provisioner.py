@@ -39,7 +39,7 @@ from ryu_apps.domain_files import load_domains
 from ryu_apps.core.binding import VmState
 from ryu_apps.library_files import LibraryKeeper
 from ryu_apps.ovsdb_watcher import OvsdbWatcher
-from ryu_apps.plan_sender import PlanSender
+from ryu_apps.plan_sender import PlanSender, next_xid
 from ryu_apps.provisioning_times import ProvisioningTimes
 from ryu_apps.scheme_config import load_scheme
 from ryu_apps.store import hook as store_hook
@@ -71,7 +71,8 @@ CONF.register_opts([
 ], group="dynprov")
 
 LLDP_SOURCE_MAC = bytes.fromhex("0e00d9000001")
-OFPP_MAX = 0xFFFFFF00
+OFPP_MAX = ofproto_v1_3.OFPP_MAX
+OFPP_CONTROLLER = ofproto_v1_3.OFPP_CONTROLLER
 TICK_SECONDS = 1.0
 #: Seconds a notification waits for the switches to confirm its changes.
 NOTIFY_CONFIRM_SECONDS = 5.0
@@ -283,8 +284,7 @@ class DynprovProvisioner(app_manager.RyuApp):
     def _port_desc_reply(self, ev) -> None:
         dpid = ev.msg.datapath.id
         self.ports[dpid] = {p.port_no for p in ev.msg.body if p.port_no < OFPP_MAX}
-        for port in sorted(self.ports[dpid]):
-            self._send_probe(dpid, port)
+        self._probe_switch_ports(dpid)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev) -> None:
@@ -357,17 +357,30 @@ class DynprovProvisioner(app_manager.RyuApp):
 
     # -- periodic work -----------------------------------------------------
     def _send_probe(self, dpid: int, port: int) -> None:
+        self._send_probes(dpid, [port])
+
+    def _send_probes(self, dpid: int, ports) -> None:
+        """One LLDP probe out of each port, all in one write to the switch."""
         datapath = self.datapaths.get(dpid)
-        if datapath is not None:
-            frame = lldp.build_probe(dpid, port, LLDP_SOURCE_MAC)
-            datapath.send_msg(openflow.packet_out_to_port(datapath, port, frame))
+        if datapath is None or not ports:
+            return
+        datapath.send(b"".join(
+            openflow.with_xid(openflow.encoded_packet_out(
+                OFPP_CONTROLLER, port, lldp.build_probe(dpid, port, LLDP_SOURCE_MAC)),
+                next_xid(datapath))
+            for port in ports))
 
     def _lldp_loop(self) -> None:
+        """Probe every port but those with a VM behind them (a link there would
+        first take the port down, which drops the VM and probes the port again)."""
         while True:
             hub.sleep(self.lldp_interval)
-            for dpid, ports in list(self.ports.items()):
-                for port in sorted(ports):
-                    self._send_probe(dpid, port)
+            for dpid in list(self.ports):
+                self._probe_switch_ports(dpid)
+
+    def _probe_switch_ports(self, dpid: int) -> None:
+        self._send_probes(dpid, [port for port in sorted(self.ports.get(dpid, ()))
+                                 if not self.engine.hosts_vm(dpid, port)])
 
     def _resync_after_grace(self, grace: float) -> None:
         """Reconcile every connected switch in full once the warm start is over."""

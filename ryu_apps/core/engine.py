@@ -662,6 +662,10 @@ class ProvisioningEngine(VmLifecycle):
         """The binding with this id, if any."""
         return self._index.by_id.get(binding_id)
 
+    def hosts_vm(self, dpid: int, port: int) -> bool:
+        """Whether a VM (bound or pre-provisioned) is behind this port, so no switch is."""
+        return (dpid, port) in self._by_port
+
     def access_switch_of(self, server_dpid: int) -> PortRef | None:
         """The access-switch port a server hangs off (on the tree)."""
         for port in sorted(self.fabric.tree_ports(server_dpid)):

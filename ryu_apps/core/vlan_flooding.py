@@ -35,7 +35,7 @@ class VlanFlooding:
         return set() if before else self._member_changed(vlan, dpid, +1)
 
     def leave(self, vlan: int, dpid: int) -> Set[int]:
-        """One forwarding VM of ``vlan`` on ``dpid`` fewer; switches whose flood ports may change."""
+        """One forwarding VM of ``vlan`` on ``dpid`` fewer; the switches whose floods may change."""
         counts = self._count.get(vlan, {})
         before = counts.get(dpid, 0)
         if before == 0:

@@ -74,3 +74,19 @@ def test_topology_bridges_are_removed_by_name():
         assert not names & lab.ovs_bridges()
     finally:
         controller.stop()
+
+
+def test_lldp_probes_skip_vm_ports_but_keep_probing_uplinks(datacenter):
+    """A VM port gets no periodic LLDP probe (the controller knows a VM is there);
+    a switch-to-switch port still does, so re-cabling is still detected."""
+    controller, net = datacenter
+    web1 = _vm(net, "web1")
+    server = _server_of(net, web1)
+    capture = "timeout 3 tcpdump -l -n -e -c 1 -i {} ether proto 0x88cc 2>/dev/null"
+    vm_probes = web1.cmd(capture.format(web1.defaultIntf().name)).strip()
+    uplink = next(intf for intf in server.intfList()
+                  if intf.link and all(n in net.switches for n in
+                                       (intf.link.intf1.node, intf.link.intf2.node)))
+    uplink_probes = server.cmd(capture.format(uplink.name)).strip()
+    assert vm_probes == "", f"a VM port received an LLDP probe: {vm_probes}"
+    assert "0e:00:d9:00:00:01" in uplink_probes, f"no LLDP probe on uplink {uplink.name} in 3 s"

@@ -198,3 +198,12 @@ def test_link_found_after_vms_completes_their_paths():
     for a, b in LINKS:
         lab.apply(lab.engine.link_seen(PortRef(*a), PortRef(*b)))
     assert lab.send(S11, 1, WEB1, WEB3) == [(S21, 1, Packet(WEB1, WEB3))]
+
+
+def test_a_port_hosts_a_vm_while_the_vm_is_bound_there(lab):
+    assert lab.engine.hosts_vm(S11, 1)
+    assert not lab.engine.hosts_vm(S11, 7)            # no VM seen there
+    uplink = next(a for a, b in LINKS if a[0] == S11)
+    assert not lab.engine.hosts_vm(*uplink)
+    lab.apply(lab.engine.port_down(S11, 1))
+    assert not lab.engine.hosts_vm(S11, 1)
