@@ -25,14 +25,8 @@ import time
 from pathlib import Path
 from typing import List
 
-from benchmarks.common import (
-    PLOTS_DIR,
-    format_table,
-    print_machine,
-    read_results,
-    summary,
-    write_results,
-)
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
+                               summary, write_results)
 
 TEMPLATES_PER_FILE = 50
 POPULAR = 20
@@ -202,9 +196,7 @@ def print_tables(figures: dict) -> None:
 
 def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     """Reload time split (YAML, validation, apply) per library size."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     outdir.mkdir(parents=True, exist_ok=True)
     figures = record["figures"]

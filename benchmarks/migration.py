@@ -38,8 +38,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from benchmarks.common import (PLOTS_DIR, format_table, print_machine,
-                               read_results, summary, write_results)
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
+                               summary, write_results)
 
 SHAPES = ("qemu", "garp", "none")
 SHAPE_LABELS = {"qemu": "hypervisor-style", "garp": "silent + 1 GARP",
@@ -353,9 +353,7 @@ def table(cases: Dict[str, dict]) -> str:
 
 def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     """Box/strip plot of outage per case; timelines of the watched migrations."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     outdir.mkdir(parents=True, exist_ok=True)
     suffix = "-quick" if record["figures"].get("quick") else ""

@@ -26,8 +26,8 @@ from typing import List
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from benchmarks.common import (PLOTS_DIR, format_table, print_machine, read_results,
-                               summary, write_results)
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, read_results, summary,
+                               write_results)
 from ryu_apps import lab
 
 NAME = "ovs_floor"

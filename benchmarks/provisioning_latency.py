@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List
 
-from benchmarks.common import (PLOTS_DIR, format_table, print_machine, read_results,
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
                                summary, write_results)
 from ryu_apps import lab
 from ryu_apps.core.cookies import CookieKind, decode_cookie
@@ -231,9 +231,7 @@ def report(figures: dict) -> None:
 
 def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     """Latency distribution: histogram and CDF."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     samples = sorted(record["figures"]["samples_ms"])
     if not samples:

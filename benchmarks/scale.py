@@ -33,14 +33,8 @@ import tracemalloc
 from pathlib import Path
 from typing import Callable, Dict, List
 
-from benchmarks.common import (
-    PLOTS_DIR,
-    format_table,
-    print_machine,
-    read_results,
-    summary,
-    write_results,
-)
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
+                               summary, write_results)
 
 ROOT = Path(__file__).resolve().parent.parent
 VMS_PER_SERVER = 30
@@ -365,9 +359,7 @@ def print_tables(figures: dict) -> None:
 
 def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     """Per-event cost and memory per binding vs binding count."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     outdir.mkdir(parents=True, exist_ok=True)
     figures = record["figures"]

@@ -29,13 +29,7 @@ from pathlib import Path  # noqa: E402
 from typing import List  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    PLOTS_DIR,
-    format_table,
-    print_machine,
-    read_results,
-    summary,
-    write_results,
-)
+    PLOTS_DIR, format_table, print_machine, pyplot, read_results, summary, write_results)
 
 NAME = "store_failover"
 TARGET_RESUME_S = 2.0
@@ -131,9 +125,7 @@ def report(figures: dict) -> None:
 
 
 def plot(record: dict, outdir: Path) -> List[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     samples = record["figures"]["samples_resumed_s"]
     if not samples:

@@ -21,14 +21,8 @@ import os
 from pathlib import Path
 from typing import List
 
-from benchmarks.common import (
-    PLOTS_DIR,
-    format_table,
-    print_machine,
-    read_results,
-    summary,
-    write_results,
-)
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
+                               summary, write_results)
 
 NAME = "store_migration"
 TARGET_NOTICE_MS = 10.0
@@ -109,9 +103,7 @@ def report_setup(figures: dict) -> None:
 
 
 def plot(record: dict, outdir: Path) -> List[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     for setup, marker in (("with_ovsdb", "o"), ("packets_only", "x")):

@@ -24,14 +24,8 @@ import time
 from pathlib import Path
 from typing import List
 
-from benchmarks.common import (
-    PLOTS_DIR,
-    format_table,
-    print_machine,
-    read_results,
-    summary,
-    write_results,
-)
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
+                               summary, write_results)
 
 NAME = "store_propagation"
 TARGET_P99_MS = 100.0
@@ -106,9 +100,7 @@ def report(figures: dict) -> None:
 
 
 def plot(record: dict, outdir: Path) -> List[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     samples = sorted(record["figures"]["samples_to_all_ms"])
     if not samples:

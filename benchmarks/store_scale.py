@@ -34,11 +34,7 @@ from pathlib import Path  # noqa: E402
 from typing import List  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    format_table,
-    print_machine,
-    summary,
-    write_results,
-)
+    format_table, print_machine, summary, write_results)
 
 NAME = "store_scale"
 BATCH = 400  # one transaction per ovsdb-client call (an argument is at most 128 KiB)

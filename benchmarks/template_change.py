@@ -37,7 +37,7 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, List
 
-from benchmarks.common import (PLOTS_DIR, format_table, print_machine, read_results,
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
                                summary, write_results)
 from benchmarks.migration import DynprovTestbed, FaucetTestbed, ProbeStream
 
@@ -209,9 +209,7 @@ def table(figures: dict) -> str:
 
 def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     """Strip plot of the time to apply a template/ACL change, per controller."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     outdir.mkdir(parents=True, exist_ok=True)
     suffix = "-quick" if record["figures"].get("quick") else ""

@@ -24,7 +24,6 @@ import json
 import statistics
 import subprocess
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -67,17 +66,9 @@ class BaselineDynprovController(DynprovController):
             self.process = subprocess.Popen(self.command(), stdout=log,
                                             stderr=subprocess.STDOUT, cwd=str(self.tree),
                                             env=env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"baseline controller exited:\n{self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.of_port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"baseline controller did not listen within {timeout}s")
+        lab.wait_until_listening(self.process, self.of_port, timeout, "baseline controller",
+                                 self.log)
+        return self
 
 
 class SimpleSwitchController(lab.ControllerProcess):
@@ -274,9 +265,7 @@ def report(figures: dict) -> None:
 
 def plot(record: dict, outdir: Path) -> List[Path]:
     """Rate per round for both controllers; latency distribution of each."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = common.pyplot()
 
     figures = record["figures"]
     outdir.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 TOPOLOGY_RELATIVE = Path("topologies") / "dynprov_topo.py"
 
@@ -90,18 +90,8 @@ class ControllerProcess:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT,
                 cwd=str(REPO_ROOT), env=env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"controller exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.of_port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"controller did not listen within {timeout}s:\n{self.log()}")
+        wait_until_listening(self.process, self.of_port, timeout, "controller", self.log)
+        return self
 
     def log(self) -> str:
         """Everything the controller printed so far."""
@@ -121,14 +111,40 @@ class ControllerProcess:
 
     def stop(self) -> None:
         """Stop the controller (SIGTERM, then SIGKILL) by its PID."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
+        stop_process(self.process)
+
+
+def wait_until_listening(process: subprocess.Popen, port: int, timeout: float, what: str,
+                         log: Callable[[], str]) -> None:
+    """Wait until ``process`` accepts TCP connections on loopback ``port``.
+
+    Stops it and raises RuntimeError (with the end of its log) if it exits or
+    does not listen within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log()[-3000:]}")
         try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    stop_process(process)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:g} s:\n"
+                       f"{log()[-3000:]}")
+
+
+def stop_process(process: Optional[subprocess.Popen]) -> None:
+    """SIGTERM, then SIGKILL after 5 s, a process this program started (by PID)."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
 
 
 def load_topology_module():

@@ -34,6 +34,8 @@ from typing import Optional
 
 import yaml
 
+from ryu_apps import lab
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV = REPO_ROOT / ".venv-faucet"
 FAUCET_VERSION = "1.10.12"
@@ -146,19 +148,8 @@ class FaucetProcess:
             self.process = subprocess.Popen(self.command(), stdout=out,
                                             stderr=subprocess.STDOUT, cwd=str(self.workdir),
                                             env=self.environment(), start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"FAUCET exited with {self.process.returncode}: "
-                                   f"{self.log()[-3000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.of_port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"FAUCET did not listen on {self.of_port} within {timeout}s: "
-                           f"{self.log()[-3000:]}")
+        lab.wait_until_listening(self.process, self.of_port, timeout, "FAUCET", self.log)
+        return self
 
     def log(self) -> str:
         """FAUCET's log and its launcher's output."""
@@ -192,14 +183,7 @@ class FaucetProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL, by PID."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        lab.stop_process(self.process)
 
 
 def build_network(controller_port: int, topo):

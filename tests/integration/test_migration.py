@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 #: Probes lost at 1 ms that a migration may cost, the VM's own switchover
 #: included (docs/migration.md). Typical since both-ways delivery: 0-3 in
 #: every shape; the bounds leave room for the shared machine's own blackouts
-#: (a static network showed up to ~0.5 s on a loaded run; docs/benchmarks-migration.md).
+#: (a static network showed up to ~0.5 s on a loaded run; docs/benchmarks.md).
 MAX_LOST_WITH_NOTICE = 1000
 MAX_LOST_PROBES = 1000
 
