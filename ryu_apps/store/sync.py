@@ -64,6 +64,10 @@ def binding_record(engine, binding: Binding) -> BindingRecord:
                          binding.ip, _STATES.get(binding.state, "active"))
 
 
+#: Seconds after start beyond which reconciliation stops waiting for servers.
+RECONCILE_DEADLINE = 60.0
+
+
 class StoreSync:
     """Keeps one controller process's library and bindings in the store."""
 
@@ -257,8 +261,26 @@ class StoreSync:
             self.client.submit(release_binding(mac, self.name))
         self._finish_ceded(current)
         self._report_devices()
-        if not self._reconciled and time.time() > self.started + self.reconcile_grace:
+        if not self._reconciled and self._ready_to_reconcile(time.time()):
             self._reconcile(current)
+
+    def _ready_to_reconcile(self, now: float) -> bool:
+        """After the grace, once every server our rows name has given its flows back.
+
+        A slow switch must not make its VMs look gone (their rows would be
+        released); after RECONCILE_DEADLINE the missing switches count as gone.
+        """
+        if now <= self.started + self.reconcile_grace:
+            return False
+        back = {info.name for info in self.engine.fabric.switches.values()}
+        waiting = {row.get("server") for row in self._stored.values()} - back
+        if waiting and now <= self.started + RECONCILE_DEADLINE:
+            return False
+        if waiting:
+            self.logger.warning("store reconcile: servers %s did not come back within %g s; "
+                                "their VMs' rows are released", sorted(waiting),
+                                RECONCILE_DEADLINE)
+        return True
 
     def _claim(self, mac: str, record: BindingRecord) -> None:
         """Claim a VM's row; one we do not own yet is fetched first (conditional monitoring).
