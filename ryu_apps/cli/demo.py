@@ -9,8 +9,12 @@ def register(subparsers) -> None:
         "demo", help="the live-migration demo on the default Mininet topology (root)")
     parser.add_argument("--verbose", action="store_true",
                         help="also print the controller's log")
-    parser.add_argument("--no-migration", action="store_true",
-                        help="only provisioning and the templates at work")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--no-migration", action="store_true",
+                      help="only provisioning and the templates at work")
+    mode.add_argument("--distributed", action="store_true",
+                      help="the migration across two controller processes over a 3-member "
+                           "Raft store (the same as 'dynprov store demo')")
     parser.set_defaults(func=_run)
 
 
@@ -19,5 +23,8 @@ def _run(args) -> int:
     if args.no_migration:
         from ryu_apps.demo import run_demo
         return run_demo(verbose=args.verbose)
+    if args.distributed:
+        from ryu_apps.distributed_demo import run_distributed_demo
+        return run_distributed_demo()
     from ryu_apps.migration_demo import run_migration_demo
     return run_migration_demo(verbose=args.verbose)

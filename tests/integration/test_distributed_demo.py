@@ -1,4 +1,5 @@
-"""``dynprov store demo`` runs end to end: both cross-process moves converge."""
+"""``dynprov demo --distributed`` (= ``dynprov store demo``) runs end to end:
+both cross-process moves converge."""
 
 import pytest
 
@@ -8,7 +9,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_distributed_demo_moves_a_vm_between_processes(capsys):
-    assert dynprov(["store", "demo"]) == 0
+    assert dynprov(["demo", "--distributed"]) == 0
     out = capsys.readouterr().out
     assert "OK: both moves converged" in out
     assert "without a notice" in out and "with a notice" in out
