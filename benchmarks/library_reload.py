@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
-                               summary, write_results)
+                               save_figure, summary, write_results)
 
 TEMPLATES_PER_FILE = 50
 POPULAR = 20
@@ -213,12 +213,8 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     ax.set_ylabel("seconds (p50)")
     ax.set_title("library reload")
     ax.legend()
-    fig.tight_layout()
     stem = record.get("benchmark", "library_reload").replace("-", "_")
-    path = outdir / f"{stem}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, outdir / f"{stem}.png")]
 
 
 def _value(figure) -> float:

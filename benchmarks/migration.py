@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
-                               summary, write_results)
+                               save_figure, summary, write_results)
 
 SHAPES = ("qemu", "garp", "none")
 SHAPE_LABELS = {"qemu": "hypervisor-style", "garp": "silent + 1 GARP",
@@ -378,10 +378,7 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     ax.text(0.6, limit * 0.7, f"not recovered within {limit:.0f} ms", fontsize=7,
             color="grey")
     ax.set_title("Migration outage per case (blue: dynprov, orange: FAUCET)")
-    fig.tight_layout()
-    path = outdir / f"migration_outage{suffix}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = save_figure(fig, outdir / f"migration_outage{suffix}.png")
     paths.append(path)
     timelines = record["figures"].get("timelines", [])
     if timelines:
@@ -423,10 +420,7 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
         axes[-1, 0].set_xlabel("ms since the switchover")
         if axes[0, 0].get_legend_handles_labels()[0]:
             axes[0, 0].legend(fontsize=7, loc="upper right")
-        fig.tight_layout()
-        path = outdir / f"migration_timeline{suffix}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        path = save_figure(fig, outdir / f"migration_timeline{suffix}.png")
         paths.append(path)
     return paths
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
-                               summary, write_results)
+                               save_figure, summary, write_results)
 from ryu_apps import lab
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.vmtools.announce import gratuitous_arp
@@ -250,10 +250,7 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     fig.suptitle(f"Provisioning latency, {figures['vms']} VMs on real OVS bridges: "
                  f"p50 {figures['latency_ms']['p50']:.2f} ms, "
                  f"p99 {figures['latency_ms']['p99']:.2f} ms")
-    fig.tight_layout()
-    path = outdir / "provisioning_latency.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = save_figure(fig, outdir / "provisioning_latency.png")
     return [path]
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
-                               summary, write_results)
+                               save_figure, summary, write_results)
 
 ROOT = Path(__file__).resolve().parent.parent
 VMS_PER_SERVER = 30
@@ -392,10 +392,7 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
         ax.set_title(f"per-event cost, {title}")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    path = outdir / f"{stem}_event_cost.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = save_figure(fig, outdir / f"{stem}_event_cost.png")
     paths.append(path)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(xs, [figures["sizes"][s]["memory"]["bytes_per_binding"] for s in sizes],
@@ -414,10 +411,7 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     ax.set_title("controller memory per binding")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = outdir / f"{stem}_memory.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = save_figure(fig, outdir / f"{stem}_memory.png")
     paths.append(path)
     return paths
 

@@ -29,7 +29,8 @@ from pathlib import Path  # noqa: E402
 from typing import List  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    PLOTS_DIR, format_table, print_machine, pyplot, read_results, summary, write_results)
+    PLOTS_DIR, format_table, print_machine, pyplot, read_results, save_figure, summary,
+    write_results)
 
 NAME = "store_failover"
 TARGET_RESUME_S = 2.0
@@ -138,11 +139,7 @@ def plot(record: dict, outdir: Path) -> List[Path]:
     ax.set_title(f"Store failover: Raft leader killed "
                  f"(election timer {record['figures']['election_timer_ms']} ms)")
     ax.legend()
-    fig.tight_layout()
-    outdir.mkdir(parents=True, exist_ok=True)
-    path = outdir / f"{record.get('benchmark', NAME)}.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    path = save_figure(fig, outdir / f"{record.get('benchmark', NAME)}.png", dpi=100)
     return [path]
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
-                               summary, write_results)
+                               save_figure, summary, write_results)
 
 NAME = "store_migration"
 TARGET_NOTICE_MS = 10.0
@@ -119,11 +119,7 @@ def plot(record: dict, outdir: Path) -> List[Path]:
     ax.set_ylabel("switchover to first reply (ms)")
     ax.set_title("Cross-process migration: convergence at the destination pod")
     ax.legend()
-    fig.tight_layout()
-    outdir.mkdir(parents=True, exist_ok=True)
-    path = outdir / "store_migration.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    path = save_figure(fig, outdir / "store_migration.png", dpi=100)
     return [path]
 
 

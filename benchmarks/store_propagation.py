@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
-                               summary, write_results)
+                               save_figure, summary, write_results)
 
 NAME = "store_propagation"
 TARGET_P99_MS = 100.0
@@ -112,11 +112,7 @@ def plot(record: dict, outdir: Path) -> List[Path]:
     ax.set_ylabel("fraction of changes")
     ax.set_title("Template-change propagation (CDF)")
     ax.legend()
-    fig.tight_layout()
-    outdir.mkdir(parents=True, exist_ok=True)
-    path = outdir / "store_propagation.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    path = save_figure(fig, outdir / "store_propagation.png", dpi=100)
     return [path]
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
-                               summary, write_results)
+                               save_figure, summary, write_results)
 from benchmarks.migration import DynprovTestbed, FaucetTestbed, ProbeStream
 
 PORTS = (8080, 8081)
@@ -226,10 +226,7 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     ax.set_yscale("log")
     ax.set_ylabel("change to last flow replaced (ms)")
     ax.set_title("ACL change on live VMs")
-    fig.tight_layout()
-    path = outdir / f"template_change{suffix}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = save_figure(fig, outdir / f"template_change{suffix}.png")
     return [path]
 
 

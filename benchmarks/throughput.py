@@ -285,11 +285,7 @@ def plot(record: dict, outdir: Path) -> List[Path]:
     ax.set_title(f"Provisioning throughput, window {figures['config']['window']}")
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
-    path = outdir / f"{stem}-rounds.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(common.save_figure(fig, outdir / f"{stem}-rounds.png"))
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, style, label in (("latency_window_ms", "-", "window"),
                               ("latency_window1_ms", "--", "window 1")):
@@ -304,11 +300,7 @@ def plot(record: dict, outdir: Path) -> List[Path]:
     ax.set_title("Latency of individual new VMs")
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
-    path = outdir / f"{stem}-latency.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(common.save_figure(fig, outdir / f"{stem}-latency.png"))
     return paths
 
 

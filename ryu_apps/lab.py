@@ -102,16 +102,21 @@ class ControllerProcess:
 
     def wait_for_log(self, text: str, timeout: float = 15.0, count: int = 1) -> bool:
         """Wait until ``text`` appears ``count`` times in the log."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.log().count(text) >= count:
-                return True
-            time.sleep(0.1)
-        return False
+        return wait_for_text(self.log, text, count, timeout)
 
     def stop(self) -> None:
         """Stop the controller (SIGTERM, then SIGKILL) by its PID."""
         stop_process(self.process)
+
+
+def wait_for_text(read: Callable[[], str], text: str, count: int, timeout: float) -> bool:
+    """Whether ``text`` appears ``count`` times in what ``read`` returns within ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if read().count(text) >= count:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def wait_until_listening(process: subprocess.Popen, port: int, timeout: float, what: str,

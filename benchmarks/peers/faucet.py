@@ -28,7 +28,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -163,12 +162,7 @@ class FaucetProcess:
 
     def wait_for_log(self, text: str, count: int = 1, timeout: float = 30.0) -> bool:
         """Wait until ``text`` appears ``count`` times in FAUCET's log."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.log().count(text) >= count:
-                return True
-            time.sleep(0.1)
-        return False
+        return lab.wait_for_text(self.log, text, count, timeout)
 
     def reconfigure(self, acls: dict) -> None:
         """Write the config again with other ACL contents (same ports) and SIGHUP."""
