@@ -84,7 +84,7 @@ def _get_json(url: str):
         return json.load(reply)
 
 
-def _wait_for_links(controller: DynprovController, links: int, timeout: float = 20.0) -> None:
+def _wait_for_links(controller: DynprovController, links: int, timeout: float = 60.0) -> None:
     url = f"http://127.0.0.1:{controller.wsapi_port}/dynprov/links"
     deadline = time.monotonic() + timeout
     found = []

@@ -188,10 +188,15 @@ class Load:
         cpu = time.process_time() - cpu_start
         in_window = sum(1 for vm in self.completed if vm.done <= ended)
         drain_until = time.perf_counter() + drain
-        while self.outstanding and time.perf_counter() < drain_until:
+        while (self.outstanding or self._unreleased()) and time.perf_counter() < drain_until:
             await asyncio.sleep(0.05)
         after = {d: s.counters.as_dict() for d, s in self.switches.items()}
         return self._figures(before, after, in_window, ended - started, cpu)
+
+    def _unreleased(self) -> bool:
+        """A completed VM whose frame the controller has not sent back yet: dynprov
+        releases it after the barrier replies, which the generator answers first."""
+        return self._dynprov and any(not vm.released for vm in self.completed)
 
     def _launch(self) -> None:
         if not self._running or not self._pool:
