@@ -99,6 +99,16 @@ def read_results(name: str) -> dict:
     return json.loads((RESULTS_DIR / f"{name}.json").read_text())
 
 
+def publish(name: str, figures: dict, plot=None) -> Path:
+    """Save the figures, say where, and draw ``plot`` (if given) from the saved record."""
+    path = write_results(name, figures)
+    print(f"results: {path}")
+    if plot is not None:
+        for png in plot(read_results(name)):
+            print(f"plot: {png}")
+    return path
+
+
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """A plain-text table with right-aligned numbers (floats to 2 decimals)."""
     def cell(value: object) -> str:

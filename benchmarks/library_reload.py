@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import List
 
-from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
-                               save_figure, summary, write_results)
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
+                               read_results, save_figure, summary)
 
 TEMPLATES_PER_FILE = 50
 POPULAR = 20
@@ -198,7 +198,6 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     """Reload time split (YAML, validation, apply) per library size."""
     plt = pyplot()
 
-    outdir.mkdir(parents=True, exist_ok=True)
     figures = record["figures"]
     counts = sorted(figures["validation"], key=int)
     yaml_s = [_value(figures["validation"][c]["yaml_parse_s"]) for c in counts]
@@ -236,10 +235,7 @@ def main(argv: List[str] | None = None) -> None:
     counts, bindings, repeats = ([100, 300], 600, 2) if args.quick else ([1000, 10000], 10000, 3)
     figures = run(counts, bindings, repeats)
     print_tables(figures)
-    path = write_results(name, figures)
-    print(f"results: {path}")
-    for plot_path in plot(read_results(name)):
-        print(f"plot: {plot_path}")
+    publish(name, figures, plot)
 
 
 if __name__ == "__main__":

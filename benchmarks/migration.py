@@ -38,8 +38,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
-                               save_figure, summary, write_results)
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
+                               read_results, save_figure, summary)
 
 SHAPES = ("qemu", "garp", "none")
 SHAPE_LABELS = {"qemu": "hypervisor-style", "garp": "silent + 1 GARP",
@@ -355,7 +355,6 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     """Box/strip plot of outage per case; timelines of the watched migrations."""
     plt = pyplot()
 
-    outdir.mkdir(parents=True, exist_ok=True)
     suffix = "-quick" if record["figures"].get("quick") else ""
     cases = record["figures"]["cases"]
     paths = []
@@ -492,10 +491,7 @@ def main(argv=None) -> int:
     migrations = args.migrations or (1 if args.quick else 20)
     figures = run(migrations, args.quick)
     print(table(figures["cases"]))
-    path = write_results(name, figures)
-    print("results:", path)
-    for plot_path in plot(read_results(name)):
-        print("plot:", plot_path)
+    publish(name, figures, plot)
     return 0
 
 

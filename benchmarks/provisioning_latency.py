@@ -28,8 +28,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List
 
-from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
-                               save_figure, summary, write_results)
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
+                               read_results, save_figure, summary)
 from ryu_apps import lab
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.vmtools.announce import gratuitous_arp
@@ -236,7 +236,6 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     samples = sorted(record["figures"]["samples_ms"])
     if not samples:
         return []
-    outdir.mkdir(parents=True, exist_ok=True)
     fig, (hist, cdf) = plt.subplots(1, 2, figsize=(10, 3.8))
     hist.hist(samples, bins=60, color="#3972b5")
     hist.set_xlabel("first frame -> flows confirmed on both switches (ms)")
@@ -274,11 +273,7 @@ def main(argv=None) -> int:
     figures["parameters"] = {"vms": args.vms, "servers": args.servers,
                              "interval_ms": args.interval_ms}
     report(figures)
-    path = write_results(name, figures)
-    print(f"results: {path}")
-    if not args.quick:
-        for png in plot(read_results(name)):
-            print(f"plot: {png}")
+    publish(name, figures, None if args.quick else plot)
     return 0 if figures["confirmed"] == figures["vms"] else 1
 
 

@@ -33,8 +33,8 @@ import tracemalloc
 from pathlib import Path
 from typing import Callable, Dict, List
 
-from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
-                               save_figure, summary, write_results)
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
+                               read_results, save_figure, summary)
 
 ROOT = Path(__file__).resolve().parent.parent
 VMS_PER_SERVER = 30
@@ -361,7 +361,6 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     """Per-event cost and memory per binding vs binding count."""
     plt = pyplot()
 
-    outdir.mkdir(parents=True, exist_ok=True)
     figures = record["figures"]
     sizes = sorted(figures["sizes"], key=int)
     xs = [int(s) for s in sizes]
@@ -446,10 +445,7 @@ def main(argv: List[str] | None = None) -> None:
     samples = args.samples or (30 if args.quick else 300)
     figures = run(sizes, samples)
     print_tables(figures)
-    path = write_results(name, figures)
-    print(f"results: {path}")
-    for plot_path in plot(read_results(name)):
-        print(f"plot: {plot_path}")
+    publish(name, figures, plot)
 
 
 if __name__ == "__main__":

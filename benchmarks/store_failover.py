@@ -29,8 +29,7 @@ from pathlib import Path  # noqa: E402
 from typing import List  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    PLOTS_DIR, format_table, print_machine, pyplot, read_results, save_figure, summary,
-    write_results)
+    PLOTS_DIR, format_table, print_machine, publish, pyplot, read_results, save_figure, summary)
 
 NAME = "store_failover"
 TARGET_RESUME_S = 2.0
@@ -125,7 +124,7 @@ def report(figures: dict) -> None:
           f"{'met' if worst <= TARGET_RESUME_S else 'MISSED'} (worst {worst:.2f} s)")
 
 
-def plot(record: dict, outdir: Path) -> List[Path]:
+def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     plt = pyplot()
 
     samples = record["figures"]["samples_resumed_s"]
@@ -162,10 +161,7 @@ def main() -> None:
     print_machine()
     figures = run(2 if args.quick else args.rounds, args.election_timer_ms)
     report(figures)
-    print("results:", write_results(name, figures))
-    if not args.quick:
-        for path in plot(read_results(name), PLOTS_DIR):
-            print("plot:", path)
+    publish(name, figures, None if args.quick else plot)
 
 
 if __name__ == "__main__":

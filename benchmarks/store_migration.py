@@ -21,8 +21,8 @@ import os
 from pathlib import Path
 from typing import List
 
-from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
-                               save_figure, summary, write_results)
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
+                               read_results, save_figure, summary)
 
 NAME = "store_migration"
 TARGET_NOTICE_MS = 10.0
@@ -102,7 +102,7 @@ def report_setup(figures: dict) -> None:
               f"({notice['max']:.1f} ms)")
 
 
-def plot(record: dict, outdir: Path) -> List[Path]:
+def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
@@ -137,10 +137,7 @@ def main() -> None:
     print_machine()
     figures = run(2 if args.quick else args.moves)
     report(figures)
-    print("results:", write_results(name, figures))
-    if not args.quick:
-        for path in plot(read_results(name), PLOTS_DIR):
-            print("plot:", path)
+    publish(name, figures, None if args.quick else plot)
 
 
 if __name__ == "__main__":

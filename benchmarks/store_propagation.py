@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import List
 
-from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
-                               save_figure, summary, write_results)
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
+                               read_results, save_figure, summary)
 
 NAME = "store_propagation"
 TARGET_P99_MS = 100.0
@@ -99,7 +99,7 @@ def report(figures: dict) -> None:
           f" ({p99:.1f} ms)")
 
 
-def plot(record: dict, outdir: Path) -> List[Path]:
+def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     plt = pyplot()
 
     samples = sorted(record["figures"]["samples_to_all_ms"])
@@ -133,11 +133,7 @@ def main() -> None:
     figures = run(10 if args.quick else args.changes, 2 if args.quick else args.processes,
                   args.gap)
     report(figures)
-    path = write_results(name, figures)
-    print("results:", path)
-    if not args.quick:
-        for plot_path in plot(read_results(name), PLOTS_DIR):
-            print("plot:", plot_path)
+    publish(name, figures, None if args.quick else plot)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, List
 
-from benchmarks.common import (PLOTS_DIR, format_table, print_machine, pyplot, read_results,
-                               save_figure, summary, write_results)
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
+                               read_results, save_figure, summary)
 from benchmarks.migration import DynprovTestbed, FaucetTestbed, ProbeStream
 
 PORTS = (8080, 8081)
@@ -211,7 +211,6 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     """Strip plot of the time to apply a template/ACL change, per controller."""
     plt = pyplot()
 
-    outdir.mkdir(parents=True, exist_ok=True)
     suffix = "-quick" if record["figures"].get("quick") else ""
     controllers = record["figures"]["controllers"]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -247,10 +246,7 @@ def main(argv=None) -> int:
     print_machine()
     figures = run(args.repetitions or (2 if args.quick else 20), args.quick)
     print(table(figures))
-    path = write_results(name, figures)
-    print("results:", path)
-    for plot_path in plot(read_results(name)):
-        print("plot:", plot_path)
+    publish(name, figures, plot)
     return 0
 
 

@@ -268,7 +268,6 @@ def plot(record: dict, outdir: Path) -> List[Path]:
     plt = common.pyplot()
 
     figures = record["figures"]
-    outdir.mkdir(parents=True, exist_ok=True)
     stem = record.get("benchmark", NAME)
     paths = []
     fig, ax = plt.subplots(figsize=(7, 4))
