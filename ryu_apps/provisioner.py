@@ -317,9 +317,7 @@ class DynprovProvisioner(app_manager.RyuApp):
             return
         in_port = msg.match["in_port"]
         if frame.ethertype == lldp.ETH_TYPE_LLDP:
-            origin = lldp.parse_probe(msg.data)
-            if origin is not None:
-                self.send_plan(self.engine.link_seen(PortRef(*origin), PortRef(dpid, in_port)))
+            self._probe_in(dpid, in_port, msg.data)
             return
         verdict = self.engine.packet_in(dpid, in_port, frame.eth_src, msg.data,
                                         now=time.time(), sender_ip=frame.sender_ip,
@@ -328,6 +326,19 @@ class DynprovProvisioner(app_manager.RyuApp):
             self.provisioning_times.detected(verdict.provisioned.mac, received_ns)
         self._log_verdict(verdict, dpid, in_port)
         self.send_plan(verdict.plan)
+
+    def _probe_in(self, dpid: int, in_port: int, data: bytes) -> None:
+        """A probe proves a cable; a beacon of another process's switch, a shared uplink."""
+        origin = lldp.parse_probe(data)
+        if origin is None:
+            return
+        if not lldp.is_beacon(data):
+            self.send_plan(self.engine.link_seen(PortRef(*origin), PortRef(dpid, in_port)))
+        elif origin[0] not in self.datapaths or origin[0] in self.engine.fabric.switches:
+            # a switch connected here but not registered yet: its probe was not
+            # taken either; wait for both rather than mistake a cable for the fabric
+            self.send_plan(self.engine.shared_uplink_seen(
+                PortRef(dpid, in_port), f"switch {origin[0]:016x} port {origin[1]}"))
 
     def _log_verdict(self, verdict, dpid: int, port: int) -> None:
         if verdict.refusal and verdict.first_refusal:
@@ -360,15 +371,28 @@ class DynprovProvisioner(app_manager.RyuApp):
         self._send_probes(dpid, [port])
 
     def _send_probes(self, dpid: int, ports) -> None:
-        """One LLDP probe out of each port, all in one write to the switch."""
+        """One LLDP probe out of each port, and a beacon after it out of each port of
+        a switch without VMs that leads to no managed switch; all in one write."""
         datapath = self.datapaths.get(dpid)
         if datapath is None or not ports:
             return
+        frames = []
+        for port in ports:
+            frames.append((port, lldp.build_probe(dpid, port, LLDP_SOURCE_MAC)))
+            if self._may_reach_shared_fabric(dpid, port):
+                frames.append((port, lldp.build_beacon(dpid, port, LLDP_SOURCE_MAC)))
         datapath.send(b"".join(
-            openflow.with_xid(openflow.encoded_packet_out(
-                OFPP_CONTROLLER, port, lldp.build_probe(dpid, port, LLDP_SOURCE_MAC)),
-                next_xid(datapath))
-            for port in ports))
+            openflow.with_xid(openflow.encoded_packet_out(OFPP_CONTROLLER, port, frame),
+                              next_xid(datapath))
+            for port, frame in frames))
+
+    def _may_reach_shared_fabric(self, dpid: int, port: int) -> bool:
+        fabric = self.engine.fabric
+        role = fabric.role(dpid)
+        if role is None or role.hosts_vms:
+            return False
+        end = PortRef(dpid, port)
+        return fabric.peer(end) is None or fabric.is_shared_uplink(end)
 
     def _lldp_loop(self) -> None:
         """Probe every port but those with a VM behind them (a link there would

@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from ryu_apps.core.binding import Binding
 from ryu_apps.core.cookies import Owner, decode_cookie
-from ryu_apps.core.fabric import PortRef, SwitchInfo
+from ryu_apps.core.fabric import SHARED_FABRIC, PortRef, SwitchInfo
 from ryu_apps.core.flowspec import (
     OFPP_ANY,
     OFPP_CONTROLLER,
@@ -298,8 +298,11 @@ def switch_view(info: SwitchInfo, connected: bool, bindings: int) -> Json:
 
 
 def link_view(a: PortRef, b: PortRef, switches: Switches, on_tree: bool) -> Json:
-    """A link discovered by LLDP; ``on_tree`` when forwarding uses it."""
-    return {"a": port_ref(a, switches), "b": port_ref(b, switches), "on_tree": on_tree}
+    """A link discovered by LLDP, or a shared uplink found by beacons (``b`` null,
+    ``shared_fabric`` true); ``on_tree`` when forwarding uses it."""
+    shared = b.dpid == SHARED_FABRIC
+    return {"a": port_ref(a, switches), "b": None if shared else port_ref(b, switches),
+            "shared_fabric": shared, "on_tree": on_tree}
 
 
 def refusal_view(refusal: Any, switches: Switches) -> Json:

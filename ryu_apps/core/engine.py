@@ -28,7 +28,7 @@ from ryu_apps.core.cookies import (
     vlan_owner,
 )
 from ryu_apps.core.domains import DomainMap
-from ryu_apps.core.fabric import Fabric, PortRef, Role, RootedTree, SwitchInfo
+from ryu_apps.core.fabric import SHARED_FABRIC, Fabric, PortRef, Role, RootedTree, SwitchInfo
 from ryu_apps.core.flow_compiler import (
     Placement,
     TransitPath,
@@ -147,6 +147,8 @@ class ProvisioningEngine(VmLifecycle):
             self._fabric_changed(plan, {dpid} | self._neighbours(dpid), everything=known)
         if role.hosts_vms:
             self._restore_bindings(dpid, observed, now, plan)
+        else:
+            self._restore_shared_uplinks(dpid, observed, plan)
         plan.changes.pop(dpid, None)
         self.desired.reconcile(dpid, observed, plan)
         return plan
@@ -165,6 +167,22 @@ class ProvisioningEngine(VmLifecycle):
         if self.fabric.add_link(a, b):
             plan.notes.append(f"link {a.dpid:016x}:{a.port} <-> {b.dpid:016x}:{b.port}")
             self._fabric_changed(plan, touched)
+        return plan
+
+    def shared_uplink_seen(self, end: PortRef, origin: str = "") -> Plan:
+        """A beacon of another process's switch reached ``end``: it leads to the shared fabric.
+
+        Ignored on a switch hosting VMs and on a port with a cable to a managed
+        switch (a probe proved that link; it wins).
+        """
+        plan = Plan()
+        role = self.fabric.role(end.dpid)
+        if role is None or role.hosts_vms or self.fabric.peer(end) is not None:
+            return plan
+        if self.fabric.add_shared_uplink(end):
+            plan.notes.append(f"shared uplink {self._name(end.dpid)}:{end.port} reaches the "
+                              f"shared fabric{' (beacon from ' + origin + ')' if origin else ''}")
+            self._fabric_changed(plan, {end.dpid})
         return plan
 
     def port_down(self, dpid: int, port: int) -> Plan:
@@ -393,6 +411,7 @@ class ProvisioningEngine(VmLifecycle):
         self._drop(binding)
         self.history[binding.mac] = final_state
         self.desired.replace(binding.owner, set(), plan)
+        self._end_migration_paths(binding, plan)
         self._refresh_group(key, plan)
         self._refresh_vlans({binding.vlan}, plan)
         if reason:
@@ -464,6 +483,19 @@ class ProvisioningEngine(VmLifecycle):
         if binding.state.forwards:
             change = self._flooding.join if delta > 0 else self._flooding.leave
             dirty |= change(binding.vlan, binding.dpid)
+            self._shared_fabric_member(binding.vlan, dirty)
+
+    def _shared_fabric_member(self, vlan: int, dirty: Set[int]) -> None:
+        """The shared fabric counts as a member of every VLAN with a forwarding VM here:
+        other processes may have members, so the VLAN's floods and unknown
+        destinations go out of the uplink, and the uplink admits the VLAN."""
+        flooding = self._flooding
+        joined = flooding.is_member(vlan, SHARED_FABRIC)
+        local = flooding.switch_count(vlan) - joined
+        if local and not joined:
+            dirty |= flooding.join(vlan, SHARED_FABRIC)
+        elif joined and not local:
+            dirty |= flooding.leave(vlan, SHARED_FABRIC)
 
     def _allocate_binding_id(self) -> int:
         candidate = self._next_binding_id
@@ -512,6 +544,25 @@ class ProvisioningEngine(VmLifecycle):
             self._refresh_vlans({binding.vlan}, plan)
             plan.notes.append(f"restored VM {mac} (binding {binding.binding_id}) "
                               f"from the flows of {dpid:016x} port {port}")
+
+    def _restore_shared_uplinks(self, dpid: int, observed: List, plan: Plan) -> None:
+        """Uplinks to the shared fabric, from the switch's own flows (after a restart)."""
+        restored = False
+        for spec in observed:
+            owner = decode_cookie(getattr(spec, "cookie", 0))
+            if (not isinstance(spec, FlowSpec) or owner is None
+                    or owner.kind is not CookieKind.INFRA
+                    or spec.table_id != Table.CLASSIFY
+                    or spec.priority != Priority.SHARED_UPLINK):
+                continue
+            port = spec.match_dict().get("in_port")
+            end = PortRef(dpid, port) if isinstance(port, int) else None
+            if end is not None and self.fabric.peer(end) is None:
+                restored = self.fabric.add_shared_uplink(end) or restored
+                plan.notes.append(f"restored shared uplink {self._name(dpid)}:{port} "
+                                  f"from its flows")
+        if restored:
+            self._fabric_changed(plan, {dpid})
 
     # -- recompilation -------------------------------------------------------
     def _group_key(self, binding: Binding) -> Optional[GroupKey]:
@@ -568,6 +619,7 @@ class ProvisioningEngine(VmLifecycle):
             if not dirty:
                 continue
             owner = vlan_owner(vlan)
+            dirty.discard(SHARED_FABRIC)
             for dpid in sorted(dirty):
                 self.desired.replace(owner, self._vlan_flows_on(vlan, dpid), plan, dpid=dpid)
 

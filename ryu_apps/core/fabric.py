@@ -4,6 +4,12 @@ Each bridge declares its role in its OpenFlow description (``dp_desc``,
 OVSDB ``other-config:dp-desc``) as ``dynprov:<role>:<name>``; links are
 discovered with LLDP. Forwarding follows one spanning tree of the discovered
 graph, so every path and every flood is loop-free.
+
+A port that reaches switches managed by *other* controller processes through
+a plain learning L2 fabric (the shared fabric between pods) is a *shared
+uplink*: the tree treats the shared fabric as one more node,
+:data:`SHARED_FABRIC`, that no flow is ever compiled for, so traffic for VMs
+this process does not know leaves by the one uplink on the tree.
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ class Role(enum.Enum):
 
 
 DESCRIPTION_PREFIX = "dynprov:"
+
+#: The node standing for the shared L2 fabric beyond this process's switches.
+#: Above every 64-bit datapath id, so it never roots a tree and matches no switch.
+SHARED_FABRIC = 1 << 64
 
 
 class RoleError(ValueError):
@@ -126,6 +136,10 @@ class Fabric:
         self._invalidate()
         return True
 
+    def add_shared_uplink(self, end: PortRef) -> bool:
+        """Record that ``end`` reaches the shared fabric; True when that changed anything."""
+        return self.add_link(end, PortRef(SHARED_FABRIC, _shared_port(end)))
+
     def remove_link(self, end: PortRef) -> bool:
         """Remove the link at this port, if any; True when one was removed."""
         other = self._peer.pop(end, None)
@@ -162,6 +176,20 @@ class Fabric:
     def is_link_port(self, dpid: int, port: int) -> bool:
         """True when the port leads to another managed switch."""
         return PortRef(dpid, port) in self._peer
+
+    def is_shared_uplink(self, end: PortRef) -> bool:
+        """True when the port reaches the shared fabric (not a managed switch)."""
+        peer = self._peer.get(end)
+        return peer is not None and peer.dpid == SHARED_FABRIC
+
+    def shared_uplinks(self, dpid: int) -> Set[int]:
+        """Ports of the switch that reach the shared fabric."""
+        return {port for port in self._ports_of.get(dpid, ())
+                if self.is_shared_uplink(PortRef(dpid, port))}
+
+    def toward_shared_fabric(self, dpid: int) -> int | None:
+        """The switch's tree port toward the shared fabric; None without a way there."""
+        return self.next_hop_port(dpid, SHARED_FABRIC)
 
     def link_ports(self, dpid: int) -> Set[int]:
         """Ports of the switch that lead to other managed switches."""
@@ -253,6 +281,8 @@ class Fabric:
         if self._tree is not None:
             return self._tree
         adjacency: Dict[int, Dict[int, int]] = {d: {} for d in self.switches}
+        if SHARED_FABRIC in self._ports_of:
+            adjacency[SHARED_FABRIC] = {}
         # each link once, lower end first, in order (plain int tuples sort fast)
         links = sorted((a.dpid, a.port, b.dpid, b.port) for a, b in self._peer.items()
                        if (a.dpid, a.port) < (b.dpid, b.port))
@@ -263,7 +293,7 @@ class Fabric:
                 continue  # loops back, or a parallel link: keep the first
             adjacency[a_dpid][b_dpid] = a_port
             adjacency[b_dpid][a_dpid] = b_port
-        tree: Dict[int, Dict[int, int]] = {d: {} for d in self.switches}
+        tree: Dict[int, Dict[int, int]] = {d: {} for d in adjacency}
         seen: Set[int] = set()
         for root in sorted(adjacency):
             if root in seen:
@@ -299,6 +329,11 @@ class Fabric:
                 toward[neighbour] = tree[neighbour][node]
                 queue.append(neighbour)
         return toward
+
+
+def _shared_port(end: PortRef) -> int:
+    """The shared fabric's side of an uplink: one distinct number per uplink."""
+    return (end.dpid << 32) | end.port
 
 
 def _hosts_vms(role: Optional[Role]) -> bool:

@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 from ryu_apps.core.acl_compiler import acl_entries, rules_for
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.cookies import INFRA_OWNER, Owner, vlan_owner
-from ryu_apps.core.fabric import Fabric
+from ryu_apps.core.fabric import SHARED_FABRIC, Fabric, PortRef
 from ryu_apps.core.flowspec import (
     ETH_TYPE_LLDP,
     GROUP_ADDRESS_MATCH,
@@ -163,6 +163,9 @@ def infra_flows(fabric: Fabric, dpid: int) -> Set[Entry]:
         return entries
     for port in fabric.server_facing_ports(dpid):
         entries.add(flow(dpid, Table.CLASSIFY, Priority.UPLINK_DROP,
+                         make_match(in_port=port), cookie))
+    for port in fabric.shared_uplinks(dpid):
+        entries.add(flow(dpid, Table.CLASSIFY, Priority.SHARED_UPLINK,
                          make_match(in_port=port), cookie))
     entries.add(flow(dpid, Table.CLASSIFY, Priority.TRANSIT, make_match(), cookie,
                      goto=Table.FORWARD))
@@ -363,6 +366,8 @@ def vlan_flows(fabric: Fabric, vlan: int, members: Iterable[Binding]) -> Set[Ent
     if not present:
         return set()
     member_switches = {b.dpid for b in members}
+    if member_switches:
+        member_switches.add(SHARED_FABRIC)   # other processes may have members
     present_switches = {b.dpid for b in present}
     entries: Set[Entry] = set()
     for dpid in fabric.switches:
@@ -398,9 +403,31 @@ def vlan_switch_flows(fabric: Fabric, vlan: int, dpid: int, up_ports: Sequence[i
     for port in up_ports:
         if port in to_servers:
             actions += [_set_metadata(port), _RESUBMIT_TO_VM_PORT_ACL]
-    return {flow(dpid, Table.FORWARD, Priority.VLAN_FLOOD,
-                 make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH), cookie,
-                 actions=tuple(actions))}
+    entries: Set[Entry] = {flow(dpid, Table.FORWARD, Priority.VLAN_FLOOD,
+                                make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH), cookie,
+                                actions=tuple(actions))}
+    return entries | _shared_fabric_flows(fabric, dpid, vid, cookie, up_ports)
+
+
+def _shared_fabric_flows(fabric: Fabric, dpid: int, vid: int, cookie: int,
+                         up_ports: Sequence[int]) -> Set[Entry]:
+    """The VLAN's way to and from the shared fabric, on a switch on that way.
+
+    A frame for a MAC no switch of this process knows (a VM of another
+    process) leaves toward the shared fabric; on the uplink itself the VLAN
+    is admitted from the shared fabric. A frame that came in by the uplink and
+    matches nothing here is sent back out of it, which OVS never does: no loop.
+    """
+    outward = fabric.toward_shared_fabric(dpid)
+    if outward is None or outward not in up_ports:
+        return set()
+    entries: Set[Entry] = {flow(dpid, Table.FORWARD, Priority.VLAN_UPLINK,
+                                make_match(vlan_vid=vid), cookie, actions=(Output(outward),))}
+    if fabric.is_shared_uplink(PortRef(dpid, outward)):
+        entries.add(flow(dpid, Table.CLASSIFY, Priority.VLAN_ADMIT,
+                         make_match(in_port=outward, vlan_vid=vid), cookie,
+                         goto=Table.FORWARD))
+    return entries
 
 
 def _server_vlan_flows(dpid: int, vid: int, cookie: int,

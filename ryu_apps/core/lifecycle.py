@@ -20,7 +20,11 @@ from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.device_messages import MigrationDone, MigrationNotice
 from ryu_apps.core.flow_plan import PacketOut, Plan
 from ryu_apps.core.cookies import migration_owner
-from ryu_apps.core.migration_paths import both_ways_flows, redirect_flows
+from ryu_apps.core.migration_paths import (
+    both_ways_flows,
+    both_ways_to_shared_fabric,
+    redirect_flows,
+)
 
 
 class Notice(enum.Enum):
@@ -77,6 +81,23 @@ class VmLifecycle:
             source = self.outgoing.pop(message.mac, None)
             if source is not None:
                 self._release_source(source, plan)
+        return plan
+
+    def ceded(self, mac: str) -> Plan:
+        """Another process took VM ``mac`` over (through the store) while its port here
+        is still there: deliver its frames at that port and toward the shared fabric
+        until the port goes away (the VM may not have switched over yet)."""
+        plan = Plan()
+        binding = self.bindings.get(_mac(mac))
+        if binding is None or not binding.state.forwards:
+            return plan
+        owner = migration_owner(binding.binding_id, binding.template_id)
+        flows = both_ways_to_shared_fabric(self.fabric, binding, owner.cookie)
+        self.desired.replace(owner, flows, plan)
+        if flows:
+            plan.notes.append(f"VM {binding.mac} taken over by another process: its frames "
+                              f"go to port {binding.port} of {self._name(binding.dpid)} and "
+                              "to the shared fabric until that port goes away")
         return plan
 
     # -- notifications -------------------------------------------------------

@@ -4,6 +4,11 @@ Each managed switch sends one frame out of every port; a frame that comes back
 as a packet-in on another switch proves a link. The chassis id TLV carries
 ``dpid:<16 hex digits>`` and the port id TLV the port number, both as locally
 assigned strings, so frames from other LLDP speakers are ignored.
+
+Probes go to the nearest-bridge group address, which no bridge forwards, so a
+probe proves a cable. A *beacon* is the same frame sent to a group address
+that learning bridges do flood: one from a switch of another controller
+process proves that the port reaches the shared L2 fabric between pods.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import struct
 from typing import Tuple
 
 LLDP_MULTICAST = bytes.fromhex("0180c200000e")
+#: A locally administered group address: flooded by learning bridges.
+BEACON_MULTICAST = bytes.fromhex("0364796e7072")
 ETH_TYPE_LLDP = 0x88CC
 _CHASSIS_TLV, _PORT_TLV, _TTL_TLV = 1, 2, 3
 _LOCALLY_ASSIGNED = 7
@@ -22,13 +29,25 @@ def _tlv(tlv_type: int, value: bytes) -> bytes:
     return struct.pack("!H", (tlv_type << 9) | len(value)) + value
 
 
-def build_probe(dpid: int, port: int, src_mac: bytes, ttl: int = 120) -> bytes:
-    """An LLDP frame announcing ``port`` of switch ``dpid``."""
+def build_probe(dpid: int, port: int, src_mac: bytes, ttl: int = 120,
+                destination: bytes = LLDP_MULTICAST) -> bytes:
+    """An LLDP frame announcing ``port`` of switch ``dpid`` (a beacon if sent to
+    :data:`BEACON_MULTICAST`)."""
     chassis = bytes([_LOCALLY_ASSIGNED]) + _PREFIX + b"%016x" % dpid
     port_id = bytes([_LOCALLY_ASSIGNED]) + b"%d" % port
     body = (_tlv(_CHASSIS_TLV, chassis) + _tlv(_PORT_TLV, port_id)
             + _tlv(_TTL_TLV, struct.pack("!H", ttl)) + _tlv(0, b""))
-    return LLDP_MULTICAST + src_mac + struct.pack("!H", ETH_TYPE_LLDP) + body
+    return destination + src_mac + struct.pack("!H", ETH_TYPE_LLDP) + body
+
+
+def build_beacon(dpid: int, port: int, src_mac: bytes) -> bytes:
+    """A probe that learning bridges flood: it crosses the shared fabric."""
+    return build_probe(dpid, port, src_mac, destination=BEACON_MULTICAST)
+
+
+def is_beacon(frame: bytes) -> bool:
+    """Whether the frame was sent to the beacon group address."""
+    return frame[:6] == BEACON_MULTICAST
 
 
 def parse_probe(frame: bytes) -> Tuple[int, int] | None:

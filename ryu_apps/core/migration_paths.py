@@ -23,14 +23,19 @@ On activation these entries give way, in the same plan, to the ordinary path
 toward the new port and to one *redirect* on the old server (frames for the
 VM go up toward its new place instead of to its old port), which lasts until
 the source side is released: no switch ever falls back to the old port.
+
+Across controller processes the other end is the shared fabric: once another
+process has taken the VM over, its frames go both to its old port here and
+out of the uplink, until that port goes away (the learning fabric sends them
+on to wherever the VM last spoke from).
 """
 
 from __future__ import annotations
 
-from typing import List, Set
+from typing import List, Optional, Set
 
 from ryu_apps.core.binding import Binding
-from ryu_apps.core.fabric import Fabric
+from ryu_apps.core.fabric import SHARED_FABRIC, Fabric
 from ryu_apps.core.flow_compiler import server_facing_ports
 from ryu_apps.core.flowspec import (
     FlowSpec,
@@ -58,20 +63,37 @@ def both_ways_flows(fabric: Fabric, source: Binding, destination: Binding,
     """
     if source.dpid == destination.dpid or source.vlan != destination.vlan:
         return set()
-    match = make_match(vlan_vid=tagged(destination.vlan), eth_dst=destination.mac)
+    return _both_ways(fabric, destination, [source, destination], cookie)
+
+
+def both_ways_to_shared_fabric(fabric: Fabric, source: Binding, cookie: int) -> Set[FlowSpec]:
+    """FORWARD entries that deliver frames for a VM another process took over both at
+    its port here and toward the shared fabric (where that process's switches are).
+
+    Empty when no way leads to the shared fabric.
+    """
+    return _both_ways(fabric, source, [source, None], cookie)
+
+
+def _both_ways(fabric: Fabric, vm: Binding, ends: List[Optional[Binding]],
+               cookie: int) -> Set[FlowSpec]:
+    """Entries toward two ends: bindings, or None for the shared fabric."""
+    match = make_match(vlan_vid=tagged(vm.vlan), eth_dst=vm.mac)
+    places = [end.dpid if end is not None else SHARED_FABRIC for end in ends]
     entries: Set[FlowSpec] = set()
-    for end, other in ((source, destination), (destination, source)):
-        uplink = fabric.next_hop_port(end.dpid, other.dpid)
+    for end, here, there in ((ends[0], places[0], places[1]), (ends[1], places[1], places[0])):
+        if end is None:
+            continue
+        uplink = fabric.next_hop_port(here, there)
         if uplink is None:
             return set()
-        entries.add(flow(end.dpid, Table.FORWARD, MIGRATION_PRIORITY, match, cookie,
+        entries.add(flow(here, Table.FORWARD, MIGRATION_PRIORITY, match, cookie,
                          actions=(Output(uplink), PopVlan(), SetField("metadata", end.port),
                                   Resubmit(Table.TO_VM_ACL))))
     for dpid, info in fabric.switches.items():
         if info.role.hosts_vms:
             continue
-        ports = {fabric.next_hop_port(dpid, source.dpid),
-                 fabric.next_hop_port(dpid, destination.dpid)}
+        ports = {fabric.next_hop_port(dpid, place) for place in places}
         if None in ports:
             return set()
         if len(ports) == 1:

@@ -35,6 +35,7 @@ class Priority(enum.IntEnum):
     VLAN_FLOOD = 30000
     VLAN_UPLINK = 20000
     PORT_QUARANTINE = 15000
+    SHARED_UPLINK = 10010   # a port to the shared fabric: drop what no VLAN admits
     UPLINK_DROP = 10000
     TRANSIT = 100
     MISS = 0

@@ -48,6 +48,14 @@ class VlanFlooding:
             del self._count[vlan]
         return self._member_changed(vlan, dpid, -1)
 
+    def is_member(self, vlan: int, dpid: int) -> bool:
+        """Whether ``dpid`` counts as a member switch of ``vlan``."""
+        return dpid in self._count.get(vlan, ())
+
+    def switch_count(self, vlan: int) -> int:
+        """How many member switches ``vlan`` has."""
+        return len(self._count.get(vlan, ()))
+
     def member_switches(self, vlan: int) -> Set[int]:
         """Switches with at least one forwarding VM of the VLAN."""
         return set(self._count.get(vlan, ()))

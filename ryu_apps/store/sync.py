@@ -175,6 +175,7 @@ class StoreSync:
         self._ceded[mac] = binding.binding_id
         self.logger.info("store: VM %s claimed by another process; released here once "
                          "its port is gone", mac)
+        self.app.send_plan(self.engine.ceded(mac))
 
     def _hand_off_to_us(self, values: dict) -> None:
         """A source process names us as the VM's next owner: pre-provision it."""

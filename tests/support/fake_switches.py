@@ -13,7 +13,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Set, Tuple
 
-from ryu_apps.core.fabric import Fabric, PortRef
+from ryu_apps.core.fabric import SHARED_FABRIC, Fabric, PortRef
 from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.flowspec import (
     OFPP_CONTROLLER,
@@ -172,8 +172,10 @@ class FakeSwitches:
               max_hops: int = 32) -> List[Tuple[int, int, Packet]]:
         """Follow a packet across links; (dpid, port, packet) where copies leave.
 
-        Copies sent to the controller are reported with port OFPP_CONTROLLER;
-        the metadata of delivered copies is reset to 0 for easy comparison.
+        Copies sent to the controller are reported with port OFPP_CONTROLLER,
+        copies sent out of a shared uplink (toward other processes' switches)
+        with that port; the metadata of delivered copies is reset to 0 for easy
+        comparison.
         """
         delivered: List[Tuple[int, int, Packet]] = []
         frontier = [(dpid, in_port, packet, 0)]
@@ -184,7 +186,7 @@ class FakeSwitches:
             for out_port, out_pkt in outputs:
                 out_pkt = replace(out_pkt, metadata=0)
                 peer = fabric.peer(PortRef(here, out_port))
-                if peer is None or out_port == OFPP_CONTROLLER:
+                if peer is None or out_port == OFPP_CONTROLLER or peer.dpid == SHARED_FABRIC:
                     delivered.append((here, out_port, out_pkt))
                 else:
                     frontier.append((peer.dpid, peer.port, out_pkt, hops + 1))

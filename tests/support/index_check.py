@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ryu_apps.core.fabric import SHARED_FABRIC
 from ryu_apps.core.flow_compiler import transit_path, vlan_flows
 
 
@@ -22,6 +23,8 @@ def check_indexes(engine) -> None:
     fabric = engine.fabric
     for vlan in {b.vlan for b in held} | set(engine._flooding.vlans()):
         members = {b.dpid for b in held if b.vlan == vlan and b.state.forwards}
+        if members:   # the shared fabric: a member wherever the VLAN has one here
+            members.add(SHARED_FABRIC)
         assert engine._flooding.member_switches(vlan) == members
         for dpid in fabric.switches:
             assert engine._flooding.flood_ports(vlan, dpid) == sorted(

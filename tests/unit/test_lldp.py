@@ -32,3 +32,11 @@ def test_other_frames_are_not_probes():
 def test_truncated_probe_is_rejected():
     frame = lldp.build_probe(5, 2, SRC)
     assert lldp.parse_probe(frame[:20]) is None
+
+
+def test_a_beacon_is_a_probe_to_a_group_address_learning_bridges_flood():
+    beacon = lldp.build_beacon(0x201, 1, SRC)
+    assert lldp.parse_probe(beacon) == (0x201, 1)
+    assert lldp.is_beacon(beacon) and not lldp.is_beacon(lldp.build_probe(0x201, 1, SRC))
+    assert beacon[0] & 0x01, "a group address"
+    assert beacon[:5] != bytes.fromhex("0180c20000"), "not a reserved address bridges drop"

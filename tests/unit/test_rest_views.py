@@ -231,6 +231,16 @@ def test_switch_and_link_views(engine):
     a, b = engine.fabric.links()[0]
     view = rest_views.link_view(a, b, switches, on_tree=True)
     assert view["a"]["name"] and view["b"]["name"] and view["on_tree"] is True
+    assert view["shared_fabric"] is False
+
+
+def test_a_shared_uplink_is_a_link_to_no_switch(engine):
+    access = next(d for d, info in engine.fabric.switches.items() if info.role.value == "access")
+    engine.shared_uplink_seen(PortRef(access, 77))
+    (a, b), = [(a, b) for a, b in engine.fabric.links() if a == PortRef(access, 77)]
+    view = rest_views.link_view(a, b, engine.fabric.switches, on_tree=True)
+    assert view["a"]["port"] == 77 and view["b"] is None and view["shared_fabric"] is True
+    json.dumps(view)
 
 
 def test_refusal_view(engine):

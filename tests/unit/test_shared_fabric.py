@@ -1,0 +1,288 @@
+"""Two controller processes joined by a learning L2 fabric, on fake flow tables.
+
+Process p1 manages access switch A1 and servers S11, S12; process p2 manages
+A2 and S21. Port 1 of each access switch is cabled to a plain learning bridge
+that no dynprov process manages (the shared fabric between pods); each
+process learns that from the other's beacons.
+"""
+
+from dataclasses import replace
+
+import pytest
+
+from ryu_apps.core.cookies import CookieKind, decode_cookie
+from ryu_apps.core.engine import ProvisioningEngine
+from ryu_apps.core.fabric import SHARED_FABRIC, PortRef, Role
+from ryu_apps.core.flowspec import Output
+from ryu_apps.core.identifiers import PrefixScheme
+from ryu_apps.core.pipeline import Priority, Table
+from ryu_apps.core.template_validation import build_library
+from tests.support.fake_switches import FakeSwitches, Packet
+from tests.support.index_check import check_indexes
+
+A1, A2 = 0x201, 0x202
+S11, S12, S21 = 0x1101, 0x1102, 0x2101
+UPLINK, TO_FABRIC = 10, 1
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+WEB1, WEB2, WEB3 = "00:fa:00:00:00:01", "00:fa:00:00:00:02", "00:fa:00:00:00:03"
+DB1, DB2 = "00:fc:00:00:00:01", "00:fc:00:00:00:02"
+WEB_VLAN, DB_VLAN = 100, 200
+
+
+def _template(template_id, name, vlan):
+    return {"id": template_id, "name": name, "description": name, "vlan": vlan,
+            "virtual_switch": {"default_action": "allow"},
+            "access_port": {"default_action": "allow"}}
+
+
+LIBRARY = build_library([("test.yaml", {"templates": [
+    _template(250, "web", WEB_VLAN), _template(252, "db", DB_VLAN)]})])
+
+
+class Process:
+    """One controller process: its engine and its switches' flow tables."""
+
+    def __init__(self, name, switches, links):
+        self.name = name
+        self.engine = ProvisioningEngine(LIBRARY, PrefixScheme(16))
+        self.switches = FakeSwitches()
+        for dpid, role, switch_name in switches:
+            self.apply(self.engine.switch_up(dpid, role, switch_name, []))
+        for a, b in links:
+            self.apply(self.engine.link_seen(PortRef(*a), PortRef(*b)))
+
+    def apply(self, plan):
+        self.switches.apply(plan)
+        return plan
+
+    def vm(self, dpid, port, mac):
+        verdict = self.engine.packet_in(dpid, port, mac, b"frame")
+        self.apply(verdict.plan)
+        return verdict
+
+    def beacon(self, dpid, port):
+        return self.apply(self.engine.shared_uplink_seen(PortRef(dpid, port), "test"))
+
+    def trace(self, dpid, port, packet):
+        return self.switches.trace(self.engine.fabric, dpid, port, packet)
+
+
+class LearningBridge:
+    """The shared fabric: learns source MACs per VLAN, floods the unknown."""
+
+    def __init__(self, ports):
+        self.ports = ports          # bridge port -> (process, access dpid, its port)
+        self.table = {}             # (vlan, mac) -> bridge port
+
+    def forward(self, in_port, packet):
+        self.table[(packet.vlan_vid, packet.eth_src)] = in_port
+        out = self.table.get((packet.vlan_vid, packet.eth_dst))
+        targets = [out] if out is not None else list(self.ports)
+        return [p for p in targets if p != in_port]
+
+
+class DataCenter:
+    """Both processes and the learning bridge between their uplinks."""
+
+    def __init__(self):
+        self.p1 = Process("p1", [(A1, Role.ACCESS, "a1"), (S11, Role.SERVER, "s11"),
+                                 (S12, Role.SERVER, "s12")],
+                          [((S11, UPLINK), (A1, 2)), ((S12, UPLINK), (A1, 3))])
+        self.p2 = Process("p2", [(A2, Role.ACCESS, "a2"), (S21, Role.SERVER, "s21")],
+                          [((S21, UPLINK), (A2, 2))])
+        self.bridge = LearningBridge({1: (self.p1, A1, TO_FABRIC), 2: (self.p2, A2, TO_FABRIC)})
+
+    def beacons(self):
+        self.p1.beacon(A1, TO_FABRIC)
+        self.p2.beacon(A2, TO_FABRIC)
+
+    def send(self, process, dpid, port, src, dst, vlan_vid=0):
+        """Every (process name, switch, port) where a copy of the frame leaves the network."""
+        delivered, frontier = [], [(process, dpid, port, Packet(src, dst, vlan_vid=vlan_vid))]
+        hops = 0
+        while frontier:
+            here, dpid, port, packet = frontier.pop()
+            hops += 1
+            assert hops < 50, "forwarding loop"
+            for out_dpid, out_port, out in here.trace(dpid, port, packet):
+                if here.engine.fabric.is_shared_uplink(PortRef(out_dpid, out_port)):
+                    bridge_port = next(p for p, (proc, d, q) in self.bridge.ports.items()
+                                       if proc is here and (d, q) == (out_dpid, out_port))
+                    for target in self.bridge.forward(bridge_port, out):
+                        process, access, access_port = self.bridge.ports[target]
+                        frontier.append((process, access, access_port, out))
+                else:
+                    delivered.append((here.name, out_dpid, out_port, out))
+        return delivered
+
+
+@pytest.fixture
+def dc():
+    dc = DataCenter()
+    dc.p1.vm(S11, 1, WEB1)
+    dc.p1.vm(S12, 1, WEB2)
+    dc.p2.vm(S21, 1, WEB3)
+    dc.p2.vm(S21, 2, DB1)
+    return dc
+
+
+def _where(delivered):
+    return sorted((name, dpid, port) for name, dpid, port, _ in delivered)
+
+
+def test_without_a_beacon_each_process_is_an_island(dc):
+    assert dc.send(dc.p1, S11, 1, WEB1, WEB3) == []
+    assert _where(dc.send(dc.p1, S11, 1, WEB1, BROADCAST)) == [("p1", S12, 1)]
+
+
+def test_a_beacon_makes_the_port_a_shared_uplink_with_its_own_drop_flow(dc):
+    plan = dc.p1.beacon(A1, TO_FABRIC)
+    assert dc.p1.engine.fabric.is_shared_uplink(PortRef(A1, TO_FABRIC))
+    assert any("shared uplink a1:1" in note for note in plan.notes)
+    drops = [f for f in dc.p1.switches.flows(A1) if f.priority == Priority.SHARED_UPLINK]
+    assert [f.match_dict() for f in drops] == [{"in_port": TO_FABRIC}]
+    assert decode_cookie(drops[0].cookie).kind is CookieKind.INFRA
+    assert dc.p1.beacon(A1, TO_FABRIC).flow_count() == 0   # idempotent
+
+
+def test_unicast_crosses_the_shared_fabric_both_ways_untagged_at_the_vm(dc):
+    dc.beacons()
+    dc.send(dc.p2, S21, 1, WEB3, BROADCAST)       # the fabric learns WEB3 behind a2
+    delivered = dc.send(dc.p1, S11, 1, WEB1, WEB3)
+    assert _where(delivered) == [("p2", S21, 1)]
+    assert delivered[0][3].vlan_vid == 0
+    assert _where(dc.send(dc.p2, S21, 1, WEB3, WEB1)) == [("p1", S11, 1)]
+    assert _where(dc.send(dc.p2, S21, 1, WEB3, WEB2)) == [("p1", S12, 1)]
+
+
+def test_broadcast_reaches_every_member_of_the_vlan_once_and_no_other(dc):
+    dc.beacons()
+    assert _where(dc.send(dc.p1, S11, 1, WEB1, BROADCAST)) == [("p1", S12, 1), ("p2", S21, 1)]
+    assert _where(dc.send(dc.p2, S21, 1, WEB3, BROADCAST)) == [("p1", S11, 1), ("p1", S12, 1)]
+    assert _where(dc.send(dc.p2, S21, 2, DB1, BROADCAST)) == []   # no db VM in p1
+
+
+def test_isolation_between_vlans_holds_across_the_shared_fabric(dc):
+    dc.beacons()
+    dc.send(dc.p1, S11, 1, WEB1, BROADCAST)
+    assert dc.send(dc.p2, S21, 2, DB1, WEB1) == []
+
+
+def test_the_uplink_admits_only_vlans_with_members_here(dc):
+    dc.beacons()
+    tagged = lambda vlan: 0x1000 | vlan  # noqa: E731
+    web = dc.p1.trace(A1, TO_FABRIC, Packet(WEB3, BROADCAST, vlan_vid=tagged(WEB_VLAN)))
+    assert sorted((d, p) for d, p, _ in web) == [(S11, 1), (S12, 1)]
+    assert dc.p1.trace(A1, TO_FABRIC, Packet(DB1, BROADCAST, vlan_vid=tagged(DB_VLAN))) == []
+    assert dc.p1.trace(A1, TO_FABRIC, Packet(DB1, WEB1, vlan_vid=tagged(DB_VLAN))) == []
+
+
+def test_a_frame_from_the_shared_fabric_for_an_unknown_mac_goes_nowhere(dc):
+    dc.beacons()
+    stray = Packet(WEB3, "00:fa:00:00:00:99", vlan_vid=0x1000 | WEB_VLAN)
+    assert dc.p1.trace(A1, TO_FABRIC, stray) == []
+
+
+def test_the_last_member_leaving_takes_the_vlan_off_the_uplink(dc):
+    dc.beacons()
+    for server in (S11, S12):
+        dc.p1.apply(dc.p1.engine.port_down(server, 1))
+    vlan_flows_on_a1 = [f for f in dc.p1.switches.flows(A1)
+                        if decode_cookie(f.cookie).kind is CookieKind.VLAN]
+    assert vlan_flows_on_a1 == []
+    assert dc.send(dc.p2, S21, 1, WEB3, BROADCAST) == []
+    check_indexes(dc.p1.engine)
+
+
+def test_a_probe_wins_over_a_beacon_on_the_same_port(dc):
+    dc.beacons()
+    # a1's port 1 is re-cabled to a switch of p1's own: the probe proves the cable
+    dc.p1.apply(dc.p1.engine.switch_up(0x100, Role.FABRIC, "f1", []))
+    dc.p1.apply(dc.p1.engine.link_seen(PortRef(A1, TO_FABRIC), PortRef(0x100, 1)))
+    assert not dc.p1.engine.fabric.is_shared_uplink(PortRef(A1, TO_FABRIC))
+    assert dc.p1.beacon(A1, TO_FABRIC).flow_count() == 0
+    assert not [f for f in dc.p1.switches.flows(A1) if f.priority == Priority.SHARED_UPLINK]
+
+
+def test_beacons_on_a_server_switch_are_ignored(dc):
+    assert dc.p1.beacon(S11, 5).flow_count() == 0
+    assert not dc.p1.engine.fabric.is_shared_uplink(PortRef(S11, 5))
+
+
+def test_two_uplinks_on_one_switch_carry_traffic_by_one_only(dc):
+    dc.beacons()
+    dc.p1.beacon(A1, 4)
+    assert dc.p1.engine.fabric.shared_uplinks(A1) == {TO_FABRIC, 4}
+    floods = [f for f in dc.p1.switches.flows(A1)
+              if f.table_id == Table.FORWARD and decode_cookie(f.cookie).kind is CookieKind.VLAN]
+    outputs = {a.port for f in floods for i in f.instructions
+               for a in getattr(i, "actions", ()) if isinstance(a, Output)}
+    assert TO_FABRIC in outputs and 4 not in outputs
+    drops = {f.match_dict()["in_port"] for f in dc.p1.switches.flows(A1)
+             if f.priority == Priority.SHARED_UPLINK}
+    assert drops == {TO_FABRIC, 4}
+    tagged_web = 0x1000 | WEB_VLAN
+    assert dc.p1.trace(A1, 4, Packet(WEB3, BROADCAST, vlan_vid=tagged_web)) == []
+
+
+def test_two_access_switches_of_one_process_use_their_cable_not_the_fabric():
+    """Both uplinked and cabled to each other: one uplink on the tree, no loop."""
+    p = Process("p", [(A1, Role.ACCESS, "a1"), (A2, Role.ACCESS, "a2"),
+                      (S11, Role.SERVER, "s11"), (S21, Role.SERVER, "s21")],
+                [((S11, UPLINK), (A1, 2)), ((S21, UPLINK), (A2, 2)), ((A1, 5), (A2, 5))])
+    p.vm(S11, 1, WEB1)
+    p.vm(S21, 1, WEB3)
+    p.beacon(A1, TO_FABRIC)
+    p.beacon(A2, TO_FABRIC)
+    delivered = p.trace(S11, 1, Packet(WEB1, BROADCAST))
+    assert sorted((d, port) for d, port, _ in delivered) == [(A1, TO_FABRIC), (S21, 1)]
+    assert p.trace(S11, 1, Packet(WEB1, WEB3)) == [(S21, 1, Packet(WEB1, WEB3))]
+
+
+def test_a_restarted_process_reads_its_shared_uplinks_back_from_the_switch(dc):
+    dc.beacons()
+    before = dc.p1.switches.entries(A1)
+    again = ProvisioningEngine(LIBRARY, PrefixScheme(16))
+    plans = [again.switch_up(dpid, role, name, dc.p1.switches.entries(dpid))
+             for dpid, role, name in [(S11, Role.SERVER, "s11"), (S12, Role.SERVER, "s12"),
+                                      (A1, Role.ACCESS, "a1")]]
+    plans += [again.link_seen(PortRef(S11, UPLINK), PortRef(A1, 2)),
+              again.link_seen(PortRef(S12, UPLINK), PortRef(A1, 3))]
+    assert again.fabric.is_shared_uplink(PortRef(A1, TO_FABRIC))
+    assert any("restored shared uplink a1:1" in n for plan in plans for n in plan.notes)
+    for plan in plans:
+        dc.p1.switches.apply(plan)
+    assert dc.p1.switches.entries(A1) == before
+
+
+def test_the_shared_fabric_never_gets_a_flow(dc):
+    dc.beacons()
+    dc.p1.vm(S11, 2, DB2)
+    assert SHARED_FABRIC not in dc.p1.switches.tables
+    assert all(SHARED_FABRIC not in plan_dpids for plan_dpids in [set(dc.p1.switches.tables)])
+    check_indexes(dc.p1.engine)
+    check_indexes(dc.p2.engine)
+
+
+def test_a_vm_taken_over_by_another_process_is_reached_there(dc):
+    """Cross-process migration without notice: the source cedes, then lets go."""
+    dc.beacons()
+    dc.send(dc.p1, S11, 1, WEB1, BROADCAST)
+    # WEB1 resumes on s21 (p2) and announces itself: p2 provisions it
+    dc.p2.vm(S21, 3, WEB1)
+    dc.send(dc.p2, S21, 3, WEB1, BROADCAST)
+    # p1 learns from the store that p2 took WEB1 while its old port is still there
+    dc.p1.apply(dc.p1.engine.ceded(WEB1))
+    assert ("p2", S21, 3) in _where(dc.send(dc.p1, S12, 1, WEB2, WEB1))
+    assert _where(dc.send(dc.p2, S21, 1, WEB3, WEB1)) == [("p2", S21, 3)]
+    # the old port goes away: p1 deprovisions and frames go by the shared fabric only
+    dc.p1.apply(dc.p1.engine.port_down(S11, 1))
+    assert _where(dc.send(dc.p1, S12, 1, WEB2, WEB1)) == [("p2", S21, 3)]
+    assert not [f for dpid in (A1, S11, S12) for f in dc.p1.switches.flows(dpid)
+                if decode_cookie(f.cookie).kind is CookieKind.MIGRATION]
+    check_indexes(dc.p1.engine)
+
+
+def test_ceding_an_unknown_vm_does_nothing(dc):
+    assert dc.p1.engine.ceded("00:fa:00:00:00:77").flow_count() == 0
+    assert dc.p1.engine.ceded(WEB3).flow_count() == 0
