@@ -6,8 +6,10 @@ loads the template library into it with the store's own write, starts one
 ``a1`` and its servers, ``p2`` manages ``a2`` ...), each with its own
 OpenFlow port and ``[dynprov] store = ...``, and builds the datacenter
 topology with each switch pointed at its own process. The fabric switch is
-left to no process: each pod (an access switch and its servers) is one
-process's fabric. Everything is stopped by PID and bridge name.
+left to no process: it is a plain learning bridge (OVS standalone mode), the
+shared L2 fabric between the pods, and each process finds its access switch's
+uplink to it from the other processes' beacons. Everything is stopped by PID
+and bridge name.
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ class DistributedLab:
         topo_module = lab.load_topology_module()
         topo = topo_module.DatacenterTopo(access=self.access, servers=self.servers,
                                           vms=self.vms, prefix=self.prefix,
-                                          dpid_base=self.dpid_base, edge=0)
+                                          dpid_base=self.dpid_base, edge=0,
+                                          shared_fabric=1)
         net = Mininet(topo=topo, controller=None, autoSetMacs=False, build=False,
                       waitConnected=False)
         for number, controller in enumerate(self.controllers, start=1):
@@ -118,11 +121,16 @@ class DistributedLab:
         return None
 
     def wait_for_pods(self, timeout: float = 30.0) -> None:
-        """Wait until each process has discovered its pod's server links."""
+        """Wait until each process has discovered its pod's server links and, with
+        more than one pod, its uplink to the shared fabric."""
         for controller in self.controllers:
-            if not controller.wait_for_log("link ", timeout=timeout, count=self.servers):
+            if not controller.wait_for_log("link 0", timeout=timeout, count=self.servers):
                 raise RuntimeError(f"{controller.workdir}: pod links not discovered:\n"
                                    + controller.log()[-3000:])
+            if self.access > 1 and not controller.wait_for_log("reaches the shared fabric",
+                                                               timeout=timeout):
+                raise RuntimeError(f"{controller.workdir}: no uplink to the shared fabric "
+                                   "found:\n" + controller.log()[-3000:])
 
     def announce_all(self, timeout: float = 20.0) -> None:
         """Every VM announces itself; wait until each process provisioned its own."""

@@ -7,7 +7,7 @@ from typing import Callable, Dict, List, Set, Tuple
 
 from ryu_apps import openflow
 from ryu_apps.core.flow_plan import PacketOut, Plan
-from ryu_apps.core.flowspec import OFPP_TABLE
+from ryu_apps.core.flowspec import OFPP_CONTROLLER, OFPP_TABLE
 
 
 @dataclass
@@ -78,8 +78,9 @@ class PlanSender:
         for out in batch.packet_outs:
             datapath = self.datapaths.get(out.dpid)
             if datapath is not None:
-                datapath.send(openflow.with_xid(
-                    openflow.encoded_packet_out(out.in_port, OFPP_TABLE, out.data),
-                    next_xid(datapath)))
+                message = (openflow.encoded_packet_out(out.in_port, OFPP_TABLE, out.data)
+                           if out.out_port is None else
+                           openflow.encoded_packet_out(OFPP_CONTROLLER, out.out_port, out.data))
+                datapath.send(openflow.with_xid(message, next_xid(datapath)))
         if batch.on_confirmed is not None:
             batch.on_confirmed()

@@ -116,13 +116,18 @@ class DatacenterTopo(Topo):
       access: number of access switches; servers: servers per access switch;
       vms: VMs per server; prefix: prepended to every node name, so several
       topologies can share one machine; dpid_base: added to every datapath id;
-      edge: 1 (default) adds the edge device and the outside host, 0 leaves them out.
+      edge: 1 (default) adds the edge device and the outside host, 0 leaves them out;
+      shared_fabric: 1 makes the fabric switch a plain learning bridge that no
+      controller manages (the shared L2 fabric between pods run by separate
+      controller processes), 0 (default) leaves it to the controller.
     """
 
-    def build(self, access=2, servers=2, vms=2, prefix="", dpid_base=0, edge=1):
+    def build(self, access=2, servers=2, vms=2, prefix="", dpid_base=0, edge=1,
+              shared_fabric=0):
         bridge = {"cls": DynprovBridge}
+        learning = {"failMode": "standalone"} if int(shared_fabric) else {}
         fabric = self.addSwitch(prefix + "f1", role="fabric",
-                                dpid="%016x" % (dpid_base + 0x100), **bridge)
+                                dpid="%016x" % (dpid_base + 0x100), **bridge, **learning)
         if int(edge):
             edge_switch = self.addSwitch(prefix + "e1", role="edge",
                                          dpid="%016x" % (dpid_base + 0x300), **bridge)

@@ -40,6 +40,7 @@ from ryu_apps.core.flow_compiler import (
 from ryu_apps.core.flow_plan import DesiredFlows, PacketOut, Plan
 from ryu_apps.core.flowspec import FlowSpec
 from ryu_apps.core.identifiers import IdentifierError, IdentifierScheme, format_mac, parse_mac
+from ryu_apps.core.lldp import build_announcement
 from ryu_apps.core.lifecycle import VmLifecycle
 from ryu_apps.core.pipeline import MAX_BINDING_ID, Priority, Table
 from ryu_apps.core.binding_index import BindingIndex
@@ -183,7 +184,18 @@ class ProvisioningEngine(VmLifecycle):
             plan.notes.append(f"shared uplink {self._name(end.dpid)}:{end.port} reaches the "
                               f"shared fabric{' (beacon from ' + origin + ')' if origin else ''}")
             self._fabric_changed(plan, {end.dpid})
+            for binding in self.bindings.values():
+                if self.fabric.shared_uplink_from(binding.dpid) == end:
+                    self._announce(binding, plan)
         return plan
+
+    def _announce(self, binding: Binding, plan: Plan) -> None:
+        """Tell the shared fabric (a learning bridge) that the VM is reached through here,
+        once the plan's flows are in place: frames from other processes' VMs follow."""
+        uplink = self.fabric.shared_uplink_from(binding.dpid)
+        if uplink is not None and binding.state.forwards:
+            plan.packet_outs.append(PacketOut(uplink.dpid, 0, build_announcement(
+                binding.mac, binding.vlan), out_port=uplink.port))
 
     def port_down(self, dpid: int, port: int) -> Plan:
         """A port went away: drop its link and the VM behind it."""
@@ -404,6 +416,7 @@ class ProvisioningEngine(VmLifecycle):
             self._apply_quarantine(dpid, port, plan)
         if binding.state is VmState.PROVISIONING:
             plan.confirms.append(binding.mac)
+        self._announce(binding, plan)
 
     def _unbind(self, binding: Binding, plan: Plan, reason: Optional[str],
                 final_state: VmState = VmState.DEPROVISIONED) -> None:
@@ -429,6 +442,8 @@ class ProvisioningEngine(VmLifecycle):
         for key in {old_key, self._group_key(new)}:
             self._refresh_group(key, plan)
         self._refresh_vlans({old.vlan, new.vlan}, plan)
+        if new.vlan != old.vlan or not old.state.forwards:
+            self._announce(new, plan)
 
     def _apply_binding(self, binding: Binding, plan: Plan) -> None:
         self.desired.place(binding.owner, self._placement(binding), plan)

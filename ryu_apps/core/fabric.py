@@ -191,6 +191,21 @@ class Fabric:
         """The switch's tree port toward the shared fabric; None without a way there."""
         return self.next_hop_port(dpid, SHARED_FABRIC)
 
+    def shared_uplink_from(self, dpid: int) -> PortRef | None:
+        """The uplink on the tree by which ``dpid``'s frames reach the shared fabric."""
+        seen = set()
+        while dpid not in seen:
+            seen.add(dpid)
+            port = self.toward_shared_fabric(dpid)
+            if port is None:
+                return None
+            end = PortRef(dpid, port)
+            peer = self._peer[end]
+            if peer.dpid == SHARED_FABRIC:
+                return end
+            dpid = peer.dpid
+        return None
+
     def link_ports(self, dpid: int) -> Set[int]:
         """Ports of the switch that lead to other managed switches."""
         return set(self._ports_of.get(dpid, ()))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from ryu_apps.core.acl_compiler import acl_entries, rules_for
+from ryu_apps.core.lldp import BEACON_MULTICAST
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.cookies import INFRA_OWNER, Owner, vlan_owner
 from ryu_apps.core.fabric import SHARED_FABRIC, Fabric, PortRef
@@ -55,6 +56,9 @@ from ryu_apps.core.template_model import (
 )
 
 Entry = Union[FlowSpec, MeterSpec]
+
+#: Announcements and beacons go to this group address (see :mod:`ryu_apps.core.lldp`).
+BEACON_ADDRESS = ":".join(f"{b:02x}" for b in BEACON_MULTICAST)
 
 #: Bytes of a new VM's packet sent to the controller (headers are enough).
 PACKET_IN_BYTES = 128
@@ -167,6 +171,8 @@ def infra_flows(fabric: Fabric, dpid: int) -> Set[Entry]:
     for port in fabric.shared_uplinks(dpid):
         entries.add(flow(dpid, Table.CLASSIFY, Priority.SHARED_UPLINK,
                          make_match(in_port=port), cookie))
+        entries.add(flow(dpid, Table.CLASSIFY, Priority.SHARED_ANNOUNCE,
+                         make_match(in_port=port, eth_dst=BEACON_ADDRESS), cookie))
     entries.add(flow(dpid, Table.CLASSIFY, Priority.TRANSIT, make_match(), cookie,
                      goto=Table.FORWARD))
     return entries

@@ -67,11 +67,13 @@ class SwitchChanges:
 
 @dataclass(frozen=True)
 class PacketOut:
-    """Re-inject a packet into a switch's pipeline once its flows are confirmed."""
+    """Re-inject a packet into a switch's pipeline once its flows are confirmed, as if
+    it came in by ``in_port``; or, with ``out_port``, send it out of that port."""
 
     dpid: int
     in_port: int
     data: bytes
+    out_port: int | None = None
 
 
 @dataclass

@@ -250,6 +250,7 @@ class VmLifecycle:
         self._refresh_group(self._group_key(active), plan)
         self._refresh_vlans({active.vlan}, plan)
         plan.confirms.append(active.mac)
+        self._announce(active, plan)
         plan.notes.append(f"activated VM {active.mac} on {self._name(active.dpid)} port "
                           f"{active.port} (binding {active.binding_id}): {why}")
         if source is not None and source.binding_id != active.binding_id:

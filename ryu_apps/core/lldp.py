@@ -45,6 +45,20 @@ def build_beacon(dpid: int, port: int, src_mac: bytes) -> bytes:
     return build_probe(dpid, port, src_mac, destination=BEACON_MULTICAST)
 
 
+#: IEEE 802 local experimental ethertype: an announcement carries nothing for anyone.
+ETH_TYPE_ANNOUNCE = 0x88B5
+
+
+def build_announcement(mac: str, vlan: int) -> bytes:
+    """A frame from VM ``mac`` on ``vlan`` (tagged) to the beacon group: sent out of a
+    shared uplink when the VM arrives here, so the learning fabric learns where it
+    is now. Every dynprov uplink drops it on the way in."""
+    source = bytes.fromhex(mac.replace(":", ""))
+    header = (BEACON_MULTICAST + source + struct.pack("!HH", 0x8100, vlan & 0x0FFF)
+              + struct.pack("!H", ETH_TYPE_ANNOUNCE))
+    return (header + b"dynprov: VM here").ljust(64, b"\x00")
+
+
 def is_beacon(frame: bytes) -> bool:
     """Whether the frame was sent to the beacon group address."""
     return frame[:6] == BEACON_MULTICAST

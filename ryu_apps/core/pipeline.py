@@ -28,6 +28,7 @@ class Priority(enum.IntEnum):
 
     LLDP = 60000
     QUARANTINE = 55000
+    SHARED_ANNOUNCE = 52000  # another process's announcement on a shared uplink: drop
     BINDING = 50000
     SPOOF_ALLOW = 50002
     SPOOF_LEARN = 50001

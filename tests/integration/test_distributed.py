@@ -5,10 +5,12 @@ run in order on one lab: bindings, a template change, a controller killed and
 restarted, VM migrations across processes without and with a notice.
 """
 
+import json
 import os
 import shutil
 import signal
 import time
+import urllib.request
 
 import pytest
 
@@ -56,6 +58,28 @@ def test_each_process_claims_the_vms_of_its_own_pod(dist):
         assert owner == expected, (name, owners)
 
 
+def test_vms_in_different_pods_reach_each_other_across_the_shared_fabric(dist):
+    web1, web5, web7 = dist.vms["web1"], dist.vms["web5"], dist.vms["web7"]
+    for peer in (web5, web7, dist.vms["db6"]):   # VLAN 100 (web and database)
+        assert " 0% packet loss" in web1.cmd(f"ping -c 3 -i 0.2 -W 1 {peer.IP()}"), peer.name
+    mgmt4, mgmt8 = dist.vms["mgmt4"], dist.vms["mgmt8"]     # VLAN 300
+    assert " 0% packet loss" in mgmt4.cmd(f"ping -c 2 -W 1 {mgmt8.IP()}")
+    # templates still isolate across pods: by ACL (database to database) and by VLAN
+    assert " 100% packet loss" in dist.vms["db6"].cmd(f"ping -c 2 -W 1 {dist.vms['db2'].IP()}")
+    assert " 100% packet loss" in web1.cmd(f"ping -c 2 -W 1 {mgmt8.IP()}")
+    for controller, access in zip(dist.controllers, ("a1", "a2")):
+        links = _rest(controller, "/dynprov/links")
+        shared = [link["a"] for link in links if link["shared_fabric"]]
+        assert [(end["name"], end["port"]) for end in shared] == \
+            [(dist.switches[access], 1)], links
+
+
+def _rest(controller, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{controller.wsapi_port}{path}",
+                                timeout=5) as reply:
+        return json.loads(reply.read())
+
+
 def test_a_template_change_in_the_store_reaches_every_process(dist):
     web = dist.library / "web.yaml"
     web.write_text(web.read_text().replace("vlan: 100", "vlan: 150", 1))
@@ -80,18 +104,23 @@ def test_a_template_change_in_the_store_reaches_every_process(dist):
 
 
 def test_a_dead_controller_process_costs_no_traffic_and_reconciles_on_return(dist):
-    web1, web3 = dist.vms["web1"], dist.vms["web3"]
-    stream = lab.PingStream(web1, web3, interval=0.01, count=400)
+    web1 = dist.vms["web1"]
+    # within p1's pod, and across the shared fabric to p2's pod (600 probes: past
+    # the restarted process's full reconciliation)
+    streams = {peer: lab.PingStream(web1, dist.vms[peer], interval=0.01, count=600)
+               for peer in ("web3", "web5")}
     time.sleep(0.5)
     p1 = dist.controllers[0]
     os.kill(p1.process.pid, signal.SIGKILL)
     p1.process.wait(timeout=5)
     time.sleep(1.5)
     again = dist.restart_controller(1)
-    sent, received = stream.result(timeout=30)
-    assert sent >= 300 and received == sent, (sent, received)
     assert again.wait_for_log("store reconcile: 4 bindings restored, 0 stale rows released",
                               timeout=20), again.log()[-3000:]
+    assert "restored shared uplink" in again.log()
+    for peer, stream in streams.items():
+        sent, received = stream.result(timeout=30)
+        assert sent >= 500 and received == sent, (peer, sent, received)
     owners = _owners(dist.bindings())
     assert [owners[dist.vms[n].MAC()][0] for n in ("web1", "db2", "web3", "mgmt4")] == \
         ["p1"] * 4
@@ -135,7 +164,15 @@ def test_a_store_member_dying_during_provisioning_loses_no_binding(dist):
 
 
 def test_a_vm_moving_to_another_process_without_notice_is_claimed_there(dist):
-    live_migrate(dist.net, dist.vms["web1"], dist.switches["s21"])
+    web1 = dist.vms["web1"]
+    streams = {peer: lab.PingStream(dist.vms[peer], web1, interval=0.01, count=300)
+               for peer in ("web3", "web7")}   # one peer in each pod
+    time.sleep(0.5)
+    live_migrate(dist.net, web1, dist.switches["s21"])
+    lost = {peer: _lost(stream) for peer, stream in streams.items()}
+    print(f"probes lost while web1 moved from p1 to p2 without a notice: {lost}")
+    assert all(sent >= 250 and lost_count <= LOSS_BOUND
+               for sent, lost_count in lost.values()), lost
     rows = dist.wait_for_store(lambda rows: _owners(rows)[WEB1_MAC][0] == "p2")
     assert _owners(rows)[WEB1_MAC] == ("p2", dist.switches["s21"])
     _wait_until(lambda: WEB1_MAC not in lab.dump_flows(dist.switches["s11"]),
@@ -160,13 +197,33 @@ def test_a_migration_notice_names_the_destination_process_in_the_store(dist):
     assert row["requested_server"] == dist.switches["s12"]
     p1 = dist.controllers[0]
     assert p1.wait_for_log(f"hand-off of VM {WEB1_MAC} to server {dist.switches['s12']}")
-    live_migrate(dist.net, dist.vms["web1"], dist.switches["s12"])
+    web1 = dist.vms["web1"]
+    streams = {peer: lab.PingStream(dist.vms[peer], web1, interval=0.01, count=300)
+               for peer in ("web3", "web7")}
+    time.sleep(0.5)
+    live_migrate(dist.net, web1, dist.switches["s12"])
+    lost = {peer: _lost(stream) for peer, stream in streams.items()}
+    print(f"probes lost while web1 moved from p2 to p1 with a notice: {lost}")
+    assert all(sent >= 250 and lost_count <= LOSS_BOUND
+               for sent, lost_count in lost.values()), lost
     rows = dist.wait_for_store(lambda rows: _owners(rows)[WEB1_MAC][0] == "p1")
     assert _owners(rows)[WEB1_MAC] == ("p1", dist.switches["s12"])
     _wait_until(lambda: WEB1_MAC not in lab.dump_flows(dist.switches["s21"]),
                 "the source process cleaned up web1's flows on s21")
     assert " 0% packet loss" in dist.vms["web1"].cmd(
         "ping -c 2 -W 1 " + dist.vms["web3"].IP())
+
+
+#: Probes (10 ms apart) a peer may lose while a VM moves between processes. The
+#: benchmark (benchmarks.store_migration) reports the real figures; this bound
+#: only has to hold on a loaded machine, and fails when the source keeps
+#: delivering to the VM's old port until it goes away (~800 ms, 80 probes).
+LOSS_BOUND = 40
+
+
+def _lost(stream):
+    sent, received = stream.result(timeout=30)
+    return sent, sent - received
 
 
 def _wait_until(condition, what, timeout=10.0):
