@@ -44,7 +44,11 @@ class PlanSender:
         """Send the plan; ``on_confirmed`` runs when every switch has applied it."""
         for note in plan.notes:
             self.logger.info("%s", note)
-        batch = _Batch(packet_outs=list(plan.packet_outs), on_confirmed=on_confirmed)
+        now = [out for out in plan.packet_outs if out.at_once]
+        if now:
+            self._send_packet_outs(now)
+        batch = _Batch(packet_outs=[out for out in plan.packet_outs if not out.at_once],
+                       on_confirmed=on_confirmed)
         for dpid, changes in plan.changes.items():
             datapath = self.datapaths.get(dpid)
             if datapath is None or not changes:
@@ -75,12 +79,15 @@ class PlanSender:
             self.barrier_reply(*key)
 
     def _release(self, batch: _Batch) -> None:
-        for out in batch.packet_outs:
+        self._send_packet_outs(batch.packet_outs)
+        if batch.on_confirmed is not None:
+            batch.on_confirmed()
+
+    def _send_packet_outs(self, packet_outs: List[PacketOut]) -> None:
+        for out in packet_outs:
             datapath = self.datapaths.get(out.dpid)
             if datapath is not None:
                 message = (openflow.encoded_packet_out(out.in_port, OFPP_TABLE, out.data)
                            if out.out_port is None else
                            openflow.encoded_packet_out(OFPP_CONTROLLER, out.out_port, out.data))
                 datapath.send(openflow.with_xid(message, next_xid(datapath)))
-        if batch.on_confirmed is not None:
-            batch.on_confirmed()

@@ -295,9 +295,11 @@ class DynprovProvisioner(app_manager.RyuApp):
             return
         if msg.reason == ofp.OFPPR_DELETE or msg.desc.state & ofp.OFPPS_LINK_DOWN:
             self.ports.get(dpid, set()).discard(port)
-            self.send_plan(self.engine.port_down(dpid, port))
+            self.send_plan(self.engine.port_down(dpid, port,
+                                                 deleted=msg.reason == ofp.OFPPR_DELETE))
         else:
             self.ports.setdefault(dpid, set()).add(port)
+            self.send_plan(self.engine.port_up(dpid, port))
             self._send_probe(dpid, port)
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)

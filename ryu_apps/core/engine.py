@@ -87,6 +87,9 @@ class ProvisioningEngine(VmLifecycle):
         self.desired = DesiredFlows()
         self.quarantine = Quarantine()
         self.attachments: Dict[tuple, str] = {}   # (dpid, port) -> MAC, from OVSDB
+        self._ports_down: Set[tuple] = set()      # (dpid, port) whose link is down
+        self._unannounced: Set[tuple] = set()     # VM ports to announce when their link is up
+        self._expected_ips: Dict[str, str] = {}   # MAC -> IPv4 of a VM handed over to us
         self._by_port: Dict[tuple, Binding] = {}
         self._ids_in_use: Set[int] = set()
         self._next_binding_id = 1
@@ -189,17 +192,62 @@ class ProvisioningEngine(VmLifecycle):
                     self._announce(binding, plan)
         return plan
 
-    def _announce(self, binding: Binding, plan: Plan) -> None:
-        """Tell the shared fabric (a learning bridge) that the VM is reached through here,
-        once the plan's flows are in place: frames from other processes' VMs follow."""
-        uplink = self.fabric.shared_uplink_from(binding.dpid)
-        if uplink is not None and binding.state.forwards:
-            plan.packet_outs.append(PacketOut(uplink.dpid, 0, build_announcement(
-                binding.mac, binding.vlan), out_port=uplink.port))
-
-    def port_down(self, dpid: int, port: int) -> Plan:
-        """A port went away: drop its link and the VM behind it."""
+    def expect_ip(self, mac: str, ip: str | None) -> Plan:
+        """A VM handed over to this process is bound to ``ip`` (the store's row says so):
+        its anti-spoofing here need not learn it from its first packet again."""
         plan = Plan()
+        mac = _canonical(mac)
+        if not ip or mac in self.bindings:
+            return plan
+        incoming = self.incoming.get(mac)
+        if incoming is None:
+            self._expected_ips[mac] = ip
+        elif incoming.ip is None:
+            updated = replace(incoming, ip=ip)
+            self._store(updated)
+            self._apply_binding(updated, plan)
+        return plan
+
+    def _announce(self, binding: Binding, plan: Plan, at_once: bool = False) -> None:
+        """Tell the shared fabric (a learning bridge) that the VM is reached through here,
+        once the plan's flows are in place (``at_once``: when entries already deliver
+        its frames here): frames from other processes' VMs follow. On a port whose
+        link is down (the VM is not there yet), when the link comes up."""
+        uplink = self.fabric.shared_uplink_from(binding.dpid)
+        if uplink is None or not binding.state.forwards:
+            return
+        if (binding.dpid, binding.port) in self._ports_down:
+            self._unannounced.add((binding.dpid, binding.port))
+            return
+        plan.packet_outs.append(PacketOut(uplink.dpid, 0, build_announcement(
+            binding.mac, binding.vlan), out_port=uplink.port, at_once=at_once))
+        plan.notes.append(f"VM {binding.mac} announced to the shared fabric by "
+                          f"{self._name(uplink.dpid)}:{uplink.port}")
+
+    def port_up(self, dpid: int, port: int) -> Plan:
+        """A port's link came up: a VM pre-provisioned there is here now (activated);
+        one bound while the link was down is announced to the shared fabric."""
+        plan = Plan()
+        self._ports_down.discard((dpid, port))
+        pending = (dpid, port) in self._unannounced
+        self._unannounced.discard((dpid, port))
+        binding = self._by_port.get((dpid, port))
+        if binding is None:
+            return plan
+        if binding.state is VmState.PRE_PROVISIONED:
+            self._activate(binding, plan, f"the link of port {port} came up")
+        elif pending and self.bindings.get(binding.mac) is binding:
+            self._announce(binding, plan)
+        return plan
+
+    def port_down(self, dpid: int, port: int, deleted: bool = True) -> Plan:
+        """A port went away (or its link went down): drop its link and the VM behind it."""
+        plan = Plan()
+        self._unannounced.discard((dpid, port))
+        if deleted:
+            self._ports_down.discard((dpid, port))
+        else:
+            self._ports_down.add((dpid, port))
         peer = self.fabric.peer(PortRef(dpid, port))
         if self.fabric.remove_link(PortRef(dpid, port)):
             self._fabric_changed(plan, {dpid, peer.dpid})
@@ -241,7 +289,39 @@ class ProvisioningEngine(VmLifecycle):
             self._pre_provision(current, dpid, port, verdict.plan, "its hypervisor created "
                                 f"port {port} on {self._name(dpid)}")
             return verdict
+        if current is None and (dpid, port) in self._ports_down:
+            return self._expect(dpid, port, mac, now)
         return self._admit(dpid, port, mac, now, Detection.OVSDB, b"")
+
+    def _expect(self, dpid: int, port: int, mac: str, now: float) -> PacketVerdict:
+        """A VM unknown here is attached to a port whose link is down: it is not
+        running on it yet (a hypervisor creates the port before the VM resumes there,
+        maybe coming from another process's server). Pre-provision the port, its
+        frames delivered both there and toward the shared fabric; the link coming up
+        or the VM's first frame activates it."""
+        verdict = PacketVerdict()
+        role = self.fabric.role(dpid)
+        if role is None or not role.hosts_vms or self.fabric.is_link_port(dpid, port) \
+                or (dpid, port) in self._by_port or mac in self.incoming:
+            return verdict
+        template = self._select(mac, mac, dpid, port, now, verdict)
+        if template is None:
+            return verdict
+        incoming = Binding(self._allocate_binding_id(), mac, template.template_id,
+                           template.name, template.vlan, dpid, port, since=now,
+                           ip=self._expected_ips.pop(mac, None),
+                           detected_by=Detection.OVSDB, device=self._device_of(dpid),
+                           state=VmState.PRE_PROVISIONED)
+        plan = verdict.plan
+        self._store(incoming)
+        self._apply_binding(incoming, plan)
+        self._toward_shared_fabric_too(incoming, plan)
+        self._refresh_group(self._group_key(incoming), plan)
+        self._refresh_vlans({incoming.vlan}, plan)
+        plan.notes.append(f"pre-provisioned VM {mac} on {self._name(dpid)} port {port} "
+                          f"(binding {incoming.binding_id}): attached to a port whose link "
+                          "is down; activated when it comes up or the VM speaks")
+        return verdict
 
     def vm_detached(self, dpid: int, port: int, mac: str | None = None) -> Plan:
         """The server's OVSDB no longer lists VM ``mac`` (or any VM) on ``port``."""
@@ -331,9 +411,10 @@ class ProvisioningEngine(VmLifecycle):
         template = self._select(mac, eth_src, dpid, port, now, verdict)
         if template is None:
             return verdict
+        ip = existing.ip if existing else self._expected_ips.pop(mac, None)
         binding = Binding(self._allocate_binding_id(), mac, template.template_id,
                           template.name, template.vlan, dpid, port, since=now,
-                          ip=existing.ip if existing else None, detected_by=detected_by,
+                          ip=ip, detected_by=detected_by,
                           device=self._device_of(dpid))
         plan = verdict.plan
         if existing is not None:

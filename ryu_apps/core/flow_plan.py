@@ -68,12 +68,14 @@ class SwitchChanges:
 @dataclass(frozen=True)
 class PacketOut:
     """Re-inject a packet into a switch's pipeline once its flows are confirmed, as if
-    it came in by ``in_port``; or, with ``out_port``, send it out of that port."""
+    it came in by ``in_port``; or, with ``out_port``, send it out of that port
+    (``at_once``: without waiting for the plan's flows)."""
 
     dpid: int
     in_port: int
     data: bytes
     out_port: int | None = None
+    at_once: bool = False
 
 
 @dataclass

@@ -83,22 +83,28 @@ class VmLifecycle:
                 self._release_source(source, plan)
         return plan
 
-    def ceded(self, mac: str) -> Plan:
-        """Another process took VM ``mac`` over (through the store) while its port here
-        is still there: deliver its frames at that port and toward the shared fabric
-        until the port goes away (the VM may not have switched over yet)."""
+    def handing_over(self, mac: str) -> Plan:
+        """Another process takes VM ``mac`` over (a hand-off recorded in the store, or its
+        claim seen there) while its port here is still there: deliver its frames at
+        that port and toward the shared fabric until the port goes away (the VM may
+        not have switched over yet)."""
         plan = Plan()
         binding = self.bindings.get(_mac(mac))
         if binding is None or not binding.state.forwards:
             return plan
-        owner = migration_owner(binding.binding_id, binding.template_id)
-        flows = both_ways_to_shared_fabric(self.fabric, binding, owner.cookie)
-        self.desired.replace(owner, flows, plan)
-        if flows:
-            plan.notes.append(f"VM {binding.mac} taken over by another process: its frames "
+        if self._toward_shared_fabric_too(binding, plan):
+            plan.notes.append(f"VM {binding.mac} moving to another process: its frames "
                               f"go to port {binding.port} of {self._name(binding.dpid)} and "
                               "to the shared fabric until that port goes away")
         return plan
+
+    def _toward_shared_fabric_too(self, binding: Binding, plan: Plan) -> bool:
+        """Deliver the VM's frames at its port and toward the shared fabric; whether any
+        way leads there."""
+        owner = migration_owner(binding.binding_id, binding.template_id)
+        flows = both_ways_to_shared_fabric(self.fabric, binding, owner.cookie)
+        self.desired.replace(owner, flows, plan)
+        return bool(flows)
 
     # -- notifications -------------------------------------------------------
     def _notice_started(self, mac, server, template_id, now, plan) -> str:
@@ -250,7 +256,8 @@ class VmLifecycle:
         self._refresh_group(self._group_key(active), plan)
         self._refresh_vlans({active.vlan}, plan)
         plan.confirms.append(active.mac)
-        self._announce(active, plan)
+        # the pre-provisioned port's entries already deliver its frames: no need to wait
+        self._announce(active, plan, at_once=True)
         plan.notes.append(f"activated VM {active.mac} on {self._name(active.dpid)} port "
                           f"{active.port} (binding {active.binding_id}): {why}")
         if source is not None and source.binding_id != active.binding_id:

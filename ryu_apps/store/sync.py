@@ -175,12 +175,13 @@ class StoreSync:
         self._ceded[mac] = binding.binding_id
         self.logger.info("store: VM %s claimed by another process; released here once "
                          "its port is gone", mac)
-        self.app.send_plan(self.engine.ceded(mac))
+        self.app.send_plan(self.engine.handing_over(mac))
 
     def _hand_off_to_us(self, values: dict) -> None:
         """A source process names us as the VM's next owner: pre-provision it."""
         mac, server = values["mac"], values.get("requested_server")
         received = time.time()
+        self.app.send_plan(self.engine.expect_ip(mac, values.get("ip") or None))
         try:
             ack = self.engine.notify(Notice.STARTED, mac, server, now=time.time())
         except NotificationError as error:
@@ -223,6 +224,7 @@ class StoreSync:
         if result is None or not result.ok or result.value is not True:
             raise NotificationError(f"VM {mac}: hand-off to {destination} not recorded: "
                                     f"{result.error if result else 'store timeout'}")
+        self.app.send_plan(self.engine.handing_over(mac))
         return f"process {destination} asked to pre-provision {server} (through the store)"
 
     def _process_of_server(self, server: str) -> Optional[str]:

@@ -1,5 +1,5 @@
 """``dynprov demo --distributed`` (= ``dynprov store demo``) runs end to end:
-both cross-process moves converge."""
+both cross-process moves converge for peers in both pods."""
 
 import pytest
 
@@ -14,3 +14,5 @@ def test_distributed_demo_moves_a_vm_between_processes(capsys):
     assert "OK: both moves converged" in out
     assert "without a notice" in out and "with a notice" in out
     assert "owner p1" in out and "owner p2" in out
+    assert out.count("peer web3 (p1's pod)") == 2 and out.count("peer web7 (p2's pod)") == 2
+    assert "NOT recovered" not in out

@@ -297,7 +297,7 @@ def test_a_vm_taken_over_by_another_process_is_reached_there(dc):
     dc.p2.vm(S21, 3, WEB1)
     assert ("p2", WEB1) in dc.announced and dc.stray == []
     # p1 learns from the store that p2 took WEB1 while its old port is still there
-    dc.p1.apply(dc.p1.engine.ceded(WEB1))
+    dc.p1.apply(dc.p1.engine.handing_over(WEB1))
     assert ("p2", S21, 3) in _where(dc.send(dc.p1, S12, 1, WEB2, WEB1))
     assert _where(dc.send(dc.p2, S21, 1, WEB3, WEB1)) == [("p2", S21, 3)]
     # the old port goes away: p1 deprovisions and frames go by the shared fabric only
@@ -309,8 +309,8 @@ def test_a_vm_taken_over_by_another_process_is_reached_there(dc):
 
 
 def test_ceding_an_unknown_vm_does_nothing(dc):
-    assert dc.p1.engine.ceded("00:fa:00:00:00:77").flow_count() == 0
-    assert dc.p1.engine.ceded(WEB3).flow_count() == 0
+    assert dc.p1.engine.handing_over("00:fa:00:00:00:77").flow_count() == 0
+    assert dc.p1.engine.handing_over(WEB3).flow_count() == 0
 
 
 def test_a_new_uplink_announces_every_vm_behind_it_and_no_one_delivers_it(dc):
@@ -328,3 +328,55 @@ def test_a_vm_is_announced_only_once_its_flows_are_confirmed(dc):
     (out,) = [o for o in verdict.plan.packet_outs if o.out_port is not None]
     assert (out.dpid, out.out_port) == (A1, TO_FABRIC)
     assert DB2 in verdict.plan.confirms   # the app sends packet-outs after the barriers
+
+
+def test_a_vm_attached_to_a_down_port_is_pre_provisioned_then_activated_by_link_up(dc):
+    """The hypervisor of p2's server creates WEB1's port before WEB1 resumes there."""
+    dc.beacons()
+    dc.send(dc.p1, S11, 1, WEB1, BROADCAST)
+    engine = dc.p2.engine
+    dc.p2.apply(engine.port_down(S21, 3, deleted=False))
+    verdict = engine.vm_attached(S21, 3, WEB1)
+    dc.p2.apply(verdict.plan)
+    assert WEB1 in engine.incoming and WEB1 not in engine.bindings
+    assert not [a for a in dc.announced if a == ("p2", WEB1)]
+    # a peer in p2's pod reaches WEB1 where it runs and where it is about to
+    assert _where(dc.send(dc.p2, S21, 1, WEB3, WEB1)) == [("p1", S11, 1), ("p2", S21, 3)]
+    plan = dc.p2.apply(engine.port_up(S21, 3))
+    assert WEB1 in engine.bindings and WEB1 not in engine.incoming
+    assert ("p2", WEB1) in dc.announced and WEB1 in plan.confirms
+    assert _where(dc.send(dc.p2, S21, 1, WEB3, WEB1)) == [("p2", S21, 3)]
+    assert not [f for f in dc.p2.switches.all_flows()
+                if decode_cookie(f.cookie).kind is CookieKind.MIGRATION]
+    check_indexes(engine)
+
+
+def test_a_vm_attached_to_an_up_port_is_provisioned_at_once(dc):
+    dc.beacons()
+    verdict = dc.p2.engine.vm_attached(S21, 3, WEB2)
+    dc.p2.apply(verdict.plan)
+    assert verdict.provisioned is not None and WEB2 in dc.p2.engine.bindings
+
+
+def test_a_hand_off_delivers_at_the_old_port_and_to_the_shared_fabric(dc):
+    dc.beacons()
+    dc.p1.apply(dc.p1.engine.handing_over(WEB1))
+    dc.send(dc.p2, S21, 1, WEB3, BROADCAST)
+    # the fabric still has WEB1 behind a1: the copy to the fabric goes nowhere yet
+    assert _where(dc.send(dc.p1, S12, 1, WEB2, WEB1)) == [("p1", S11, 1)]
+    dc.p2.apply(dc.p2.engine.port_down(S21, 3, deleted=False))
+    dc.p2.apply(dc.p2.engine.vm_attached(S21, 3, WEB1).plan)
+    dc.p2.apply(dc.p2.engine.port_up(S21, 3))    # announced: the fabric follows WEB1
+    assert _where(dc.send(dc.p1, S12, 1, WEB2, WEB1)) == [("p1", S11, 1), ("p2", S21, 3)]
+
+
+def test_the_ip_of_a_vm_handed_over_is_bound_before_it_arrives(dc):
+    engine = dc.p2.engine
+    dc.p2.apply(engine.expect_ip(WEB1, "10.0.100.1"))
+    dc.p2.apply(engine.port_down(S21, 3, deleted=False))
+    dc.p2.apply(engine.vm_attached(S21, 3, WEB1).plan)
+    assert engine.incoming[WEB1].ip == "10.0.100.1"
+    dc.p2.apply(engine.port_up(S21, 3))
+    assert engine.bindings[WEB1].ip == "10.0.100.1"
+    assert engine.expect_ip(WEB1, "10.0.100.9").flow_count() == 0   # bound: unchanged
+    assert engine.bindings[WEB1].ip == "10.0.100.1"
