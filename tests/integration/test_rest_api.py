@@ -171,7 +171,8 @@ def test_switches_and_links(dc):
     s11, a1 = switch(net, "s11"), switch(net, "a1")
     assert {"a": {"dpid": a1.dpid, "name": a1.name, "port": port_toward(a1, s11)},
             "b": {"dpid": s11.dpid, "name": s11.name, "port": port_toward(s11, a1)},
-            "on_tree": True} in links
+            "shared_fabric": False, "on_tree": True} in links
+    assert not any(link["shared_fabric"] for link in links)   # one process manages all
 
 
 def test_spoofed_mac_is_listed_as_refused(dc):
