@@ -299,6 +299,7 @@ class DynprovProvisioner(app_manager.RyuApp):
                                                  deleted=msg.reason == ofp.OFPPR_DELETE))
         else:
             self.ports.setdefault(dpid, set()).add(port)
+            self._send_urgent(self.engine.arrival(dpid, port))
             self.send_plan(self.engine.port_up(dpid, port))
             self._send_probe(dpid, port)
 
@@ -321,6 +322,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         if frame.ethertype == lldp.ETH_TYPE_LLDP:
             self._probe_in(dpid, in_port, msg.data)
             return
+        self._send_urgent(self.engine.arrival(dpid, in_port))
         verdict = self.engine.packet_in(dpid, in_port, frame.eth_src, msg.data,
                                         now=time.time(), sender_ip=frame.sender_ip,
                                         tagged=frame.tagged)
@@ -328,6 +330,11 @@ class DynprovProvisioner(app_manager.RyuApp):
             self.provisioning_times.detected(verdict.provisioned.mac, received_ns)
         self._log_verdict(verdict, dpid, in_port)
         self.send_plan(verdict.plan)
+
+    def _send_urgent(self, plan) -> None:
+        """Send what must not wait for the engine's next, longer computation."""
+        if not plan.is_empty():
+            self.send_plan(plan)
 
     def _probe_in(self, dpid: int, in_port: int, data: bytes) -> None:
         """A probe proves a cable; a beacon of another process's switch, a shared uplink."""

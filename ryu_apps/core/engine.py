@@ -208,6 +208,17 @@ class ProvisioningEngine(VmLifecycle):
             self._apply_binding(updated, plan)
         return plan
 
+    def arrival(self, dpid: int, port: int) -> Plan:
+        """A frame, or link-up, on a pre-provisioned VM's port: the VM is here. Announce
+        it to the shared fabric at once, before its activation is computed (the
+        pre-provisioned port's entries already deliver its frames there)."""
+        plan = Plan()
+        binding = self._by_port.get((dpid, port))
+        if binding is not None and binding.state is VmState.PRE_PROVISIONED:
+            self._ports_down.discard((dpid, port))   # it speaks, or its link came up
+            self._announce(replace(binding, state=VmState.ACTIVE), plan, at_once=True)
+        return plan
+
     def _announce(self, binding: Binding, plan: Plan, at_once: bool = False) -> None:
         """Tell the shared fabric (a learning bridge) that the VM is reached through here,
         once the plan's flows are in place (``at_once``: when entries already deliver

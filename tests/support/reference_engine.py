@@ -540,6 +540,10 @@ class ReferenceEngine(VmLifecycle):
         access = self.access_switch_of(server_dpid)
         return access.dpid if access is not None else None
 
+    def _announce(self, binding, plan, at_once: bool = False) -> None:
+        """The pre-refactor engine knew no shared fabric: nothing to announce (the
+        live VmLifecycle mixin calls this on activation)."""
+
     def _name(self, dpid: int) -> str:
         info = self.fabric.switches.get(dpid)
         return info.name if info and info.name else f"{dpid:016x}"

@@ -380,3 +380,15 @@ def test_the_ip_of_a_vm_handed_over_is_bound_before_it_arrives(dc):
     assert engine.bindings[WEB1].ip == "10.0.100.1"
     assert engine.expect_ip(WEB1, "10.0.100.9").flow_count() == 0   # bound: unchanged
     assert engine.bindings[WEB1].ip == "10.0.100.1"
+
+
+def test_the_arrival_on_a_pre_provisioned_port_is_announced_before_activation(dc):
+    dc.beacons()
+    engine = dc.p2.engine
+    dc.p2.apply(engine.port_down(S21, 3, deleted=False))
+    dc.p2.apply(engine.vm_attached(S21, 3, WEB1).plan)
+    assert engine.arrival(S21, 1).is_empty()          # WEB3's port: nothing pre-provisioned
+    plan = engine.arrival(S21, 3)
+    (out,) = plan.packet_outs
+    assert out.at_once and (out.dpid, out.out_port) == (A2, TO_FABRIC)
+    assert not plan.changes and WEB1 in engine.incoming   # activation comes after
