@@ -217,11 +217,15 @@ class StoreSync:
                     "server); this side is released once the VM's old port is gone")
         if binding is None:
             raise NotificationError(f"unknown VM {mac}: this process holds no binding of it")
+        submitted = time.time()
         result = self.client.submit(request_owner(mac, self.name, destination, server,
                                                   0)).wait(10)
         if result is None or not result.ok or result.value is not True:
             raise NotificationError(f"VM {mac}: hand-off to {destination} not recorded: "
                                     f"{result.error if result else 'store timeout'}")
+        self.logger.info("store: hand-off of VM %s to process %s (server %s) committed in "
+                         "%.2f ms (submitted at %.6f)", mac, destination, server,
+                         (result.committed_at - submitted) * 1000, submitted)
         return f"process {destination} asked to pre-provision {server} (through the store)"
 
     def _process_of_server(self, server: str) -> Optional[str]:
