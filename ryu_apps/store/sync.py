@@ -115,6 +115,11 @@ class StoreSync:
             thread.kill()
         self.client.stop()
 
+    def library_in_force(self) -> dict:
+        """Where this process's library comes from: the store, this process, its generation."""
+        return {"store": self.client.remote, "process": self.name,
+                "library_generation": self.library_generation}
+
     # -- changes from the store -----------------------------------------------------
     def _on_changes(self, changes) -> None:
         domains: Set[str] = set()
