@@ -189,6 +189,12 @@ def over_target(samples: Dict[str, List[float]]) -> dict:
     return {"count": len(slow), **{f"{part}_larger": larger.count(part) for part in parts}}
 
 
+def _medium(figures: dict) -> str:
+    """Where the run kept the store: tmpfs, or the disk's file system."""
+    filesystem = figures["workdir_filesystem"]
+    return filesystem if filesystem == "tmpfs" else f"disk ({filesystem})"
+
+
 def _filesystem(path: Path) -> str:
     out = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True,
                          text=True, check=False).stdout
@@ -224,7 +230,7 @@ def report(figures: dict) -> None:
     stalls = ", ".join(f"{resource} {share * 100:.1f}%"
                        for resource, share in figures["stall_share"].items())
     print(f"{figures['notices']} migration notices from process p1 to p2, {figures['store']} "
-          f"on {figures['workdir_filesystem']}, {figures['busy_loops']} busy loops; "
+          f"on {_medium(figures)}, {figures['busy_loops']} busy loops; "
           f"load average {figures['load_average_before']} before, "
           f"{figures['load_average_after']} after; stalled (PSI some): {stalls or 'n/a'}")
     print(format_table(("latency (ms)", "n", "p50", "p90", "p99", "max"), rows))
@@ -255,7 +261,7 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     for other in [record] + _other_runs(record["benchmark"]):
         figures = other["figures"]
         cdf(runs, figures["samples"]["notice_ms"],
-            f"{figures['workdir_filesystem']}, {figures['busy_loops']} busy loops "
+            f"store on {_medium(figures)}, {figures['busy_loops']} busy loops "
             f"({other['benchmark']})")
     runs.set_title("the notice, run by run")
     for ax in (parts, runs):
@@ -293,7 +299,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     print_machine()
     figures = run(10 if args.quick else args.notices, args.busy_loops, args.workdir)
     report(figures)
-    publish(name, figures, None if args.quick else plot)
+    # One figure: the main run's, which overlays every saved run (diagnostics included).
+    publish(name, figures, plot if name == NAME else None)
 
 
 if __name__ == "__main__":
