@@ -93,8 +93,8 @@ def received_pattern(mac: str, server: str) -> str:
 
 def submitted_pattern(mac: str, server: str) -> str:
     """The source's log line for a hand-off it wrote (groups: commit ms, submitted at)."""
-    return (rf"hand-off of VM {re.escape(mac)} to process \S+ \(server {re.escape(server)}\) "
-            r"committed in ([0-9.]+) ms \(submitted at ([0-9.]+)\)")
+    return (rf"VM {re.escape(mac)} handed over to process \S+ \(server {re.escape(server)}\): "
+            r"request committed in ([0-9.]+) ms \(submitted at ([0-9.]+)\)")
 
 
 def pressure() -> Dict[str, float]:

@@ -228,8 +228,8 @@ class StoreSync:
         if result is None or not result.ok or result.value is not True:
             raise NotificationError(f"VM {mac}: hand-off to {destination} not recorded: "
                                     f"{result.error if result else 'store timeout'}")
-        self.logger.info("store: hand-off of VM %s to process %s (server %s) committed in "
-                         "%.2f ms (submitted at %.6f)", mac, destination, server,
+        self.logger.info("store: VM %s handed over to process %s (server %s): request "
+                         "committed in %.2f ms (submitted at %.6f)", mac, destination, server,
                          (result.committed_at - submitted) * 1000, submitted)
         return f"process {destination} asked to pre-provision {server} (through the store)"
 
