@@ -188,8 +188,13 @@ class DynprovProvisioner(app_manager.RyuApp):
         """Load the library again and re-provision affected VMs in place.
 
         On a validation error the previous library stays in force. Returns
-        (True, summary) or (False, every validation error).
+        (True, summary) or (False, every validation error). In store mode the
+        library is the store's: no file is read, (False, why and what to do).
         """
+        if CONF.dynprov.store:  # store mode: the library is the store's
+            refusal = store_hook.reload_refusal(CONF.dynprov, getattr(self, "store_sync", None))
+            self.logger.warning("%s", refusal)
+            return False, refusal
         try:
             library = self.library_keeper.reload()
             domain_libraries = {name: keeper.reload()

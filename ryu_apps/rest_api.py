@@ -8,7 +8,7 @@ Endpoints (JSON; errors are ``{"error": "..."}``), documented in docs/rest-api.m
     GET  /dynprov/bindings/{mac}/flows   its flows as they are on the switches
     GET  /dynprov/templates              the library in force
     GET  /dynprov/templates/{id}         one template
-    POST /dynprov/library/reload         reload the library (422 if invalid)
+    POST /dynprov/library/reload         reload the library (422 if invalid, 409 in store mode)
     GET  /dynprov/switches               managed switches
     GET  /dynprov/links                  links discovered by LLDP
     GET  /dynprov/refused                MACs refused or quarantined, and why
@@ -71,7 +71,8 @@ ENDPOINTS = (
     ("GET", "/dynprov/bindings/{mac}/flows", "the binding's flows on the switches now"),
     ("GET", "/dynprov/templates", "the template library in force"),
     ("GET", "/dynprov/templates/{id}", "one template (250 or 0x00FA)"),
-    ("POST", "/dynprov/library/reload", "reload the library; 422 if it is invalid"),
+    ("POST", "/dynprov/library/reload",
+     "reload the library; 422 if it is invalid; 409 in store mode (the store's library)"),
     ("GET", "/dynprov/switches", "managed switches"),
     ("GET", "/dynprov/links", "links discovered by LLDP"),
     ("GET", "/dynprov/refused", "MACs refused or quarantined, and why"),
@@ -281,6 +282,9 @@ class DynprovApi:
                              f"{RELOAD_TIMEOUT:g} s")
         with hub.Timeout(RELOAD_TIMEOUT, late):
             ok, message = self.app.send_request(_ReloadRequest(self.app.name)).result
+        store = getattr(self.app, "store_sync", None)
+        if not ok and store is not None:  # store mode: nothing read, nothing changed
+            raise ApiError(409, message, **store.library_in_force())
         if not ok:
             errors = [line for line in message.splitlines() if line.strip()]
             raise ApiError(422, "library reload refused; the previous library stays in force",

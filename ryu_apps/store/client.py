@@ -136,8 +136,7 @@ class _ReplicaIdl(ovs.db.idl.Idl):
         super().__init__(remote, helper, leader_only=leader_only)
         self.changes: List[RowChange] = []
         self._slice_rows = slice_rows
-        self._parsed = 0
-        self._last_yield = time.monotonic()
+        self._start_slice()
 
     def notify(self, event, row, updates=None):
         self.changes.append(RowChange(row._table.name, event, str(row.uuid), row_values(row)))
@@ -145,12 +144,20 @@ class _ReplicaIdl(ovs.db.idl.Idl):
 
     def cooperative_yield(self):
         self._parsed += 1
-        if self._parsed % self._slice_rows == 0 or \
-                time.monotonic() - self._last_yield > SLICE_SECONDS:
+        if self._parsed >= self._slice_rows or \
+                time.monotonic() - self._slice_start > SLICE_SECONDS:
             eventlet.sleep(0)
-            self._last_yield = time.monotonic()
+            self._start_slice()
+
+    def _start_slice(self) -> None:
+        self._parsed = 0
+        self._slice_start = time.monotonic()
 
     def run(self):
+        # A slice starts with the work: a client woken after being idle must
+        # not yield at its first row (one more trip through the hub, where
+        # every other ready green thread runs first, on each small update).
+        self._start_slice()
         self._slice_reads()
         return super().run()
 
@@ -175,7 +182,7 @@ class _ReplicaIdl(ovs.db.idl.Idl):
             if received[0] >= SLICE_BYTES:
                 received[0] = 0
                 eventlet.sleep(0)
-                self._last_yield = time.monotonic()
+                self._start_slice()
             return error, data
 
         stream.recv = recv

@@ -21,3 +21,18 @@ def attach(app, options, of_port: int) -> Optional[StoreSync]:
                      app.logger, reconcile_grace=options.reconcile_grace)
     sync.start()
     return sync
+
+
+def reload_refusal(options, sync: Optional[StoreSync]) -> str:
+    """Why a library reload (SIGHUP or REST) reads no YAML file in store mode; what to do.
+
+    ``sync`` is None while the process is still starting (before it attached).
+    """
+    generation = sync.library_generation if sync is not None else 0
+    running = (f"this process runs the store's library (generation {generation})"
+               if generation else
+               "the store holds no library yet: this process keeps the one it read at start-up")
+    return (f"library reload refused: with [dynprov] store = {options.store} a reload does not "
+            f"read the YAML files ({options.templates}); {running}. Change the library with: "
+            f"dynprov store load-templates <dir> --remote {options.store} [--domain NAME] "
+            "(every process of the store puts it in force)")

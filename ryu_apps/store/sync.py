@@ -115,6 +115,11 @@ class StoreSync:
             thread.kill()
         self.client.stop()
 
+    def library_in_force(self) -> dict:
+        """Where this process's library comes from: the store, this process, its generation."""
+        return {"store": self.client.remote, "process": self.name,
+                "library_generation": self.library_generation}
+
     # -- changes from the store -----------------------------------------------------
     def _on_changes(self, changes) -> None:
         domains: Set[str] = set()
@@ -219,11 +224,15 @@ class StoreSync:
                     "server); this side is released once the VM's old port is gone")
         if binding is None:
             raise NotificationError(f"unknown VM {mac}: this process holds no binding of it")
+        submitted = time.time()
         result = self.client.submit(request_owner(mac, self.name, destination, server,
                                                   0)).wait(10)
         if result is None or not result.ok or result.value is not True:
             raise NotificationError(f"VM {mac}: hand-off to {destination} not recorded: "
                                     f"{result.error if result else 'store timeout'}")
+        self.logger.info("store: VM %s handed over to process %s (server %s): request "
+                         "committed in %.2f ms (submitted at %.6f)", mac, destination, server,
+                         (result.committed_at - submitted) * 1000, submitted)
         self.app.send_plan(self.engine.handing_over(mac))
         return f"process {destination} asked to pre-provision {server} (through the store)"
 

@@ -37,3 +37,16 @@ def test_scale_quick_conditional_replica_holds_only_own_rows():
     figures = _quick("store_scale")
     assert figures["own_rows_replica"]["rows"] == figures["vms_per_process"] == 100
     assert figures["all_rows_replica"]["rows"] == figures["rows"] == 20_000
+
+
+def test_notice_quick_times_each_notice_from_the_destinations_own_log():
+    figures = _quick("store_notice")
+    samples = figures["samples"]
+    assert figures["notices"] == 10 and figures["over_target"]["count"] <= 10
+    assert {len(values) for values in samples.values()} == {10}
+    # the destination received each hand-off after the source submitted it (one clock),
+    # and the source submitted it after the REST call left the benchmark
+    assert all(0 < ms < 5000 for ms in samples["write_to_destination_ms"]), samples
+    assert all(0 < ms < 5000 for ms in samples["rest_to_write_ms"]), samples
+    assert all(ms > 0 for ms in samples["commit_ms"] + samples["rest_floor_ms"]), samples
+    assert figures["load_average_before"] and figures["busy_loops"] == 0
