@@ -54,7 +54,7 @@ if ! "$VENV/bin/python" -c "import yaml, netaddr, pytest, hypothesis, matplotlib
 fi
 
 stamp=$(cat setup.py setup.cfg dynprov_ryu_compat.py dynprov_ryu_compat.pth \
-        $(find ryu_apps -name '*.py' | sort) | sha1sum | cut -d' ' -f1)
+        $(find ryu_apps -name '*.py' -o -name '*.ovsschema' | sort) | sha1sum | cut -d' ' -f1)
 if [ "$(cat "$VENV/.dynprov-installed" 2>/dev/null)" != "$stamp" ]; then
   say "installing dynprov into $VENV"
   "${PIP[@]}" install --no-deps --no-build-isolation --force-reinstall . >/dev/null
