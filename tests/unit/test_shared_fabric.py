@@ -6,7 +6,6 @@ that no dynprov process manages (the shared fabric between pods); each
 process learns that from the other's beacons.
 """
 
-from dataclasses import replace
 
 import pytest
 
