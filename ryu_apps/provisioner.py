@@ -165,6 +165,9 @@ class DynprovProvisioner(app_manager.RyuApp):
                 on_confirmed()
 
         self.sender.send(plan, on_confirmed=confirmed)
+        store_sync = getattr(self, "store_sync", None)   # None until attached
+        if confirms and store_sync is not None:
+            store_sync.kick()   # claim the new VMs in the store now
         for message in plan.messages:
             self.send_plan(self.bus.deliver(message))
 

@@ -249,7 +249,7 @@ class ProvisioningEngine(VmLifecycle, SharedFabric):
         plan = verdict.plan
         self._store(incoming)
         self._apply_binding(incoming, plan)
-        self._toward_shared_fabric_too(incoming, plan)
+        self._toward_shared_fabric_too(incoming, plan, expected=True)
         self._refresh_group(self._group_key(incoming), plan)
         self._refresh_vlans({incoming.vlan}, plan)
         plan.notes.append(f"pre-provisioned VM {mac} on {self._name(dpid)} port {port} "

@@ -21,6 +21,7 @@ from ryu_apps.core.device_messages import MigrationDone, MigrationNotice
 from ryu_apps.core.flow_plan import PacketOut, Plan
 from ryu_apps.core.cookies import migration_owner
 from ryu_apps.core.migration_paths import (
+    arrival_announcement_flows,
     both_ways_flows,
     both_ways_to_shared_fabric,
     redirect_flows,
@@ -98,11 +99,15 @@ class VmLifecycle:
                               "to the shared fabric until that port goes away")
         return plan
 
-    def _toward_shared_fabric_too(self, binding: Binding, plan: Plan) -> bool:
+    def _toward_shared_fabric_too(self, binding: Binding, plan: Plan,
+                                  expected: bool = False) -> bool:
         """Deliver the VM's frames at its port and toward the shared fabric; whether any
-        way leads there."""
+        way leads there. ``expected``: the VM is not there yet, and its announcements
+        on arrival go straight to the shared fabric too."""
         owner = migration_owner(binding.binding_id, binding.template_id)
         flows = both_ways_to_shared_fabric(self.fabric, binding, owner.cookie)
+        if flows and expected:
+            flows |= arrival_announcement_flows(self.fabric, binding, owner.cookie)
         self.desired.replace(owner, flows, plan)
         return bool(flows)
 

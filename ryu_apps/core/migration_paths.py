@@ -36,11 +36,13 @@ from typing import List, Optional, Set
 
 from ryu_apps.core.binding import Binding
 from ryu_apps.core.fabric import SHARED_FABRIC, Fabric
-from ryu_apps.core.flow_compiler import server_facing_ports
+from ryu_apps.core.flow_compiler import BEACON_ADDRESS, PACKET_IN_BYTES, server_facing_ports
 from ryu_apps.core.flowspec import (
+    OFPP_CONTROLLER,
     FlowSpec,
     Output,
     PopVlan,
+    PushVlan,
     Resubmit,
     SetField,
     flow,
@@ -73,6 +75,38 @@ def both_ways_to_shared_fabric(fabric: Fabric, source: Binding, cookie: int) -> 
     Empty when no way leads to the shared fabric.
     """
     return _both_ways(fabric, source, [source, None], cookie)
+
+
+#: What QEMU sends when a VM resumes: a RARP from the VM's MAC to broadcast.
+ETH_TYPE_RARP = 0x8035
+
+
+def arrival_announcement_flows(fabric: Fabric, vm: Binding, cookie: int) -> Set[FlowSpec]:
+    """While a VM from another process is expected at ``vm``'s port: its own RARP
+    announcements, the first frames a resumed VM sends, leave by the shared uplink
+    at once, readdressed to the beacon group on its VLAN, so the learning fabric
+    follows the VM at wire speed, before the controller has seen it (a copy still
+    reaches the controller, which activates the VM). Every dynprov uplink drops
+    them on the way in. Empty when no way leads to the shared fabric."""
+    toward = fabric.toward_shared_fabric(vm.dpid)
+    if toward is None:
+        return set()
+    rarp = make_match(in_port=vm.port, eth_src=vm.mac, eth_type=ETH_TYPE_RARP)
+    entries = {flow(vm.dpid, Table.CLASSIFY, Priority.BINDING + 1, rarp, cookie,
+                    actions=(Output(OFPP_CONTROLLER, PACKET_IN_BYTES), PushVlan(),
+                             SetField("vlan_vid", tagged(vm.vlan)),
+                             SetField("eth_dst", BEACON_ADDRESS), Output(toward)))}
+    for dpid, info in fabric.switches.items():
+        if info.role.hosts_vms:
+            continue
+        out, back = fabric.toward_shared_fabric(dpid), fabric.next_hop_port(dpid, vm.dpid)
+        if out is None or back is None or out == back:
+            continue   # not on the way from the VM's server to the shared fabric
+        match = make_match(in_port=back, vlan_vid=tagged(vm.vlan), eth_src=vm.mac,
+                           eth_dst=BEACON_ADDRESS)
+        entries.add(flow(dpid, Table.CLASSIFY, Priority.BINDING, match, cookie,
+                         actions=(Output(out),)))
+    return entries
 
 
 def _both_ways(fabric: Fabric, vm: Binding, ends: List[Optional[Binding]],

@@ -28,6 +28,7 @@ import time
 from typing import Dict, Optional, Set
 
 import eventlet
+import eventlet.event
 import ovs.db.idl
 
 from ryu_apps.core.binding import Binding, Detection, VmState
@@ -89,6 +90,7 @@ class StoreSync:
         self.client = StoreClient(remote, self._on_changes, logger=logger, conditions={
             BINDING: self._binding_condition(), PROCESS: [True]})
         self._threads = []
+        self._kicked = eventlet.event.Event()   # a VM was provisioned: publish now
 
     def _binding_condition(self) -> list:
         """Rows we own, rows handed to us, and rows of VMs we are taking over."""
@@ -243,9 +245,17 @@ class StoreSync:
         return None
 
     # -- publishing our bindings ---------------------------------------------------------
+    def kick(self) -> None:
+        """A VM was provisioned or activated: publish (claim) without waiting for the
+        next tick, so a source process that hands it over learns it at once."""
+        if not self._kicked.ready():
+            self._kicked.send()
+
     def _publish_loop(self) -> None:
         while True:
-            eventlet.sleep(PUBLISH_INTERVAL)
+            with eventlet.Timeout(PUBLISH_INTERVAL, False):
+                self._kicked.wait()
+            self._kicked = eventlet.event.Event()
             try:
                 self._publish()
             except Exception:  # noqa: BLE001 - keep publishing

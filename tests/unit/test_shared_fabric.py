@@ -14,7 +14,7 @@ from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import SHARED_FABRIC, PortRef, Role
 from ryu_apps.core.flow_compiler import BEACON_ADDRESS
-from ryu_apps.core.flowspec import Output
+from ryu_apps.core.flowspec import OFPP_CONTROLLER, Output
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.core.pipeline import Priority, Table
 from ryu_apps.core.template_validation import build_library
@@ -119,9 +119,10 @@ class DataCenter:
         self.p1.beacon(A1, TO_FABRIC)
         self.p2.beacon(A2, TO_FABRIC)
 
-    def send(self, process, dpid, port, src, dst, vlan_vid=0):
+    def send(self, process, dpid, port, src, dst, vlan_vid=0, eth_type=0x0800):
         """Every (process name, switch, port) where a copy of the frame leaves the network."""
-        delivered, frontier = [], [(process, dpid, port, Packet(src, dst, vlan_vid=vlan_vid))]
+        packet = Packet(src, dst, eth_type=eth_type, vlan_vid=vlan_vid)
+        delivered, frontier = [], [(process, dpid, port, packet)]
         hops = 0
         while frontier:
             here, dpid, port, packet = frontier.pop()
@@ -391,3 +392,22 @@ def test_the_arrival_on_a_pre_provisioned_port_is_announced_before_activation(dc
     (out,) = plan.packet_outs
     assert out.at_once and (out.dpid, out.out_port) == (A2, TO_FABRIC)
     assert not plan.changes and WEB1 in engine.incoming   # activation comes after
+
+
+def test_an_expected_vms_rarp_moves_it_in_the_fabric_without_the_controller(dc):
+    """QEMU's RARP from a VM resuming on a pre-provisioned port leaves by the uplink as
+    an announcement (switches only); the other process's uplink drops it."""
+    dc.beacons()
+    dc.send(dc.p1, S11, 1, WEB1, BROADCAST)      # the fabric has WEB1 behind a1
+    engine = dc.p2.engine
+    dc.p2.apply(engine.port_down(S21, 3, deleted=False))
+    dc.p2.apply(engine.vm_attached(S21, 3, WEB1).plan)
+    delivered = dc.send(dc.p2, S21, 3, WEB1, BROADCAST, eth_type=0x8035)
+    assert _where(delivered) == [("p2", S21, OFPP_CONTROLLER)]   # for the activation
+    assert dc.bridge.table[(0x1000 | WEB_VLAN, WEB1)] == 2         # learned behind a2
+    # another VM's RARP is an ordinary broadcast (its template decides), not readdressed
+    others = dc.send(dc.p2, S21, 1, WEB3, BROADCAST, eth_type=0x8035)
+    assert others and all(packet.eth_dst == BROADCAST for *_, packet in others)
+    dc.p2.apply(engine.port_up(S21, 3))
+    assert not [f for f in dc.p2.switches.all_flows()
+                if decode_cookie(f.cookie).kind is CookieKind.MIGRATION]
