@@ -140,6 +140,10 @@ class DynprovProvisioner(app_manager.RyuApp):
             self.provisioning_times.detected(verdict.provisioned.mac, received_ns)
         self._log_verdict(verdict, dpid, port)
         self.send_plan(verdict.plan)
+        expected = self.engine.incoming.get(mac.lower())
+        if self.store_sync is not None and expected is not None and \
+                (expected.dpid, expected.port) == (dpid, port):
+            self.store_sync.expecting(mac, dpid, port)
 
     def _ovsdb_detached(self, dpid: int, port: int, mac: str) -> None:
         self.send_plan(self.engine.vm_detached(dpid, port, mac))

@@ -126,6 +126,10 @@ class VmLifecycle:
         plan.extend(verdict.plan)
         if verdict.refusal:
             raise NotificationError(f"VM {mac} refused: {verdict.refusal.reason}")
+        expected = self.incoming.get(mac)
+        if expected is not None and (expected.dpid, expected.port) == (dpid, port):
+            return (f"pre-provisioned on {self._name(dpid)} port {port}; activated when it "
+                    "arrives there")
         return f"provisioned on {self._name(dpid)} port {port}"
 
     def _notice_shutdown(self, mac, server, template_id, now, plan) -> str:

@@ -41,8 +41,10 @@ from ryu_apps.store.writes import (
     BindingRecord,
     adopt_binding,
     claim_binding,
+    find,
     release_binding,
     report_process,
+    request_from_owner,
     request_owner,
     stored_rows,
 )
@@ -87,6 +89,7 @@ class StoreSync:
         self._releasing: Set[str] = set()
         self._reconciled = False
         self._taking: Set[str] = set()             # macs we claim and may not see yet
+        self._expected: Dict[str, tuple] = {}      # mac -> (server, port) to ask its owner for
         self.client = StoreClient(remote, self._on_changes, logger=logger, conditions={
             BINDING: self._binding_condition(), PROCESS: [True]})
         self._threads = []
@@ -173,8 +176,15 @@ class StoreSync:
             self._stored[mac] = values
         elif self._stored.pop(mac, None) is not None and mac in self._published:
             self._claimed_elsewhere(mac)  # it was ours; another process took it
+        if mac in self._expected:
+            self._ask_owner(mac, values["owner"], [values["requested_owner"]]
+                            if values.get("requested_owner") else [])
         if values.get("requested_owner") == self.name and values["owner"] != self.name:
             self._hand_off_to_us(values)
+        elif values["owner"] == self.name and values.get("requested_owner") \
+                and mac in self._published:
+            # another process asked for our VM (its port appeared there)
+            self.app.send_plan(self.engine.handing_over(mac))
 
     def _claimed_elsewhere(self, mac: str) -> None:
         """Another process claimed a VM of ours: clean up once its port here is gone."""
@@ -207,6 +217,38 @@ class StoreSync:
         provisions it; here it must not look like a local pre-provisioning.
         """
         return dpid in self.engine.fabric.switches or mac.lower() not in self.engine.bindings
+
+    def expecting(self, mac: str, dpid: int, port: int) -> None:
+        """A VM unknown here is expected on one of our servers (its port appeared with
+        its link down): if another process owns it, ask for it on its binding, so the
+        owner delivers its frames toward the shared fabric before the VM moves.
+
+        The row is outside our condition: the MAC is added to it, and the request
+        is written when the row arrives (a new VM has none: nothing is written).
+        """
+        mac = mac.lower()
+        info = self.engine.fabric.switches.get(dpid)
+        self._expected[mac] = (info.name if info else f"{dpid:016x}", port)
+        if mac not in self._taking:
+            self._taking.add(mac)
+            self.client.set_condition(BINDING, self._binding_condition())
+        row = find(self.client.idl, BINDING, mac=mac)
+        if row is not None:
+            self._ask_owner(mac, row.owner, list(row.requested_owner))
+
+    def _ask_owner(self, mac: str, owner: str, requested: list) -> None:
+        if owner == self.name or mac not in self._expected or requested == [self.name]:
+            return
+        server, port = self._expected.pop(mac)
+        self.logger.info("store: VM %s expected on %s port %d: asking its owner %s for it",
+                         mac, server, port, owner)
+
+        def done(result) -> None:   # the row names us now: our condition covers it
+            if mac in self._taking and mac not in self._published:
+                self._taking.discard(mac)
+                self.client.set_condition(BINDING, self._binding_condition())
+
+        self.client.submit(request_from_owner(mac, self.name, server, port), on_done=done)
 
     # -- hand-offs we start -----------------------------------------------------------
     def manages_server(self, server: str) -> bool:
@@ -276,6 +318,7 @@ class StoreSync:
                 continue  # read back from a switch: ours only if the store agrees
             self._published[mac] = binding
             self._ceded.pop(mac, None)
+            self._expected.pop(mac, None)
             self._claim(mac, binding_record(engine, binding))
         for mac in [m for m in self._published if m not in current]:
             del self._published[mac]

@@ -178,6 +178,30 @@ def request_owner(mac: str, source: str, destination: str, server: str,
     return write
 
 
+def request_from_owner(mac: str, destination: str, server: str, port: int) -> Callable:
+    """Destination pulls a hand-off: the VM's port appeared on one of its servers while
+    another process still owns the VM; name the destination on that binding (the
+    owner then delivers the VM's frames toward the shared fabric too).
+
+    Returns False (and writes nothing) if no other process owns the binding.
+    """
+    def write(idl, txn) -> bool:
+        row = find(idl, BINDING, mac=mac)
+        if row is None or row.owner == destination:
+            return False
+        row.verify("version")
+        row.verify("owner")
+        if (list(row.requested_owner) == [destination] and list(row.requested_server) == [server]
+                and list(row.requested_port) == [port]):
+            return True
+        row.requested_owner, row.requested_server = [destination], [server]
+        row.requested_port = [port]
+        row.state = "migrating"
+        row.version = row.version + 1
+        return True
+    return write
+
+
 def release_binding(mac: str, owner: str) -> Callable:
     """Delete the VM's binding if ``owner`` still owns it; whether it was deleted."""
     def write(idl, txn) -> bool:
