@@ -93,7 +93,8 @@ class VmLifecycle:
         binding = self.bindings.get(_mac(mac))
         if binding is None or not binding.state.forwards:
             return plan
-        if self._toward_shared_fabric_too(binding, plan):
+        before = plan.flow_count()
+        if self._toward_shared_fabric_too(binding, plan) and plan.flow_count() > before:
             plan.notes.append(f"VM {binding.mac} moving to another process: its frames "
                               f"go to port {binding.port} of {self._name(binding.dpid)} and "
                               "to the shared fabric until that port goes away")
