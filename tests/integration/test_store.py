@@ -9,7 +9,13 @@ from ryu_apps.cli.main import main as dynprov
 from ryu_apps.store.admin import AdminSession
 from ryu_apps.store.client import StoreClient
 from ryu_apps.store.server import CLUSTER, STANDALONE, Store
-from ryu_apps.store.writes import BindingRecord, claim_binding, release_binding, request_owner
+from ryu_apps.store.writes import (
+    BindingRecord,
+    claim_binding,
+    release_binding,
+    request_from_owner,
+    request_owner,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -130,6 +136,40 @@ def test_each_process_sees_its_own_bindings_and_hand_offs_to_it(cluster):
         _wait_for(lambda: record(5).mac not in _macs(p1))
         assert _macs(p1) == {record(6).mac}
         assert _macs(p2) == {record(5).mac}
+    finally:
+        for client in clients.values():
+            client.stop()
+
+
+def test_a_destination_asks_the_owner_for_a_vm_it_expects(cluster):
+    """The pull side of a hand-off: the destination names itself on a row it fetched by
+    MAC; the owner sees the request on its own row; a repeat changes nothing."""
+    seen = {"p1": [], "p2": []}
+    mac = record(7).mac
+    conditions = {"p1": [["owner", "==", "p1"], ["requested_owner", "includes", "p1"]],
+                  "p2": [["owner", "==", "p2"], ["requested_owner", "includes", "p2"],
+                         ["mac", "==", mac]]}
+    clients = {name: StoreClient(cluster.remote, seen[name].extend,
+                                 conditions={"Binding": conditions[name]}).start()
+               for name in seen}
+    try:
+        for client in clients.values():
+            client.synced.wait()
+        p1, p2 = clients["p1"], clients["p2"]
+        assert p1.submit(claim_binding(record(7), "p1")).wait(10).value == 1
+        _wait_for(lambda: mac in _macs(p2))
+        asked = p2.submit(request_from_owner(mac, "p2", "s21", 4)).wait(10)
+        assert asked.ok and asked.value is True
+        _wait_for(lambda: any(c.values.get("requested_owner") == "p2" for c in seen["p1"]))
+        row = [c for c in seen["p1"] if c.values.get("mac") == mac][-1].values
+        assert (row["owner"], row["requested_server"], row["requested_port"]) == ("p1", "s21", 4)
+        assert row["state"] == "migrating" and row["version"] == 2
+        again = p2.submit(request_from_owner(mac, "p2", "s21", 4)).wait(10)
+        assert again.value is True
+        eventlet.sleep(0.2)
+        assert [c for c in seen["p1"] if c.values.get("mac") == mac][-1].values["version"] == 2
+        assert p2.submit(claim_binding(record(7, server="s21"), "p2")).wait(10).ok
+        assert p2.submit(request_from_owner(mac, "p2", "s21", 4)).wait(10).value is False
     finally:
         for client in clients.values():
             client.stop()
