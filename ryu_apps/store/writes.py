@@ -165,15 +165,7 @@ def request_owner(mac: str, source: str, destination: str, server: str,
         row = find(idl, BINDING, mac=mac)
         if row is None or row.owner != source:
             return False
-        row.verify("version")
-        row.verify("owner")
-        if (list(row.requested_owner) == [destination] and list(row.requested_server) == [server]
-                and list(row.requested_port) == [port] and row.state == "migrating"):
-            return True
-        row.requested_owner, row.requested_server = [destination], [server]
-        row.requested_port = [port]
-        row.state = "migrating"
-        row.version = row.version + 1
+        _name_destination(row, destination, server, port)
         return True
     return write
 
@@ -189,17 +181,22 @@ def request_from_owner(mac: str, destination: str, server: str, port: int) -> Ca
         row = find(idl, BINDING, mac=mac)
         if row is None or row.owner == destination:
             return False
-        row.verify("version")
-        row.verify("owner")
-        if (list(row.requested_owner) == [destination] and list(row.requested_server) == [server]
-                and list(row.requested_port) == [port]):
-            return True
-        row.requested_owner, row.requested_server = [destination], [server]
-        row.requested_port = [port]
-        row.state = "migrating"
-        row.version = row.version + 1
+        _name_destination(row, destination, server, port)
         return True
     return write
+
+
+def _name_destination(row, destination: str, server: str, port: int) -> None:
+    """Write the hand-off on a binding row (a new version), unless it says so already."""
+    row.verify("version")
+    row.verify("owner")
+    if (list(row.requested_owner) == [destination] and list(row.requested_server) == [server]
+            and list(row.requested_port) == [port] and row.state == "migrating"):
+        return
+    row.requested_owner, row.requested_server = [destination], [server]
+    row.requested_port = [port]
+    row.state = "migrating"
+    row.version = row.version + 1
 
 
 def release_binding(mac: str, owner: str) -> Callable:

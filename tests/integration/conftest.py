@@ -71,3 +71,21 @@ def datacenter_own_library(tmp_path_factory):
     controller, net = start_datacenter(library, "r%03d" % (os.getpid() % 1000))
     yield controller, net, library
     stop_datacenter(controller, net)
+
+
+def start_distributed(prefix: str, dpid_seed: int, **options):
+    """A started DistributedLab with every VM provisioned, and ``vms``/``switches`` by
+    their names without the prefix; stopped (and re-raised) if starting fails."""
+    from ryu_apps.distributed_lab import DistributedLab
+
+    setup = DistributedLab(prefix=prefix, dpid_base=((os.getpid() + dpid_seed) % 4096) << 24,
+                           **options)
+    setup.start()
+    try:
+        setup.announce_all()
+    except BaseException:
+        setup.stop()
+        raise
+    setup.vms = {h.name[len(prefix):]: h for h in setup.net.hosts}
+    setup.switches = {s.name[len(prefix):]: s.name for s in setup.net.switches}
+    return setup

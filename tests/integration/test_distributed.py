@@ -16,8 +16,9 @@ import pytest
 
 from ryu_apps import lab
 from ryu_apps.cli.notify import send
-from ryu_apps.distributed_lab import DistributedLab, load_templates
+from ryu_apps.distributed_lab import load_templates
 from ryu_apps.migration_lab import live_migrate
+from tests.integration.conftest import start_distributed
 
 pytestmark = pytest.mark.integration
 
@@ -28,18 +29,8 @@ WEB1_MAC = "00:fa:00:00:00:01"
 def dist(tmp_path_factory):
     library = tmp_path_factory.mktemp("library") / "templates"
     shutil.copytree(lab.DEFAULT_TEMPLATES, library)
-    prefix = "d%03d" % (os.getpid() % 1000)
-    setup = DistributedLab(templates=library, prefix=prefix,
-                           dpid_base=((os.getpid() + 7) % 4096) << 24)
-    setup.start()
-    try:
-        setup.announce_all()
-    except BaseException:
-        setup.stop()
-        raise
+    setup = start_distributed("d%03d" % (os.getpid() % 1000), 7, templates=library)
     setup.library = library
-    setup.vms = {h.name[len(prefix):]: h for h in setup.net.hosts}
-    setup.switches = {s.name[len(prefix):]: s.name for s in setup.net.switches}
     yield setup
     setup.stop()
 
@@ -164,15 +155,7 @@ def test_a_store_member_dying_during_provisioning_loses_no_binding(dist):
 
 
 def test_a_vm_moving_to_another_process_without_notice_is_claimed_there(dist):
-    web1 = dist.vms["web1"]
-    streams = {peer: lab.PingStream(dist.vms[peer], web1, interval=0.01, count=300)
-               for peer in ("web3", "web7")}   # one peer in each pod
-    time.sleep(0.5)
-    live_migrate(dist.net, web1, dist.switches["s21"])
-    lost = {peer: _lost(stream) for peer, stream in streams.items()}
-    print(f"probes lost while web1 moved from p1 to p2 without a notice: {lost}")
-    assert all(sent >= 250 and lost_count <= LOSS_BOUND
-               for sent, lost_count in lost.values()), lost
+    _move_probed(dist, "s21", "from p1 to p2 without a notice")
     rows = dist.wait_for_store(lambda rows: _owners(rows)[WEB1_MAC][0] == "p2")
     assert _owners(rows)[WEB1_MAC] == ("p2", dist.switches["s21"])
     _wait_until(lambda: WEB1_MAC not in lab.dump_flows(dist.switches["s11"]),
@@ -197,15 +180,7 @@ def test_a_migration_notice_names_the_destination_process_in_the_store(dist):
     assert row["requested_server"] == dist.switches["s12"]
     p1 = dist.controllers[0]
     assert p1.wait_for_log(f"hand-off of VM {WEB1_MAC} to server {dist.switches['s12']}")
-    web1 = dist.vms["web1"]
-    streams = {peer: lab.PingStream(dist.vms[peer], web1, interval=0.01, count=300)
-               for peer in ("web3", "web7")}
-    time.sleep(0.5)
-    live_migrate(dist.net, web1, dist.switches["s12"])
-    lost = {peer: _lost(stream) for peer, stream in streams.items()}
-    print(f"probes lost while web1 moved from p2 to p1 with a notice: {lost}")
-    assert all(sent >= 250 and lost_count <= LOSS_BOUND
-               for sent, lost_count in lost.values()), lost
+    _move_probed(dist, "s12", "from p2 to p1 with a notice")
     rows = dist.wait_for_store(lambda rows: _owners(rows)[WEB1_MAC][0] == "p1")
     assert _owners(rows)[WEB1_MAC] == ("p1", dist.switches["s12"])
     _wait_until(lambda: WEB1_MAC not in lab.dump_flows(dist.switches["s21"]),
@@ -221,9 +196,20 @@ def test_a_migration_notice_names_the_destination_process_in_the_store(dist):
 LOSS_BOUND = 40
 
 
-def _lost(stream):
-    sent, received = stream.result(timeout=30)
-    return sent, sent - received
+def _move_probed(dist, destination, how):
+    """Live-migrate web1 to ``destination`` while a peer in each pod pings it every 10 ms."""
+    web1 = dist.vms["web1"]
+    streams = {peer: lab.PingStream(dist.vms[peer], web1, interval=0.01, count=300)
+               for peer in ("web3", "web7")}   # one peer in each pod
+    time.sleep(0.5)
+    live_migrate(dist.net, web1, dist.switches[destination])
+    lost = {}
+    for peer, stream in streams.items():
+        sent, received = stream.result(timeout=30)
+        lost[peer] = (sent, sent - received)
+    print(f"probes lost while web1 moved {how}: {lost}")
+    assert all(sent >= 250 and lost_count <= LOSS_BOUND
+               for sent, lost_count in lost.values()), lost
 
 
 def _wait_until(condition, what, timeout=10.0):

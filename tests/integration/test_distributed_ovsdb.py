@@ -13,8 +13,8 @@ import time
 import pytest
 
 from ryu_apps import lab
-from ryu_apps.distributed_lab import DistributedLab
 from ryu_apps.migration_lab import live_migrate
+from tests.integration.conftest import start_distributed
 
 pytestmark = pytest.mark.integration
 
@@ -23,17 +23,7 @@ WEB1_MAC = "00:fa:00:00:00:01"
 
 @pytest.fixture(scope="module")
 def dist():
-    prefix = "o%03d" % (os.getpid() % 1000)
-    setup = DistributedLab(prefix=prefix, dpid_base=((os.getpid() + 19) % 4096) << 24,
-                           ovsdb=True)
-    setup.start()
-    try:
-        setup.announce_all()
-    except BaseException:
-        setup.stop()
-        raise
-    setup.vms = {h.name[len(prefix):]: h for h in setup.net.hosts}
-    setup.switches = {s.name[len(prefix):]: s.name for s in setup.net.switches}
+    setup = start_distributed("o%03d" % (os.getpid() % 1000), 19, ovsdb=True)
     yield setup
     setup.stop()
 
