@@ -100,6 +100,20 @@ class VmLifecycle:
                               "to the shared fabric until that port goes away")
         return plan
 
+    def stop_handing_over(self, mac: str) -> Plan:
+        """The process VM ``mac`` was being handed to gave it up (it never arrived there):
+        its frames go to its port here only again."""
+        plan = Plan()
+        binding = self.bindings.get(_mac(mac))
+        if binding is None or not binding.state.forwards:
+            return plan
+        before = plan.flow_count()
+        self._end_migration_paths(binding, plan)
+        if plan.flow_count() > before:
+            plan.notes.append(f"VM {binding.mac} stays here: the hand-off to another "
+                              "process was withdrawn")
+        return plan
+
     def _toward_shared_fabric_too(self, binding: Binding, plan: Plan,
                                   expected: bool = False) -> bool:
         """Deliver the VM's frames at its port and toward the shared fabric; whether any

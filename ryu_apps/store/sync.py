@@ -47,6 +47,7 @@ from ryu_apps.store.writes import (
     request_from_owner,
     request_owner,
     stored_rows,
+    withdraw_request,
 )
 
 #: Seconds between two comparisons of the engine's bindings with the store's.
@@ -90,6 +91,8 @@ class StoreSync:
         self._reconciled = False
         self._taking: Set[str] = set()             # macs we claim and may not see yet
         self._expected: Dict[str, tuple] = {}      # mac -> (server, port) to ask its owner for
+        self._awaiting: Set[str] = set()           # handed to us, pre-provisioned, not here yet
+        self._handing: Set[str] = set()            # ours, named for another process
         self.client = StoreClient(remote, self._on_changes, logger=logger, conditions={
             BINDING: self._binding_condition(), PROCESS: [True]})
         self._threads = []
@@ -184,12 +187,18 @@ class StoreSync:
         elif values["owner"] == self.name and values.get("requested_owner") \
                 and mac in self._published:
             # another process asked for our VM (its port appeared there)
+            self._handing.add(mac)
             self.app.send_plan(self.engine.handing_over(mac))
+        elif values["owner"] == self.name and mac in self._handing:
+            self._handing.discard(mac)   # the request was withdrawn: the VM stays here
+            self.logger.info("store: hand-off of VM %s withdrawn by its destination", mac)
+            self.app.send_plan(self.engine.stop_handing_over(mac))
 
     def _claimed_elsewhere(self, mac: str) -> None:
         """Another process claimed a VM of ours: clean up once its port here is gone."""
         binding = self._published.pop(mac)
         self._ceded[mac] = binding.binding_id
+        self._handing.discard(mac)
         self.logger.info("store: VM %s claimed by another process; released here once "
                          "its port is gone", mac)
         self.app.send_plan(self.engine.handing_over(mac))
@@ -208,6 +217,8 @@ class StoreSync:
         self.logger.info("store: hand-off of VM %s to server %s: %s (received at %.6f)", mac,
                          server, ack.message, received)
         self.app.send_plan(ack.plan)
+        if mac.lower() in self.engine.incoming:
+            self._awaiting.add(mac.lower())
 
     def accepts_attachment(self, dpid: int, mac: str) -> bool:
         """Whether an OVSDB attachment is for this process.
@@ -249,6 +260,7 @@ class StoreSync:
                 self.client.set_condition(BINDING, self._binding_condition())
 
         self.client.submit(request_from_owner(mac, self.name, server, port), on_done=done)
+        self._awaiting.add(mac)
 
     # -- hand-offs we start -----------------------------------------------------------
     def manages_server(self, server: str) -> bool:
@@ -277,6 +289,7 @@ class StoreSync:
         self.logger.info("store: VM %s handed over to process %s (server %s): request "
                          "committed in %.2f ms (submitted at %.6f)", mac, destination, server,
                          (result.committed_at - submitted) * 1000, submitted)
+        self._handing.add(mac)
         self.app.send_plan(self.engine.handing_over(mac))
         return f"process {destination} asked to pre-provision {server} (through the store)"
 
@@ -303,7 +316,19 @@ class StoreSync:
             except Exception:  # noqa: BLE001 - keep publishing
                 self.logger.exception("store: publishing bindings failed")
 
+    def _withdraw_abandoned(self) -> None:
+        """Hand-offs to us whose VM never arrived (its pre-provisioned port is gone):
+        clear the request, so the owner stops handing the VM over."""
+        for mac in list(self._awaiting):
+            if mac in self.engine.bindings:
+                self._awaiting.discard(mac)   # arrived: our claim ends the hand-off
+            elif mac not in self.engine.incoming:
+                self._awaiting.discard(mac)
+                self.logger.info("store: VM %s did not arrive here; hand-off withdrawn", mac)
+                self.client.submit(withdraw_request(mac, self.name))
+
     def _publish(self) -> None:
+        self._withdraw_abandoned()
         engine = self.engine
         current = engine.bindings
         for mac, binding in list(current.items()):

@@ -186,6 +186,26 @@ def request_from_owner(mac: str, destination: str, server: str, port: int) -> Ca
     return write
 
 
+def withdraw_request(mac: str, destination: str) -> Callable:
+    """Destination gives up a hand-off to it (the VM never arrived: its port there is
+    gone): clear the request on the binding, so the owner stops handing the VM over.
+
+    Returns False (and writes nothing) if the binding does not name ``destination``.
+    """
+    def write(idl, txn) -> bool:
+        row = find(idl, BINDING, mac=mac)
+        if row is None or row.owner == destination or \
+                list(row.requested_owner) != [destination]:
+            return False
+        row.verify("version")
+        row.verify("owner")
+        row.requested_owner, row.requested_server, row.requested_port = [], [], []
+        row.state = "active"
+        row.version = row.version + 1
+        return True
+    return write
+
+
 def _name_destination(row, destination: str, server: str, port: int) -> None:
     """Write the hand-off on a binding row (a new version), unless it says so already."""
     row.verify("version")

@@ -8,11 +8,14 @@ the move.
 """
 
 import os
+import re
+import subprocess
 import time
 
 import pytest
 
 from ryu_apps import lab
+from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.migration_lab import live_migrate
 from tests.integration.conftest import start_distributed
 
@@ -42,3 +45,50 @@ def test_the_destination_asks_for_the_vm_before_it_moves(dist):
     assert asked < p1.index(f"store: VM {WEB1_MAC} claimed by another process"), p1[-3000:]
     assert f"activated VM {WEB1_MAC}" in p2
     assert all(sent >= 250 and sent - received <= 20 for sent, received in lost.values()), lost
+
+
+def test_a_move_abandoned_before_the_vm_resumed_is_withdrawn(dist):
+    """A hypervisor creates web3's port on p2's server (link down: web3 has not resumed
+    there), then deletes it: p2 withdraws its request and p1 stops handing web3 over."""
+    web3 = dist.vms["web3"]
+    mac, server = web3.MAC(), dist.switches["s22"]
+    bridge_end, vm_end = f"{dist.prefix}ab0", f"{dist.prefix}ab1"
+    subprocess.run(["ip", "link", "add", bridge_end, "type", "veth", "peer", "name", vm_end],
+                   check=True)
+    try:
+        subprocess.run(["ip", "link", "set", bridge_end, "up"], check=True)   # no carrier
+        subprocess.run(["ovs-vsctl", "add-port", server, bridge_end, "--", "set", "Interface",
+                        bridge_end, f'external_ids:attached-mac="{mac}"'], check=True)
+        p1, p2 = dist.controllers
+        assert p2.wait_for_log(f"store: VM {mac} expected on {server}", timeout=10), \
+            p2.log()[-3000:]
+        assert p1.wait_for_log(f"VM {mac} moving to another process", timeout=10), \
+            p1.log()[-3000:]
+        assert _migration_flows(dist, "s12", mac)
+        subprocess.run(["ovs-vsctl", "del-port", server, bridge_end], check=True)
+        assert p2.wait_for_log(f"store: VM {mac} did not arrive here; hand-off withdrawn",
+                               timeout=10), p2.log()[-3000:]
+        assert p1.wait_for_log(f"store: hand-off of VM {mac} withdrawn by its destination",
+                               timeout=10), p1.log()[-3000:]
+        deadline = time.monotonic() + 10
+        while _migration_flows(dist, "s12", mac) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _migration_flows(dist, "s12", mac)
+        owners = {row["mac"]: (row["owner"], row["requested_owner"]) for row in dist.bindings()}
+        assert owners[mac] == ("p1", None)
+        assert " 0% packet loss" in dist.vms["web7"].cmd(f"ping -c 2 -W 1 {web3.IP()}")
+    finally:
+        subprocess.run(["ovs-vsctl", "--if-exists", "del-port", server, bridge_end], check=False)
+        subprocess.run(["ip", "link", "del", bridge_end], check=False,
+                       stderr=subprocess.DEVNULL)
+
+
+def _migration_flows(dist, server, mac):
+    """The flows under a MIGRATION cookie for ``mac`` on a server bridge."""
+    found = []
+    for line in lab.dump_flows(dist.switches[server]).splitlines():
+        cookie = re.search(r"cookie=(0x[0-9a-f]+)", line)
+        owner = decode_cookie(int(cookie.group(1), 16)) if cookie else None
+        if mac in line and owner is not None and owner.kind is CookieKind.MIGRATION:
+            found.append(line)
+    return found

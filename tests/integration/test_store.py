@@ -15,6 +15,7 @@ from ryu_apps.store.writes import (
     release_binding,
     request_from_owner,
     request_owner,
+    withdraw_request,
 )
 
 pytestmark = pytest.mark.integration
@@ -168,6 +169,14 @@ def test_a_destination_asks_the_owner_for_a_vm_it_expects(cluster):
         assert again.value is True
         eventlet.sleep(0.2)
         assert [c for c in seen["p1"] if c.values.get("mac") == mac][-1].values["version"] == 2
+        # the VM never arrives: the destination withdraws; only its own request goes
+        assert p2.submit(withdraw_request(mac, "p3")).wait(10).value is False
+        assert p2.submit(withdraw_request(mac, "p2")).wait(10).value is True
+        _wait_for(lambda: [c for c in seen["p1"] if c.values.get("mac") == mac][-1]
+                  .values["requested_owner"] is None)
+        row = [c for c in seen["p1"] if c.values.get("mac") == mac][-1].values
+        assert (row["owner"], row["state"], row["version"]) == ("p1", "active", 3)
+        assert p2.submit(withdraw_request(mac, "p2")).wait(10).value is False
         assert p2.submit(claim_binding(record(7, server="s21"), "p2")).wait(10).ok
         assert p2.submit(request_from_owner(mac, "p2", "s21", 4)).wait(10).value is False
     finally:

@@ -411,3 +411,14 @@ def test_an_expected_vms_rarp_moves_it_in_the_fabric_without_the_controller(dc):
     dc.p2.apply(engine.port_up(S21, 3))
     assert not [f for f in dc.p2.switches.all_flows()
                 if decode_cookie(f.cookie).kind is CookieKind.MIGRATION]
+
+
+def test_a_withdrawn_hand_off_leaves_the_vm_served_at_its_port_only(dc):
+    dc.beacons()
+    before = dc.p1.switches.all_flows()
+    dc.p1.apply(dc.p1.engine.handing_over(WEB1))
+    assert dc.p1.switches.all_flows() != before
+    plan = dc.p1.apply(dc.p1.engine.stop_handing_over(WEB1))
+    assert any("hand-off to another process was withdrawn" in n for n in plan.notes)
+    assert dc.p1.switches.all_flows() == before
+    assert dc.p1.engine.stop_handing_over(WEB1).flow_count() == 0
