@@ -104,9 +104,14 @@ def publish(name: str, figures: dict, plot=None) -> Path:
     path = write_results(name, figures)
     print(f"results: {path}")
     if plot is not None:
-        for png in plot(read_results(name)):
-            print(f"plot: {png}")
+        replot(name, plot)
     return path
+
+
+def replot(name: str, plot) -> None:
+    """Draw ``plot`` from benchmark NAME's saved record and say where (``--plot-only``)."""
+    for png in plot(read_results(name)):
+        print(f"plot: {png}")
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
-                               read_results, save_figure, summary)
+                               replot, save_figure, summary)
 
 TEMPLATES_PER_FILE = 50
 POPULAR = 20
@@ -228,8 +228,7 @@ def main(argv: List[str] | None = None) -> None:
     args = parser.parse_args(argv)
     name = "library_reload-quick" if args.quick else "library_reload"
     if args.plot_only:
-        for path in plot(read_results(name)):
-            print(f"plot: {path}")
+        replot(name, plot)
         return
     print_machine()
     counts, bindings, repeats = ([100, 300], 600, 2) if args.quick else ([1000, 10000], 10000, 3)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
-                               read_results, save_figure, summary)
+                               replot, save_figure, summary)
 
 SHAPES = ("qemu", "garp", "none")
 SHAPE_LABELS = {"qemu": "hypervisor-style", "garp": "silent + 1 GARP",
@@ -480,9 +480,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     name = "migration-quick" if args.quick else "migration"
     if args.plot_only:
-        record = read_results(name)
-        for path in plot(record):
-            print("plot:", path)
+        replot(name, plot)
         return 0
     if os.geteuid() != 0:
         print("needs root (Mininet, OVS)", file=sys.stderr)

@@ -26,8 +26,8 @@ from typing import List
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from benchmarks.common import (PLOTS_DIR, format_table, print_machine, read_results, summary,
-                               write_results)
+from benchmarks.common import (PLOTS_DIR, format_table, print_machine, replot,
+                               summary, write_results)
 from ryu_apps import lab
 
 NAME = "ovs_floor"
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     args = parser_.parse_args(argv)
     name = NAME + ("-quick" if args.quick else "")
     if args.plot_only:
-        plot(read_results(name))
+        replot(name, plot)
         return 0
     if args.quick:
         args.vms = 20

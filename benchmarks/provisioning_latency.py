@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
-                               read_results, save_figure, summary)
+                               replot, save_figure, summary)
 from ryu_apps import lab
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.vmtools.announce import gratuitous_arp
@@ -264,7 +264,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     name = NAME + ("-quick" if args.quick else "")
     if args.plot_only:
-        print("\n".join(str(p) for p in plot(read_results(name))))
+        replot(name, plot)
         return 0
     if args.quick:
         args.vms, args.servers = 60, 2

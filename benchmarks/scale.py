@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
-                               read_results, save_figure, summary)
+                               read_results, replot, save_figure, summary)
 
 ROOT = Path(__file__).resolve().parent.parent
 VMS_PER_SERVER = 30
@@ -435,9 +435,7 @@ def main(argv: List[str] | None = None) -> None:
     args = parser.parse_args(argv)
     name = args.name or ("scale-quick" if args.quick else "scale")
     if args.plot_only:
-        record = read_results(name)
-        for path in plot(record):
-            print(f"plot: {path}")
+        replot(name, plot)
         return
     print_machine()
     sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes

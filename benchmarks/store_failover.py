@@ -29,7 +29,7 @@ from pathlib import Path  # noqa: E402
 from typing import List  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    PLOTS_DIR, format_table, print_machine, publish, pyplot, read_results, save_figure, summary)
+    PLOTS_DIR, format_table, print_machine, publish, pyplot, replot, save_figure, summary)
 
 NAME = "store_failover"
 TARGET_RESUME_S = 2.0
@@ -155,8 +155,7 @@ def main() -> None:
     if args.election_timer_ms and not args.quick:
         name += f"-timer{args.election_timer_ms}"
     if args.plot_only:
-        for path in plot(read_results(name), PLOTS_DIR):
-            print("plot:", path)
+        replot(name, plot)
         return
     print_machine()
     figures = run(2 if args.quick else args.rounds, args.election_timer_ms)

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from benchmarks.common import (PLOTS_DIR, RESULTS_DIR, format_table, print_machine, publish,
-                               pyplot, read_results, save_figure, summary)
+                               pyplot, read_results, replot, save_figure, summary)
 
 NAME = "store_notice"
 TARGET_MS = 10.0
@@ -293,8 +293,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     name = args.name + ("-quick" if args.quick else "")
     if args.plot_only:
-        for path in plot(read_results(name), PLOTS_DIR):
-            print("plot:", path)
+        replot(name, plot)
         return
     print_machine()
     figures = run(10 if args.quick else args.notices, args.busy_loops, args.workdir)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
-                               read_results, save_figure, summary)
+                               replot, save_figure, summary)
 
 NAME = "store_propagation"
 TARGET_P99_MS = 100.0
@@ -126,8 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     name = NAME + ("-quick" if args.quick else "")
     if args.plot_only:
-        for path in plot(read_results(NAME), PLOTS_DIR):
-            print("plot:", path)
+        replot(NAME, plot)
         return
     print_machine()
     figures = run(10 if args.quick else args.changes, 2 if args.quick else args.processes,

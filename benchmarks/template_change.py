@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
-                               read_results, save_figure, summary)
+                               replot, save_figure, summary)
 from benchmarks.migration import DynprovTestbed, FaucetTestbed, ProbeStream
 
 PORTS = (8080, 8081)
@@ -237,8 +237,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     name = "template_change-quick" if args.quick else "template_change"
     if args.plot_only:
-        for path in plot(read_results(name)):
-            print("plot:", path)
+        replot(name, plot)
         return 0
     if os.geteuid() != 0:
         print("needs root (Mininet, OVS)", file=sys.stderr)

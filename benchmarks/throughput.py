@@ -263,7 +263,7 @@ def report(figures: dict) -> None:
           f"{ratio:.3f}" if ratio is not None else "no simple_switch_13 figure")
 
 
-def plot(record: dict, outdir: Path) -> List[Path]:
+def plot(record: dict, outdir: Path = common.PLOTS_DIR) -> List[Path]:
     """Rate per round for both controllers; latency distribution of each."""
     plt = common.pyplot()
 
@@ -354,9 +354,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     name = args.name + ("-quick" if args.quick else "")
     if args.plot_only:
-        record = common.read_results(name)
-        for path in plot(record, common.PLOTS_DIR):
-            print("plot:", path)
+        common.replot(name, plot)
         return 0
     if args.profile:
         return profile_dynprov(args)

@@ -39,7 +39,7 @@ from ryu_apps.core.flow_compiler import (
 )
 from ryu_apps.core.flow_plan import DesiredFlows, PacketOut, Plan
 from ryu_apps.core.flowspec import FlowSpec
-from ryu_apps.core.identifiers import IdentifierError, IdentifierScheme, format_mac, parse_mac
+from ryu_apps.core.identifiers import IdentifierError, IdentifierScheme, canonical_mac
 from ryu_apps.core.lifecycle import VmLifecycle
 from ryu_apps.core.shared_fabric import SharedFabric
 from ryu_apps.core.pipeline import MAX_BINDING_ID, Priority, Table
@@ -202,7 +202,7 @@ class ProvisioningEngine(VmLifecycle, SharedFabric):
         """
         if tagged:
             return PacketVerdict()
-        mac = _canonical(eth_src)
+        mac = canonical_mac(eth_src)
         binding = self._by_port.get((dpid, in_port))
         if binding is not None and binding.mac == mac:
             return self._known_vm_spoke(binding, sender_ip, data, now)
@@ -215,7 +215,7 @@ class ProvisioningEngine(VmLifecycle, SharedFabric):
         its new port is pre-provisioned, and activated when the VM speaks there
         or its old port goes away.
         """
-        mac = _canonical(mac)
+        mac = canonical_mac(mac)
         self.attachments[(dpid, port)] = mac
         current = self.bindings.get(mac)
         if current is not None and (current.dpid, current.port) != (dpid, port):
@@ -262,7 +262,7 @@ class ProvisioningEngine(VmLifecycle, SharedFabric):
         plan = Plan()
         self.attachments.pop((dpid, port), None)
         binding = self._by_port.get((dpid, port))
-        if mac is not None and binding is not None and binding.mac != _canonical(mac):
+        if mac is not None and binding is not None and binding.mac != canonical_mac(mac):
             return plan
         self._vm_port_gone(dpid, port, f"detached from port {port} of {self._name(dpid)}",
                            plan)
@@ -332,7 +332,7 @@ class ProvisioningEngine(VmLifecycle, SharedFabric):
         role = self.fabric.role(dpid)
         if role is None or not role.hosts_vms or self.fabric.is_link_port(dpid, port):
             return verdict
-        mac = _canonical(eth_src)
+        mac = canonical_mac(eth_src)
         holder = self._by_port.get((dpid, port))
         if holder is not None:
             self._refuse(verdict, mac, None, dpid, port, now,
@@ -775,10 +775,3 @@ def _bound_ip(observed: List, cookie: int) -> Optional[str]:
             if isinstance(ip, str) and ip != "0.0.0.0":
                 return ip
     return None
-
-
-def _canonical(mac: str) -> str:
-    try:
-        return format_mac(parse_mac(mac))
-    except IdentifierError:
-        return mac.lower()

@@ -77,6 +77,14 @@ def format_mac(value: int) -> str:
     return ":".join(text[i:i + 2] for i in range(0, 12, 2))
 
 
+def canonical_mac(text: str) -> str:
+    """``text`` as ``aa:bb:cc:dd:ee:ff``; lower-cased as given when it is no MAC."""
+    try:
+        return format_mac(parse_mac(text))
+    except IdentifierError:
+        return text.lower()
+
+
 def vm_mac_problem(mac: int) -> Optional[str]:
     """Why this MAC can never identify a VM, or None if it can."""
     if mac == BROADCAST_MAC:

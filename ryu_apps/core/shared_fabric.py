@@ -19,7 +19,7 @@ from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.fabric import SHARED_FABRIC, PortRef
 from ryu_apps.core.flow_plan import PacketOut, Plan
 from ryu_apps.core.flowspec import FlowSpec
-from ryu_apps.core.identifiers import IdentifierError, format_mac, parse_mac
+from ryu_apps.core.identifiers import canonical_mac
 from ryu_apps.core.lldp import build_announcement
 from ryu_apps.core.pipeline import Priority, Table
 
@@ -50,7 +50,7 @@ class SharedFabric:
         """A VM handed over to this process is bound to ``ip`` (the store's row says so):
         its anti-spoofing here need not learn it from its first packet again."""
         plan = Plan()
-        mac = _canonical(mac)
+        mac = canonical_mac(mac)
         if not ip or mac in self.bindings:
             return plan
         incoming = self.incoming.get(mac)
@@ -135,10 +135,3 @@ class SharedFabric:
                                   f"from its flows")
         if restored:
             self._fabric_changed(plan, {dpid})
-
-
-def _canonical(mac: str) -> str:
-    try:
-        return format_mac(parse_mac(mac))
-    except IdentifierError:
-        return mac.lower()
