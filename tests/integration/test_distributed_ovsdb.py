@@ -39,11 +39,15 @@ def test_the_destination_asks_for_the_vm_before_it_moves(dist):
     live_migrate(dist.net, web1, dist.switches["s21"])
     lost = {peer: stream.result(timeout=30) for peer, stream in streams.items()}
     print(f"(sent, received) while web1 moved from p1 to p2 without a notice: {lost}")
-    p1, p2 = (controller.log() for controller in dist.controllers)
-    assert f"store: VM {WEB1_MAC} expected on {dist.switches['s21']}" in p2, p2[-3000:]
-    asked = p1.index(f"VM {WEB1_MAC} moving to another process")
-    assert asked < p1.index(f"store: VM {WEB1_MAC} claimed by another process"), p1[-3000:]
-    assert f"activated VM {WEB1_MAC}" in p2
+    source, destination = dist.controllers
+    assert destination.wait_for_log(f"activated VM {WEB1_MAC}", timeout=10)
+    assert source.wait_for_log(f"VM {WEB1_MAC} moving to another process", timeout=10), \
+        source.log()[-3000:]
+    p2 = destination.log()
+    # the destination asked the owner while the VM was still expected, before it arrived
+    asked = p2.index(f"store: VM {WEB1_MAC} expected on {dist.switches['s21']}")
+    assert "asking its owner p1" in p2[asked:].splitlines()[0], p2[-3000:]
+    assert asked < p2.index(f"activated VM {WEB1_MAC}"), p2[-3000:]
     assert all(sent >= 250 and sent - received <= 20 for sent, received in lost.values()), lost
 
 
