@@ -21,6 +21,6 @@ class InProcessBus:
     def __init__(self, engine) -> None:
         self.engine = engine
 
-    def deliver(self, message) -> Plan:
+    def deliver(self, message, now: float = 0.0) -> Plan:
         """Deliver a message to its destination device; its reaction's plan."""
-        return self.engine.receive(message)
+        return self.engine.receive(message, now)

@@ -44,6 +44,8 @@ class PlanSender:
         """Send the plan; ``on_confirmed`` runs when every switch has applied it."""
         for note in plan.notes:
             self.logger.info("%s", note)
+        for warning in plan.warnings:
+            self.logger.warning("%s", warning)
         now = [out for out in plan.packet_outs if out.at_once]
         if now:
             self._send_packet_outs(now)

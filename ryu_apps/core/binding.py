@@ -61,6 +61,8 @@ class Binding:
     state: VmState = VmState.PROVISIONING
     #: The access switch (network device) the VM's server hangs off, if known.
     device: int | None = None
+    #: The IPv4 address its first frame carried (the liveness probe asks for it).
+    seen_ip: str | None = None
 
     @property
     def owner(self) -> Owner:

@@ -11,11 +11,12 @@ Layout of the 64-bit OpenFlow cookie::
 - kind: what produced the flow: a VM binding (1), a VLAN's shared flows (2),
   a VLAN's admission and port ACL on one access port (3), the drop flows of
   MACs quarantined on one port (4), a migrating VM's both-ways delivery (5),
-  or the switch's infrastructure flows such as LLDP capture and the table
+  the capture of a VM's answer to the controller's liveness probe (6), or
+  the switch's infrastructure flows such as LLDP capture and the table
   miss (15).
 - template id: the configuration template of a binding (0 for other kinds).
-- owner id: the binding id for BINDING (for MIGRATION: the binding the VM
-  migrates away from), the VLAN id for VLAN,
+- owner id: the binding id for BINDING and LIVENESS (for MIGRATION: the
+  binding the VM migrates away from), the VLAN id for VLAN,
   ``port << 12 | vlan`` for PORT_GROUP, the port for QUARANTINE, 0 for INFRA.
 
 Every delete and stats request carries a mask, so one binding's flows are
@@ -52,6 +53,7 @@ class CookieKind(enum.IntEnum):
     PORT_GROUP = 3
     QUARANTINE = 4
     MIGRATION = 5
+    LIVENESS = 6
     INFRA = 15
 
 
@@ -92,6 +94,8 @@ class Owner:
             return f"quarantine port {self.owner_id}"
         if self.kind is CookieKind.MIGRATION:
             return f"migration from binding {self.owner_id} template {self.template_id}"
+        if self.kind is CookieKind.LIVENESS:
+            return f"liveness probe of binding {self.owner_id}"
         return "infrastructure"
 
 
@@ -106,6 +110,11 @@ def binding_owner(binding_id: int, template_id: int) -> Owner:
 def migration_owner(binding_id: int, template_id: int) -> Owner:
     """Owner of the both-ways delivery of a VM migrating away from binding ``binding_id``."""
     return Owner(CookieKind.MIGRATION, binding_id, template_id)
+
+
+def liveness_owner(binding_id: int, template_id: int) -> Owner:
+    """Owner of the flow that brings a probed VM's answer to the controller."""
+    return Owner(CookieKind.LIVENESS, binding_id, template_id)
 
 
 def vlan_owner(vlan_id: int) -> Owner:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
+from ryu_apps.core.identity import IdentityPolicy
+
 DEFAULT_DOMAIN = "default"
 
 
@@ -24,6 +26,8 @@ class Domain:
     name: str
     access_switches: Tuple[str, ...]
     templates: Optional[str]  # library path; None: the main library
+    #: Whom to believe about which VM is on which port; None: the controller's default.
+    identity: Optional[IdentityPolicy] = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ def build_domains(source: str, document: object) -> DomainMap:
           - name: east
             access_switches: [a1, a2]
             templates: templates/east     # optional
+            identity: ovsdb               # optional: ovsdb, packets or auto
     """
     if not isinstance(document, Mapping) or set(document) != {"domains"}:
         raise DomainError(f"{source}: expected a mapping with the single key 'domains'")
@@ -71,10 +76,10 @@ def _domain(source: str, index: int, entry: object, owner: Dict[str, str]) -> Do
     where = f"{source}: domains[{index}]"
     if not isinstance(entry, Mapping):
         raise DomainError(f"{where}: expected a mapping, got {entry!r}")
-    unknown = set(entry) - {"name", "access_switches", "templates"}
+    unknown = set(entry) - {"name", "access_switches", "templates", "identity"}
     if unknown:
         raise DomainError(f"{where}: unknown key {sorted(unknown)[0]!r} "
-                          "(expected name, access_switches, templates)")
+                          "(expected name, access_switches, templates, identity)")
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         raise DomainError(f"{where}.name: expected a non-empty string, got {name!r}")
@@ -91,4 +96,11 @@ def _domain(source: str, index: int, entry: object, owner: Dict[str, str]) -> Do
     templates = entry.get("templates")
     if templates is not None and not isinstance(templates, str):
         raise DomainError(f"{where}.templates: expected a library path, got {templates!r}")
-    return Domain(name, tuple(switches), templates)
+    identity = entry.get("identity")
+    policy = None
+    if identity is not None:
+        try:
+            policy = IdentityPolicy.parse(str(identity), f"{where}.identity")
+        except ValueError as error:
+            raise DomainError(str(error)) from None
+    return Domain(name, tuple(switches), templates, policy)

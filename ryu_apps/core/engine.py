@@ -32,16 +32,20 @@ from ryu_apps.core.fabric import SHARED_FABRIC, Fabric, PortRef, Role, RootedTre
 from ryu_apps.core.flow_compiler import (
     Placement,
     TransitPath,
-    infra_flows,
     port_group_flows,
     transit_path,
     vlan_switch_flows,
 )
 from ryu_apps.core.flow_plan import DesiredFlows, PacketOut, Plan
 from ryu_apps.core.flowspec import FlowSpec
+from ryu_apps.core.switch_flows import infra_flows
 from ryu_apps.core.identifiers import IdentifierError, IdentifierScheme, canonical_mac
+from ryu_apps.core.identity import MOVE_HOLD_SECONDS, PROBE_MAC, IdentityPolicy, MoveGuard
 from ryu_apps.core.lifecycle import VmLifecycle
+from ryu_apps.core.link_guard import LinkGuard
 from ryu_apps.core.shared_fabric import SharedFabric
+from ryu_apps.core.topology_events import TopologyEvents
+from ryu_apps.core.vm_identity import VmIdentity
 from ryu_apps.core.pipeline import MAX_BINDING_ID, Priority, Table
 from ryu_apps.core.binding_index import BindingIndex
 from ryu_apps.core.vlan_flooding import VlanFlooding
@@ -71,12 +75,14 @@ class GroupKey(NamedTuple):
     vlan: int
 
 
-class ProvisioningEngine(VmLifecycle, SharedFabric):
+class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
     """Bindings, fabric and desired flows of one controller (pure state machine)."""
 
     def __init__(self, library, scheme: IdentifierScheme,
                  domains: DomainMap | None = None,
-                 domain_libraries: Dict[str, object] | None = None) -> None:
+                 domain_libraries: Dict[str, object] | None = None,
+                 identity: IdentityPolicy = IdentityPolicy.AUTO,
+                 move_hold: float = MOVE_HOLD_SECONDS) -> None:
         self.main_library = library
         self.domains = domains or DomainMap(())
         self.domain_libraries = dict(domain_libraries or {})
@@ -88,6 +94,13 @@ class ProvisioningEngine(VmLifecycle, SharedFabric):
         self.desired = DesiredFlows()
         self.quarantine = Quarantine()
         self.attachments: Dict[tuple, str] = {}   # (dpid, port) -> MAC, from OVSDB
+        self._attached_at: Dict[str, Set[tuple]] = {}   # MAC -> its OVSDB ports
+        self._iface_ids: Dict[tuple, str] = {}    # (dpid, port) -> OVSDB iface-id
+        self._notified: Dict[str, int] = {}       # MAC -> server a migration notice named
+        #: Whom to believe about a port's VM where the domain does not say.
+        self.identity_default = identity
+        self.moves = MoveGuard(hold=move_hold)
+        self.links = LinkGuard()
         self._ports_down: Set[tuple] = set()      # (dpid, port) whose link is down
         self._unannounced: Set[tuple] = set()     # VM ports to announce when their link is up
         self._expected_ips: Dict[str, str] = {}   # MAC -> IPv4 of a VM handed over to us
@@ -145,6 +158,7 @@ class ProvisioningEngine(VmLifecycle, SharedFabric):
         """A switch connected and reported the dynprov flows and meters it holds."""
         observed = list(observed)
         plan = Plan()
+        self.links.switch_connected(dpid)
         known = dpid in self.fabric.switches
         if self.fabric.add_switch(SwitchInfo(dpid, role, name)):
             # a new switch joins alone; a known one with a new role or name may
@@ -160,63 +174,80 @@ class ProvisioningEngine(VmLifecycle, SharedFabric):
 
     def switch_down(self, dpid: int) -> Plan:
         """A switch disconnected: its flows stay desired so it keeps forwarding."""
+        self.links.switch_disconnected(dpid)
         return Plan()
 
-    def link_seen(self, a: PortRef, b: PortRef) -> Plan:
-        """LLDP showed that port ``a`` reaches port ``b``."""
-        plan = Plan()
-        if a.dpid not in self.fabric.switches or b.dpid not in self.fabric.switches:
-            return plan
-        touched = {a.dpid, b.dpid} | {p.dpid for p in (self.fabric.peer(a), self.fabric.peer(b))
-                                      if p is not None}
-        if self.fabric.add_link(a, b):
-            plan.notes.append(f"link {a.dpid:016x}:{a.port} <-> {b.dpid:016x}:{b.port}")
-            self._fabric_changed(plan, touched)
-        return plan
+    def port_down(self, dpid: int, port: int, deleted: bool = True, now: float = 0.0) -> Plan:
+        """A port went away (or its link went down): drop its link and the VM behind it.
 
-    def port_down(self, dpid: int, port: int, deleted: bool = True) -> Plan:
-        """A port went away (or its link went down): drop its link and the VM behind it."""
+        A VM whose MAC waits as a conflict elsewhere moves there (its old port is gone).
+        """
         plan = Plan()
         self._unannounced.discard((dpid, port))
         if deleted:
             self._ports_down.discard((dpid, port))
         else:
             self._ports_down.add((dpid, port))
-        peer = self.fabric.peer(PortRef(dpid, port))
-        if self.fabric.remove_link(PortRef(dpid, port)):
-            self._fabric_changed(plan, {dpid, peer.dpid})
-        self.attachments.pop((dpid, port), None)
+        self._remove_link_at(PortRef(dpid, port), now, plan)
+        self._detach(dpid, port)
+        gone = self._by_port.get((dpid, port))
+        waiting = self.moves.candidates.get(gone.mac) if gone is not None else None
         self._vm_port_gone(dpid, port, f"port {port} of {dpid:016x} went away", plan)
         if self.quarantine.forget_port(dpid, port):
             self._apply_quarantine(dpid, port, plan)
+        self.moves.drop_port(dpid, port)
+        if waiting is not None and gone is not None and gone.mac not in self.bindings:
+            self._accept(waiting, now, plan, "its old port went away")
         return plan
 
     # -- VMs ----------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, eth_src: str, data: bytes = b"",
                   now: float = 0.0, sender_ip: str | None = None,
-                  tagged: bool = False) -> PacketVerdict:
+                  tagged: bool = False, eth_dst: str | None = None) -> PacketVerdict:
         """A packet reached the controller from a VM port.
 
-        A VLAN-tagged frame never comes from a VM (VMs send untagged): it is
-        fabric traffic seen before the link was discovered, and is ignored.
+        A VLAN-tagged frame never comes from a VM (VMs send untagged; the
+        pipeline drops them): one that still arrives is fabric traffic seen
+        before its link was discovered, and is ignored. A frame to PROBE_MAC
+        from a bound VM is its answer to the liveness probe.
         """
         if tagged:
             return PacketVerdict()
         mac = canonical_mac(eth_src)
         binding = self._by_port.get((dpid, in_port))
         if binding is not None and binding.mac == mac:
+            if eth_dst == PROBE_MAC:
+                return PacketVerdict(self._alive(binding))
             return self._known_vm_spoke(binding, sender_ip, data, now)
-        return self._admit(dpid, in_port, eth_src, now, Detection.PACKET, data)
+        return self._admit(dpid, in_port, eth_src, now, Detection.PACKET, data,
+                           sender_ip=sender_ip)
 
-    def vm_attached(self, dpid: int, port: int, mac: str, now: float = 0.0) -> PacketVerdict:
+    def vm_attached(self, dpid: int, port: int, mac: str, now: float = 0.0,
+                    iface_id: str | None = None) -> PacketVerdict:
         """The server's OVSDB says VM ``mac`` is attached to ``port`` (it may be silent).
 
         A VM still running elsewhere is being migrated here by its hypervisor:
         its new port is pre-provisioned, and activated when the VM speaks there
-        or its old port goes away.
+        or its old port goes away. Where the identity policy believes the
+        hypervisor, a VM bound to this port by its packets with another MAC
+        is deprovisioned: the hypervisor says whose port it is.
         """
         mac = canonical_mac(mac)
-        self.attachments[(dpid, port)] = mac
+        self._attach(dpid, port, mac, iface_id)
+        clash = self._iface_clash(dpid, port, mac)
+        if clash is not None:
+            verdict = PacketVerdict()
+            self._refuse(verdict, mac, None, dpid, port, now, clash)
+            return verdict
+        holder = self._by_port.get((dpid, port))
+        if holder is not None and holder.mac != mac and \
+                self.policy_of(dpid) is not IdentityPolicy.PACKETS and \
+                holder.detected_by is not Detection.OVSDB:
+            verdict = PacketVerdict()
+            self._unbind(holder, verdict.plan, f"the hypervisor (OVSDB) names VM {mac} on its "
+                                               f"port {port} of {self._name(dpid)}")
+            verdict.plan.extend(self.vm_attached(dpid, port, mac, now, iface_id).plan)
+            return verdict
         current = self.bindings.get(mac)
         if current is not None and (current.dpid, current.port) != (dpid, port):
             verdict = PacketVerdict()
@@ -260,7 +291,7 @@ class ProvisioningEngine(VmLifecycle, SharedFabric):
     def vm_detached(self, dpid: int, port: int, mac: str | None = None) -> Plan:
         """The server's OVSDB no longer lists VM ``mac`` (or any VM) on ``port``."""
         plan = Plan()
-        self.attachments.pop((dpid, port), None)
+        self._detach(dpid, port)
         binding = self._by_port.get((dpid, port))
         if mac is not None and binding is not None and binding.mac != canonical_mac(mac):
             return plan
@@ -317,17 +348,25 @@ class ProvisioningEngine(VmLifecycle, SharedFabric):
         return plan
 
     def tick(self, now: float) -> Plan:
-        """Time passed: lift quarantines older than QUARANTINE_SECONDS."""
+        """Time passed: lift quarantines older than QUARANTINE_SECONDS; accept the moves
+        whose old location stayed silent to the liveness probe."""
         plan = Plan()
         ports, notes = self.quarantine.expire(now)
         for dpid, port in ports:
             self._apply_quarantine(dpid, port, plan)
         plan.notes += notes
+        self._accept_due_moves(now, plan)
         return plan
 
     # -- admission ------------------------------------------------------------
     def _admit(self, dpid: int, port: int, eth_src: str, now: float,
-               detected_by: Detection, data: bytes) -> PacketVerdict:
+               detected_by: Detection, data: bytes, sender_ip: str | None = None,
+               trusted_move: bool = False) -> PacketVerdict:
+        """Provision MAC ``eth_src`` on this port if its identity and template allow.
+
+        A MAC bound elsewhere moves here only if the move is believed
+        (:meth:`_move_believed`; ``trusted_move``: it was already).
+        """
         verdict = PacketVerdict()
         role = self.fabric.role(dpid)
         if role is None or not role.hosts_vms or self.fabric.is_link_port(dpid, port):
@@ -338,9 +377,16 @@ class ProvisioningEngine(VmLifecycle, SharedFabric):
             self._refuse(verdict, mac, None, dpid, port, now,
                          f"port already bound to VM {holder.mac}: spoofed source MAC")
             return verdict
+        refusal = self._identity_refusal(dpid, port, mac, detected_by)
+        if refusal is not None:
+            self._refuse(verdict, mac, None, dpid, port, now, refusal)
+            return verdict
         existing = self.bindings.get(mac)
         if existing is not None and existing.state is VmState.RESTARTING:
             verdict.provisioned = self._come_back(existing, dpid, port, data, verdict.plan)
+            return verdict
+        if existing is not None and not trusted_move and detected_by is Detection.PACKET \
+                and not self._move_believed(existing, dpid, port, now, verdict):
             return verdict
         template = self._select(mac, eth_src, dpid, port, now, verdict)
         if template is None:
@@ -349,7 +395,8 @@ class ProvisioningEngine(VmLifecycle, SharedFabric):
         binding = Binding(self._allocate_binding_id(), mac, template.template_id,
                           template.name, template.vlan, dpid, port, since=now,
                           ip=ip, detected_by=detected_by,
-                          device=self._device_of(dpid))
+                          device=self._device_of(dpid),
+                          seen_ip=sender_ip or (existing.seen_ip if existing else None))
         plan = verdict.plan
         if existing is not None:
             self._unbind(existing, plan, f"moved to port {port} of {self._name(dpid)}")
@@ -427,8 +474,8 @@ class ProvisioningEngine(VmLifecycle, SharedFabric):
         self._refresh_group(self._group_key(binding), plan)
         self._apply_binding(binding, plan)
         self._refresh_vlans({binding.vlan}, plan)
-        for dpid, port in self.quarantine.release_mac(binding.mac):
-            self._apply_quarantine(dpid, port, plan)
+        if self.quarantine.release_mac(binding.mac, binding.dpid, binding.port):
+            self._apply_quarantine(binding.dpid, binding.port, plan)
         if binding.state is VmState.PROVISIONING:
             plan.confirms.append(binding.mac)
         self._announce(binding, plan)
@@ -440,6 +487,9 @@ class ProvisioningEngine(VmLifecycle, SharedFabric):
         self.history[binding.mac] = final_state
         self.desired.replace(binding.owner, set(), plan)
         self._end_migration_paths(binding, plan)
+        self._end_liveness(binding, plan)
+        self.moves.forget(binding.mac)
+        self._notified.pop(binding.mac, None)
         self._refresh_group(key, plan)
         self._refresh_vlans({binding.vlan}, plan)
         if reason:

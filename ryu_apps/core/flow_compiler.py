@@ -17,14 +17,11 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from ryu_apps.core.acl_compiler import acl_entries, rules_for
-from ryu_apps.core.lldp import BEACON_MULTICAST
 from ryu_apps.core.binding import Binding, VmState
-from ryu_apps.core.cookies import INFRA_OWNER, Owner, vlan_owner
+from ryu_apps.core.cookies import Owner, vlan_owner
 from ryu_apps.core.fabric import SHARED_FABRIC, Fabric, PortRef
 from ryu_apps.core.flowspec import (
-    ETH_TYPE_LLDP,
     GROUP_ADDRESS_MATCH,
-    OFPCML_NO_BUFFER,
     OFPP_CONTROLLER,
     FlowSpec,
     MeterSpec,
@@ -39,13 +36,12 @@ from ryu_apps.core.flowspec import (
 )
 from ryu_apps.core.pipeline import (
     MOVED_PORT_METER_OFFSET,
-    PACKET_IN_BURST,
     PACKET_IN_METER,
-    PACKET_IN_RATE_PPS,
     Priority,
     Table,
     port_group_meter,
 )
+from ryu_apps.core.switch_flows import PACKET_IN_BYTES
 from ryu_apps.core.template_model import (
     ETH_ARP,
     ETH_IPV4,
@@ -56,12 +52,6 @@ from ryu_apps.core.template_model import (
 )
 
 Entry = Union[FlowSpec, MeterSpec]
-
-#: Announcements and beacons go to this group address (see :mod:`ryu_apps.core.lldp`).
-BEACON_ADDRESS = ":".join(f"{b:02x}" for b in BEACON_MULTICAST)
-
-#: Bytes of a new VM's packet sent to the controller (headers are enough).
-PACKET_IN_BYTES = 128
 
 
 class TransitPath:
@@ -144,43 +134,6 @@ class Placement:
         """True when only the path differs (the server's flows are the same)."""
         return (self.binding == other.binding and self.template is other.template
                 and self.port_rules_on_vswitch == other.port_rules_on_vswitch)
-
-
-# -- infrastructure ---------------------------------------------------------
-def infra_flows(fabric: Fabric, dpid: int) -> Set[Entry]:
-    """Flows every managed switch carries whatever its bindings."""
-    cookie = INFRA_OWNER.cookie
-    entries: Set[Entry] = {
-        flow(dpid, Table.CLASSIFY, Priority.LLDP, make_match(eth_type=ETH_TYPE_LLDP),
-             cookie, actions=(Output(OFPP_CONTROLLER, OFPCML_NO_BUFFER),)),
-    }
-    role = fabric.role(dpid)
-    if role.hosts_vms:
-        for port in fabric.link_ports(dpid):
-            entries.add(flow(dpid, Table.CLASSIFY, Priority.UPLINK_DROP,
-                             make_match(in_port=port), cookie))
-        entries.add(MeterSpec(dpid, PACKET_IN_METER, PACKET_IN_RATE_PPS, PACKET_IN_BURST,
-                              packets=True, cookie=cookie))
-        entries.add(flow(dpid, Table.CLASSIFY, Priority.MISS, make_match(), cookie,
-                         meter=PACKET_IN_METER,
-                         actions=(Output(OFPP_CONTROLLER, PACKET_IN_BYTES),)))
-        return entries
-    for port in fabric.server_facing_ports(dpid):
-        entries.add(flow(dpid, Table.CLASSIFY, Priority.UPLINK_DROP,
-                         make_match(in_port=port), cookie))
-    for port in fabric.shared_uplinks(dpid):
-        entries.add(flow(dpid, Table.CLASSIFY, Priority.SHARED_UPLINK,
-                         make_match(in_port=port), cookie))
-        entries.add(flow(dpid, Table.CLASSIFY, Priority.SHARED_ANNOUNCE,
-                         make_match(in_port=port, eth_dst=BEACON_ADDRESS), cookie))
-    entries.add(flow(dpid, Table.CLASSIFY, Priority.TRANSIT, make_match(), cookie,
-                     goto=Table.FORWARD))
-    return entries
-
-
-def server_facing_ports(fabric: Fabric, dpid: int) -> Set[int]:
-    """Ports of an access switch that lead to a server's virtual switch."""
-    return set(fabric.server_facing_ports(dpid))
 
 
 # -- one VM -------------------------------------------------------------------

@@ -86,6 +86,8 @@ class Plan:
     packet_outs: List[PacketOut] = field(default_factory=list)
     #: What the engine decided, in words, for the controller's log.
     notes: List[str] = field(default_factory=list)
+    #: What an operator should look at: refused links, spoofing, flapping (logged as warnings).
+    warnings: List[str] = field(default_factory=list)
     #: VMs (MACs) to mark active once every switch has applied the plan.
     confirms: List[str] = field(default_factory=list)
     #: Messages for other network devices (ryu_apps.core.device_messages).
@@ -101,6 +103,7 @@ class Plan:
                 mine.add(spec, replacing=changes.replaces(spec))
         self.packet_outs += other.packet_outs
         self.notes += other.notes
+        self.warnings += other.warnings
         self.confirms += other.confirms
         self.messages += other.messages
         return self

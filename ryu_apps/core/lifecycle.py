@@ -73,11 +73,11 @@ class VmLifecycle:
         plan.notes.append(f"notification {notice.value} for VM {mac}: {message}")
         return Acknowledgement(plan, message)
 
-    def receive(self, message) -> Plan:
+    def receive(self, message, now: float = 0.0) -> Plan:
         """A message from another network device."""
         plan = Plan()
         if isinstance(message, MigrationNotice):
-            self._expect_arrival(message, plan)
+            self._expect_arrival(message, plan, now)
         elif isinstance(message, MigrationDone):
             source = self.outgoing.pop(message.mac, None)
             if source is not None:
@@ -223,11 +223,13 @@ class VmLifecycle:
         return f"re-provisioned in place with template {template_id} '{template.name}'"
 
     # -- migration -------------------------------------------------------------
-    def _expect_arrival(self, notice: MigrationNotice, plan: Plan) -> None:
+    def _expect_arrival(self, notice: MigrationNotice, plan: Plan, now: float = 0.0) -> None:
         """Destination side: pre-provision now if the VM's new port is known.
 
-        Otherwise the port's OVSDB row, or the VM's first frame there, will do it.
+        Otherwise the port's OVSDB row, or the VM's first frame there (believed:
+        the notice named this server), will do it.
         """
+        self._notice_names(notice.mac, notice.destination_server, now, plan)
         source = self.bindings.get(notice.mac)
         port = next((p for (d, p), m in self.attachments.items()
                      if d == notice.destination_server and m == notice.mac), None)

@@ -36,7 +36,7 @@ from typing import List, Optional, Set
 
 from ryu_apps.core.binding import Binding
 from ryu_apps.core.fabric import SHARED_FABRIC, Fabric
-from ryu_apps.core.flow_compiler import BEACON_ADDRESS, PACKET_IN_BYTES, server_facing_ports
+from ryu_apps.core.switch_flows import BEACON_ADDRESS, PACKET_IN_BYTES, server_facing_ports
 from ryu_apps.core.flowspec import (
     OFPP_CONTROLLER,
     FlowSpec,

@@ -26,9 +26,11 @@ class Table(enum.IntEnum):
 class Priority(enum.IntEnum):
     """Named priority bands; a higher band always wins inside a table."""
 
-    LLDP = 60000
+    LLDP = 60000            # CLASSIFY: LLDP from a link port -> controller (metered per port)
+    VM_FRAME_DROP = 60000   # ANTI_SPOOF: a VM's LLDP or tagged frames -> drop
     QUARANTINE = 55000
     SHARED_ANNOUNCE = 52000  # another process's announcement on a shared uplink: drop
+    LIVENESS_REPLY = 51000   # a probed VM's answer to the liveness probe -> controller
     BINDING = 50000
     SPOOF_ALLOW = 50002
     SPOOF_LEARN = 50001
@@ -36,6 +38,9 @@ class Priority(enum.IntEnum):
     VLAN_FLOOD = 30000
     VLAN_UPLINK = 20000
     PORT_QUARANTINE = 15000
+    LLDP_QUARANTINE = 13000  # a port that sent an unsigned or forged probe: its LLDP dropped
+    LLDP_OTHER = 12000       # LLDP from a port with no link yet -> controller (metered)
+    TAGGED_DROP = 11000      # a tagged frame no VLAN admission took (VMs send untagged)
     SHARED_UPLINK = 10010   # a port to the shared fabric: drop what no VLAN admits
     UPLINK_DROP = 10000
     TRANSIT = 100
@@ -44,12 +49,19 @@ class Priority(enum.IntEnum):
 
 #: Meter ids: a binding's meter is its binding id; binding ids stay below this.
 MOVED_PORT_METER_OFFSET = 0x08000000
-#: A merged template's port-side limit on a VM's port: offset + binding id.
-MAX_BINDING_ID = MOVED_PORT_METER_OFFSET - 1
+#: A merged template's port-side limit on a VM's port: offset + binding id. The
+#: top 16 ids below PORT_METER_BASE are the switch-wide meters below.
+MAX_BINDING_ID = MOVED_PORT_METER_OFFSET - 16
 #: The meter that limits packet-ins from a server bridge's table miss.
 PACKET_IN_METER = 0x0FFFFFFF
+#: LLDP from ports without a link yet (new cables, and whatever else sends LLDP).
+LLDP_OTHER_METER = 0x0FFFFFFE
+#: Answers to the controller's liveness probes.
+LIVENESS_METER = 0x0FFFFFFD
 #: Port-group meters (aggregate limits on access ports) start here.
 PORT_METER_BASE = 0x10000000
+#: LLDP from one link port: base + port.
+LLDP_PORT_METER_BASE = 0x20000000
 
 
 def port_group_meter(port: int, vlan: int) -> int:
@@ -57,11 +69,25 @@ def port_group_meter(port: int, vlan: int) -> int:
     return PORT_METER_BASE + ((port & 0xFFFF) << 12) + vlan
 
 
+def lldp_port_meter(port: int) -> int:
+    """Meter id of the LLDP punts of one link port."""
+    return LLDP_PORT_METER_BASE + (port & 0x0FFFFFFF)
+
+
 def is_dynprov_meter(meter_id: int) -> bool:
     """Meter ids dynprov allocates (others on the bridge are left alone)."""
-    return 1 <= meter_id <= PORT_METER_BASE + (0xFFFF << 12) + 0xFFF
+    return 1 <= meter_id <= LLDP_PORT_METER_BASE + 0x0FFFFFFF
 
 
 #: Packet-ins per second a server bridge may send for unknown VMs, and burst.
 PACKET_IN_RATE_PPS = 200
 PACKET_IN_BURST = 50
+#: LLDP punts per second from one link port (a probe and a beacon a round), and burst.
+LLDP_PORT_RATE_PPS = 20
+LLDP_PORT_BURST = 20
+#: LLDP punts per second from all the ports of a switch without a link, and burst.
+LLDP_OTHER_RATE_PPS = 20
+LLDP_OTHER_BURST = 20
+#: Liveness-probe answers per second a switch may punt, and burst.
+LIVENESS_RATE_PPS = 50
+LIVENESS_BURST = 20

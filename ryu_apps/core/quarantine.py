@@ -1,11 +1,14 @@
-"""Refused MACs: dropped at their port, logged once, counted, lifted later (pure).
+"""Refused MACs and forged probes: dropped at their port, logged once, counted, lifted later (pure).
 
 A MAC is refused when it can never be a VM's (multicast, broadcast, all-zero),
-when its template is not in its domain's library, or when it shows up on a
-port already bound to another VM (spoofing). Each refused MAC gets a drop flow
-of its own at its port; after QUARANTINE_MACS_PER_PORT refused MACs on one
-port the whole port stops reaching the controller (its own VM keeps working,
-its flow has a higher priority). Both are lifted after QUARANTINE_SECONDS.
+when its template is not in its domain's library, when it shows up on a port
+already bound to another VM (spoofing), when the identity policy says it is
+not that port's VM, or when it is bound elsewhere and its move is not (yet)
+believed. Each refused MAC gets a drop flow of its own at its port; after
+QUARANTINE_MACS_PER_PORT refused MACs on one port the whole port stops
+reaching the controller (its own VM keeps working, its flow has a higher
+priority). A port that sends an unsigned, forged, stale or replayed LLDP probe
+has its LLDP dropped. All are lifted after QUARANTINE_SECONDS.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Set, Tuple
 
 from ryu_apps.core.cookies import quarantine_owner
-from ryu_apps.core.flowspec import FlowSpec, flow, make_match
+from ryu_apps.core.flowspec import ETH_TYPE_LLDP, FlowSpec, flow, make_match
 from ryu_apps.core.pipeline import Priority, Table
 
 #: Seconds a refused MAC's drop flow stays before the MAC is judged again.
@@ -23,6 +26,8 @@ QUARANTINE_SECONDS = 60.0
 QUARANTINE_MACS_PER_PORT = 8
 
 PortKey = Tuple[int, int]
+#: A refused MAC on one port.
+RefusalKey = Tuple[str, int, int]
 
 
 @dataclass
@@ -42,26 +47,31 @@ class Quarantine:
     """Refused MACs per port, and ports that no longer reach the controller."""
 
     def __init__(self) -> None:
-        self.refused: Dict[str, Refusal] = {}
+        self.refused: Dict[RefusalKey, Refusal] = {}
         #: Packets refused from blocked ports, counted but neither logged nor flowed.
         self.blocked_refusals: Dict[PortKey, int] = {}
         self._macs: Dict[PortKey, Dict[str, float]] = {}
+        self._ports_of: Dict[str, Set[PortKey]] = {}
         self._blocked: Dict[PortKey, float] = {}
+        self._lldp: Dict[PortKey, float] = {}
+        #: Probes dropped per port since its LLDP quarantine began.
+        self.lldp_refusals: Dict[PortKey, int] = {}
 
     def refuse(self, refusal: Refusal) -> Tuple[Refusal, bool, Optional[str]]:
-        """Record a refusal: (the record, whether it is the MAC's first, a note).
+        """Record a refusal: (the record, whether it is the MAC's first on its port, a note).
 
         The caller re-applies :meth:`flows` of the refusal's port when it is first.
         """
         key = (refusal.dpid, refusal.port)
-        known = self.refused.get(refusal.mac)
+        known = self.refused.get((refusal.mac, *key))
         if known is not None:
             known.count += 1
             return known, False, None
         if key in self._blocked:
             self.blocked_refusals[key] = self.blocked_refusals.get(key, 0) + 1
             return refusal, False, None
-        self.refused[refusal.mac] = refusal
+        self.refused[(refusal.mac, *key)] = refusal
+        self._ports_of.setdefault(refusal.mac, set()).add(key)
         macs = self._macs.setdefault(key, {})
         macs[refusal.mac] = refusal.since
         note = None
@@ -72,23 +82,47 @@ class Quarantine:
                     f"{QUARANTINE_SECONDS:.0f} s")
         return refusal, True, note
 
-    def release_mac(self, mac: str) -> List[PortKey]:
-        """The MAC was provisioned after all: the ports whose flows change."""
-        self.refused.pop(mac, None)
-        ports = [key for key, macs in self._macs.items() if mac in macs]
-        for key in ports:
-            del self._macs[key][mac]
-        return ports
+    def release_mac(self, mac: str, dpid: int, port: int) -> bool:
+        """The MAC was provisioned on this port after all; True when its flows change."""
+        key = (dpid, port)
+        if self.refused.pop((mac, dpid, port), None) is None:
+            return False
+        self._unlist(mac, key)
+        self._macs.get(key, {}).pop(mac, None)
+        return True
+
+    def _unlist(self, mac: str, key: PortKey) -> None:
+        ports = self._ports_of.get(mac)
+        if ports is not None:
+            ports.discard(key)
+            if not ports:
+                del self._ports_of[mac]
+
+    def refuse_probe(self, dpid: int, port: int, now: float) -> bool:
+        """The port sent a probe that is not believed; True when its LLDP is newly dropped."""
+        key = (dpid, port)
+        self.lldp_refusals[key] = self.lldp_refusals.get(key, 0) + 1
+        if key in self._lldp:
+            return False
+        self._lldp[key] = now
+        return True
 
     def forget_port(self, dpid: int, port: int) -> bool:
         """The port went away; True when it had quarantine flows."""
-        had = self._macs.pop((dpid, port), None) is not None
-        return self._blocked.pop((dpid, port), None) is not None or had
+        key = (dpid, port)
+        macs = self._macs.pop(key, None)
+        for mac in macs or ():
+            self.refused.pop((mac, dpid, port), None)
+            self._unlist(mac, key)
+        self.lldp_refusals.pop(key, None)
+        had_lldp = self._lldp.pop(key, None) is not None
+        return self._blocked.pop(key, None) is not None or macs is not None or had_lldp
 
     def clear(self) -> List[PortKey]:
         """A new library: judge every MAC again; the ports whose flows change."""
         ports = sorted(set(self._macs) | set(self._blocked))
         self._macs.clear()
+        self._ports_of.clear()
         self._blocked.clear()
         self.refused.clear()
         return ports
@@ -100,13 +134,19 @@ class Quarantine:
             expired = [m for m, since in macs.items() if now - since >= QUARANTINE_SECONDS]
             for mac in expired:
                 del macs[mac]
-                self.refused.pop(mac, None)
+                self.refused.pop((mac, *key), None)
+                self._unlist(mac, key)
                 changed.add(key)
         for key, since in list(self._blocked.items()):
             if now - since >= QUARANTINE_SECONDS:
                 del self._blocked[key]
                 changed.add(key)
                 notes.append(f"port {key[1]} of {key[0]:016x} may reach the controller again")
+        for key, since in list(self._lldp.items()):
+            if now - since >= QUARANTINE_SECONDS:
+                del self._lldp[key]
+                self.lldp_refusals.pop(key, None)
+                changed.add(key)
         return sorted(changed), notes
 
     def flows(self, dpid: int, port: int) -> Set[FlowSpec]:
@@ -118,4 +158,7 @@ class Quarantine:
         if (dpid, port) in self._blocked:
             flows.add(flow(dpid, Table.CLASSIFY, Priority.PORT_QUARANTINE,
                            make_match(in_port=port), cookie))
+        if (dpid, port) in self._lldp:
+            flows.add(flow(dpid, Table.CLASSIFY, Priority.LLDP_QUARANTINE,
+                           make_match(in_port=port, eth_type=ETH_TYPE_LLDP), cookie))
         return flows

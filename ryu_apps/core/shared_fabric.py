@@ -27,16 +27,21 @@ from ryu_apps.core.pipeline import Priority, Table
 class SharedFabric:
     """Uplinks, announcements and arrivals; expects the engine's state and helpers."""
 
-    def shared_uplink_seen(self, end: PortRef, origin: str = "") -> Plan:
-        """A beacon of another process's switch reached ``end``: it leads to the shared fabric.
+    def shared_uplink_seen(self, end: PortRef, origin: str = "", now: float = 0.0) -> Plan:
+        """A verified beacon of another process's switch reached ``end``: it leads to the
+        shared fabric (until its beacons stop).
 
         Ignored on a switch hosting VMs and on a port with a cable to a managed
         switch (a probe proved that link; it wins).
         """
         plan = Plan()
         role = self.fabric.role(end.dpid)
+        if self.fabric.is_shared_uplink(end):
+            self.links.beacon(end, now)
+            return plan
         if role is None or role.hosts_vms or self.fabric.peer(end) is not None:
             return plan
+        self.links.beacon(end, now)
         if self.fabric.add_shared_uplink(end):
             plan.notes.append(f"shared uplink {self._name(end.dpid)}:{end.port} reaches the "
                               f"shared fabric{' (beacon from ' + origin + ')' if origin else ''}")

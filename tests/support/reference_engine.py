@@ -28,15 +28,19 @@ from ryu_apps.core.fabric import Fabric, PortRef, Role, SwitchInfo
 from ryu_apps.core.flow_compiler import (
     Placement,
     _server_side,
-    infra_flows,
     port_group_flows,
     vlan_flows,
 )
 from ryu_apps.core.flow_plan import PacketOut, Plan, diff_flows
 from ryu_apps.core.flowspec import Output, flow, make_match, tagged
 from ryu_apps.core.flowspec import FlowSpec
+from ryu_apps.core.switch_flows import infra_flows
 from ryu_apps.core.identifiers import IdentifierError, IdentifierScheme, format_mac, parse_mac
+from ryu_apps.core.identity import PROBE_MAC, IdentityPolicy, MoveGuard
 from ryu_apps.core.lifecycle import VmLifecycle
+from ryu_apps.core.link_guard import LinkGuard
+from ryu_apps.core.topology_events import TopologyEvents
+from ryu_apps.core.vm_identity import VmIdentity
 from ryu_apps.core.pipeline import MAX_BINDING_ID, Priority, Table
 from ryu_apps.core.quarantine import (  # noqa: F401 (re-exported for callers)
     QUARANTINE_MACS_PER_PORT,
@@ -63,7 +67,7 @@ class GroupKey(NamedTuple):
     vlan: int
 
 
-class ReferenceEngine(VmLifecycle):
+class ReferenceEngine(VmLifecycle, VmIdentity, TopologyEvents):
     """Bindings, fabric and desired flows of one controller (pure state machine)."""
 
     def __init__(self, library, scheme: IdentifierScheme,
@@ -80,6 +84,14 @@ class ReferenceEngine(VmLifecycle):
         self.desired = DesiredFlows()
         self.quarantine = Quarantine()
         self.attachments: Dict[tuple, str] = {}   # (dpid, port) -> MAC, from OVSDB
+        # identity and topology guards (shared with the engine: issue 11)
+        self._attached_at: Dict[str, Set[tuple]] = {}
+        self._iface_ids: Dict[tuple, str] = {}
+        self._notified: Dict[str, int] = {}
+        self._ports_down: Set[tuple] = set()
+        self.identity_default = IdentityPolicy.AUTO
+        self.moves = MoveGuard()
+        self.links = LinkGuard()
         self._by_port: Dict[tuple, Binding] = {}
         self._ids_in_use: Set[int] = set()
         self._next_binding_id = 1
@@ -126,6 +138,7 @@ class ReferenceEngine(VmLifecycle):
         """A switch connected and reported the dynprov flows and meters it holds."""
         observed = list(observed)
         plan = Plan()
+        self.links.switch_connected(dpid)
         self.fabric.add_switch(SwitchInfo(dpid, role, name))
         if role.hosts_vms:
             self._restore_bindings(dpid, observed, now, plan)
@@ -136,34 +149,31 @@ class ReferenceEngine(VmLifecycle):
 
     def switch_down(self, dpid: int) -> Plan:
         """A switch disconnected: its flows stay desired so it keeps forwarding."""
+        self.links.switch_disconnected(dpid)
         return Plan()
 
-    def link_seen(self, a: PortRef, b: PortRef) -> Plan:
-        """LLDP showed that port ``a`` reaches port ``b``."""
-        plan = Plan()
-        if a.dpid not in self.fabric.switches or b.dpid not in self.fabric.switches:
-            return plan
-        if self.fabric.add_link(a, b):
-            plan.notes.append(f"link {a.dpid:016x}:{a.port} <-> {b.dpid:016x}:{b.port}")
-            self._recompile_all(plan)
-        return plan
+    def _fabric_changed(self, plan: Plan, touched, everything: bool = False) -> None:
+        self._recompile_all(plan)
 
-    def port_down(self, dpid: int, port: int) -> Plan:
+    def port_down(self, dpid: int, port: int, deleted: bool = True, now: float = 0.0) -> Plan:
         """A port went away: drop its link and the VM behind it."""
         plan = Plan()
-        link_changed = self.fabric.remove_link(PortRef(dpid, port))
-        self.attachments.pop((dpid, port), None)
+        self._remove_link_at(PortRef(dpid, port), now, plan)
+        self._detach(dpid, port)
+        gone = self._by_port.get((dpid, port))
+        waiting = self.moves.candidates.get(gone.mac) if gone is not None else None
         self._vm_port_gone(dpid, port, f"port {port} of {dpid:016x} went away", plan)
         if self.quarantine.forget_port(dpid, port):
             self._apply_quarantine(dpid, port, plan)
-        if link_changed:
-            self._recompile_all(plan)
+        self.moves.drop_port(dpid, port)
+        if waiting is not None and gone is not None and gone.mac not in self.bindings:
+            self._accept(waiting, now, plan, "its old port went away")
         return plan
 
     # -- VMs ----------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, eth_src: str, data: bytes = b"",
                   now: float = 0.0, sender_ip: str | None = None,
-                  tagged: bool = False) -> PacketVerdict:
+                  tagged: bool = False, eth_dst: str | None = None) -> PacketVerdict:
         """A packet reached the controller from a VM port.
 
         A VLAN-tagged frame never comes from a VM (VMs send untagged): it is
@@ -174,10 +184,14 @@ class ReferenceEngine(VmLifecycle):
         mac = _canonical(eth_src)
         binding = self._by_port.get((dpid, in_port))
         if binding is not None and binding.mac == mac:
+            if eth_dst == PROBE_MAC:
+                return PacketVerdict(self._alive(binding))
             return self._known_vm_spoke(binding, sender_ip, data, now)
-        return self._admit(dpid, in_port, eth_src, now, Detection.PACKET, data)
+        return self._admit(dpid, in_port, eth_src, now, Detection.PACKET, data,
+                           sender_ip=sender_ip)
 
-    def vm_attached(self, dpid: int, port: int, mac: str, now: float = 0.0) -> PacketVerdict:
+    def vm_attached(self, dpid: int, port: int, mac: str, now: float = 0.0,
+                    iface_id: str | None = None) -> PacketVerdict:
         """The server's OVSDB says VM ``mac`` is attached to ``port`` (it may be silent).
 
         A VM still running elsewhere is being migrated here by its hypervisor:
@@ -185,7 +199,20 @@ class ReferenceEngine(VmLifecycle):
         or its old port goes away.
         """
         mac = _canonical(mac)
-        self.attachments[(dpid, port)] = mac
+        self._attach(dpid, port, mac, iface_id)
+        clash = self._iface_clash(dpid, port, mac)
+        if clash is not None:
+            verdict = PacketVerdict()
+            self._refuse(verdict, mac, None, dpid, port, now, clash)
+            return verdict
+        holder = self._by_port.get((dpid, port))
+        if holder is not None and holder.mac != mac and \
+                self.policy_of(dpid) is not IdentityPolicy.PACKETS and \
+                holder.detected_by is not Detection.OVSDB:
+            verdict = PacketVerdict()
+            self._unbind(holder, verdict.plan, "the hypervisor names another VM on its port")
+            verdict.plan.extend(self.vm_attached(dpid, port, mac, now, iface_id).plan)
+            return verdict
         current = self.bindings.get(mac)
         if current is not None and (current.dpid, current.port) != (dpid, port):
             verdict = PacketVerdict()
@@ -197,7 +224,7 @@ class ReferenceEngine(VmLifecycle):
     def vm_detached(self, dpid: int, port: int, mac: str | None = None) -> Plan:
         """The server's OVSDB no longer lists VM ``mac`` (or any VM) on ``port``."""
         plan = Plan()
-        self.attachments.pop((dpid, port), None)
+        self._detach(dpid, port)
         binding = self._by_port.get((dpid, port))
         if mac is not None and binding is not None and binding.mac != _canonical(mac):
             return plan
@@ -256,11 +283,13 @@ class ReferenceEngine(VmLifecycle):
         for dpid, port in ports:
             self._apply_quarantine(dpid, port, plan)
         plan.notes += notes
+        self._accept_due_moves(now, plan)
         return plan
 
     # -- admission ------------------------------------------------------------
     def _admit(self, dpid: int, port: int, eth_src: str, now: float,
-               detected_by: Detection, data: bytes) -> PacketVerdict:
+               detected_by: Detection, data: bytes, sender_ip: str | None = None,
+               trusted_move: bool = False) -> PacketVerdict:
         verdict = PacketVerdict()
         role = self.fabric.role(dpid)
         if role is None or not role.hosts_vms or self.fabric.is_link_port(dpid, port):
@@ -271,9 +300,16 @@ class ReferenceEngine(VmLifecycle):
             self._refuse(verdict, mac, None, dpid, port, now,
                          f"port already bound to VM {holder.mac}: spoofed source MAC")
             return verdict
+        refusal = self._identity_refusal(dpid, port, mac, detected_by)
+        if refusal is not None:
+            self._refuse(verdict, mac, None, dpid, port, now, refusal)
+            return verdict
         existing = self.bindings.get(mac)
         if existing is not None and existing.state is VmState.RESTARTING:
             verdict.provisioned = self._come_back(existing, dpid, port, data, verdict.plan)
+            return verdict
+        if existing is not None and not trusted_move and detected_by is Detection.PACKET \
+                and not self._move_believed(existing, dpid, port, now, verdict):
             return verdict
         template = self._select(mac, eth_src, dpid, port, now, verdict)
         if template is None:
@@ -281,7 +317,8 @@ class ReferenceEngine(VmLifecycle):
         binding = Binding(self._allocate_binding_id(), mac, template.template_id,
                           template.name, template.vlan, dpid, port, since=now,
                           ip=existing.ip if existing else None, detected_by=detected_by,
-                          device=self._device_of(dpid))
+                          device=self._device_of(dpid),
+                          seen_ip=sender_ip or (existing.seen_ip if existing else None))
         plan = verdict.plan
         if existing is not None:
             self._unbind(existing, plan, f"moved to port {port} of {self._name(dpid)}")
@@ -358,8 +395,8 @@ class ReferenceEngine(VmLifecycle):
         self._apply_binding(binding, plan)
         self._refresh_group(self._group_key(binding), plan)
         self._refresh_vlans({binding.vlan}, plan)
-        for dpid, port in self.quarantine.release_mac(binding.mac):
-            self._apply_quarantine(dpid, port, plan)
+        if self.quarantine.release_mac(binding.mac, binding.dpid, binding.port):
+            self._apply_quarantine(binding.dpid, binding.port, plan)
         if binding.state is VmState.PROVISIONING:
             plan.confirms.append(binding.mac)
 
@@ -369,6 +406,9 @@ class ReferenceEngine(VmLifecycle):
         self._drop(binding)
         self.history[binding.mac] = final_state
         self.desired.replace(binding.owner, set(), plan)
+        self._end_liveness(binding, plan)
+        self.moves.forget(binding.mac)
+        self._notified.pop(binding.mac, None)
         self._refresh_group(key, plan)
         self._refresh_vlans({binding.vlan}, plan)
         if reason:

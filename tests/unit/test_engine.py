@@ -124,9 +124,12 @@ def test_every_flow_is_ours_and_binding_flows_name_their_binding(lab):
                         and binding.port in (fields.get("in_port"), fields.get("metadata"))))
 
 
-def test_a_vm_seen_on_another_port_moves_and_leaves_nothing_behind(lab):
+def test_a_vm_seen_on_another_port_moves_once_its_old_port_is_gone_and_leaves_nothing(lab):
     old = lab.engine.bindings[WEB1]
-    lab.vm(S12, 2, WEB1)
+    lab.vm(S12, 2, WEB1)                         # a conflict, not a move (yet)
+    assert lab.engine.bindings[WEB1] == old
+    lab.apply(lab.engine.port_down(S11, 1))      # the old port goes away: the move is believed
+    assert (lab.engine.bindings[WEB1].dpid, lab.engine.bindings[WEB1].port) == (S12, 2)
     assert not [f for f in lab.switches.all_flows()
                 if decode_cookie(f.cookie).owner_id == old.binding_id
                 and decode_cookie(f.cookie).kind is CookieKind.BINDING]

@@ -162,8 +162,10 @@ def test_silent_migration_recovers_when_the_old_port_goes(lab):
     assert lab.reached(S21, 1, PEER, WEB1) == [(S21, 5)]
 
 
-def test_announcement_without_notice_moves_the_vm(lab):
+def test_announcement_without_notice_moves_the_vm_when_its_old_port_goes(lab):
     lab.vm(S21, 7, WEB1)                             # gratuitous ARP on a new server
+    assert lab.engine.bindings[WEB1].port == 1, "a conflict, not a move"
+    lab.apply(lab.engine.port_down(S11, 1, deleted=False))   # the hypervisor's swap
     assert lab.engine.bindings[WEB1].port == 7
     assert lab.reached(S21, 1, PEER, WEB1) == [(S21, 7)]
     assert not any(WEB1 in str(f.match) for f in lab.switches.flows(S11))

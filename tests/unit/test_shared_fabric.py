@@ -13,7 +13,7 @@ from ryu_apps.core import lldp
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import SHARED_FABRIC, PortRef, Role
-from ryu_apps.core.flow_compiler import BEACON_ADDRESS
+from ryu_apps.core.switch_flows import BEACON_ADDRESS
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, Output
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.core.pipeline import Priority, Table
