@@ -4,8 +4,9 @@
 
 1. **Destination port** (before the switchover): a new veth pair. Its bridge
    end is added to the destination bridge with ``external_ids:attached-mac``,
-   ``iface-id``, ``vm-id`` and ``iface-status=active`` (as libvirt writes
-   them); its other end, already given the VM's MAC, MTU and ``tx off``, waits
+   ``iface-id`` (the same on every port of one VM interface, as libvirt keeps
+   it across a migration), ``vm-id`` and ``iface-status=active`` (as libvirt
+   writes them); its other end, already given the VM's MAC, MTU and ``tx off``, waits
    down under a temporary name in the VM's namespace (the destination
    hypervisor's NIC exists before the guest resumes on it).
 2. **Switchover**, one ``ip -batch`` in the VM: the old interface goes down
@@ -192,7 +193,7 @@ def _nic_state(vm, ifname: str) -> dict:
     mtu = read(f"cat /sys/class/net/{ifname}/mtu").strip() or "1500"
     ipv6_off = read(f"cat /proc/sys/net/ipv6/conf/{ifname}/disable_ipv6").strip()
     return {"mac": mac, "mtu": mtu, "addresses": addresses, "routes": routes,
-            "neighbours": neighbours, "disable_ipv6": ipv6_off}
+            "neighbours": neighbours, "disable_ipv6": ipv6_off, "name": ifname}
 
 
 def _create_destination_port(vm, destination, nic: dict):
@@ -211,7 +212,7 @@ def _create_destination_port(vm, destination, nic: dict):
         _run(what, "ovs-vsctl", "add-port", destination.name, bridge_end, "--", "set",
              "Interface", bridge_end, f"ofport_request={port}",
              f'external_ids:attached-mac="{nic["mac"]}"',
-             f'external_ids:iface-id="{vm.name}-{bridge_end}"',
+             f'external_ids:iface-id="{vm.name}-{nic["name"]}"',
              f'external_ids:vm-id="{vm.name}"', "external_ids:iface-status=active")
         ofport = int(_run(what, "ovs-vsctl", "get", "Interface", bridge_end, "ofport"))
         if nic["disable_ipv6"] in ("0", "1"):

@@ -35,6 +35,8 @@ from ryu_apps.core.attachments import (
 
 DEFAULT_REMOTE = "unix:/var/run/openvswitch/db.sock"
 ATTACHED_MAC = "attached-mac"
+#: The hypervisor's id of the VM's interface (libvirt, OpenStack): same across a move.
+IFACE_ID = "iface-id"
 COLUMNS = {
     "Bridge": ["name", "datapath_id", "ports"],
     "Port": ["name", "interfaces"],
@@ -79,6 +81,7 @@ class OvsdbWatcher:
         self._seqno: Optional[int] = None
         self._current: Snapshot = frozenset()
         self._places: Dict[Attachment, str] = {}
+        self._iface_ids: Dict[Tuple[int, int], str] = {}
         self._warned: Set[Tuple[str, ...]] = set()
         self._known_dpids: Dict[str, Optional[int]] = {}
         self._synced = False
@@ -160,6 +163,10 @@ class OvsdbWatcher:
         """The attachments reported so far (and not detached since)."""
         return self._current
 
+    def iface_id(self, dpid: int, ofport: int) -> Optional[str]:
+        """The ``iface-id`` OVSDB gives the VM interface on this port, if any."""
+        return self._iface_ids.get((dpid, ofport))
+
     def _note_connection(self) -> None:
         """Log losing the connection, and a server that never answers."""
         connected = self._idl._session.is_connected()  # no public accessor
@@ -191,6 +198,7 @@ class OvsdbWatcher:
         """Every (dpid, ofport, mac) in the replica, with 'bridge B interface I'."""
         found: Dict[Attachment, str] = {}
         owners: Dict[int, str] = {}
+        self._iface_ids = {}
         bridges = sorted(self._idl.tables["Bridge"].rows.values(), key=lambda b: b.name)
         self._known_dpids = {b.name: self._bridge_dpid(b) for b in bridges}
         for bridge in bridges:
@@ -237,6 +245,9 @@ class OvsdbWatcher:
                             "bridge %s interface %s: %s=%r is not a MAC address; ignored",
                             bridge, interface.name, ATTACHED_MAC, text)
             return None
+        iface_id = interface.external_ids.get(IFACE_ID)
+        if iface_id:
+            self._iface_ids[(dpid, ofport)] = iface_id[:128]
         return Attachment(dpid, ofport, mac)
 
     def _warn_once(self, key: Tuple[str, ...], message: str, *args) -> None:

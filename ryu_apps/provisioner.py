@@ -8,14 +8,16 @@ returns to :class:`~ryu_apps.plan_sender.PlanSender`.
 
 from __future__ import annotations
 
+import functools
+import secrets
 import signal
 import time
-from typing import Dict, Set
+from typing import Callable, Dict, Set
 
 from ryu import cfg
 from ryu.app.wsgi import WSGIApplication
 from ryu.base import app_manager
-from ryu.controller import ofp_event
+from ryu.controller import event, ofp_event
 from ryu.controller.handler import (
     CONFIG_DISPATCHER,
     DEAD_DISPATCHER,
@@ -29,6 +31,7 @@ from ryu_apps import openflow, rest_api, rest_notify
 from ryu_apps.device_bus import InProcessBus
 from ryu_apps.core import lldp
 from ryu_apps.core.engine import ProvisioningEngine
+from ryu_apps.core.identity import IdentityPolicy
 from ryu_apps.core.fabric import PortRef, RoleError, parse_description
 from ryu_apps.core.frames import parse_frame
 from ryu_apps.core.identifiers import IdentifierError
@@ -38,6 +41,7 @@ from ryu_apps.core.domains import DomainError
 from ryu_apps.domain_files import load_domains
 from ryu_apps.core.binding import VmState
 from ryu_apps.library_files import LibraryKeeper
+from ryu_apps.link_discovery import LinkDiscovery, SecretError, load_or_create_secret
 from ryu_apps.ovsdb_watcher import OvsdbWatcher
 from ryu_apps.plan_sender import PlanSender, next_xid
 from ryu_apps.provisioning_times import ProvisioningTimes
@@ -68,14 +72,52 @@ CONF.register_opts([
                     "by several controller processes; empty: embedded YAML mode."),
     cfg.StrOpt("process_name", default="",
                help="This process's name in the store (default host:OpenFlow port)."),
+    cfg.StrOpt("identity_policy", default="auto",
+               help="Whom to believe about which VM is on which port, where the mobility "
+                    "domain does not say: ovsdb (the hypervisor only), packets (guarded "
+                    "moves), auto (the hypervisor where its OVSDB names a VM, packets rules "
+                    "elsewhere). See docs/security.md."),
+    cfg.FloatOpt("move_hold", default=1.0,
+                 help="Seconds a VM must stay silent at its bound port to the liveness "
+                      "probe before its MAC seen elsewhere moves it (packets rules)."),
+    cfg.StrOpt("topology_secret_file", default="",
+               help="File holding the secret LLDP probes are signed with (hex; created, "
+                    "mode 0600, if missing). Empty: a random secret per process (store "
+                    "mode: the store's)."),
+    cfg.FloatOpt("probe_max_age", default=10.0,
+                 help="Seconds a signed LLDP probe stays believable (clock skew included)."),
+    cfg.StrOpt("fault_injection_mac", default="",
+               help="Testing only: packet-in handling raises, after the engine handled it, "
+                    "for frames from this MAC (proves the resynchronisation)."),
 ], group="dynprov")
 
-LLDP_SOURCE_MAC = bytes.fromhex("0e00d9000001")
 OFPP_MAX = ofproto_v1_3.OFPP_MAX
 OFPP_CONTROLLER = ofproto_v1_3.OFPP_CONTROLLER
 TICK_SECONDS = 1.0
 #: Seconds a notification waits for the switches to confirm its changes.
 NOTIFY_CONFIRM_SECONDS = 5.0
+#: Least seconds between two resynchronisations after handler failures.
+RESYNC_MIN_INTERVAL = 5.0
+
+
+class _ProbeRound(event.EventBase):
+    """Time for a round of LLDP probes (posted to the app's own event queue)."""
+
+
+class _Tick(event.EventBase):
+    """A second passed (posted to the app's own event queue)."""
+
+
+def _guarded(handler: Callable) -> Callable:
+    """Run an event handler; if it raises, log it and resynchronise from the switches
+    instead of running on whatever the failed event left behind."""
+    @functools.wraps(handler)
+    def run(self, ev) -> None:
+        try:
+            handler(self, ev)
+        except Exception:  # noqa: BLE001 - no event may leave the engine half-changed
+            self._handler_failed(handler.__name__)
+    return run
 
 
 class _SwitchSync:
@@ -103,10 +145,18 @@ class DynprovProvisioner(app_manager.RyuApp):
             domains, self.domain_keepers = load_domains(options.domains)
         except (TemplateValidationError, IdentifierError, DomainError) as error:
             raise SystemExit(f"dynprov: cannot start: {error}") from None
+        try:
+            identity = IdentityPolicy.parse(options.identity_policy,
+                                            "[dynprov] identity_policy")
+        except ValueError as error:
+            raise SystemExit(f"dynprov: cannot start: {error}") from None
         self.engine = ProvisioningEngine(
             self.library_keeper.current, scheme, domains,
-            {name: keeper.current for name, keeper in self.domain_keepers.items()})
+            {name: keeper.current for name, keeper in self.domain_keepers.items()},
+            identity=identity, move_hold=options.move_hold)
         self.lldp_interval = options.lldp_interval
+        self._failures: Dict[str, float] = {}
+        self._last_resync = 0.0
         self.datapaths: Dict[int, object] = {}
         self.ports: Dict[int, Set[int]] = {}
         self.sender = PlanSender(self.datapaths, self.logger)
@@ -118,24 +168,52 @@ class DynprovProvisioner(app_manager.RyuApp):
             len(self.library_keeper.current), options.templates,
             options.identifier_scheme)
         self.warm_until = time.time() + options.reconcile_grace
-        self._threads = [hub.spawn(self._lldp_loop), hub.spawn(self._tick_loop),
-                         hub.spawn(self._resync_after_grace, options.reconcile_grace)]
+        self.reconcile_grace = options.reconcile_grace
         signal.signal(signal.SIGHUP, lambda *_: hub.spawn(self.reload_library))
         rest_notify.register(self, kwargs["wsgi"])   # before the API's catch-all route
         rest_api.register(self, kwargs["wsgi"])
         # The shared store (issue 6): library and bindings shared by several processes.
         self.store_sync = store_hook.attach(self, options, CONF.ofp_tcp_listen_port)
+        self.discovery = self._link_discovery(options)
+        self._threads = [hub.spawn(self._every, self.lldp_interval, _ProbeRound),
+                         hub.spawn(self._every, TICK_SECONDS, _Tick),
+                         hub.spawn(self._resync_after_grace, options.reconcile_grace)]
         self.ovsdb_watchers = [OvsdbWatcher(remote, self._ovsdb_attached,
                                             self._ovsdb_detached, self.logger)
                                for remote in options.ovsdb]
+        self._fault_mac = (options.fault_injection_mac or "").lower()
         for watcher in self.ovsdb_watchers:
             watcher.start()
 
+    def _link_discovery(self, options) -> LinkDiscovery:
+        """Probe signing and checking, with the deployment's secret (module docstring)."""
+        process = (self.store_sync.name if self.store_sync is not None
+                   else store_hook.default_process_name(CONF.ofp_tcp_listen_port))
+        try:
+            if options.topology_secret_file:
+                secret = load_or_create_secret(options.topology_secret_file)
+            else:
+                secret = secrets.token_bytes(32)
+        except (OSError, SecretError) as error:
+            raise SystemExit(f"dynprov: cannot start: {error}") from None
+        if self.store_sync is not None:
+            secret = self.store_sync.topology_secret(secret)
+        return LinkDiscovery(secret, process, self.logger, options.probe_max_age,
+                             self.store_sync)
+
     def _ovsdb_attached(self, dpid: int, port: int, mac: str) -> None:
+        try:
+            self._attached(dpid, port, mac)
+        except Exception:  # noqa: BLE001 - resynchronise rather than run half-changed
+            self._handler_failed("ovsdb attach")
+
+    def _attached(self, dpid: int, port: int, mac: str) -> None:
         received_ns = time.monotonic_ns()
         if self.store_sync is not None and not self.store_sync.accepts_attachment(dpid, mac):
             return  # another process's server (one OVSDB shared by several processes)
-        verdict = self.engine.vm_attached(dpid, port, mac, now=time.time())
+        iface_id = next((w.iface_id(dpid, port) for w in self.ovsdb_watchers
+                         if w.iface_id(dpid, port)), None)
+        verdict = self.engine.vm_attached(dpid, port, mac, now=time.time(), iface_id=iface_id)
         if verdict.provisioned is not None:
             self.provisioning_times.detected(verdict.provisioned.mac, received_ns)
         self._log_verdict(verdict, dpid, port)
@@ -146,7 +224,44 @@ class DynprovProvisioner(app_manager.RyuApp):
             self.store_sync.expecting(mac, dpid, port)
 
     def _ovsdb_detached(self, dpid: int, port: int, mac: str) -> None:
-        self.send_plan(self.engine.vm_detached(dpid, port, mac))
+        try:
+            self.send_plan(self.engine.vm_detached(dpid, port, mac))
+        except Exception:  # noqa: BLE001
+            self._handler_failed("ovsdb detach")
+
+    # -- failures: resynchronise from the switches -------------------------------------
+    def _handler_failed(self, where: str) -> None:
+        """An event handler raised: the engine may be half-changed. Log the traceback
+        (once a minute per handler), then rebuild the engine from what the switches
+        hold, as after a restart."""
+        now = time.time()
+        if now - self._failures.get(where, 0.0) > 60.0:
+            self.logger.exception("dynprov: %s raised; resynchronising with the switches",
+                                  where)
+        else:
+            self.logger.error("dynprov: %s raised again; resynchronising", where)
+        self._failures[where] = now
+        self.resync(f"{where} raised")
+
+    def resync(self, why: str) -> None:
+        """Forget everything but the libraries and relearn it from the switches (their
+        flows, read back), the links (LLDP) and the servers' OVSDB: the restart path."""
+        now = time.time()
+        if now - self._last_resync < RESYNC_MIN_INTERVAL:
+            return
+        self._last_resync = now
+        self.logger.warning("dynprov: resynchronising every switch (%s): the engine is rebuilt "
+                            "from the flows they hold; deletes wait %.0f s", why,
+                            self.reconcile_grace)
+        self.engine.reset()
+        self.warm_until = now + self.reconcile_grace
+        self._syncing.clear()
+        for watcher in self.ovsdb_watchers:
+            for attachment in sorted(watcher.attachments()):
+                self._ovsdb_attached(attachment.dpid, attachment.ofport, attachment.mac)
+        for datapath in list(self.datapaths.values()):
+            datapath.send_msg(datapath.ofproto_parser.OFPDescStatsRequest(datapath, 0))
+        hub.spawn(self._resync_after_grace, self.reconcile_grace)
 
     def close(self) -> None:
         """Stop the OVSDB watchers (Ryu calls this at shutdown)."""
@@ -173,7 +288,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         if confirms and store_sync is not None:
             store_sync.kick()   # claim the new VMs in the store now
         for message in plan.messages:
-            self.send_plan(self.bus.deliver(message))
+            self.send_plan(self.bus.deliver(message, time.time()))
 
     def notify(self, notice: Notice, mac: str, server: str | None = None,
                template_id: int | None = None) -> str:
@@ -220,6 +335,7 @@ class DynprovProvisioner(app_manager.RyuApp):
 
     # -- connection lifecycle ----------------------------------------------
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    @_guarded
     def _state_change(self, ev) -> None:
         datapath = ev.datapath
         if ev.state == MAIN_DISPATCHER:
@@ -232,6 +348,7 @@ class DynprovProvisioner(app_manager.RyuApp):
             self.send_plan(self.engine.switch_down(datapath.id))
 
     @set_ev_cls(ofp_event.EventOFPDescStatsReply, MAIN_DISPATCHER)
+    @_guarded
     def _desc_reply(self, ev) -> None:
         datapath = ev.msg.datapath
         description = ev.msg.body.dp_desc
@@ -264,6 +381,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         return sync
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    @_guarded
     def _flow_stats_reply(self, ev) -> None:
         sync = self._collect(ev, lambda s: s.flows_xid, lambda dpid, body: [
             openflow.spec_from_stats(dpid, stats) for stats in body])
@@ -272,6 +390,7 @@ class DynprovProvisioner(app_manager.RyuApp):
             sync.meters_xid = _send_request(datapath, openflow.meters_request(datapath))
 
     @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
+    @_guarded
     def _meter_stats_reply(self, ev) -> None:
         sync = self._collect(ev, lambda s: s.meters_xid, lambda dpid, body: [
             openflow.meter_from_stats(dpid, stats) for stats in body])
@@ -293,12 +412,14 @@ class DynprovProvisioner(app_manager.RyuApp):
         datapath.send_msg(datapath.ofproto_parser.OFPPortDescStatsRequest(datapath, 0))
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    @_guarded
     def _port_desc_reply(self, ev) -> None:
         dpid = ev.msg.datapath.id
         self.ports[dpid] = {p.port_no for p in ev.msg.body if p.port_no < OFPP_MAX}
         self._probe_switch_ports(dpid)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    @_guarded
     def _port_status(self, ev) -> None:
         msg = ev.msg
         dpid, port = msg.datapath.id, msg.desc.port_no
@@ -308,7 +429,8 @@ class DynprovProvisioner(app_manager.RyuApp):
         if msg.reason == ofp.OFPPR_DELETE or msg.desc.state & ofp.OFPPS_LINK_DOWN:
             self.ports.get(dpid, set()).discard(port)
             self.send_plan(self.engine.port_down(dpid, port,
-                                                 deleted=msg.reason == ofp.OFPPR_DELETE))
+                                                 deleted=msg.reason == ofp.OFPPR_DELETE,
+                                                 now=time.time()))
         else:
             self.ports.setdefault(dpid, set()).add(port)
             self._send_urgent(self.engine.arrival(dpid, port))
@@ -316,6 +438,7 @@ class DynprovProvisioner(app_manager.RyuApp):
             self._send_probe(dpid, port)
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    @_guarded
     def _flow_removed(self, ev) -> None:
         msg = ev.msg
         idle = msg.reason == msg.datapath.ofproto.OFPRR_IDLE_TIMEOUT
@@ -323,43 +446,44 @@ class DynprovProvisioner(app_manager.RyuApp):
 
     # -- packets -----------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    @_guarded
     def _packet_in(self, ev) -> None:
         received_ns = time.monotonic_ns()
         msg = ev.msg
         dpid = msg.datapath.id
-        frame = parse_frame(msg.data)
-        if dpid not in self.datapaths or frame is None:
+        if dpid not in self.datapaths:
             return
-        in_port = msg.match["in_port"]
+        frame = parse_frame(msg.data)
+        in_port = msg.match.get("in_port") if hasattr(msg.match, "get") else None
+        if frame is None or not isinstance(in_port, int) or not 0 < in_port < OFPP_MAX:
+            self._malformed(dpid, "packet-in without a frame or a valid in_port")
+            return
         if frame.ethertype == lldp.ETH_TYPE_LLDP:
-            self._probe_in(dpid, in_port, msg.data)
+            self.send_plan(self.discovery.received(self.engine, dpid, in_port, msg.data,
+                                                   time.time()))
             return
         self._send_urgent(self.engine.arrival(dpid, in_port))
         verdict = self.engine.packet_in(dpid, in_port, frame.eth_src, msg.data,
                                         now=time.time(), sender_ip=frame.sender_ip,
-                                        tagged=frame.tagged)
+                                        tagged=frame.tagged, eth_dst=frame.eth_dst)
         if verdict.provisioned is not None:
             self.provisioning_times.detected(verdict.provisioned.mac, received_ns)
         self._log_verdict(verdict, dpid, in_port)
         self.send_plan(verdict.plan)
+        if self._fault_mac and frame.eth_src == self._fault_mac:
+            raise RuntimeError(f"fault injected for VM {frame.eth_src} (fault_injection_mac)")
+
+    def _malformed(self, dpid: int, what: str) -> None:
+        """A message a switch should never send: logged once per switch and kind."""
+        key = f"malformed {dpid:x} {what}"
+        if key not in self._failures:
+            self._failures[key] = time.time()
+            self.logger.warning("switch %016x: %s; ignored", dpid, what)
 
     def _send_urgent(self, plan) -> None:
         """Send what must not wait for the engine's next, longer computation."""
         if not plan.is_empty():
             self.send_plan(plan)
-
-    def _probe_in(self, dpid: int, in_port: int, data: bytes) -> None:
-        """A probe proves a cable; a beacon of another process's switch, a shared uplink."""
-        origin = lldp.parse_probe(data)
-        if origin is None:
-            return
-        if not lldp.is_beacon(data):
-            self.send_plan(self.engine.link_seen(PortRef(*origin), PortRef(dpid, in_port)))
-        elif origin[0] not in self.datapaths or origin[0] in self.engine.fabric.switches:
-            # a switch connected here but not registered yet: its probe was not
-            # taken either; wait for both rather than mistake a cable for the fabric
-            self.send_plan(self.engine.shared_uplink_seen(
-                PortRef(dpid, in_port), f"switch {origin[0]:016x} port {origin[1]}"))
 
     def _log_verdict(self, verdict, dpid: int, port: int) -> None:
         if verdict.refusal and verdict.first_refusal:
@@ -377,37 +501,50 @@ class DynprovProvisioner(app_manager.RyuApp):
                 binding.detected_by.value)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    @_guarded
     def _barrier_reply(self, ev) -> None:
         self.sender.barrier_reply(ev.msg.datapath.id, ev.msg.xid)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    @_guarded
     def _error(self, ev) -> None:
+        """A switch refused a message: what it holds may differ from what the engine
+        believes, so it is read back and reconciled (at most every few seconds)."""
         msg = ev.msg
+        datapath = msg.datapath
         self.logger.error("switch %016x refused message xid %d: type %d code %d: %s",
-                          msg.datapath.id or 0, msg.xid, msg.type, msg.code,
-                          msg.data[:64].hex())
+                          datapath.id or 0, msg.xid, msg.type, msg.code,
+                          bytes(msg.data or b"")[:64].hex())
+        key = f"error-resync {datapath.id}"
+        now = time.time()
+        if datapath.id in self.datapaths and now - self._failures.get(key, 0.0) > \
+                RESYNC_MIN_INTERVAL:
+            self._failures[key] = now
+            self.logger.warning("switch %016x: reading its flows back to reconcile it",
+                                datapath.id)
+            datapath.send_msg(datapath.ofproto_parser.OFPDescStatsRequest(datapath, 0))
 
     # -- periodic work -----------------------------------------------------
     def _send_probe(self, dpid: int, port: int) -> None:
         self._send_probes(dpid, [port])
 
     def _send_probes(self, dpid: int, ports) -> None:
-        """One LLDP probe out of each port, and a beacon after it out of each port of
-        a switch without VMs that leads to no managed switch; all in one write."""
+        """One signed LLDP probe out of each port, and (store mode) a beacon after it out
+        of each port of a switch without VMs that leads to no managed switch; all in
+        one write."""
         datapath = self.datapaths.get(dpid)
         if datapath is None or not ports:
             return
-        frames = []
-        for port in ports:
-            frames.append((port, lldp.build_probe(dpid, port, LLDP_SOURCE_MAC)))
-            if self._may_reach_shared_fabric(dpid, port):
-                frames.append((port, lldp.build_beacon(dpid, port, LLDP_SOURCE_MAC)))
+        beacons = {port for port in ports if self._may_reach_shared_fabric(dpid, port)}
+        frames = self.discovery.frames(dpid, list(ports), beacons, time.time())
         datapath.send(b"".join(
             openflow.with_xid(openflow.encoded_packet_out(OFPP_CONTROLLER, port, frame),
                               next_xid(datapath))
             for port, frame in frames))
 
     def _may_reach_shared_fabric(self, dpid: int, port: int) -> bool:
+        if self.store_sync is None:
+            return False   # without a store there is no other process to reach
         fabric = self.engine.fabric
         role = fabric.role(dpid)
         if role is None or role.hosts_vms:
@@ -415,13 +552,25 @@ class DynprovProvisioner(app_manager.RyuApp):
         end = PortRef(dpid, port)
         return fabric.peer(end) is None or fabric.is_shared_uplink(end)
 
-    def _lldp_loop(self) -> None:
-        """Probe every port but those with a VM behind them (a link there would
-        first take the port down, which drops the VM and probes the port again)."""
+    def _every(self, seconds: float, event_class) -> None:
+        """Post ``event_class()`` to this app's own event queue every ``seconds``: timers
+        reach the engine in order with everything else, and this loop never dies."""
         while True:
-            hub.sleep(self.lldp_interval)
-            for dpid in list(self.ports):
-                self._probe_switch_ports(dpid)
+            hub.sleep(seconds)
+            try:
+                self.send_event(self.name, event_class())
+            except Exception:  # noqa: BLE001 - a timer must outlive any failure
+                self.logger.exception("dynprov: could not post %s", event_class.__name__)
+
+    @set_ev_cls(_ProbeRound)
+    @_guarded
+    def _probe_round(self, ev) -> None:
+        """Age out links whose probes stopped, then probe every port but those with a
+        VM behind them (a link there would first take the port down, which drops
+        the VM and probes the port again)."""
+        self.send_plan(self.engine.probe_round(time.time()))
+        for dpid in list(self.ports):
+            self._probe_switch_ports(dpid)
 
     def _probe_switch_ports(self, dpid: int) -> None:
         self._send_probes(dpid, [port for port in sorted(self.ports.get(dpid, ()))
@@ -433,10 +582,10 @@ class DynprovProvisioner(app_manager.RyuApp):
         for datapath in list(self.datapaths.values()):
             datapath.send_msg(datapath.ofproto_parser.OFPDescStatsRequest(datapath, 0))
 
-    def _tick_loop(self) -> None:
-        while True:
-            hub.sleep(TICK_SECONDS)
-            self.send_plan(self.engine.tick(time.time()))
+    @set_ev_cls(_Tick)
+    @_guarded
+    def _tick(self, ev) -> None:
+        self.send_plan(self.engine.tick(time.time()))
 
 
 def _send_request(datapath, request) -> int:

@@ -83,6 +83,7 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
                  domain_libraries: Dict[str, object] | None = None,
                  identity: IdentityPolicy = IdentityPolicy.AUTO,
                  move_hold: float = MOVE_HOLD_SECONDS) -> None:
+        self._settings = (scheme, domains, identity, move_hold)
         self.main_library = library
         self.domains = domains or DomainMap(())
         self.domain_libraries = dict(domain_libraries or {})
@@ -118,6 +119,13 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
         self._flooding = VlanFlooding(self._tree)
         self._dirty_vlans: Dict[int, Set[int]] = {}   # vlan -> switches to recompute
         self._paths: Dict[int, TransitPath] = {}      # server -> its path (shared by its VMs)
+
+    def reset(self) -> None:
+        """Forget every switch, link and VM; keep the libraries and settings. The app
+        then relearns everything from the switches, as after a restart."""
+        scheme, domains, identity, move_hold = self._settings
+        ProvisioningEngine.__init__(self, self.main_library, scheme, domains,
+                                    self.domain_libraries, identity, move_hold)
 
     # -- libraries -------------------------------------------------------------
     @property
@@ -235,10 +243,6 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
         mac = canonical_mac(mac)
         self._attach(dpid, port, mac, iface_id)
         clash = self._iface_clash(dpid, port, mac)
-        if clash is not None:
-            verdict = PacketVerdict()
-            self._refuse(verdict, mac, None, dpid, port, now, clash)
-            return verdict
         holder = self._by_port.get((dpid, port))
         if holder is not None and holder.mac != mac and \
                 self.policy_of(dpid) is not IdentityPolicy.PACKETS and \
@@ -251,6 +255,8 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
         current = self.bindings.get(mac)
         if current is not None and (current.dpid, current.port) != (dpid, port):
             verdict = PacketVerdict()
+            if clash is not None:
+                verdict.plan.warnings.append(clash)
             self._pre_provision(current, dpid, port, verdict.plan, "its hypervisor created "
                                 f"port {port} on {self._name(dpid)}")
             return verdict

@@ -61,16 +61,18 @@ class VmIdentity:
                 del self._attached_at[mac]
 
     def _iface_clash(self, dpid: int, port: int, mac: str) -> Optional[str]:
-        """Why OVSDB's rows for this MAC name two different VMs, if they do."""
+        """A warning when OVSDB's rows for this MAC carry different iface-ids (a
+        hypervisor keeps a VM's iface-id across a migration)."""
         mine = self._iface_ids.get((dpid, port))
         if not mine:
             return None
         for where in sorted(self._attached_at.get(mac, ())):
             other = self._iface_ids.get(where)
             if where != (dpid, port) and other and other != mine:
-                return (f"OVSDB names two VMs with MAC {mac}: iface-id {other!r} on "
-                        f"{self._name(where[0])} port {where[1]} and {mine!r} here; the "
-                        "second is refused (a MAC clash, not a migration)")
+                return (f"OVSDB rows with MAC {mac} carry different iface-ids: {other!r} "
+                        f"on {self._name(where[0])} port {where[1]}, {mine!r} on port "
+                        f"{port} of {self._name(dpid)}; taken for a migration of one VM "
+                        "(two VMs sharing a MAC would be a clash: check the hypervisors)")
         return None
 
     def _identity_refusal(self, dpid: int, port: int, mac: str,

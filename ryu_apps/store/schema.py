@@ -17,7 +17,9 @@ LIBRARY = "Library"
 TEMPLATE = "Template"
 BINDING = "Binding"
 PROCESS = "Process"
-TABLES = (LIBRARY, TEMPLATE, BINDING, PROCESS)
+#: Deployment-wide settings; row "topology" holds the secret LLDP probes are signed with.
+DEPLOYMENT = "Deployment"
+TABLES = (LIBRARY, TEMPLATE, BINDING, PROCESS, DEPLOYMENT)
 
 
 def schema_version() -> str:

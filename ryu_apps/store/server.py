@@ -164,7 +164,24 @@ class Store:
         if self.mode == CLUSTER:
             self.wait_for_leader(timeout)
             self.set_election_timer(CLUSTER_ELECTION_TIMER_MS)
+        self.upgrade_schema()
         return self
+
+    def upgrade_schema(self) -> bool:
+        """Convert the database to the schema shipped with this checkout if it is older
+        (a store created by an earlier dynprov); True when it was converted."""
+        remote = self.remote
+        for candidate in remote.split(","):
+            check = subprocess.run(["ovsdb-client", "needs-conversion", candidate,
+                                    str(SCHEMA_PATH)], capture_output=True, text=True,
+                                   timeout=10, check=False)
+            if check.returncode != 0:
+                continue   # not the leader, or not answering: try the next member
+            if check.stdout.strip() != "yes":
+                return False
+            _run(["ovsdb-client", "convert", candidate, str(SCHEMA_PATH)])
+            return True
+        raise StoreError(f"store {remote}: no member answered 'ovsdb-client needs-conversion'")
 
     def start_member(self, name: str, wait: bool = True) -> None:
         """Start one member (no-op if it runs)."""

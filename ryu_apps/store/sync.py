@@ -36,7 +36,7 @@ from ryu_apps.core.lifecycle import Notice, NotificationError
 from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.store.client import RowChange, StoreClient
 from ryu_apps.store.library_rows import LibraryRows, library_from_rows
-from ryu_apps.store.schema import BINDING, LIBRARY, PROCESS, TEMPLATE
+from ryu_apps.store.schema import BINDING, DEPLOYMENT, LIBRARY, PROCESS, TEMPLATE
 from ryu_apps.store.writes import (
     BindingRecord,
     adopt_binding,
@@ -46,6 +46,7 @@ from ryu_apps.store.writes import (
     report_process,
     request_from_owner,
     request_owner,
+    share_topology_secret,
     stored_rows,
     withdraw_request,
 )
@@ -94,7 +95,7 @@ class StoreSync:
         self._awaiting: Set[str] = set()           # handed to us, pre-provisioned, not here yet
         self._handing: Set[str] = set()            # ours, named for another process
         self.client = StoreClient(remote, self._on_changes, logger=logger, conditions={
-            BINDING: self._binding_condition(), PROCESS: [True]})
+            BINDING: self._binding_condition(), PROCESS: [True], DEPLOYMENT: [True]})
         self._threads = []
         self._kicked = eventlet.event.Event()   # a VM was provisioned: publish now
 
@@ -122,6 +123,23 @@ class StoreSync:
         for thread in self._threads:
             thread.kill()
         self.client.stop()
+
+    def topology_secret(self, candidate: bytes, timeout: float = SYNC_TIMEOUT) -> bytes:
+        """The deployment's LLDP signing secret, shared by every process through the
+        store (``candidate`` becomes it if the store has none yet)."""
+        result = self.client.submit(share_topology_secret(candidate.hex())).wait(timeout)
+        if result is None or not result.ok:
+            raise SystemExit(f"dynprov: cannot start: store {self.client.remote}: the "
+                             "topology secret could not be read or written "
+                             f"({result.error if result else 'timeout'})")
+        return bytes.fromhex(str(result.value))
+
+    def is_registered(self, process: str) -> bool:
+        """Whether ``process`` is a controller process registered in the store (not us)."""
+        if process == self.name:
+            return False
+        return any(row.name == process
+                   for row in self.client.idl.tables[PROCESS].rows.values())
 
     def library_in_force(self) -> dict:
         """Where this process's library comes from: the store, this process, its generation."""

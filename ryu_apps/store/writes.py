@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from ryu_apps.store.library_rows import LibraryRows, TemplateRow
-from ryu_apps.store.schema import BINDING, LIBRARY, PROCESS, TEMPLATE
+from ryu_apps.store.schema import BINDING, DEPLOYMENT, LIBRARY, PROCESS, TEMPLATE
 
 
 def find(idl, table: str, **columns):
@@ -258,4 +258,22 @@ def report_process(name: str, generation: Optional[int] = None,
             row.library_applied = now
         if devices is not None and sorted(row.devices) != sorted(devices):
             row.devices = list(devices)
+    return write
+
+
+# -- the deployment ------------------------------------------------------------------
+TOPOLOGY_SECRET_ROW = "topology"
+
+
+def share_topology_secret(candidate: str) -> Callable:
+    """The deployment's LLDP signing secret (hex): the store's if it has one, else
+    ``candidate``, written once (the unique ``name`` index makes two processes
+    writing at once one success and one retry that reads the winner's)."""
+    def write(idl, txn) -> str:
+        row = find(idl, DEPLOYMENT, name=TOPOLOGY_SECRET_ROW)
+        if row is not None:
+            return row.secret
+        row = txn.insert(idl.tables[DEPLOYMENT])
+        row.name, row.secret = TOPOLOGY_SECRET_ROW, candidate
+        return candidate
     return write

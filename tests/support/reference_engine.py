@@ -201,10 +201,6 @@ class ReferenceEngine(VmLifecycle, VmIdentity, TopologyEvents):
         mac = _canonical(mac)
         self._attach(dpid, port, mac, iface_id)
         clash = self._iface_clash(dpid, port, mac)
-        if clash is not None:
-            verdict = PacketVerdict()
-            self._refuse(verdict, mac, None, dpid, port, now, clash)
-            return verdict
         holder = self._by_port.get((dpid, port))
         if holder is not None and holder.mac != mac and \
                 self.policy_of(dpid) is not IdentityPolicy.PACKETS and \
