@@ -264,30 +264,24 @@ def test_a_tokens_file_other_users_can_read_stops_the_controller(tmp_path):
 
 # -- HTTPS ----------------------------------------------------------------------------------
 def test_https_with_a_certificate_made_by_openssl_and_no_plain_http(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", "1", "-subj", "/CN=dynprov test",
-                    "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    controller = lab.ControllerProcess(
-        workdir=tmp_path, extra_options=f"rest_cert = {cert}\nrest_key = {key}\n").start()
+    controller = lab.ControllerProcess(workdir=tmp_path, rest_https=True)
+    cert = controller.rest_cert      # openssl req -x509 ..., subjectAltName IP:127.0.0.1
+    assert "BEGIN CERTIFICATE" in cert.read_text()
+    controller.start()
     https = f"https://127.0.0.1:{controller.wsapi_port}"
     plain = f"http://127.0.0.1:{controller.wsapi_port}"
     try:
-        reader = RestTarget(https, controller.tokens["reader"], str(cert))
-        assert call(reader, "GET", "/dynprov/switches") == (200, [])
+        assert controller.rest_url == https
+        assert controller.rest("GET", "/dynprov/switches", role="reader") == (200, [])
         assert call(RestTarget(https, None, str(cert)), "GET", "/dynprov")[0] == 401
         with pytest.raises(ControllerError, match="closed the connection without answering"
                                                   ".*use https://"):
             call(RestTarget(plain, controller.tokens["reader"]), "GET", "/dynprov")
         with pytest.raises(ControllerError, match="cannot verify the TLS certificate"):
             call(RestTarget(https, controller.tokens["reader"]), "GET", "/dynprov")
-        token_file = tmp_path / "reader-token"
-        token_file.write_text(controller.tokens["reader"])
         listing = subprocess.run(
-            [sys.executable, "-m", "ryu_apps.cli.main", "bindings", "--controller", https,
-             "--token-file", str(token_file), "--ca-cert", str(cert)],
+            [sys.executable, "-m", "ryu_apps.cli.main", "bindings",
+             *controller.rest_cli_args("reader")],   # --controller https://... --ca-cert
             capture_output=True, text=True, cwd=str(lab.REPO_ROOT), timeout=60)
         assert listing.returncode == 0, listing.stderr
         assert "(no VM is provisioned)" in listing.stdout
