@@ -185,7 +185,7 @@ class DynprovTestbed(Testbed):
     def notify(self, vm, destination) -> None:
         from ryu_apps.cli.notify import send
 
-        status, answer = send(f"http://127.0.0.1:{self.controller.wsapi_port}",
+        status, answer = send(self.controller.rest_target(),
                               {"event": "migrating", "mac": vm.MAC(),
                                "server": destination.name})
         if status != 200:

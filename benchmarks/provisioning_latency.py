@@ -17,13 +17,11 @@ flows are counted on its server bridge and on the access bridge.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List
@@ -87,9 +85,10 @@ class VmPorts:
 
 
 def rest(controller: lab.ControllerProcess, path: str):
-    with urllib.request.urlopen(f"http://127.0.0.1:{controller.wsapi_port}{path}",
-                                timeout=30) as response:
-        return json.loads(response.read())
+    status, answer = controller.rest("GET", path, role="reader", timeout=30)
+    if status != 200:
+        raise RuntimeError(f"GET {path}: {status} {answer}")
+    return answer
 
 
 def binding_flow_counts(bridge: str) -> Counter:

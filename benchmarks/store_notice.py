@@ -141,7 +141,7 @@ def run(notices: int, busy_loops: int = 0, workdir: Optional[str] = None,
         setup.wait_for_store(lambda rows: any(
             r["name"] == "p2" and set(servers) <= set(r["devices"]) for r in rows),
             table="Process")
-        source = f"http://127.0.0.1:{setup.controllers[0].wsapi_port}"
+        source = setup.controllers[0].rest_target()   # URL and admin token
         source_log = LogTail(setup.controllers[0].log_file)
         destination_log = LogTail(setup.controllers[1].log_file)
         busy = start_busy_loops(busy_loops)
@@ -206,7 +206,7 @@ def _vm_of(setup, process: str) -> str:
     return sorted(r["mac"] for r in rows if r["owner"] == process)[0]
 
 
-def _refused_call_ms(send, source: str, mac: str) -> float:
+def _refused_call_ms(send, source, mac: str) -> float:
     """The same REST call for a server nobody manages: answered 404 without a store write."""
     sent = time.time()
     status, answer = send(source, {"event": "migrating", "mac": mac, "server": "nowhere"})

@@ -33,7 +33,6 @@ import shutil
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Dict, List
 
@@ -138,13 +137,13 @@ def run(repetitions: int, quick: bool) -> dict:
         beds["dynprov"] = DynprovTestbed(f"td{tag:03d}", base, templates=library)
         beds["faucet"] = FaucetTestbed(f"tf{tag:03d}", base + (1 << 23), faucet_acls(PORTS[0]),
                                        {name: ["web-in"] for name in WEB_VMS})
-        url = f"http://127.0.0.1:{beds['dynprov'].controller.wsapi_port}/dynprov/library/reload"
+        controller = beds["dynprov"].controller
 
         def dynprov_change(port: int):
             web.write_text(web_yaml(port, original))
-            request = urllib.request.Request(url, method="POST", data=b"")
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                answer.read()
+            status, answer = controller.rest("POST", "/dynprov/library/reload", timeout=10)
+            if status != 200:
+                raise RuntimeError(f"library reload: {status} {answer}")
             return time.monotonic_ns()
 
         def faucet_change(port: int):

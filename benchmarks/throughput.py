@@ -20,14 +20,12 @@ Run: ``python -m benchmarks.throughput [--quick] [--plot-only]``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import os
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import List, Optional
 
@@ -79,17 +77,18 @@ class SimpleSwitchController(lab.ControllerProcess):
                 "--wsapi-port", str(self.wsapi_port), "ryu.app.simple_switch_13"]
 
 
-def _get_json(url: str):
-    with urllib.request.urlopen(url, timeout=10) as reply:
-        return json.load(reply)
+def _get_json(controller: lab.ControllerProcess, path: str):
+    status, answer = controller.rest("GET", path, role="reader", timeout=10)
+    if status != 200:
+        raise RuntimeError(f"GET {path}: {status} {answer}")
+    return answer
 
 
 def _wait_for_links(controller: DynprovController, links: int, timeout: float = 60.0) -> None:
-    url = f"http://127.0.0.1:{controller.wsapi_port}/dynprov/links"
     deadline = time.monotonic() + timeout
     found = []
     while time.monotonic() < deadline:
-        found = _get_json(url)
+        found = _get_json(controller, "/dynprov/links")
         if len(found) >= links:
             return
         time.sleep(0.1)
@@ -147,8 +146,7 @@ def cross_check(controller: DynprovController, provisioned: List[int],
     wanted = set(provisioned)
     deadline = time.monotonic() + timeout
     while True:
-        bindings = _get_json(f"http://127.0.0.1:{controller.wsapi_port}"
-                             "/dynprov/bindings?counters=false")
+        bindings = _get_json(controller, "/dynprov/bindings?counters=false")
         active = {int(b["mac"].replace(":", ""), 16) for b in bindings
                   if b["state"] == "active"}
         if wanted <= active or time.monotonic() > deadline:

@@ -65,7 +65,7 @@ def migrate_across(setup: DistributedLab, destination: str,
     def tell() -> None:
         notice["sent"] = time.time()
         status, answer = send_notification(
-            f"http://127.0.0.1:{source_controller.wsapi_port}",
+            source_controller.rest_target(),
             {"event": "migrating", "mac": mac, "server": target.name})
         print(f"  notify migrating -> {source_process}: {status}: "
               f"{answer.get('acknowledged', answer)}", flush=True)

@@ -39,7 +39,7 @@ def _vm_flows(bridge: str, mac: str) -> str:
 def migrate_once(net, controller, vms, source, destination, notify: bool) -> list:
     """One probed migration; the outage reports of the probers."""
     vm = vms[MIGRATING_VM]
-    url = f"http://127.0.0.1:{controller.wsapi_port}"
+    api = controller.rest_target()   # URL and admin token
     _banner(f"before: flows of {vm.name} ({vm.MAC()}) on {source.name} and "
             f"{destination.name}")
     print(f"--- {source.name}\n{_vm_flows(source.name, vm.MAC())}")
@@ -48,7 +48,7 @@ def migrate_once(net, controller, vms, source, destination, notify: bool) -> lis
     time.sleep(0.3)
 
     def tell_controller() -> None:
-        status, answer = send_notification(url, {"event": "migrating", "mac": vm.MAC(),
+        status, answer = send_notification(api, {"event": "migrating", "mac": vm.MAC(),
                                                  "server": destination.name})
         print(f"  notify migrating -> {status}: {answer.get('acknowledged', answer)}")
 

@@ -15,7 +15,6 @@ import time
 from typing import Callable, Dict, Set
 
 from ryu import cfg
-from ryu.app.wsgi import WSGIApplication
 from ryu.base import app_manager
 from ryu.controller import event, ofp_event
 from ryu.controller.handler import (
@@ -134,7 +133,7 @@ class DynprovProvisioner(app_manager.RyuApp):
     """Detects VMs from their packets and provisions them from templates."""
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
-    _CONTEXTS = {"wsgi": WSGIApplication}
+    _CONTEXTS = {"wsgi": rest_api.RestApplication}   # served by rest_server, not Ryu
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -1,4 +1,4 @@
-"""dynprov's REST API on Ryu's WSGI server (``--wsapi-port``, default 8080).
+"""dynprov's REST API (``--wsapi-host``/``--wsapi-port``, served by rest_server.py).
 
 Endpoints (JSON; errors are ``{"error": "..."}``), documented in docs/rest-api.md::
 
@@ -14,6 +14,10 @@ Endpoints (JSON; errors are ``{"error": "..."}``), documented in docs/rest-api.m
     GET  /dynprov/refused                MACs refused or quarantined, and why
     GET  /dynprov/provisioning-times     when recent VMs were detected and confirmed
     POST /dynprov/notifications          served by ryu_apps.rest_notify (listed here)
+
+Every call needs a bearer token (GET: ``reader``, anything else: ``admin``);
+``ryu_apps.rest_guard`` checks it, caps the body and answers the errors it
+finds before a route is chosen.
 
 Handlers run in WSGI green threads beside Ryu's event loop. They copy what
 they need from the engine before anything that yields (a flow stats request
@@ -36,7 +40,7 @@ from ryu.base import app_manager
 from ryu.controller import event as ryu_event
 from ryu.lib import hub
 
-from ryu_apps import openflow, rest_views
+from ryu_apps import openflow, rest_server, rest_views
 from ryu_apps.core.cookies import (
     APP_ID,
     APP_MASK,
@@ -47,6 +51,9 @@ from ryu_apps.core.cookies import (
     CookieKind,
 )
 from ryu_apps.core.flowspec import FlowSpec
+from ryu_apps.rest_auth import required_role
+from ryu_apps.rest_guard import INTERNAL_ERROR
+from ryu_apps.rest_server import RestApplication  # noqa: F401 (the app's wsgi context)
 from ryu_apps.rest_views import FlowStat, ViewError
 
 # The app that imports this module (ryu_apps.provisioner) needs Ryu's ofctl
@@ -97,12 +104,14 @@ class SwitchSilent(Exception):
 
 
 def register(app, wsgi) -> None:
-    """Serve the REST API of ``app`` (the dynprov RyuApp) on ``wsgi``."""
+    """Serve the REST API of ``app`` (the dynprov RyuApp) on ``wsgi``, and start
+    listening (the last routes: register the notifications route before)."""
     _quiet_ofctl_service()
     api = DynprovApi(app)
     app.register_handler(_ReloadRequest, api.handle_reload_request)
     wsgi.register(DynprovRestController, {"api": api})
     wsgi.register(FallbackController, {"api": api})  # after: matches what is left
+    rest_server.start(app, wsgi)
 
 
 # -- reading flows from switches -----------------------------------------------------
@@ -144,9 +153,9 @@ def read_many(app, requests: Dict[int, Tuple[int, int]], timeout: float = STATS_
             return read_flows(app, dpid, cookie, mask, timeout), None
         except SwitchSilent as why:
             return None, str(why)
-        except Exception as error:  # a bug must not cost the other switches' answers
+        except Exception:  # a bug must not cost the other switches' answers
             app.logger.exception("reading the flows of switch %016x failed", dpid)
-            return None, f"internal error: {error!r}"
+            return None, INTERNAL_ERROR
 
     threads = {dpid: hub.spawn(one, dpid, *request) for dpid, request in requests.items()}
     return {dpid: thread.wait() for dpid, thread in threads.items()}
@@ -162,9 +171,9 @@ class _ReloadRequest(ryu_event.EventRequestBase):
 
 
 class _ReloadReply(ryu_event.EventReplyBase):
-    """(ok, message) from ``app.reload_library()``."""
+    """(ok, message) from ``app.reload_library()``; None when it raised."""
 
-    def __init__(self, dst: str, result: Tuple[bool, str]) -> None:
+    def __init__(self, dst: str, result: Optional[Tuple[bool, str]]) -> None:
         super().__init__(dst)
         self.result = result
 
@@ -281,7 +290,10 @@ class DynprovApi:
         late = ApiError(503, f"the controller did not finish the reload within "
                              f"{RELOAD_TIMEOUT:g} s")
         with hub.Timeout(RELOAD_TIMEOUT, late):
-            ok, message = self.app.send_request(_ReloadRequest(self.app.name)).result
+            result = self.app.send_request(_ReloadRequest(self.app.name)).result
+        if result is None:  # the reload raised: logged with its traceback
+            raise ApiError(500, INTERNAL_ERROR)
+        ok, message = result
         store = getattr(self.app, "store_sync", None)
         if not ok and store is not None:  # store mode: nothing read, nothing changed
             raise ApiError(409, message, **store.library_in_force())
@@ -295,9 +307,9 @@ class DynprovApi:
         """Runs in the app's event loop: reload, then answer the waiting handler."""
         try:
             result = self.app.reload_library()
-        except Exception as error:  # reply anyway, so the HTTP client is not left hanging
+        except Exception:  # reply anyway, so the HTTP client is not left hanging
             self.app.logger.exception("library reload failed")
-            result = (False, f"reload failed: {error}")
+            result = None
         self.app.reply_to_request(request, _ReloadReply(request.src, result))
 
     # switches, links, refused MACs
@@ -345,9 +357,9 @@ def _answers(handler: Callable) -> Callable:
         except ApiError as error:
             return _json_response(error.status, {"error": error.message, **error.extra},
                                   error.headers)
-        except Exception as error:  # a bug: say so in JSON, log the traceback
+        except Exception:  # a bug: say so in JSON, log the traceback
             self.api.app.logger.exception("REST %s %s failed", req.method, req.path)
-            return _json_response(500, {"error": f"internal error: {error!r}"})
+            return _json_response(500, {"error": INTERNAL_ERROR})
     return wrapper
 
 
@@ -361,7 +373,8 @@ class DynprovRestController(ControllerBase):
     @route("dynprov_index", PREFIX, methods=["GET"])
     @_answers
     def index(self, req, **_):
-        return {"endpoints": [{"method": m, "path": p, "what": w} for m, p, w in ENDPOINTS]}
+        return {"endpoints": [{"method": m, "path": p, "what": w,
+                               "role": required_role(m).label} for m, p, w in ENDPOINTS]}
 
     @route("dynprov_bindings", PREFIX + "/bindings", methods=["GET"])
     @_answers

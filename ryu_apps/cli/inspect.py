@@ -1,9 +1,10 @@
 """``dynprov bindings`` and ``dynprov flows BRIDGE``: what the controller provisioned.
 
-``bindings`` asks a running controller's REST API (docs/rest-api.md);
-``flows`` reads a bridge's flow table with ``ovs-ofctl`` and labels every flow
-with its decoded cookie, plus the VM and template names when the controller
-answers.
+``bindings`` asks a running controller's REST API (docs/rest-api.md) with a
+reader token (or an admin one); ``flows`` reads a bridge's flow table with
+``ovs-ofctl`` and labels every flow with its decoded cookie, plus the VM and
+template names when the controller answers. Controller, token and CA:
+``ryu_apps.cli.rest_client``.
 """
 
 from __future__ import annotations
@@ -11,15 +12,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
-from typing import Any, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from ryu_apps import flow_listing
+from ryu_apps.cli import rest_client
+from ryu_apps.cli.rest_client import (
+    DEFAULT_CONTROLLER,
+    READER,
+    ControllerError,
+    RestTarget,
+    controller_url,
+    fetch_json,
+)
 from ryu_apps.flow_listing import FlowListingError, OwnerNames
 
-DEFAULT_CONTROLLER = "http://127.0.0.1:8080"
+__all__ = ["ControllerError", "controller_url", "fetch_json", "register"]
 #: Seconds to wait for the controller (a listing asks every server bridge first).
 HTTP_TIMEOUT = 15.0
 #: Seconds to try the default controller when ``flows`` was not given one.
@@ -28,16 +35,12 @@ BINDING_COLUMNS = ("MAC", "TEMPLATE", "VLAN", "SERVER:PORT", "ACCESS:PORT", "STA
                    "SINCE (UTC)", "SENT PKTS/BYTES", "RECEIVED PKTS/BYTES")
 
 
-class ControllerError(Exception):
-    """The controller could not be reached or did not answer usefully."""
-
-
 def register(subparsers) -> None:
     """Add ``bindings`` and ``flows`` to the ``dynprov`` parser."""
     bindings = subparsers.add_parser(
         "bindings", help="the VMs a running controller provisioned",
         description="List the VM bindings of a running dynprov controller (REST API).")
-    _controller_option(bindings, DEFAULT_CONTROLLER)
+    rest_client.add_arguments(bindings, None)
     bindings.add_argument("--json", action="store_true",
                           help="print the controller's JSON instead of a table")
     bindings.set_defaults(func=_bindings)
@@ -48,59 +51,17 @@ def register(subparsers) -> None:
                     "labelled with its decoded cookie; VM MACs and template names come "
                     f"from the controller (default {DEFAULT_CONTROLLER}, if it answers).")
     flows.add_argument("bridge", metavar="BRIDGE", help="an Open vSwitch bridge name")
-    _controller_option(flows, None)
+    rest_client.add_arguments(flows, None)
     flows.add_argument("--counters", action="store_true",
                        help="keep duration, n_packets and n_bytes")
     flows.set_defaults(func=_flows)
 
 
-def _controller_option(parser: argparse.ArgumentParser, default: Optional[str]) -> None:
-    parser.add_argument("--controller", metavar="URL", type=controller_url, default=default,
-                        help=f"the controller's REST API (default {DEFAULT_CONTROLLER})")
-
-
-def controller_url(text: str) -> str:
-    """argparse type: an http(s) URL without a trailing slash."""
-    parsed = urllib.parse.urlsplit(text)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a controller URL: expected http://HOST:PORT, "
-            f"like {DEFAULT_CONTROLLER}")
-    return text.rstrip("/")
-
-
-# -- talking to the controller ----------------------------------------------------
-def fetch_json(base: str, path: str, timeout: float = HTTP_TIMEOUT) -> Any:
-    """GET ``base + path`` and decode its JSON; ControllerError on any failure."""
-    url = base + path
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            body = response.read()
-    except urllib.error.HTTPError as error:
-        raise ControllerError(f"the dynprov controller at {base} answered {error.code} "
-                              f"for {path}: {_error_text(error)}") from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise ControllerError(f"cannot reach the dynprov controller at {base}: "
-                              f"{reason}") from None
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise ControllerError(f"{url} did not answer JSON: is {base} a dynprov "
-                              "controller's REST API (ryu-manager --wsapi-port)?") from None
-
-
-def _error_text(error: urllib.error.HTTPError) -> str:
-    try:
-        return str(json.loads(error.read())["error"])
-    except (ValueError, KeyError, TypeError, OSError):
-        return error.reason or "no details"
-
-
 # -- dynprov bindings -----------------------------------------------------------------
 def _bindings(args: argparse.Namespace) -> int:
     try:
-        bindings = fetch_json(args.controller, "/dynprov/bindings")
+        bindings = fetch_json(rest_client.target_from_args(args, READER), "/dynprov/bindings",
+                              HTTP_TIMEOUT)
     except ControllerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -160,7 +121,14 @@ def _flows(args: argparse.Namespace) -> int:
     except FlowListingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    names = _owner_names(args.controller, args.bridge)
+    try:
+        target = rest_client.target_from_args(args, READER)
+    except ControllerError as error:
+        print(f"warning: {error}; flows are labelled from their cookies only",
+              file=sys.stderr)
+        target = None
+    explicit = args.controller is not None
+    names = _owner_names(target, explicit, args.bridge) if target else None
     annotated = flow_listing.annotate(lines, args.counters, names)
     others = sum(1 for line in annotated if line.endswith(f"# {flow_listing.NOT_OURS}"))
     for line in annotated:
@@ -169,19 +137,19 @@ def _flows(args: argparse.Namespace) -> int:
     return 0
 
 
-def _owner_names(explicit: Optional[str], bridge: str) -> Optional[OwnerNames]:
+def _owner_names(target: RestTarget, explicit: bool, bridge: str) -> Optional[OwnerNames]:
     """VM MACs and template names from the controller that manages ``bridge``.
 
     None when no controller answers (a warning if one was given) or when the
     controller that answers does not manage this bridge (its binding ids would
     name other VMs).
     """
-    base = explicit or DEFAULT_CONTROLLER
+    base = target.url
     timeout = HTTP_TIMEOUT if explicit else PROBE_TIMEOUT
     try:
-        switches = fetch_json(base, "/dynprov/switches", timeout)
-        bindings = fetch_json(base, "/dynprov/bindings?counters=false", timeout)
-        templates = fetch_json(base, "/dynprov/templates", timeout)
+        switches = fetch_json(target, "/dynprov/switches", timeout)
+        bindings = fetch_json(target, "/dynprov/bindings?counters=false", timeout)
+        templates = fetch_json(target, "/dynprov/templates", timeout)
     except ControllerError as error:
         if explicit:
             print(f"warning: {error}; flows are labelled from their cookies only",

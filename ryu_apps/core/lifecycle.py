@@ -20,6 +20,13 @@ from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.device_messages import MigrationDone, MigrationNotice
 from ryu_apps.core.flow_plan import PacketOut, Plan
 from ryu_apps.core.cookies import migration_owner
+from ryu_apps.core.notification_errors import (  # noqa: F401 (NotificationError: API)
+    MalformedNotification,
+    NotApplicable,
+    NotificationError,
+    UnknownServer,
+    UnknownVm,
+)
 from ryu_apps.core.migration_paths import (
     arrival_announcement_flows,
     both_ways_flows,
@@ -38,10 +45,6 @@ class Notice(enum.Enum):
     RESTARTING = "restarting"
     MIGRATING = "migrating"
     TEMPLATE_CHANGE = "template-change"
-
-
-class NotificationError(ValueError):
-    """A notification that names an unknown VM or server, or makes no sense now."""
 
 
 @dataclass
@@ -140,7 +143,7 @@ class VmLifecycle:
         verdict = self.vm_attached(dpid, port, mac, now)
         plan.extend(verdict.plan)
         if verdict.refusal:
-            raise NotificationError(f"VM {mac} refused: {verdict.refusal.reason}")
+            raise NotApplicable(f"VM {mac} refused: {verdict.refusal.reason}")
         expected = self.incoming.get(mac)
         if expected is not None and (expected.dpid, expected.port) == (dpid, port):
             return (f"pre-provisioned on {self._name(dpid)} port {port}; activated when it "
@@ -160,7 +163,7 @@ class VmLifecycle:
         if binding.state is VmState.SUSPENDED:
             return "already suspended"
         if not binding.state.forwards:
-            raise NotificationError(f"VM {mac} is {binding.state.value}: only an active VM "
+            raise NotApplicable(f"VM {mac} is {binding.state.value}: only an active VM "
                                     "can be suspended")
         self._set_state(binding, VmState.SUSPENDED, plan)
         return "traffic stopped, binding kept"
@@ -170,7 +173,7 @@ class VmLifecycle:
         if binding.state.forwards:
             return "already active"
         if binding.state is not VmState.SUSPENDED:
-            raise NotificationError(f"VM {mac} is {binding.state.value}: only a suspended VM "
+            raise NotApplicable(f"VM {mac} is {binding.state.value}: only a suspended VM "
                                     "can be resumed")
         self._set_state(binding, VmState.ACTIVE, plan)
         return "traffic restored"
@@ -192,12 +195,12 @@ class VmLifecycle:
         if target_domain is None or source_domain is None or \
                 target_domain.name != source_domain.name:
             where = f"domain {target_domain.name!r}" if target_domain else "no domain"
-            raise NotificationError(
+            raise NotApplicable(
                 f"server {self._name(dpid)} is outside VM {mac}'s mobility domain "
                 f"'{source_domain.name if source_domain else '?'}' (it is in {where})")
         destination_device = self._device_of(dpid)
         if destination_device is None:
-            raise NotificationError(f"server {self._name(dpid)} hangs off no known access "
+            raise NotApplicable(f"server {self._name(dpid)} hangs off no known access "
                                     "switch yet")
         if binding.state is not VmState.MIGRATING_OUT:
             self._store(replace(binding, state=VmState.MIGRATING_OUT))
@@ -210,11 +213,11 @@ class VmLifecycle:
     def _notice_template_change(self, mac, server, template_id, now, plan) -> str:
         binding = self._known(mac)
         if template_id is None:
-            raise NotificationError("a template change needs the new template id")
+            raise MalformedNotification("a template change needs the new template id")
         library = self.library_of_switch(binding.dpid) or self.main_library
         template = library.get(template_id)
         if template is None:
-            raise NotificationError(f"template {template_id} (0x{template_id:04X}) is not in "
+            raise NotApplicable(f"template {template_id} (0x{template_id:04X}) is not in "
                                     f"the library of VM {mac}'s domain")
         if template_id == binding.template_id:
             return f"already on template {template_id} '{template.name}'"
@@ -376,20 +379,20 @@ class VmLifecycle:
             return binding
         if allow_gone and mac in self.history:
             return None
-        raise NotificationError(f"unknown VM {mac}: no binding and never seen by this "
+        raise UnknownVm(f"unknown VM {mac}: no binding and never seen by this "
                                 "controller")
 
     def _server(self, server: Optional[str]) -> int:
         if server is None:
-            raise NotificationError("this notification needs the server (bridge name or "
+            raise MalformedNotification("this notification needs the server (bridge name or "
                                     "datapath id)")
         for dpid, info in self.fabric.switches.items():
             if server in (info.name, f"{dpid:016x}", f"{dpid:x}", str(dpid)):
                 if not info.role.hosts_vms:
-                    raise NotificationError(f"{server} is a {info.role.value} switch, not a "
+                    raise NotApplicable(f"{server} is a {info.role.value} switch, not a "
                                             "server's virtual switch")
                 return dpid
-        raise NotificationError(f"unknown server {server!r}: no connected server bridge has "
+        raise UnknownServer(f"unknown server {server!r}: no connected server bridge has "
                                 "that name or datapath id")
 
 
@@ -398,4 +401,4 @@ def _mac(text: str) -> str:
     try:
         return format_mac(parse_mac(text))
     except IdentifierError as error:
-        raise NotificationError(str(error)) from None
+        raise MalformedNotification(str(error)) from None

@@ -33,6 +33,7 @@ import ovs.db.idl
 
 from ryu_apps.core.binding import Binding, Detection, VmState
 from ryu_apps.core.lifecycle import Notice, NotificationError
+from ryu_apps.core.notification_errors import NotApplicable, UnknownServer, UnknownVm
 from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.store.client import RowChange, StoreClient
 from ryu_apps.store.library_rows import LibraryRows, library_from_rows
@@ -290,19 +291,19 @@ class StoreSync:
         mac = mac.lower()
         destination = self._process_of_server(server)
         if destination is None:
-            raise NotificationError(f"unknown server {server!r}: neither this process nor "
+            raise UnknownServer(f"unknown server {server!r}: neither this process nor "
                                     "any process in the store manages it")
         binding = self._published.get(mac)
         if binding is None and mac in self._ceded:
             return ("already taken over by another process (it saw the VM's port on its "
                     "server); this side is released once the VM's old port is gone")
         if binding is None:
-            raise NotificationError(f"unknown VM {mac}: this process holds no binding of it")
+            raise UnknownVm(f"unknown VM {mac}: this process holds no binding of it")
         submitted = time.time()
         result = self.client.submit(request_owner(mac, self.name, destination, server,
                                                   0)).wait(10)
         if result is None or not result.ok or result.value is not True:
-            raise NotificationError(f"VM {mac}: hand-off to {destination} not recorded: "
+            raise NotApplicable(f"VM {mac}: hand-off to {destination} not recorded: "
                                     f"{result.error if result else 'store timeout'}")
         self.logger.info("store: VM %s handed over to process %s (server %s): request "
                          "committed in %.2f ms (submitted at %.6f)", mac, destination, server,

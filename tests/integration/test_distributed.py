@@ -5,12 +5,10 @@ run in order on one lab: bindings, a template change, a controller killed and
 restarted, VM migrations across processes without and with a notice.
 """
 
-import json
 import os
 import shutil
 import signal
 import time
-import urllib.request
 
 import pytest
 
@@ -66,9 +64,9 @@ def test_vms_in_different_pods_reach_each_other_across_the_shared_fabric(dist):
 
 
 def _rest(controller, path):
-    with urllib.request.urlopen(f"http://127.0.0.1:{controller.wsapi_port}{path}",
-                                timeout=5) as reply:
-        return json.loads(reply.read())
+    status, answer = controller.rest("GET", path, role="reader", timeout=5)
+    assert status == 200, answer
+    return answer
 
 
 def test_a_template_change_in_the_store_reaches_every_process(dist):
@@ -168,7 +166,7 @@ def test_a_vm_moving_to_another_process_without_notice_is_claimed_there(dist):
 
 def test_a_migration_notice_names_the_destination_process_in_the_store(dist):
     p2 = dist.controllers[1]
-    status, answer = send(f"http://127.0.0.1:{p2.wsapi_port}",
+    status, answer = send(p2.rest_target(),
                           {"event": "migrating", "mac": WEB1_MAC,
                            "server": dist.switches["s12"]})
     assert status == 200, answer

@@ -36,7 +36,7 @@ def dc(tmp_path_factory):
         for vm in net.hosts:
             lab.announce(vm)
         vms = {h.name[4:]: h for h in net.hosts}
-        yield controller, net, vms, f"http://127.0.0.1:{controller.wsapi_port}", prefix
+        yield controller, net, vms, controller.rest_target(), prefix
     finally:
         stop_datacenter(controller, net)
 

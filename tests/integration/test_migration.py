@@ -55,7 +55,7 @@ def _migrate(dc, source, destination, notify, announce):
     time.sleep(0.3)
 
     def tell():
-        status, answer = send(f"http://127.0.0.1:{controller.wsapi_port}",
+        status, answer = send(controller.rest_target(),
                               {"event": "migrating", "mac": web1.MAC(),
                                "server": switches[destination].name})
         assert status == 200, answer

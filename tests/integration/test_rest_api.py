@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -25,14 +22,9 @@ def rest_datacenter(datacenter_own_library):
 
 
 def call(controller, path: str, method: str = "GET"):
-    """(status, decoded JSON body) of one request to the controller's REST API."""
-    request = urllib.request.Request(f"http://127.0.0.1:{controller.wsapi_port}{path}",
-                                     method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=20) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    """(status, decoded JSON body) of one request to the controller's REST API
+    (a reader token to read, an admin token for anything else)."""
+    return controller.rest(method, path, role="reader" if method == "GET" else "admin")
 
 
 def get(controller, path: str):
@@ -226,18 +218,18 @@ def test_invalid_library_is_refused_and_the_old_one_stays(dc):
 # -- the operator's commands -----------------------------------------------------------
 def test_dynprov_bindings_and_flows_commands(dc):
     controller, net, _ = dc
-    url = f"http://127.0.0.1:{controller.wsapi_port}"
+    access = controller.rest_cli_args("reader")
     web1, s11 = vm(net, "web1"), switch(net, "s11")
-    listing = cli("bindings", "--controller", url)
+    listing = cli("bindings", *access)
     assert listing.returncode == 0, listing.stderr
     row = next(line for line in listing.stdout.splitlines() if line.startswith(web1.MAC()))
     assert row.split()[1:4] == ["250", "web", "100"]
     assert f"{s11.name}:{port_toward(s11, web1)}" in row
-    flows = cli("flows", s11.name, "--controller", url)
+    flows = cli("flows", s11.name, *access)
     assert flows.returncode == 0, flows.stderr
     assert re.search(rf"dl_src={web1.MAC()} .*# binding \d+ template 250 'web' VM {web1.MAC()}",
                      flows.stdout), flows.stdout
-    missing = cli("flows", "r-no-such-br", "--controller", url)
+    missing = cli("flows", "r-no-such-br", *access)
     assert missing.returncode == 1
     assert "cannot read the flow table of bridge 'r-no-such-br'" in missing.stderr
 

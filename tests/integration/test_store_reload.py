@@ -8,8 +8,6 @@ import json
 import os
 import shutil
 import signal
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -21,14 +19,10 @@ pytestmark = pytest.mark.integration
 
 
 def call(controller, path: str, method: str = "GET"):
-    """(status, decoded JSON body) of one request to the controller's REST API."""
-    request = urllib.request.Request(f"http://127.0.0.1:{controller.wsapi_port}{path}",
-                                     method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=40) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    """(status, decoded JSON body) of one request to the controller's REST API
+    (a reader token to read, an admin token for anything else)."""
+    return controller.rest(method, path, role="reader" if method == "GET" else "admin",
+                           timeout=40)
 
 
 def web_vlan(controller) -> int:

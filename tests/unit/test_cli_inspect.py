@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ryu_apps import flow_listing
-from ryu_apps.cli import inspect
+from ryu_apps.cli import inspect, rest_client
 
 WEB1 = "00:fa:00:00:00:01"
 BINDINGS = [
@@ -50,11 +50,16 @@ actions=output:8
 """
 
 
+TOKEN = "reader-token-0123456789abcdef"
+
+
 class _Canned(BaseHTTPRequestHandler):
     routes: dict = {}
 
     def do_GET(self):  # noqa: N802 (http.server's API name)
         status, body = self.routes.get(self.path, (404, {"error": f"no {self.path}"}))
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            status, body = 401, {"error": "unknown token"}
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -64,6 +69,17 @@ class _Canned(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+@pytest.fixture(autouse=True)
+def no_outside_settings(monkeypatch, tmp_path):
+    """No DYNPROV_* variable and no config file of the machine or checkout; the token
+    in DYNPROV_TOKEN (the tests that check where a token comes from remove it)."""
+    for name in ("DYNPROV_CONTROLLER", "DYNPROV_TOKEN_FILE", "DYNPROV_CA_CERT",
+                 "DYNPROV_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DYNPROV_TOKEN", TOKEN)
+    monkeypatch.setattr(rest_client, "CONFIG_CANDIDATES", (tmp_path / "none.conf",))
 
 
 @pytest.fixture(name="controller")
@@ -197,7 +213,7 @@ def test_flows_with_counters(controller, ovs, capsys):
 
 
 def test_flows_without_a_controller_use_cookies_only(nobody, ovs, monkeypatch, capsys):
-    monkeypatch.setattr(inspect, "DEFAULT_CONTROLLER", nobody)
+    monkeypatch.setattr(rest_client, "DEFAULT_CONTROLLER", nobody)
     assert run("flows", "s11") == 0
     out, err = capsys.readouterr()
     assert "# binding 5 template 250\n" in out and "VM" not in out
@@ -241,4 +257,44 @@ def test_main_parser_has_the_commands():
     args = build_parser().parse_args(["flows", "br0", "--counters"])
     assert (args.bridge, args.counters, args.controller) == ("br0", True, None)
     args = build_parser().parse_args(["bindings"])
-    assert args.controller == inspect.DEFAULT_CONTROLLER
+    assert args.controller is None   # DYNPROV_CONTROLLER, the config file, else the default
+    assert rest_client.target_from_args(args, "reader").url == inspect.DEFAULT_CONTROLLER
+
+
+# -- tokens ----------------------------------------------------------------------------
+def test_without_a_token_the_error_says_where_to_put_one(controller, monkeypatch, capsys):
+    monkeypatch.delenv("DYNPROV_TOKEN")
+    url, _ = controller
+    assert run("bindings", "--controller", url) == 1
+    assert capsys.readouterr().err == (
+        f"error: the dynprov controller at {url} needs a token (401: unknown token); give "
+        "one with --token-file FILE, DYNPROV_TOKEN or DYNPROV_TOKEN_FILE (the controller's "
+        "tokens file is [dynprov] rest_tokens)\n")
+
+
+def test_a_wrong_token_is_reported_as_refused(controller, monkeypatch, capsys):
+    monkeypatch.setenv("DYNPROV_TOKEN", "not-the-token-0123456789")
+    url, _ = controller
+    assert run("bindings", "--controller", url) == 1
+    assert "refused the token (401: unknown token)" in capsys.readouterr().err
+
+
+def test_token_from_a_file_given_on_the_command_line(controller, monkeypatch, tmp_path):
+    monkeypatch.setenv("DYNPROV_TOKEN", "not-the-token-0123456789")   # the option wins
+    token_file = tmp_path / "token"
+    token_file.write_text(f"# the reader token\n{TOKEN}\n")
+    assert run("bindings", "--controller", controller[0], "--token-file", str(token_file)) == 0
+
+
+def test_token_and_url_from_the_controllers_config_file(controller, monkeypatch, tmp_path,
+                                                         capsys):
+    monkeypatch.delenv("DYNPROV_TOKEN")
+    port = controller[0].rsplit(":", 1)[1]
+    tokens = tmp_path / "rest-tokens"
+    tokens.write_text(f"admin ops admin-token-0123456789abcdef\nreader mon {TOKEN}\n")
+    config = tmp_path / "dynprov.conf"
+    config.write_text(f"[DEFAULT]\nwsapi_host = 127.0.0.1\nwsapi_port = {port}\n"
+                      f"[dynprov]\nrest_tokens = {tokens}\n")
+    monkeypatch.setenv("DYNPROV_CONFIG", str(config))
+    assert run("bindings") == 0   # the reader token: the least role that reads
+    assert "00:fa:00:00:00:01" in capsys.readouterr().out
