@@ -83,6 +83,8 @@ ENDPOINTS = (
     ("GET", "/dynprov/switches", "managed switches"),
     ("GET", "/dynprov/links", "links discovered by LLDP"),
     ("GET", "/dynprov/refused", "MACs refused or quarantined, and why"),
+    ("GET", "/dynprov/security",
+     "what the defences did: probes dropped, links refused, move conflicts, identity policy"),
     ("GET", "/dynprov/provisioning-times",
      "recent VMs: detection and barrier-confirmed times (monotonic ns)"),
     ("POST", "/dynprov/notifications", "a VM lifecycle notification (rest_notify.py)"),
@@ -331,6 +333,9 @@ class DynprovApi:
         return [rest_views.refusal_view(r, switches)
                 for _, r in sorted(self.engine.refused.items())]
 
+    def security(self) -> dict:
+        return rest_views.security_view(self.engine, self.app.discovery.counters())
+
 
 def _flag(query: Dict[str, str], name: str, default: bool) -> bool:
     try:
@@ -420,6 +425,11 @@ class DynprovRestController(ControllerBase):
     @_answers
     def list_refused(self, req, **_):
         return self.api.refused()
+
+    @route("dynprov_security", PREFIX + "/security", methods=["GET"])
+    @_answers
+    def show_security(self, req, **_):
+        return self.api.security()
 
     @route("dynprov_provisioning_times", PREFIX + "/provisioning-times", methods=["GET"])
     @_answers

@@ -319,3 +319,22 @@ def refusal_view(refusal: Any, switches: Switches) -> Json:
         "since": iso_utc(since) if since else None,
         "since_unix": since or None,
     }
+
+
+def security_view(engine, probes: dict) -> dict:
+    """What the defences of issue 11 did so far: LLDP probes, links, moves, quarantines."""
+    moves = engine.moves
+    quarantine = engine.quarantine
+    return {
+        "identity_policy": engine.identity_default.value,
+        "lldp_probes": probes,
+        "links_refused": dict(engine.links.refused),
+        "moves": dict(moves.counts),
+        "move_conflicts_waiting": [
+            {"mac": c.mac, "switch": f"{c.dpid:016x}", "port": c.port, "since": c.since,
+             "probed": c.deadline is not None} for c in sorted(
+                moves.candidates.values(), key=lambda c: c.mac)],
+        "quarantined_macs": len(quarantine.refused),
+        "ports_lldp_dropped": [{"switch": f"{d:016x}", "port": p, "probes": n}
+                               for (d, p), n in sorted(quarantine.lldp_refusals.items())],
+    }

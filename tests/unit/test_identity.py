@@ -264,3 +264,16 @@ def test_liveness_answers_reach_the_controller_only_while_a_probe_is_out(lab):
     assert len(during) == 1 and during[0].table_id == Table.CLASSIFY
     lab.later(MOVE_HOLD_SECONDS * 2)
     assert not [f for f in lab.switches.all_flows() if f.priority == Priority.LIVENESS_REPLY]
+
+
+def test_the_security_view_shows_conflicts_and_refused_links(lab):
+    from ryu_apps.rest_views import security_view
+    lab.frame(S12, 4, VICTIM)
+    lab.apply(lab.engine.link_seen(PortRef(S11, 5), PortRef(S11, 6), now=lab.now))
+    view = security_view(lab.engine, {"accepted": 3})
+    assert view["identity_policy"] == "packets"
+    assert view["moves"]["conflicts"] == 1
+    assert view["move_conflicts_waiting"] == [
+        {"mac": VICTIM, "switch": f"{S12:016x}", "port": 4, "since": lab.now, "probed": True}]
+    assert view["links_refused"] == {"self-link": 1}
+    assert view["lldp_probes"] == {"accepted": 3}
