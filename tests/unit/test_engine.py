@@ -210,3 +210,20 @@ def test_a_port_hosts_a_vm_while_the_vm_is_bound_there(lab):
     assert not lab.engine.hosts_vm(*uplink)
     lab.apply(lab.engine.port_down(S11, 1))
     assert not lab.engine.hosts_vm(S11, 1)
+
+
+def test_reset_forgets_everything_and_the_switches_flows_bring_it_back(lab):
+    held = {dpid: lab.switches.entries(dpid) for dpid, _, _ in SWITCHES}
+    bindings = {mac: (b.dpid, b.port, b.template_id) for mac, b in lab.engine.bindings.items()}
+    lab.engine.reset()
+    assert not lab.engine.bindings and not lab.engine.fabric.switches
+    for dpid, role, name in SWITCHES:
+        plan = lab.engine.switch_up(dpid, role, name, held[dpid]).without_deletes()
+        lab.apply(plan)
+    for a, b in LINKS:
+        lab.apply(lab.engine.link_seen(PortRef(*a), PortRef(*b)))
+    assert {mac: (b.dpid, b.port, b.template_id)
+            for mac, b in lab.engine.bindings.items()} == bindings
+    for dpid, role, name in SWITCHES:   # the full reconciliation after the grace period
+        plan = lab.engine.switch_up(dpid, role, name, lab.switches.entries(dpid))
+        assert plan.flow_count() == 0, hex(dpid)
