@@ -117,13 +117,20 @@ class TlsAcceptor:
             self._logged[key] = now
             if len(self._logged) > 4096:   # a scan from many addresses: forget the oldest
                 self._logged = dict(sorted(self._logged.items(), key=lambda kv: kv[1])[-1024:])
-            # A peer that hung up without a word (a port probe) is not worth a warning.
-            level = logging.INFO if "EOF" in reason else logging.WARNING
+            # A peer that hung up (a port probe, a switch going away) is not worth a warning.
+            level = logging.INFO if reason == CLOSED else logging.WARNING
             LOG.log(level, "OpenFlow TLS: refused %s: %s (%d refused so far)",
                     _peer(addr), reason, self.refused)
 
 
+#: What a peer that hung up during the handshake is refused for (logged at INFO only).
+CLOSED = "closed the connection during the TLS handshake"
+
+
 def _reason(error: BaseException) -> str:
+    if isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError,
+                          BrokenPipeError)) or "EOF" in str(error):
+        return CLOSED
     if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
         return f"certificate verify failed: {error.verify_message}"
     if isinstance(error, ssl.SSLError) and getattr(error, "reason", None):
@@ -183,3 +190,12 @@ def _fail(message: str) -> None:
     print(f"dynprov: cannot start: {message}", file=sys.stderr, flush=True)
     logging.shutdown()
     os._exit(2)
+
+
+def listen_port(conf) -> int:
+    """The port ryu-manager serves OpenFlow on (TLS when --ctl-privkey and --ctl-cert are set).
+
+    ``--ofp-tcp-listen-port`` is ignored with TLS on; with neither port given Ryu uses 6653.
+    """
+    tls = conf.ctl_privkey is not None and conf.ctl_cert is not None
+    return (conf.ofp_ssl_listen_port if tls else conf.ofp_tcp_listen_port) or 6653

@@ -10,6 +10,10 @@ pure and lives in :mod:`ryu_apps.core.attachments`.
 Inside Ryu the IDL is driven by one green thread that calls
 :meth:`OvsdbWatcher.poll_once` and sleeps; it never blocks the hub (no
 ``ovs.poller`` blocking, no fatal-signal latches).
+
+A remote may be ``unix:``, ``tcp:`` or ``ssl:HOST:PORT``; an ``ssl:`` remote
+needs a key, certificate and CA file (:mod:`ryu_apps.ovsdb_ssl`: the ``ssl``
+argument, else ``[dynprov] ovsdb_ssl_*``), checked when the watcher is made.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import ovs.db.idl
 import ovs.dirs
 from ryu.lib import hub
 
+from ryu_apps import ovsdb_ssl
 from ryu_apps.core.attachments import (
     Attachment,
     AttachmentEvent,
@@ -47,6 +52,8 @@ MAX_BACKOFF = 5.0
 CONNECT_WARNING_SECONDS = 5.0
 
 Callback = Callable[[int, int, str], None]
+
+ovsdb_ssl.register_options()   # [dynprov] ovsdb_ssl_*, read by ryu-manager's config
 
 
 def default_schema_path() -> Path:

@@ -42,6 +42,7 @@ from ryu_apps.core.binding import VmState
 from ryu_apps.library_files import LibraryKeeper
 from ryu_apps.link_discovery import LinkDiscovery, SecretError, load_or_create_secret
 from ryu_apps.ovsdb_watcher import OvsdbWatcher
+from ryu_apps.openflow_tls import listen_port
 from ryu_apps.plan_sender import PlanSender, next_xid
 from ryu_apps.provisioning_times import ProvisioningTimes
 from ryu_apps.scheme_config import load_scheme
@@ -172,7 +173,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         rest_notify.register(self, kwargs["wsgi"])   # before the API's catch-all route
         rest_api.register(self, kwargs["wsgi"])
         # The shared store (issue 6): library and bindings shared by several processes.
-        self.store_sync = store_hook.attach(self, options, CONF.ofp_tcp_listen_port)
+        self.store_sync = store_hook.attach(self, options, listen_port(CONF))
         self.discovery = self._link_discovery(options)
         self._threads = [hub.spawn(self._every, self.lldp_interval, _ProbeRound),
                          hub.spawn(self._every, TICK_SECONDS, _Tick),
@@ -187,7 +188,7 @@ class DynprovProvisioner(app_manager.RyuApp):
     def _link_discovery(self, options) -> LinkDiscovery:
         """Probe signing and checking, with the deployment's secret (module docstring)."""
         process = (self.store_sync.name if self.store_sync is not None
-                   else store_hook.default_process_name(CONF.ofp_tcp_listen_port))
+                   else store_hook.default_process_name(listen_port(CONF)))
         try:
             if options.topology_secret_file:
                 secret = load_or_create_secret(options.topology_secret_file)
