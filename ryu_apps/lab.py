@@ -277,6 +277,9 @@ def running_datacenter(extra_options: str = "", tls: bool = False, **topo_params
         net = build_network(controller.of_port, tls=tls, **topo_params)
         print("\n=== waiting for the controller to discover the fabric (LLDP)", flush=True)
         wait_for_fabric(controller, net)
+        if tls:
+            print(f"=== OpenFlow over mutual TLS: {tls_verified(controller)} switch connections "
+                  f"verified against {controller.pki.switch_ca}", flush=True)
         yield controller, net
     finally:
         if net is not None:
@@ -303,6 +306,11 @@ def build_network(controller_port: int, prefix: str = "", tls: bool = False,
     net.build()
     net.start()
     return net
+
+
+def tls_verified(controller: ControllerProcess) -> int:
+    """How many switch connections the controller accepted over TLS so far."""
+    return len(re.findall(r"OpenFlow TLS: \S+ verified: ", controller.log()))
 
 
 def controller_tls(tls: bool, pki_dir: Optional[Path] = None) -> dict:

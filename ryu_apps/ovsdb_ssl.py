@@ -150,7 +150,7 @@ def from_ryu_conf() -> SslFiles:
     def ryu_default(name: str) -> str:
         try:
             return getattr(conf, name) or ""
-        except cfg.NoSuchOptError:
+        except AttributeError:   # oslo.config NoSuchOptError: Ryu did not register it
             return ""
 
     return SslFiles(options.ovsdb_ssl_private_key or ryu_default("ctl_privkey"),

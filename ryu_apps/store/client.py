@@ -429,7 +429,9 @@ class StoreClient:
             if sock is None:
                 eventlet.sleep(RECONNECT_POLL)
                 continue
-            if _tls_pending(sock):   # decrypted bytes the socket will not signal again
+            # An IDL run handles at most 50 messages: over SSL the rest may already be
+            # decrypted inside the SSL object, and the socket would not signal them.
+            if _tls_pending(sock):
                 self._stepped.clear()
                 self._wake()
                 self._stepped.wait(SOCKET_WAIT)
