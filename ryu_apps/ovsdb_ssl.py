@@ -26,8 +26,6 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-import ovs.stream
-
 from ryu_apps import pki as pki_files
 
 #: ``[dynprov]`` option names, in the order of SslFiles' fields.
@@ -110,6 +108,8 @@ def configure(remote: str, files: Optional[SslFiles], what: str) -> None:
             f"{what} {remote}: this process already uses OVSDB SSL files {in_use}; python-ovs "
             f"holds one set per process, so {files} cannot be used too (give every ssl: "
             "remote of one process the same key, certificate and CA file)")
+    import ovs.stream   # here: it imports eventlet, which warns at import (CLI noise)
+
     ovs.stream.Stream.ssl_set_private_key_file(files.private_key)
     ovs.stream.Stream.ssl_set_certificate_file(files.certificate)
     ovs.stream.Stream.ssl_set_ca_cert_file(files.ca_cert)
@@ -117,6 +117,8 @@ def configure(remote: str, files: Optional[SslFiles], what: str) -> None:
 
 def current() -> Optional[SslFiles]:
     """The files python-ovs uses in this process, if set."""
+    import ovs.stream
+
     stream = ovs.stream.Stream
     values = (stream._SSL_private_key_file, stream._SSL_certificate_file,
               stream._SSL_ca_cert_file)

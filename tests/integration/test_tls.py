@@ -18,6 +18,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ from tests.integration.conftest import OPEN_LIBRARY
 
 pytestmark = pytest.mark.integration
 
-PREFIX = "k%03d" % (os.getpid() % 1000)
+PREFIX = "y%03d" % (os.getpid() % 1000)
 DPID_BASE = ((os.getpid() + 29) % 4096) << 24
 OPENFLOW_HELLO = bytes.fromhex("0400000800000001")
 
@@ -256,6 +257,30 @@ def test_a_switch_refuses_a_controller_signed_by_another_ca(foreign_pki):
     finally:
         run("ovs-vsctl", "--if-exists", "del-br", bridge, check=False)
         impostor.stop()
+
+
+def test_mn_custom_bridges_use_ssl_targets(tmp_path, lab_pki):
+    """Mininet's own CLI: ``--controller dynprov,port=P,protocol=ssl,pki=DIR``."""
+    p = "ym%02d" % (os.getpid() % 100)
+    announce = f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} -m ryu_apps.vmtools.announce"
+    script = (f"sh sleep 3\n{p}web1 {announce} {p}web1-eth0\n{p}web3 {announce} {p}web3-eth0\n"
+              f"sh sleep 1\n{p}web1 ping -c1 -W1 {p}web3\nsh ovs-vsctl get-controller {p}s12\n"
+              "exit\n")
+    controller = lab.ControllerProcess(templates=OPEN_LIBRARY, workdir=tmp_path, tls=True).start()
+    try:
+        out = subprocess.run(
+            ["mn", "--custom", str(lab.TOPOLOGY_FILE),
+             "--topo", f"datacenter,1,2,2,prefix={p},edge=0",
+             "--controller", f"dynprov,port={controller.of_port},protocol=ssl,"
+                             f"pki={lab_pki.directory}"],
+            input=script, capture_output=True, text=True, timeout=180)
+    finally:
+        controller.stop()
+    text = out.stdout + out.stderr
+    assert f"ssl:127.0.0.1:{controller.of_port}" in text, text
+    assert " 0% packet loss" in text, text
+    assert lab.tls_verified(controller) == 4, controller.log()[-3000:]   # f1, a1, s11, s12
+    assert not {f"{p}s11", f"{p}a1"} & lab.ovs_bridges()
 
 
 # -- the OVSDB watcher over ssl: -------------------------------------------------
