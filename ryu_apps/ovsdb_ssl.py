@@ -125,11 +125,11 @@ def current() -> Optional[SslFiles]:
     return SslFiles(*values) if all(values) else None
 
 
-def register_options() -> None:
+def register_options(conf=None) -> None:
     """Register ``[dynprov] ovsdb_ssl_*`` with Ryu's configuration (idempotent)."""
     from ryu import cfg
 
-    cfg.CONF.register_opts([
+    (conf or cfg.CONF).register_opts([
         cfg.StrOpt(OPTION_NAMES[0], default="",
                    help="Private key for ssl: OVSDB remotes (ovsdb, store); "
                         "default: --ctl-privkey."),
@@ -141,12 +141,12 @@ def register_options() -> None:
     ], group="dynprov")
 
 
-def from_ryu_conf() -> SslFiles:
+def from_ryu_conf(conf=None) -> SslFiles:
     """The ``[dynprov] ovsdb_ssl_*`` files, key and certificate defaulting to --ctl-*."""
     from ryu import cfg
 
-    register_options()
-    conf = cfg.CONF
+    conf = conf or cfg.CONF
+    register_options(conf)
     options = conf.dynprov
 
     def ryu_default(name: str) -> str:
