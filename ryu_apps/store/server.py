@@ -202,16 +202,20 @@ class Store:
         (a store created by an earlier dynprov); True when it was converted."""
         remote = self.remote
         for candidate in remote.split(","):
-            check = subprocess.run(["ovsdb-client", "needs-conversion", candidate,
-                                    str(SCHEMA_PATH)], capture_output=True, text=True,
-                                   timeout=10, check=False)
+            check = subprocess.run(["ovsdb-client", *self._client_ssl(), "needs-conversion",
+                                    candidate, str(SCHEMA_PATH)], capture_output=True,
+                                   text=True, timeout=10, check=False)
             if check.returncode != 0:
                 continue   # not the leader, or not answering: try the next member
             if check.stdout.strip() != "yes":
                 return False
-            _run(["ovsdb-client", "convert", candidate, str(SCHEMA_PATH)])
+            _run(["ovsdb-client", *self._client_ssl(), "convert", candidate, str(SCHEMA_PATH)])
             return True
         raise StoreError(f"store {remote}: no member answered 'ovsdb-client needs-conversion'")
+
+    def _client_ssl(self) -> List[str]:
+        """ovsdb-client's SSL options for this store's members (none without SSL)."""
+        return self.ssl.client_options() if self.ssl else []
 
     def start_member(self, name: str, wait: bool = True) -> None:
         """Start one member (no-op if it runs)."""
@@ -272,8 +276,7 @@ class Store:
         deadline = time.monotonic() + timeout
         for member in members or self.members:
             while True:
-                probe = subprocess.run(["ovsdb-client", "--timeout=2",
-                                        *(self.ssl.client_options() if self.ssl else []),
+                probe = subprocess.run(["ovsdb-client", "--timeout=2", *self._client_ssl(),
                                         "list-dbs", member.remote],
                                        capture_output=True, text=True)
                 if probe.returncode == 0 and DB_NAME in probe.stdout.split():
