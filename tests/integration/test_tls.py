@@ -36,7 +36,7 @@ from tests.integration.conftest import OPEN_LIBRARY
 
 pytestmark = pytest.mark.integration
 
-PREFIX = "y%03d" % (os.getpid() % 1000)
+PREFIX = "tl%02d" % (os.getpid() % 100)
 DPID_BASE = ((os.getpid() + 29) % 4096) << 24
 OPENFLOW_HELLO = bytes.fromhex("0400000800000001")
 
@@ -261,7 +261,7 @@ def test_a_switch_refuses_a_controller_signed_by_another_ca(foreign_pki):
 
 def test_mn_custom_bridges_use_ssl_targets(tmp_path, lab_pki):
     """Mininet's own CLI: ``--controller dynprov,port=P,protocol=ssl,pki=DIR``."""
-    p = "ym%02d" % (os.getpid() % 100)
+    p = "tm%02d" % (os.getpid() % 100)
     announce = f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} -m ryu_apps.vmtools.announce"
     script = (f"sh sleep 3\n{p}web1 {announce} {p}web1-eth0\n{p}web3 {announce} {p}web3-eth0\n"
               f"sh sleep 1\n{p}web1 ping -c1 -W1 {p}web3\nsh ovs-vsctl get-controller {p}s12\n"
