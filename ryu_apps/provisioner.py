@@ -26,7 +26,7 @@ from ryu.controller.handler import (
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from ryu_apps import openflow, rest_api, rest_notify
+from ryu_apps import openflow, ovsdb_ssl, rest_api, rest_notify
 from ryu_apps.device_bus import InProcessBus
 from ryu_apps.core import lldp
 from ryu_apps.core.engine import ProvisioningEngine
@@ -173,14 +173,17 @@ class DynprovProvisioner(app_manager.RyuApp):
         rest_notify.register(self, kwargs["wsgi"])   # before the API's catch-all route
         rest_api.register(self, kwargs["wsgi"])
         # The shared store (issue 6): library and bindings shared by several processes.
-        self.store_sync = store_hook.attach(self, options, listen_port(CONF))
+        try:
+            self.store_sync = store_hook.attach(self, options, listen_port(CONF))
+            self.ovsdb_watchers = [OvsdbWatcher(remote, self._ovsdb_attached,
+                                                self._ovsdb_detached, self.logger)
+                                   for remote in options.ovsdb]
+        except ovsdb_ssl.SslConfigError as error:
+            raise SystemExit(f"dynprov: cannot start: {error}") from None
         self.discovery = self._link_discovery(options)
         self._threads = [hub.spawn(self._every, self.lldp_interval, _ProbeRound),
                          hub.spawn(self._every, TICK_SECONDS, _Tick),
                          hub.spawn(self._resync_after_grace, options.reconcile_grace)]
-        self.ovsdb_watchers = [OvsdbWatcher(remote, self._ovsdb_attached,
-                                            self._ovsdb_detached, self.logger)
-                               for remote in options.ovsdb]
         self._fault_mac = (options.fault_injection_mac or "").lower()
         for watcher in self.ovsdb_watchers:
             watcher.start()
