@@ -228,7 +228,7 @@ class DynprovProvisioner(app_manager.RyuApp):
 
     def _ovsdb_detached(self, dpid: int, port: int, mac: str) -> None:
         try:
-            self.send_plan(self.engine.vm_detached(dpid, port, mac))
+            self.send_plan(self.engine.vm_detached(dpid, port, mac, now=time.time()))
         except Exception:  # noqa: BLE001
             self._handler_failed("ovsdb detach")
 
