@@ -61,6 +61,8 @@ MAX_ACL_RULES = 20_000
 MAX_ACL_ENTRIES = 50_000
 #: Errors reported; validation stops after this many.
 MAX_ERRORS = 1000
+#: Characters of a template's description (it is shown in logs, the CLI and REST).
+MAX_DESCRIPTION = 1000
 
 FILE_KEYS = ("templates", "defaults")
 DEFAULTS_KEYS = ("idle_timeout",)
@@ -347,8 +349,12 @@ def _name(scope: _Scope, path: str, value: object) -> str | None:
 
 
 def _description(scope: _Scope, path: str, value: object) -> str | None:
-    if isinstance(value, str) and value.strip():
+    if isinstance(value, str) and 0 < len(value.strip()) <= MAX_DESCRIPTION:
         return value.strip()
+    if isinstance(value, str) and value.strip():
+        scope.error(path, f"expected at most {MAX_DESCRIPTION:,} characters, got "
+                          f"{len(value.strip()):,}")
+        return None
     scope.error(path, f"expected a non-empty string, got {_show(value)}")
     return None
 
