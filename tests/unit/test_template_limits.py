@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+
+from benchmarks.template_fuzz import mutated_library, write_library
 
 from ryu_apps import library_files
 from ryu_apps.core.acl_compiler import port_range_masks
@@ -365,3 +369,21 @@ def test_huge_numbers_are_described_not_printed(lib, text, expected):
     (lib / "a.yaml").write_text(text)
     assert any(expected in line for line in refusal(lib)), refusal(lib)
 
+
+# -- any mutation of a valid library: valid, or every error located -------------------------
+@settings(max_examples=200, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(mutated_library())
+def test_a_mutated_library_validates_or_every_error_names_its_file(files):
+    with tempfile.TemporaryDirectory() as work:
+        directory = Path(work) / "lib"
+        write_library(directory, files)
+        try:
+            library = load_library(directory)
+        except TemplateValidationError as failure:
+            paths = {str(directory)} | {str(directory / name) for name in files}
+            assert failure.errors
+            assert all(error.source in paths for error in failure.errors), failure.errors
+            assert len(failure.errors) <= MAX_ERRORS + 1
+        else:
+            assert len(library) > 0
