@@ -15,13 +15,16 @@ traceback, and it took at most 2 s.
   nested deeply, aliases and anchors, binary junk; a mutation that leaves the
   library valid is counted as accepted, not refused;
 - pathological: a 40,000-deep sequence and mapping (80 KB), a billion-laughs
-  alias bomb, a recursive alias, 200,000 rules (8 MB), a 50 MB file, 1 MB of
+  alias bomb, a recursive alias, 200,000 rules (15 MB), a 50 MB file, 1 MB of
   binary junk, NUL bytes, a FIFO, a symlink out of the library, 65,537
   templates, a 100,000-digit number, 10,000 duplicate keys, a 4 MB string, a
   store row nested 40,000 deep;
 - ACL scaling: ``build_library`` on 2k / 8k / 20k rules of three shapes (the
   last one built to defeat a per-field index), and the old pairwise check on
-  2k rules for comparison.
+  2k rules for comparison;
+- reloads through the checker: 1k and 10k generated templates (as in
+  ``library_reload``): cold load, a reload of unchanged files, a reload after
+  one file changed, and the worker's peak memory.
 
 Run: ``python -m benchmarks.template_fuzz [--cases N] [--quick]``; figures are
 printed and saved to ``benchmarks/results/template_fuzz[-quick].json``.
@@ -43,6 +46,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from benchmarks.common import format_table, print_machine, publish, summary
+from ryu_apps.safe_yaml import GuardedComposer, YamlLimits
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_LIBRARY = ROOT / "templates"
@@ -91,10 +95,16 @@ def _parent_and_key(document, path):
     return node, path[-1]
 
 
+class _SmallLoader(GuardedComposer, yaml.SafeLoader):
+    """What a document mutation may parse: small once aliases are expanded."""
+
+    yaml_limits = YamlLimits(max_nodes=20_000)
+
+
 @st.composite
 def document_mutation(draw, text: str) -> str:
     """The text of a parsed file with one node replaced, dropped, or given a bad key."""
-    document = yaml.safe_load(text)
+    document = yaml.load(text, Loader=_SmallLoader)  # noqa: S506 (safe, limited)
     paths = [p for p in _paths(document) if p]
     if not paths:
         return yaml.safe_dump(draw(hostile_values), allow_unicode=True)
@@ -157,9 +167,9 @@ def mutated_library(draw) -> Library:
         if kind == "document":
             try:
                 text = files[name].decode()
-                yaml.safe_load(text)
+                yaml.load(text, Loader=_SmallLoader)  # noqa: S506 (safe, limited)
             except (UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError):
-                kind = "text"
+                kind = "text"   # (an alias bomb would expand in _paths: no)
             else:
                 files[name] = draw(document_mutation(text)).encode()
                 continue
@@ -272,7 +282,7 @@ def pathological_cases() -> List[Tuple[str, Callable[[Path], None]]]:
                                          "1\n")),
         ("alias bomb (billion laughs)", text("bomb.yaml", _alias_bomb())),
         ("recursive alias", text("loop.yaml", "templates: &t [*t]\n")),
-        ("200,000 rules (8 MB)", text("rules.yaml", _rules(200_000))),
+        ("200,000 rules (15 MB)", text("rules.yaml", _rules(200_000))),
         ("50 MB file", big_file),
         ("1 MB binary junk", lambda d: (d / "junk.yaml").write_bytes(
             random.Random(6).randbytes(1 << 20))),
@@ -392,8 +402,46 @@ def _pairwise_reference(count: int) -> dict:
             "seconds": time.perf_counter() - start, "result": "valid"}
 
 
+# -- reloads through the checker ------------------------------------------------------------------
+def checker_reloads(counts: List[int]) -> List[dict]:
+    """Cold load, no-change and one-file reloads of generated libraries through the checker."""
+    from benchmarks.library_reload import template_ids
+    from benchmarks.library_reload import write_library as write_templates
+    from ryu_apps.library_check import LibraryChecker
+    from ryu_apps.library_files import LibraryKeeper
+
+    rows = []
+    for count in counts:
+        with tempfile.TemporaryDirectory(prefix="dynprov-fuzz-reload-") as tmp, \
+                LibraryChecker(timeout=600) as checker:
+            directory = Path(tmp)
+            write_templates(directory, count)
+            start = time.perf_counter()
+            keeper = LibraryKeeper(directory, checker)
+            cold = time.perf_counter() - start
+            start = time.perf_counter()
+            unchanged = keeper.reload() is keeper.current
+            no_change = time.perf_counter() - start
+            write_templates(directory, count, changed=template_ids(count)[0])
+            start = time.perf_counter()
+            keeper.reload()
+            one_change = time.perf_counter() - start
+            rows.append({"templates": count, "cold_s": cold, "no_change_s": no_change,
+                         "no_change_is_same_library": unchanged, "one_change_s": one_change,
+                         "worker_peak_rss_mb": _peak_rss_mb(checker._process.pid)})
+    return rows
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 # -- the run -------------------------------------------------------------------------------------
-def run(cases: int, fuzz_seed: int, counts: List[int], reference_count: int) -> dict:
+def run(cases: int, fuzz_seed: int, counts: List[int], reference_count: int,
+        reload_counts: List[int], at_the_limits: bool = True) -> dict:
     from ryu_apps.library_check import LibraryChecker
 
     work = Path(tempfile.mkdtemp(prefix="dynprov-fuzz-"))
@@ -411,13 +459,15 @@ def run(cases: int, fuzz_seed: int, counts: List[int], reference_count: int) -> 
                 make(library)
                 outcomes["pathological"].append(check_case(checker, library, name))
             print("[template_fuzz] inputs at the limits ...", flush=True)
-            for name, make in limit_cases():
+            for name, make in (limit_cases() if at_the_limits else []):
                 write_library(library, {})
                 make(library)
                 outcomes["limits"].append(check_case(checker, library, name))
         outcomes["pathological"].append(store_row_case())
         print("[template_fuzz] ACL scaling ...", flush=True)
         scaling = acl_scaling(counts, reference_count)
+        print("[template_fuzz] reloads through the checker ...", flush=True)
+        reloads = checker_reloads(reload_counts)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"seed": fuzz_seed, "budget_s": BUDGET_S,
@@ -425,7 +475,7 @@ def run(cases: int, fuzz_seed: int, counts: List[int], reference_count: int) -> 
             "pathological": [_case(o) for o in outcomes["pathological"]],
             "pathological_summary": _figures(outcomes["pathological"]),
             "at_the_limits": [_case(o) for o in outcomes["limits"]],
-            "acl_scaling": scaling}
+            "acl_scaling": scaling, "checker_reloads": reloads}
 
 
 def _case(outcome: Outcome) -> dict:
@@ -469,26 +519,34 @@ def print_report(figures: dict) -> None:
                        [[c["name"], c["seconds"], "yes" if c["refused"] else "NO",
                          c["first_error"][:90]] for c in figures["pathological"]]))
     print()
-    print(format_table(["largest inputs the limits allow", "s", "refused", "first error"],
-                       [[c["name"], c["seconds"], "yes" if c["refused"] else "no (valid)",
-                         c["first_error"][:90]] for c in figures["at_the_limits"]]))
-    print()
+    if figures["at_the_limits"]:
+        print(format_table(["largest inputs the limits allow", "s", "refused", "first error"],
+                           [[c["name"], c["seconds"],
+                             "yes" if c["refused"] else "no (valid)", c["first_error"][:90]]
+                            for c in figures["at_the_limits"]]))
+        print()
     print(format_table(["ACL rules", "shape", "s", "result"],
                        [[r["rules"], r["shape"], r["seconds"], r["result"][:40]]
                         for r in figures["acl_scaling"]]))
+    print()
+    print(format_table(["templates", "cold load s", "no-change reload s", "one-file reload s",
+                        "worker peak RSS MB"],
+                       [[r["templates"], r["cold_s"], r["no_change_s"], r["one_change_s"],
+                         r["worker_peak_rss_mb"]] for r in figures["checker_reloads"]]))
 
 
 def main(argv: List[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=1500, help="generated libraries")
     parser.add_argument("--seed", type=int, default=20261203, help="hypothesis seed")
-    parser.add_argument("--quick", action="store_true", help="100 cases, small ACLs")
+    parser.add_argument("--quick", action="store_true",
+                        help="100 cases, 2k-rule ACLs, no inputs at the limits")
     args = parser.parse_args(argv)
     print_machine()
     if args.quick:
-        figures = run(100, args.seed, [2000], 0)
+        figures = run(100, args.seed, [2000], 0, [300], at_the_limits=False)
     else:
-        figures = run(args.cases, args.seed, [2000, 8000, 20000], 2000)
+        figures = run(args.cases, args.seed, [2000, 8000, 20000], 2000, [1000, 10000])
     print_report(figures)
     publish("template_fuzz-quick" if args.quick else "template_fuzz", figures)
 
