@@ -41,7 +41,7 @@ CONF = cfg.CONF
 CONF.register_opts([
     cfg.FloatOpt("library_check_timeout", default=120.0,
                  help="Seconds the library checker process may take to read and validate "
-                      "the template library (a cold 10k-template library takes about 20 s)."),
+                      "the template library (a cold 10k-template library takes 20-30 s)."),
     cfg.IntOpt("library_check_memory_mb", default=4096,
                help="Address-space limit (MiB) of the library checker process; 0: none."),
 ], group="dynprov")
