@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import tempfile
@@ -15,6 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from benchmarks.template_fuzz import mutated_library, write_library
 
 from ryu_apps import library_files
+from ryu_apps.core.domains import DomainError
+from ryu_apps.core.identifiers import IdentifierError
+from ryu_apps.domain_files import load_domains
+from ryu_apps.scheme_config import load_scheme
+from ryu_apps.store.library_rows import LibraryRows, TemplateRow, library_from_rows
 from ryu_apps.core.acl_compiler import port_range_masks
 from ryu_apps.core.template_model import PortRange
 from ryu_apps.core.template_validation import (
@@ -369,6 +375,73 @@ def test_huge_numbers_are_described_not_printed(lib, text, expected):
     (lib / "a.yaml").write_text(text)
     assert any(expected in line for line in refusal(lib)), refusal(lib)
 
+
+
+# -- the other files: domains, identifier table, store rows ----------------------------------
+def test_a_deep_identifier_table_file_is_refused_with_its_line(tmp_path):
+    table = tmp_path / "macs.yaml"
+    table.write_text("entries:\n  x: " + "[" * 40_000 + "]" * 40_000 + "\n")
+    with pytest.raises(IdentifierError) as refused:
+        load_scheme(f"table:{table}")
+    assert str(refused.value) == (f"{table}: not valid YAML: line 2, column 68: nested "
+                                  "deeper than 64 levels (the limit)")
+
+
+def test_a_fifo_as_identifier_table_is_refused_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "macs.yaml")
+    with pytest.raises(IdentifierError, match=r"cannot read table file: not a regular file "
+                                              r"\(a FIFO\)"):
+        load_scheme(f"table:{tmp_path / 'macs.yaml'}")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("domains: " + "[" * 40_000 + "]" * 40_000, "nested deeper than 64 levels (the limit)"),
+    (ALIAS_BOMB, "more than 1,000,000 nodes with aliases expanded (the limit)"),
+    ("domains: []\nx: 2001-13-45\n", "cannot read '2001-13-45' as a date"),
+])
+def test_a_hostile_domains_file_is_refused_with_its_line(tmp_path, text, message):
+    path = tmp_path / "domains.yaml"
+    path.write_text(text)
+    with pytest.raises(DomainError) as refused:
+        load_domains(str(path))
+    assert str(refused.value).startswith(f"{path}: not valid YAML: ")
+    assert message in str(refused.value) and "line " in str(refused.value)
+
+
+def _rows(*bodies: str, defaults: str = "{}") -> LibraryRows:
+    return LibraryRows("", defaults, tuple(TemplateRow(250 + i, f"t{i}", f"t{i}.yaml", body)
+                                           for i, body in enumerate(bodies)))
+
+
+@pytest.mark.parametrize("body, message", [
+    ("[" * 40_000 + "]" * 40_000, "stored body nested deeper than 64 levels (the limit)"),
+    ('{"a": ' * 70 + "1" + "}" * 70, "stored body nested deeper than 64 levels (the limit)"),
+    ("x" * (MAX_FILE_BYTES + 1), "stored body of 4,194,305 characters, more than the limit "
+                                 "of 4 MiB"),
+    ('{"id": 250,', "stored body is not JSON: Expecting property name enclosed in double "
+                    "quotes: line 1 column 12 (char 11)"),
+])
+def test_hostile_store_rows_are_refused_naming_their_row(body, message):
+    good = json.dumps({"id": 251, "name": "web", "description": "Web", "vlan": 100,
+                       "virtual_switch": {"default_action": "deny"},
+                       "access_port": {"default_action": "allow"}})
+    with pytest.raises(TemplateValidationError) as refused:
+        library_from_rows(_rows(body, good))
+    assert [str(e) for e in refused.value.errors] == [f"t0.yaml: template row 250: {message}"]
+
+
+def test_strings_with_brackets_do_not_count_as_json_nesting():
+    body = json.dumps({"id": 250, "name": "web", "description": "[" * 100 + '\\"{' * 50,
+                       "vlan": 100, "virtual_switch": {"default_action": "deny"},
+                       "access_port": {"default_action": "allow"}})
+    assert library_from_rows(_rows(body)).get(250).description.startswith("[[[")
+
+
+def test_too_many_store_rows_are_refused_before_any_is_parsed():
+    with pytest.raises(TemplateValidationError) as refused:
+        library_from_rows(_rows(*["not json"] * (MAX_TEMPLATES + 1)))
+    assert [str(e) for e in refused.value.errors] == [
+        "store (domain main): 65,537 template rows, more than the limit of 65,536"]
 
 # -- any mutation of a valid library: valid, or every error located -------------------------
 @settings(max_examples=200, deadline=None, derandomize=True, database=None,
