@@ -59,7 +59,8 @@ Library = Dict[str, bytes]
 # -- hypothesis strategies: mutations of the default library ---------------------------
 NEAR_MISS_KEYS = ["vlna", "idle-timeout", "acls", "default", "bind-ip", "rate", "Name",
                   "direction ", "dst-port", "templates2", ""]
-SYNTAX_SNIPPETS = [":", "- ", "{", "}", "[", "]", "&a ", "*a", "*nowhere", "!!python/object:os.system ",
+SYNTAX_SNIPPETS = [":", "- ", "{", "}", "[", "]", "&a ", "*a", "*nowhere",
+                   "!!python/object:os.system ",
                    "<<: *a\n", "\t", "? ", "|\n", "'", '"', "%YAML 1.1\n---\n", "--- ", "...\n",
                    "!!binary zz", "!!timestamp 2001-13-45", "!!int 1x", "0o777", "1:2:3:4",
                    "2001-13-45", "0x", "&b [*b]", "\x00", "\ufeff", "\x85"]

@@ -280,8 +280,8 @@ def test_the_library_total_size_is_limited(lib, monkeypatch):
     assert len(TEMPLATE) < 200
     for name in ("b.yaml", "c.yaml"):
         (lib / name).write_text("templates: []\n#" + "x" * 150 + "\n")
-    assert refusal(lib) == ["lib/c.yaml: the library's files reach 400 bytes in all (the limit) at "
-                     "this file: it and the files after it were not read"]
+    assert refusal(lib) == ["lib/c.yaml: the library's files reach 400 bytes in all (the "
+                            "limit) at this file: it and the files after it were not read"]
 
 
 def test_the_number_of_files_is_limited(lib, monkeypatch):
