@@ -39,6 +39,7 @@ from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.core.domains import DomainError
 from ryu_apps.domain_files import load_domains
 from ryu_apps.core.binding import VmState
+from ryu_apps.library_check import LibraryChecker
 from ryu_apps.library_files import LibraryKeeper
 from ryu_apps.link_discovery import LinkDiscovery, SecretError, load_or_create_secret
 from ryu_apps.ovsdb_watcher import OvsdbWatcher
@@ -139,10 +140,11 @@ class DynprovProvisioner(app_manager.RyuApp):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         options = CONF.dynprov
+        self.library_checker = LibraryChecker.from_options(options)  # validates off-process
         try:
-            self.library_keeper = LibraryKeeper(options.templates)
+            self.library_keeper = LibraryKeeper(options.templates, self.library_checker)
             scheme = load_scheme(options.identifier_scheme)
-            domains, self.domain_keepers = load_domains(options.domains)
+            domains, self.domain_keepers = load_domains(options.domains, self.library_checker)
         except (TemplateValidationError, IdentifierError, DomainError) as error:
             raise SystemExit(f"dynprov: cannot start: {error}") from None
         try:
@@ -272,6 +274,7 @@ class DynprovProvisioner(app_manager.RyuApp):
             watcher.stop()
         if self.store_sync is not None:
             self.store_sync.stop()
+        self.library_checker.close()
 
     def send_plan(self, plan, on_confirmed=None) -> None:
         """Send a plan; mark its VMs active once confirmed; deliver its messages.
