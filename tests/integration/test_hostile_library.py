@@ -16,8 +16,6 @@ import os
 import re
 import signal
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -37,15 +35,8 @@ def hostile_datacenter(datacenter_own_library):
 
 
 def request(controller, path: str, method: str = "GET", timeout: float = 20):
-    """(status, JSON body) of one REST call. The one place to add an Authorization
-    header once mutating calls need a bearer token."""
-    call = urllib.request.Request(f"http://127.0.0.1:{controller.wsapi_port}{path}",
-                                  method=method)
-    try:
-        with urllib.request.urlopen(call, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    """(status, JSON body) of one REST call with the lab's admin token."""
+    return controller.rest(method, path, timeout=timeout)
 
 
 def state(controller, net) -> dict:
@@ -101,7 +92,7 @@ def test_a_40k_deep_file_reloaded_by_sighup_is_refused_and_nothing_changes(dc):
 
 
 def reload_by_rest(controller):
-    """POST /dynprov/library/reload (once tokens exist: the admin token goes here)."""
+    """POST /dynprov/library/reload with the admin token."""
     return request(controller, "/dynprov/library/reload", "POST")
 
 
