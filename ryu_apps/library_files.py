@@ -367,6 +367,15 @@ class LibraryKeeper:
         self._current = library
         return library
 
+    def candidate(self) -> TemplateLibrary:
+        """Load the library again without putting it in force (see :meth:`accept`);
+        raise TemplateValidationError when it is invalid."""
+        return self._load()
+
+    def accept(self, library: TemplateLibrary) -> None:
+        """Put a library that :meth:`candidate` returned in force."""
+        self._current = library
+
     def _load(self) -> TemplateLibrary:
         if self.checker is not None:
             return self.checker.load(self.path, self._current)

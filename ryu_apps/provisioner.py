@@ -109,6 +109,23 @@ class _Tick(event.EventBase):
     """A second passed (posted to the app's own event queue)."""
 
 
+class _PutLibraries(event.EventRequestBase):
+    """Put validated libraries in force, in the app's event loop."""
+
+    def __init__(self, dst: str, library, domain_libraries: dict) -> None:
+        super().__init__()
+        self.dst = dst
+        self.library, self.domain_libraries = library, domain_libraries
+
+
+class _LibrariesPut(event.EventReplyBase):
+    """(ok, message) of a _PutLibraries."""
+
+    def __init__(self, dst: str, result: tuple) -> None:
+        super().__init__(dst)
+        self.result = result
+
+
 def _guarded(handler: Callable) -> Callable:
     """Run an event handler; if it raises, log it and resynchronise from the switches
     instead of running on whatever the failed event left behind."""
@@ -158,6 +175,7 @@ class DynprovProvisioner(app_manager.RyuApp):
             identity=identity, move_hold=options.move_hold)
         self.lldp_interval = options.lldp_interval
         self._failures: Dict[str, float] = {}
+        self._reload_lock = hub.BoundedSemaphore(1)
         self._last_resync = 0.0
         self.datapaths: Dict[int, object] = {}
         self.ports: Dict[int, Set[int]] = {}
@@ -323,13 +341,32 @@ class DynprovProvisioner(app_manager.RyuApp):
             refusal = store_hook.reload_refusal(CONF.dynprov, getattr(self, "store_sync", None))
             self.logger.warning("%s", refusal)
             return False, refusal
+        with self._reload_lock:
+            try:   # read and validated in the checker process; this green thread waits
+                library = self.library_keeper.candidate()
+                domain_libraries = {name: keeper.candidate()
+                                    for name, keeper in self.domain_keepers.items()}
+            except TemplateValidationError as error:
+                self.logger.error("library reload refused, previous library stays:\n%s",
+                                  error)
+                return False, str(error)
+            return self.send_request(_PutLibraries(self.name, library, domain_libraries)).result
+
+    @set_ev_cls(_PutLibraries)
+    def _put_libraries(self, request: _PutLibraries) -> None:
+        """In the event loop: every library (main and domains) in force at once."""
         try:
-            library = self.library_keeper.reload()
-            domain_libraries = {name: keeper.reload()
-                                for name, keeper in self.domain_keepers.items()}
-        except TemplateValidationError as error:
-            self.logger.error("library reload refused, previous library stays:\n%s", error)
-            return False, str(error)
+            result = self._put_in_force(request.library, request.domain_libraries)
+        except Exception:  # noqa: BLE001 - answer, then resynchronise
+            self._handler_failed("library reload")
+            result = (False, "internal error while putting the library in force; "
+                             "resynchronising (see the controller log)")
+        self.reply_to_request(request, _LibrariesPut(request.src, result))
+
+    def _put_in_force(self, library, domain_libraries: dict) -> tuple[bool, str]:
+        self.library_keeper.accept(library)
+        for name, domain_library in domain_libraries.items():
+            self.domain_keepers[name].accept(domain_library)
         plan = self.engine.set_library(library)
         for name, domain_library in domain_libraries.items():
             plan.extend(self.engine.set_library(domain_library, domain=name))
