@@ -148,9 +148,15 @@ def flows(bridge: str, keep: Callable[[str], bool] = lambda line: True) -> Set[s
             if line.strip().startswith("cookie=") and keep(line)}
 
 
+def is_quarantine(line: str) -> bool:
+    """Whether a flow line (or flow monitor event) is a port's quarantine drop, which an
+    attack adds on purpose."""
+    return bool(_QUARANTINE_COOKIE.search(line))
+
+
 def not_quarantine(line: str) -> bool:
-    """Whether a flow line is not a port's quarantine drop (which attacks add on purpose)."""
-    return not _QUARANTINE_COOKIE.search(line)
+    """Whether a flow line is not a port's quarantine drop."""
+    return not is_quarantine(line)
 
 
 def flow_packets(bridge: str, *fragments: str) -> int:

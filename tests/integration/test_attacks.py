@@ -28,6 +28,7 @@ from ryu_apps import lab
 from ryu_apps.cli.notify import send
 from ryu_apps.demo import ping
 from ryu_apps.migration_lab import live_migrate
+from ryu_apps.vmtools import flow_monitor
 from tests.integration.attack_support import (
     QUIET_LOSS_BOUND,
     Capture,
@@ -39,6 +40,7 @@ from tests.integration.attack_support import (
     hosts_by_name,
     log_lines,
     marked,
+    is_quarantine,
     not_quarantine,
     port_of,
     provisioning_seconds,
@@ -126,6 +128,8 @@ def test_forged_lldp_from_vms_changes_no_link_and_captures_nothing(dc):
     captures = {vm.name: Capture(vm) for vm in (spy, *fresh.values())}
     victims = {vm.name: Capture(vm) for vm in (vms["mgmt4"], vms["mgmt8"])}
     drops_before = flow_packets(sw["s12"].name, "table=1,", "dl_type=0x88cc", "actions=drop")
+    log_start = len(controller.log())
+    monitors = flow_monitor.watch([s.name for s in sw.values()], initial=False)
     prober = lab.ProberRun(vms["web5"], vms["out1"])
     sent = {}
     try:
@@ -171,13 +175,20 @@ def test_forged_lldp_from_vms_changes_no_link_and_captures_nothing(dc):
         time.sleep(2.5)                 # two probe rounds: what the forgeries changed shows
     finally:
         report = prober.stop()
+        changes = flow_monitor.stop_all(monitors)
         seen = {name: capture.stop() for name, capture in captures.items()}
         injected = {name: capture.stop() for name, capture in victims.items()}
     print(f"\nprober web5 -> out1 during the attack: {report.summary()}")
     print(f"spy web3: {sum(sent.values())} forged frames and a burst of {spy_burst}; "
           f"fresh VM burst {fresh_burst}")
-    # No link changed, no flow on the fabric changed.
+    # No link changed, not even for a moment (a forged link would age out after 4
+    # probe rounds), and no flow changed but the ports' quarantine drops.
     assert controller_links(controller) == links
+    link_notes = [line for line in controller.log()[log_start:].splitlines()
+                  if line.startswith("link ") and " refused: " not in line]
+    assert link_notes == [], link_notes
+    assert [e.text for e in changes if not is_quarantine(e.text)] == []
+    assert [e for e in changes if is_quarantine(e.text)], "the monitors saw the port drops"
     assert {n: flows(s.name) for n, s in sw.items() if not n.startswith("s")} == transit
     assert {n: flows(s.name, not_quarantine)
             for n, s in sw.items() if n.startswith("s") and n in servers} == servers
