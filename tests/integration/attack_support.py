@@ -19,13 +19,15 @@ from ryu_apps.vmtools.forge import read_pcap
 
 PortKey = Tuple[str, int]
 Link = FrozenSet[PortKey]
-#: Probes at 1 ms a prober between two VMs nobody attacks may lose while an attack
-#: runs. Measured: 0 of 3,000-6,000 in 12 runs with and without 20,000-frame LLDP
-#: bursts at 10k frames/s and at full speed; once 225 in a single 226 ms stall,
-#: when other tests on the machine reconfigured ovs-vswitchd (its one thread also
-#: forwards every userspace bridge: docs/benchmarks.md). Bound: 1 s at 1 ms,
-#: about 4x that stall; a forged link breaks the path for good (the issue's
-#: cost 82 s), which also fails ``recovered``.
+#: Probes at 1 ms a prober between two VMs may lose while an attack runs that
+#: must not touch them (or while the controller stops). Measured: 0 lost in
+#: nearly every run (3,000-10,000 probes each: 12 exploratory runs with 20,000-
+#: frame LLDP bursts at 10k frames/s and at full speed, and the tests' own runs);
+#: single stalls of 78, 226, 248 and 543 ms in four runs while other tests
+#: loaded the machine (ovs-vswitchd's main thread forwards for every userspace
+#: bridge on it; docs/security-attacks.md). Bound: 1 s at 1 ms, ~2x the worst
+#: stall. A forged link or a stolen binding loses every probe from the attack on
+#: (the issue's forged link: 82 s), which also fails ``recovered``.
 QUIET_LOSS_BOUND = 1000
 #: Cookie kind 4 (bits 52-55): a port's quarantine drops (refused MACs, forged LLDP).
 _QUARANTINE_COOKIE = re.compile(r"cookie=0xd94[0-9a-f]{13}\b")
