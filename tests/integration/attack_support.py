@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -90,12 +91,20 @@ class Capture:
             raise RuntimeError(f"tcpdump on {host.name} did not start: "
                                f"{self.log.read_text() if self.log.exists() else ''}")
 
-    def stop(self) -> List[bytes]:
-        """Stop tcpdump (it flushes on SIGINT); every frame it captured."""
+    def stop(self, keep: bool = False) -> List[bytes]:
+        """Stop tcpdump (it flushes on SIGINT); every frame it captured. The pcap file
+        is deleted unless ``keep`` (then :meth:`discard` deletes it)."""
         self.host.cmd(f"kill -INT {self.pid}; "
                       f"for i in $(seq 50); do kill -0 {self.pid} 2>/dev/null || break; "
                       "sleep 0.05; done")
-        return read_pcap(str(self.file))
+        frames = read_pcap(str(self.file))
+        if not keep:
+            self.discard()
+        return frames
+
+    def discard(self) -> None:
+        """Delete the capture's files."""
+        shutil.rmtree(self.file.parent, ignore_errors=True)
 
 
 def switches_by_name(net, prefix: str) -> dict:

@@ -164,11 +164,13 @@ def test_forged_lldp_from_vms_changes_no_link_and_captures_nothing(dc):
         genuine = Capture(fresh["capture"], "ether proto 0x88cc")
         own_probe = Capture(fresh["replay"], "ether proto 0x88cc")
         time.sleep(1.2)                 # a probe round (lldp_interval 1 s)
-        relayed = genuine.stop()
-        mine = own_probe.stop()
+        relayed = genuine.stop(keep=True)
+        mine = own_probe.stop(keep=True)
         assert relayed and mine, "the controller probes ports without a VM"
-        for vm, pcap in ((fresh["wormhole"], genuine.file), (fresh["replay"], own_probe.file)):
-            forge(vm, "replay", str(vm.defaultIntf()), "--pcap", str(pcap), "--count", "3")
+        for vm, capture in ((fresh["wormhole"], genuine), (fresh["replay"], own_probe)):
+            forge(vm, "replay", str(vm.defaultIntf()), "--pcap", str(capture.file),
+                  "--count", "3")
+            capture.discard()
         # VLAN 300 (management) frames injected by a VLAN 100 VM.
         for target in (vms["mgmt4"], vms["mgmt8"]):
             for source in (spy, fresh["unsigned"]):
@@ -369,6 +371,7 @@ def test_a_tagged_storm_from_a_bound_vm_reaches_nobody(dc):
     finally:
         frames = {name: capture.stop() for name, capture in captures.items()}
     sent = sum(int(n) for n in re.findall(r"sent (\d+)", attacker.cmd(f"cat {storm_log}")))
+    os.unlink(storm_log)
     time.sleep(1.0)                        # OVS pushes datapath counters to flows
     counted = sum(flow_packets(server.name, *match) for match in drop_flows) - counted_before
     print(f"\ntagged storm: {sent} frames sent, {counted} counted by the drop flows; new VM "
