@@ -251,6 +251,8 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
             verdict.plan.extend(self.vm_attached(dpid, port, mac, now, iface_id).plan)
             return verdict
         current = self.bindings.get(mac)
+        if current is not None and (current.dpid, current.port) == (dpid, port):
+            return PacketVerdict()   # the hypervisor confirms where the VM already is
         if current is not None and (current.dpid, current.port) != (dpid, port):
             verdict = PacketVerdict()
             if clash is not None:

@@ -208,6 +208,8 @@ class ReferenceEngine(VmLifecycle, VmIdentity, TopologyEvents):
             verdict.plan.extend(self.vm_attached(dpid, port, mac, now, iface_id).plan)
             return verdict
         current = self.bindings.get(mac)
+        if current is not None and (current.dpid, current.port) == (dpid, port):
+            return PacketVerdict()   # the hypervisor confirms where the VM already is
         if current is not None and (current.dpid, current.port) != (dpid, port):
             verdict = PacketVerdict()
             self._pre_provision(current, dpid, port, verdict.plan, "its hypervisor created "
