@@ -240,6 +240,8 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
         """
         mac = canonical_mac(mac)
         self._attach(dpid, port, mac, iface_id)
+        if not self._hosts_vms(dpid):
+            return PacketVerdict()   # recorded; a bridge this controller does not run
         clash = self._iface_clash(dpid, port, mac)
         holder = self._by_port.get((dpid, port))
         if holder is not None and holder.mac != mac and \

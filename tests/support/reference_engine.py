@@ -198,6 +198,8 @@ class ReferenceEngine(VmLifecycle, VmIdentity, TopologyEvents):
         """
         mac = _canonical(mac)
         self._attach(dpid, port, mac, iface_id)
+        if not self._hosts_vms(dpid):
+            return PacketVerdict()   # recorded; a bridge this controller does not run
         clash = self._iface_clash(dpid, port, mac)
         holder = self._by_port.get((dpid, port))
         if holder is not None and holder.mac != mac and \

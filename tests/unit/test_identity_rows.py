@@ -56,9 +56,6 @@ def test_after_a_restart_the_rows_read_again_leave_every_vm_talking(lab):
     assert _talks(lab)
 
 
-@pytest.mark.xfail(strict=True, reason="reported to the lead: a row on a bridge this "
-                   "controller does not manage pre-provisions the VM there, and the VM is "
-                   "activated there when its real port goes away")
 def test_a_row_on_a_switch_this_controller_does_not_manage_moves_nothing(lab):
     lab.apply(lab.engine.vm_attached(0xABCDEF, 4, VICTIM, now=lab.now).plan)
     assert VICTIM not in lab.engine.incoming
