@@ -26,7 +26,7 @@ Link = FrozenSet[PortKey]
 #: frame LLDP bursts at 10k frames/s and at full speed, and the tests' own runs);
 #: single stalls of 78, 226, 248 and 543 ms in four runs while other tests
 #: loaded the machine (ovs-vswitchd's main thread forwards for every userspace
-#: bridge on it; docs/security-attacks.md). Bound: 1 s at 1 ms, ~2x the worst
+#: bridge on it; docs/attack-tests.md). Bound: 1 s at 1 ms, ~2x the worst
 #: stall. A forged link or a stolen binding loses every probe from the attack on
 #: (the issue's forged link: 82 s), which also fails ``recovered``.
 QUIET_LOSS_BOUND = 1000

@@ -11,7 +11,7 @@ Attackers are a provisioned VM (web3, VLAN 100) and fresh VMs that never
 announce themselves, plugged into other servers; the spoofing victim, which
 then migrates, is a web VM on s11 with a MAC only this run uses. The tests run
 in file order; the last two restart the engine (a handler exception) and stop
-the controller. docs/security-attacks.md has the figures the bounds come from.
+the controller. docs/attack-tests.md has the figures the bounds come from.
 """
 
 from __future__ import annotations
