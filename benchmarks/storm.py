@@ -74,6 +74,10 @@ class DropSampler:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def peak_any_port(self) -> int:
+        """The most drop flows one port carried in any sample."""
+        return max((max(s.values(), default=0) for s in self.samples), default=0)
+
     def peak(self, port: Optional[int] = None) -> int:
         if port is None:
             return max((sum(s.values()) for s in self.samples), default=0)
@@ -123,7 +127,7 @@ def run_storm(storm_lab: StormLab, mode: str, index: int, rate: float, seconds: 
         "switch_to_controller_ms": {loc: common.summary(v) for loc, v in to_controller.items()},
         "rss_kb": {"before": rss_before, "peak": peak_rss, "after": rss_after},
         "drop_flows": {"attacker_port_peak": drops.peak(attacker_port) if attacker else 0,
-                       "bridge_peak": drops.peak(),
+                       "bridge_peak": drops.peak(), "any_port_peak": drops.peak_any_port(),
                        "attacker_port_after": after.get(attacker_port, 0),
                        "bridge_after": sum(after.values()),
                        "after_by_port": {str(k): v for k, v in sorted(after.items())},
