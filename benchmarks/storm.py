@@ -98,15 +98,22 @@ def run_storm(storm_lab: StormLab, mode: str, index: int, rate: float, seconds: 
     rss_before = rss.sample()
     began = time.monotonic() - rss.started
     started = time.monotonic()
-    if attacker is not None:
-        flood = Flood(attacker, mode, rate, names)
-        started = flood.started
-    sent = _boot_vms(storm_lab, index, vms, started, seconds)
-    times = storm_lab.wait_provisioned(sent, timeout=30)
-    time.sleep(max(0.0, started + seconds - time.monotonic()))
-    frames, flood_seconds = flood.stop() if flood else (0, time.monotonic() - started)
+    try:
+        if attacker is not None:
+            # at most 2 min past its end, even if this program dies first
+            flood = Flood(attacker, mode, rate, names, max_seconds=seconds + 120)
+            started = flood.started
+        cpu = watch.CpuShares({"controller": storm_lab.controller.process.pid,
+                               "ovs-vswitchd": watch.ovs_vswitchd_pid(),
+                               "flooder": int(flood.pid) if flood else None}).start()
+        sent = _boot_vms(storm_lab, index, vms, started, seconds)
+        times = storm_lab.wait_provisioned(sent, timeout=30)
+        time.sleep(max(0.0, started + seconds - time.monotonic()))
+        cpu_shares = cpu.stop()
+    finally:
+        frames, flood_seconds = flood.stop() if flood else (0, time.monotonic() - started)
+        drops.stop()
     ended = time.monotonic() - rss.started
-    drops.stop()
     time.sleep(SETTLE_SECONDS)
     after = storm_lab.drop_flows(ATTACKER_SERVER)
     rss_after = rss.sample()
@@ -126,6 +133,7 @@ def run_storm(storm_lab: StormLab, mode: str, index: int, rate: float, seconds: 
         "samples_ms": latency,
         "switch_to_controller_ms": {loc: common.summary(v) for loc, v in to_controller.items()},
         "rss_kb": {"before": rss_before, "peak": peak_rss, "after": rss_after},
+        "cpu_share": cpu_shares,
         "drop_flows": {"attacker_port_peak": drops.peak(attacker_port) if attacker else 0,
                        "bridge_peak": drops.peak(), "any_port_peak": drops.peak_any_port(),
                        "attacker_port_after": after.get(attacker_port, 0),
@@ -205,8 +213,9 @@ def measure(args) -> dict:
               f"{len(baseline['mesh'])} pairs reachable (as the templates allow)", flush=True)
         storms = []
         for index, mode in enumerate(args.storms):
-            print(f"storm {mode}: {args.rate:g} frames/s for {args.seconds:g} s, {args.vms} new "
-                  f"VMs on {ATTACKER_SERVER} and {args.vms} on {OTHER_SERVER}", flush=True)
+            what = "no storm" if mode == "calm" else f"{args.rate:g} frames/s"
+            print(f"storm {mode}: {what} for {args.seconds:g} s, {args.vms} new VMs on "
+                  f"{ATTACKER_SERVER} and {args.vms} on {OTHER_SERVER}", flush=True)
             storm = run_storm(storm_lab, mode, index, args.rate, args.seconds, args.vms, rss,
                               baseline)
             storms.append(storm)
@@ -243,6 +252,13 @@ def report(figures: dict) -> None:
     print(common.format_table(
         ["storm", "new VM on", "frames/s", "provisioned", "p50 ms", "p99 ms", "max ms",
          "drops peak", "drops after", "RSS MB b/p/a", "fabric same"], rows))
+    cpu_rows = []
+    for storm in figures["storms"]:
+        cpu = storm.get("cpu_share", {})
+        cpu_rows.append([storm["storm"], *(f"{cpu.get(k, float('nan')):.2f}" for k in (
+            "controller", "ovs-vswitchd", "flooder")), f"{100 * cpu.get('machine_busy', 0):.0f}%"])
+    print(common.format_table(["during", "controller CPU", "ovs-vswitchd CPU", "flooder CPU",
+                               "machine busy (2 CPUs)"], cpu_rows))
     log = figures["log"]
     print(f"controller log: {log['handler_exceptions']} handler exceptions, {log['tracebacks']} "
           f"tracebacks")
@@ -261,19 +277,21 @@ def plot(record: dict, outdir: Path = common.PLOTS_DIR) -> List[Path]:
     plt = common.pyplot()
     figures = record["figures"]
     stem = record.get("benchmark", NAME)
-    fig, (lat, mem) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, (lat, mem) = plt.subplots(1, 2, figsize=(13, 4.6),
+                                   gridspec_kw={"width_ratios": [3, 2]})
     labels, data = [], []
     for storm in figures["storms"]:
         for loc in LOCATIONS:
-            labels.append(f"{storm['storm']}\n{loc} server")
+            labels.append(f"{storm['storm']}\n{loc}")
             data.append(storm["samples_ms"][loc] or [0.0])
-    lat.boxplot(data, showfliers=True)
+    lat.boxplot(data, showfliers=True, whis=(0, 100))
     lat.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+    lat.set_xlabel("storm, and the new VM's server (same as the attacker's, or other)")
     lat.axhline(P99_TARGET_MS, color="red", linestyle="--",
                 label=f"target p99 {P99_TARGET_MS:g} ms")
     lat.set_ylabel("first frame -> flows confirmed (ms)")
-    lat.set_title(f"New VMs during a {figures['rate']:g} frames/s storm\n"
-                  f"({figures['detection']})", fontsize=10)
+    lat.set_title(f"New VMs during a {figures['rate']:g} frames/s storm (whiskers: min, max)"
+                  f"\ndetection: {figures['detection']}", fontsize=10)
     lat.legend(fontsize=8)
     lat.grid(True, axis="y", alpha=0.3)
     series = figures["rss_series_kb"]

@@ -40,6 +40,58 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100.0
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all CPUs (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]   # idle, iowait
+    total = sum(fields[:8])        # without guest time, already counted in user
+    return (total - idle) / 100.0, total / 100.0
+
+
+def ovs_vswitchd_pid() -> Optional[int]:
+    """The running ovs-vswitchd's PID, from its pidfile (None if not found)."""
+    try:
+        return int(Path("/var/run/openvswitch/ovs-vswitchd.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class CpuShares:
+    """CPU used between :meth:`start` and :meth:`stop` by some processes and the machine,
+    as a share of one CPU (1.0 = one CPU busy the whole time)."""
+
+    def __init__(self, pids: Dict[str, Optional[int]]) -> None:
+        self.pids = {name: pid for name, pid in pids.items() if pid}
+        self._before: Dict[str, float] = {}
+        self._machine = (0.0, 0.0)
+        self._started = 0.0
+
+    def _sample(self) -> Dict[str, float]:
+        values = {}
+        for name, pid in self.pids.items():
+            try:
+                values[name] = cpu_seconds(pid)
+            except (OSError, IndexError):
+                values[name] = float("nan")
+        return values
+
+    def start(self) -> "CpuShares":
+        self._before, self._machine = self._sample(), machine_cpu_seconds()
+        self._started = time.monotonic()
+        return self
+
+    def stop(self) -> Dict[str, float]:
+        """Share of one CPU per process, and the machine's busy share of all its CPUs
+        (``machine_busy``, 0..1)."""
+        after, (busy, total) = self._sample(), machine_cpu_seconds()
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        shares = {name: round((after[name] - self._before[name]) / elapsed, 3)
+                  for name in self.pids}
+        shares["machine_busy"] = round((busy - self._machine[0]) / max(
+            total - self._machine[1], 1e-9), 3)
+        return shares
+
+
 def wait_until_idle(pid: int, window: float = 1.0, busy_fraction: float = 0.05,
                     timeout: float = 300.0) -> float:
     """Wait until ``pid`` used under ``busy_fraction`` of a CPU for ``window`` s; seconds waited."""
