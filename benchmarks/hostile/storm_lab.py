@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -70,8 +71,9 @@ class Flood:
         self.stop_file.touch()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = re.search(r"^done (\d+) ([\d.]+)$", self._log(), re.M)
+            found = re.search(r"done (\d+) ([\d.]+)", self._log())
             if found:
+                shutil.rmtree(self.stop_file.parent, ignore_errors=True)
                 return int(found.group(1)), float(found.group(2))
             time.sleep(0.05)
         self.host.cmd(f"kill {self.pid}")
