@@ -11,7 +11,9 @@ system-wide monotonic clock). Latency = confirmation - send, split into the
 switch-to-controller leg and the controller's share. At the end every VM's
 flows are counted on its server bridge and on the access bridge.
 
-    python -m benchmarks.provisioning_latency [--vms 1000] [--interval-ms 10] [--quick]
+    python -m benchmarks.provisioning_latency [--vms 1000] [--interval-ms 10] [--quick] [--tls]
+
+``--tls``: OpenFlow over mutual TLS (results saved under provisioning_latency-tls).
 """
 
 from __future__ import annotations
@@ -109,14 +111,14 @@ def meter_count(bridge: str) -> int:
     return sum(1 for line in out.splitlines() if "meter=" in line)
 
 
-def run(vms: int, servers: int, interval_ms: float) -> dict:
+def run(vms: int, servers: int, interval_ms: float, tls: bool = False) -> dict:
     tag = "L%03d" % (os.getpid() % 1000)
-    controller = lab.ControllerProcess(verbose=False).start()
+    controller = lab.ControllerProcess(verbose=False, tls=tls).start()
     print(f"controller: pid {controller.process.pid}, log {controller.log_file}", flush=True)
     net = ports = None
     try:
         net = lab.build_network(controller.of_port, prefix=tag, access=1, servers=servers,
-                                vms=0, edge=0, dpid_base=(os.getpid() % 4096) << 24)
+                                vms=0, edge=0, dpid_base=(os.getpid() % 4096) << 24, tls=tls)
         lab.wait_for_fabric(controller, net)
         server_bridges = sorted(s.name for s in net.switches if s.name.startswith(tag + "s"))
         access_bridge = tag + "a1"
@@ -260,19 +262,20 @@ def main(argv=None) -> int:
                         help="gap between two new VMs (latency mode: one at a time)")
     parser.add_argument("--quick", action="store_true", help="60 VMs on 2 bridges")
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--tls", action="store_true", help="OpenFlow over mutual TLS")
     args = parser.parse_args(argv)
-    name = NAME + ("-quick" if args.quick else "")
+    name = NAME + ("-tls" if args.tls else "") + ("-quick" if args.quick else "")
     if args.plot_only:
         replot(name, plot)
         return 0
     if args.quick:
         args.vms, args.servers = 60, 2
     print_machine()
-    figures = run(args.vms, args.servers, args.interval_ms)
+    figures = run(args.vms, args.servers, args.interval_ms, args.tls)
     figures["parameters"] = {"vms": args.vms, "servers": args.servers,
-                             "interval_ms": args.interval_ms}
+                             "interval_ms": args.interval_ms, "tls": args.tls}
     report(figures)
-    publish(name, figures, None if args.quick else plot)
+    publish(name, figures, None if args.quick or args.tls else plot)
     return 0 if figures["confirmed"] == figures["vms"] else 1
 
 

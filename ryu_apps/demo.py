@@ -103,7 +103,7 @@ def run_demo(verbose: bool = False) -> int:
     """Provisioning and templates only (``dynprov demo --no-migration``)."""
     if needs_root():
         return 2
-    with lab.running_datacenter() as (controller, net):
+    with lab.running_datacenter(tls=True) as (controller, net):
         failures = run_checks(controller, net, {vm.name: vm for vm in net.hosts})
         for bridge in ("s11", "a1"):
             _banner(f"flow table of {bridge}, annotated by owner")

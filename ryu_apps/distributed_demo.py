@@ -161,7 +161,7 @@ def run_distributed_demo() -> int:
         print("the distributed demo needs root (Mininet and OVS bridges)")
         return 2
     setup = DistributedLab(prefix="dd%02d" % (os.getpid() % 100),
-                           dpid_base=((os.getpid() + 13) % 4096) << 24, ovsdb=True)
+                           dpid_base=((os.getpid() + 13) % 4096) << 24, ovsdb=True, tls=True)
     failures = 0
     try:
         print("=== starting a 3-member Raft store and two controller processes", flush=True)

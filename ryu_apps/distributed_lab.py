@@ -10,6 +10,11 @@ left to no process: it is a plain learning bridge (OVS standalone mode), the
 shared L2 fabric between the pods, and each process finds its access switch's
 uplink to it from the other processes' beacons. Everything is stopped by PID
 and bridge name.
+
+With ``tls``, every control channel is authenticated and encrypted with the
+lab PKI: OpenFlow over mutual TLS, the store's members serve ``pssl:`` (Raft
+over ``ssl:``), and the controllers and this lab reach them with a controller
+certificate.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ryu_apps import lab
+from ryu_apps.ovsdb_ssl import SslFiles, controller_files
 from ryu_apps.store.admin import AdminSession
 from ryu_apps.store.library_rows import rows_from_files
 from ryu_apps.store.server import CLUSTER, STANDALONE, Store
@@ -29,9 +35,10 @@ from ryu_apps.store.writes import put_library
 LOCAL_OVSDB = "unix:/var/run/openvswitch/db.sock"
 
 
-def load_templates(remote: str, path: Path, domain: str = "") -> int:
+def load_templates(remote: str, path: Path, domain: str = "",
+                   ssl: Optional[SslFiles] = None) -> int:
     """Validate the library at ``path`` and write it to the store; its generation."""
-    with AdminSession(remote) as session:
+    with AdminSession(remote, ssl=ssl) as session:
         return session.apply(put_library(rows_from_files(path, domain)))
 
 
@@ -41,8 +48,12 @@ class DistributedLab:
     def __init__(self, access: int = 2, servers: int = 2, vms: int = 2,
                  cluster: bool = True, templates: Path = lab.DEFAULT_TEMPLATES,
                  prefix: str = "", dpid_base: int = 0,
-                 workdir: Optional[Path] = None, ovsdb: bool = False) -> None:
+                 workdir: Optional[Path] = None, ovsdb: bool = False,
+                 tls: bool = False) -> None:
         self.access, self.servers, self.vms = access, servers, vms
+        self.tls = tls
+        #: The store's and this lab's OVSDB SSL files (None: plain TCP).
+        self.ssl = controller_files(lab.lab_pki()) if tls else None
         self.mode = CLUSTER if cluster else STANDALONE
         self.templates = Path(templates)
         self.prefix, self.dpid_base = prefix, dpid_base
@@ -56,8 +67,8 @@ class DistributedLab:
     # -- starting ------------------------------------------------------------------
     def start(self) -> "DistributedLab":
         try:
-            self.store = Store.create(self.workdir / "store", self.mode).start()
-            load_templates(self.store.remote, self.templates)
+            self.store = Store.create(self.workdir / "store", self.mode, ssl=self.ssl).start()
+            load_templates(self.store.remote, self.templates, ssl=self.ssl)
             self.controllers = [self._controller(k) for k in range(1, self.access + 1)]
             for controller in self.controllers:
                 controller.start()
@@ -71,9 +82,14 @@ class DistributedLab:
     def _controller(self, number: int) -> lab.ControllerProcess:
         (self.workdir / f"p{number}").mkdir(parents=True, exist_ok=True)
         return lab.ControllerProcess(
-            templates=self.templates, workdir=self.workdir / f"p{number}",
+            templates=self.templates, workdir=self.workdir / f"p{number}", tls=self.tls,
             extra_options=(f"store = {self.store.remote}\nprocess_name = p{number}\n"
-                           "reconcile_grace = 2.0\n" + self.ovsdb_option))
+                           "reconcile_grace = 2.0\n" + self.ovsdb_option
+                           + self._ssl_option()))
+
+    def _ssl_option(self) -> str:
+        """The controllers' ``[dynprov] ovsdb_ssl_*`` lines for the store (or none)."""
+        return lab.ovsdb_ssl_options(lab.lab_pki()) if self.tls else ""
 
     def restart_controller(self, number: int) -> lab.ControllerProcess:
         """Start process ``p<number>`` again (same name, ports and config)."""
@@ -82,10 +98,12 @@ class DistributedLab:
         again = lab.ControllerProcess(templates=self.templates, of_port=old.of_port,
                                       wsapi_port=old.wsapi_port,
                                       workdir=self.workdir / f"p{number}-again",
+                                      tls=self.tls,
                                       extra_options=(f"store = {self.store.remote}\n"
                                                      f"process_name = p{number}\n"
                                                      "reconcile_grace = 2.0\n"
-                                                     + self.ovsdb_option))
+                                                     + self.ovsdb_option
+                                                     + self._ssl_option()))
         self.controllers[number - 1] = again.start()
         return again
 
@@ -101,7 +119,8 @@ class DistributedLab:
                       waitConnected=False)
         for number, controller in enumerate(self.controllers, start=1):
             net.addController(f"c{number}", controller=topo_module.DynprovController,
-                              ip="127.0.0.1", port=controller.of_port)
+                              ip="127.0.0.1", port=controller.of_port,
+                              **lab.controller_tls(self.tls))
         net.build()
         for controller in net.controllers:
             controller.start()
@@ -144,17 +163,17 @@ class DistributedLab:
 
     def bindings(self) -> List[dict]:
         """The store's Binding rows."""
-        with AdminSession(self.store.remote) as session:
+        with AdminSession(self.store.remote, ssl=self.ssl) as session:
             return session.rows("Binding")
 
     def processes(self) -> List[dict]:
-        with AdminSession(self.store.remote) as session:
+        with AdminSession(self.store.remote, ssl=self.ssl) as session:
             return session.rows("Process")
 
     def wait_for_store(self, condition, timeout: float = 15.0, table: str = "Binding"):
         """Poll the store until ``condition(rows)`` holds; the rows."""
         deadline = time.monotonic() + timeout
-        with AdminSession(self.store.remote) as session:
+        with AdminSession(self.store.remote, ssl=self.ssl) as session:
             while True:
                 rows = session.rows(table)
                 if condition(rows) or time.monotonic() > deadline:

@@ -56,14 +56,39 @@ def ryu_manager_command() -> str:
     return found
 
 
+def lab_pki(directory: Optional[Path] = None):
+    """The PKI the lab's controllers and switches use, made if missing (idempotent)."""
+    from ryu_apps import pki
+
+    return pki.init(directory)
+
+
+def ovsdb_ssl_options(pki, trusts: tuple = ("controller",)) -> str:
+    """``[dynprov]`` lines for a controller's ssl: OVSDB remotes (store: the controller CA;
+    servers' OVSDB: the switch CA; both: both)."""
+    from ryu_apps.ovsdb_ssl import controller_files
+
+    files = controller_files(pki, trusts)
+    return (f"ovsdb_ssl_private_key = {files.private_key}\n"
+            f"ovsdb_ssl_certificate = {files.certificate}\n"
+            f"ovsdb_ssl_ca_cert = {files.ca_cert}\n")
+
+
 class ControllerProcess:
-    """``ryu-manager ryu_apps.provisioner`` in a subprocess, logging to a file."""
+    """``ryu-manager ryu_apps.provisioner`` in a subprocess, logging to a file.
+
+    ``tls``: OpenFlow over mutual TLS on ``of_port`` with the lab PKI
+    (``pki_dir``, default that of ``dynprov pki init``); Ryu then listens for
+    nothing else.
+    """
 
     def __init__(self, templates: Path = DEFAULT_TEMPLATES,
                  scheme: str = "prefix/16", of_port: Optional[int] = None,
                  wsapi_port: Optional[int] = None, workdir: Optional[Path] = None,
                  extra_options: str = "", verbose: bool = True,
-                 rest_https: bool = False) -> None:
+                 rest_https: bool = False, tls: bool = False,
+                 pki_dir: Optional[Path] = None) -> None:
+        self.pki = lab_pki(pki_dir) if tls else None
         self.of_port = of_port or free_tcp_port()
         self.wsapi_port = wsapi_port or free_tcp_port()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dynprov-"))
@@ -148,9 +173,18 @@ class ControllerProcess:
     def command(self) -> list[str]:
         """The exact launch command, as an operator would type it."""
         return [ryu_manager_command(), "--config-file", str(self.config_file),
-                "--ofp-tcp-listen-port", str(self.of_port),
+                *self.openflow_options(),
                 "--wsapi-port", str(self.wsapi_port),
                 *(["--verbose"] if self.verbose else []), "ryu_apps.provisioner"]
+
+    def openflow_options(self) -> list[str]:
+        """Where and how ryu-manager listens for switches (TLS: with the PKI's files)."""
+        if self.pki is None:
+            return ["--ofp-tcp-listen-port", str(self.of_port)]
+        return ["--ofp-ssl-listen-port", str(self.of_port),
+                "--ctl-privkey", str(self.pki.key("controller")),
+                "--ctl-cert", str(self.pki.cert("controller")),
+                "--ca-certs", str(self.pki.switch_ca)]
 
     def start(self, timeout: float = 20.0) -> "ControllerProcess":
         """Start and wait until the OpenFlow port accepts connections."""
@@ -230,18 +264,22 @@ def load_topology_module():
 
 
 @contextlib.contextmanager
-def running_datacenter(extra_options: str = "", **topo_params):
+def running_datacenter(extra_options: str = "", tls: bool = False, **topo_params):
     """A started controller and datacenter topology with the links discovered.
 
-    Yields (controller, net); stops both on the way out, by PID and bridge name.
+    ``tls``: OpenFlow over mutual TLS. Yields (controller, net); stops both on
+    the way out, by PID and bridge name.
     """
-    controller = ControllerProcess(extra_options=extra_options).start()
+    controller = ControllerProcess(extra_options=extra_options, tls=tls).start()
     print("controller:", " ".join(controller.command()), flush=True)
     net = None
     try:
-        net = build_network(controller.of_port, **topo_params)
+        net = build_network(controller.of_port, tls=tls, **topo_params)
         print("\n=== waiting for the controller to discover the fabric (LLDP)", flush=True)
         wait_for_fabric(controller, net)
+        if tls:
+            print(f"=== OpenFlow over mutual TLS: {tls_verified(controller)} switch connections "
+                  f"verified against {controller.pki.switch_ca}", flush=True)
         yield controller, net
     finally:
         if net is not None:
@@ -249,8 +287,13 @@ def running_datacenter(extra_options: str = "", **topo_params):
         controller.stop()
 
 
-def build_network(controller_port: int, prefix: str = "", **topo_params):
-    """A started Mininet network of the datacenter topology, on our controller."""
+def build_network(controller_port: int, prefix: str = "", tls: bool = False,
+                  pki_dir: Optional[Path] = None, **topo_params):
+    """A started Mininet network of the datacenter topology, on our controller.
+
+    ``tls``: every bridge connects to ``ssl:127.0.0.1:PORT`` with the lab PKI's
+    switch certificate (this host's ``ovs-vsctl set-ssl``, see the topology).
+    """
     from mininet.net import Mininet  # imported here: needs root and Mininet
 
     topo_module = load_topology_module()
@@ -258,10 +301,23 @@ def build_network(controller_port: int, prefix: str = "", **topo_params):
     net = Mininet(topo=topo, controller=None, autoSetMacs=False, build=False,
                   waitConnected=False)
     net.addController("c0", controller=topo_module.DynprovController,
-                      ip="127.0.0.1", port=controller_port)
+                      ip="127.0.0.1", port=controller_port,
+                      **controller_tls(tls, pki_dir))
     net.build()
     net.start()
     return net
+
+
+def tls_verified(controller: ControllerProcess) -> int:
+    """How many switch connections the controller accepted over TLS so far."""
+    return len(re.findall(r"OpenFlow TLS: \S+ verified: ", controller.log()))
+
+
+def controller_tls(tls: bool, pki_dir: Optional[Path] = None) -> dict:
+    """The topology's DynprovController parameters for OpenFlow over TLS (or none)."""
+    if not tls:
+        return {}
+    return {"protocol": "ssl", "pki": str(lab_pki(pki_dir).directory)}
 
 
 def add_vm(net, server, name: str, mac: str, ip: str):

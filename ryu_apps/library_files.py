@@ -2,7 +2,8 @@
 
 A library is one YAML file or a directory of ``*.yaml``/``*.yml`` files read in
 name order (hidden files and subdirectories are skipped). YAML syntax errors,
-duplicate keys and unreadable files become
+duplicate keys, unreadable files and files over a limit (size, nesting,
+aliases: :mod:`ryu_apps.safe_yaml`) become
 :class:`~ryu_apps.core.template_validation.TemplateError` entries with the
 file and line, reported together with every validation error of the files
 that did parse.
@@ -12,38 +13,61 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
 from ryu_apps.core.template_model import TemplateLibrary
 from ryu_apps.core.template_validation import (
+    MAX_ERRORS,
     TemplateError,
     TemplateValidationError,
     build_library,
+    capped,
+)
+from ryu_apps.safe_yaml import (
+    DEFAULT_LIMITS,
+    MIB,
+    FastSafeLoader,
+    GuardedComposer,
+    InputProblem,
+    YamlLimitError,
+    describe_size,
+    harden,
+    problem_line,
+    read_text,
 )
 
+if TYPE_CHECKING:   # the checker imports this module
+    from ryu_apps.library_check import LibraryChecker
+
 YAML_SUFFIXES = (".yaml", ".yml")
+#: Bytes of one file, and of every file of the library together.
+MAX_FILE_BYTES = DEFAULT_LIMITS.max_bytes
+MAX_LIBRARY_BYTES = 64 * MIB
+#: YAML files in a library directory.
+MAX_FILES = 20_000
 #: Stands for the document of a file that could not be read or parsed.
 _UNREADABLE = object()
 
 
-#: libyaml's parser when PyYAML was built with it (about 10x faster on big
-#: libraries); the constructor hooks below are Python either way.
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _StrictLoader(_BaseLoader):
+class _StrictLoader(GuardedComposer, FastSafeLoader):
     """SafeLoader that reports duplicate keys and surprising YAML 1.1 integers.
 
     Plain PyYAML keeps the last of duplicate keys, reads ``0250`` as octal 168
     and ``1:30`` as base 60 (90). Each of those is recorded in ``problems`` as
-    ``(line, message)``; the document is still constructed.
+    ``(line, message)``; the document is still constructed. It composes under
+    the limits of :class:`~ryu_apps.safe_yaml.GuardedComposer` (libyaml's
+    parser when PyYAML was built with it: about 10x faster on big libraries).
     """
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.problems: List[Tuple[int, str]] = []
+
+    def _problem(self, line: int, message: str) -> None:
+        if len(self.problems) <= MAX_ERRORS:
+            self.problems.append((line, message))
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -59,8 +83,8 @@ class _StrictLoader(_BaseLoader):
             line = key_node.start_mark.line + 1
             try:
                 if key in first_lines:
-                    self.problems.append((line, f"duplicate key {key!r} (first defined "
-                                                f"on line {first_lines[key]})"))
+                    self._problem(line, f"duplicate key {_shown(key)} (first defined on "
+                                        f"line {first_lines[key]})")
                 else:
                     first_lines[key] = line
             except TypeError:
@@ -75,13 +99,22 @@ class _StrictLoader(_BaseLoader):
             surprise = "a leading 0 means octal"
         else:
             return value
-        self.problems.append((node.start_mark.line + 1, (
-            f"{node.value!r} reads as {value} in YAML ({surprise}); "
-            "write it as a plain decimal number, or quote it")))
+        self._problem(node.start_mark.line + 1, (
+            f"{_shown(node.value)} reads as {_shown(value)} in YAML ({surprise}); "
+            "write it as a plain decimal number, or quote it"))
         return value
 
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+harden(_StrictLoader)
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` cut to 60 characters (a huge integer is described, not printed)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"a {value.bit_length():,}-bit integer"
+    text = repr(value[:60] if isinstance(value, str) else value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class LoadCache:
@@ -106,12 +139,26 @@ def load_library(path: str | os.PathLike, cache: LoadCache | None = None) -> Tem
     ``cache`` (kept by the caller between loads) skips the work whose input
     did not change.
     """
+    return load_documents(path, cache)[0]
+
+
+def load_documents(path: str | os.PathLike, cache: LoadCache | None = None,
+                   on_progress: Optional[Callable[[str, str], None]] = None,
+                   ) -> Tuple[TemplateLibrary, List[Tuple[str, object]]]:
+    """:func:`load_library`, and the parsed ``(source, document)`` of every file.
+
+    ``on_progress(stage, source)`` (optional) is called with ``("reading",
+    file)`` before each file is read and ``("validating", library path)``
+    before validation: the checker's worker reports where it is.
+    """
     origin = str(path)
     files, errors = _library_files(Path(path), origin)
     documents: List[Tuple[str, object]] = []
     unreadable = False
     texts: List[Tuple[str, str]] = []
     for source, file_path in files:
+        if on_progress is not None:
+            on_progress("reading", source)
         document, file_errors, text = _parse_cached(source, file_path, cache)
         texts.append((source, text))
         errors.extend(file_errors)
@@ -121,7 +168,9 @@ def load_library(path: str | os.PathLike, cache: LoadCache | None = None) -> Tem
             documents.append((source, document))
     if (cache is not None and not errors and cache.library is not None
             and cache.texts == tuple(texts)):
-        return cache.library
+        return cache.library, documents
+    if on_progress is not None:
+        on_progress("validating", origin)
     try:
         # "the library is empty" would be noise when files are missing or unreadable
         library = build_library(documents, origin=origin,
@@ -130,22 +179,25 @@ def load_library(path: str | os.PathLike, cache: LoadCache | None = None) -> Tem
     except TemplateValidationError as failure:
         errors.extend(failure.errors)
     if errors:
-        raise TemplateValidationError(_in_file_order(errors, [s for s, _ in files]))
+        raise TemplateValidationError(
+            capped(_in_file_order(errors, [s for s, _ in files]), origin))
     if cache is not None:
         cache.texts, cache.library = tuple(texts), library
-    return library  # bound: build_library either returned or added errors
+    return library, documents  # bound: build_library either returned or added errors
 
 
 def _parse_cached(source: str, file_path: Path,
                   cache: LoadCache | None) -> Tuple[object, List[TemplateError], str]:
     """A file's document and problems, parsed again only when its text changed."""
-    if cache is None:
-        return (*_parse_file(source, file_path), "")
     try:
-        text = file_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        cache.parsed.pop(source, None)
-        return (*_parse_file(source, file_path), "")
+        text = read_text(file_path, MAX_FILE_BYTES)
+    except InputProblem as problem:
+        if cache is not None:
+            cache.parsed.pop(source, None)
+        where = f"line {problem.line}" if problem.line else ""
+        return _UNREADABLE, [TemplateError(source, None, where, str(problem))], ""
+    if cache is None:
+        return (*_parse_text(source, text), "")
     cached = cache.parsed.get(source)
     if cached is not None and cached[0] == text:
         return cached[1], list(cached[2]), text
@@ -154,32 +206,86 @@ def _parse_cached(source: str, file_path: Path,
     return document, list(problems), text
 
 
-def _library_files(path: Path,
-                   origin: str) -> Tuple[List[Tuple[str, Path]], List[TemplateError]]:
-    """The ``(source name, path)`` of every file of the library, in load order."""
-    if path.is_dir():
-        names = sorted(entry.name for entry in path.iterdir()
-                       if entry.suffix in YAML_SUFFIXES and not entry.name.startswith(".")
-                       and entry.is_file())
-        if not names:
-            return [], [TemplateError(origin, None, "",
-                                      "no *.yaml or *.yml files in this directory")]
-        return [(os.path.join(origin, name), path / name) for name in names], []
-    if path.exists():
-        return [(origin, path)], []
-    return [], [TemplateError(origin, None, "", "no such file or directory")]
-
-
 def _parse_file(source: str, file_path: Path) -> Tuple[object, List[TemplateError]]:
     """One file's YAML document (or _UNREADABLE) and the problems found reading it."""
+    document, errors, _ = _parse_cached(source, file_path, None)
+    return document, errors
+
+
+def _library_files(path: Path,
+                   origin: str) -> Tuple[List[Tuple[str, Path]], List[TemplateError]]:
+    """The ``(source name, path)`` of every file of the library, in load order.
+
+    Refused, each with an error: more than MAX_FILES files, files that are not
+    regular files, symbolic links that lead out of the directory, and the
+    files past MAX_LIBRARY_BYTES in all.
+    """
+    if not path.is_dir():
+        if os.path.lexists(path):
+            return [(origin, path)], []
+        return [], [TemplateError(origin, None, "", "no such file or directory")]
     try:
-        text = file_path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        return _UNREADABLE, [TemplateError(source, None, "", f"not UTF-8 text ({error.reason} "
-                                                             f"at byte {error.start})")]
+        names = _yaml_names(path)
     except OSError as error:
-        return _UNREADABLE, [TemplateError(source, None, "", f"cannot read: {error.strerror}")]
-    return _parse_text(source, text)
+        return [], [TemplateError(origin, None, "", f"cannot list: {error.strerror}")]
+    if names is None:
+        return [], [TemplateError(origin, None, "", f"more than {MAX_FILES:,} YAML files "
+                                                    "in this directory (the limit)")]
+    if not names:
+        return [], [TemplateError(origin, None, "",
+                                  "no *.yaml or *.yml files in this directory")]
+    root = path.resolve()
+    files: List[Tuple[str, Path]] = []
+    errors: List[TemplateError] = []
+    total = 0
+    for name in names:
+        source, file_path = os.path.join(origin, name), path / name
+        problem, size = _entry_problem(file_path, root)
+        if problem == "directory":
+            continue    # subdirectories are not part of the library
+        if problem:
+            errors.append(TemplateError(source, None, "", problem))
+            continue
+        total += size
+        if total > MAX_LIBRARY_BYTES:
+            errors.append(TemplateError(source, None, "", (
+                f"the library's files reach {describe_size(MAX_LIBRARY_BYTES)} in all (the "
+                "limit) at this file: it and the files after it were not read")))
+            break
+        files.append((source, file_path))
+    return files, errors
+
+
+def _yaml_names(path: Path) -> Optional[List[str]]:
+    """The YAML file names of a directory, sorted; None past MAX_FILES."""
+    names = []
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or \
+                    os.path.splitext(entry.name)[1] not in YAML_SUFFIXES:
+                continue
+            names.append(entry.name)
+            if len(names) > MAX_FILES:
+                return None
+    return sorted(names)
+
+
+def _entry_problem(file_path: Path, root: Path) -> Tuple[str, int]:
+    """("", size) for a file to read, ("directory", 0) to skip, or (what is wrong, 0)."""
+    try:
+        info = file_path.stat()
+    except OSError as error:
+        return f"cannot read: {error.strerror}", 0
+    if file_path.is_symlink():
+        target = file_path.resolve()
+        if root not in target.parents:
+            return (f"symbolic link to {target}, outside the library directory "
+                    "(refused: copy the file in, or link the whole directory)"), 0
+    if file_path.is_dir():
+        return "directory", 0
+    if not file_path.is_file():
+        return "not a regular file (a FIFO, device or socket): refused", 0
+    return "", info.st_size
 
 
 def _parse_text(source: str, text: str) -> Tuple[object, List[TemplateError]]:
@@ -187,14 +293,33 @@ def _parse_text(source: str, text: str) -> Tuple[object, List[TemplateError]]:
     loader = _StrictLoader(text)
     try:
         document = loader.get_single_data()
+    except YamlLimitError as error:
+        return _UNREADABLE, [_limit_error(source, error)]
     except yaml.MarkedYAMLError as error:
         return _UNREADABLE, [_syntax_error(source, error)]
     except yaml.YAMLError as error:
-        return _UNREADABLE, [TemplateError(source, None, "", f"invalid YAML: {error}")]
+        line = problem_line(error, text)
+        problem = str(error).split("\n")[0]
+        return _UNREADABLE, [TemplateError(source, None, f"line {line}" if line else "",
+                                           f"invalid YAML: {problem}")]
+    except RecursionError:
+        return _UNREADABLE, [TemplateError(source, None, "", "invalid YAML: nested too deeply "
+                                                            "to read")]
+    except (ValueError, TypeError, OverflowError, MemoryError) as error:
+        return _UNREADABLE, [TemplateError(source, None, "", f"cannot read this YAML: "
+                                                            f"{type(error).__name__}: "
+                                                            f"{str(error)[:200]}")]
     finally:
         loader.dispose()
     return document, [TemplateError(source, None, f"line {line}", message)
                       for line, message in loader.problems]
+
+
+def _limit_error(source: str, error: YamlLimitError) -> TemplateError:
+    mark = error.problem_mark
+    column = f" at column {mark.column + 1}" if mark else ""
+    return TemplateError(source, None, f"line {mark.line + 1}" if mark else "",
+                         f"{error.problem}{column}")
 
 
 def _syntax_error(source: str, error: yaml.MarkedYAMLError) -> TemplateError:
@@ -215,12 +340,21 @@ def _in_file_order(errors: Sequence[TemplateError],
 
 
 class LibraryKeeper:
-    """Holds the library in force; a failed reload keeps the previous one."""
+    """Holds the library in force; a failed reload keeps the previous one.
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    With a ``checker`` (:class:`~ryu_apps.library_check.LibraryChecker`) the
+    files are read and validated in a separate process: a crash or a timeout
+    there is a refused reload, not a dead controller. Without one they are
+    read here (tools, tests).
+    """
+
+    def __init__(self, path: str | os.PathLike,
+                 checker: Optional["LibraryChecker"] = None) -> None:
         self.path = path
+        self.checker = checker
         self._cache = LoadCache()
-        self._current = load_library(path, self._cache)
+        self._current: Optional[TemplateLibrary] = None
+        self._current = self._load()
 
     @property
     def current(self) -> TemplateLibrary:
@@ -229,6 +363,20 @@ class LibraryKeeper:
 
     def reload(self) -> TemplateLibrary:
         """Load the library again; on failure raise and keep the current one."""
-        library = load_library(self.path, self._cache)
+        library = self._load()
         self._current = library
         return library
+
+    def candidate(self) -> TemplateLibrary:
+        """Load the library again without putting it in force (see :meth:`accept`);
+        raise TemplateValidationError when it is invalid."""
+        return self._load()
+
+    def accept(self, library: TemplateLibrary) -> None:
+        """Put a library that :meth:`candidate` returned in force."""
+        self._current = library
+
+    def _load(self) -> TemplateLibrary:
+        if self.checker is not None:
+            return self.checker.load(self.path, self._current)
+        return load_library(self.path, self._cache)

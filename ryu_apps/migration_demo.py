@@ -73,7 +73,7 @@ def run_migration_demo(verbose: bool = False) -> int:
     """Run the migration demo; 0 when every expectation held and both migrations converged."""
     if needs_root():
         return 2
-    with lab.running_datacenter(f"ovsdb = {LOCAL_OVSDB}\n") as (controller, net):
+    with lab.running_datacenter(f"ovsdb = {LOCAL_OVSDB}\n", tls=True) as (controller, net):
         vms = {vm.name: vm for vm in net.hosts}
         switches = {s.name: s for s in net.switches}
         failures = run_checks(controller, net, vms)

@@ -10,6 +10,10 @@ pure and lives in :mod:`ryu_apps.core.attachments`.
 Inside Ryu the IDL is driven by one green thread that calls
 :meth:`OvsdbWatcher.poll_once` and sleeps; it never blocks the hub (no
 ``ovs.poller`` blocking, no fatal-signal latches).
+
+A remote may be ``unix:``, ``tcp:`` or ``ssl:HOST:PORT``; an ``ssl:`` remote
+needs a key, certificate and CA file (:mod:`ryu_apps.ovsdb_ssl`: the ``ssl``
+argument, else ``[dynprov] ovsdb_ssl_*``), checked when the watcher is made.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import ovs.db.idl
 import ovs.dirs
 from ryu.lib import hub
 
+from ryu_apps import ovsdb_ssl
 from ryu_apps.core.attachments import (
     Attachment,
     AttachmentEvent,
@@ -48,6 +53,8 @@ CONNECT_WARNING_SECONDS = 5.0
 
 Callback = Callable[[int, int, str], None]
 
+ovsdb_ssl.register_options()   # [dynprov] ovsdb_ssl_*, read by ryu-manager's config
+
 
 def default_schema_path() -> Path:
     """The Open_vSwitch schema installed with Open vSwitch."""
@@ -67,17 +74,21 @@ class OvsdbWatcher:
     ``on_attach(dpid, ofport, mac)`` / ``on_detach(dpid, ofport, mac)`` are
     called for each change, detaches first; the first read of the database
     reports every attachment present. A handler that raises is logged and
-    does not stop the others.
+    does not stop the others. ``ssl``: the files for an ``ssl:`` remote
+    (default: ``[dynprov] ovsdb_ssl_*``); ovsdb_ssl.SslConfigError if missing.
     """
 
     def __init__(self, remote: str, on_attach: Callback, on_detach: Callback,
                  logger, interval: float = 0.05,
-                 schema_path: Optional[str] = None) -> None:
+                 schema_path: Optional[str] = None,
+                 ssl: Optional[ovsdb_ssl.SslFiles] = None) -> None:
+        ovsdb_ssl.configure(remote, ssl, "ovsdb")
         self.remote = remote
         self.interval = interval
         self._on_attach, self._on_detach = on_attach, on_detach
         self._logger = logger
-        self._idl = ovs.db.idl.Idl(remote, self._schema_helper(schema_path))
+        # It only reads: any server will do (an ovsdb-server relay, a cluster follower).
+        self._idl = ovs.db.idl.Idl(remote, self._schema_helper(schema_path), leader_only=False)
         self._seqno: Optional[int] = None
         self._current: Snapshot = frozenset()
         self._places: Dict[Attachment, str] = {}

@@ -26,7 +26,7 @@ from ryu.controller.handler import (
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from ryu_apps import openflow, rest_api, rest_notify
+from ryu_apps import openflow, ovsdb_ssl, rest_api, rest_notify
 from ryu_apps.device_bus import InProcessBus
 from ryu_apps.core import lldp
 from ryu_apps.core.engine import ProvisioningEngine
@@ -39,9 +39,11 @@ from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.core.domains import DomainError
 from ryu_apps.domain_files import load_domains
 from ryu_apps.core.binding import VmState
+from ryu_apps.library_check import LibraryChecker
 from ryu_apps.library_files import LibraryKeeper
 from ryu_apps.link_discovery import LinkDiscovery, SecretError, load_or_create_secret
 from ryu_apps.ovsdb_watcher import OvsdbWatcher
+from ryu_apps.openflow_tls import listen_port
 from ryu_apps.plan_sender import PlanSender, next_xid
 from ryu_apps.provisioning_times import ProvisioningTimes
 from ryu_apps.scheme_config import load_scheme
@@ -107,6 +109,23 @@ class _Tick(event.EventBase):
     """A second passed (posted to the app's own event queue)."""
 
 
+class _PutLibraries(event.EventRequestBase):
+    """Put validated libraries in force, in the app's event loop."""
+
+    def __init__(self, dst: str, library, domain_libraries: dict) -> None:
+        super().__init__()
+        self.dst = dst
+        self.library, self.domain_libraries = library, domain_libraries
+
+
+class _LibrariesPut(event.EventReplyBase):
+    """(ok, message) of a _PutLibraries."""
+
+    def __init__(self, dst: str, result: tuple) -> None:
+        super().__init__(dst)
+        self.result = result
+
+
 def _guarded(handler: Callable) -> Callable:
     """Run an event handler; if it raises, log it and resynchronise from the switches
     instead of running on whatever the failed event left behind."""
@@ -138,10 +157,11 @@ class DynprovProvisioner(app_manager.RyuApp):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         options = CONF.dynprov
+        self.library_checker = LibraryChecker.from_options(options)  # validates off-process
         try:
-            self.library_keeper = LibraryKeeper(options.templates)
+            self.library_keeper = LibraryKeeper(options.templates, self.library_checker)
             scheme = load_scheme(options.identifier_scheme)
-            domains, self.domain_keepers = load_domains(options.domains)
+            domains, self.domain_keepers = load_domains(options.domains, self.library_checker)
         except (TemplateValidationError, IdentifierError, DomainError) as error:
             raise SystemExit(f"dynprov: cannot start: {error}") from None
         try:
@@ -155,6 +175,7 @@ class DynprovProvisioner(app_manager.RyuApp):
             identity=identity, move_hold=options.move_hold)
         self.lldp_interval = options.lldp_interval
         self._failures: Dict[str, float] = {}
+        self._reload_lock = hub.BoundedSemaphore(1)
         self._last_resync = 0.0
         self.datapaths: Dict[int, object] = {}
         self.ports: Dict[int, Set[int]] = {}
@@ -172,14 +193,17 @@ class DynprovProvisioner(app_manager.RyuApp):
         rest_notify.register(self, kwargs["wsgi"])   # before the API's catch-all route
         rest_api.register(self, kwargs["wsgi"])
         # The shared store (issue 6): library and bindings shared by several processes.
-        self.store_sync = store_hook.attach(self, options, CONF.ofp_tcp_listen_port)
+        try:
+            self.store_sync = store_hook.attach(self, options, listen_port(CONF))
+            self.ovsdb_watchers = [OvsdbWatcher(remote, self._ovsdb_attached,
+                                                self._ovsdb_detached, self.logger)
+                                   for remote in options.ovsdb]
+        except ovsdb_ssl.SslConfigError as error:
+            raise SystemExit(f"dynprov: cannot start: {error}") from None
         self.discovery = self._link_discovery(options)
         self._threads = [hub.spawn(self._every, self.lldp_interval, _ProbeRound),
                          hub.spawn(self._every, TICK_SECONDS, _Tick),
                          hub.spawn(self._resync_after_grace, options.reconcile_grace)]
-        self.ovsdb_watchers = [OvsdbWatcher(remote, self._ovsdb_attached,
-                                            self._ovsdb_detached, self.logger)
-                               for remote in options.ovsdb]
         self._fault_mac = (options.fault_injection_mac or "").lower()
         for watcher in self.ovsdb_watchers:
             watcher.start()
@@ -187,7 +211,7 @@ class DynprovProvisioner(app_manager.RyuApp):
     def _link_discovery(self, options) -> LinkDiscovery:
         """Probe signing and checking, with the deployment's secret (module docstring)."""
         process = (self.store_sync.name if self.store_sync is not None
-                   else store_hook.default_process_name(CONF.ofp_tcp_listen_port))
+                   else store_hook.default_process_name(listen_port(CONF)))
         try:
             if options.topology_secret_file:
                 secret = load_or_create_secret(options.topology_secret_file)
@@ -224,7 +248,7 @@ class DynprovProvisioner(app_manager.RyuApp):
 
     def _ovsdb_detached(self, dpid: int, port: int, mac: str) -> None:
         try:
-            self.send_plan(self.engine.vm_detached(dpid, port, mac))
+            self.send_plan(self.engine.vm_detached(dpid, port, mac, now=time.time()))
         except Exception:  # noqa: BLE001
             self._handler_failed("ovsdb detach")
 
@@ -268,6 +292,7 @@ class DynprovProvisioner(app_manager.RyuApp):
             watcher.stop()
         if self.store_sync is not None:
             self.store_sync.stop()
+        self.library_checker.close()
 
     def send_plan(self, plan, on_confirmed=None) -> None:
         """Send a plan; mark its VMs active once confirmed; deliver its messages.
@@ -316,13 +341,32 @@ class DynprovProvisioner(app_manager.RyuApp):
             refusal = store_hook.reload_refusal(CONF.dynprov, getattr(self, "store_sync", None))
             self.logger.warning("%s", refusal)
             return False, refusal
+        with self._reload_lock:
+            try:   # read and validated in the checker process; this green thread waits
+                library = self.library_keeper.candidate()
+                domain_libraries = {name: keeper.candidate()
+                                    for name, keeper in self.domain_keepers.items()}
+            except TemplateValidationError as error:
+                self.logger.error("library reload refused, previous library stays:\n%s",
+                                  error)
+                return False, str(error)
+            return self.send_request(_PutLibraries(self.name, library, domain_libraries)).result
+
+    @set_ev_cls(_PutLibraries)
+    def _put_libraries(self, request: _PutLibraries) -> None:
+        """In the event loop: every library (main and domains) in force at once."""
         try:
-            library = self.library_keeper.reload()
-            domain_libraries = {name: keeper.reload()
-                                for name, keeper in self.domain_keepers.items()}
-        except TemplateValidationError as error:
-            self.logger.error("library reload refused, previous library stays:\n%s", error)
-            return False, str(error)
+            result = self._put_in_force(request.library, request.domain_libraries)
+        except Exception:  # noqa: BLE001 - answer, then resynchronise
+            self._handler_failed("library reload")
+            result = (False, "internal error while putting the library in force; "
+                             "resynchronising (see the controller log)")
+        self.reply_to_request(request, _LibrariesPut(request.src, result))
+
+    def _put_in_force(self, library, domain_libraries: dict) -> tuple[bool, str]:
+        self.library_keeper.accept(library)
+        for name, domain_library in domain_libraries.items():
+            self.domain_keepers[name].accept(domain_library)
         plan = self.engine.set_library(library)
         for name, domain_library in domain_libraries.items():
             plan.extend(self.engine.set_library(domain_library, domain=name))

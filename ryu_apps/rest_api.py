@@ -33,11 +33,11 @@ import re
 from functools import wraps
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+from ryu import cfg
 from ryu.app.ofctl import api as ofctl_api
 from ryu.app.ofctl import exception as ofctl_exception
 from ryu.app.wsgi import ControllerBase, Response, route
 from ryu.base import app_manager
-from ryu.controller import event as ryu_event
 from ryu.lib import hub
 
 from ryu_apps import openflow, rest_server, rest_views
@@ -65,12 +65,13 @@ except IndexError:  # imported by no module (python -c): there is no app to serv
 
 #: Seconds to wait for one switch's flow stats before reporting it as silent.
 STATS_TIMEOUT = 2.0
-#: Seconds to wait for the event loop to reload the library.
-RELOAD_TIMEOUT = 30.0
+#: Seconds a reload may take beyond the library checker's own time limit.
+RELOAD_MARGIN = 30.0
 #: Cookie and mask that select every VM binding flow of dynprov on a switch.
 BINDING_FLOWS = ((APP_ID << APP_SHIFT) | (int(CookieKind.BINDING) << KIND_SHIFT),
                  APP_MASK | KIND_MASK)
 PREFIX = "/dynprov"
+CONF = cfg.CONF
 ENDPOINTS = (
     ("GET", "/dynprov", "this list"),
     ("GET", "/dynprov/bindings", "every VM binding; ?counters=false skips the switches"),
@@ -110,10 +111,14 @@ def register(app, wsgi) -> None:
     listening (the last routes: register the notifications route before)."""
     _quiet_ofctl_service()
     api = DynprovApi(app)
-    app.register_handler(_ReloadRequest, api.handle_reload_request)
     wsgi.register(DynprovRestController, {"api": api})
     wsgi.register(FallbackController, {"api": api})  # after: matches what is left
     rest_server.start(app, wsgi)
+
+
+def reload_timeout() -> float:
+    """Seconds a REST reload waits: the checker's limit and a margin to apply it."""
+    return float(getattr(CONF.dynprov, "library_check_timeout", 120.0)) + RELOAD_MARGIN
 
 
 # -- reading flows from switches -----------------------------------------------------
@@ -164,22 +169,6 @@ def read_many(app, requests: Dict[int, Tuple[int, int]], timeout: float = STATS_
 
 
 # -- reloading in the app's event loop -------------------------------------------------
-class _ReloadRequest(ryu_event.EventRequestBase):
-    """Ask the app's event loop to reload the library."""
-
-    def __init__(self, dst: str) -> None:
-        super().__init__()
-        self.dst = dst
-
-
-class _ReloadReply(ryu_event.EventReplyBase):
-    """(ok, message) from ``app.reload_library()``; None when it raised."""
-
-    def __init__(self, dst: str, result: Optional[Tuple[bool, str]]) -> None:
-        super().__init__(dst)
-        self.result = result
-
-
 class _OfctlNoise(logging.Filter):
     """Drop the ofctl service's complaints about replies to the app's own requests.
 
@@ -290,12 +279,9 @@ class DynprovApi:
 
     def reload(self) -> dict:
         late = ApiError(503, f"the controller did not finish the reload within "
-                             f"{RELOAD_TIMEOUT:g} s")
-        with hub.Timeout(RELOAD_TIMEOUT, late):
-            result = self.app.send_request(_ReloadRequest(self.app.name)).result
-        if result is None:  # the reload raised: logged with its traceback
-            raise ApiError(500, INTERNAL_ERROR)
-        ok, message = result
+                             f"{reload_timeout():g} s")
+        with hub.Timeout(reload_timeout(), late):
+            ok, message = self.app.reload_library()
         store = getattr(self.app, "store_sync", None)
         if not ok and store is not None:  # store mode: nothing read, nothing changed
             raise ApiError(409, message, **store.library_in_force())
@@ -304,15 +290,6 @@ class DynprovApi:
             raise ApiError(422, "library reload refused; the previous library stays in force",
                            errors=errors)
         return {"reloaded": True, "message": message, "templates": len(self.engine.library)}
-
-    def handle_reload_request(self, request: _ReloadRequest) -> None:
-        """Runs in the app's event loop: reload, then answer the waiting handler."""
-        try:
-            result = self.app.reload_library()
-        except Exception:  # reply anyway, so the HTTP client is not left hanging
-            self.app.logger.exception("library reload failed")
-            result = None
-        self.app.reply_to_request(request, _ReloadReply(request.src, result))
 
     # switches, links, refused MACs
     def switches(self) -> List[dict]:

@@ -9,7 +9,8 @@ The edge around :mod:`ryu_apps.core.identifiers`: it reads the table file of
 
 Every scalar is read as text (no YAML 1.1 surprises: an unquoted
 ``12:30:00:00:00:01`` stays a MAC, not a base-60 number) and template ids are
-decimal or ``0x`` hex. Duplicate keys are an error.
+decimal or ``0x`` hex. Duplicate keys are an error. The file is read under
+the limits of :mod:`ryu_apps.safe_yaml` (size, nesting, aliases).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from ryu_apps.core.identifiers import (
     parse_number,
     scheme_from_spec,
 )
+from ryu_apps.safe_yaml import GuardedComposer, InputProblem, harden, read_text
 
 TABLE_SPEC_PREFIX = "table:"
 ENTRIES_KEY = "entries"
 
 
-class _TextLoader(yaml.SafeLoader):
+class _TextLoader(GuardedComposer, yaml.SafeLoader):
     """Safe YAML with every scalar kept as text and duplicate keys refused."""
 
     yaml_implicit_resolvers: dict = {}
@@ -49,6 +51,9 @@ class _TextLoader(yaml.SafeLoader):
                     f"(first on line {seen[key]})")
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
+
+
+harden(_TextLoader)   # explicit tags (!!int, !!timestamp) still reach constructors
 
 
 class _TableFileError(Exception):
@@ -90,15 +95,18 @@ def load_table_entries(path: Path) -> Dict[str, int]:
 
 def _read_yaml(path: Path) -> object:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise _TableFileError(f"cannot read table file: {error.strerror or error}") from None
-    except UnicodeDecodeError as error:
-        raise _TableFileError(f"table file is not UTF-8 text: {error.reason}") from None
+        text = read_text(path)
+    except InputProblem as problem:
+        if problem.kind == "not-utf8":
+            raise _TableFileError(f"table file is {problem.message}, "
+                                  f"line {problem.line}") from None
+        raise _TableFileError(f"cannot read table file: {problem.message}") from None
     try:
         return yaml.load(text, Loader=_TextLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as error:
         raise _TableFileError(f"not valid YAML: {_yaml_problem(error)}") from None
+    except (RecursionError, ValueError, TypeError, MemoryError) as error:
+        raise _TableFileError(f"not valid YAML: {type(error).__name__}") from None
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:

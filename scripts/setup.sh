@@ -9,6 +9,9 @@
 #   5. dynprov itself, with the start-up hook that lets ryu-manager run on
 #      current eventlet (see dynprov_ryu_compat.py); reinstalled only when
 #      the sources changed.
+#   6. The PKI for TLS on the control channels (dynprov pki init: a controller
+#      CA, a switch CA and their certificates, in $DYNPROV_PKI_DIR or
+#      /var/lib/dynprov/pki, one per host like Open vSwitch's SSL settings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -62,5 +65,12 @@ if [ "$(cat "$VENV/.dynprov-installed" 2>/dev/null)" != "$stamp" ]; then
   echo "$stamp" > "$VENV/.dynprov-installed"
 else
   say "dynprov up to date in $VENV"
+fi
+if "$VENV/bin/python" -c "import sys; from ryu_apps import pki
+sys.exit(1 if pki.Pki(pki.default_dir()).missing() else 0)" 2>/dev/null; then
+  say "PKI present"
+else
+  say "making the PKI for TLS (dynprov pki init)"
+  "$VENV/bin/dynprov" pki init >/dev/null
 fi
 say "ready: $VENV/bin/dynprov, $VENV/bin/ryu-manager"

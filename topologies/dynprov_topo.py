@@ -30,9 +30,18 @@ segment through on-link routes.
 VMs are Mininet hosts. Each VM's MAC carries its configuration template id in
 its top 16 bits (identifier scheme ``prefix/16``): the VM named ``web1`` has
 MAC ``00:fa:00:00:00:01`` and so selects template 250 (0x00FA).
+
+OpenFlow over TLS: ``--controller dynprov,port=6653,protocol=ssl`` points every
+bridge at ``ssl:127.0.0.1:6653`` and makes sure this host's Open vSwitch SSL
+settings (``ovs-vsctl set-ssl``: one key, certificate and CA for the whole
+host) name the switch files of a dynprov PKI directory (``pki=DIR``, default
+/var/lib/dynprov/pki, made by ``dynprov pki init``). It never replaces SSL
+settings that name other files, and never removes them.
 """
 
+import os
 import socket
+import subprocess
 
 from mininet.node import Host, OVSSwitch, RemoteController
 from mininet.topo import Topo
@@ -95,8 +104,59 @@ class VmHost(Host):
         return result
 
 
+#: A dynprov PKI directory (``dynprov pki init``) and the files a switch host uses.
+DEFAULT_PKI = "/var/lib/dynprov/pki"
+SWITCH_SSL_FILES = ("switch-privkey.pem", "switch-cert.pem", "controllerca-cert.pem")
+
+
+def switch_ssl_settings():
+    """This host's Open vSwitch SSL settings: (private key, certificate, CA) or None."""
+    out = subprocess.run(["ovs-vsctl", "--timeout=10", "get-ssl"], capture_output=True,
+                         text=True, check=True).stdout
+    fields = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    found = (fields.get("Private key"), fields.get("Certificate"),
+             fields.get("CA Certificate"))
+    return found if any(found) else None
+
+
+def ensure_switch_ssl(pki=DEFAULT_PKI):
+    """Make this host's bridges use the PKI's switch key and certificate, trusting its
+    controller CA (``ovs-vsctl set-ssl``, once per host); the files, or an error.
+
+    Settings that already name these files are left alone; settings that name
+    other files are never overwritten (another user of this host relies on them).
+    """
+    wanted = tuple(os.path.join(os.path.abspath(pki), name) for name in SWITCH_SSL_FILES)
+    missing = [path for path in wanted if not os.path.isfile(path)]
+    if missing:
+        raise RuntimeError("switch SSL files missing: %s (make them with: dynprov pki init "
+                           "--dir %s)" % (", ".join(missing), pki))
+    current = switch_ssl_settings()
+    if current == wanted:
+        return wanted
+    if current is not None:
+        raise RuntimeError(
+            "this host's Open vSwitch SSL settings (ovs-vsctl get-ssl) name %s, not the PKI "
+            "at %s: OVS has one SSL setting per host and something else may rely on it; "
+            "use pki=<the directory of those files>, or clear them with ovs-vsctl del-ssl if "
+            "nothing does" % (", ".join(current), pki))
+    subprocess.run(["ovs-vsctl", "--timeout=10", "set-ssl", *wanted], capture_output=True,
+                   text=True, check=True)
+    return wanted
+
+
 class DynprovController(RemoteController):
-    """RemoteController whose start-up check does not choke on OpenFlow bytes."""
+    """RemoteController whose start-up check does not choke on OpenFlow bytes.
+
+    ``protocol='ssl'`` (OpenFlow over TLS) also sets this host's switch SSL
+    files from the PKI directory ``pki`` (see :func:`ensure_switch_ssl`).
+    """
+
+    def __init__(self, name, pki=DEFAULT_PKI, **kwargs):
+        if kwargs.get("protocol") == "ssl":
+            ensure_switch_ssl(pki)
+        self.pki = pki
+        super().__init__(name, **kwargs)
 
     def checkListening(self):  # noqa: N802 (Mininet's API name)
         """Warn, without telnet, if nothing listens on the controller port."""

@@ -10,6 +10,12 @@
 
 ``--dir`` defaults to ``/var/run/dynprov-store/NAME`` (NAME ``default``).
 Commands that talk to the database take ``--remote`` (else the store's own).
+
+SSL: ``start --ssl`` serves clients on ``pssl:`` and Raft over ``ssl:`` with
+the PKI's controller certificate and controller CA (``--pki DIR``, default
+that of ``dynprov pki init``; ``--private-key/--certificate/--ca-cert``
+override single files). Client commands use the same flags, or the named
+store's own files when they talk to it without ``--remote``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from ryu_apps import ovsdb_ssl, pki
 from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.store.schema import TABLES, schema_version
 from ryu_apps.store.server import CLUSTER, DEFAULT_RUN_ROOT, STANDALONE, Store, StoreError
@@ -49,6 +56,7 @@ def register(subparsers) -> None:
     start.add_argument("--cluster", action="store_true",
                        help="three ovsdb-servers in a Raft cluster (default: one, standalone)")
     start.add_argument("--size", type=int, default=3, help="cluster members (default 3)")
+    _add_ssl_flags(start)
     stop = add("stop", _stop, "stop the store's servers")
     stop.add_argument("--destroy", action="store_true", help="also delete its database files")
     add("status", _status, "each member: address, pid, Raft role")
@@ -58,6 +66,7 @@ def register(subparsers) -> None:
     load.add_argument("path", help="a directory of YAML files, or one file")
     load.add_argument("--domain", default="", help="mobility domain (default: the main one)")
     load.add_argument("--remote", help="store address (default: the named store's)")
+    _add_ssl_flags(load)
     actions.add_parser(
         "demo", help="the migration demo across two controller processes over a 3-member "
         "Raft store (root)").set_defaults(func=_demo)
@@ -65,6 +74,43 @@ def register(subparsers) -> None:
     dump.add_argument("--table", choices=TABLES, action="append",
                       help="only this table (repeatable)")
     dump.add_argument("--remote", help="store address (default: the named store's)")
+    _add_ssl_flags(dump)
+
+
+def _add_ssl_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "SSL", "a controller certificate and the controller CA (dynprov pki init)")
+    group.add_argument("--ssl", action="store_true",
+                       help="use SSL with the files of the PKI directory")
+    group.add_argument("--pki", type=Path, metavar="DIR",
+                       help=f"PKI directory (implies --ssl; default ${pki.ENVIRONMENT} or "
+                            f"{pki.DEFAULT_DIR})")
+    for flag, what in (("private-key", "this end's private key"),
+                       ("certificate", "this end's certificate"),
+                       ("ca-cert", "the CA certificate the other end must be signed by")):
+        group.add_argument(f"--{flag}", metavar="FILE", help=f"{what} (implies --ssl)")
+
+
+def ssl_files(args: argparse.Namespace):
+    """The SSL files the flags ask for, or None without any SSL flag."""
+    explicit = (args.private_key, args.certificate, args.ca_cert)
+    if not (args.ssl or args.pki or any(explicit)):
+        return None
+    defaults = ovsdb_ssl.controller_files(pki.Pki(args.pki or pki.default_dir()))
+    return ovsdb_ssl.SslFiles(args.private_key or defaults.private_key,
+                              args.certificate or defaults.certificate,
+                              args.ca_cert or defaults.ca_cert)
+
+
+def _client_ssl(args: argparse.Namespace, remote: str):
+    """The files a client command connects to ``remote`` with (None: plain)."""
+    files = ssl_files(args)
+    if files is None and not getattr(args, "remote", None):
+        files = _open(args).ssl   # the named store's own
+    if files is None and ovsdb_ssl.uses_ssl(remote):
+        raise StoreError(f"store {remote}: an ssl: remote needs --ssl, --pki DIR or "
+                         "--private-key/--certificate/--ca-cert")
+    return files
 
 
 def run_dir(args: argparse.Namespace) -> Path:
@@ -87,14 +133,22 @@ def _report(error: Exception) -> int:
 def _start(args: argparse.Namespace) -> int:
     directory = run_dir(args)
     try:
+        files = ssl_files(args)
         try:
             store = Store.open(directory)
         except StoreError:
-            store = Store.create(directory, CLUSTER if args.cluster else STANDALONE, args.size)
+            store = Store.create(directory, CLUSTER if args.cluster else STANDALONE, args.size,
+                                 ssl=files)
+        if files is not None and store.ssl != files:
+            raise StoreError(f"{directory}: the store exists with SSL files {store.ssl}; SSL "
+                             "flags apply when a store is created (stop --destroy first)")
         store.start()
     except StoreError as error:
         return _report(error)
     print(f"store {directory}: {store.mode}, schema {schema_version()}, remote {store.remote}")
+    if store.ssl is not None:
+        print(f"  SSL: members serve {store.ssl.certificate}; clients need a certificate "
+              f"signed by {store.ssl.ca_cert}")
     return 0
 
 
@@ -143,9 +197,10 @@ def _load_templates(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     try:
-        with AdminSession(_remote_of(args)) as session:
+        remote = _remote_of(args)
+        with AdminSession(remote, ssl=_client_ssl(args, remote)) as session:
             generation = session.apply(put_library(rows))
-    except StoreError as error:
+    except (StoreError, ovsdb_ssl.SslConfigError) as error:
         return _report(error)
     domain = args.domain or "main"
     print(f"OK: {len(rows.templates)} templates from {args.path} written to domain "
@@ -163,10 +218,11 @@ def _dump(args: argparse.Namespace) -> int:
     from ryu_apps.store.admin import AdminSession
 
     try:
-        with AdminSession(_remote_of(args)) as session:
+        remote = _remote_of(args)
+        with AdminSession(remote, ssl=_client_ssl(args, remote)) as session:
             tables = args.table or list(TABLES)
             print(json.dumps({table: session.rows(table) for table in tables},
                              indent=2, sort_keys=True, default=str))
-    except StoreError as error:
+    except (StoreError, ovsdb_ssl.SslConfigError) as error:
         return _report(error)
     return 0

@@ -1,4 +1,9 @@
-"""``dynprov templates validate|list|show``: check and inspect a template library."""
+"""``dynprov templates validate|list|show``: check and inspect a template library.
+
+The library is read and validated by the library checker's worker process
+(:mod:`ryu_apps.library_check`), as the controller does: a file that crashes
+the YAML parser or never finishes is reported as an error of that file.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Callable, List, Sequence
 
 from ryu_apps.core.template_model import Bandwidth, SwitchSide, Template, TemplateLibrary
 from ryu_apps.core.template_validation import TemplateValidationError
-from ryu_apps.library_files import load_library
+from ryu_apps.library_check import LibraryChecker
 
 LIST_COLUMNS = ("ID", "HEX", "NAME", "VLAN", "IDLE", "ACL VS/AP", "BANDWIDTH VS",
                 "BANDWIDTH AP", "DESCRIPTION")
@@ -71,7 +76,8 @@ def _show(args: argparse.Namespace) -> int:
 def _load_or_report(path: str) -> TemplateLibrary | None:
     """The library at ``path``, or None after printing its errors to stderr."""
     try:
-        return load_library(path)
+        with LibraryChecker() as checker:
+            return checker.load(path)
     except TemplateValidationError as failure:
         for error in failure.errors:
             print(error, file=sys.stderr)

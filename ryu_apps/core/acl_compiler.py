@@ -83,6 +83,17 @@ def rule_matches(rule: AclRule) -> List[Fields]:
     return matches
 
 
+def entry_count(rule: AclRule) -> int:
+    """How many entries :func:`rule_matches` gives for ``rule``, without building them."""
+    ethertypes = rule.ethertypes()
+    if ethertypes is None:
+        return 1
+    per_ip = 1
+    if rule.protocol in (IP_TCP, IP_UDP):
+        per_ip = len(_port_values(rule.src_port)) * len(_port_values(rule.dst_port))
+    return sum(per_ip if ethertype in (ETH_IPV4, ETH_IPV6) else 1 for ethertype in ethertypes)
+
+
 def _with_ports(base: Fields, rule: AclRule) -> List[Fields]:
     if rule.protocol not in (IP_TCP, IP_UDP):
         return [base]

@@ -198,14 +198,12 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
             self._ports_down.add((dpid, port))
         self._remove_link_at(PortRef(dpid, port), now, plan)
         self._detach(dpid, port)
-        gone = self._by_port.get((dpid, port))
-        waiting = self.moves.candidates.get(gone.mac) if gone is not None else None
+        waiting = self._waiting_move(dpid, port)
         self._vm_port_gone(dpid, port, f"port {port} of {dpid:016x} went away", plan)
         if self.quarantine.forget_port(dpid, port):
             self._apply_quarantine(dpid, port, plan)
         self.moves.drop_port(dpid, port)
-        if waiting is not None and gone is not None and gone.mac not in self.bindings:
-            self._accept(waiting, now, plan, "its old port went away")
+        self._resume_waiting(waiting, now, plan, "its old port went away")
         return plan
 
     # -- VMs ----------------------------------------------------------------
@@ -242,6 +240,8 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
         """
         mac = canonical_mac(mac)
         self._attach(dpid, port, mac, iface_id)
+        if not self._hosts_vms(dpid):
+            return PacketVerdict()   # recorded; a bridge this controller does not run
         clash = self._iface_clash(dpid, port, mac)
         holder = self._by_port.get((dpid, port))
         if holder is not None and holder.mac != mac and \
@@ -253,6 +253,8 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
             verdict.plan.extend(self.vm_attached(dpid, port, mac, now, iface_id).plan)
             return verdict
         current = self.bindings.get(mac)
+        if current is not None and (current.dpid, current.port) == (dpid, port):
+            return PacketVerdict()   # the hypervisor confirms where the VM already is
         if current is not None and (current.dpid, current.port) != (dpid, port):
             verdict = PacketVerdict()
             if clash is not None:
@@ -294,15 +296,19 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
                           "is down; activated when it comes up or the VM speaks")
         return verdict
 
-    def vm_detached(self, dpid: int, port: int, mac: str | None = None) -> Plan:
-        """The server's OVSDB no longer lists VM ``mac`` (or any VM) on ``port``."""
+    def vm_detached(self, dpid: int, port: int, mac: str | None = None,
+                    now: float = 0.0) -> Plan:
+        """The server's OVSDB no longer lists VM ``mac`` (or any VM) on ``port``; a
+        conflict that waited for the VM elsewhere is its move."""
         plan = Plan()
         self._detach(dpid, port)
         binding = self._by_port.get((dpid, port))
         if mac is not None and binding is not None and binding.mac != canonical_mac(mac):
             return plan
+        waiting = self._waiting_move(dpid, port)
         self._vm_port_gone(dpid, port, f"detached from port {port} of {self._name(dpid)}",
                            plan)
+        self._resume_waiting(waiting, now, plan, "the hypervisor's row for it went away")
         return plan
 
     def flow_removed(self, dpid: int, cookie: int, idle_timeout: bool) -> Plan:
@@ -383,7 +389,7 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
             self._refuse(verdict, mac, None, dpid, port, now,
                          f"port already bound to VM {holder.mac}: spoofed source MAC")
             return verdict
-        refusal = self._identity_refusal(dpid, port, mac, detected_by)
+        refusal = self._identity_refusal(dpid, port, mac, detected_by, now)
         if refusal is not None:
             self._refuse(verdict, mac, None, dpid, port, now, refusal)
             return verdict

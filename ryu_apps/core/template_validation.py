@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Dict, List, Mapping, Sequence, Tuple, TypeVar
 
+from ryu_apps.core.acl_compiler import entry_count
 from ryu_apps.core.template_model import (
     ETH_ARP,
     ETH_IPV4,
@@ -49,7 +50,19 @@ MIN_BURST_KBITS, MAX_BURST_KBITS = 0, 100_000_000
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 HEX_ID_PATTERN = re.compile(r"0[xX][0-9a-fA-F]{1,4}")
-PORT_RANGE_PATTERN = re.compile(r"(\d+)-(\d+)")
+PORT_RANGE_PATTERN = re.compile(r"(\d{1,5})-(\d{1,5})")
+
+# Limits: a hostile library is refused before it exhausts the validator or the switches.
+#: Template entries in the whole library (there are 65,536 template ids).
+MAX_TEMPLATES = 0x10000
+#: ACL rules on one side of a template (both directions together).
+MAX_ACL_RULES = 20_000
+#: OpenFlow entries one side's ACL compiles to (every VM of the template gets them).
+MAX_ACL_ENTRIES = 50_000
+#: Errors reported; validation stops after this many.
+MAX_ERRORS = 1000
+#: Characters of a template's description (it is shown in logs, the CLI and REST).
+MAX_DESCRIPTION = 1000
 
 FILE_KEYS = ("templates", "defaults")
 DEFAULTS_KEYS = ("idle_timeout",)
@@ -126,6 +139,7 @@ class _LibraryState:
     #: per-template results of the previous build, and those of this one
     memo: Dict[tuple, "_Checked"] | None = None
     used: Dict[tuple, "_Checked"] = dataclasses.field(default_factory=dict)
+    stopped: bool = False   # more than MAX_ERRORS errors: the rest is not checked
 
 
 @dataclass(frozen=True)
@@ -160,17 +174,28 @@ def build_library(documents: Sequence[Tuple[str, object]], *, origin: str = "lib
     state = _LibraryState(default_idle_timeout=_default_idle_timeout(documents), memo=memo)
     for source, document in documents:
         _check_file(_Scope(errors, source), document, state)
-    if memo is not None:
+        if state.stopped:
+            break
+    if memo is not None and not state.stopped:
         memo.clear()
         memo.update(state.used)
-    if require_templates and state.entries == 0:
+    if require_templates and state.entries == 0 and not state.stopped:
         errors.append(TemplateError(origin, None, "",
                                     "no templates defined: the library is empty"))
     if errors:
-        raise TemplateValidationError(errors)
+        raise TemplateValidationError(capped(errors, origin))
     return TemplateLibrary({t.template_id: t for t in state.templates},
                            state.default_idle_timeout,
                            tuple(source for source, _ in documents))
+
+
+def capped(errors: Sequence[TemplateError], origin: str) -> List[TemplateError]:
+    """At most MAX_ERRORS errors, and a last one saying validation stopped there."""
+    if len(errors) <= MAX_ERRORS:
+        return list(errors)
+    return [*errors[:MAX_ERRORS],
+            TemplateError(origin, None, "", f"validation stopped after {MAX_ERRORS:,} errors; "
+                                            "fix these and validate again")]
 
 
 def _default_idle_timeout(documents: Sequence[Tuple[str, object]]) -> int:
@@ -218,7 +243,16 @@ def _check_template_list(scope: _Scope, value: object, state: _LibraryState) -> 
     if not isinstance(value, list):
         scope.error("templates", f"expected a list of templates, got {_show(value)}")
         return
+    if state.entries + len(value) > MAX_TEMPLATES:
+        state.entries += len(value)
+        scope.error("templates", f"{len(value):,} templates here bring the library to "
+                                 f"{state.entries:,}, more than the limit of "
+                                 f"{MAX_TEMPLATES:,} (one per template id)")
+        return
     for index, entry in enumerate(value):
+        if len(scope.errors) > MAX_ERRORS:
+            state.stopped = True
+            return
         state.entries += 1
         path = f"templates[{index}]"
         if _is_mapping(scope, path, entry, "a mapping (one template)"):
@@ -315,8 +349,12 @@ def _name(scope: _Scope, path: str, value: object) -> str | None:
 
 
 def _description(scope: _Scope, path: str, value: object) -> str | None:
-    if isinstance(value, str) and value.strip():
+    if isinstance(value, str) and 0 < len(value.strip()) <= MAX_DESCRIPTION:
         return value.strip()
+    if isinstance(value, str) and value.strip():
+        scope.error(path, f"expected at most {MAX_DESCRIPTION:,} characters, got "
+                          f"{len(value.strip()):,}")
+        return None
     scope.error(path, f"expected a non-empty string, got {_show(value)}")
     return None
 
@@ -364,29 +402,179 @@ def _acl(scope: _Scope, path: str, value: object) -> Tuple[AclRule, ...] | None:
     if not isinstance(value, list):
         scope.error(path, f"expected a list of rules, got {_show(value)}")
         return None
+    if len(value) > MAX_ACL_RULES:
+        scope.error(path, f"{len(value):,} rules, more than the limit of {MAX_ACL_RULES:,} "
+                          "per side")
+        return None
     mark = scope.mark()
-    parsed: List[Tuple[int, AclRule]] = []
+    parsed: Dict[int, AclRule] = {}
+    reachable = _CoverIndex()
     for index, entry in enumerate(value):
+        if len(scope.errors) > MAX_ERRORS:
+            break
         rule = _rule(scope, f"{path}[{index}]", entry)
         if rule is not None:
-            _check_reachable(scope, f"{path}[{index}]", rule, parsed)
-            parsed.append((index, rule))
+            _check_reachable(scope, f"{path}[{index}]", index, rule, parsed, reachable)
+            parsed[index] = rule
     if not scope.clean_since(mark):
         return None
-    return tuple(rule for _, rule in parsed)
+    entries = sum(entry_count(rule) for rule in parsed.values())
+    if entries > MAX_ACL_ENTRIES:
+        scope.error(path, f"compiles to {entries:,} OpenFlow entries, more than the limit of "
+                          f"{MAX_ACL_ENTRIES:,} per side (a port range is split into "
+                          "value/mask entries, and tcp or udp without an ethertype counts "
+                          "for IPv4 and IPv6)")
+        return None
+    return tuple(parsed.values())
 
 
-def _check_reachable(scope: _Scope, path: str, rule: AclRule,
-                     earlier_rules: Sequence[Tuple[int, AclRule]]) -> None:
-    """Report a rule that repeats, or never matches because an earlier rule wins."""
-    for index, earlier in earlier_rules:
-        if earlier == rule:
-            scope.error(path, f"duplicate of acl[{index}]")
+def _check_reachable(scope: _Scope, path: str, index: int, rule: AclRule,
+                     earlier_rules: Mapping[int, AclRule], reachable: "_CoverIndex") -> None:
+    """Report a rule that repeats, or never matches because an earlier rule wins.
+
+    The first earlier rule that covers ``rule`` is named ("duplicate" when the
+    two are equal). It is found in ``reachable``, which holds only the earlier
+    rules that were not themselves covered: covering is transitive, so the
+    first rule covering this one is never a covered one.
+    """
+    first = reachable.first_cover(rule)
+    if first is None:
+        reachable.add(rule, index)
+    elif earlier_rules[first] == rule:
+        scope.error(path, f"duplicate of acl[{first}]")
+    else:
+        scope.error(path, f"shadowed by acl[{first}], which matches all of its traffic "
+                          "first (first match wins), so it never matches")
+
+
+class _CoverIndex:
+    """The rules of one ACL seen so far, to find the first one that covers a rule.
+
+    A rule covers another when each of its fields does (``AclRule.covers``):
+    (direction, protocol, ethertypes), src, dst, src ports, dst ports. For
+    each field the index answers "which rules cover this value" as a bit set
+    (a Python int, bit *i* for ``acl[i]``) from a dict or a small tree; the
+    rules covering all five are the intersection, the first is its lowest
+    bit. A rule is compared with no other rule one by one.
+    """
+
+    def __init__(self) -> None:
+        self.groups: Dict[tuple, int] = {}
+        self.src, self.dst = _PrefixSets(), _PrefixSets()
+        self.src_ports, self.dst_ports = _PortSets(), _PortSets()
+
+    def add(self, rule: AclRule, index: int) -> None:
+        bit = 1 << index
+        group = (rule.direction, rule.protocol, rule.ethertypes())
+        self.groups[group] = self.groups.get(group, 0) | bit
+        self.src.add(rule.src, bit)
+        self.dst.add(rule.dst, bit)
+        self.src_ports.add(rule.src_port, bit)
+        self.dst_ports.add(rule.dst_port, bit)
+
+    def first_cover(self, rule: AclRule) -> int | None:
+        """The lowest index of a rule added so far that matches all of ``rule``'s traffic."""
+        ethertypes = rule.ethertypes()
+        found = 0
+        for (direction, protocol, group_ethertypes), bits in self.groups.items():
+            if direction is rule.direction and \
+                    (protocol is None or protocol == rule.protocol) and \
+                    _ethertypes_cover(group_ethertypes, ethertypes):
+                found |= bits
+        for sets, value in ((self.src, rule.src), (self.dst, rule.dst),
+                            (self.src_ports, rule.src_port), (self.dst_ports, rule.dst_port)):
+            if not found:
+                return None
+            found &= sets.covering(value)
+        if not found:
+            return None
+        return (found & -found).bit_length() - 1
+
+
+def _ethertypes_cover(outer: Tuple[int, ...] | None, inner: Tuple[int, ...] | None) -> bool:
+    return outer is None or (inner is not None and set(inner) <= set(outer))
+
+
+_ANY = "any"
+
+
+class _PrefixSets:
+    """Rules by prefix: any address (none, or a /0), or (family, length, network bits)."""
+
+    __slots__ = ("bits", "lengths")
+
+    def __init__(self) -> None:
+        self.bits: Dict[object, int] = {}
+        self.lengths: Dict[int, set] = {4: set(), 6: set()}
+
+    def add(self, prefix: Prefix | None, bit: int) -> None:
+        if prefix is None or prefix.prefixlen == 0:
+            key: object = _ANY
+        else:
+            key = (prefix.version, prefix.prefixlen,
+                   int(prefix.network_address) >> (prefix.max_prefixlen - prefix.prefixlen))
+            self.lengths[prefix.version].add(prefix.prefixlen)
+        self.bits[key] = self.bits.get(key, 0) | bit
+
+    def covering(self, prefix: Prefix | None) -> int:
+        """Rules whose prefix holds every address of ``prefix`` (None: any address)."""
+        found = self.bits.get(_ANY, 0)
+        if prefix is None or prefix.prefixlen == 0:
+            return found
+        address = int(prefix.network_address)
+        for length in self.lengths[prefix.version]:
+            if length <= prefix.prefixlen:
+                key = (prefix.version, length, address >> (prefix.max_prefixlen - length))
+                found |= self.bits.get(key, 0)
+        return found
+
+
+_PORT_SLOTS = MAX_PORT + 1
+
+
+class _PortSets:
+    """Rules by port range: any port (None), or a range low-high.
+
+    Two sparse Fenwick trees of bit sets answer "ranges with low <= L" and
+    "ranges with high >= H" in about 16 steps each; a range holds L-H when
+    both hold.
+    """
+
+    __slots__ = ("any", "by_low", "by_high")
+
+    def __init__(self) -> None:
+        self.any = 0
+        self.by_low: Dict[int, int] = {}
+        self.by_high: Dict[int, int] = {}
+
+    def add(self, ports: PortRange | None, bit: int) -> None:
+        if ports is None:
+            self.any |= bit
             return
-        if earlier.covers(rule):
-            scope.error(path, f"shadowed by acl[{index}], which matches all of its traffic "
-                              "first (first match wins), so it never matches")
-            return
+        _fenwick_add(self.by_low, ports.low, bit)
+        _fenwick_add(self.by_high, _PORT_SLOTS - ports.high, bit)
+
+    def covering(self, ports: PortRange | None) -> int:
+        """Rules whose range holds every port of ``ports`` (None: any port)."""
+        if ports is None or not self.by_low:
+            return self.any
+        return self.any | (_fenwick_union(self.by_low, ports.low)
+                           & _fenwick_union(self.by_high, _PORT_SLOTS - ports.high))
+
+
+def _fenwick_add(tree: Dict[int, int], position: int, bit: int) -> None:
+    while position <= _PORT_SLOTS:
+        tree[position] = tree.get(position, 0) | bit
+        position += position & -position
+
+
+def _fenwick_union(tree: Dict[int, int], position: int) -> int:
+    """The union of the bit sets added at positions 1..``position``."""
+    found = 0
+    while position > 0:
+        found |= tree.get(position, 0)
+        position -= position & -position
+    return found
 
 
 # -- ACL rules -----------------------------------------------------------------
@@ -522,10 +710,13 @@ def _check_keys(scope: _Scope, path: str, mapping: Mapping, allowed: Sequence[st
 
 
 def _unknown_key_message(key: object, allowed: Sequence[str]) -> str:
-    message = f"unknown key {key!r} (expected one of: {', '.join(allowed)})"
-    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-    if close:
-        message += f"; did you mean {close[0]!r}?"
+    shown = (_show(key) if isinstance(key, int) and not isinstance(key, bool)
+             else _shorten(repr(key)))
+    message = f"unknown key {shown} (expected one of: {', '.join(allowed)})"
+    if isinstance(key, str) and len(key) <= 64:
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
     return message
 
 
@@ -582,7 +773,14 @@ def _show(value: object) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    text = repr(value)
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"a {value.bit_length():,}-bit integer"
+    if isinstance(value, str) and len(value) > 60:
+        value = value[:60]
+    return _shorten(repr(value))
+
+
+def _shorten(text: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 

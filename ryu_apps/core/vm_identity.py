@@ -75,9 +75,16 @@ class VmIdentity:
                         "(two VMs sharing a MAC would be a clash: check the hypervisors)")
         return None
 
-    def _identity_refusal(self, dpid: int, port: int, mac: str,
-                          detected_by: Detection) -> Optional[str]:
-        """Why the identity policy refuses MAC ``mac`` on this port, or None."""
+    def _anchors(self, mac: str) -> list:
+        """Where OVSDB places VM ``mac`` on servers this controller manages."""
+        return sorted(place for place in self._attached_at.get(mac, ())
+                      if self._hosts_vms(place[0]))
+
+    def _identity_refusal(self, dpid: int, port: int, mac: str, detected_by: Detection,
+                          now: float = 0.0) -> Optional[str]:
+        """Why the identity policy refuses MAC ``mac`` on this port, or None. A MAC the
+        hypervisor places elsewhere waits here as a conflict: if that place goes
+        away, the move is accepted."""
         if detected_by is not Detection.PACKET:
             return None
         policy = self.policy_of(dpid)
@@ -89,9 +96,10 @@ class VmIdentity:
                     f"of {self._name(dpid)}: a frame from MAC {mac} there is a guest "
                     "changing its MAC")
         if attached is None:
-            places = self._attached_at.get(mac)
+            places = self._anchors(mac)
             if places:
-                where = ", ".join(f"{self._name(d)} port {p}" for d, p in sorted(places))
+                self.moves.conflict(mac, dpid, port, now, probe_possible=False)
+                where = ", ".join(f"{self._name(d)} port {p}" for d, p in places)
                 return (f"the hypervisor (OVSDB attached-mac) places VM {mac} at {where}, "
                         f"not on port {port} of {self._name(dpid)}")
             if policy is IdentityPolicy.OVSDB:
@@ -194,6 +202,17 @@ class VmIdentity:
         if verdict.provisioned is not None:
             plan.warnings.append(f"VM {candidate.mac} moved to {self._name(candidate.dpid)} "
                                  f"port {candidate.port}: {why}")
+
+    def _waiting_move(self, dpid: int, port: int) -> Optional[MoveCandidate]:
+        """The conflict waiting elsewhere for the VM bound at (dpid, port), if any."""
+        gone = self._by_port.get((dpid, port))
+        return None if gone is None else self.moves.candidates.get(gone.mac)
+
+    def _resume_waiting(self, waiting: Optional[MoveCandidate], now: float, plan: Plan,
+                        why: str) -> None:
+        """The VM's old place went away: the conflict that waited is its move."""
+        if waiting is not None and waiting.mac not in self.bindings:
+            self._accept(waiting, now, plan, why)
 
     def _notice_names(self, mac: str, server: int, now: float, plan: Plan) -> None:
         """A migration notice says VM ``mac`` moves to ``server``: believe its frames there

@@ -9,21 +9,28 @@ blocking IDL.
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import ovs.db.idl
 import ovs.poller
 from ovs.db.idl import Transaction
 
+from ryu_apps import ovsdb_ssl
 from ryu_apps.store.client import row_values
 from ryu_apps.store.schema import TABLES, schema_helper
 from ryu_apps.store.server import StoreError
 
 
 class AdminSession:
-    """A connection to the store that replicates every table."""
+    """A connection to the store that replicates every table.
 
-    def __init__(self, remote: str, timeout: float = 10.0) -> None:
+    ``ssl``: the files for ``ssl:`` remotes (the operator's: a controller
+    certificate and the controller CA).
+    """
+
+    def __init__(self, remote: str, timeout: float = 10.0,
+                 ssl: Optional[ovsdb_ssl.SslFiles] = None) -> None:
+        ovsdb_ssl.configure(remote, ssl, "store")
         self.remote = remote
         self.timeout = timeout
         self.idl = ovs.db.idl.Idl(remote, schema_helper(), leader_only=False)

@@ -47,6 +47,7 @@ from eventlet.hubs import IOClosed, trampoline
 import ovs.db.idl
 from ovs.db.idl import Transaction
 
+from ryu_apps import ovsdb_ssl
 from ryu_apps.store.schema import TABLES, schema_helper
 
 
@@ -201,7 +202,11 @@ def row_values(row) -> Dict[str, object]:
 
 
 class StoreClient:
-    """Owns one IDL connection to the store in a green thread."""
+    """Owns one IDL connection to the store in a green thread.
+
+    ``ssl``: the files for ``ssl:`` members (default: ``[dynprov] ovsdb_ssl_*``
+    of the Ryu process); raises ovsdb_ssl.SslConfigError if they are missing.
+    """
 
     def __init__(self, remote: str, on_changes: Callable[[List[RowChange]], None],
                  tables: Sequence[str] = TABLES, conditions: Optional[Dict[str, list]] = None,
@@ -209,7 +214,9 @@ class StoreClient:
                  min_backoff_ms: int = 100, max_backoff_ms: int = 1000,
                  write_timeout: float = 30.0, slice_rows: int = 100,
                  on_synced: Optional[Callable[[], None]] = None,
-                 poll_interval: float = 0.1) -> None:
+                 poll_interval: float = 0.1,
+                 ssl: Optional[ovsdb_ssl.SslFiles] = None) -> None:
+        ovsdb_ssl.configure(remote, ssl, "store")
         self.remote = remote
         self.logger = logger or logging.getLogger("dynprov.store")
         self.write_timeout = write_timeout
@@ -422,6 +429,13 @@ class StoreClient:
             if sock is None:
                 eventlet.sleep(RECONNECT_POLL)
                 continue
+            # An IDL run handles at most 50 messages: over SSL the rest may already be
+            # decrypted inside the SSL object, and the socket would not signal them.
+            if _tls_pending(sock):
+                self._stepped.clear()
+                self._wake()
+                self._stepped.wait(SOCKET_WAIT)
+                continue
             try:
                 trampoline(sock, read=True, timeout=SOCKET_WAIT)
             except eventlet.Timeout:
@@ -440,3 +454,12 @@ class StoreClient:
         if sock is None or sock.fileno() < 0:
             return None
         return sock
+
+
+def _tls_pending(sock) -> bool:
+    """Whether an SSL socket holds decrypted bytes not read yet (False for plain sockets)."""
+    pending = getattr(sock, "pending", None)
+    try:
+        return bool(pending and pending() > 0)
+    except (OSError, ValueError):
+        return False

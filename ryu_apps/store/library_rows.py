@@ -7,21 +7,35 @@ name and the file it came from). Rows are written only after the library
 validated in full (:func:`ryu_apps.library_files.load_library`, the same
 errors as ``dynprov templates validate``), and read back through the same
 validator, so a process never runs a library the validator did not accept.
+
+Rows read back are held to the file limits before they are parsed: a body
+of at most ``MAX_FILE_BYTES``, JSON nested at most ``MAX_JSON_DEPTH`` deep,
+at most ``MAX_TEMPLATES`` rows; a row over a limit or that is not JSON is a
+located error of the library, like a bad file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Dict, List, Mapping, Sequence, Tuple
-
-import yaml
+from typing import Dict, List, Mapping, Tuple
 
 from ryu_apps.core.template_model import TemplateLibrary
-from ryu_apps.core.template_validation import build_library
-from ryu_apps.library_files import YAML_SUFFIXES, load_library
+from ryu_apps.core.template_validation import (
+    MAX_TEMPLATES,
+    TemplateError,
+    TemplateValidationError,
+    build_library,
+    capped,
+)
+from ryu_apps.library_files import MAX_FILE_BYTES, load_documents
+from ryu_apps.safe_yaml import DEFAULT_LIMITS, describe_size
+
+MAX_JSON_DEPTH = DEFAULT_LIMITS.max_depth
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
 
 MAIN_DOMAIN = ""
 
@@ -54,10 +68,11 @@ def rows_from_files(path: str | os.PathLike, domain: str = MAIN_DOMAIN) -> Libra
     Raises :class:`~ryu_apps.core.template_validation.TemplateValidationError`
     (every problem, with file and line) exactly as loading it for a controller would.
     """
-    library = load_library(path)
+    library, documents = load_documents(path)
     defaults: Mapping = {}
     rows: List[TemplateRow] = []
-    for source, document in _documents(Path(path), str(path)):
+    for source, document in documents:
+        document = document or {}
         defaults = document.get("defaults", defaults) or defaults
         for entry in document.get("templates") or []:
             template = library.by_name(entry["name"])  # names are unique once validated
@@ -68,27 +83,58 @@ def rows_from_files(path: str | os.PathLike, domain: str = MAIN_DOMAIN) -> Libra
 
 
 def library_from_rows(rows: LibraryRows, origin: str = "store") -> TemplateLibrary:
-    """Build (and validate again) the library these rows describe."""
+    """Build (and validate again) the library these rows describe.
+
+    Raises TemplateValidationError (rows over a limit, not JSON, or invalid).
+    """
+    where = f"{origin} (domain {rows.domain or 'main'})"
+    if len(rows.templates) > MAX_TEMPLATES:
+        raise TemplateValidationError([TemplateError(where, None, "", (
+            f"{len(rows.templates):,} template rows, more than the limit of "
+            f"{MAX_TEMPLATES:,}"))])
     documents: List[Tuple[str, object]] = []
-    defaults = json.loads(rows.defaults) if rows.defaults else {}
+    errors: List[TemplateError] = []
+    defaults_source = f"{origin}: defaults of domain {rows.domain or 'main'}"
+    defaults = _json(rows.defaults, defaults_source, None, errors) if rows.defaults else {}
     if defaults:
-        documents.append((f"{origin}: defaults of domain {rows.domain or 'main'}",
-                          {"defaults": defaults}))
+        documents.append((defaults_source, {"defaults": defaults}))
     for row in sorted(rows.templates, key=lambda r: r.template_id):
-        documents.append((row.source, {"templates": [json.loads(row.body)]}))
-    return build_library(documents, origin=f"{origin} (domain {rows.domain or 'main'})")
+        body = _json(row.body, row.source, f"template row {row.template_id}", errors)
+        if body is not None:
+            documents.append((row.source, {"templates": [body]}))
+    try:
+        library = build_library(documents, origin=where, require_templates=not errors)
+    except TemplateValidationError as failure:
+        errors.extend(failure.errors)
+    if errors:
+        raise TemplateValidationError(capped(errors, where))
+    return library
 
 
-def _documents(path: Path, origin: str) -> Sequence[Tuple[str, Mapping]]:
-    """The parsed documents of an already validated library, in load order."""
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in YAML_SUFFIXES
-                       and not p.name.startswith(".") and p.is_file())
-        named = [(os.path.join(origin, p.name), p) for p in files]
+def _json(text: str, source: str, label: str | None, errors: List[TemplateError]) -> object:
+    """A row's JSON under the limits, or None after adding what is wrong to ``errors``."""
+    problem = None
+    if len(text) > MAX_FILE_BYTES:
+        problem = (f"stored body of {len(text):,} characters, more than the limit of "
+                   f"{describe_size(MAX_FILE_BYTES)}")
+    elif _json_depth(text) > MAX_JSON_DEPTH:
+        problem = f"stored body nested deeper than {MAX_JSON_DEPTH} levels (the limit)"
     else:
-        named = [(origin, path)]
-    return [(source, yaml.safe_load(file.read_text(encoding="utf-8")) or {})
-            for source, file in named]
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError) as error:
+            problem = f"stored body is not JSON: {str(error)[:200]}"
+    errors.append(TemplateError(source, label, "", problem))
+    return None
+
+
+def _json_depth(text: str) -> int:
+    """How deep ``[`` and ``{`` nest in JSON text (strings skipped), without parsing."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _canonical_json(value: object) -> str:

@@ -6,6 +6,11 @@ holding its database files, logs, pid files, control sockets and
 ``status`` work from another process. Servers run detached
 (``--detach``) and are stopped by the PID in their own pid file: nothing
 else on the machine is touched.
+
+A store created with SSL files (a controller certificate and the controller
+CA, :func:`ryu_apps.ovsdb_ssl.controller_files`) serves its clients on
+``pssl:`` and its members talk Raft over ``ssl:``: only holders of a
+certificate signed by that CA can read, write or join it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ryu_apps.ovsdb_ssl import SslFiles
 from ryu_apps.store.schema import DB_NAME, SCHEMA_PATH
 
 DEFAULT_RUN_ROOT = Path("/var/run/dynprov-store")
@@ -51,6 +57,7 @@ class Member:
     client_port: int
     raft_port: int  # 0 for a standalone server
     directory: str
+    ssl: bool = False  # clients and Raft peers over SSL
 
     @property
     def db_file(self) -> Path:
@@ -69,12 +76,21 @@ class Member:
         return Path(self.directory) / f"{self.name}.log"
 
     @property
+    def scheme(self) -> str:
+        return "ssl" if self.ssl else "tcp"
+
+    @property
     def remote(self) -> str:
-        return f"tcp:127.0.0.1:{self.client_port}"
+        return f"{self.scheme}:127.0.0.1:{self.client_port}"
+
+    @property
+    def listen(self) -> str:
+        """The passive remote ovsdb-server listens on for clients."""
+        return f"p{self.scheme}:{self.client_port}:127.0.0.1"
 
     @property
     def raft_address(self) -> str:
-        return f"tcp:127.0.0.1:{self.raft_port}"
+        return f"{self.scheme}:127.0.0.1:{self.raft_port}"
 
     def pid(self) -> Optional[int]:
         """The server's PID if it is running."""
@@ -92,27 +108,37 @@ class Member:
 class Store:
     """A store (standalone or cluster) described by its run directory."""
 
-    def __init__(self, directory: Path, mode: str, members: List[Member]) -> None:
+    def __init__(self, directory: Path, mode: str, members: List[Member],
+                 ssl: Optional[SslFiles] = None) -> None:
         self.directory = Path(directory)
         self.mode = mode
         self.members = members
+        self.ssl = ssl
 
     # -- creating and finding ------------------------------------------------
     @classmethod
-    def create(cls, directory: Path, mode: str = STANDALONE, size: int = 3) -> "Store":
-        """Create the database files of a new store in ``directory`` (not started)."""
+    def create(cls, directory: Path, mode: str = STANDALONE, size: int = 3,
+               ssl: Optional[SslFiles] = None) -> "Store":
+        """Create the database files of a new store in ``directory`` (not started).
+
+        With ``ssl``, members serve clients on ``pssl:`` and Raft over ``ssl:``
+        with these files (their certificate, and the CA clients and peers need).
+        """
         directory = Path(directory)
         if (directory / STATE_FILE).exists():
             raise StoreError(f"{directory}: a store already exists here "
                              f"(dynprov store stop --destroy to remove it)")
+        if ssl is not None and ssl.problems():
+            raise StoreError(f"{directory}: cannot serve SSL: {'; '.join(ssl.problems())}")
         directory.mkdir(parents=True, exist_ok=True)
+        secure = ssl is not None
         if mode == STANDALONE:
-            members = [Member("s1", free_port(), 0, str(directory))]
+            members = [Member("s1", free_port(), 0, str(directory), secure)]
             _run(["ovsdb-tool", "create", str(members[0].db_file), str(SCHEMA_PATH)])
         elif mode == CLUSTER:
             if size < 1:
                 raise StoreError(f"cluster size must be at least 1, got {size}")
-            members = [Member(f"s{i + 1}", free_port(), free_port(), str(directory))
+            members = [Member(f"s{i + 1}", free_port(), free_port(), str(directory), secure)
                        for i in range(size)]
             first = members[0]
             _run(["ovsdb-tool", "create-cluster", str(first.db_file), str(SCHEMA_PATH),
@@ -122,7 +148,7 @@ class Store:
                       member.raft_address, first.raft_address])
         else:
             raise StoreError(f"store mode must be {STANDALONE} or {CLUSTER}, got {mode!r}")
-        store = cls(directory, mode, members)
+        store = cls(directory, mode, members, ssl)
         store._save()
         return store
 
@@ -135,12 +161,16 @@ class Store:
         except FileNotFoundError:
             raise StoreError(f"{directory}: no store here (no {STATE_FILE}); "
                              "dynprov store start creates one") from None
+        ssl = state.get("ssl")
         return cls(Path(directory), state["mode"],
-                   [Member(**member) for member in state["members"]])
+                   [Member(**member) for member in state["members"]],
+                   SslFiles(**ssl) if ssl else None)
 
     def _save(self) -> None:
         state = {"mode": self.mode, "database": DB_NAME,
                  "remote": self.remote, "members": [asdict(m) for m in self.members]}
+        if self.ssl is not None:
+            state["ssl"] = asdict(self.ssl)
         (self.directory / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
     @property
@@ -172,16 +202,20 @@ class Store:
         (a store created by an earlier dynprov); True when it was converted."""
         remote = self.remote
         for candidate in remote.split(","):
-            check = subprocess.run(["ovsdb-client", "needs-conversion", candidate,
-                                    str(SCHEMA_PATH)], capture_output=True, text=True,
-                                   timeout=10, check=False)
+            check = subprocess.run(["ovsdb-client", *self._client_ssl(), "needs-conversion",
+                                    candidate, str(SCHEMA_PATH)], capture_output=True,
+                                   text=True, timeout=10, check=False)
             if check.returncode != 0:
                 continue   # not the leader, or not answering: try the next member
             if check.stdout.strip() != "yes":
                 return False
-            _run(["ovsdb-client", "convert", candidate, str(SCHEMA_PATH)])
+            _run(["ovsdb-client", *self._client_ssl(), "convert", candidate, str(SCHEMA_PATH)])
             return True
         raise StoreError(f"store {remote}: no member answered 'ovsdb-client needs-conversion'")
+
+    def _client_ssl(self) -> List[str]:
+        """ovsdb-client's SSL options for this store's members (none without SSL)."""
+        return self.ssl.client_options() if self.ssl else []
 
     def start_member(self, name: str, wait: bool = True) -> None:
         """Start one member (no-op if it runs)."""
@@ -190,7 +224,8 @@ class Store:
             return
         _run(["ovsdb-server", str(member.db_file), "--detach", "--no-chdir",
               f"--pidfile={member.pid_file}", f"--unixctl={member.control}",
-              f"--log-file={member.log_file}", f"--remote=ptcp:{member.client_port}:127.0.0.1"])
+              f"--log-file={member.log_file}", f"--remote={member.listen}",
+              *(self.ssl.server_options() if self.ssl else [])])
         if wait:
             self.wait_ready(members=[member])
 
@@ -241,8 +276,9 @@ class Store:
         deadline = time.monotonic() + timeout
         for member in members or self.members:
             while True:
-                probe = subprocess.run(["ovsdb-client", "--timeout=2", "list-dbs",
-                                        member.remote], capture_output=True, text=True)
+                probe = subprocess.run(["ovsdb-client", "--timeout=2", *self._client_ssl(),
+                                        "list-dbs", member.remote],
+                                       capture_output=True, text=True)
                 if probe.returncode == 0 and DB_NAME in probe.stdout.split():
                     break
                 if time.monotonic() > deadline:

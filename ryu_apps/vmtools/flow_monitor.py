@@ -32,11 +32,13 @@ class FlowEvent:
 class FlowMonitor:
     """A background ``ovs-ofctl monitor`` on one bridge, events timestamped on arrival."""
 
-    def __init__(self, bridge: str) -> None:
+    def __init__(self, bridge: str, initial: bool = True) -> None:
+        """``initial``: report the flows the bridge holds now too (as ADDED events)."""
         self.bridge = bridge
         self.events: List[FlowEvent] = []
         self.process = subprocess.Popen(
-            ["ovs-ofctl", "-O", "OpenFlow13", "monitor", bridge, "watch:"],
+            ["ovs-ofctl", "-O", "OpenFlow13", "monitor", bridge,
+             "watch:" if initial else "watch:!initial"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -73,9 +75,9 @@ class FlowMonitor:
         return list(self.events)
 
 
-def watch(bridges, settle_s: float = 0.2) -> List[FlowMonitor]:
+def watch(bridges, settle_s: float = 0.2, initial: bool = True) -> List[FlowMonitor]:
     """Monitors on several bridges, given a moment to connect."""
-    monitors = [FlowMonitor(b) for b in bridges]
+    monitors = [FlowMonitor(b, initial) for b in bridges]
     time.sleep(settle_s)
     return monitors
 

@@ -21,15 +21,17 @@ def unique_prefix() -> str:
 LOCAL_OVSDB = "unix:/var/run/openvswitch/db.sock"
 
 
-def start_datacenter(templates: Path, prefix: str, ovsdb: bool = False, **topo):
+def start_datacenter(templates: Path, prefix: str, ovsdb: bool = False,
+                     extra_options: str = "", **topo):
     """Start a controller and the datacenter topology; every VM announces itself.
 
-    The edge device and outside host are left out unless ``edge=1`` is given.
+    The edge device and outside host are left out unless ``edge=1`` is given;
+    ``extra_options`` are more ``[dynprov]`` lines for the controller.
     """
     topo.setdefault("edge", 0)
     # Datapath ids unique to this run: the OVSDB watcher sees every bridge on the machine.
     topo.setdefault("dpid_base", (os.getpid() % 4096) << 24)
-    extra = f"ovsdb = {LOCAL_OVSDB}\n" if ovsdb else ""
+    extra = (f"ovsdb = {LOCAL_OVSDB}\n" if ovsdb else "") + extra_options
     controller = lab.ControllerProcess(templates=templates, extra_options=extra).start()
     net = None
     try:

@@ -160,14 +160,12 @@ class ReferenceEngine(VmLifecycle, VmIdentity, TopologyEvents):
         plan = Plan()
         self._remove_link_at(PortRef(dpid, port), now, plan)
         self._detach(dpid, port)
-        gone = self._by_port.get((dpid, port))
-        waiting = self.moves.candidates.get(gone.mac) if gone is not None else None
+        waiting = self._waiting_move(dpid, port)
         self._vm_port_gone(dpid, port, f"port {port} of {dpid:016x} went away", plan)
         if self.quarantine.forget_port(dpid, port):
             self._apply_quarantine(dpid, port, plan)
         self.moves.drop_port(dpid, port)
-        if waiting is not None and gone is not None and gone.mac not in self.bindings:
-            self._accept(waiting, now, plan, "its old port went away")
+        self._resume_waiting(waiting, now, plan, "its old port went away")
         return plan
 
     # -- VMs ----------------------------------------------------------------
@@ -200,6 +198,8 @@ class ReferenceEngine(VmLifecycle, VmIdentity, TopologyEvents):
         """
         mac = _canonical(mac)
         self._attach(dpid, port, mac, iface_id)
+        if not self._hosts_vms(dpid):
+            return PacketVerdict()   # recorded; a bridge this controller does not run
         clash = self._iface_clash(dpid, port, mac)
         holder = self._by_port.get((dpid, port))
         if holder is not None and holder.mac != mac and \
@@ -210,6 +210,8 @@ class ReferenceEngine(VmLifecycle, VmIdentity, TopologyEvents):
             verdict.plan.extend(self.vm_attached(dpid, port, mac, now, iface_id).plan)
             return verdict
         current = self.bindings.get(mac)
+        if current is not None and (current.dpid, current.port) == (dpid, port):
+            return PacketVerdict()   # the hypervisor confirms where the VM already is
         if current is not None and (current.dpid, current.port) != (dpid, port):
             verdict = PacketVerdict()
             self._pre_provision(current, dpid, port, verdict.plan, "its hypervisor created "
@@ -217,16 +219,23 @@ class ReferenceEngine(VmLifecycle, VmIdentity, TopologyEvents):
             return verdict
         return self._admit(dpid, port, mac, now, Detection.OVSDB, b"")
 
-    def vm_detached(self, dpid: int, port: int, mac: str | None = None) -> Plan:
+    def vm_detached(self, dpid: int, port: int, mac: str | None = None,
+                    now: float = 0.0) -> Plan:
         """The server's OVSDB no longer lists VM ``mac`` (or any VM) on ``port``."""
         plan = Plan()
         self._detach(dpid, port)
         binding = self._by_port.get((dpid, port))
         if mac is not None and binding is not None and binding.mac != _canonical(mac):
             return plan
+        waiting = self._waiting_move(dpid, port)
         self._vm_port_gone(dpid, port, f"detached from port {port} of {self._name(dpid)}",
                            plan)
+        self._resume_waiting(waiting, now, plan, "the hypervisor's row for it went away")
         return plan
+
+    def _hosts_vms(self, dpid: int) -> bool:
+        role = self.fabric.role(dpid)
+        return role is not None and role.hosts_vms
 
     def flow_removed(self, dpid: int, cookie: int, idle_timeout: bool) -> Plan:
         """A flow with the send-flow-removed flag left a switch on its own."""
@@ -296,7 +305,7 @@ class ReferenceEngine(VmLifecycle, VmIdentity, TopologyEvents):
             self._refuse(verdict, mac, None, dpid, port, now,
                          f"port already bound to VM {holder.mac}: spoofed source MAC")
             return verdict
-        refusal = self._identity_refusal(dpid, port, mac, detected_by)
+        refusal = self._identity_refusal(dpid, port, mac, detected_by, now)
         if refusal is not None:
             self._refuse(verdict, mac, None, dpid, port, now, refusal)
             return verdict

@@ -277,3 +277,20 @@ def test_the_security_view_shows_conflicts_and_refused_links(lab):
         {"mac": VICTIM, "switch": f"{S12:016x}", "port": 4, "since": lab.now, "probed": True}]
     assert view["links_refused"] == {"self-link": 1}
     assert view["lldp_probes"] == {"accepted": 3}
+
+
+def test_rows_on_switches_this_controller_does_not_manage_anchor_nothing():
+    lab = Lab(IdentityPolicy.AUTO)
+    lab.apply(lab.engine.vm_attached(0x9999, 4, VICTIM, now=lab.now).plan)   # another's bridge
+    lab.frame(S11, 1, VICTIM)
+    assert lab.where(VICTIM) == (S11, 1)
+
+
+def test_a_frame_refused_for_the_hypervisors_word_moves_when_that_row_goes():
+    lab = Lab(IdentityPolicy.AUTO)
+    lab.apply(lab.engine.vm_attached(S11, 1, VICTIM, now=lab.now).plan)
+    lab.frame(S12, 4, VICTIM)                     # re-cabled before OVSDB said so
+    assert lab.where(VICTIM) == (S11, 1)
+    lab.apply(lab.engine.vm_detached(S11, 1, VICTIM, now=lab.now))
+    assert lab.where(VICTIM) == (S12, 4)
+    assert not [f for f in lab.switches.flows(S12) if f.priority == Priority.QUARANTINE]

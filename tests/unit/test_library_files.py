@@ -164,7 +164,8 @@ def test_read_errors_and_validation_errors_are_reported_together_in_file_order(l
     assert lines[1].startswith("lib/b.yaml: line 2: invalid YAML: ")
     assert lines[2] == ("lib/c.yaml: file is empty (expected a mapping with a 'templates' "
                         "list)")
-    assert lines[3].startswith("lib/d.yaml: not UTF-8 text")
+    assert lines[3] == ("lib/d.yaml: line 2: not UTF-8 text (invalid continuation byte "
+                        "at byte 19)")
     assert lines[4] == ("lib/e.yaml: template 250 'other': id: duplicate template id 250, "
                         "also defined in lib/a.yaml")
 

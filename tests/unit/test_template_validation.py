@@ -28,7 +28,9 @@ from ryu_apps.core.template_model import (
     PortRange,
     TemplateLibrary,
 )
+from ryu_apps.core.acl_compiler import entry_count, rule_matches
 from ryu_apps.core.template_validation import (
+    MAX_ACL_RULES,
     TemplateError,
     TemplateValidationError,
     build_library,
@@ -654,3 +656,58 @@ def test_valid_templates_round_trip_through_validation(raw):
     assert [(r.action.value, r.direction.value, r.dst_port.low, r.src and str(r.src))
             for r in side.acl] == [
         (r["action"], r["direction"], r["dst_port"], r.get("src")) for r in raw_side["acl"]]
+
+
+# -- unreachable rules at scale: the index against the pairwise reference -------------
+def reference_reachability(rules: List[AclRule]) -> List[str]:
+    """The unreachable-rule messages as the original pairwise scan found them."""
+    messages = []
+    for index, acl_rule in enumerate(rules):
+        for earlier_index in range(index):
+            earlier = rules[earlier_index]
+            if earlier == acl_rule:
+                messages.append(f"acl[{index}]: duplicate of acl[{earlier_index}]")
+                break
+            if earlier.covers(acl_rule):
+                messages.append(f"acl[{index}]: shadowed by acl[{earlier_index}]")
+                break
+    return messages
+
+
+def reported_reachability(raw: List[dict]) -> List[str]:
+    try:
+        build(with_acl(*raw))
+        return []
+    except TemplateValidationError as failure:
+        return [f"{e.field.split('.')[-1]}: {e.message.split(',')[0]}" for e in failure.errors]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(raw_rules(), min_size=2, max_size=30))
+def test_unreachable_rules_agree_with_the_pairwise_reference(raw):
+    rules = [build(with_acl(r)).get(250).virtual_switch.acl[0] for r in raw]
+    assert reported_reachability(raw) == reference_reachability(rules)
+
+
+def test_twenty_thousand_rules_report_exactly_the_unreachable_ones():
+    rules = [rule(protocol="udp", src="192.0.2.0/24")]
+    rules += [rule(protocol="tcp", src=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+                   dst_port=1 + i % 65535) for i in range(19994)]
+    rules += [rule(protocol="tcp", src="10.0.0.5", dst_port=6),                 # 19995
+              rule(action="deny", protocol="udp", src="192.0.2.7", dst_port=53),  # 19996
+              rule(protocol="tcp", src="10.0.0.0/8"),                          # 19997
+              rule(protocol="tcp", src="10.0.1.2", dst_port=80),               # 19998
+              rule(direction="from_vm", protocol="tcp", src="10.0.0.5", dst_port=6)]
+    assert len(rules) == MAX_ACL_RULES
+    assert reported_reachability(rules) == [
+        "acl[19995]: duplicate of acl[6]",
+        "acl[19996]: shadowed by acl[0]",
+        "acl[19998]: shadowed by acl[19997]"]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(raw_rules())
+def test_entry_count_is_the_number_of_compiled_matches(raw):
+    parsed = build(with_acl(raw)).get(250).virtual_switch.acl[0]
+    assert entry_count(parsed) == len(rule_matches(parsed))
