@@ -12,7 +12,8 @@ import pytest
 
 from benchmarks import packet_in_fuzz
 from benchmarks.hostile import controller_watch, packet_ins
-from benchmarks.hostile.fuzz_driver import DropFlows, FuzzConfig
+from benchmarks.hostile.fuzz_driver import FuzzConfig
+from benchmarks.hostile.fuzz_switches import DropFlows
 from ryu_apps.core.quarantine import QUARANTINE_MACS_PER_PORT
 from ryu_apps.store.hook import default_process_name
 
