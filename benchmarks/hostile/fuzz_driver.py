@@ -225,6 +225,7 @@ class Fuzzer:
         self._rogue = asyncio.ensure_future(self._rogue_loop())
         pending: Dict[int, List[bytes]] = {dpid: [] for dpid in self.switches}
         generated = 0
+        report_every = max(batch, self.config.count // 16 // batch * batch)
         sweep = self.sweep()
         while generated < self.config.count:
             made = sweep.pop() if sweep else self._message(time.monotonic())
@@ -240,7 +241,7 @@ class Fuzzer:
                 self.recent.append((generated, time.monotonic(), dpid, label, message))
             if generated % batch == 0:
                 await self._flush(pending)
-                if on_progress is not None and generated % (batch * 256) == 0:
+                if on_progress is not None and generated % report_every == 0:
                     on_progress(generated)
         await self._flush(pending)
         return time.monotonic() - started
