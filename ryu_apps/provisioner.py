@@ -496,8 +496,14 @@ class DynprovProvisioner(app_manager.RyuApp):
         dpid = msg.datapath.id
         if dpid not in self.datapaths:
             return
-        frame = parse_frame(msg.data)
-        in_port = msg.match.get("in_port") if hasattr(msg.match, "get") else None
+        if msg.version != msg.datapath.ofproto.OFP_VERSION:
+            # Ryu parses a message by the version in its own header: an OpenFlow 1.0
+            # PACKET_IN on this 1.3 connection has no match at all.
+            self._malformed(dpid, "packet-in of another OpenFlow version than the connection's")
+            return
+        match = getattr(msg, "match", None)
+        frame = parse_frame(getattr(msg, "data", None) or b"")
+        in_port = match.get("in_port") if hasattr(match, "get") else None
         if frame is None or not isinstance(in_port, int) or not 0 < in_port < OFPP_MAX:
             self._malformed(dpid, "packet-in without a frame or a valid in_port")
             return

@@ -56,8 +56,13 @@ class Topology:
         return len(self.peers) // 2
 
 
-def datacenter(access: int, servers: int, dpid_base: int, prefix: str = "ol") -> Topology:
-    """A fabric switch with ``access`` access switches of ``servers`` servers each."""
+def datacenter(access: int, servers: int, dpid_base: int, prefix: str = "ol",
+               free_ports: int = 0) -> Topology:
+    """A fabric switch with ``access`` access switches of ``servers`` servers each.
+
+    ``free_ports``: ports each access switch lists after its uplink with nothing
+    behind them (the controller probes them; nobody answers).
+    """
     topo = Topology()
     fabric = dpid_base + 0x100
     topo.switches.append(SwitchPlan(fabric, "fabric", f"{prefix}f1",
@@ -65,7 +70,7 @@ def datacenter(access: int, servers: int, dpid_base: int, prefix: str = "ol") ->
     for a in range(1, access + 1):
         access_dpid = dpid_base + 0x200 + a
         topo.switches.append(SwitchPlan(access_dpid, "access", f"{prefix}a{a}",
-                                        tuple(range(1, servers + 2))))
+                                        tuple(range(1, servers + 2 + free_ports))))
         topo.link((fabric, a), (access_dpid, servers + 1))
         for s in range(1, servers + 1):
             server_dpid = dpid_base + 0x1000 + a * 0x100 + s
