@@ -13,7 +13,7 @@ from typing import Dict, List, Tuple
 from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
-from ryu_apps.core.cookies import APP_ID, APP_SELECT_MASK, APP_SHIFT
+from ryu_apps.core.cookies import APP_ID, APP_SELECT_MASK, APP_SHIFT, KIND_SHIFT, CookieKind
 from ryu_apps.core.flowspec import (
     OFPP_TABLE,
     ApplyActions,
@@ -338,7 +338,18 @@ _ENCODED: Dict[tuple, bytes] = {}
 _ENCODED_LIMIT = 200_000
 
 
+#: Cookie kinds whose flows are one-offs (a refused MAC's drop, a liveness probe's
+#: capture): encoding them every time keeps hostile traffic out of the cache.
+_UNCACHED_KINDS = frozenset({int(CookieKind.QUARANTINE), int(CookieKind.LIVENESS)})
+
+
 def _cached(key: tuple, encode, render) -> bytes:
+    spec = key[1]
+    if (getattr(spec, "cookie", 0) >> KIND_SHIFT) & 0xF in _UNCACHED_KINDS:
+        try:
+            return encode()
+        except _NotEncodable:
+            return _ryu_bytes(render())
     data = _ENCODED.get(key)
     if data is None:
         try:

@@ -128,9 +128,17 @@ class _LibrariesPut(event.EventReplyBase):
 
 def _guarded(handler: Callable) -> Callable:
     """Run an event handler; if it raises, log it and resynchronise from the switches
-    instead of running on whatever the failed event left behind."""
+    instead of running on whatever the failed event left behind. An OpenFlow message
+    of another version than the connection's (Ryu parses each message by the version
+    in its own header: an OpenFlow 1.0 PACKET_IN on a 1.3 connection has no match)
+    is logged once per switch and ignored."""
     @functools.wraps(handler)
     def run(self, ev) -> None:
+        msg = getattr(ev, "msg", None)
+        if msg is not None and msg.version != msg.datapath.ofproto.OFP_VERSION:
+            self._malformed(msg.datapath.id or 0, f"OpenFlow version {msg.version} message "
+                                                  "on an OpenFlow 1.3 connection")
+            return
         try:
             handler(self, ev)
         except Exception:  # noqa: BLE001 - no event may leave the engine half-changed
@@ -176,6 +184,8 @@ class DynprovProvisioner(app_manager.RyuApp):
         self.lldp_interval = options.lldp_interval
         self._failures: Dict[str, float] = {}
         self._reload_lock = hub.BoundedSemaphore(1)
+        #: Timer events posted and not handled yet (one of each kind at most).
+        self._timers_due: Set[type] = set()
         self._last_resync = 0.0
         self.datapaths: Dict[int, object] = {}
         self.ports: Dict[int, Set[int]] = {}
@@ -496,11 +506,6 @@ class DynprovProvisioner(app_manager.RyuApp):
         dpid = msg.datapath.id
         if dpid not in self.datapaths:
             return
-        if msg.version != msg.datapath.ofproto.OFP_VERSION:
-            # Ryu parses a message by the version in its own header: an OpenFlow 1.0
-            # PACKET_IN on this 1.3 connection has no match at all.
-            self._malformed(dpid, "packet-in of another OpenFlow version than the connection's")
-            return
         match = getattr(msg, "match", None)
         frame = parse_frame(getattr(msg, "data", None) or b"")
         in_port = match.get("in_port") if hasattr(match, "get") else None
@@ -606,7 +611,10 @@ class DynprovProvisioner(app_manager.RyuApp):
         reach the engine in order with everything else, and this loop never dies."""
         while True:
             hub.sleep(seconds)
+            if event_class in self._timers_due:
+                continue   # the last one is still queued: the app is behind; do not pile up
             try:
+                self._timers_due.add(event_class)
                 self.send_event(self.name, event_class())
             except Exception:  # noqa: BLE001 - a timer must outlive any failure
                 self.logger.exception("dynprov: could not post %s", event_class.__name__)
@@ -617,6 +625,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         """Age out links whose probes stopped, then probe every port but those with a
         VM behind them (a link there would first take the port down, which drops
         the VM and probes the port again)."""
+        self._timers_due.discard(_ProbeRound)
         self.send_plan(self.engine.probe_round(time.time()))
         for dpid in list(self.ports):
             self._probe_switch_ports(dpid)
@@ -634,6 +643,7 @@ class DynprovProvisioner(app_manager.RyuApp):
     @set_ev_cls(_Tick)
     @_guarded
     def _tick(self, ev) -> None:
+        self._timers_due.discard(_Tick)
         self.send_plan(self.engine.tick(time.time()))
 
 

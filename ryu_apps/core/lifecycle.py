@@ -202,7 +202,9 @@ class VmLifecycle:
         if destination_device is None:
             raise NotApplicable(f"server {self._name(dpid)} hangs off no known access "
                                     "switch yet")
-        if binding.state is not VmState.MIGRATING_OUT:
+        if binding.state.forwards and binding.state is not VmState.MIGRATING_OUT:
+            # forwarding either way: the same flows (a suspended VM stays suspended; its
+            # state must not turn forwarding behind its flows' and groups' back)
             self._store(replace(binding, state=VmState.MIGRATING_OUT))
         plan.messages.append(MigrationNotice(
             mac, binding.binding_id, binding.template_id, binding.ip,

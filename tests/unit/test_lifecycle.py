@@ -241,3 +241,10 @@ def test_the_source_device_releases_only_on_migration_done():
     assert not any(WEB1 in str(f.match) for f in lab.switches.flows(S11))
     assert [b.mac for b in lab.engine.bindings_of_device(A1)] == []
     assert {b.mac for b in lab.engine.bindings_of_device(A2)} == {WEB1, PEER}
+
+
+def test_a_suspended_vm_told_to_migrate_stays_suspended_until_it_arrives(lab):
+    lab.notify(Notice.SUSPENDED, WEB1)
+    lab.notify(Notice.MIGRATING, WEB1, server="s21")
+    assert lab.engine.bindings[WEB1].state is VmState.SUSPENDED
+    assert not lab.engine.bindings[WEB1].state.forwards
