@@ -248,8 +248,11 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
                 self.policy_of(dpid) is not IdentityPolicy.PACKETS and \
                 holder.detected_by is not Detection.OVSDB:
             verdict = PacketVerdict()
-            self._unbind(holder, verdict.plan, f"the hypervisor (OVSDB) names VM {mac} on its "
-                                               f"port {port} of {self._name(dpid)}")
+            if holder.state is VmState.PRE_PROVISIONED:   # its row said another VM
+                self._drop_incoming(holder.mac, verdict.plan)
+            else:
+                self._unbind(holder, verdict.plan, f"the hypervisor (OVSDB) names VM {mac} "
+                                                   f"on its port {port} of {self._name(dpid)}")
             verdict.plan.extend(self.vm_attached(dpid, port, mac, now, iface_id).plan)
             return verdict
         current = self.bindings.get(mac)

@@ -206,7 +206,10 @@ class ReferenceEngine(VmLifecycle, VmIdentity, TopologyEvents):
                 self.policy_of(dpid) is not IdentityPolicy.PACKETS and \
                 holder.detected_by is not Detection.OVSDB:
             verdict = PacketVerdict()
-            self._unbind(holder, verdict.plan, "the hypervisor names another VM on its port")
+            if holder.state is VmState.PRE_PROVISIONED:   # its row said another VM
+                self._drop_incoming(holder.mac, verdict.plan)
+            else:
+                self._unbind(holder, verdict.plan, "the hypervisor names another VM on its port")
             verdict.plan.extend(self.vm_attached(dpid, port, mac, now, iface_id).plan)
             return verdict
         current = self.bindings.get(mac)
