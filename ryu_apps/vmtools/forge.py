@@ -28,7 +28,6 @@ anything else. Prints ``sent N`` at the end.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import socket
 import struct
@@ -37,11 +36,12 @@ import time
 from typing import Callable, Iterator, List
 
 from ryu_apps.core import lldp
+from ryu_apps.vmtools.announce import interface_addresses
+from ryu_apps.vmtools.prober import checksum
 
 MARKER = b"dynprov-attack"
 ETH_P_ARP, ETH_P_IP, ETH_P_8021Q = 0x0806, 0x0800, 0x8100
 BROADCAST = b"\xff" * 6
-SIOCGIFADDR, SIOCGIFHWADDR = 0x8915, 0x8927
 PCAP_MAGIC_US, PCAP_MAGIC_NS = 0xA1B2C3D4, 0xA1B23C4D
 
 
@@ -77,16 +77,6 @@ def forged_lldp(chassis: str, port: str, src_mac: bytes, signature: str = "none"
         raise ValueError(f"signature: expected none or garbage, got {signature!r}")
     return (lldp.LLDP_MULTICAST + src_mac + struct.pack("!H", lldp.ETH_TYPE_LLDP) + body
             + _tlv(0, b""))
-
-
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071)."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def ipv4_packet(src_ip: bytes, dst_ip: bytes, protocol: int, payload: bytes) -> bytes:
@@ -171,18 +161,6 @@ def read_pcap(path: str) -> List[bytes]:
 
 
 # -- sending --------------------------------------------------------------------------
-def interface_addresses(ifname: str) -> tuple[bytes, bytes]:
-    """(MAC, IPv4) of an interface; IPv4 is 0.0.0.0 when it has none."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        request = struct.pack("256s", ifname.encode()[:15])
-        mac = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, request)[18:24]
-        try:
-            ip = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, request)[20:24]
-        except OSError:
-            ip = bytes(4)
-    return mac, ip
-
-
 def send_paced(ifname: str, frames: Iterator[bytes], rate: float) -> int:
     """Send every frame out of ``ifname``, at ``rate`` frames/s (0: at once); how many
     went out. Deadlines are absolute, so a late frame does not delay the others."""
