@@ -87,6 +87,10 @@ CONF.register_opts([
                     "mode: the store's)."),
     cfg.FloatOpt("probe_max_age", default=10.0,
                  help="Seconds a signed LLDP probe stays believable (clock skew included)."),
+    cfg.FloatOpt("audit_interval", default=60.0,
+                 help="Seconds between two audits: every switch's dynprov flows and meters "
+                      "are read back and reconciled, so one changed behind dynprov's back is "
+                      "repaired; 0: no audit."),
     cfg.StrOpt("fault_injection_mac", default="",
                help="Testing only: packet-in handling raises, after the engine handled it, "
                     "for frames from this MAC (proves the resynchronisation)."),
@@ -107,6 +111,10 @@ class _ProbeRound(event.EventBase):
 
 class _Tick(event.EventBase):
     """A second passed (posted to the app's own event queue)."""
+
+
+class _Audit(event.EventBase):
+    """Time to read every switch back and reconcile it (the app's own event queue)."""
 
 
 class _PutLibraries(event.EventRequestBase):
@@ -184,6 +192,9 @@ class DynprovProvisioner(app_manager.RyuApp):
         self.lldp_interval = options.lldp_interval
         self._failures: Dict[str, float] = {}
         self._reload_lock = hub.BoundedSemaphore(1)
+        #: Switches being read back by an audit (their reconciliation is logged only
+        #: when it changes something).
+        self._auditing: Set[int] = set()
         #: Timer events posted and not handled yet (one of each kind at most).
         self._timers_due: Set[type] = set()
         self._last_resync = 0.0
@@ -214,6 +225,8 @@ class DynprovProvisioner(app_manager.RyuApp):
         self._threads = [hub.spawn(self._every, self.lldp_interval, _ProbeRound),
                          hub.spawn(self._every, TICK_SECONDS, _Tick),
                          hub.spawn(self._resync_after_grace, options.reconcile_grace)]
+        if options.audit_interval > 0:
+            self._threads.append(hub.spawn(self._every, options.audit_interval, _Audit))
         self._fault_mac = (options.fault_injection_mac or "").lower()
         for watcher in self.ovsdb_watchers:
             watcher.start()
@@ -458,9 +471,16 @@ class DynprovProvisioner(app_manager.RyuApp):
             # Other switches (and links) may not be back yet: what looks stale now
             # may be needed; the full reconciliation after the grace period decides.
             plan.without_deletes()
-        self.logger.info("switch %016x up: %s %s, %d dynprov entries found, %d changes",
-                         datapath.id, sync.role.value, sync.name, len(sync.observed),
-                         plan.flow_count())
+        if datapath.id in self._auditing:
+            self._auditing.discard(datapath.id)
+            if plan.flow_count():
+                self.logger.warning("audit: switch %016x (%s) differed from what dynprov "
+                                    "wants: %d changes to reconcile it", datapath.id,
+                                    sync.name, plan.flow_count())
+        else:
+            self.logger.info("switch %016x up: %s %s, %d dynprov entries found, %d changes",
+                             datapath.id, sync.role.value, sync.name, len(sync.observed),
+                             plan.flow_count())
         self.send_plan(plan)
         datapath.send_msg(datapath.ofproto_parser.OFPPortDescStatsRequest(datapath, 0))
 
@@ -639,6 +659,18 @@ class DynprovProvisioner(app_manager.RyuApp):
         hub.sleep(grace)
         for datapath in list(self.datapaths.values()):
             datapath.send_msg(datapath.ofproto_parser.OFPDescStatsRequest(datapath, 0))
+
+    @set_ev_cls(_Audit)
+    @_guarded
+    def _audit(self, ev) -> None:
+        """Read every connected switch back and reconcile it, as when it connects."""
+        self._timers_due.discard(_Audit)
+        if time.time() < self.warm_until:
+            return
+        for dpid, datapath in list(self.datapaths.items()):
+            if dpid not in self._syncing:
+                self._auditing.add(dpid)
+                datapath.send_msg(datapath.ofproto_parser.OFPDescStatsRequest(datapath, 0))
 
     @set_ev_cls(_Tick)
     @_guarded

@@ -294,6 +294,7 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
         self._toward_shared_fabric_too(incoming, plan, expected=True)
         self._refresh_group(self._group_key(incoming), plan)
         self._refresh_vlans({incoming.vlan}, plan)
+        self._lift_quarantine(incoming, plan)
         plan.notes.append(f"pre-provisioned VM {mac} on {self._name(dpid)} port {port} "
                           f"(binding {incoming.binding_id}): attached to a port whose link "
                           "is down; activated when it comes up or the VM speaks")
@@ -489,11 +490,16 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
         self._refresh_group(self._group_key(binding), plan)
         self._apply_binding(binding, plan)
         self._refresh_vlans({binding.vlan}, plan)
-        if self.quarantine.release_mac(binding.mac, binding.dpid, binding.port):
-            self._apply_quarantine(binding.dpid, binding.port, plan)
+        self._lift_quarantine(binding, plan)
         if binding.state is VmState.PROVISIONING:
             plan.confirms.append(binding.mac)
         self._announce(binding, plan)
+
+    def _lift_quarantine(self, binding: Binding, plan: Plan) -> None:
+        """The VM is believed at its binding's port: frames it sent there before
+        (refused then) are no longer dropped."""
+        if self.quarantine.release_mac(binding.mac, binding.dpid, binding.port):
+            self._apply_quarantine(binding.dpid, binding.port, plan)
 
     def _unbind(self, binding: Binding, plan: Plan, reason: Optional[str],
                 final_state: VmState = VmState.DEPROVISIONED) -> None:

@@ -263,6 +263,7 @@ class VmLifecycle:
             self._both_ways(source, incoming, plan)
         self._refresh_group(self._group_key(incoming), plan)
         self._refresh_vlans({incoming.vlan}, plan)
+        self._lift_quarantine(incoming, plan)
         plan.notes.append(f"pre-provisioned VM {source.mac} on {self._name(dpid)} port {port} "
                           f"(binding {incoming.binding_id}): {why}")
 
@@ -286,6 +287,7 @@ class VmLifecycle:
             self._end_migration_paths(active, plan)
         self._refresh_group(self._group_key(active), plan)
         self._refresh_vlans({active.vlan}, plan)
+        self._lift_quarantine(active, plan)
         plan.confirms.append(active.mac)
         # the pre-provisioned port's entries already deliver its frames: no need to wait
         self._announce(active, plan, at_once=True)

@@ -17,6 +17,8 @@ def _faucet_or_skip():
     try:
         ensure_venv()
     except FaucetUnavailable as error:
+        if os.environ.get("DYNPROV_REQUIRE_INTEGRATION"):
+            raise   # CI and the README's test command never pass by skipping
         if "pip" in str(error) and ("index" in str(error).lower()
                                     or "connection" in str(error).lower()
                                     or "No matching distribution" in str(error)):

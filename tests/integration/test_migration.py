@@ -46,6 +46,11 @@ def _entries_of(bridge, cookie, binding_id):
     return flows, meters
 
 
+def _log_tail(controller, lines=60):
+    """The controller's last log lines, for a failure's message."""
+    return "controller log (tail):\n" + "\n".join(controller.log().splitlines()[-lines:])
+
+
 def _migrate(dc, source, destination, notify, announce):
     controller, net, vms, switches = dc
     web1 = vms["web1"]
@@ -67,7 +72,7 @@ def _migrate(dc, source, destination, notify, announce):
     for report in reports:
         print(f"\n{source}->{destination} notify={notify} announce={announce}: "
               f"{report.summary()}")
-        assert report.recovered
+        assert report.recovered, _log_tail(controller)
         assert report.lost <= (MAX_LOST_WITH_NOTICE if notify else MAX_LOST_PROBES)
     # The source holds nothing of the VM any more ...
     flows, meters = _entries_of(switches[source].name, old_cookie,

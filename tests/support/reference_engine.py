@@ -403,10 +403,13 @@ class ReferenceEngine(VmLifecycle, VmIdentity, TopologyEvents):
         self._apply_binding(binding, plan)
         self._refresh_group(self._group_key(binding), plan)
         self._refresh_vlans({binding.vlan}, plan)
-        if self.quarantine.release_mac(binding.mac, binding.dpid, binding.port):
-            self._apply_quarantine(binding.dpid, binding.port, plan)
+        self._lift_quarantine(binding, plan)
         if binding.state is VmState.PROVISIONING:
             plan.confirms.append(binding.mac)
+
+    def _lift_quarantine(self, binding: Binding, plan: Plan) -> None:
+        if self.quarantine.release_mac(binding.mac, binding.dpid, binding.port):
+            self._apply_quarantine(binding.dpid, binding.port, plan)
 
     def _unbind(self, binding: Binding, plan: Plan, reason: Optional[str],
                 final_state: VmState = VmState.DEPROVISIONED) -> None:

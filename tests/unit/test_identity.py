@@ -294,3 +294,21 @@ def test_a_frame_refused_for_the_hypervisors_word_moves_when_that_row_goes():
     lab.apply(lab.engine.vm_detached(S11, 1, VICTIM, now=lab.now))
     assert lab.where(VICTIM) == (S12, 4)
     assert not [f for f in lab.switches.flows(S12) if f.priority == Priority.QUARANTINE]
+
+
+def test_a_frame_before_the_hypervisors_row_does_not_block_the_migrated_vm():
+    """The VM speaks at its new port before OVSDB's row for that port is read (a slow
+    watcher): refused there then, but the row makes the port the VM's, and once the
+    old port goes its frames must flow (a quarantine left behind lost every reply)."""
+    lab = Lab(IdentityPolicy.AUTO)
+    lab.apply(lab.engine.vm_attached(S11, 1, VICTIM, now=lab.now).plan)
+    lab.frame(S11, 1, VICTIM, ip=VICTIM_IP)
+    lab.frame(S21, 1, PEER, ip="10.0.100.2")
+    assert lab.frame(S21, 3, VICTIM).refusal is not None
+    lab.apply(lab.engine.vm_attached(S21, 3, VICTIM, now=lab.now).plan)
+    lab.apply(lab.engine.port_down(S11, 1, now=lab.now))
+    lab.apply(lab.engine.vm_detached(S11, 1, VICTIM, now=lab.now))
+    assert lab.where(VICTIM) == (S21, 3)
+    assert lab.reached(S21, 3, VICTIM, PEER) == {(S21, 1)}, "its replies are delivered"
+    assert lab.reached(S21, 1, PEER, VICTIM) == {(S21, 3)}
+    assert not [f for f in lab.switches.flows(S21) if f.priority == Priority.QUARANTINE]
