@@ -11,7 +11,7 @@ finder that patches two modules right after they load, and nothing else:
   connection, so with ``--ctl-privkey/--ctl-cert/--ca-certs`` only the first
   switch connects over TLS (the others fail with ``NO_SHARED_CIPHER``). The
   hook makes it build one TLS context at creation and use it for every
-  connection (:mod:`ryu_apps.openflow_tls`, imported only then).
+  connection (:mod:`ryu_apps.tls.openflow_tls`, imported only then).
 
 Why a hook and not a patched copy of Ryu: Ryu is installed from PyPI as is
 (and archived upstream); the hook keeps the stock ``ryu-manager`` command, the
@@ -34,7 +34,7 @@ def _add_already_handled(module: ModuleType) -> None:
 
 
 def _fix_stream_server_tls(module: ModuleType) -> None:
-    from ryu_apps.openflow_tls import install as install_tls
+    from ryu_apps.tls.openflow_tls import install as install_tls
 
     install_tls(module)
 

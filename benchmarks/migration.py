@@ -7,7 +7,7 @@ Two copies of the demo topology (``topologies/dynprov_topo.py`` datacenter,
 edge included) run side by side, one on dynprov (watching the servers' OVSDB),
 one on FAUCET (one learning VLAN). VM web1 live-migrates between server s11
 (access a1) and server s21 (access a2), alternating direction, with
-``ryu_apps.migration_lab.live_migrate`` in three shapes: ``qemu``
+``ryu_apps.lab.migration.live_migrate`` in three shapes: ``qemu``
 (hypervisor-style: destination port created, VM moved, RARPs at
 0/50/200/450/800 ms), ``garp`` (one gratuitous ARP), ``none``. dynprov runs
 each shape with and without a prior ``migrating`` notification. Cases are
@@ -18,7 +18,7 @@ controller probes for the same time without any move: the background loss
 of the (shared, loaded) machine.
 
 During each migration web5 (a VM on s21) and the outside host out1 (behind
-the edge) probe web1 every 1 ms with ``ryu_apps.vmtools.prober``; probing
+the edge) probe web1 every 1 ms with ``ryu_apps.lab.vmtools.prober``; probing
 stops ``RECOVERY_LIMIT_S`` after the switchover. The destination port exists
 ``PRECOPY_S`` before the switchover (the notification, if any, is sent as the
 port is created), standing for the pre-copy phase of a live migration. Per case: the outage (first
@@ -76,16 +76,16 @@ def all_cases() -> List[tuple]:
 
 # -- probing ------------------------------------------------------------------------
 class ProbeStream:
-    """``ryu_apps.vmtools.prober`` from one host to another; start and stop split."""
+    """``ryu_apps.lab.vmtools.prober`` from one host to another; start and stop split."""
 
     def __init__(self, src, dst, interval_ms: float = 1.0) -> None:
-        from ryu_apps.lab import REPO_ROOT
+        from ryu_apps.lab.testbed import REPO_ROOT
 
         self.src = src
         workdir = Path(tempfile.mkdtemp(prefix=f"dynprov-mig-{src.name}-"))
         self.output, self.stop_file = workdir / "probes.json", workdir / "stop"
         self.log = workdir / "prober.log"
-        out = src.cmd(f"env PYTHONPATH={REPO_ROOT} {sys.executable} -m ryu_apps.vmtools.prober"
+        out = src.cmd(f"env PYTHONPATH={REPO_ROOT} {sys.executable} -m ryu_apps.lab.vmtools.prober"
                       f" probe {dst.IP()} --output {self.output} --interval-ms {interval_ms}"
                       f" --stop-file {self.stop_file} --linger-ms {LINGER_MS}"
                       f" > {self.log} 2>&1 & echo $!")
@@ -101,7 +101,7 @@ class ProbeStream:
 
     def stop(self, timeout: float = 15.0) -> tuple:
         """(interval_ns, probes)."""
-        from ryu_apps.core.outage import probes_from_document
+        from ryu_apps.lab.outage import probes_from_document
 
         self.stop_file.touch()
         deadline = time.monotonic() + timeout
@@ -141,7 +141,7 @@ class Testbed:
 
     def reachable(self, timeout_s: float = 3.0) -> bool:
         """Both probers reach web1 (after making web1 announce itself if needed)."""
-        from ryu_apps import lab
+        from ryu_apps.lab import testbed as lab
 
         target = self.vms[MIGRATING_VM]
         deadline = time.monotonic() + timeout_s
@@ -160,7 +160,7 @@ class DynprovTestbed(Testbed):
     controller_name = "dynprov"
 
     def __init__(self, prefix: str, dpid_base: int, templates: Optional[Path] = None) -> None:
-        from ryu_apps import lab
+        from ryu_apps.lab import testbed as lab
 
         super().__init__()
         self.prefix = prefix
@@ -192,7 +192,7 @@ class DynprovTestbed(Testbed):
             raise RuntimeError(f"notification refused: {status} {answer}")
 
     def stop(self) -> None:
-        from ryu_apps import lab
+        from ryu_apps.lab import testbed as lab
 
         if self.net is not None:
             lab.stop_network(self.net)
@@ -215,7 +215,7 @@ class FaucetTestbed(Testbed):
                 vm.cmd(f"ping -c1 -W1 {out1.IP()}")
 
     def stop(self) -> None:
-        from ryu_apps import lab
+        from ryu_apps.lab import testbed as lab
 
         if self.net is not None:
             lab.stop_network(self.net)
@@ -226,9 +226,9 @@ class FaucetTestbed(Testbed):
 def migrate_once(bed: Testbed, shape: str, notify: Optional[bool],
                  watch: bool = False) -> dict:
     """One probed migration of web1 to the other side; its record."""
-    from ryu_apps.core.outage import analyse
-    from ryu_apps.migration_lab import live_migrate
-    from ryu_apps.vmtools import flow_monitor
+    from ryu_apps.lab.outage import analyse
+    from ryu_apps.lab.migration import live_migrate
+    from ryu_apps.lab.vmtools import flow_monitor
 
     vm = bed.vms[MIGRATING_VM]
     here = vm.defaultIntf().link.intf2.node
@@ -301,7 +301,7 @@ def _short(bed: Testbed, bridge: str) -> str:
 
 def _stand_still(vm, bridge: str):
     """The control case: the same wait as a migration's pre-copy, and no move."""
-    from ryu_apps.migration_lab import DestinationPort, MigrationTimes
+    from ryu_apps.lab.migration import DestinationPort, MigrationTimes
 
     start = time.monotonic_ns()
     time.sleep(PRECOPY_S)
@@ -426,7 +426,7 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
 
 # -- the run ------------------------------------------------------------------------
 def run(migrations: int, quick: bool) -> dict:
-    from ryu_apps.lab import ovs_bridges
+    from ryu_apps.lab.testbed import ovs_bridges
 
     base = (os.getpid() % 2048) << 24
     tag = os.getpid() % 1000

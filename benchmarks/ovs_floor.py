@@ -28,7 +28,7 @@ from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, replot,
                                summary, write_results)
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 
 NAME = "ovs_floor"
 

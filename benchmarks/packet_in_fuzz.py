@@ -37,7 +37,7 @@ from benchmarks import common
 from benchmarks.hostile import controller_watch as watch
 from benchmarks.hostile.fuzz_driver import (CATEGORY_WEIGHTS, FuzzConfig, Fuzzer,
                                             summarise_sent)
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.store.hook import default_process_name
 
 NAME = "packet_in_fuzz"

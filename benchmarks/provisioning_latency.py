@@ -30,9 +30,9 @@ from typing import Dict, List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
                                replot, save_figure, summary)
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.core.cookies import CookieKind, decode_cookie
-from ryu_apps.vmtools.announce import gratuitous_arp
+from ryu_apps.lab.vmtools.announce import gratuitous_arp
 
 NAME = "provisioning_latency"
 #: Templates of the default library the VMs cycle through: web, database, management.

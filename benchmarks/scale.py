@@ -16,7 +16,7 @@ rules, so those servers carry the template merge). Links arrive by
   new VM's packet-in, a known VM's packet-in, an idle timeout (flow_removed),
   a VM port going down, a migration (notify migrating + the VM's arrival), a
   server link flap (port down + link seen again); and, separately, rendering
-  a new VM's plan into OpenFlow messages (the edge's cost, ryu_apps/openflow.py);
+  a new VM's plan into OpenFlow messages (the edge's cost, ryu_apps/app/openflow.py);
 - reconciling a reconnecting server / access switch that holds all its flows,
   and one that comes back empty.
 
@@ -55,7 +55,7 @@ class DataCenter:
                  choose_template: Callable[[random.Random], int] | None = None) -> None:
         from ryu_apps.core.engine import ProvisioningEngine
         from ryu_apps.core.identifiers import PrefixScheme
-        from ryu_apps.library_files import load_library
+        from ryu_apps.loaders.library_files import load_library
 
         self.rng = random.Random(seed)
         self.library = library if library is not None else load_library(ROOT / "templates")
@@ -291,7 +291,7 @@ def _renderer():
     """A function rendering a plan into OpenFlow messages and bytes (None without Ryu)."""
     try:
         from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
-        from ryu_apps.openflow import messages_for
+        from ryu_apps.app.openflow import messages_for
     except ImportError:
         return None
 

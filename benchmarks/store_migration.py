@@ -1,7 +1,7 @@
 """Cross-process migration: hand-off notice latency, claim, clean-up, and the loss
 seen by peers in both pods.
 
-The distributed demo's move (:func:`ryu_apps.distributed_demo.migrate_across`)
+The distributed demo's move (:func:`ryu_apps.lab.distributed_demo.migrate_across`)
 repeated: web1 live-migrates back and forth between a server of process p1
 and a server of process p2 (3-member Raft store, the pods joined by a plain
 learning bridge), half the moves with a notice sent to the source process.
@@ -39,8 +39,8 @@ def run(moves: int) -> dict:
 
 
 def run_setup(moves: int, ovsdb: bool) -> dict:
-    from ryu_apps.distributed_demo import migrate_across, print_move
-    from ryu_apps.distributed_lab import DistributedLab
+    from ryu_apps.lab.distributed_demo import migrate_across, print_move
+    from ryu_apps.lab.distributed import DistributedLab
 
     setup = DistributedLab(prefix="m%03d" % (os.getpid() % 1000),
                            dpid_base=((os.getpid() + 17) % 4096) << 24, ovsdb=ovsdb)

@@ -118,9 +118,9 @@ def start_busy_loops(count: int) -> List[subprocess.Popen]:
 
 def run(notices: int, busy_loops: int = 0, workdir: Optional[str] = None,
         seed: int = 6) -> dict:
-    from ryu_apps import lab
+    from ryu_apps.lab import testbed as lab
     from ryu_apps.cli.notify import send
-    from ryu_apps.distributed_lab import DistributedLab
+    from ryu_apps.lab.distributed import DistributedLab
 
     rng = random.Random(seed)
     setup = DistributedLab(access=2, servers=2, vms=1, prefix="n%03d" % (os.getpid() % 1000),

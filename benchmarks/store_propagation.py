@@ -32,8 +32,8 @@ TARGET_P99_MS = 100.0
 
 
 def run(changes: int, processes: int, gap: float) -> dict:
-    from ryu_apps import lab
-    from ryu_apps.distributed_lab import DistributedLab
+    from ryu_apps.lab import testbed as lab
+    from ryu_apps.lab.distributed import DistributedLab
     from ryu_apps.store.admin import AdminSession
     from ryu_apps.store.library_rows import rows_from_files
     from ryu_apps.store.writes import put_library

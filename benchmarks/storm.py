@@ -4,7 +4,7 @@ A real controller (``ryu-manager ryu_apps.provisioner``, no --verbose,
 packets-only detection: no OVSDB watched) manages the default datacenter
 topology on real OVS bridges (2 access switches, 2 servers each, 2 VMs per
 server). For each storm a fresh attacker VM on server s11 is provisioned, then
-floods from its own port with :mod:`ryu_apps.vmtools.flood` at ``--rate``
+floods from its own port with :mod:`ryu_apps.lab.vmtools.flood` at ``--rate``
 frames/s: random source MACs; 802.1Q, QinQ and stacked tags; forged LLDP
 naming the access switches' real ports (unsigned and garbage-signed,
 alternately). During the storm ``--vms`` new VMs boot on the same server and

@@ -81,7 +81,7 @@ class _Side:
     """One controller's bed, its flow monitors and the change it makes."""
 
     def __init__(self, name: str, bed, change) -> None:
-        from ryu_apps.vmtools import flow_monitor
+        from ryu_apps.lab.vmtools import flow_monitor
 
         self.name, self.bed, self.change = name, bed, change
         self.monitors = flow_monitor.watch([bed.switches[b].name for b in BRIDGES])
@@ -109,7 +109,7 @@ class _Side:
         return window
 
     def finish(self) -> None:
-        from ryu_apps.vmtools import flow_monitor
+        from ryu_apps.lab.vmtools import flow_monitor
 
         results = [s.stop() for s in self.streams]
         flow_monitor.stop_all(self.monitors)
@@ -122,7 +122,7 @@ class _Side:
 
 
 def run(repetitions: int, quick: bool) -> dict:
-    from ryu_apps import lab
+    from ryu_apps.lab import testbed as lab
 
     tag = os.getpid() % 1000
     base = ((os.getpid() + 7) % 2048) << 24

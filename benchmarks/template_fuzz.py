@@ -1,8 +1,8 @@
 """Template fuzz: hostile and mutated libraries through the library checker.
 
 Every case is a library directory read the way the controller reads it: by
-:class:`ryu_apps.library_check.LibraryChecker` (a worker process, the
-limits of ``ryu_apps/safe_yaml.py`` and the validator). A case passes when it
+:class:`ryu_apps.loaders.library_check.LibraryChecker` (a worker process, the
+limits of ``ryu_apps/loaders/safe_yaml.py`` and the validator). A case passes when it
 is refused with a :class:`TemplateValidationError` whose every error names a
 file of the library (or the library itself), the checker did not crash, time
 out or fail, no other exception reached the caller, no error text holds a
@@ -46,7 +46,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from benchmarks.common import format_table, print_machine, publish, summary
-from ryu_apps.safe_yaml import GuardedComposer, YamlLimits
+from ryu_apps.loaders.safe_yaml import GuardedComposer, YamlLimits
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_LIBRARY = ROOT / "templates"
@@ -408,8 +408,8 @@ def checker_reloads(counts: List[int]) -> List[dict]:
     """Cold load, no-change and one-file reloads of generated libraries through the checker."""
     from benchmarks.library_reload import template_ids
     from benchmarks.library_reload import write_library as write_templates
-    from ryu_apps.library_check import LibraryChecker
-    from ryu_apps.library_files import LibraryKeeper
+    from ryu_apps.loaders.library_check import LibraryChecker
+    from ryu_apps.loaders.library_files import LibraryKeeper
 
     rows = []
     for count in counts:
@@ -443,7 +443,7 @@ def _peak_rss_mb(pid: int) -> float:
 # -- the run -------------------------------------------------------------------------------------
 def run(cases: int, fuzz_seed: int, counts: List[int], reference_count: int,
         reload_counts: List[int], at_the_limits: bool = True) -> dict:
-    from ryu_apps.library_check import LibraryChecker
+    from ryu_apps.loaders.library_check import LibraryChecker
 
     work = Path(tempfile.mkdtemp(prefix="dynprov-fuzz-"))
     library = work / "lib"

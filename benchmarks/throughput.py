@@ -34,7 +34,7 @@ from benchmarks.ofload import costs, profiling
 from benchmarks.ofload.driver import LoadConfig
 from benchmarks.ofload.reference import expected_binding_mods
 from benchmarks.ofload.workers import run_workers
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 
 NAME = "throughput"
 DYNPROV, PEER, BASELINE = "dynprov", "simple_switch_13", "dynprov-baseline"

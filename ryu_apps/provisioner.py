@@ -3,7 +3,7 @@
 Launch: ``ryu-manager ryu_apps.provisioner`` (options in a ``[dynprov]``
 section of ``--config-file``). Each handler turns an OpenFlow event into a
 call on :class:`~ryu_apps.core.engine.ProvisioningEngine` and hands the plan it
-returns to :class:`~ryu_apps.plan_sender.PlanSender`.
+returns to :class:`~ryu_apps.app.plan_sender.PlanSender`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ from ryu.controller.handler import (
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from ryu_apps import openflow, ovsdb_ssl, rest_api, rest_notify
-from ryu_apps.device_bus import InProcessBus
+from ryu_apps.app import openflow
+from ryu_apps.tls import ovsdb_ssl
+from ryu_apps.rest import api as rest_api
+from ryu_apps.rest import notify as rest_notify
+from ryu_apps.app.device_bus import InProcessBus
 from ryu_apps.core import lldp
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.identity import IdentityPolicy
@@ -37,16 +40,16 @@ from ryu_apps.core.identifiers import IdentifierError
 from ryu_apps.core.lifecycle import Notice
 from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.core.domains import DomainError
-from ryu_apps.domain_files import load_domains
+from ryu_apps.loaders.domain_files import load_domains
 from ryu_apps.core.binding import VmState
-from ryu_apps.library_check import LibraryChecker
-from ryu_apps.library_files import LibraryKeeper
-from ryu_apps.link_discovery import LinkDiscovery, SecretError, load_or_create_secret
-from ryu_apps.ovsdb_watcher import OvsdbWatcher
-from ryu_apps.openflow_tls import listen_port
-from ryu_apps.plan_sender import PlanSender, next_xid
-from ryu_apps.provisioning_times import ProvisioningTimes
-from ryu_apps.scheme_config import load_scheme
+from ryu_apps.loaders.library_check import LibraryChecker
+from ryu_apps.loaders.library_files import LibraryKeeper
+from ryu_apps.app.link_discovery import LinkDiscovery, SecretError, load_or_create_secret
+from ryu_apps.app.ovsdb_watcher import OvsdbWatcher
+from ryu_apps.tls.openflow_tls import listen_port
+from ryu_apps.app.plan_sender import PlanSender, next_xid
+from ryu_apps.app.provisioning_times import ProvisioningTimes
+from ryu_apps.loaders.scheme_config import load_scheme
 from ryu_apps.store import hook as store_hook
 
 CONF = cfg.CONF

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 
 TRACEBACK = "Traceback (most recent call last)"
 #: What dynprov's guarded handlers log when one raised (then it resynchronises).

@@ -1,7 +1,7 @@
 """The storms' test bed: a real controller, the datacenter topology on real OVS, attackers.
 
 A tenant VM (the attacker) floods from its own port with
-:mod:`ryu_apps.vmtools.flood` while new VMs boot on its server and on another
+:mod:`ryu_apps.lab.vmtools.flood` while new VMs boot on its server and on another
 one and announce themselves; meanwhile the attacker's bridge is read for drop
 flows (cookie kind 4, quarantine). Every VM is a Mininet host; everything is
 stopped by PID and bridge name.
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from benchmarks.hostile import controller_watch as watch
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.quarantine import QUARANTINE_MACS_PER_PORT
 
@@ -32,8 +32,8 @@ _SENT = re.compile(r"sent (\d+)")
 
 
 def vmtool(module: str) -> str:
-    """The command line of one of ``ryu_apps.vmtools``, as a Mininet host runs it."""
-    return f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} -m ryu_apps.vmtools.{module}"
+    """The command line of one of ``ryu_apps.lab.vmtools``, as a Mininet host runs it."""
+    return f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} -m ryu_apps.lab.vmtools.{module}"
 
 
 def vm_mac(template_id: int, serial: int) -> str:
@@ -43,7 +43,7 @@ def vm_mac(template_id: int, serial: int) -> str:
 
 
 class Flood:
-    """``ryu_apps.vmtools.flood`` running in a host until stopped."""
+    """``ryu_apps.lab.vmtools.flood`` running in a host until stopped."""
 
     def __init__(self, host, mode: str, rate: float, names: Iterable[Tuple[int, int]] = (),
                  max_seconds: float = 600.0) -> None:

@@ -22,7 +22,7 @@ from ryu.ofproto import ofproto_parser, ofproto_v1_3 as ofp, ofproto_v1_3_parser
 from benchmarks.ofload import frames, wire
 from benchmarks.ofload.reference import engine_for
 from benchmarks.ofload.topology import FIRST_VM_PORT, datacenter
-from ryu_apps import openflow
+from ryu_apps.app import openflow
 from ryu_apps.core.flowspec import FlowSpec
 from ryu_apps.core.identifiers import format_mac
 
@@ -114,7 +114,7 @@ def _send_through_ryu_classes(datapaths, plan) -> None:
 
 def edge_costs(plans, repeat: int = 5) -> Dict[str, float]:
     """µs per VM to turn its plan into bytes for the switches, before and after."""
-    from ryu_apps.plan_sender import PlanSender
+    from ryu_apps.app.plan_sender import PlanSender
 
     import logging
     dpids = {dpid for plan in plans for dpid in plan.changes}

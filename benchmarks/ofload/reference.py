@@ -17,8 +17,8 @@ from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef, Role
 from ryu_apps.core.flowspec import FlowSpec, MeterSpec
 from ryu_apps.core.identifiers import format_mac
-from ryu_apps.library_files import load_library
-from ryu_apps.scheme_config import load_scheme
+from ryu_apps.loaders.library_files import load_library
+from ryu_apps.loaders.scheme_config import load_scheme
 
 BINDING_COOKIE_HEAD = 0xD91
 

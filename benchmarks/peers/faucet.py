@@ -33,7 +33,7 @@ from typing import Optional
 
 import yaml
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV = REPO_ROOT / ".venv-faucet"
@@ -184,7 +184,7 @@ def build_network(controller_port: int, topo):
     """A started Mininet network of ``topo`` whose bridges use the controller port."""
     from mininet.net import Mininet
 
-    from ryu_apps.lab import load_topology_module
+    from ryu_apps.lab.testbed import load_topology_module
 
     topo_module = load_topology_module()
     net = Mininet(topo=topo, controller=None, autoSetMacs=False, build=False,
@@ -214,7 +214,7 @@ def running_faucet_datacenter(prefix: str, dpid_base: int, acls=None, acl_hosts=
     to their switch ports. The process keeps ``topo`` and ``port_acls`` so a
     caller can write a changed config (``reconfigure``) and SIGHUP it.
     """
-    from ryu_apps.lab import load_topology_module, stop_network
+    from ryu_apps.lab.testbed import load_topology_module, stop_network
 
     topo = load_topology_module().DatacenterTopo(prefix=prefix, dpid_base=dpid_base,
                                                  **topo_params)
@@ -239,7 +239,7 @@ def running_faucet_datacenter(prefix: str, dpid_base: int, acls=None, acl_hosts=
 
 def main() -> int:
     """Start FAUCET on the demo topology, ping every host pair once, stop."""
-    from ryu_apps.lab import stop_network
+    from ryu_apps.lab.testbed import stop_network
 
     faucet, net = running_faucet_datacenter("fz", (os.getpid() % 4096) << 24)
     try:

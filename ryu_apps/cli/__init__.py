@@ -1,0 +1,1 @@
+"""``dynprov``: the operator's command-line tool and its subcommands."""

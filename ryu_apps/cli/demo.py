@@ -21,10 +21,10 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     # Heavy imports (Mininet) only when asked for.
     if args.no_migration:
-        from ryu_apps.demo import run_demo
+        from ryu_apps.lab.demo import run_demo
         return run_demo(verbose=args.verbose)
     if args.distributed:
-        from ryu_apps.distributed_demo import run_distributed_demo
+        from ryu_apps.lab.distributed_demo import run_distributed_demo
         return run_distributed_demo()
-    from ryu_apps.migration_demo import run_migration_demo
+    from ryu_apps.lab.migration_demo import run_migration_demo
     return run_migration_demo(verbose=args.verbose)

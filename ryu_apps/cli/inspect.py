@@ -14,7 +14,7 @@ import json
 import sys
 from typing import List, Optional, Sequence
 
-from ryu_apps import flow_listing
+from ryu_apps.cli import flow_listing
 from ryu_apps.cli import rest_client
 from ryu_apps.cli.rest_client import (
     DEFAULT_CONTROLLER,
@@ -24,7 +24,7 @@ from ryu_apps.cli.rest_client import (
     controller_url,
     fetch_json,
 )
-from ryu_apps.flow_listing import FlowListingError, OwnerNames
+from ryu_apps.cli.flow_listing import FlowListingError, OwnerNames
 
 __all__ = ["ControllerError", "controller_url", "fetch_json", "register"]
 #: Seconds to wait for the controller (a listing asks every server bridge first).

@@ -7,7 +7,7 @@ import random
 import sys
 
 from ryu_apps.core.identifiers import IdentifierError, format_mac, parse_mac, parse_number
-from ryu_apps.scheme_config import load_scheme
+from ryu_apps.loaders.scheme_config import load_scheme
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ryu_apps import pki
+from ryu_apps.tls import pki
 
 
 def register(subparsers) -> None:

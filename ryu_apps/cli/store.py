@@ -26,7 +26,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from ryu_apps import ovsdb_ssl, pki
+from ryu_apps.tls import ovsdb_ssl
+from ryu_apps.tls import pki
 from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.store.schema import TABLES, schema_version
 from ryu_apps.store.server import CLUSTER, DEFAULT_RUN_ROOT, STANDALONE, Store, StoreError
@@ -209,7 +210,7 @@ def _load_templates(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ryu_apps.distributed_demo import run_distributed_demo
+    from ryu_apps.lab.distributed_demo import run_distributed_demo
 
     return run_distributed_demo()
 

@@ -1,7 +1,7 @@
 """``dynprov templates validate|list|show``: check and inspect a template library.
 
 The library is read and validated by the library checker's worker process
-(:mod:`ryu_apps.library_check`), as the controller does: a file that crashes
+(:mod:`ryu_apps.loaders.library_check`), as the controller does: a file that crashes
 the YAML parser or never finishes is reported as an error of that file.
 """
 
@@ -14,7 +14,7 @@ from typing import Callable, List, Sequence
 
 from ryu_apps.core.template_model import Bandwidth, SwitchSide, Template, TemplateLibrary
 from ryu_apps.core.template_validation import TemplateValidationError
-from ryu_apps.library_check import LibraryChecker
+from ryu_apps.loaders.library_check import LibraryChecker
 
 LIST_COLUMNS = ("ID", "HEX", "NAME", "VLAN", "IDLE", "ACL VS/AP", "BANDWIDTH VS",
                 "BANDWIDTH AP", "DESCRIPTION")

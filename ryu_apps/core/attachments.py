@@ -1,6 +1,6 @@
 """Which VMs the servers' OVSDB says are attached, and what changed.
 
-The OVSDB watcher (``ryu_apps/ovsdb_watcher.py``) reads, for every Interface
+The OVSDB watcher (``ryu_apps/app/ovsdb_watcher.py``) reads, for every Interface
 row that carries ``external_ids:attached-mac``, a triple (bridge dpid, ofport,
 MAC). This module turns such triples into a canonical snapshot and diffs two
 snapshots into attach/detach events. It knows nothing about OVSDB itself.

@@ -47,7 +47,7 @@ from eventlet.hubs import IOClosed, trampoline
 import ovs.db.idl
 from ovs.db.idl import Transaction
 
-from ryu_apps import ovsdb_ssl
+from ryu_apps.tls import ovsdb_ssl
 from ryu_apps.store.schema import TABLES, schema_helper
 
 

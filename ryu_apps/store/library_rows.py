@@ -4,7 +4,7 @@ A library in the store is one ``Library`` row per mobility domain (its
 ``defaults`` as JSON, and a ``generation`` bumped by every write) and one
 ``Template`` row per template (its YAML entry as JSON in ``body``, plus id,
 name and the file it came from). Rows are written only after the library
-validated in full (:func:`ryu_apps.library_files.load_library`, the same
+validated in full (:func:`ryu_apps.loaders.library_files.load_library`, the same
 errors as ``dynprov templates validate``), and read back through the same
 validator, so a process never runs a library the validator did not accept.
 
@@ -30,8 +30,8 @@ from ryu_apps.core.template_validation import (
     build_library,
     capped,
 )
-from ryu_apps.library_files import MAX_FILE_BYTES, load_documents
-from ryu_apps.safe_yaml import DEFAULT_LIMITS, describe_size
+from ryu_apps.loaders.library_files import MAX_FILE_BYTES, load_documents
+from ryu_apps.loaders.safe_yaml import DEFAULT_LIMITS, describe_size
 
 MAX_JSON_DEPTH = DEFAULT_LIMITS.max_depth
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')

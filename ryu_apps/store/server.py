@@ -8,7 +8,7 @@ holding its database files, logs, pid files, control sockets and
 else on the machine is touched.
 
 A store created with SSL files (a controller certificate and the controller
-CA, :func:`ryu_apps.ovsdb_ssl.controller_files`) serves its clients on
+CA, :func:`ryu_apps.tls.ovsdb_ssl.controller_files`) serves its clients on
 ``pssl:`` and its members talk Raft over ``ssl:``: only holders of a
 certificate signed by that CA can read, write or join it.
 """
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ryu_apps.ovsdb_ssl import SslFiles
+from ryu_apps.tls.ovsdb_ssl import SslFiles
 from ryu_apps.store.schema import DB_NAME, SCHEMA_PATH
 
 DEFAULT_RUN_ROOT = Path("/var/run/dynprov-store")

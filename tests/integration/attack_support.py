@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Callable, FrozenSet, Iterable, List, Optional, Set, Tuple
 
-from ryu_apps import lab
-from ryu_apps.vmtools.forge import read_pcap
+from ryu_apps.lab import testbed as lab
+from ryu_apps.lab.vmtools.forge import read_pcap
 
 PortKey = Tuple[str, int]
 Link = FrozenSet[PortKey]
@@ -48,8 +48,8 @@ def run_mac(template: int, number: int) -> str:
 
 
 def forge(host, *args: str) -> int:
-    """Run ``ryu_apps.vmtools.forge`` in ``host`` with ``args``; frames sent."""
-    command = (f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} -m ryu_apps.vmtools.forge "
+    """Run ``ryu_apps.lab.vmtools.forge`` in ``host`` with ``args``; frames sent."""
+    command = (f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} -m ryu_apps.lab.vmtools.forge "
                + " ".join(args))
     out = host.cmd(command)
     found = re.search(r"^sent (\d+)\s*$", out, re.M)
@@ -216,5 +216,5 @@ def log_lines(controller, *fragments: str) -> List[str]:
 
 def marked(frames: Iterable[bytes]) -> List[bytes]:
     """The frames the attack tool made (their payload carries its marker)."""
-    from ryu_apps.vmtools.forge import has_marker
+    from ryu_apps.lab.vmtools.forge import has_marker
     return [frame for frame in frames if has_marker(frame)]

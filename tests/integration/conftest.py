@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 
 LIBRARIES = Path(__file__).parent / "libraries"
 #: Templates that allow all traffic: only VLANs separate them.
@@ -78,7 +78,7 @@ def datacenter_own_library(tmp_path_factory):
 def start_distributed(prefix: str, dpid_seed: int, **options):
     """A started DistributedLab with every VM provisioned, and ``vms``/``switches`` by
     their names without the prefix; stopped (and re-raised) if starting fails."""
-    from ryu_apps.distributed_lab import DistributedLab
+    from ryu_apps.lab.distributed import DistributedLab
 
     setup = DistributedLab(prefix=prefix, dpid_base=((os.getpid() + dpid_seed) % 4096) << 24,
                            **options)

@@ -26,11 +26,11 @@ import time
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.cli.notify import send
-from ryu_apps.demo import ping
-from ryu_apps.migration_lab import live_migrate
-from ryu_apps.vmtools import flow_monitor
+from ryu_apps.lab.demo import ping
+from ryu_apps.lab.migration import live_migrate
+from ryu_apps.lab.vmtools import flow_monitor
 from tests.integration.attack_support import (
     QUIET_LOSS_BOUND,
     Capture,
@@ -354,7 +354,7 @@ def test_a_tagged_storm_from_a_bound_vm_reaches_nobody(dc):
     parts = []
     for tpid, vlans, target, random_source in STORM:
         parts.append(
-            f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} -m ryu_apps.vmtools.forge "
+            f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} -m ryu_apps.lab.vmtools.forge "
             f"tagged {attacker.defaultIntf()} --tpid {tpid} --vlans {vlans} "
             f"--dst-mac {vms[target].MAC()} --dst-ip {vms[target].IP()} "
             f"--count {STORM_FRAMES} --rate {STORM_RATE}"

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.core.identity import PROBE_MAC
 from tests.integration.attack_support import (
     QUIET_LOSS_BOUND,

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.core.cookies import CookieKind, decode_cookie
-from ryu_apps.demo import ping
+from ryu_apps.lab.demo import ping
 from tests.integration.conftest import LIBRARIES, start_datacenter, stop_datacenter, unique_prefix
 
 pytestmark = pytest.mark.integration

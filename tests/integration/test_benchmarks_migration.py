@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.cli.notify import send
-from ryu_apps.distributed_lab import load_templates
-from ryu_apps.migration_lab import live_migrate
+from ryu_apps.lab.distributed import load_templates
+from ryu_apps.lab.migration import live_migrate
 from tests.integration.conftest import start_distributed
 
 pytestmark = pytest.mark.integration

@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.core.cookies import CookieKind, decode_cookie
-from ryu_apps.migration_lab import live_migrate
+from ryu_apps.lab.migration import live_migrate
 from tests.integration.conftest import start_distributed
 
 pytestmark = pytest.mark.integration

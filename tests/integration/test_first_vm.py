@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.core.cookies import CookieKind, decode_cookie
-from ryu_apps.demo import ping
+from ryu_apps.lab.demo import ping
 
 pytestmark = pytest.mark.integration
 

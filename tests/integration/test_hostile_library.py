@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from ryu_apps import lab
-from ryu_apps.demo import ping
+from ryu_apps.lab import testbed as lab
+from ryu_apps.lab.demo import ping
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 
 pytestmark = pytest.mark.integration
 

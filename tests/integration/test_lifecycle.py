@@ -11,8 +11,8 @@ import time
 import pytest
 import yaml
 
-from ryu_apps import lab
-from ryu_apps.demo import ping
+from ryu_apps.lab import testbed as lab
+from ryu_apps.lab.demo import ping
 from tests.integration.conftest import LIBRARIES, start_datacenter, stop_datacenter, unique_prefix
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.cli.notify import send
-from ryu_apps.migration_lab import live_migrate
+from ryu_apps.lab.migration import live_migrate
 from tests.integration.conftest import start_datacenter, stop_datacenter, unique_prefix
 
 pytestmark = pytest.mark.integration

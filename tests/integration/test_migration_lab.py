@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from ryu_apps import lab
-from ryu_apps.migration_lab import (QEMU_ANNOUNCE_MS, MigrationError, live_migrate,
+from ryu_apps.lab import testbed as lab
+from ryu_apps.lab.migration import (QEMU_ANNOUNCE_MS, MigrationError, live_migrate,
                                     move_port, standalone_network)
 
 pytestmark = pytest.mark.integration

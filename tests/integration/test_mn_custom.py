@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +17,7 @@ OPEN_LIBRARY = Path(__file__).parent / "libraries" / "open"
 def test_mn_custom_topology_provisions_and_isolates(tmp_path):
     prefix = "m%03d" % (os.getpid() % 1000)
     announce = (f"sh env PYTHONPATH={lab.REPO_ROOT} {sys.executable} "
-                "-m ryu_apps.vmtools.announce")
+                "-m ryu_apps.lab.vmtools.announce")
     hosts = [f"{prefix}web1", f"{prefix}db2", f"{prefix}web3", f"{prefix}mgmt4"]
     # Mininet's CLI reads commands from standard input, as an operator types them.
     script = ("sh sleep 3\n"
@@ -40,15 +40,15 @@ def test_mn_custom_topology_provisions_and_isolates(tmp_path):
 
 
 def test_a_vm_moves_from_the_mininet_cli(tmp_path):
-    """The documented command: `py __import__('ryu_apps.migration_lab')...live_migrate(...)`."""
+    """The documented command: `py __import__('ryu_apps.lab.migration')...live_migrate(...)`."""
     p = "k%03d" % (os.getpid() % 1000)
     script = "\n".join([
         "sh sleep 3",
-        f"{p}web1 python3 -m ryu_apps.vmtools.announce {p}web1-eth0",
-        f"{p}web3 python3 -m ryu_apps.vmtools.announce {p}web3-eth0",
+        f"{p}web1 python3 -m ryu_apps.lab.vmtools.announce {p}web1-eth0",
+        f"{p}web3 python3 -m ryu_apps.lab.vmtools.announce {p}web3-eth0",
         "sh sleep 1",
         f"{p}web1 ping -c1 -W1 {p}web3",
-        f"py __import__('ryu_apps.migration_lab').migration_lab.live_migrate("
+        f"py __import__('ryu_apps.lab.migration').migration_lab.live_migrate("
         f"net, '{p}web1', '{p}s21')",
         "sh sleep 1",
         f"{p}web3 ping -c2 -W1 {p}web1",

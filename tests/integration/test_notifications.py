@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.cli.notify import send
-from ryu_apps.demo import ping
+from ryu_apps.lab.demo import ping
 from tests.integration.conftest import (
     OPEN_LIBRARY, start_datacenter, stop_datacenter, unique_prefix)
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.core.attachments import AttachmentEvent, EventKind
-from ryu_apps.ovsdb_watcher import OvsdbWatcher, default_schema_path
+from ryu_apps.app.ovsdb_watcher import OvsdbWatcher, default_schema_path
 
 pytestmark = pytest.mark.integration
 
@@ -410,7 +410,7 @@ import json, random, subprocess, sys, time
 from ryu.lib import hub
 hub.patch(thread=False)  # exactly what ryu-manager does before loading apps
 import logging
-from ryu_apps.ovsdb_watcher import OvsdbWatcher
+from ryu_apps.app.ovsdb_watcher import OvsdbWatcher
 
 dpid, interface, rounds, mac = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 calls, ticks = [], []

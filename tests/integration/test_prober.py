@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from ryu_apps import lab
-from ryu_apps.core.outage import analyse, probes_from_document
-from ryu_apps.migration_lab import REPO_ROOT, standalone_network
+from ryu_apps.lab import testbed as lab
+from ryu_apps.lab.outage import analyse, probes_from_document
+from ryu_apps.lab.migration import REPO_ROOT, standalone_network
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ class Probing:
     def __init__(self, src, target: str, duration_s: float, *options: str) -> None:
         self.output = f"/tmp/dynprov-prober-test-{os.getpid()}-{src.name}.json"
         self.process = src.popen(
-            [sys.executable, "-m", "ryu_apps.vmtools.prober", "probe", target,
+            [sys.executable, "-m", "ryu_apps.lab.vmtools.prober", "probe", target,
              "--output", self.output, "--duration-s", str(duration_s), *options],
             env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)), text=True)
         line = self.process.stdout.readline()
@@ -86,7 +86,7 @@ def test_a_clean_path_answers_nearly_every_probe_on_schedule(pair):
 
 def test_udp_echo_mode(pair):
     h1, h2, _ = pair
-    responder = h2.popen([sys.executable, "-m", "ryu_apps.vmtools.prober", "echo",
+    responder = h2.popen([sys.executable, "-m", "ryu_apps.lab.vmtools.prober", "echo",
                           "--port", "7007"],
                          env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)), text=True)
     try:

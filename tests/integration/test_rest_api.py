@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.core.cookies import CookieKind, decode_cookie
-from ryu_apps.demo import ping
+from ryu_apps.lab.demo import ping
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def port_toward(node, peer) -> int:
 
 def send_frame_from(host, source_mac: str) -> None:
     """A gratuitous ARP from ``host`` with another source MAC (its link stays up)."""
-    script = ("import socket; from ryu_apps.vmtools.announce import gratuitous_arp; "
+    script = ("import socket; from ryu_apps.lab.vmtools.announce import gratuitous_arp; "
               "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); "
               f"s.bind(('{host.defaultIntf()}', 0)); "
               f"s.send(gratuitous_arp(bytes.fromhex('{source_mac.replace(':', '')}'), "

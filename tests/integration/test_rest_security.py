@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.cli.rest_client import ControllerError, RestTarget, call
 from tests.integration.conftest import OPEN_LIBRARY, start_datacenter, stop_datacenter
 

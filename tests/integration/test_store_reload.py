@@ -11,8 +11,8 @@ import signal
 
 import pytest
 
-from ryu_apps import lab
-from ryu_apps.distributed_lab import load_templates
+from ryu_apps.lab import testbed as lab
+from ryu_apps.lab.distributed import load_templates
 from ryu_apps.store.server import STANDALONE, Store
 
 pytestmark = pytest.mark.integration

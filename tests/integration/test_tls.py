@@ -25,9 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from ryu_apps import lab, ovsdb_ssl, pki
+from ryu_apps.lab import testbed as lab
+from ryu_apps.tls import ovsdb_ssl
+from ryu_apps.tls import pki
 from ryu_apps.cli.main import main as dynprov
-from ryu_apps.demo import ping
+from ryu_apps.lab.demo import ping
 from ryu_apps.store.admin import AdminSession
 from ryu_apps.store.client import StoreClient
 from ryu_apps.store.server import STANDALONE, Store
@@ -262,7 +264,7 @@ def test_a_switch_refuses_a_controller_signed_by_another_ca(foreign_pki):
 def test_mn_custom_bridges_use_ssl_targets(tmp_path, lab_pki):
     """Mininet's own CLI: ``--controller dynprov,port=P,protocol=ssl,pki=DIR``."""
     p = "tm%02d" % (os.getpid() % 100)
-    announce = f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} -m ryu_apps.vmtools.announce"
+    announce = f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} -m ryu_apps.lab.vmtools.announce"
     script = (f"sh sleep 3\n{p}web1 {announce} {p}web1-eth0\n{p}web3 {announce} {p}web3-eth0\n"
               f"sh sleep 1\n{p}web1 ping -c1 -W1 {p}web3\nsh ovs-vsctl get-controller {p}s12\n"
               "exit\n")

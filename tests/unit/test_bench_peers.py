@@ -4,7 +4,7 @@ import yaml
 
 from benchmarks.peers.faucet import LEARNING_VLAN, SPARE_PORTS, host_ports, topology_config
 from benchmarks.template_change import MARK, web_yaml
-from ryu_apps.lab import DEFAULT_TEMPLATES, load_topology_module
+from ryu_apps.lab.testbed import DEFAULT_TEMPLATES, load_topology_module
 
 
 def _topo():

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ryu_apps import flow_listing
+from ryu_apps.cli import flow_listing
 from ryu_apps.cli import inspect, rest_client
 
 WEB1 = "00:fa:00:00:00:01"

@@ -20,7 +20,7 @@ from ryu_apps.core.fabric import PortRef, Role
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.core.lifecycle import Notice, NotificationError
 from ryu_apps.core.template_model import Action
-from ryu_apps.library_files import load_library
+from ryu_apps.loaders.library_files import load_library
 from tests.support.fake_switches import FakeSwitches
 from tests.support.index_check import check_indexes
 from tests.support.reference_engine import ReferenceEngine

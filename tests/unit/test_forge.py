@@ -7,7 +7,7 @@ import pytest
 from ryu_apps.core import lldp
 from ryu_apps.core.frames import parse_frame
 from ryu_apps.core.probe_auth import ProbeSigner, ProbeVerifier, RejectReason, Rejection
-from ryu_apps.vmtools import forge
+from ryu_apps.lab.vmtools import forge
 
 SECRET = b"k" * 32
 SRC = bytes.fromhex("00fa00000003")

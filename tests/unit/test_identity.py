@@ -267,7 +267,7 @@ def test_liveness_answers_reach_the_controller_only_while_a_probe_is_out(lab):
 
 
 def test_the_security_view_shows_conflicts_and_refused_links(lab):
-    from ryu_apps.rest_views import security_view
+    from ryu_apps.rest.views import security_view
     lab.frame(S12, 4, VICTIM)
     lab.apply(lab.engine.link_seen(PortRef(S11, 5), PortRef(S11, 6), now=lab.now))
     view = security_view(lab.engine, {"accepted": 3})

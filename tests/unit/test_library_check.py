@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from ryu_apps.core.template_validation import TemplateValidationError
-from ryu_apps.library_check import LibraryChecker
-from ryu_apps.library_files import LibraryKeeper, load_library
-from ryu_apps.library_worker import decode, encode
+from ryu_apps.loaders.library_check import LibraryChecker
+from ryu_apps.loaders.library_files import LibraryKeeper, load_library
+from ryu_apps.loaders.library_worker import decode, encode
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 DEEP = "templates: " + "[" * 40_000 + "]" * 40_000 + "\n"
@@ -21,11 +21,11 @@ DEEP = "templates: " + "[" * 40_000 + "]" * 40_000 + "\n"
 def worker_command(setup: str) -> list:
     """A worker that runs ``setup`` (Python) first: a test's way to break it on purpose."""
     return [sys.executable, "-c",
-            f"{setup}\nfrom ryu_apps.library_worker import main\nraise SystemExit(main())"]
+            f"{setup}\nfrom ryu_apps.loaders.library_worker import main\nraise SystemExit(main())"]
 
 
 #: libyaml's own recursive composer instead of the guarded one: a 40k-deep file crashes it.
-UNGUARDED = worker_command("import ryu_apps.library_files as f\n"
+UNGUARDED = worker_command("import ryu_apps.loaders.library_files as f\n"
                            "f._StrictLoader.get_single_node = f.FastSafeLoader.get_single_node")
 
 
@@ -98,7 +98,7 @@ def test_a_parser_crash_is_a_refusal_naming_the_file_and_the_library_stays(libra
 
 
 def test_a_check_past_its_time_is_stopped_and_refused(library):
-    slow = worker_command("import time, ryu_apps.library_files as f\n"
+    slow = worker_command("import time, ryu_apps.loaders.library_files as f\n"
                           "load = f.load_documents\n"
                           "f.load_documents = lambda *a, **k: (time.sleep(30), load(*a, **k))[1]")
     with LibraryChecker(timeout=1.0, command=slow) as checker:
@@ -109,7 +109,7 @@ def test_a_check_past_its_time_is_stopped_and_refused(library):
 
 
 def test_a_worker_failure_is_reported_with_the_file_it_was_reading(library):
-    failing = worker_command("import ryu_apps.library_files as f\n"
+    failing = worker_command("import ryu_apps.loaders.library_files as f\n"
                              "parse = f._parse_text\n"
                              "def fail(source, text):\n"
                              "    if source.endswith('web.yaml'):\n"

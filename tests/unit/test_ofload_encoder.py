@@ -8,7 +8,7 @@ from ryu.ofproto import ofproto_v1_3 as ofp, ofproto_v1_3_parser as parser
 from benchmarks.ofload import frames
 from benchmarks.ofload.reference import engine_for
 from benchmarks.ofload.topology import FIRST_VM_PORT, datacenter
-from ryu_apps import openflow
+from ryu_apps.app import openflow
 from ryu_apps.core.flowspec import (
     FlowSpec, MeterSpec, Output, Resubmit, SetField, flow, make_match)
 from ryu_apps.core.identifiers import format_mac

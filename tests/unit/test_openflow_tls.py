@@ -16,7 +16,8 @@ from eventlet.green import socket as green_socket
 from eventlet.green import ssl as green_ssl
 from ryu.lib import hub
 
-from ryu_apps import openflow_tls, pki
+from ryu_apps.tls import openflow_tls
+from ryu_apps.tls import pki
 
 OPENFLOW_HELLO = bytes.fromhex("0400000800000001")
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ryu_apps.core.outage import Probe, analyse, probes_from_document
+from ryu_apps.lab.outage import Probe, analyse, probes_from_document
 
 MS = 1_000_000
 

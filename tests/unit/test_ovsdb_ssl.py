@@ -7,7 +7,9 @@ import subprocess
 import ovs.stream
 import pytest
 
-from ryu_apps import lab, ovsdb_ssl, pki
+from ryu_apps.lab import testbed as lab
+from ryu_apps.tls import ovsdb_ssl
+from ryu_apps.tls import pki
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from ryu_apps import pki
+from ryu_apps.tls import pki
 from ryu_apps.cli.main import main as dynprov
 
 

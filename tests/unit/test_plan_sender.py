@@ -6,7 +6,7 @@ import struct
 
 from ryu_apps.core.flow_plan import PacketOut, Plan
 from ryu_apps.core.flowspec import flow, make_match
-from ryu_apps.plan_sender import PlanSender
+from ryu_apps.app.plan_sender import PlanSender
 
 OFPT_PACKET_OUT, OFPT_FLOW_MOD, OFPT_BARRIER_REQUEST = 13, 14, 20
 

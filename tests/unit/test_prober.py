@@ -4,7 +4,7 @@ import socket
 import struct
 import time
 
-from ryu_apps.vmtools import prober
+from ryu_apps.lab.vmtools import prober
 
 
 def test_checksum_of_a_known_icmp_echo_request():

@@ -1,6 +1,6 @@
 """The bounded record of detection and confirmation times."""
 
-from ryu_apps.provisioning_times import ProvisioningTimes
+from ryu_apps.app.provisioning_times import ProvisioningTimes
 
 
 def test_confirmation_completes_a_detected_vm_once():

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from ryu_apps.rest_auth import (
+from ryu_apps.rest.auth import (
     RefusalLog,
     Role,
     TokenFileError,
@@ -174,7 +174,7 @@ def test_a_flood_of_clients_keeps_the_log_bounded():
 
 
 def test_the_server_makes_a_missing_tokens_file_and_never_logs_the_token(tmp_path, caplog):
-    rest_server = pytest.importorskip("ryu_apps.rest_server")
+    rest_server = pytest.importorskip("ryu_apps.rest.server")
     path = tmp_path / "rest-tokens"
     logger = logging.getLogger("test.rest")
     with caplog.at_level(logging.INFO, logger="test.rest"):

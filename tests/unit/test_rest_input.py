@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ryu_apps.rest_input import MAX_DEPTH, JsonInputError, parse_json
+from ryu_apps.rest.input import MAX_DEPTH, JsonInputError, parse_json
 
 
 def test_plain_json_is_read_as_usual():

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from ryu_apps.core.identifiers import IdentifierError, InterleaveScheme, PrefixScheme, TableScheme
-from ryu_apps.scheme_config import load_scheme
+from ryu_apps.loaders.scheme_config import load_scheme
 
 
 def write(tmp_path, text, name="table.yaml"):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ryu_apps.core.template_validation import TemplateValidationError
-from ryu_apps.library_files import load_library
+from ryu_apps.loaders.library_files import load_library
 from ryu_apps.store.library_rows import library_from_rows, rows_from_files
 from ryu_apps.store.schema import SCHEMA_PATH, TABLES, schema_version
 

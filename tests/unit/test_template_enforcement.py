@@ -11,7 +11,7 @@ from ryu_apps.core.flowspec import OFPP_CONTROLLER, FlowSpec, MeterSpec
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.core.pipeline import Table
 from ryu_apps.core.template_validation import build_library
-from ryu_apps.library_files import load_library
+from ryu_apps.loaders.library_files import load_library
 from tests.support.fake_switches import FakeSwitches, Packet, tcp
 
 LIBRARY = load_library("templates")

@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 
 from benchmarks.template_fuzz import mutated_library, write_library
 
-from ryu_apps import library_files
+from ryu_apps.loaders import library_files
 from ryu_apps.core.domains import DomainError
 from ryu_apps.core.identifiers import IdentifierError
-from ryu_apps.domain_files import load_domains
-from ryu_apps.scheme_config import load_scheme
+from ryu_apps.loaders.domain_files import load_domains
+from ryu_apps.loaders.scheme_config import load_scheme
 from ryu_apps.store.library_rows import LibraryRows, TemplateRow, library_from_rows
 from ryu_apps.core.acl_compiler import port_range_masks
 from ryu_apps.core.template_model import PortRange
@@ -31,8 +31,8 @@ from ryu_apps.core.template_validation import (
     TemplateValidationError,
     build_library,
 )
-from ryu_apps.library_files import MAX_FILE_BYTES, load_library
-from ryu_apps.safe_yaml import (
+from ryu_apps.loaders.library_files import MAX_FILE_BYTES, load_library
+from ryu_apps.loaders.safe_yaml import (
     FastSafeLoader,
     GuardedComposer,
     InputProblem,

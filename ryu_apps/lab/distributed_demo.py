@@ -21,10 +21,10 @@ import re
 import time
 from typing import Dict, Optional
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.cli.notify import send as send_notification
-from ryu_apps.distributed_lab import DistributedLab
-from ryu_apps.migration_lab import live_migrate
+from ryu_apps.lab.distributed import DistributedLab
+from ryu_apps.lab.migration import live_migrate
 
 MIGRATING_VM = "web1"
 

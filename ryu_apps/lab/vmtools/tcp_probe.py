@@ -2,8 +2,8 @@
 
 Inside a Mininet host::
 
-    python3 -m ryu_apps.vmtools.tcp_probe listen PORT [PORT ...]   # accept forever
-    python3 -m ryu_apps.vmtools.tcp_probe connect IP PORT [--timeout S]
+    python3 -m ryu_apps.lab.vmtools.tcp_probe listen PORT [PORT ...]   # accept forever
+    python3 -m ryu_apps.lab.vmtools.tcp_probe connect IP PORT [--timeout S]
 
 ``connect`` prints ``open`` (exit 0) when the handshake completes and the
 listener's greeting arrives, else ``closed: <reason>`` (exit 1).

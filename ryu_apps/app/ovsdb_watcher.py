@@ -12,7 +12,7 @@ Inside Ryu the IDL is driven by one green thread that calls
 ``ovs.poller`` blocking, no fatal-signal latches).
 
 A remote may be ``unix:``, ``tcp:`` or ``ssl:HOST:PORT``; an ``ssl:`` remote
-needs a key, certificate and CA file (:mod:`ryu_apps.ovsdb_ssl`: the ``ssl``
+needs a key, certificate and CA file (:mod:`ryu_apps.tls.ovsdb_ssl`: the ``ssl``
 argument, else ``[dynprov] ovsdb_ssl_*``), checked when the watcher is made.
 """
 
@@ -26,7 +26,7 @@ import ovs.db.idl
 import ovs.dirs
 from ryu.lib import hub
 
-from ryu_apps import ovsdb_ssl
+from ryu_apps.tls import ovsdb_ssl
 from ryu_apps.core.attachments import (
     Attachment,
     AttachmentEvent,

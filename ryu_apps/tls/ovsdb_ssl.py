@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-from ryu_apps import pki as pki_files
+from ryu_apps.tls import pki as pki_files
 
 #: ``[dynprov]`` option names, in the order of SslFiles' fields.
 OPTION_NAMES = ("ovsdb_ssl_private_key", "ovsdb_ssl_certificate", "ovsdb_ssl_ca_cert")

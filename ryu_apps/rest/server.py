@@ -6,12 +6,12 @@ in front of the application. The app declares its ``wsgi`` context as
 :class:`RestApplication` instead; ``ryu-manager`` starts its server only for
 a context of exactly ``WSGIApplication``, so it leaves this one alone and
 :func:`start` serves it: on the same ``wsapi_host``/``wsapi_port`` options,
-behind :class:`~ryu_apps.rest_guard.Guard` (tokens, body cap, JSON errors), with
+behind :class:`~ryu_apps.rest.guard.Guard` (tokens, body cap, JSON errors), with
 eventlet's WSGI server (what Ryu's uses) on a listening socket wrapped in TLS
 when ``[dynprov] rest_cert`` and ``rest_key`` are set (then it speaks only
 HTTPS). Options, in ``[dynprov]``:
 
-- ``rest_tokens``: the tokens file (``ryu_apps.rest_auth``); created with one
+- ``rest_tokens``: the tokens file (``ryu_apps.rest.auth``); created with one
   admin token at first start if it does not exist; empty: every call is refused.
 - ``rest_cert``, ``rest_key``: PEM certificate (chain) and private key for HTTPS.
 """
@@ -35,14 +35,14 @@ from ryu import cfg
 from ryu.app.wsgi import WSGIApplication
 from ryu.lib import hub
 
-from ryu_apps.rest_auth import (
+from ryu_apps.rest.auth import (
     RefusalLog,
     TokenFileError,
     Tokens,
     create_tokens_file,
     load_tokens,
 )
-from ryu_apps.rest_guard import CLOSE_KEY, Guard
+from ryu_apps.rest.guard import CLOSE_KEY, Guard
 
 CONF = cfg.CONF
 CONF.register_opts([
@@ -85,7 +85,7 @@ def start(app, wsgi: WSGIApplication) -> None:
     """
     if type(wsgi) is WSGIApplication:  # noqa: E721 (the exact class is the point)
         raise SystemExit("dynprov: cannot start: the app's 'wsgi' context must be "
-                         "ryu_apps.rest_server.RestApplication (ryu-manager would serve a "
+                         "ryu_apps.rest.server.RestApplication (ryu-manager would serve a "
                          "plain WSGIApplication itself, without authentication)")
     options = CONF.dynprov
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Set, Tuple
 
-from ryu_apps import openflow
+from ryu_apps.app import openflow
 from ryu_apps.core.flow_plan import PacketOut, Plan
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, OFPP_TABLE
 

@@ -26,11 +26,14 @@ TOPOLOGY_RELATIVE = Path("topologies") / "dynprov_topo.py"
 
 
 def find_project_root() -> Path:
-    """The dynprov checkout: the working directory or a parent, else this file's."""
-    for candidate in (Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parent.parent):
+    """The dynprov checkout: the working directory or a parent holding topologies/ and
+    templates/, else the tree this package sits in (importing never fails; a missing
+    file is reported where it is opened)."""
+    package_tree = Path(__file__).resolve().parents[2]
+    for candidate in (Path.cwd(), *Path.cwd().parents, package_tree):
         if (candidate / TOPOLOGY_RELATIVE).is_file() and (candidate / "templates").is_dir():
             return candidate
-    raise RuntimeError("run from a dynprov checkout: no topologies/ and templates/ found")
+    return package_tree
 
 
 REPO_ROOT = find_project_root()
@@ -58,7 +61,7 @@ def ryu_manager_command() -> str:
 
 def lab_pki(directory: Optional[Path] = None):
     """The PKI the lab's controllers and switches use, made if missing (idempotent)."""
-    from ryu_apps import pki
+    from ryu_apps.tls import pki
 
     return pki.init(directory)
 
@@ -66,7 +69,7 @@ def lab_pki(directory: Optional[Path] = None):
 def ovsdb_ssl_options(pki, trusts: tuple = ("controller",)) -> str:
     """``[dynprov]`` lines for a controller's ssl: OVSDB remotes (store: the controller CA;
     servers' OVSDB: the switch CA; both: both)."""
-    from ryu_apps.ovsdb_ssl import controller_files
+    from ryu_apps.tls.ovsdb_ssl import controller_files
 
     files = controller_files(pki, trusts)
     return (f"ovsdb_ssl_private_key = {files.private_key}\n"
@@ -109,7 +112,7 @@ class ControllerProcess:
     # -- the REST API: tokens (admin and reader), HTTPS if asked ----------------------
     def _rest_security(self, https: bool) -> str:
         """Write the REST tokens file (and a self-signed certificate); their options."""
-        from ryu_apps.rest_auth import new_secret
+        from ryu_apps.rest.auth import new_secret
 
         self.tokens = {role: new_secret() for role in ("admin", "reader")}
         self.tokens_file = self.workdir / "rest-tokens"
@@ -362,7 +365,7 @@ def announce(host, rarp: bool = False, count: int = 1, gap_ms: float = 0,
 
 
 def _vmtool(module: str) -> str:
-    return f"env PYTHONPATH={REPO_ROOT} {sys.executable} -m ryu_apps.vmtools.{module}"
+    return f"env PYTHONPATH={REPO_ROOT} {sys.executable} -m ryu_apps.lab.vmtools.{module}"
 
 
 def start_listener(host, *ports: int) -> None:
@@ -411,7 +414,7 @@ class PingStream:
 
 
 class ProberRun:
-    """ryu_apps.vmtools.prober probing from one host to another, in the background."""
+    """ryu_apps.lab.vmtools.prober probing from one host to another, in the background."""
 
     def __init__(self, src, dst, interval_ms: float = 1.0) -> None:
         self.src = src
@@ -431,7 +434,7 @@ class ProberRun:
 
     def stop(self, timeout: float = 10):
         """Stop probing; the OutageReport of the run."""
-        from ryu_apps.core.outage import analyse, probes_from_document
+        from ryu_apps.lab.outage import analyse, probes_from_document
 
         self.stop_file.touch()
         deadline = time.monotonic() + timeout

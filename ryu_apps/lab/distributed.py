@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from ryu_apps import lab
-from ryu_apps.ovsdb_ssl import SslFiles, controller_files
+from ryu_apps.lab import testbed as lab
+from ryu_apps.tls.ovsdb_ssl import SslFiles, controller_files
 from ryu_apps.store.admin import AdminSession
 from ryu_apps.store.library_rows import rows_from_files
 from ryu_apps.store.server import CLUSTER, STANDALONE, Store

@@ -1,8 +1,8 @@
 """Read the mobility-domains file and the template library of each domain.
 
-The file is read under the limits of :mod:`ryu_apps.safe_yaml` (size,
+The file is read under the limits of :mod:`ryu_apps.loaders.safe_yaml` (size,
 nesting, aliases); each domain's library through a
-:class:`~ryu_apps.library_files.LibraryKeeper` (with the controller's
+:class:`~ryu_apps.loaders.library_files.LibraryKeeper` (with the controller's
 library checker when one is given).
 """
 
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Dict, Optional, Tuple
 import yaml
 
 from ryu_apps.core.domains import DomainError, DomainMap, build_domains
-from ryu_apps.library_files import LibraryKeeper
-from ryu_apps.safe_yaml import FastSafeLoader, GuardedComposer, InputProblem, harden, read_text
+from ryu_apps.loaders.library_files import LibraryKeeper
+from ryu_apps.loaders.safe_yaml import FastSafeLoader, GuardedComposer, InputProblem, harden, read_text
 
 if TYPE_CHECKING:
-    from ryu_apps.library_check import LibraryChecker
+    from ryu_apps.loaders.library_check import LibraryChecker
 
 
 class _DomainLoader(GuardedComposer, FastSafeLoader):

@@ -2,7 +2,7 @@
 
 A hostile or broken library file must not stop the controller: a parser
 crash (a segfault in libyaml), a runaway allocation or endless work happens
-in the worker process (:mod:`ryu_apps.library_worker`), never here. The
+in the worker process (:mod:`ryu_apps.loaders.library_worker`), never here. The
 controller waits for its answer without blocking: it only ever waits in
 ``select.select`` and ``os.read``, which ryu-manager's eventlet monkey patch
 makes green, so other green threads run meanwhile; without a hub (the CLI)
@@ -35,7 +35,7 @@ from ryu import cfg
 
 from ryu_apps.core.template_model import TemplateLibrary
 from ryu_apps.core.template_validation import TemplateError, TemplateValidationError
-from ryu_apps.library_worker import HEADER, decode, encode
+from ryu_apps.loaders.library_worker import HEADER, decode, encode
 
 CONF = cfg.CONF
 CONF.register_opts([
@@ -50,7 +50,7 @@ DEFAULT_TIMEOUT = 120.0
 DEFAULT_MEMORY_MB = 4096
 #: Largest message accepted from the worker.
 MAX_MESSAGE_BYTES = 1 << 30
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 #: Where the worker was, by the stage of its last progress message.
 _WHEN = {"starting": "before it read any file", "reading": "while reading this file",
          "validating": "while validating the library"}
@@ -72,7 +72,7 @@ class LibraryChecker:
                  command: Optional[List[str]] = None) -> None:
         self.timeout = timeout
         self.memory_mb = memory_mb
-        self.command = command or [sys.executable, "-m", "ryu_apps.library_worker",
+        self.command = command or [sys.executable, "-m", "ryu_apps.loaders.library_worker",
                                    "--memory-mb", str(memory_mb)]
         self._process: Optional[subprocess.Popen] = None
         self._sent: Dict[str, Tuple[int, TemplateLibrary]] = {}   # path -> generation, lib

@@ -2,8 +2,8 @@
 
 Runs inside a Mininet host (a network namespace), standard library only::
 
-    python3 -m ryu_apps.vmtools.announce eth0 [--rarp] [--count N] [--gap-ms MS]
-    python3 -m ryu_apps.vmtools.announce eth0 --rarp --delays-ms 0,50,200,450,800 \
+    python3 -m ryu_apps.lab.vmtools.announce eth0 [--rarp] [--count N] [--gap-ms MS]
+    python3 -m ryu_apps.lab.vmtools.announce eth0 --rarp --delays-ms 0,50,200,450,800 \
             [--wait-new SECONDS] [--timestamps]
 
 A gratuitous ARP is an ARP request from the VM's MAC and IP for its own IP,

@@ -2,7 +2,7 @@
 
 Runs inside a Mininet host (a network namespace)::
 
-    python3 -m ryu_apps.vmtools.flood IFACE random-macs|tagged|lldp
+    python3 -m ryu_apps.lab.vmtools.flood IFACE random-macs|tagged|lldp
             [--rate 10000] [--seconds 10] [--stop-file PATH]
             [--name DPID:PORT ...] [--seed N]
 
@@ -32,7 +32,7 @@ import time
 from typing import Callable, List, Tuple
 
 from ryu_apps.core import lldp
-from ryu_apps.vmtools.announce import gratuitous_arp, interface_addresses
+from ryu_apps.lab.vmtools.announce import gratuitous_arp, interface_addresses
 
 MODES = ("random-macs", "tagged", "lldp")
 #: Frames sent between two checks of the clock's deadline and the stop file.

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import time
 
-from ryu_apps import lab
+from ryu_apps.lab import testbed as lab
 from ryu_apps.cli.notify import send as send_notification
-from ryu_apps.demo import needs_root, report, run_checks
-from ryu_apps.flow_listing import annotated_flows
-from ryu_apps.migration_lab import live_migrate
+from ryu_apps.lab.demo import needs_root, report, run_checks
+from ryu_apps.cli.flow_listing import annotated_flows
+from ryu_apps.lab.migration import live_migrate
 
 LOCAL_OVSDB = "unix:/var/run/openvswitch/db.sock"
 MIGRATING_VM = "web1"

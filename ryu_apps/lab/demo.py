@@ -13,8 +13,8 @@ import os
 import re
 import sys
 
-from ryu_apps import lab
-from ryu_apps.flow_listing import annotated_flows
+from ryu_apps.lab import testbed as lab
+from ryu_apps.cli.flow_listing import annotated_flows
 
 _PROVISIONED = re.compile(
     r"provisioned VM (\S+) on switch (\S+) port (\d+): template (\d+) '([^']*)', "

@@ -13,10 +13,10 @@ Endpoints (JSON; errors are ``{"error": "..."}``), documented in docs/rest-api.m
     GET  /dynprov/links                  links discovered by LLDP
     GET  /dynprov/refused                MACs refused or quarantined, and why
     GET  /dynprov/provisioning-times     when recent VMs were detected and confirmed
-    POST /dynprov/notifications          served by ryu_apps.rest_notify (listed here)
+    POST /dynprov/notifications          served by ryu_apps.rest.notify (listed here)
 
 Every call needs a bearer token (GET: ``reader``, anything else: ``admin``);
-``ryu_apps.rest_guard`` checks it, caps the body and answers the errors it
+``ryu_apps.rest.guard`` checks it, caps the body and answers the errors it
 finds before a route is chosen.
 
 Handlers run in WSGI green threads beside Ryu's event loop. They copy what
@@ -40,7 +40,9 @@ from ryu.app.wsgi import ControllerBase, Response, route
 from ryu.base import app_manager
 from ryu.lib import hub
 
-from ryu_apps import openflow, rest_server, rest_views
+from ryu_apps.app import openflow
+from ryu_apps.rest import server as rest_server
+from ryu_apps.rest import views as rest_views
 from ryu_apps.core.cookies import (
     APP_ID,
     APP_MASK,
@@ -51,10 +53,10 @@ from ryu_apps.core.cookies import (
     CookieKind,
 )
 from ryu_apps.core.flowspec import FlowSpec
-from ryu_apps.rest_auth import required_role
-from ryu_apps.rest_guard import INTERNAL_ERROR
-from ryu_apps.rest_server import RestApplication  # noqa: F401 (the app's wsgi context)
-from ryu_apps.rest_views import FlowStat, ViewError
+from ryu_apps.rest.auth import required_role
+from ryu_apps.rest.guard import INTERNAL_ERROR
+from ryu_apps.rest.server import RestApplication  # noqa: F401 (the app's wsgi context)
+from ryu_apps.rest.views import FlowStat, ViewError
 
 # The app that imports this module (ryu_apps.provisioner) needs Ryu's ofctl
 # service, which sends a request and collects its replies up to a barrier.

@@ -10,7 +10,7 @@ The edge around :mod:`ryu_apps.core.identifiers`: it reads the table file of
 Every scalar is read as text (no YAML 1.1 surprises: an unquoted
 ``12:30:00:00:00:01`` stays a MAC, not a base-60 number) and template ids are
 decimal or ``0x`` hex. Duplicate keys are an error. The file is read under
-the limits of :mod:`ryu_apps.safe_yaml` (size, nesting, aliases).
+the limits of :mod:`ryu_apps.loaders.safe_yaml` (size, nesting, aliases).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ryu_apps.core.identifiers import (
     parse_number,
     scheme_from_spec,
 )
-from ryu_apps.safe_yaml import GuardedComposer, InputProblem, harden, read_text
+from ryu_apps.loaders.safe_yaml import GuardedComposer, InputProblem, harden, read_text
 
 TABLE_SPEC_PREFIX = "table:"
 ENTRIES_KEY = "entries"

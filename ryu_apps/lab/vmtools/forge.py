@@ -3,12 +3,12 @@
 Runs inside a Mininet host (a network namespace); standard library and the pure
 core only (``PYTHONPATH`` = the checkout)::
 
-    python3 -m ryu_apps.vmtools.forge lldp IFACE --chassis DPID --port TEXT
+    python3 -m ryu_apps.lab.vmtools.forge lldp IFACE --chassis DPID --port TEXT
             [--signature none|garbage] [--count N] [--rate PPS]
-    python3 -m ryu_apps.vmtools.forge replay IFACE --pcap FILE [--count N] [--rate PPS]
-    python3 -m ryu_apps.vmtools.forge tagged IFACE --vlans 300[,100] [--tpid 0x8100]
+    python3 -m ryu_apps.lab.vmtools.forge replay IFACE --pcap FILE [--count N] [--rate PPS]
+    python3 -m ryu_apps.lab.vmtools.forge tagged IFACE --vlans 300[,100] [--tpid 0x8100]
             --dst-mac MAC --dst-ip IP [--src-prefix 00:fe] [--count N] [--rate PPS]
-    python3 -m ryu_apps.vmtools.forge spoof IFACE --mac MAC --ip IP
+    python3 -m ryu_apps.lab.vmtools.forge spoof IFACE --mac MAC --ip IP
             [--kind garp|icmp|udp] [--dst-mac MAC --dst-ip IP] [--count N] [--rate PPS]
 
 ``lldp`` sends LLDP frames naming switch ``DPID`` (16 hex digits, or any text
@@ -36,8 +36,8 @@ import time
 from typing import Callable, Iterator, List
 
 from ryu_apps.core import lldp
-from ryu_apps.vmtools.announce import interface_addresses
-from ryu_apps.vmtools.prober import checksum
+from ryu_apps.lab.vmtools.announce import interface_addresses
+from ryu_apps.lab.vmtools.prober import checksum
 
 MARKER = b"dynprov-attack"
 ETH_P_ARP, ETH_P_IP, ETH_P_8021Q = 0x0806, 0x0800, 0x8100

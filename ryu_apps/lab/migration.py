@@ -19,7 +19,7 @@
    Deleting a veth takes about 10 ms of kernel time; doing it after the new
    interface is up keeps it out of the VM's downtime, as a hypervisor tears
    the source down after the guest resumed.
-3. **Announcements**, from inside the VM by ``ryu_apps.vmtools.announce``,
+3. **Announcements**, from inside the VM by ``ryu_apps.lab.vmtools.announce``,
    started before the switchover and waiting for the new interface:
    ``qemu`` = RARP at 0/50/200/450/800 ms after it is up, ``garp`` = one
    gratuitous ARP at 0 ms, ``none``.
@@ -51,7 +51,7 @@ from typing import Callable, Optional
 
 from mininet.link import Link
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Offsets of QEMU's self-announcements after the guest resumes (its defaults:
 #: initial 50 ms, +100 ms each round, 5 rounds).
 QEMU_ANNOUNCE_MS = (0, 50, 200, 450, 800)
@@ -306,7 +306,7 @@ class _Announcer:
                    if mode == "qemu" else ["--delays-ms", "0"])
         self.vm = vm
         self.process = vm.popen(
-            [sys.executable, "-m", "ryu_apps.vmtools.announce", ifname, *options,
+            [sys.executable, "-m", "ryu_apps.lab.vmtools.announce", ifname, *options,
              "--wait-new", str(timeout_s), "--timestamps"],
             env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)), text=True)
         if not select.select([self.process.stdout], [], [], 10)[0] or \
@@ -428,7 +428,7 @@ def standalone_network(prefix: str, bridges: int, hosts):
     from mininet.net import Mininet
     from mininet.node import OVSSwitch
 
-    from ryu_apps.lab import load_topology_module
+    from ryu_apps.lab.testbed import load_topology_module
 
     vm_host = load_topology_module().VmHost
     net = Mininet(controller=None, build=False, autoSetMacs=False, waitConnected=False)
@@ -444,7 +444,7 @@ def standalone_network(prefix: str, bridges: int, hosts):
         net.build()
         net.start()
     except BaseException:
-        from ryu_apps.lab import stop_network
+        from ryu_apps.lab.testbed import stop_network
         stop_network(net)
         raise
     return net

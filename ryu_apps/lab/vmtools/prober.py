@@ -2,10 +2,10 @@
 
 Runs inside a Mininet host (a network namespace), standard library only::
 
-    python3 -m ryu_apps.vmtools.prober probe TARGET --output FILE
+    python3 -m ryu_apps.lab.vmtools.prober probe TARGET --output FILE
             [--interval-ms 1] [--duration-s 10] [--stop-file PATH]
             [--udp-port PORT] [--ident N] [--linger-ms 200]
-    python3 -m ryu_apps.vmtools.prober echo [--port 7007]
+    python3 -m ryu_apps.lab.vmtools.prober echo [--port 7007]
 
 ``probe`` sends ICMP echo requests over a raw socket (or, with ``--udp-port``,
 UDP datagrams to an ``echo`` responder on the target) at absolute deadlines

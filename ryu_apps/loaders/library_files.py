@@ -3,7 +3,7 @@
 A library is one YAML file or a directory of ``*.yaml``/``*.yml`` files read in
 name order (hidden files and subdirectories are skipped). YAML syntax errors,
 duplicate keys, unreadable files and files over a limit (size, nesting,
-aliases: :mod:`ryu_apps.safe_yaml`) become
+aliases: :mod:`ryu_apps.loaders.safe_yaml`) become
 :class:`~ryu_apps.core.template_validation.TemplateError` entries with the
 file and line, reported together with every validation error of the files
 that did parse.
@@ -25,7 +25,7 @@ from ryu_apps.core.template_validation import (
     build_library,
     capped,
 )
-from ryu_apps.safe_yaml import (
+from ryu_apps.loaders.safe_yaml import (
     DEFAULT_LIMITS,
     MIB,
     FastSafeLoader,
@@ -39,7 +39,7 @@ from ryu_apps.safe_yaml import (
 )
 
 if TYPE_CHECKING:   # the checker imports this module
-    from ryu_apps.library_check import LibraryChecker
+    from ryu_apps.loaders.library_check import LibraryChecker
 
 YAML_SUFFIXES = (".yaml", ".yml")
 #: Bytes of one file, and of every file of the library together.
@@ -57,7 +57,7 @@ class _StrictLoader(GuardedComposer, FastSafeLoader):
     Plain PyYAML keeps the last of duplicate keys, reads ``0250`` as octal 168
     and ``1:30`` as base 60 (90). Each of those is recorded in ``problems`` as
     ``(line, message)``; the document is still constructed. It composes under
-    the limits of :class:`~ryu_apps.safe_yaml.GuardedComposer` (libyaml's
+    the limits of :class:`~ryu_apps.loaders.safe_yaml.GuardedComposer` (libyaml's
     parser when PyYAML was built with it: about 10x faster on big libraries).
     """
 
@@ -342,7 +342,7 @@ def _in_file_order(errors: Sequence[TemplateError],
 class LibraryKeeper:
     """Holds the library in force; a failed reload keeps the previous one.
 
-    With a ``checker`` (:class:`~ryu_apps.library_check.LibraryChecker`) the
+    With a ``checker`` (:class:`~ryu_apps.loaders.library_check.LibraryChecker`) the
     files are read and validated in a separate process: a crash or a timeout
     there is a refused reload, not a dead controller. Without one they are
     read here (tools, tests).

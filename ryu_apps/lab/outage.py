@@ -1,6 +1,6 @@
 """Outages from a fixed-rate prober's record (pure: probes in, a report out).
 
-The prober (``ryu_apps/vmtools/prober.py``) sends probe ``seq`` at
+The prober (``ryu_apps/lab/vmtools/prober.py``) sends probe ``seq`` at
 ``start + seq * interval`` and records its send time and the arrival time of
 its reply, if any. Definitions, all by **send time** (the only clock that ticks
 at a fixed rate whatever the network does):

@@ -24,9 +24,9 @@ from ryu_apps.core.notification_errors import (
     UnknownServer,
     UnknownVm,
 )
-from ryu_apps.rest_guard import INTERNAL_ERROR
-from ryu_apps.rest_input import parse_json
-from ryu_apps.rest_views import ViewError, canonical_mac, parse_template_id
+from ryu_apps.rest.guard import INTERNAL_ERROR
+from ryu_apps.rest.input import parse_json
+from ryu_apps.rest.views import ViewError, canonical_mac, parse_template_id
 
 PATH = "/dynprov/notifications"
 EVENTS = ", ".join(n.value for n in Notice)

@@ -1,7 +1,7 @@
 """The library checker's worker process: reads and validates template libraries.
 
-``python -m ryu_apps.library_worker [--memory-mb N]`` serves
-:class:`~ryu_apps.library_check.LibraryChecker`, its parent, over its stdin
+``python -m ryu_apps.loaders.library_worker [--memory-mb N]`` serves
+:class:`~ryu_apps.loaders.library_check.LibraryChecker`, its parent, over its stdin
 and stdout: every message is a 4-byte big-endian length and a pickle.
 
 - request: ``("load", path, base)``; ``base`` is the generation of the
@@ -83,7 +83,7 @@ class _Worker:
     """Answers load requests; remembers what it sent for each library path."""
 
     def __init__(self, out: BinaryIO) -> None:
-        from ryu_apps.library_files import LoadCache
+        from ryu_apps.loaders.library_files import LoadCache
 
         self.out = out
         self.caches: Dict[str, LoadCache] = {}
@@ -101,7 +101,7 @@ class _Worker:
 
     def load(self, path: str, base: int) -> None:
         from ryu_apps.core.template_validation import TemplateValidationError
-        from ryu_apps.library_files import LoadCache, load_documents
+        from ryu_apps.loaders.library_files import LoadCache, load_documents
 
         cache = self.caches.setdefault(path, LoadCache())
         self.stage = ("starting", path)

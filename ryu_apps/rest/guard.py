@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
-from ryu_apps.rest_auth import RefusalLog, Tokens, bearer_token, required_role
+from ryu_apps.rest.auth import RefusalLog, Tokens, bearer_token, required_role
 
 #: Largest request body accepted (bytes).
 MAX_BODY = 64 * 1024

@@ -1,0 +1,1 @@
+"""Programs run inside Mininet hosts (VMs): announcements, probes, floods and forged frames."""

@@ -1,0 +1,1 @@
+"""The REST API: routes, views, input parsing, tokens and its own HTTPS server."""

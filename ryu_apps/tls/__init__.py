@@ -1,0 +1,1 @@
+"""TLS for every control channel: OpenFlow, OVSDB, the store, and the certificates."""
