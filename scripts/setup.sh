@@ -66,7 +66,7 @@ if [ "$(cat "$VENV/.dynprov-installed" 2>/dev/null)" != "$stamp" ]; then
 else
   say "dynprov up to date in $VENV"
 fi
-if "$VENV/bin/python" -c "import sys; from ryu_apps import pki
+if "$VENV/bin/python" -c "import sys; from ryu_apps.tls import pki
 sys.exit(1 if pki.Pki(pki.default_dir()).missing() else 0)" 2>/dev/null; then
   say "PKI present"
 else
