@@ -1,1 +1,3 @@
-"""Files into core objects: template libraries (under limits, in a worker), mobility domains, the identifier scheme."""
+"""Files into core objects: template libraries (under limits, in a worker), mobility domains,
+the identifier scheme.
+"""
