@@ -13,6 +13,7 @@ import pytest
 import webob
 
 from ryu_apps.app import framework, wsgi_routes
+from ryu_apps.cli.controller import DEFAULT_APP, LaunchError, split_framework
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "ryu_apps"
 EDGE = PACKAGE_DIR / "app" / "framework.py"
@@ -111,6 +112,24 @@ def test_under_os_ken_a_native_hub_is_refused_when_the_hub_is_imported():
                   "import hub", DYNPROV_FRAMEWORK="os-ken", OSKEN_HUB_TYPE="native")
     assert out.returncode != 0
     assert "OSKEN_HUB_TYPE='native': dynprov runs on os-ken's eventlet hub only" in out.stderr
+
+
+# -- the launcher's command line -------------------------------------------------------
+
+def test_framework_flag_is_taken_out_wherever_it_is():
+    assert split_framework(["--verbose", "--framework", "os-ken", "x.app"]) == (
+        "os-ken", ["--verbose", "x.app"])
+    assert split_framework(["--framework=OS-KEN"]) == ("os-ken", [])
+    assert split_framework(["--config-file", "a.conf"]) == ("ryu", ["--config-file", "a.conf"])
+    assert split_framework([], default="os-ken") == ("os-ken", [])
+    assert DEFAULT_APP == "ryu_apps.provisioner"
+
+
+def test_an_unknown_or_missing_framework_flag_is_refused():
+    with pytest.raises(LaunchError, match="--framework: expected ryu or os-ken, got 'pox'"):
+        split_framework(["--framework", "pox"])
+    with pytest.raises(LaunchError, match="got ''"):
+        split_framework(["--framework"])
 
 
 # -- os-ken's WSGI stand-in answers as Ryu's module does --------------------------------
