@@ -5,13 +5,15 @@ on free ports, a small topology connects (over mutual TLS too, on os-ken,
 whose server needs no fix from dynprov to serve every switch), every VM
 announces itself, and each VM must be provisioned: flows matching its MAC,
 with its binding's cookie, on its server's bridge; the REST API lists it;
-two VMs of one template on different servers reach each other.
+two VMs of one template on different servers reach each other; a VM that
+never sends is found through its server's OVSDB (the watcher's green thread).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -26,6 +28,8 @@ CASES = [("ryu", False), ("os-ken", False), ("os-ken", True)]
 #: One access switch, three servers, one VM each: web1 (s11), db2 (s12), web3 (s13).
 TOPOLOGY = {"access": 1, "servers": 3, "vms": 1, "edge": 0}
 VERSIONS = {"ryu": "ryu 4.34", "os-ken": "os-ken 4."}
+LOCAL_OVSDB = "unix:/var/run/openvswitch/db.sock"
+SILENT_MAC = "00:fa:00:00:00:99"
 
 
 @pytest.fixture(name="lab_run", scope="module", params=CASES,
@@ -36,7 +40,8 @@ def launched_lab(request):
     framework, tls = request.param
     number = CASES.index(request.param)
     prefix = "k%d%02d" % (number, os.getpid() % 100)
-    controller = lab.ControllerProcess(framework=framework, tls=tls).start(timeout=60)
+    controller = lab.ControllerProcess(framework=framework, tls=tls,
+                                       extra_options=f"ovsdb = {LOCAL_OVSDB}\n").start(timeout=60)
     net = None
     try:
         net = lab.build_network(controller.of_port, prefix=prefix, tls=tls,
@@ -103,3 +108,18 @@ def test_vms_of_one_template_on_two_servers_reach_each_other(lab_run):
                   for name in ("web1", "web3"))
     assert _server_of(web1) is not _server_of(web3)
     assert ping(web1, web3, count=3), controller.log()[-3000:]
+
+
+def test_a_silent_vm_is_provisioned_from_its_ovsdb_row(lab_run):
+    _, _, controller, net = lab_run
+    web1 = next(h for h in net.hosts if h.name.endswith("web1"))
+    server = next(s for s in net.switches if s.name.endswith("s12"))
+    silent = lab.add_vm(net, server, server.name[:-3] + "q9", SILENT_MAC, "10.0.100.99/16")
+    port = silent.defaultIntf().link.intf2.name
+    subprocess.run(["ovs-vsctl", "set", "Interface", port,
+                    f"external_ids:attached-mac={SILENT_MAC}"], check=True)
+    assert controller.wait_for_log(f"provisioned VM {SILENT_MAC}", timeout=15), \
+        controller.log()[-3000:]
+    assert re.search(rf"provisioned VM {SILENT_MAC} .*\(ovsdb\)", controller.log())
+    assert _binding_flows(server.name, SILENT_MAC)
+    assert ping(web1, silent, count=3)
