@@ -1,12 +1,13 @@
 """``dynprov controller`` runs the same app on Ryu and on os-ken: launch and provision.
 
-For each framework the launcher starts the controller with the README's flags
-on free ports, a small topology connects (over mutual TLS too, on os-ken,
-whose server needs no fix from dynprov to serve every switch), every VM
-announces itself, and each VM must be provisioned: flows matching its MAC,
-with its binding's cookie, on its server's bridge; the REST API lists it;
-two VMs of one template on different servers reach each other; a VM that
-never sends is found through its server's OVSDB (the watcher's green thread).
+For each framework, over plain TCP and over mutual TLS (every switch must be
+verified: os-ken's server needs no fix for that, Ryu's gets dynprov's), the
+launcher starts the controller with the README's flags on free ports, a small
+topology connects, every VM announces itself, and each VM must be provisioned:
+flows matching its MAC, with its binding's cookie, on its server's bridge; the
+REST API lists it; two VMs of one template on different servers reach each
+other; a VM that never sends is found through its server's OVSDB (the
+watcher's green thread).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ryu_apps.lab.demo import ping
 pytestmark = pytest.mark.integration
 
 #: (framework, OpenFlow over mutual TLS)
-CASES = [("ryu", False), ("os-ken", False), ("os-ken", True)]
+CASES = [("ryu", False), ("os-ken", False), ("ryu", True), ("os-ken", True)]
 #: One access switch, three servers, one VM each: web1 (s11), db2 (s12), web3 (s13).
 TOPOLOGY = {"access": 1, "servers": 3, "vms": 1, "edge": 0}
 VERSIONS = {"ryu": "ryu 4.34", "os-ken": "os-ken 4."}
