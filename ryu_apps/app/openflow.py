@@ -10,8 +10,8 @@ import ipaddress
 import struct
 from typing import Dict, List, Tuple
 
-from ryu.ofproto import ofproto_v1_3 as ofp
-from ryu.ofproto import ofproto_v1_3_parser as parser
+from ryu_apps.app.framework import ofproto_v1_3 as ofp
+from ryu_apps.app.framework import ofproto_v1_3_parser as parser
 
 from ryu_apps.core.cookies import APP_ID, APP_SELECT_MASK, APP_SHIFT, KIND_SHIFT, CookieKind
 from ryu_apps.core.flowspec import (

@@ -82,7 +82,8 @@ class ControllerProcess:
 
     ``tls``: OpenFlow over mutual TLS on ``of_port`` with the lab PKI
     (``pki_dir``, default that of ``dynprov pki init``); Ryu then listens for
-    nothing else.
+    nothing else. ``framework`` (``ryu``, ``os-ken``): launch with
+    ``dynprov controller --framework`` and the same flags instead.
     """
 
     def __init__(self, templates: Path = DEFAULT_TEMPLATES,
@@ -90,8 +91,9 @@ class ControllerProcess:
                  wsapi_port: Optional[int] = None, workdir: Optional[Path] = None,
                  extra_options: str = "", verbose: bool = True,
                  rest_https: bool = False, tls: bool = False,
-                 pki_dir: Optional[Path] = None) -> None:
+                 pki_dir: Optional[Path] = None, framework: Optional[str] = None) -> None:
         self.pki = lab_pki(pki_dir) if tls else None
+        self.framework = framework
         self.of_port = of_port or free_tcp_port()
         self.wsapi_port = wsapi_port or free_tcp_port()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dynprov-"))
@@ -175,7 +177,10 @@ class ControllerProcess:
 
     def command(self) -> list[str]:
         """The exact launch command, as an operator would type it."""
-        return [ryu_manager_command(), "--config-file", str(self.config_file),
+        launcher = [ryu_manager_command()] if self.framework is None else [
+            str(Path(ryu_manager_command()).parent / "dynprov"), "controller",
+            "--framework", self.framework]
+        return [*launcher, "--config-file", str(self.config_file),
                 *self.openflow_options(),
                 "--wsapi-port", str(self.wsapi_port),
                 *(["--verbose"] if self.verbose else []), "ryu_apps.provisioner"]

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ryu import cfg
+from ryu_apps.app.framework import cfg
 
 from ryu_apps.core.template_model import TemplateLibrary
 from ryu_apps.core.template_validation import TemplateError, TemplateValidationError

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ryu.app.wsgi import ControllerBase, Response, route
+from ryu_apps.app.framework import ControllerBase, Response, route
 
 from ryu_apps.core.lifecycle import Notice, NotificationError
 from ryu_apps.core.notification_errors import (
