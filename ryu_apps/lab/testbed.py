@@ -20,7 +20,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
+
+if TYPE_CHECKING:
+    from ryu_apps.tls.pki import Pki
 
 TOPOLOGY_RELATIVE = Path("topologies") / "dynprov_topo.py"
 
@@ -59,7 +62,7 @@ def ryu_manager_command() -> str:
     return found
 
 
-def lab_pki(directory: Optional[Path] = None):
+def lab_pki(directory: Optional[Path] = None) -> Pki:
     """The PKI the lab's controllers and switches use, made if missing (idempotent)."""
     from ryu_apps.tls import pki
 
@@ -266,6 +269,8 @@ def stop_process(process: Optional[subprocess.Popen]) -> None:
 def load_topology_module():
     """Import topologies/dynprov_topo.py the way ``mn --custom`` would."""
     spec = importlib.util.spec_from_file_location("dynprov_topo", TOPOLOGY_FILE)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{TOPOLOGY_FILE}: cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -285,7 +290,7 @@ def running_datacenter(extra_options: str = "", tls: bool = False, **topo_params
         net = build_network(controller.of_port, tls=tls, **topo_params)
         print("\n=== waiting for the controller to discover the fabric (LLDP)", flush=True)
         wait_for_fabric(controller, net)
-        if tls:
+        if controller.pki is not None:   # tls
             print(f"=== OpenFlow over mutual TLS: {tls_verified(controller)} switch connections "
                   f"verified against {controller.pki.switch_ca}", flush=True)
         yield controller, net
