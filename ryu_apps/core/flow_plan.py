@@ -113,10 +113,18 @@ class Plan:
         return self.changes.setdefault(dpid, SwitchChanges())
 
     def without_deletes(self) -> "Plan":
-        """The same plan minus every delete (a warm start must not remove yet)."""
-        for changes in self.changes.values():
-            changes._deletes.clear()
-        return self
+        """A new plan: this one minus every delete (a warm start must not remove yet).
+
+        This plan is left as it was.
+        """
+        copy = Plan(packet_outs=list(self.packet_outs), notes=list(self.notes),
+                    warnings=list(self.warnings), confirms=list(self.confirms),
+                    messages=list(self.messages))
+        for dpid, changes in self.changes.items():
+            mine = copy.for_switch(dpid)
+            for spec in changes.adds:
+                mine.add(spec, replacing=changes.replaces(spec))
+        return copy
 
     def is_empty(self) -> bool:
         """True when nothing is to be sent."""

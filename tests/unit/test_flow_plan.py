@@ -59,3 +59,26 @@ def test_reconcile_ignores_foreign_flows_and_fixes_ours():
     after = Plan()
     desired.reconcile(1, [wanted, foreign], after)
     assert after.is_empty()
+
+
+def test_without_deletes_returns_a_new_plan_and_leaves_the_original_whole():
+    owner, old_owner = binding_owner(1, 250), binding_owner(2, 250)
+    plan = Plan(notes=["n"], warnings=["w"], confirms=["00:fa:00:00:00:01"])
+    diff_flows({_f(1, 9, old_owner)}, {_f(1, 1, owner)}, plan)
+    adds_only = plan.without_deletes()
+    assert adds_only is not plan
+    assert plan.changes[1].deletes == [_f(1, 9, old_owner)]
+    assert plan.changes[1].adds == [_f(1, 1, owner)]
+    assert adds_only.changes[1].deletes == [] and adds_only.changes[1].adds == [_f(1, 1, owner)]
+    assert (adds_only.notes, adds_only.warnings, adds_only.confirms) == (
+        ["n"], ["w"], ["00:fa:00:00:00:01"])
+    adds_only.notes.append("only in the copy")
+    assert plan.notes == ["n"]
+
+
+def test_without_deletes_keeps_replacements_in_place():
+    owner = binding_owner(1, 250)
+    plan = Plan()
+    diff_flows({_f(1, 1, owner, out=2)}, {_f(1, 1, owner, out=3)}, plan)
+    adds_only = plan.without_deletes()
+    assert adds_only.changes[1].replaces(_f(1, 1, owner, out=3))
