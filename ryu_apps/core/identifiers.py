@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Protocol, Tuple, TypeVar, Union
+from typing import Callable, Dict, List, Mapping, NewType, Optional, Protocol, Tuple, TypeVar, Union
 
 MAC_BITS = 48
 MAC_MAX = (1 << MAC_BITS) - 1
@@ -25,6 +25,9 @@ TEMPLATE_ID_MAX = 0xFFFF
 RANDOM_TRIES = 100
 
 MacLike = Union[str, int]
+#: A MAC address in its one canonical form, six lowercase hex octets joined by
+#: ':' (``00:fa:83:91:de:1b``); only :func:`normalise_mac` makes one from outside.
+Mac = NewType("Mac", str)
 _T = TypeVar("_T")
 
 _MAC_PATTERN = re.compile(
@@ -65,7 +68,7 @@ def parse_mac(text: MacLike) -> int:
     if not _MAC_PATTERN.fullmatch(candidate):
         raise IdentifierError(
             f"{text!r} is not a MAC address: expected six hex octets separated "
-            "by ':' or '-', like aa:bb:cc:dd:ee:ff")
+            "by ':' or '-', like 00:fa:83:91:de:1b")
     return int("".join(octet.zfill(2) for octet in re.split("[:-]", candidate)), 16)
 
 
@@ -77,10 +80,26 @@ def format_mac(value: int) -> str:
     return ":".join(text[i:i + 2] for i in range(0, 12, 2))
 
 
-def canonical_mac(text: str) -> str:
-    """``text`` as ``aa:bb:cc:dd:ee:ff``; lower-cased as given when it is no MAC."""
+def normalise_mac(value: MacLike, where: str = "") -> Mac:
+    """``value`` (``00:FA:83:91:DE:1B``, ``00-fa-..`` or an integer) as a :data:`Mac`.
+
+    The one normaliser of MACs: raises IdentifierError that starts with
+    ``where`` (the field, file or entry the value came from) and says what was
+    expected and what was found.
+    """
     try:
-        return format_mac(parse_mac(text))
+        return Mac(format_mac(parse_mac(value)))
+    except IdentifierError as error:
+        if not where:
+            raise
+        raise IdentifierError(f"{where}: {error}") from None
+
+
+def canonical_mac(text: str) -> str:
+    """Deprecated, for the engine's callers until they call :func:`normalise_mac`:
+    its MAC, or ``text`` lower-cased when it is no MAC."""
+    try:
+        return normalise_mac(text)
     except IdentifierError:
         return text.lower()
 
