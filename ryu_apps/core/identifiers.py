@@ -14,7 +14,19 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, NewType, Optional, Protocol, Tuple, TypeVar, Union
+from typing import (
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    NewType,
+    Optional,
+    Protocol,
+    Tuple,
+    TypeGuard,
+    TypeVar,
+    Union,
+)
 
 MAC_BITS = 48
 MAC_MAX = (1 << MAC_BITS) - 1
@@ -43,7 +55,7 @@ class IdentifierError(ValueError):
 class RandomSource(Protocol):
     """What :meth:`IdentifierScheme.random_unique_id` needs (``random.Random`` fits)."""
 
-    def randrange(self, stop: int) -> int:
+    def randrange(self, stop: int, /) -> int:
         ...
 
 
@@ -139,7 +151,7 @@ def parse_number(text: Union[str, int], what: str = "value") -> int:
         f"{what} {text!r} is not a non-negative decimal (250) or hex (0x00FA) integer")
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -267,7 +279,10 @@ class IdentifierScheme(ABC):
         return self._scheme_result_problem(template_id, mac)
 
     def _encode_problem(self, template_id: object, unique_id: object) -> Optional[str]:
-        return self._template_problem(template_id) or self._unique_problem(template_id, unique_id)
+        problem = self._template_problem(template_id)
+        if problem is not None or not _is_int(template_id):
+            return problem
+        return self._unique_problem(template_id, unique_id)
 
     def _random_candidate(self, rng: RandomSource, template_id: int) -> int:
         candidate = rng.randrange(1 << self.unique_id_bits_for(template_id))
@@ -305,7 +320,7 @@ class PrefixScheme(IdentifierScheme):
 
     WIDTHS = (16, 12)
 
-    def __init__(self, template_bits: int = 16) -> None:
+    def __init__(self, template_bits: object = 16) -> None:
         if not _is_int(template_bits) or template_bits not in self.WIDTHS:
             raise IdentifierError(
                 f"prefix scheme template width {template_bits!r} is not supported: expected "
