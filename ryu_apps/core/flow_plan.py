@@ -20,6 +20,7 @@ def _ours(observed: Iterable[Entry]) -> List[Entry]:
     block, or when one of our flows uses it (an id given by an earlier version).
     Any other meter, whatever its bands, belongs to someone else.
     """
+    observed = list(observed)
     flows = [e for e in observed
              if isinstance(e, FlowSpec) and decode_cookie(e.cookie) is not None]
     used = {i.meter_id for f in flows for i in f.instructions if isinstance(i, Meter)}

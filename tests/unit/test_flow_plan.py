@@ -143,3 +143,12 @@ def test_every_meter_id_dynprov_allocates_lies_in_its_own_block():
     assert all(is_dynprov_meter(i) and i <= OFPM_MAX for i in ids)
     assert len(set(ids)) == len(ids)
     assert not any(is_dynprov_meter(i) for i in (1, 100, 0xFFFF, 0x0FFFFFFF, 0x20000001))
+
+
+def test_reconcile_reads_what_the_switch_holds_once():
+    owner = binding_owner(1, 250)
+    meter = MeterSpec(1, BINDING_METER_BASE + 1, 1000, 100)
+    plan = Plan()
+    DesiredFlows().reconcile(1, iter([meter, _metered(1, 1, owner, meter.meter_id)]), plan)
+    assert sorted(plan.changes[1].deletes, key=str) == sorted(
+        [meter, _metered(1, 1, owner, meter.meter_id)], key=str)
