@@ -474,7 +474,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         if time.time() < self.warm_until:
             # Other switches (and links) may not be back yet: what looks stale now
             # may be needed; the full reconciliation after the grace period decides.
-            plan.without_deletes()
+            plan = plan.without_deletes()
         if datapath.id in self._auditing:
             self._auditing.discard(datapath.id)
             if plan.flow_count():
