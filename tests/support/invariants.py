@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from ryu_apps.core.binding import VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
@@ -41,10 +41,12 @@ def snapshot(switches: FakeSwitches) -> Dict[int, frozenset]:
     return {dpid: frozenset(switches.entries(dpid)) for dpid in dpids}
 
 
-def check_reapply(switches: FakeSwitches, plan: Plan) -> None:
-    """Applying ``plan`` again (it was just applied) must change nothing."""
+def check_reapply(switches: FakeSwitches, plans: Union[Plan, Sequence[Plan]]) -> None:
+    """Applying the event's plans again, in order (they were just applied), must change
+    nothing."""
     before = snapshot(switches)
-    switches.apply(plan)
+    for plan in [plans] if isinstance(plans, Plan) else plans:
+        switches.apply(plan)
     after = snapshot(switches)
     changed = sorted(hex(d) for d in set(before) | set(after)
                      if before.get(d, frozenset()) != after.get(d, frozenset()))
@@ -63,9 +65,12 @@ def check_reconnect(engine: ProvisioningEngine, switches: FakeSwitches) -> None:
         assert not plan.flow_count(), f"reconnect of {info.name} changed other switches"
 
 
-def check_event(engine: ProvisioningEngine, switches: FakeSwitches, plan: Plan) -> None:
-    """The invariants every applied event must keep (``plan`` was just applied)."""
-    check_reapply(switches, plan)
+def check_event(engine: ProvisioningEngine, switches: FakeSwitches,
+                plans: Union[Plan, Sequence[Plan]]) -> None:
+    """The invariants every applied event must keep. ``plans``: what the event
+    returned and what the messages it carried produced (the app delivers those
+    before it handles the next event), all just applied."""
+    check_reapply(switches, plans)
     check_reconnect(engine, switches)
     check_recompute(engine, switches)
 
@@ -79,7 +84,12 @@ def replayable(engine: ProvisioningEngine) -> bool:
 
 
 def fresh_engine(engine: ProvisioningEngine) -> Tuple[ProvisioningEngine, FakeSwitches]:
-    """A new engine fed the facts ``engine`` holds, and the switches its plans built."""
+    """A new engine fed the facts ``engine`` holds, and the switches its plans built.
+
+    Each VM speaks at its port (with its address, if one is bound), gets the
+    template it is bound with (a notice, where a template change gave it another
+    than its MAC's), is confirmed if active and suspended if suspended.
+    """
     fresh = ProvisioningEngine(engine.main_library, engine.scheme, engine.domains,
                                engine.domain_libraries, engine.identity_default)
     switches = FakeSwitches()
@@ -98,6 +108,9 @@ def fresh_engine(engine: ProvisioningEngine) -> Tuple[ProvisioningEngine, FakeSw
         if binding.ip is not None:
             feed(fresh.packet_in(binding.dpid, binding.port, binding.mac, b"frame",
                                  sender_ip=binding.ip).plan)
+        if fresh.bindings[binding.mac].template_id != binding.template_id:
+            feed(fresh.notify(Notice.TEMPLATE_CHANGE, binding.mac,
+                              template_id=binding.template_id).plan)
         if binding.state is VmState.ACTIVE:
             fresh.confirm([binding.mac])
         elif binding.state is VmState.SUSPENDED:
@@ -190,8 +203,9 @@ def _trace(switches: FakeSwitches, wiring: Wiring, dpid: int, port: int,
 
 
 def _expect(switches: FakeSwitches, wiring: Wiring, sender: Vm, packet: Packet,
-            expected: set, may_punt: bool) -> None:
+            expected: set, may_punt: bool, open_ports: Set[Exit] = frozenset()) -> None:
     exits, controller = _trace(switches, wiring, sender.dpid, sender.port, packet)
+    exits = [e for e in exits if e not in open_ports]
     what = (f"{packet.eth_src}@{sender.dpid:#x}:{sender.port} -> {packet.eth_dst} "
             f"{packet.eth_type:#06x}/{packet.ip_proto} {packet.tcp_src}->{packet.tcp_dst}")
     assert sorted(exits) == sorted(expected), \
@@ -212,15 +226,17 @@ def check_delivery(switches: FakeSwitches, facts: Facts, ips: Dict[str, str],
     for sender in facts.vms + facts.incoming:
         punts = not sender.forwards or (sender.template.virtual_switch.bind_ip
                                         and sender.ip is None)
+        punts = punts or sender.state is VmState.PRE_PROVISIONED
+        own = oracle.own_ports(sender)
         for receiver in facts.vms:
             if receiver.mac == sender.mac:
                 continue
             for packet in probes(sender, receiver.mac, ips[receiver.mac], ips[sender.mac]):
                 _expect(switches, wiring, sender, packet, oracle.exits(sender, packet),
-                        punts or sender.state is VmState.PRE_PROVISIONED)
+                        punts, own)
         broadcast = arp_broadcast(sender, ips[sender.mac])
         _expect(switches, wiring, sender, broadcast, oracle.exits(sender, broadcast),
-                punts or sender.state is VmState.PRE_PROVISIONED)
+                punts, own)
         _check_spoofing(switches, wiring, facts, sender, ips, spare_port)
 
 

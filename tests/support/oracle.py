@@ -16,6 +16,7 @@ where a frame a VM sends must arrive:
   at both its ports;
 - a group-addressed frame arrives at every other forwarding VM of the VLAN whose
   rules allow it, once each;
+- whether a VM's own frames reach its other port while it moves is left open;
 - everything else arrives nowhere: other VLANs, denied traffic, a VM's frames
   with another source MAC or from a port it is not bound to, frames of a VM
   that does not forward (a copy to the controller at the ingress switch is the
@@ -216,6 +217,12 @@ class Oracle:
                          if vm.mac == packet.eth_dst and vm.mac != sender.mac
                          and (vm.forwards or self._migrating(vm))]
         return {(vm.dpid, vm.port) for vm in receivers if self.allows(sender, vm, packet)}
+
+    def own_ports(self, sender: Vm) -> Set[Exit]:
+        """The sender's other ports while it moves: whether its own frames come back
+        there is left open (the VM runs at one of them only)."""
+        return {(vm.dpid, vm.port) for vm in self.facts.vms + self.facts.incoming
+                if vm.mac == sender.mac and (vm.dpid, vm.port) != (sender.dpid, sender.port)}
 
     def _migrating(self, destination: Vm) -> bool:
         """A pre-provisioned destination of a VM that still forwards at its source."""

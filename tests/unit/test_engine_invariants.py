@@ -78,18 +78,20 @@ class World:
 
     def run(self, event) -> None:
         """Run ``event(engine)``; apply its plan and the plans its messages produce,
-        checking the invariants after each."""
+        then check the invariants and the oracle."""
         try:
             result = event(self.engine)
         except NotificationError:
             return
         pending: List[Plan] = [getattr(result, "plan", result)]
-        while pending:
+        applied: List[Plan] = []
+        while pending:   # the app delivers a plan's messages before the next event
             plan = pending.pop(0)
             self.switches.apply(plan)
             self.engine.confirm(plan.confirms)
-            check_event(self.engine, self.switches, plan)
+            applied.append(plan)
             pending += [self.engine.receive(m, self.now) for m in plan.messages]
+        check_event(self.engine, self.switches, applied)
         self.check()
 
     def link_up(self, a, b) -> None:
