@@ -16,13 +16,14 @@ where a frame a VM sends must arrive:
   at both its ports;
 - a group-addressed frame arrives at every other forwarding VM of the VLAN whose
   rules allow it, once each;
-- whether a VM's own frames reach its other port while it moves is left open;
+- whether a VM's own frames reach its other port while it moves, and whether
+  frames reach a new port on the server the VM already is on, is left open; so
+  is whether a pre-provisioned port's frames are forwarded before the VM is
+  activated (they may only ever reach what the rules allow);
 - everything else arrives nowhere: other VLANs, denied traffic, a VM's frames
   with another source MAC or from a port it is not bound to, frames of a VM
   that does not forward (a copy to the controller at the ingress switch is the
   only thing allowed for those, since that is how VMs are detected);
-- a migration's pre-provisioned destination forwards what the VM sends there at
-  once (and a copy goes to the controller, which activates it);
 - a VM whose template binds its IPv4 address (``bind_ip``) may send IPv4 and ARP
   only with that address, and before it is learned, only to the controller.
 
@@ -217,6 +218,15 @@ class Oracle:
                          if vm.mac == packet.eth_dst and vm.mac != sender.mac
                          and (vm.forwards or self._migrating(vm))]
         return {(vm.dpid, vm.port) for vm in receivers if self.allows(sender, vm, packet)}
+
+    def open_exits(self, sender: Vm, packet: Packet) -> Set[Exit]:
+        """Exits the facts leave open: the sender's own other ports while it moves, and
+        a receiver's new port on the server it already is on (both-ways delivery is
+        promised along the path between two servers only)."""
+        same_server_moves = {(vm.dpid, vm.port) for vm in self.facts.incoming
+                             if vm.mac == packet.eth_dst and any(
+                                 b.mac == vm.mac and b.dpid == vm.dpid for b in self.facts.vms)}
+        return self.own_ports(sender) | same_server_moves
 
     def own_ports(self, sender: Vm) -> Set[Exit]:
         """The sender's other ports while it moves: whether its own frames come back
