@@ -2,11 +2,15 @@
 
 Every managed bridge uses the same table numbers; a bridge only populates the
 tables its role needs (see docs/architecture.md for which flows go where).
+Each table declares what its flows may match, do and continue to
+(:data:`CONTRACTS`); the unit tests' fake switches refuse any flow outside it.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
+from typing import FrozenSet, Iterable, List, Mapping
 
 
 class Table(enum.IntEnum):
@@ -99,3 +103,81 @@ LLDP_OTHER_BURST = 20
 #: Liveness-probe answers per second a switch may punt, and burst.
 LIVENESS_RATE_PPS = 50
 LIVENESS_BURST = 20
+
+
+# -- table contracts ---------------------------------------------------------------------
+#: The fields an ACL rule can compile to (acl_compiler), in any ACL table.
+ACL_FIELDS = frozenset({"eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src",
+                        "ipv6_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst"})
+
+
+@dataclass(frozen=True)
+class TableContract:
+    """What the flows of one table may match, do, and where they may continue.
+
+    Action kinds: ``output`` (to a port), ``controller`` (output to the
+    controller), ``push_vlan``, ``pop_vlan``, ``set:<field>``, ``meter``,
+    ``write_metadata``; ``goto`` and ``resubmit`` name the tables a flow may
+    continue in (always later ones: the pipeline only goes forward).
+    """
+
+    table: Table
+    match: FrozenSet[str]
+    actions: FrozenSet[str] = frozenset()
+    goto: FrozenSet[Table] = frozenset()
+    resubmit: FrozenSet[Table] = frozenset()
+
+
+def _contract(table: Table, match: Iterable[str], actions: Iterable[str] = (),
+              goto: Iterable[Table] = (), resubmit: Iterable[Table] = ()) -> TableContract:
+    return TableContract(table, frozenset(match), frozenset(actions), frozenset(goto),
+                         frozenset(resubmit))
+
+
+#: Every table's contract (docs/architecture.md, "Tables and priorities").
+CONTRACTS: Mapping[Table, TableContract] = {c.table: c for c in (
+    _contract(Table.CLASSIFY, {"in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid"},
+              {"meter", "output", "controller", "push_vlan", "set:vlan_vid", "set:eth_dst"},
+              {Table.ANTI_SPOOF, Table.FROM_VM_PORT_ACL, Table.FORWARD}),
+    _contract(Table.ANTI_SPOOF, {"in_port", "eth_type", "vlan_vid", "ipv4_src", "arp_spa",
+                                 "ip_proto", "udp_src", "udp_dst"},
+              {"meter", "controller"}, {Table.FROM_VM_ACL}),
+    _contract(Table.FROM_VM_ACL, ACL_FIELDS | {"in_port"}, (), {Table.FROM_VM_PORT_ACL}),
+    _contract(Table.FROM_VM_PORT_ACL, ACL_FIELDS | {"in_port", "vlan_vid"},
+              {"meter", "push_vlan", "set:vlan_vid"}, {Table.FORWARD}),
+    _contract(Table.FORWARD, {"vlan_vid", "eth_dst"},
+              {"output", "pop_vlan", "set:metadata", "write_metadata"},
+              {Table.TO_VM_ACL, Table.TO_VM_PORT_ACL},
+              {Table.TO_VM_ACL, Table.TO_VM_PORT_ACL}),
+    _contract(Table.TO_VM_ACL, ACL_FIELDS | {"metadata"}, (), {Table.TO_VM_PORT_ACL}),
+    _contract(Table.TO_VM_PORT_ACL, ACL_FIELDS | {"metadata", "vlan_vid"}, {"output"}),
+)}
+
+
+def contract_violations(table_id: int, match_fields: Iterable[str],
+                        actions: Iterable[str], goto: Iterable[int],
+                        resubmit: Iterable[int]) -> List[str]:
+    """What a flow of ``table_id`` does that the table's contract does not allow."""
+    try:
+        contract = CONTRACTS[Table(table_id)]
+    except ValueError:
+        return [f"table {table_id} is not a pipeline table"]
+    found = []
+    for what, used, allowed in (
+            ("match field", set(match_fields), set(contract.match)),
+            ("action", set(actions), set(contract.actions)),
+            ("goto", set(map(_table_name, goto)), set(map(_table_name, contract.goto))),
+            ("resubmit", set(map(_table_name, resubmit)),
+             set(map(_table_name, contract.resubmit)))):
+        extra = sorted(used - allowed)
+        if extra:
+            found.append(f"table {contract.table.name}: {what} {', '.join(extra)} not allowed "
+                         f"(allowed: {', '.join(sorted(allowed)) or 'none'})")
+    return found
+
+
+def _table_name(table_id: int) -> str:
+    try:
+        return Table(table_id).name
+    except ValueError:
+        return str(table_id)

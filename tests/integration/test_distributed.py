@@ -188,10 +188,11 @@ def test_a_migration_notice_names_the_destination_process_in_the_store(dist):
 
 
 #: Probes (10 ms apart) a peer may lose while a VM moves between processes. The
-#: benchmark (benchmarks.store_migration) reports the real figures; this bound
-#: only has to hold on a loaded machine, and fails when the source keeps
-#: delivering to the VM's old port until it goes away (~800 ms, 80 probes).
-LOSS_BOUND = 40
+#: benchmark (benchmarks.store_migration) reports the real figures. Measured
+#: (3 runs of this module, 2 moves, 2 peers each; 2026-12-03, loaded machine):
+#: 1-4 lost. Bound: 3x the worst. It fails when the source keeps delivering to
+#: the VM's old port until it goes away (~800 ms, 80 probes).
+LOSS_BOUND = 12     # 3 x 4
 
 
 def _move_probed(dist, destination, how):

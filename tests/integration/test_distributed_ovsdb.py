@@ -22,6 +22,12 @@ from tests.integration.conftest import start_distributed
 pytestmark = pytest.mark.integration
 
 WEB1_MAC = "00:fa:00:00:00:01"
+#: Pings (10 ms apart) a peer may lose while web1 moves between processes without a
+#: notice. Measured (5 runs of this module, 2 peers; 2026-12-03, loaded machine):
+#: 0-3 lost. Bound: 3x the worst.
+LOSS_BOUND = 9      # 3 x 3
+#: Pings a peer must have sent in the window (300 scheduled): the stream kept going.
+MIN_SENT = 250
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +54,8 @@ def test_the_destination_asks_for_the_vm_before_it_moves(dist):
     asked = p2.index(f"store: VM {WEB1_MAC} expected on {dist.switches['s21']}")
     assert "asking its owner p1" in p2[asked:].splitlines()[0], p2[-3000:]
     assert asked < p2.index(f"activated VM {WEB1_MAC}"), p2[-3000:]
-    assert all(sent >= 250 and sent - received <= 20 for sent, received in lost.values()), lost
+    assert all(sent >= MIN_SENT and sent - received <= LOSS_BOUND
+               for sent, received in lost.values()), lost
 
 
 def test_a_move_abandoned_before_the_vm_resumed_is_withdrawn(dist):

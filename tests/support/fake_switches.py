@@ -4,7 +4,8 @@ Holds the flow tables and meters a sequence of plans produces on each switch,
 applying adds and strict deletes like a switch would, and traces a packet
 through the tables (goto, write-metadata, resubmit) and across links,
 reporting where copies of it leave the fabric. It understands exactly the
-match fields and actions the core emits.
+match fields and actions the core emits, and refuses (AssertionError) any flow
+its table's contract (``ryu_apps.core.pipeline.CONTRACTS``) does not allow.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from ryu_apps.core.fabric import SHARED_FABRIC, Fabric, PortRef
 from ryu_apps.core.flow_plan import Plan
+from ryu_apps.core.pipeline import contract_violations
 from ryu_apps.core.flowspec import (
     OFPP_CONTROLLER,
     OFPVID_PRESENT,
@@ -77,6 +79,41 @@ def _field_matches(name: str, expected, packet: Packet, in_port: int) -> bool:
     return actual_int & mask_int == value_int & mask_int
 
 
+def _kinds(spec: FlowSpec) -> Tuple[List[str], List[int], List[int]]:
+    """(action kinds, goto tables, resubmit tables) of a flow."""
+    actions: List[str] = []
+    goto: List[int] = []
+    resubmit: List[int] = []
+    for instruction in spec.instructions:
+        if isinstance(instruction, Meter):
+            actions.append("meter")
+        elif isinstance(instruction, WriteMetadata):
+            actions.append("write_metadata")
+        elif isinstance(instruction, GotoTable):
+            goto.append(instruction.table_id)
+        elif isinstance(instruction, ApplyActions):
+            for action in instruction.actions:
+                if isinstance(action, Resubmit):
+                    resubmit.append(action.table_id)
+                elif isinstance(action, Output):
+                    actions.append("controller" if action.port == OFPP_CONTROLLER
+                                   else "output")
+                elif isinstance(action, SetField):
+                    actions.append(f"set:{action.name}")
+                else:
+                    actions.append({PushVlan: "push_vlan", PopVlan: "pop_vlan"}.get(
+                        type(action), type(action).__name__))
+    return actions, goto, resubmit
+
+
+def check_contract(spec: FlowSpec) -> None:
+    """Fail loudly when a flow breaks its table's contract."""
+    actions, goto, resubmit = _kinds(spec)
+    problems = contract_violations(spec.table_id, [name for name, _ in spec.match],
+                                   actions, goto, resubmit)
+    assert not problems, f"flow {spec} breaks its table's contract: {'; '.join(problems)}"
+
+
 class FakeSwitches:
     """Flow tables and meters of every switch, fed by plans."""
 
@@ -93,6 +130,7 @@ class FakeSwitches:
                 if isinstance(spec, MeterSpec):
                     meters[spec.meter_id] = spec
                 else:
+                    check_contract(spec)
                     table[spec.key] = spec
             for spec in changes.deletes:
                 if isinstance(spec, MeterSpec):

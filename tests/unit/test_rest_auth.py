@@ -20,6 +20,7 @@ from ryu_apps.rest.auth import (
     parse_tokens,
     required_role,
 )
+from tests.support.required import import_or_skip
 
 ADMIN = "Adm1n-token-0123456789abcdef"
 READER = "Re4der-token-0123456789abcdef"
@@ -174,7 +175,7 @@ def test_a_flood_of_clients_keeps_the_log_bounded():
 
 
 def test_the_server_makes_a_missing_tokens_file_and_never_logs_the_token(tmp_path, caplog):
-    rest_server = pytest.importorskip("ryu_apps.rest.server")
+    rest_server = import_or_skip("ryu_apps.rest.server")
     path = tmp_path / "rest-tokens"
     logger = logging.getLogger("test.rest")
     with caplog.at_level(logging.INFO, logger="test.rest"):

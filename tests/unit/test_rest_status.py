@@ -18,10 +18,11 @@ from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef, Role
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.rest.auth import Tokens, parse_tokens
+from tests.support.required import import_or_skip
 from tests.unit.test_rest_views import A1, DB1, F1, LIBRARY, S11, S12, UPLINK, WEB1, WEB2
 
-rest_api = pytest.importorskip("ryu_apps.rest.api")
-from ryu_apps.rest import notify as rest_notify  # noqa: E402 (after the importorskip)
+rest_api = import_or_skip("ryu_apps.rest.api")
+from ryu_apps.rest import notify as rest_notify  # noqa: E402 (after import_or_skip)
 from ryu_apps.rest.guard import CLOSE_KEY, INTERNAL_ERROR, MAX_BODY, Guard  # noqa: E402
 
 ADMIN, READER = "admin-token-0123456789abcdef", "reader-token-0123456789abcdef"

@@ -29,6 +29,7 @@ from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.core.pipeline import BINDING_METER_BASE
 from ryu_apps.core.template_validation import build_library
 from ryu_apps.rest.views import FlowStat, ViewError
+from tests.support.required import import_or_skip
 
 F1, A1, S11, S12 = 0x100, 0x201, 0x1101, 0x1102
 UPLINK = 10
@@ -280,7 +281,7 @@ class _FakeDatapath:
 
 
 def test_silent_switch_times_out_and_absent_switch_is_reported():
-    rest_api = pytest.importorskip("ryu_apps.rest.api")
+    rest_api = import_or_skip("ryu_apps.rest.api")
     app = _FakeApp(connected=[S11])
     answers = rest_api.read_many(app, {S11: (0, 0), S12: (0, 0)}, timeout=0.2)
     assert answers == {S11: (None, "no flow stats reply within 0.2 s"),
