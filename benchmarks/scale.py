@@ -75,17 +75,17 @@ class DataCenter:
         from ryu_apps.core.fabric import PortRef, Role
         engine = self.engine
         for i, dpid in enumerate(self.fabric):
-            engine.switch_up(dpid, Role.FABRIC, f"f{i}", [])
+            engine.switch_up(dpid, Role.FABRIC, f"f{i}", [], now=0.0)
         for i, dpid in enumerate(self.access_dpids):
-            engine.switch_up(dpid, Role.ACCESS, f"a{i}", [])
+            engine.switch_up(dpid, Role.ACCESS, f"a{i}", [], now=0.0)
         for i, dpid in enumerate(self.server_dpids):
-            engine.switch_up(dpid, Role.SERVER, f"s{i}", [])
+            engine.switch_up(dpid, Role.SERVER, f"s{i}", [], now=0.0)
         for i, access in enumerate(self.access_dpids):
             for j, fabric in enumerate(self.fabric):
-                engine.link_seen(PortRef(access, 1 + j), PortRef(fabric, 1 + i))
+                engine.link_seen(PortRef(access, 1 + j), PortRef(fabric, 1 + i), now=0.0)
         for i, server in enumerate(self.server_dpids):
             self.uplink_of(i, server)
-            engine.link_seen(PortRef(server, UPLINK), self.uplink_of(i, server))
+            engine.link_seen(PortRef(server, UPLINK), self.uplink_of(i, server), now=0.0)
 
     def uplink_of(self, index: int, server: int):
         from ryu_apps.core.fabric import PortRef
@@ -206,22 +206,23 @@ def measure_events(bindings: int, samples: int) -> dict:
     times: Dict[str, List[float]] = {e: [] for e in EVENTS}
 
     def readd(dpid, port, mac):
-        engine.confirm(engine.packet_in(dpid, port, mac, b"").plan.confirms)
+        engine.confirm(engine.packet_in(dpid, port, mac, b"", now=0.0).plan.confirms)
 
     renderer = _renderer()
     for _ in range(samples):
         # a new VM on a random server, then gone again (port down)
         dpid = rng.choice(dc.server_dpids)
         port, mac = dc.free_port(dpid), dc.new_mac()
-        took, verdict = _time(lambda: engine.packet_in(dpid, port, mac, b"frame"))
+        took, verdict = _time(lambda: engine.packet_in(dpid, port, mac, b"frame", now=0.0))
         times["new_vm"].append(took)
         if renderer is not None:
             times["render_new_vm"].append(_time(lambda: renderer(verdict.plan))[0])
         engine.confirm(verdict.plan.confirms)
-        times["port_down"].append(_time(lambda: engine.port_down(dpid, port))[0])
+        times["port_down"].append(_time(lambda: engine.port_down(dpid, port, now=0.0))[0])
         # a known VM speaks again
         vdpid, vport, vmac = rng.choice(dc.vms)
-        times["known_vm"].append(_time(lambda: engine.packet_in(vdpid, vport, vmac, b""))[0])
+        times["known_vm"].append(
+            _time(lambda: engine.packet_in(vdpid, vport, vmac, b"", now=0.0))[0])
         # an idle timeout, then the VM comes back
         vdpid, vport, vmac = rng.choice(dc.vms)
         binding = engine.bindings[vmac]
@@ -240,13 +241,13 @@ def measure_events(bindings: int, samples: int) -> dict:
         name = engine.fabric.switches[target].name
 
         def migrate():
-            ack = engine.notify(Notice.MIGRATING, mac, server=name)
+            ack = engine.notify(Notice.MIGRATING, mac, server=name, now=0.0)
             pending = list(ack.plan.messages)
-            engine.vm_attached(target, tport, mac)
-            pending += engine.packet_in(target, tport, mac, b"garp").plan.messages
-            pending += engine.port_down(sdpid, sport).messages
+            engine.vm_attached(target, tport, mac, now=0.0)
+            pending += engine.packet_in(target, tport, mac, b"garp", now=0.0).plan.messages
+            pending += engine.port_down(sdpid, sport, now=0.0).messages
             while pending:
-                pending += engine.receive(pending.pop(0)).messages
+                pending += engine.receive(pending.pop(0), now=0.0).messages
         times["migration"].append(_time(migrate)[0])
         engine.confirm([mac])
         dc.vms[index] = (target, tport, mac)
@@ -256,19 +257,19 @@ def measure_events(bindings: int, samples: int) -> dict:
         far = dc.uplink_of(i, server)
 
         def flap():
-            engine.port_down(far.dpid, far.port)
-            engine.link_seen(PortRef(server, UPLINK), far)
+            engine.port_down(far.dpid, far.port, now=0.0)
+            engine.link_seen(PortRef(server, UPLINK), far, now=0.0)
         times["link_flap"].append(_time(flap)[0])
     reconcile = {}
     for label, dpid, role in (("server", dc.server_dpids[0], Role.SERVER),
                               ("access", dc.access_dpids[0], Role.ACCESS)):
         name = engine.fabric.switches[dpid].name
         full = list(engine.desired.on_switch(dpid))
-        took, plan = _time(lambda: engine.switch_up(dpid, role, name, full))
+        took, plan = _time(lambda: engine.switch_up(dpid, role, name, full, now=0.0))
         reconcile[f"{label}_full_ms"] = took / 1000
         reconcile[f"{label}_full_changes"] = plan.flow_count()
         reconcile[f"{label}_entries"] = len(full)
-        took, plan = _time(lambda: engine.switch_up(dpid, role, name, []))
+        took, plan = _time(lambda: engine.switch_up(dpid, role, name, [], now=0.0))
         reconcile[f"{label}_empty_ms"] = took / 1000
         reconcile[f"{label}_empty_changes"] = plan.flow_count()
     flows = flows_per_vm(dc)

@@ -42,16 +42,16 @@ class Lab:
         self.engine = ProvisioningEngine(LIBRARY, PrefixScheme(16))
         self.switches = FakeSwitches()
         for dpid, role, name in SWITCHES:
-            self.apply(self.engine.switch_up(dpid, role, name, []))
+            self.apply(self.engine.switch_up(dpid, role, name, [], now=0.0))
         for a, b in LINKS:
-            self.apply(self.engine.link_seen(PortRef(*a), PortRef(*b)))
+            self.apply(self.engine.link_seen(PortRef(*a), PortRef(*b), now=0.0))
 
     def apply(self, plan):
         self.switches.apply(plan)
         return plan
 
     def vm(self, dpid, port, mac):
-        verdict = self.engine.packet_in(dpid, port, mac, b"frame")
+        verdict = self.engine.packet_in(dpid, port, mac, b"frame", now=0.0)
         self.apply(verdict.plan)
         return verdict
 
@@ -98,7 +98,7 @@ def test_spoofed_source_mac_on_a_provisioned_port_is_not_forwarded(lab):
 
 
 def test_provisioning_again_sends_nothing(lab):
-    verdict = lab.engine.packet_in(S11, 1, WEB1, b"frame")
+    verdict = lab.engine.packet_in(S11, 1, WEB1, b"frame", now=0.0)
     assert verdict.plan.is_empty() and verdict.provisioned is None
 
 
@@ -128,7 +128,8 @@ def test_a_vm_seen_on_another_port_moves_once_its_old_port_is_gone_and_leaves_no
     old = lab.engine.bindings[WEB1]
     lab.vm(S12, 2, WEB1)                         # a conflict, not a move (yet)
     assert lab.engine.bindings[WEB1] == old
-    lab.apply(lab.engine.port_down(S11, 1))      # the old port goes away: the move is believed
+    # the old port goes away: the move is believed
+    lab.apply(lab.engine.port_down(S11, 1, now=0.0))
     assert (lab.engine.bindings[WEB1].dpid, lab.engine.bindings[WEB1].port) == (S12, 2)
     assert not [f for f in lab.switches.all_flows()
                 if decode_cookie(f.cookie).owner_id == old.binding_id
@@ -138,7 +139,7 @@ def test_a_vm_seen_on_another_port_moves_once_its_old_port_is_gone_and_leaves_no
 
 def test_port_down_removes_the_binding_and_its_flows(lab):
     binding = lab.engine.bindings[WEB3]
-    lab.apply(lab.engine.port_down(S21, 1))
+    lab.apply(lab.engine.port_down(S21, 1, now=0.0))
     assert WEB3 not in lab.engine.bindings
     assert not any(f.cookie == binding.owner.cookie for f in lab.switches.all_flows())
     assert lab.send(S11, 1, WEB1, WEB3) == []
@@ -169,12 +170,12 @@ def test_group_and_zero_macs_are_refused(mac, reason):
 
 
 def test_packets_on_links_and_other_roles_do_not_provision(lab):
-    assert lab.engine.packet_in(S11, UPLINK, "00:fa:00:00:00:42").provisioned is None
-    assert lab.engine.packet_in(A1, 5, "00:fa:00:00:00:42").provisioned is None
+    assert lab.engine.packet_in(S11, UPLINK, "00:fa:00:00:00:42", now=0.0).provisioned is None
+    assert lab.engine.packet_in(A1, 5, "00:fa:00:00:00:42", now=0.0).provisioned is None
 
 
 def test_reconnect_with_intact_tables_sends_nothing(lab):
-    plan = lab.engine.switch_up(S21, Role.SERVER, "s21", lab.switches.entries(S21))
+    plan = lab.engine.switch_up(S21, Role.SERVER, "s21", lab.switches.entries(S21), now=0.0)
     assert plan.changes.get(S21) is None or not plan.changes[S21]
 
 
@@ -184,7 +185,7 @@ def test_reconnect_repairs_missing_and_stale_flows(lab):
     stale = next(f for f in lab.switches.flows(S11))
     stale = type(stale)(S21, stale.table_id, stale.priority + 1, stale.match,
                         stale.instructions, stale.cookie)
-    plan = lab.engine.switch_up(S21, Role.SERVER, "s21", (held - {missing}) | {stale})
+    plan = lab.engine.switch_up(S21, Role.SERVER, "s21", (held - {missing}) | {stale}, now=0.0)
     assert plan.changes[S21].adds == [missing]
     assert plan.changes[S21].deletes == [stale]
 
@@ -194,12 +195,12 @@ def test_link_found_after_vms_completes_their_paths():
     lab.engine = ProvisioningEngine(LIBRARY, PrefixScheme(16))
     lab.switches = FakeSwitches()
     for dpid, role, name in SWITCHES:
-        lab.apply(lab.engine.switch_up(dpid, role, name, []))
+        lab.apply(lab.engine.switch_up(dpid, role, name, [], now=0.0))
     lab.vm(S11, 1, WEB1)
     lab.vm(S21, 1, WEB3)
     assert lab.send(S11, 1, WEB1, WEB3) == []
     for a, b in LINKS:
-        lab.apply(lab.engine.link_seen(PortRef(*a), PortRef(*b)))
+        lab.apply(lab.engine.link_seen(PortRef(*a), PortRef(*b), now=0.0))
     assert lab.send(S11, 1, WEB1, WEB3) == [(S21, 1, Packet(WEB1, WEB3))]
 
 
@@ -208,7 +209,7 @@ def test_a_port_hosts_a_vm_while_the_vm_is_bound_there(lab):
     assert not lab.engine.hosts_vm(S11, 7)            # no VM seen there
     uplink = next(a for a, b in LINKS if a[0] == S11)
     assert not lab.engine.hosts_vm(*uplink)
-    lab.apply(lab.engine.port_down(S11, 1))
+    lab.apply(lab.engine.port_down(S11, 1, now=0.0))
     assert not lab.engine.hosts_vm(S11, 1)
 
 
@@ -218,12 +219,12 @@ def test_reset_forgets_everything_and_the_switches_flows_bring_it_back(lab):
     lab.engine.reset()
     assert not lab.engine.bindings and not lab.engine.fabric.switches
     for dpid, role, name in SWITCHES:
-        plan = lab.engine.switch_up(dpid, role, name, held[dpid]).without_deletes()
+        plan = lab.engine.switch_up(dpid, role, name, held[dpid], now=0.0).without_deletes()
         lab.apply(plan)
     for a, b in LINKS:
-        lab.apply(lab.engine.link_seen(PortRef(*a), PortRef(*b)))
+        lab.apply(lab.engine.link_seen(PortRef(*a), PortRef(*b), now=0.0))
     assert {mac: (b.dpid, b.port, b.template_id)
             for mac, b in lab.engine.bindings.items()} == bindings
     for dpid, role, name in SWITCHES:   # the full reconciliation after the grace period
-        plan = lab.engine.switch_up(dpid, role, name, lab.switches.entries(dpid))
+        plan = lab.engine.switch_up(dpid, role, name, lab.switches.entries(dpid), now=0.0)
         assert plan.flow_count() == 0, hex(dpid)

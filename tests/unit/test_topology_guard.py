@@ -48,7 +48,8 @@ def test_a_signed_probe_is_believed_once():
     (_signed(secret=b"x" * 32), RejectReason.BAD_SIGNATURE),
     (_signed(now=NOW - 60), RejectReason.STALE),
     (_signed(now=NOW + 60), RejectReason.STALE),
-    (b"\x01\x80\xc2\x00\x00\x0e" + SRC + b"\x88\xcc" + b"\x02\x07\x07dpid:-5", RejectReason.MALFORMED),
+    (b"\x01\x80\xc2\x00\x00\x0e" + SRC + b"\x88\xcc" + b"\x02\x07\x07dpid:-5",
+     RejectReason.MALFORMED),
 ])
 def test_probes_nobody_signed_now_are_rejected_with_their_reason(frame, reason):
     verifier = ProbeVerifier(SECRET)
