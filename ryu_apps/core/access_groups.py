@@ -64,11 +64,14 @@ def group_key(st: "EngineState", binding: Binding) -> Optional[GroupKey]:
 
 
 def members(st: "EngineState", key: GroupKey) -> List[Binding]:
-    """Bindings present behind the group's port in its VLAN."""
+    """Bindings present behind the group's port in its VLAN (outgoing ones too)."""
     peer = st.topo.fabric.peer(PortRef(key.dpid, key.port))
     if peer is None or server_group(st, peer.dpid, key.vlan) != key:
         return []
-    return [b for b in st.table.index.on_server(peer.dpid, key.vlan) if present(b)]
+    found = [b for b in st.table.index.on_server(peer.dpid, key.vlan) if present(b)]
+    # a migration's source keeps its way in until MigrationDone releases it
+    return found + [b for b in st.table.outgoing.values()
+                    if b.dpid == peer.dpid and b.vlan == key.vlan]
 
 
 def refresh(st: "EngineState", key: GroupKey, plan: Plan) -> None:

@@ -141,13 +141,11 @@ def _mark_everything(st: "EngineState") -> None:
     dirty, table = st.dirty, st.table
     switches = set(st.topo.fabric.switches)
     dirty.infra |= switches
-    for server in table.index.servers():
-        for vlan in table.index.vlans_on(server):
-            key = access_groups.server_group(st, server, vlan)
-            if key is not None:
-                dirty.groups.add(key)
     for binding in list(table) + list(table.outgoing.values()):
         dirty.placements[binding.binding_id] = binding
+        key = access_groups.group_key(st, binding)
+        if key is not None:
+            dirty.groups.add(key)
     for vlan in set(st.topo.flooding.vlans()) | {b.vlan for b in table}:
         dirty.vlans.setdefault(vlan, set()).update(switches)
     dirty.quarantine |= set(st.quarantine.ports())

@@ -11,7 +11,7 @@ recomputes those once per event.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, cast
+from typing import Dict, List, Optional, Tuple, cast
 
 from ryu_apps.core.access_groups import AccessGroups
 from ryu_apps.core.binding import Binding
@@ -62,6 +62,9 @@ class EngineState:
         self.groups = AccessGroups()
         self.routes = Routes()
         self.desired = DesiredFlows()
+        #: server -> the flows it reported when its mobility domain was not known yet
+        #: (bindings are restored from them once its access switch is)
+        self.unrestored: Dict[int, Tuple[List, float]] = {}
 
     def _member(self, binding: Binding, delta: int) -> None:
         """A binding joins (+1) or leaves (-1) its VLAN on its server: mark what to redo."""

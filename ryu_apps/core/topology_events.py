@@ -48,14 +48,17 @@ def switch_up(st: "EngineState", dpid: int, role: Role, name: str, observed: Lis
 def restore_bindings(st: "EngineState", dpid: int, observed: List, now: float,
                      plan: Plan) -> None:
     """Rebuild bindings from a server's own flows (after a controller restart), with
-    the templates of the library of the server's mobility domain."""
-    library = st.library_of_switch(dpid) or st.libraries.main
-    for spec in observed:
-        owner = decode_cookie(getattr(spec, "cookie", 0))
-        if (not isinstance(spec, FlowSpec) or owner is None
-                or owner.kind is not CookieKind.BINDING
-                or spec.table_id != Table.CLASSIFY or spec.priority != Priority.BINDING
-                or not spec.instructions):
+    the templates of the library of the server's mobility domain; while that domain
+    is unknown (its access switch not linked yet), later."""
+    st.unrestored.pop(dpid, None)
+    library = st.library_of_switch(dpid)
+    if library is None:
+        if _binding_flows(observed):
+            st.unrestored[dpid] = (observed, now)
+        return
+    for spec in _binding_flows(observed):
+        owner = decode_cookie(spec.cookie)
+        if owner is None:
             continue
         fields = spec.match_dict()
         mac, port = fields.get("eth_src"), fields.get("in_port")
@@ -71,6 +74,19 @@ def restore_bindings(st: "EngineState", dpid: int, observed: List, now: float,
         binding_ops.store(st, binding)
         plan.notes.append(f"restored VM {mac} (binding {binding.binding_id}) "
                           f"from the flows of {dpid:016x} port {port}")
+
+
+def _binding_flows(observed: List) -> List[FlowSpec]:
+    """The entries a server's bindings are restored from (one per VM)."""
+    found = []
+    for spec in observed:
+        owner = decode_cookie(getattr(spec, "cookie", 0))
+        if (isinstance(spec, FlowSpec) and owner is not None
+                and owner.kind is CookieKind.BINDING
+                and spec.table_id == Table.CLASSIFY and spec.priority == Priority.BINDING
+                and spec.instructions):
+            found.append(spec)
+    return found
 
 
 def _bound_ip(observed: List, cookie: int) -> str | None:
@@ -170,10 +186,14 @@ def fabric_changed(st: "EngineState", plan: Plan, touched: Set[int],
     else:
         affected = _servers_moved(st, old_tree, tree, servers) | (servers & touched)
     flood_changes = topo.flooding.rebuild(tree)
+    redo = touched | topo.shared_way_changed()
     for vlan in set(flood_changes) | set(topo.flooding.vlans()) | set(dirty.vlans):
-        dirty.vlans.setdefault(vlan, set()).update(flood_changes.get(vlan, set()) | touched)
+        dirty.vlans.setdefault(vlan, set()).update(flood_changes.get(vlan, set()) | redo)
     for server in sorted(affected):
         _server_moved(st, server)
+    for server, (observed, since) in sorted(st.unrestored.items()):
+        if st.library_of_switch(server) is not None:
+            restore_bindings(st, server, observed, since, plan)
     dirty.routes = dirty.routes or bool(st.routes.paths)
 
 

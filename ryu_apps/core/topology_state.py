@@ -26,6 +26,8 @@ class Topology:
         self.flooding = VlanFlooding(self.tree)
         #: server -> its path through the fabric (shared by its VMs)
         self.paths: Dict[int, TransitPath] = {}
+        #: switch (no VMs) -> its tree port toward the shared fabric, where it has one
+        self.toward_shared: Dict[int, int] = {}
 
     def path(self, server: int) -> TransitPath:
         """The server's path (computed once per fabric change)."""
@@ -47,6 +49,20 @@ class Topology:
         elif joined and not local:
             dirty |= self.flooding.leave(vlan, SHARED_FABRIC)
         return dirty
+
+    def shared_way_changed(self) -> Set[int]:
+        """Switches whose tree port toward the shared fabric changed since last asked
+        (their VLANs' way out to other processes follows)."""
+        toward: Dict[int, int] = {}
+        if self.toward_shared or self.fabric.link_ports(SHARED_FABRIC):
+            for dpid in self.fabric.switches:
+                port = self.fabric.toward_shared_fabric(dpid)
+                if port is not None and not self.hosts_vms(dpid):
+                    toward[dpid] = port
+        changed = {d for d in set(toward) | set(self.toward_shared)
+                   if toward.get(d) != self.toward_shared.get(d)}
+        self.toward_shared = toward
+        return changed
 
     def hosts_vms(self, dpid: int) -> bool:
         """Whether the switch is a server's (or an edge's) virtual switch."""

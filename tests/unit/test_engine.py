@@ -5,6 +5,7 @@ import pytest
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef, Role
+from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.flowspec import OFPP_CONTROLLER
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.core.template_validation import build_library
@@ -228,3 +229,16 @@ def test_reset_forgets_everything_and_the_switches_flows_bring_it_back(lab):
     for dpid, role, name in SWITCHES:   # the full reconciliation after the grace period
         plan = lab.engine.switch_up(dpid, role, name, lab.switches.entries(dpid), now=0.0)
         assert plan.flow_count() == 0, hex(dpid)
+
+
+def test_recompute_all_agrees_with_the_incremental_state_and_repairs_it(lab):
+    assert lab.engine.recompute_all().is_empty()
+    tables = {dpid: lab.switches.entries(dpid) for dpid, _, _ in SWITCHES}
+    vlan = next(o for o in lab.engine.desired.owners() if o.kind is CookieKind.VLAN)
+    lost = lab.engine.desired.flows_of(vlan)
+    lab.engine.desired.replace(vlan, set(), Plan())   # lost behind the engine's back
+    repair = lab.engine.recompute_all()
+    assert {spec for changes in repair.changes.values() for spec in changes.adds} == lost
+    assert not any(changes.deletes for changes in repair.changes.values())
+    lab.apply(repair)
+    assert {dpid: lab.switches.entries(dpid) for dpid, _, _ in SWITCHES} == tables

@@ -248,3 +248,47 @@ def test_a_suspended_vm_told_to_migrate_stays_suspended_until_it_arrives(lab):
     lab.notify(Notice.MIGRATING, WEB1, server="s21")
     assert lab.engine.bindings[WEB1].state is VmState.SUSPENDED
     assert not lab.engine.bindings[WEB1].state.forwards
+
+
+API_LIBRARY = build_library([("west.yaml", {"templates": [
+    _template(250, "web", 100), _template(251, "api", 100)]})])
+
+
+def test_a_restart_restores_a_vm_with_the_template_of_its_domains_library():
+    domains = build_domains("domains.yaml", {"domains": [
+        {"name": "east", "access_switches": ["a1"]},
+        {"name": "west", "access_switches": ["a2"], "templates": "west/"}]})
+    lab = Lab(domains, {"west": API_LIBRARY})
+    api = "00:fb:00:00:00:05"   # template 251: only in the west library
+    lab.vm(S21, 3, api)
+    assert lab.engine.bindings[api].template_name == "api"
+    again = ProvisioningEngine(LIBRARY, PrefixScheme(16), domains, {"west": API_LIBRARY})
+    switches = ((F1, Role.FABRIC, "f1"), (A1, Role.ACCESS, "a1"), (A2, Role.ACCESS, "a2"),
+                (S11, Role.SERVER, "s11"), (S21, Role.SERVER, "s21"))
+    for dpid, role, name in switches:
+        again.switch_up(dpid, role, name, lab.switches.entries(dpid), now=5.0)
+    for a, b in (((A1, 1), (F1, 1)), ((A2, 1), (F1, 2)), ((S11, UPLINK), (A1, 2)),
+                 ((S21, UPLINK), (A2, 2))):
+        again.link_seen(PortRef(*a), PortRef(*b), now=5.0)
+    restored = again.bindings[api]
+    assert (restored.template_id, restored.template_name, restored.dpid, restored.port) == \
+        (251, "api", S21, 3)
+    for dpid, role, name in switches:   # each switch reconnects: it holds what is desired
+        plan = again.switch_up(dpid, role, name, lab.switches.entries(dpid), now=6.0)
+        assert plan.flow_count() == 0, hex(dpid)
+
+
+def test_a_released_migration_source_frees_its_old_port():
+    lab = Lab()
+    lab.vm(S11, 1, WEB1)
+    lab.vm(S21, 1, PEER)
+    lab.apply(lab.engine.vm_attached(S11, 1, WEB1, now=0.0).plan)
+    lab.notify(Notice.MIGRATING, WEB1, server="s21")
+    lab.apply(lab.engine.vm_attached(S21, 5, WEB1, now=0.0).plan)
+    lab.vm(S21, 5, WEB1)   # arrives; MigrationDone releases the source
+    assert lab.engine.outgoing == {} and not lab.engine.hosts_vm(S11, 1)
+    plan = lab.apply(lab.engine.port_down(S11, 1, now=1.0))
+    assert not any("deprovisioned" in note for note in plan.notes)
+    assert lab.engine.history[WEB1] is VmState.ACTIVE
+    assert lab.engine.bindings[WEB1].dpid == S21
+    assert lab.reached(S21, 1, PEER, WEB1) == [(S21, 5)]

@@ -422,3 +422,17 @@ def test_a_withdrawn_hand_off_leaves_the_vm_served_at_its_port_only(dc):
     assert any("hand-off to another process was withdrawn" in n for n in plan.notes)
     assert dc.p1.switches.all_flows() == before
     assert dc.p1.engine.stop_handing_over(WEB1).flow_count() == 0
+
+
+def test_a_vm_behind_the_other_access_switch_reaches_the_shared_fabric_by_the_cable():
+    """Only a1 has an uplink: a2's VMs reach other processes' VMs through a1."""
+    p = Process("p", [(A1, Role.ACCESS, "a1"), (A2, Role.ACCESS, "a2"),
+                      (S11, Role.SERVER, "s11"), (S21, Role.SERVER, "s21")],
+                [((S11, UPLINK), (A1, 2)), ((S21, UPLINK), (A2, 2)), ((A1, 5), (A2, 5))])
+    p.vm(S11, 1, WEB1)
+    p.vm(S21, 1, WEB3)
+    p.beacon(A1, TO_FABRIC)
+    elsewhere = "00:fa:00:00:00:77"   # a VM of another process
+    assert [(d, port) for d, port, _ in p.trace(S21, 1, Packet(WEB3, elsewhere))] == \
+        [(A1, TO_FABRIC)]
+    assert p.engine.recompute_all().flow_count() == 0
