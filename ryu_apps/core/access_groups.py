@@ -94,10 +94,8 @@ def refresh(st: "EngineState", key: GroupKey, plan: Plan) -> None:
     if old_server != server or old_side is not side or side is None:
         st.desired.replace(owner, port_group_flows(key.dpid, key.port, key.vlan, owner, side),
                            plan, dpid=key.dpid)
-    moved = st.table.moved
     for binding in sorted(found, key=lambda b: b.mac):
-        if (binding.binding_id in moved) != merged:
-            (moved.add if merged else moved.discard)(binding.binding_id)
+        if st.table.set_moved(binding.binding_id, merged):
             st.dirty.placements[binding.binding_id] = binding
             if merged:
                 plan.notes.append(

@@ -52,8 +52,16 @@ def admit(st: "EngineState", dpid: int, port: int, eth_src: str, now: float,
             and not vm_identity.move_believed(st, existing, dpid, port, now, verdict):
         return verdict
     template = select(st, mac, eth_src, dpid, port, now, verdict)
-    if template is None:
-        return verdict
+    if template is not None:
+        verdict.provisioned = _provision(st, template, mac, existing, dpid, port, now,
+                                         detected_by, data, sender_ip, verdict)
+    return verdict
+
+
+def _provision(st: "EngineState", template: Template, mac: str, existing: Optional[Binding],
+               dpid: int, port: int, now: float, detected_by: Detection, data: bytes,
+               sender_ip: Optional[str], verdict: PacketVerdict) -> Binding:
+    """Bind VM ``mac`` here with ``template`` (its binding elsewhere, if any, ends)."""
     ip = existing.ip if existing else st.ports.expected_ips.pop(mac, None)
     binding = Binding(st.table.allocate_id(), mac, template.template_id,
                       template.name, template.vlan, dpid, port, since=now,
@@ -66,8 +74,7 @@ def admit(st: "EngineState", dpid: int, port: int, eth_src: str, now: float,
     binding_ops.bind(st, binding, plan)
     if data:
         plan.packet_outs.append(PacketOut(dpid, port, data))
-    verdict.provisioned = binding
-    return verdict
+    return binding
 
 
 def select(st: "EngineState", mac: str, raw_mac: str, dpid: int, port: int, now: float,

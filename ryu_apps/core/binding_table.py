@@ -96,6 +96,14 @@ class BindingTable:
             self._release_port(source)
         return source
 
+    def set_moved(self, binding_id: int, moved: bool) -> bool:
+        """Whether the binding carries its template's port-side rules on its own port
+        (the template merge of its access-port group); True when that changed."""
+        if (binding_id in self.moved) == moved:
+            return False
+        (self.moved.add if moved else self.moved.discard)(binding_id)
+        return True
+
     def allocate_id(self) -> int:
         """A binding id no binding holds."""
         candidate = self._next_id

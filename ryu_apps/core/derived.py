@@ -118,7 +118,8 @@ def recompute_all(st: "EngineState") -> Plan:
     old = st.desired
     st.desired = DesiredFlows()
     st.groups = AccessGroups()
-    st.table.moved.clear()
+    for binding_id in list(st.table.moved):
+        st.table.set_moved(binding_id, False)
     st.topo.paths.clear()
     _rebuild_flooding(st)
     _mark_everything(st)

@@ -41,8 +41,14 @@ def check_indexes(engine) -> None:
                 expected.append((dpid, port, port in fabric.server_facing_ports(dpid)))
         assert path.hops == tuple(expected), hex(server)
         assert path == transit_path(fabric, server)
+    check_recompute(engine)
 
 
 def _vlan_owner(vlan: int):
     from ryu_apps.core.cookies import vlan_owner
     return vlan_owner(vlan)
+
+
+def check_recompute(engine) -> None:
+    """Assert the engine's incremental desired flows equal a recompute from scratch."""
+    assert engine.recompute_all().flow_count() == 0
