@@ -56,11 +56,10 @@ class Dirty:
 def flush(st: "EngineState", plan: Plan) -> None:
     """Recompute every dirty owner, in dependency order, into ``plan``."""
     dirty = st.dirty
-    while dirty.infra:
-        dpid = min(dirty.infra)
-        dirty.infra.discard(dpid)
+    for dpid in sorted(dirty.infra):
         if dpid in st.topo.fabric.switches:
             st.desired.replace(INFRA_OWNER, infra_flows(st.topo.fabric, dpid), plan, dpid=dpid)
+    dirty.infra.clear()
     for key in sorted(dirty.groups):
         access_groups.refresh(st, key, plan)
     dirty.groups.clear()
