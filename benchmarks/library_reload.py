@@ -87,9 +87,10 @@ def write_library(directory: Path, count: int, changed: int | None = None) -> Li
     return paths
 
 
-def _timed(call):
+def _timed(call, *args):
+    """Seconds ``call(*args)`` took, and what it returned."""
     start = time.perf_counter()
-    result = call()
+    result = call(*args)
     return time.perf_counter() - start, result
 
 
@@ -134,12 +135,12 @@ def measure_apply(directory: Path, keeper, count: int, bindings: int, repeats: i
     foreign = 0
     for round_ in range(repeats):
         took, library = _timed(keeper.reload)
-        took_apply, plan = _timed(lambda: engine.set_library(library))
+        took_apply, plan = _timed(engine.set_library, library)
         unchanged_s.append(took + took_apply)
         unchanged_changes.append(plan.flow_count())
         write_library(directory, count, changed=changed if round_ % 2 == 0 else None)
         took, library = _timed(keeper.reload)
-        took_apply, plan = _timed(lambda: engine.set_library(library))
+        took_apply, plan = _timed(engine.set_library, library)
         change_s.append(took + took_apply)
         apply_s.append(took_apply)
         touched.append(plan.flow_count())

@@ -201,11 +201,12 @@ async def fuzz(controller: lab.ControllerProcess, config: FuzzConfig,
         "log": log,
         "links": {"expected": len(expected), "before": len(links_before),
                   "after": len(links_after),
-                  "forged_after": sorted(watch.show_link(l) for l in links_after - expected),
-                  "missing_after": sorted(watch.show_link(l) for l in expected - links_after),
-                  "forged_seen_during": sorted(watch.show_link(l) for l in watchers.forged_links),
-                  "shared_uplinks_after": sum(1 for l in links_after
-                                              if ("shared-fabric", 0) in l),
+                  "forged_after": sorted(watch.show_link(link) for link in links_after - expected),
+                  "missing_after": sorted(watch.show_link(link) for link in expected - links_after),
+                  "forged_seen_during": sorted(watch.show_link(link)
+                                             for link in watchers.forged_links),
+                  "shared_uplinks_after": sum(1 for link in links_after
+                                              if ("shared-fabric", 0) in link),
                   "polls_during": watchers.link_polls, "poll_failures": watchers.rest_failures},
         "rss": rss,
         "drop_flows": {"added": drops.adds, "removed": drops.deletes,

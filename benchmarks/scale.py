@@ -31,7 +31,7 @@ import random
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
                                read_results, replot, save_figure, summary)
@@ -115,9 +115,10 @@ class DataCenter:
         return port
 
 
-def _time(call: Callable[[], object]) -> tuple[float, object]:
+def _time(call: Callable[..., Any], *args: object, **kwargs: object) -> tuple[float, Any]:
+    """Microseconds ``call(*args, **kwargs)`` took, and what it returned."""
     start = time.perf_counter()
-    result = call()
+    result = call(*args, **kwargs)
     return (time.perf_counter() - start) * 1e6, result
 
 
@@ -208,27 +209,39 @@ def measure_events(bindings: int, samples: int) -> dict:
     def readd(dpid, port, mac):
         engine.confirm(engine.packet_in(dpid, port, mac, b"", now=0.0).plan.confirms)
 
+    def migrate(mac, source, target, name):
+        ack = engine.notify(Notice.MIGRATING, mac, server=name, now=0.0)
+        pending = list(ack.plan.messages)
+        engine.vm_attached(*target, mac, now=0.0)
+        pending += engine.packet_in(*target, mac, b"garp", now=0.0).plan.messages
+        pending += engine.port_down(*source, now=0.0).messages
+        while pending:
+            pending += engine.receive(pending.pop(0), now=0.0).messages
+
+    def flap(server, far):
+        engine.port_down(far.dpid, far.port, now=0.0)
+        engine.link_seen(PortRef(server, UPLINK), far, now=0.0)
+
     renderer = _renderer()
     for _ in range(samples):
         # a new VM on a random server, then gone again (port down)
         dpid = rng.choice(dc.server_dpids)
         port, mac = dc.free_port(dpid), dc.new_mac()
-        took, verdict = _time(lambda: engine.packet_in(dpid, port, mac, b"frame", now=0.0))
+        took, verdict = _time(engine.packet_in, dpid, port, mac, b"frame", now=0.0)
         times["new_vm"].append(took)
         if renderer is not None:
-            times["render_new_vm"].append(_time(lambda: renderer(verdict.plan))[0])
+            times["render_new_vm"].append(_time(renderer, verdict.plan)[0])
         engine.confirm(verdict.plan.confirms)
-        times["port_down"].append(_time(lambda: engine.port_down(dpid, port, now=0.0))[0])
+        times["port_down"].append(_time(engine.port_down, dpid, port, now=0.0)[0])
         # a known VM speaks again
         vdpid, vport, vmac = rng.choice(dc.vms)
-        times["known_vm"].append(
-            _time(lambda: engine.packet_in(vdpid, vport, vmac, b"", now=0.0))[0])
+        times["known_vm"].append(_time(engine.packet_in, vdpid, vport, vmac, b"", now=0.0)[0])
         # an idle timeout, then the VM comes back
         vdpid, vport, vmac = rng.choice(dc.vms)
         binding = engine.bindings[vmac]
         cookie = binding.owner.cookie
         times["idle_timeout"].append(
-            _time(lambda: engine.flow_removed(vdpid, cookie, True))[0])
+            _time(engine.flow_removed, vdpid, cookie, True)[0])
         readd(vdpid, vport, vmac)
     for _ in range(max(1, samples // 3)):
         # a notified migration to a server on another access switch, and back
@@ -240,15 +253,8 @@ def measure_events(bindings: int, samples: int) -> dict:
         tport = dc.free_port(target)
         name = engine.fabric.switches[target].name
 
-        def migrate():
-            ack = engine.notify(Notice.MIGRATING, mac, server=name, now=0.0)
-            pending = list(ack.plan.messages)
-            engine.vm_attached(target, tport, mac, now=0.0)
-            pending += engine.packet_in(target, tport, mac, b"garp", now=0.0).plan.messages
-            pending += engine.port_down(sdpid, sport, now=0.0).messages
-            while pending:
-                pending += engine.receive(pending.pop(0), now=0.0).messages
-        times["migration"].append(_time(migrate)[0])
+        times["migration"].append(
+            _time(migrate, mac, (sdpid, sport), (target, tport), name)[0])
         engine.confirm([mac])
         dc.vms[index] = (target, tport, mac)
     for _ in range(max(1, samples // 10)):
@@ -256,20 +262,17 @@ def measure_events(bindings: int, samples: int) -> dict:
         server = dc.server_dpids[i]
         far = dc.uplink_of(i, server)
 
-        def flap():
-            engine.port_down(far.dpid, far.port, now=0.0)
-            engine.link_seen(PortRef(server, UPLINK), far, now=0.0)
-        times["link_flap"].append(_time(flap)[0])
+        times["link_flap"].append(_time(flap, server, far)[0])
     reconcile = {}
     for label, dpid, role in (("server", dc.server_dpids[0], Role.SERVER),
                               ("access", dc.access_dpids[0], Role.ACCESS)):
         name = engine.fabric.switches[dpid].name
         full = list(engine.desired.on_switch(dpid))
-        took, plan = _time(lambda: engine.switch_up(dpid, role, name, full, now=0.0))
+        took, plan = _time(engine.switch_up, dpid, role, name, full, now=0.0)
         reconcile[f"{label}_full_ms"] = took / 1000
         reconcile[f"{label}_full_changes"] = plan.flow_count()
         reconcile[f"{label}_entries"] = len(full)
-        took, plan = _time(lambda: engine.switch_up(dpid, role, name, [], now=0.0))
+        took, plan = _time(engine.switch_up, dpid, role, name, [], now=0.0)
         reconcile[f"{label}_empty_ms"] = took / 1000
         reconcile[f"{label}_empty_changes"] = plan.flow_count()
     flows = flows_per_vm(dc)

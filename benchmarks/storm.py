@@ -127,7 +127,7 @@ def run_storm(storm_lab: StormLab, mode: str, index: int, rate: float, seconds: 
         "frames_sent": frames, "seconds": flood_seconds,
         "rate_achieved": frames / flood_seconds if flood_seconds else 0.0,
         "window_s": [began, ended],
-        "new_vms": {loc: sum(1 for l, _ in sent.values() if l == loc) for loc in LOCATIONS},
+        "new_vms": {loc: sum(1 for where, _ in sent.values() if where == loc) for loc in LOCATIONS},
         "provisioned": {loc: len(v) for loc, v in latency.items()},
         "latency_ms": {loc: common.summary(v) for loc, v in latency.items()},
         "samples_ms": latency,
@@ -141,7 +141,7 @@ def run_storm(storm_lab: StormLab, mode: str, index: int, rate: float, seconds: 
                        "after_by_port": {str(k): v for k, v in sorted(after.items())},
                        "samples": len(drops.samples), "bound_per_port": DROP_FLOWS_PER_PORT},
         "links_unchanged": links_after == baseline["links"],
-        "links_diff": sorted(watch.show_link(l) for l in links_after ^ baseline["links"]),
+        "links_diff": sorted(watch.show_link(link) for link in links_after ^ baseline["links"]),
         "mesh_unchanged": mesh_after == baseline["mesh"],
         "mesh_diff": sorted(k for k, v in baseline["mesh"].items() if mesh_after.get(k) != v),
     }

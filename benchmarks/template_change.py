@@ -213,7 +213,7 @@ def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     suffix = "-quick" if record["figures"].get("quick") else ""
     controllers = record["figures"]["controllers"]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for i, (name, c) in enumerate(controllers.items(), start=1):
+    for i, c in enumerate(controllers.values(), start=1):
         values = [w["applied_ms"] for w in c["windows"] if w["applied_ms"] is not None]
         ax.boxplot([values], positions=[i], showfliers=False, widths=0.5)
         ax.scatter([i + (j % 7 - 3) * 0.04 for j in range(len(values))], values, s=10,

@@ -14,17 +14,18 @@ import signal
 import time
 from typing import Callable, Dict, Set
 
-from ryu import cfg
-from ryu.base import app_manager
-from ryu.controller import event, ofp_event
-from ryu.controller.handler import (
+from ryu_apps.app.framework import (
     CONFIG_DISPATCHER,
     DEAD_DISPATCHER,
     MAIN_DISPATCHER,
+    app_manager,
+    cfg,
+    event,
+    hub,
+    ofp_event,
+    ofproto_v1_3,
     set_ev_cls,
 )
-from ryu.lib import hub
-from ryu.ofproto import ofproto_v1_3
 
 from ryu_apps.app import openflow
 from ryu_apps.tls import ovsdb_ssl
@@ -473,7 +474,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         if time.time() < self.warm_until:
             # Other switches (and links) may not be back yet: what looks stale now
             # may be needed; the full reconciliation after the grace period decides.
-            plan.without_deletes()
+            plan = plan.without_deletes()
         if datapath.id in self._auditing:
             self._auditing.discard(datapath.id)
             if plan.flow_count():

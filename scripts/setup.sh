@@ -5,7 +5,8 @@
 #   1. Debian packages: Open vSwitch, Mininet, ping, ethtool, iperf3, arping.
 #   2. Open vSwitch daemons, started without systemd.
 #   3. A virtual environment (.venv) that sees Debian's Mininet.
-#   4. Ryu, built with setuptools<58 (its setup.py needs an old setuptools).
+#   4. Ryu, built with setuptools<58 (its setup.py needs an old setuptools), and
+#      os-ken, its maintained fork, beside it (dynprov controller --framework os-ken).
 #   5. dynprov itself, with the start-up hook that lets ryu-manager run on
 #      current eventlet (see dynprov_ryu_compat.py); reinstalled only when
 #      the sources changed.
@@ -51,6 +52,14 @@ if ! "$VENV/bin/python" -c "import ryu, eventlet" >/dev/null 2>&1; then
   say "installing Ryu (built with setuptools<58)"
   PIP_CONSTRAINT="$REPO/scripts/ryu-build-constraints.txt" "${PIP[@]}" install ryu
 fi
+# os-ken shares Ryu's dependencies (eventlet, oslo.config, ovs, Routes, WebOb) and adds
+# ncclient; both frameworks live in one venv, the launcher picks one per process.
+OSKEN_VERSION=4.2.2
+if ! "$VENV/bin/python" -c "import sys, importlib.metadata as m
+sys.exit(m.version('os-ken') != '$OSKEN_VERSION')" >/dev/null 2>&1; then
+  say "installing os-ken $OSKEN_VERSION (dynprov controller --framework os-ken)"
+  "${PIP[@]}" install "os-ken==$OSKEN_VERSION"
+fi
 if ! "$VENV/bin/python" -c "import yaml, netaddr, pytest, hypothesis, matplotlib" >/dev/null 2>&1; then
   say "installing Python runtime, test and benchmark-plot dependencies"
   "${PIP[@]}" install pyyaml netaddr pytest hypothesis matplotlib
@@ -73,4 +82,4 @@ else
   say "making the PKI for TLS (dynprov pki init)"
   "$VENV/bin/dynprov" pki init >/dev/null
 fi
-say "ready: $VENV/bin/dynprov, $VENV/bin/ryu-manager"
+say "ready: $VENV/bin/dynprov (dynprov controller [--framework ryu|os-ken]), $VENV/bin/ryu-manager"

@@ -9,10 +9,10 @@ VM immediately makes room for the next.
 When a VM is complete depends on the controller:
 
 - ``dynprov`` mode: *provisioned*. Every flow-mod and meter-mod of its binding
-  (cookie: app 0xD9, kind BINDING, owner = binding id; meters: id = binding
-  id) has reached both its server switch and that server's access switch, at
-  least ``expected`` of them on each, and a BARRIER_REQUEST sent after them on
-  each of the two switches was answered.
+  (cookie: app 0xD9, kind BINDING, owner = binding id; meters: id =
+  BINDING_METER_BASE + binding id) has reached both its server switch and that
+  server's access switch, at least ``expected`` of them on each, and a
+  BARRIER_REQUEST sent after them on each of the two switches was answered.
 - ``answer`` mode (a learning switch such as ``simple_switch_13``): *answered*.
   A PACKET_OUT carrying the VM's frame came back on its server switch.
 
@@ -35,11 +35,11 @@ from typing import Dict, List, Optional, Tuple
 from benchmarks.ofload import frames, wire
 from benchmarks.ofload.switch import EmulatedSwitch
 from benchmarks.ofload.topology import FIRST_VM_PORT, UPLINK_PORT, Topology, datacenter
+from ryu_apps.core.pipeline import BINDING_METER_BASE, MOVED_PORT_METER_OFFSET
 
 #: Cookie bits 63..52 of a dynprov binding's flows (app 0xD9, kind 1).
 BINDING_COOKIE_HEAD = 0xD91
 OWNER_MASK = (1 << 36) - 1
-MAX_BINDING_METER = 0x08000000
 MODES = ("dynprov", "answer")
 #: Default library: web, database, management.
 DEFAULT_TEMPLATES = (0x00FA, 0x00FC, 0x00FE)
@@ -244,8 +244,8 @@ class Load:
         if not self._dynprov:
             return
         command, meter_id = wire.read_meter_mod(msg)
-        if command == 0 and 1 <= meter_id < MAX_BINDING_METER:
-            self._unbarriered[switch.dpid][meter_id] += 1
+        if command == 0 and BINDING_METER_BASE < meter_id < MOVED_PORT_METER_OFFSET:
+            self._unbarriered[switch.dpid][meter_id - BINDING_METER_BASE] += 1
 
     def barrier(self, switch: EmulatedSwitch) -> None:
         mods = self._unbarriered[switch.dpid]

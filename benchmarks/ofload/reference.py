@@ -17,6 +17,7 @@ from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef, Role
 from ryu_apps.core.flowspec import FlowSpec, MeterSpec
 from ryu_apps.core.identifiers import format_mac
+from ryu_apps.core.pipeline import BINDING_METER_BASE
 from ryu_apps.loaders.library_files import load_library
 from ryu_apps.loaders.scheme_config import load_scheme
 
@@ -43,7 +44,8 @@ def binding_mods(plan, binding_id: int) -> Counter:
                 if spec.cookie >> 52 == BINDING_COOKIE_HEAD and spec.cookie & ((1 << 36) - 1) \
                         == binding_id:
                     counts[dpid] += 1
-            elif isinstance(spec, MeterSpec) and spec.meter_id == binding_id:
+            elif isinstance(spec, MeterSpec) and \
+                    spec.meter_id == BINDING_METER_BASE + binding_id:
                 counts[dpid] += 1
     return counts
 

@@ -10,8 +10,8 @@ import ipaddress
 import struct
 from typing import Dict, List, Tuple
 
-from ryu.ofproto import ofproto_v1_3 as ofp
-from ryu.ofproto import ofproto_v1_3_parser as parser
+from ryu_apps.app.framework import ofproto_v1_3 as ofp
+from ryu_apps.app.framework import ofproto_v1_3_parser as parser
 
 from ryu_apps.core.cookies import APP_ID, APP_SELECT_MASK, APP_SHIFT, KIND_SHIFT, CookieKind
 from ryu_apps.core.flowspec import (
@@ -30,6 +30,7 @@ from ryu_apps.core.flowspec import (
     match_from_mapping,
 )
 from ryu_apps.core.flow_plan import SwitchChanges
+from ryu_apps.core.pipeline import is_dynprov_meter
 
 FULL_COOKIE_MASK = 0xFFFFFFFFFFFFFFFF
 #: "The packet's own in_port" in Nicira's resubmit action (OpenFlow 1.0 numbering).
@@ -152,9 +153,16 @@ def meters_request(datapath):
 
 
 def meter_from_stats(dpid: int, stats) -> MeterSpec | None:
-    """A MeterSpec from one meter config entry (None if not a single drop band)."""
+    """A MeterSpec from one meter config entry, or None when it cannot be dynprov's.
+
+    Every meter dynprov makes has one drop band. A meter of another shape on an
+    id of dynprov's block reads back with rate 0, which no meter dynprov wants
+    has, so reconciliation replaces or removes it instead of failing to add its
+    own on that id; elsewhere such a meter is someone else's (None).
+    """
     if len(stats.bands) != 1 or not isinstance(stats.bands[0], parser.OFPMeterBandDrop):
-        return None
+        return MeterSpec(dpid, stats.meter_id, 0, 0) if is_dynprov_meter(stats.meter_id) \
+            else None
     band = stats.bands[0]
     return MeterSpec(dpid, stats.meter_id, band.rate, band.burst_size,
                      packets=bool(stats.flags & ofp.OFPMF_PKTPS))

@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import ovs.db.idl
 import ovs.dirs
-from ryu.lib import hub
+from ryu_apps.app.framework import hub
 
 from ryu_apps.tls import ovsdb_ssl
 from ryu_apps.core.attachments import (

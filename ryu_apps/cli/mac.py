@@ -6,7 +6,7 @@ import argparse
 import random
 import sys
 
-from ryu_apps.core.identifiers import IdentifierError, format_mac, parse_mac, parse_number
+from ryu_apps.core.identifiers import IdentifierError, normalise_mac, parse_number
 from ryu_apps.loaders.scheme_config import load_scheme
 
 EXIT_OK = 0
@@ -80,7 +80,7 @@ def run_decode(args: argparse.Namespace) -> int:
         except IdentifierError as error:
             status = _fail(error)
             continue
-        print(f"{format_mac(parse_mac(mac))} template {template_id} (0x{template_id:04X})")
+        print(f"{normalise_mac(mac)} template {template_id} (0x{template_id:04X})")
     return status
 
 

@@ -63,8 +63,8 @@ def run(args) -> int:
               file=sys.stderr)
         return 2
     if status != 200:
-        error = answer.get("error", answer) if isinstance(answer, dict) else answer
-        print(f"dynprov: error: {error}", file=sys.stderr)
+        refusal = answer.get("error", answer) if isinstance(answer, dict) else answer
+        print(f"dynprov: error: {refusal}", file=sys.stderr)
         return 2
     print(f"{args.event} {args.mac}: {answer['acknowledged']}")
     return 0

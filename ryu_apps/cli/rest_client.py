@@ -5,14 +5,16 @@ Every ``dynprov`` command that talks to a controller (``bindings``, ``flows``,
 FILE`` and ``--config-file FILE``. What is not given comes from the
 environment, then from the controller's config file, then the defaults:
 
-=========== ======================= ================================== ==========================
-what        option                  environment                        config file
-=========== ======================= ================================== ==========================
-URL         ``--controller``        ``DYNPROV_CONTROLLER``             ``wsapi_host``/``wsapi_port``, https when ``rest_cert`` is set
-token       ``--token-file``        ``DYNPROV_TOKEN``, then            ``[dynprov] rest_tokens``
-                                    ``DYNPROV_TOKEN_FILE``
-CA          ``--ca-cert``           ``DYNPROV_CA_CERT``                ``[dynprov] rest_cert`` (a self-signed certificate)
-=========== ======================= ================================== ==========================
+===== ================== ========================= ===================================
+what  option             environment               config file
+===== ================== ========================= ===================================
+URL   ``--controller``   ``DYNPROV_CONTROLLER``    ``wsapi_host``/``wsapi_port``,
+                                                   https when ``rest_cert`` is set
+token ``--token-file``   ``DYNPROV_TOKEN``, then   ``[dynprov] rest_tokens``
+                         ``DYNPROV_TOKEN_FILE``
+CA    ``--ca-cert``      ``DYNPROV_CA_CERT``       ``[dynprov] rest_cert``
+                                                   (a self-signed certificate)
+===== ================== ========================= ===================================
 
 The config file is ``--config-file``, ``DYNPROV_CONFIG``, else the first of
 ``/etc/dynprov/dynprov.conf`` and ``etc/dynprov.conf`` (the checkout's) that

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Tuple
 
-from ryu_apps.core.identifiers import IdentifierError, format_mac, parse_mac
+from ryu_apps.core.identifiers import IdentifierError, Mac, normalise_mac
 
 #: OpenFlow 1.3 ports from here up are reserved (LOCAL is 0xfffffffe in
 #: OpenFlow, 65534 in OVSDB); OVS numbers physical ports 1..0xfeff.
@@ -51,12 +51,12 @@ Snapshot = FrozenSet[Attachment]
 Triple = Tuple[int, int, str]
 
 
-def canonical_mac(text: object) -> Optional[str]:
-    """``aa:bb:cc:dd:ee:ff`` (lowercase) for a valid MAC string, else None."""
+def canonical_mac(text: object) -> Optional[Mac]:
+    """The canonical MAC of an OVSDB value that is a MAC string, else None."""
     if not isinstance(text, str):
         return None
     try:
-        return format_mac(parse_mac(text))
+        return normalise_mac(text)
     except IdentifierError:
         return None
 

@@ -8,7 +8,7 @@ templates from its own library. Without a domains file there is one domain,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ryu_apps.core.identity import IdentityPolicy
 
@@ -66,7 +66,8 @@ def build_domains(source: str, document: object) -> DomainMap:
     entries = document["domains"]
     if not isinstance(entries, Sequence) or isinstance(entries, str) or not entries:
         raise DomainError(f"{source}: domains: expected a non-empty list")
-    domains, owner = [], {}
+    domains: List[Domain] = []
+    owner: Dict[str, str] = {}
     for index, entry in enumerate(entries):
         domains.append(_domain(source, index, entry, owner))
     return DomainMap(tuple(domains))

@@ -409,11 +409,11 @@ class RootedTree:
 
     def _edge(self, child: int) -> Tuple[Tuple[int, int], Tuple[int, int]]:
         up, port = self.parent[child]
-        return tuple(sorted(((child, port), (up, self.down[child]))))
+        return _in_order((child, port), (up, self.down[child]))
 
     def edges(self) -> Set[Tuple[Tuple[int, int], Tuple[int, int]]]:
         """Every tree link once, as its two (dpid, port) ends in order."""
-        return {tuple(sorted(((child, port), (up, self.down[child]))))
+        return {_in_order((child, port), (up, self.down[child]))
                 for child, (up, port) in self.parent.items()}
 
     def subtree(self, dpid: int) -> List[int]:
@@ -432,3 +432,8 @@ class RootedTree:
             dpid = self.parent[dpid][0]
             path.append(dpid)
         return path
+
+
+def _in_order(a: Tuple[int, int], b: Tuple[int, int]) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """A link's two (dpid, port) ends, the lesser first."""
+    return (a, b) if a <= b else (b, a)

@@ -35,6 +35,7 @@ from ryu_apps.core.flowspec import (
     tagged,
 )
 from ryu_apps.core.pipeline import (
+    BINDING_METER_BASE,
     MOVED_PORT_METER_OFFSET,
     PACKET_IN_METER,
     Priority,
@@ -185,7 +186,7 @@ def _server_side(placement: Placement) -> Set[Entry]:
     entries: Set[Entry] = set()
     meter = None
     if vswitch.bandwidth is not None:
-        meter = binding.binding_id
+        meter = BINDING_METER_BASE + binding.binding_id
         entries.add(MeterSpec(dpid, meter, vswitch.bandwidth.rate_kbps,
                               vswitch.bandwidth.burst_kbits, cookie=cookie))
     pre_provisioned = binding.state is VmState.PRE_PROVISIONED

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Iterable, List, Protocol, Set
+from typing import Dict, FrozenSet, Iterable, List, Protocol, Set, Union
 
 from ryu_apps.core.cookies import Owner, decode_cookie
-from ryu_apps.core.flowspec import FlowSpec, MeterSpec
+from ryu_apps.core.flowspec import FlowSpec, Meter, MeterSpec
 from ryu_apps.core.pipeline import is_dynprov_meter
 
+#: What a switch holds for dynprov: flows and meters.
+Entry = Union[FlowSpec, MeterSpec]
 
-def _is_ours(entry) -> bool:
-    if isinstance(entry, MeterSpec):
-        return is_dynprov_meter(entry.meter_id)
-    return decode_cookie(entry.cookie) is not None
+
+def _ours(observed: Iterable[Entry]) -> List[Entry]:
+    """The entries read back from a switch that are provably dynprov's.
+
+    A flow is ours when its cookie is; a meter when its id lies in dynprov's
+    block, or when one of our flows uses it (an id given by an earlier version).
+    Any other meter, whatever its bands, belongs to someone else.
+    """
+    observed = list(observed)
+    flows = [e for e in observed
+             if isinstance(e, FlowSpec) and decode_cookie(e.cookie) is not None]
+    used = {i.meter_id for f in flows for i in f.instructions if isinstance(i, Meter)}
+    meters = [e for e in observed if isinstance(e, MeterSpec)
+              and (is_dynprov_meter(e.meter_id) or e.meter_id in used)]
+    return [*flows, *meters]
 
 
 class SwitchChanges:
@@ -25,11 +38,11 @@ class SwitchChanges:
     """
 
     def __init__(self) -> None:
-        self._adds: Dict[tuple, object] = {}
-        self._deletes: Dict[tuple, object] = {}
+        self._adds: Dict[tuple, Entry] = {}
+        self._deletes: Dict[tuple, Entry] = {}
         self._replacing: Set[tuple] = set()
 
-    def add(self, spec, replacing: bool = False) -> None:
+    def add(self, spec: Entry, replacing: bool = False) -> None:
         """Install ``spec``; ``replacing`` when the switch already has its key."""
         if self._deletes.pop(spec.key, None) is not None:
             replacing = True  # the switch holds the entry this plan was deleting
@@ -37,10 +50,10 @@ class SwitchChanges:
         if replacing:
             self._replacing.add(spec.key)
 
-    def delete(self, spec) -> None:
+    def delete(self, spec: Entry) -> None:
         """Remove ``spec`` (exactly: by its key and cookie)."""
         pending = self._adds.get(spec.key)
-        if pending is not None and getattr(pending, "cookie", None) != spec.cookie:
+        if pending is not None and pending.cookie != spec.cookie:
             return  # another owner's add of this entry replaces it anyway
         if self._adds.pop(spec.key, None) is not None and spec.key not in self._replacing:
             return  # added earlier in this plan only: nothing to remove on the switch
@@ -48,16 +61,16 @@ class SwitchChanges:
         self._deletes[spec.key] = spec
 
     @property
-    def adds(self) -> List:
+    def adds(self) -> List[Entry]:
         """Entries to install, in the order they were planned."""
         return list(self._adds.values())
 
     @property
-    def deletes(self) -> List:
+    def deletes(self) -> List[Entry]:
         """Entries to remove."""
         return list(self._deletes.values())
 
-    def replaces(self, spec) -> bool:
+    def replaces(self, spec: Entry) -> bool:
         """True when the add replaces an entry the switch already holds."""
         return spec.key in self._replacing
 
@@ -113,10 +126,18 @@ class Plan:
         return self.changes.setdefault(dpid, SwitchChanges())
 
     def without_deletes(self) -> "Plan":
-        """The same plan minus every delete (a warm start must not remove yet)."""
-        for changes in self.changes.values():
-            changes._deletes.clear()
-        return self
+        """A new plan: this one minus every delete (a warm start must not remove yet).
+
+        This plan is left as it was.
+        """
+        copy = Plan(packet_outs=list(self.packet_outs), notes=list(self.notes),
+                    warnings=list(self.warnings), confirms=list(self.confirms),
+                    messages=list(self.messages))
+        for dpid, changes in self.changes.items():
+            mine = copy.for_switch(dpid)
+            for spec in changes.adds:
+                mine.add(spec, replacing=changes.replaces(spec))
+        return copy
 
     def is_empty(self) -> bool:
         """True when nothing is to be sent."""
@@ -128,7 +149,7 @@ class Plan:
         return sum(len(c.deletes) + len(c.adds) for c in self.changes.values())
 
 
-def diff_flows(old: Iterable[FlowSpec], new: Iterable[FlowSpec], plan: Plan) -> None:
+def diff_flows(old: Iterable[Entry], new: Iterable[Entry], plan: Plan) -> None:
     """Add to ``plan`` what turns flow set ``old`` into ``new``.
 
     Entries are identified by (switch, table, priority, match); an entry whose
@@ -155,11 +176,11 @@ class Recipe(Protocol):
 
     home: int
 
-    def flows(self) -> Set: ...
+    def flows(self) -> Set[Entry]: ...
 
-    def flows_on(self, dpid: int) -> Set: ...
+    def flows_on(self, dpid: int) -> Set[Entry]: ...
 
-    def away(self) -> Set: ...
+    def away(self) -> Set[Entry]: ...
 
     def same_home(self, other: "Recipe") -> bool: ...
 
@@ -177,10 +198,10 @@ class DesiredFlows:
     """
 
     def __init__(self) -> None:
-        self._stored: Dict[int, Dict[int, FrozenSet]] = {}   # cookie -> dpid -> flows
+        self._stored: Dict[int, Dict[int, FrozenSet[Entry]]] = {}   # cookie -> dpid -> flows
         self._recipes: Dict[int, Recipe] = {}                  # cookie -> recipe
 
-    def replace(self, owner: Owner, flows: Iterable, plan: Plan,
+    def replace(self, owner: Owner, flows: Iterable[Entry], plan: Plan,
                 dpid: int | None = None) -> None:
         """Set the owner's flows (only on ``dpid`` if given); record the diff."""
         cookie = owner.cookie
@@ -230,34 +251,34 @@ class DesiredFlows:
     def owners(self) -> List[Owner]:
         """Every owner with flows."""
         cookies = set(self._stored) | set(self._recipes)
-        return sorted(decode_cookie(c) for c in cookies)
+        return sorted(o for o in map(decode_cookie, cookies) if o is not None)
 
-    def flows_of(self, owner: Owner) -> Set[FlowSpec]:
+    def flows_of(self, owner: Owner) -> Set[Entry]:
         """The owner's desired flows."""
         recipe = self._recipes.get(owner.cookie)
         if recipe is not None:
             return set(recipe.flows())
         return {f for flows in self._stored.get(owner.cookie, {}).values() for f in flows}
 
-    def on_switch(self, dpid: int) -> Set[FlowSpec]:
+    def on_switch(self, dpid: int) -> Set[Entry]:
         """Every desired flow on one switch."""
         found = {f for per_switch in self._stored.values() for f in per_switch.get(dpid, ())}
         for recipe in self._recipes.values():
             found |= recipe.flows_on(dpid)
         return found
 
-    def reconcile(self, dpid: int, observed: Iterable[FlowSpec], plan: Plan) -> None:
-        """Record what brings a switch's observed dynprov flows to the desired ones.
+    def reconcile(self, dpid: int, observed: Iterable[Entry], plan: Plan) -> None:
+        """Record what brings a switch's observed dynprov entries to the desired ones.
 
-        ``observed`` holds the flows read back from the switch; flows whose
-        cookie is not dynprov's are ignored and so never deleted.
+        ``observed`` holds the flows and meters read back from the switch; those
+        not provably dynprov's (another cookie; a meter outside dynprov's block
+        that none of its flows uses) are ignored and so never deleted.
         """
-        ours = [f for f in observed if _is_ours(f)]
-        diff_flows(ours, self.on_switch(dpid), plan)
+        diff_flows(_ours(observed), self.on_switch(dpid), plan)
 
 
-def _by_switch(flows: Iterable) -> Dict[int, FrozenSet]:
-    grouped: Dict[int, set] = {}
+def _by_switch(flows: Iterable[Entry]) -> Dict[int, FrozenSet[Entry]]:
+    grouped: Dict[int, Set[Entry]] = {}
     for spec in flows:
         grouped.setdefault(spec.dpid, set()).add(spec)
     return {dpid: frozenset(specs) for dpid, specs in grouped.items()}

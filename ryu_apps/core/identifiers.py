@@ -14,7 +14,19 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Protocol, Tuple, TypeVar, Union
+from typing import (
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    NewType,
+    Optional,
+    Protocol,
+    Tuple,
+    TypeGuard,
+    TypeVar,
+    Union,
+)
 
 MAC_BITS = 48
 MAC_MAX = (1 << MAC_BITS) - 1
@@ -25,6 +37,9 @@ TEMPLATE_ID_MAX = 0xFFFF
 RANDOM_TRIES = 100
 
 MacLike = Union[str, int]
+#: A MAC address in its one canonical form, six lowercase hex octets joined by
+#: ':' (``00:fa:83:91:de:1b``); only :func:`normalise_mac` makes one from outside.
+Mac = NewType("Mac", str)
 _T = TypeVar("_T")
 
 _MAC_PATTERN = re.compile(
@@ -40,7 +55,7 @@ class IdentifierError(ValueError):
 class RandomSource(Protocol):
     """What :meth:`IdentifierScheme.random_unique_id` needs (``random.Random`` fits)."""
 
-    def randrange(self, stop: int) -> int:
+    def randrange(self, stop: int, /) -> int:
         ...
 
 
@@ -65,7 +80,7 @@ def parse_mac(text: MacLike) -> int:
     if not _MAC_PATTERN.fullmatch(candidate):
         raise IdentifierError(
             f"{text!r} is not a MAC address: expected six hex octets separated "
-            "by ':' or '-', like aa:bb:cc:dd:ee:ff")
+            "by ':' or '-', like 00:fa:83:91:de:1b")
     return int("".join(octet.zfill(2) for octet in re.split("[:-]", candidate)), 16)
 
 
@@ -77,10 +92,26 @@ def format_mac(value: int) -> str:
     return ":".join(text[i:i + 2] for i in range(0, 12, 2))
 
 
-def canonical_mac(text: str) -> str:
-    """``text`` as ``aa:bb:cc:dd:ee:ff``; lower-cased as given when it is no MAC."""
+def normalise_mac(value: MacLike, where: str = "") -> Mac:
+    """``value`` (``00:FA:83:91:DE:1B``, ``00-fa-..`` or an integer) as a :data:`Mac`.
+
+    The one normaliser of MACs: raises IdentifierError that starts with
+    ``where`` (the field, file or entry the value came from) and says what was
+    expected and what was found.
+    """
     try:
-        return format_mac(parse_mac(text))
+        return Mac(format_mac(parse_mac(value)))
+    except IdentifierError as error:
+        if not where:
+            raise
+        raise IdentifierError(f"{where}: {error}") from None
+
+
+def canonical_mac(text: str) -> str:
+    """Deprecated, for the engine's callers until they call :func:`normalise_mac`:
+    its MAC, or ``text`` lower-cased when it is no MAC."""
+    try:
+        return normalise_mac(text)
     except IdentifierError:
         return text.lower()
 
@@ -120,7 +151,7 @@ def parse_number(text: Union[str, int], what: str = "value") -> int:
         f"{what} {text!r} is not a non-negative decimal (250) or hex (0x00FA) integer")
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -248,7 +279,10 @@ class IdentifierScheme(ABC):
         return self._scheme_result_problem(template_id, mac)
 
     def _encode_problem(self, template_id: object, unique_id: object) -> Optional[str]:
-        return self._template_problem(template_id) or self._unique_problem(template_id, unique_id)
+        problem = self._template_problem(template_id)
+        if problem is not None or not _is_int(template_id):
+            return problem
+        return self._unique_problem(template_id, unique_id)
 
     def _random_candidate(self, rng: RandomSource, template_id: int) -> int:
         candidate = rng.randrange(1 << self.unique_id_bits_for(template_id))
@@ -286,7 +320,7 @@ class PrefixScheme(IdentifierScheme):
 
     WIDTHS = (16, 12)
 
-    def __init__(self, template_bits: int = 16) -> None:
+    def __init__(self, template_bits: object = 16) -> None:
         if not _is_int(template_bits) or template_bits not in self.WIDTHS:
             raise IdentifierError(
                 f"prefix scheme template width {template_bits!r} is not supported: expected "

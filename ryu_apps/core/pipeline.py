@@ -47,21 +47,29 @@ class Priority(enum.IntEnum):
     MISS = 0
 
 
-#: Meter ids: a binding's meter is its binding id; binding ids stay below this.
-MOVED_PORT_METER_OFFSET = 0x08000000
-#: A merged template's port-side limit on a VM's port: offset + binding id. The
-#: top 16 ids below PORT_METER_BASE are the switch-wide meters below.
-MAX_BINDING_ID = MOVED_PORT_METER_OFFSET - 16
+#: dynprov's meters live in a block of meter ids of their own, far above the small
+#: ids other applications number their meters from; a meter outside the block is
+#: never deleted unless a dynprov flow read back from the switch uses it.
+METER_BASE = 0xC0000000
+#: A binding's meter is this base + its binding id.
+BINDING_METER_BASE = METER_BASE
+#: A merged template's port-side limit on a VM's port: offset + binding id.
+MOVED_PORT_METER_OFFSET = METER_BASE + 0x08000000
+#: Binding ids stay below this, so moved-port meters never reach the switch-wide
+#: meters at the top 16 ids below PORT_METER_BASE.
+MAX_BINDING_ID = 0x08000000 - 16
 #: The meter that limits packet-ins from a server bridge's table miss.
-PACKET_IN_METER = 0x0FFFFFFF
+PACKET_IN_METER = METER_BASE + 0x0FFFFFFF
 #: LLDP from ports without a link yet (new cables, and whatever else sends LLDP).
-LLDP_OTHER_METER = 0x0FFFFFFE
+LLDP_OTHER_METER = METER_BASE + 0x0FFFFFFE
 #: Answers to the controller's liveness probes.
-LIVENESS_METER = 0x0FFFFFFD
+LIVENESS_METER = METER_BASE + 0x0FFFFFFD
 #: Port-group meters (aggregate limits on access ports) start here.
-PORT_METER_BASE = 0x10000000
+PORT_METER_BASE = METER_BASE + 0x10000000
 #: LLDP from one link port: base + port.
-LLDP_PORT_METER_BASE = 0x20000000
+LLDP_PORT_METER_BASE = METER_BASE + 0x20000000
+#: The last meter id of dynprov's block (below OpenFlow's OFPM_MAX, 0xFFFF0000).
+METER_LAST = LLDP_PORT_METER_BASE + 0x0FFFFFFF
 
 
 def port_group_meter(port: int, vlan: int) -> int:
@@ -76,7 +84,7 @@ def lldp_port_meter(port: int) -> int:
 
 def is_dynprov_meter(meter_id: int) -> bool:
     """Meter ids dynprov allocates (others on the bridge are left alone)."""
-    return 1 <= meter_id <= LLDP_PORT_METER_BASE + 0x0FFFFFFF
+    return METER_BASE < meter_id <= METER_LAST
 
 
 #: Packet-ins per second a server bridge may send for unknown VMs, and burst.

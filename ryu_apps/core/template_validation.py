@@ -16,7 +16,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Dict, List, Mapping, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple, TypeGuard, TypeVar
 
 from ryu_apps.core.acl_compiler import entry_count
 from ryu_apps.core.template_model import (
@@ -155,9 +155,13 @@ class _Checked:
     template: Template | None
 
 
+#: What :func:`build_library` remembers between builds (the caller keeps it, opaque).
+ValidationMemo = Dict[tuple, _Checked]
+
+
 def build_library(documents: Sequence[Tuple[str, object]], *, origin: str = "library",
                   require_templates: bool = True,
-                  memo: Dict[tuple, object] | None = None) -> TemplateLibrary:
+                  memo: ValidationMemo | None = None) -> TemplateLibrary:
     """Validate parsed documents ``(source, object)`` and build the library.
 
     Raises :class:`TemplateValidationError` with every problem found. ``origin``
@@ -233,10 +237,11 @@ def _check_defaults(scope: _Scope, value: object, state: _LibraryState) -> None:
                                 f"also defined in {state.defaults_source}")
         return
     state.defaults_source = scope.source
-    if not _is_mapping(scope, "defaults", value):
+    defaults = _as_mapping(scope, "defaults", value)
+    if defaults is None:
         return
-    _check_keys(scope, "defaults", value, DEFAULTS_KEYS)
-    _field(scope, "defaults", value, "idle_timeout", _idle_timeout)
+    _check_keys(scope, "defaults", defaults, DEFAULTS_KEYS)
+    _field(scope, "defaults", defaults, "idle_timeout", _idle_timeout)
 
 
 def _check_template_list(scope: _Scope, value: object, state: _LibraryState) -> None:
@@ -255,8 +260,9 @@ def _check_template_list(scope: _Scope, value: object, state: _LibraryState) -> 
             return
         state.entries += 1
         path = f"templates[{index}]"
-        if _is_mapping(scope, path, entry, "a mapping (one template)"):
-            _check_template(scope, path, entry, state)
+        template = _as_mapping(scope, path, entry, "a mapping (one template)")
+        if template is not None:
+            _check_template(scope, path, template, state)
 
 
 # -- templates ---------------------------------------------------------------
@@ -296,7 +302,9 @@ def _check_entry(source: str, path: str, entry: Mapping, default_idle_timeout: i
     access = _field(tail, tail.base, entry, "access_port",
                     partial(_switch_side, allow_bind_ip=False))
     template = None
-    if not head.errors and not tail.errors:
+    if not head.errors and not tail.errors and template_id is not None and name is not None \
+            and description is not None and vlan is not None and vswitch is not None \
+            and access is not None:   # no errors: every required key was there and parsed
         template = Template(template_id, name, description, vlan,
                             default_idle_timeout if idle_timeout is None else idle_timeout,
                             vswitch, access, source)
@@ -370,30 +378,32 @@ def _idle_timeout(scope: _Scope, path: str, value: object) -> int | None:
 # -- switch sides --------------------------------------------------------------
 def _switch_side(scope: _Scope, path: str, value: object,
                  allow_bind_ip: bool) -> SwitchSide | None:
-    if not _is_mapping(scope, path, value):
+    side = _as_mapping(scope, path, value)
+    if side is None:
         return None
     mark = scope.mark()
     keys = SIDE_KEYS if allow_bind_ip else tuple(k for k in SIDE_KEYS if k != "bind_ip")
-    _check_keys(scope, path, value, keys, ("default_action",))
-    default = _field(scope, path, value, "default_action", partial(_choice, choices=_ACTIONS))
-    bind_ip = _field(scope, path, value, "bind_ip", _bool) if allow_bind_ip else None
-    acl = _field(scope, path, value, "acl", _acl)
-    bandwidth = _field(scope, path, value, "bandwidth", _bandwidth)
-    if not scope.clean_since(mark):
+    _check_keys(scope, path, side, keys, ("default_action",))
+    default = _field(scope, path, side, "default_action", partial(_choice, choices=_ACTIONS))
+    bind_ip = _field(scope, path, side, "bind_ip", _bool) if allow_bind_ip else None
+    acl = _field(scope, path, side, "acl", _acl)
+    bandwidth = _field(scope, path, side, "bandwidth", _bandwidth)
+    if not scope.clean_since(mark) or default is None:   # None: reported as missing
         return None
     return SwitchSide(default, acl or (), bandwidth, bool(bind_ip))
 
 
 def _bandwidth(scope: _Scope, path: str, value: object) -> Bandwidth | None:
-    if not _is_mapping(scope, path, value):
+    bandwidth = _as_mapping(scope, path, value)
+    if bandwidth is None:
         return None
     mark = scope.mark()
-    _check_keys(scope, path, value, BANDWIDTH_KEYS, ("rate_kbps",))
-    rate = _field(scope, path, value, "rate_kbps",
+    _check_keys(scope, path, bandwidth, BANDWIDTH_KEYS, ("rate_kbps",))
+    rate = _field(scope, path, bandwidth, "rate_kbps",
                   partial(_int_in_range, low=MIN_RATE_KBPS, high=MAX_RATE_KBPS))
-    burst = _field(scope, path, value, "burst_kbits",
+    burst = _field(scope, path, bandwidth, "burst_kbits",
                    partial(_int_in_range, low=MIN_BURST_KBITS, high=MAX_BURST_KBITS))
-    if not scope.clean_since(mark):
+    if not scope.clean_since(mark) or rate is None:   # None: reported as missing
         return None
     return Bandwidth(rate, max(1, rate // 10) if burst is None else burst)
 
@@ -481,11 +491,14 @@ class _CoverIndex:
                     (protocol is None or protocol == rule.protocol) and \
                     _ethertypes_cover(group_ethertypes, ethertypes):
                 found |= bits
-        for sets, value in ((self.src, rule.src), (self.dst, rule.dst),
-                            (self.src_ports, rule.src_port), (self.dst_ports, rule.dst_port)):
-            if not found:
-                return None
-            found &= sets.covering(value)
+        if found:   # each lookup only while some rule still covers every field so far
+            found &= self.src.covering(rule.src)
+        if found:
+            found &= self.dst.covering(rule.dst)
+        if found:
+            found &= self.src_ports.covering(rule.src_port)
+        if found:
+            found &= self.dst_ports.covering(rule.dst_port)
         if not found:
             return None
         return (found & -found).bit_length() - 1
@@ -583,14 +596,15 @@ _DIRECTIONS = {d.value: d for d in Direction}
 
 
 def _rule(scope: _Scope, path: str, value: object) -> AclRule | None:
-    if not _is_mapping(scope, path, value, "a mapping (one ACL rule)"):
+    fields = _as_mapping(scope, path, value, "a mapping (one ACL rule)")
+    if fields is None:
         return None
     mark = scope.mark()
-    _check_keys(scope, path, value, RULE_KEYS, ("action", "direction"))
+    _check_keys(scope, path, fields, RULE_KEYS, ("action", "direction"))
     fields_mark = scope.mark()
 
-    def parse_key(key: str, parse: Callable[[_Scope, str, object], T | None]) -> T | None:
-        return _field(scope, path, value, key, parse)
+    def parse_key(key: str, parse: Callable[[_Scope, str, object], T]) -> T | None:
+        return _field(scope, path, fields, key, parse)
 
     action = parse_key("action", partial(_choice, choices=_ACTIONS))
     direction = parse_key("direction", partial(_choice, choices=_DIRECTIONS))
@@ -598,8 +612,8 @@ def _rule(scope: _Scope, path: str, value: object) -> AclRule | None:
     protocol = parse_key("protocol", partial(_choice, choices=PROTOCOLS))
     src, dst = parse_key("src", _prefix), parse_key("dst", _prefix)
     src_port, dst_port = parse_key("src_port", _port_range), parse_key("dst_port", _port_range)
-    if not scope.clean_since(fields_mark):
-        return None
+    if not scope.clean_since(fields_mark) or action is None or direction is None:
+        return None   # None: reported as missing
     rule = AclRule(action, direction, ethertype, protocol, src, dst, src_port, dst_port)
     _check_consistency(scope, path, rule)
     if not scope.clean_since(mark):
@@ -636,17 +650,18 @@ def _check_families(scope: _Scope, path: str, rule: AclRule) -> None:
             if prefix is not None and FAMILY_ETHERTYPE[prefix.version] != rule.ethertype:
                 scope.error(_join(path, key), f"{_describe_prefix(prefix)} contradicts "
                                               f"ethertype {_ethertype_name(rule.ethertype)}")
-    icmp_family = ICMP_FAMILY.get(rule.protocol)
-    if icmp_family is None:
+    protocol = rule.protocol
+    if protocol is None or protocol not in ICMP_FAMILY:
         return
+    icmp_family = ICMP_FAMILY[protocol]
     if rule.ethertype is not None and FAMILY_ETHERTYPE[icmp_family] != rule.ethertype:
-        scope.error(_join(path, "protocol"), f"{_protocol_name(rule.protocol)} contradicts "
+        scope.error(_join(path, "protocol"), f"{_protocol_name(protocol)} contradicts "
                                              f"ethertype {_ethertype_name(rule.ethertype)}")
         return
     prefix = rule.src if rule.src is not None else rule.dst
     if prefix is not None and prefix.version != icmp_family:
         key = "src" if rule.src is not None else "dst"
-        scope.error(_join(path, "protocol"), f"{_protocol_name(rule.protocol)} is "
+        scope.error(_join(path, "protocol"), f"{_protocol_name(protocol)} is "
                                              f"IPv{icmp_family} only, but {key} is "
                                              f"{_describe_prefix(prefix)}")
 
@@ -721,22 +736,24 @@ def _unknown_key_message(key: object, allowed: Sequence[str]) -> str:
 
 
 def _field(scope: _Scope, path: str, mapping: Mapping, key: str,
-           parse: Callable[[_Scope, str, object], T | None]) -> T | None:
+           parse: Callable[[_Scope, str, object], T]) -> T | None:
     """Parse ``mapping[key]`` if present (missing keys are reported by _check_keys)."""
     if key not in mapping:
         return None
     return parse(scope, _join(path, key), mapping[key])
 
 
-def _is_mapping(scope: _Scope, path: str, value: object,
-                expected: str = "a mapping") -> bool:
+def _as_mapping(scope: _Scope, path: str, value: object,
+                expected: str = "a mapping") -> Mapping[Any, object] | None:
+    """``value`` if it is a mapping, else None with the error reported."""
     if isinstance(value, Mapping):
-        return True
+        return value
     scope.error(path, f"expected {expected}, got {_show(value)}")
-    return False
+    return None
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
+    """An int that is not a bool (YAML's true/false are not numbers here)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from ryu_apps.lab import testbed as lab
 from ryu_apps.tls.ovsdb_ssl import SslFiles, controller_files
@@ -62,7 +62,7 @@ class DistributedLab:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dynprov-dist-"))
         self.store: Optional[Store] = None
         self.controllers: List[lab.ControllerProcess] = []
-        self.net = None
+        self.net: Any = None   # a started Mininet network
 
     # -- starting ------------------------------------------------------------------
     def start(self) -> "DistributedLab":
@@ -83,9 +83,23 @@ class DistributedLab:
         (self.workdir / f"p{number}").mkdir(parents=True, exist_ok=True)
         return lab.ControllerProcess(
             templates=self.templates, workdir=self.workdir / f"p{number}", tls=self.tls,
-            extra_options=(f"store = {self.store.remote}\nprocess_name = p{number}\n"
+            extra_options=(f"store = {self.started_store.remote}\nprocess_name = p{number}\n"
                            "reconcile_grace = 2.0\n" + self.ovsdb_option
                            + self._ssl_option()))
+
+    @property
+    def started_store(self) -> Store:
+        """The store :meth:`start` started (RuntimeError before)."""
+        if self.store is None:
+            raise RuntimeError(f"{self.workdir}: the lab's store is not started")
+        return self.store
+
+    @property
+    def started_net(self) -> Any:
+        """The Mininet network :meth:`start` built (RuntimeError before)."""
+        if self.net is None:
+            raise RuntimeError(f"{self.workdir}: the lab's network is not started")
+        return self.net
 
     def _ssl_option(self) -> str:
         """The controllers' ``[dynprov] ovsdb_ssl_*`` lines for the store (or none)."""
@@ -99,7 +113,7 @@ class DistributedLab:
                                       wsapi_port=old.wsapi_port,
                                       workdir=self.workdir / f"p{number}-again",
                                       tls=self.tls,
-                                      extra_options=(f"store = {self.store.remote}\n"
+                                      extra_options=(f"store = {self.started_store.remote}\n"
                                                      f"process_name = p{number}\n"
                                                      "reconcile_grace = 2.0\n"
                                                      + self.ovsdb_option
@@ -153,7 +167,7 @@ class DistributedLab:
 
     def announce_all(self, timeout: float = 20.0) -> None:
         """Every VM announces itself; wait until each process provisioned its own."""
-        for vm in self.net.hosts:
+        for vm in self.started_net.hosts:
             lab.announce(vm)
         for controller in self.controllers:
             if not controller.wait_for_log("provisioned VM", timeout=timeout,
@@ -163,17 +177,17 @@ class DistributedLab:
 
     def bindings(self) -> List[dict]:
         """The store's Binding rows."""
-        with AdminSession(self.store.remote, ssl=self.ssl) as session:
+        with AdminSession(self.started_store.remote, ssl=self.ssl) as session:
             return session.rows("Binding")
 
     def processes(self) -> List[dict]:
-        with AdminSession(self.store.remote, ssl=self.ssl) as session:
+        with AdminSession(self.started_store.remote, ssl=self.ssl) as session:
             return session.rows("Process")
 
     def wait_for_store(self, condition, timeout: float = 15.0, table: str = "Binding"):
         """Poll the store until ``condition(rows)`` holds; the rows."""
         deadline = time.monotonic() + timeout
-        with AdminSession(self.store.remote, ssl=self.ssl) as session:
+        with AdminSession(self.started_store.remote, ssl=self.ssl) as session:
             while True:
                 rows = session.rows(table)
                 if condition(rows) or time.monotonic() > deadline:

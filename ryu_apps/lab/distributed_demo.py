@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, TypedDict
 
 from ryu_apps.lab import testbed as lab
 from ryu_apps.cli.notify import send as send_notification
@@ -38,8 +38,30 @@ def _wall(monotonic_ns: int) -> float:
 PEERS = ("web3", "web7")
 
 
-def migrate_across(setup: DistributedLab, destination: str,
-                   notify: bool) -> Dict[str, object]:
+class PeerFigures(TypedDict):
+    """What one peer's prober saw during a move."""
+
+    pod: str
+    sent: int
+    lost: int
+    outage_ms: float
+    recovered: bool
+
+
+class MoveFigures(TypedDict):
+    """The figures of one move (ms; None when it did not happen)."""
+
+    notice: bool
+    source: str
+    destination: str
+    notice_ms: Optional[float]
+    vm_downtime_ms: float
+    claimed_after_switchover_ms: Optional[float]
+    source_cleaned_after_switchover_ms: Optional[float]
+    peers: Dict[str, PeerFigures]
+
+
+def migrate_across(setup: DistributedLab, destination: str, notify: bool) -> MoveFigures:
     """Move web1 to ``destination`` (a server of another process), probed from
     :data:`PEERS`. Returns the figures of the move (ms; None when it did not happen).
     """
@@ -59,7 +81,7 @@ def migrate_across(setup: DistributedLab, destination: str,
         peer_host.cmd(f"ping -c 1 -W 1 {vm.IP()}")   # ARP settled before probing
         probers[peer] = lab.ProberRun(peer_host, vm)
     time.sleep(0.3)
-    notice = {"sent": None}
+    notice: Dict[str, float] = {}   # "sent": when the notice went out
     handoffs_before = destination_controller.log().count(f"hand-off of VM {mac}")
 
     def tell() -> None:
@@ -79,21 +101,20 @@ def migrate_across(setup: DistributedLab, destination: str,
                     and r["owner"] == destination_process), None)
     cleaned = _wait_flows_gone(source_name, mac)
     time.sleep(0.2)
-    peers = {}
+    peers: Dict[str, PeerFigures] = {}
     for peer, prober in probers.items():
         report = prober.stop()
         pod = setup.pod_of(_server_of(setup.net.get(prefix + peer)))
         peers[peer] = {"pod": f"p{pod}", "sent": report.sent, "lost": report.lost,
                        "outage_ms": report.outage_ns / 1e6, "recovered": report.recovered}
-    received = None
+    received, sent = None, notice.get("sent")
     if notify:
         received = _handoff_received(destination_controller, mac, handoffs_before)
     return {
         "notice": notify,
         "source": f"{source_process} {source_name}",
         "destination": f"{destination_process} {target.name}",
-        "notice_ms": (received - notice["sent"]) * 1000
-        if received and notice["sent"] else None,
+        "notice_ms": (received - sent) * 1000 if received and sent else None,
         "vm_downtime_ms": times.downtime_ns / 1e6,
         "claimed_after_switchover_ms": (claimed - switchover) * 1000 if claimed else None,
         "source_cleaned_after_switchover_ms": (cleaned - switchover) * 1000
@@ -129,28 +150,27 @@ def _handoff_received(controller, mac: str, before: int,
     return None
 
 
-def print_move(figures: Dict[str, Optional[float]]) -> None:
-    def ms(key: str) -> str:
-        value = figures[key]
+def print_move(figures: MoveFigures) -> None:
+    def ms(value: Optional[float]) -> str:
         return "-" if value is None else f"{value:.1f} ms"
 
     print(f"  {figures['source']} -> {figures['destination']}, "
           f"{'with' if figures['notice'] else 'without'} a notice")
     if figures["notice"]:
-        print(f"    hand-off notice reached the destination process in {ms('notice_ms')}")
+        print(f"    hand-off notice reached the destination process in {ms(figures['notice_ms'])}")
     claimed = figures["claimed_after_switchover_ms"]
     when = "-" if claimed is None else (f"{claimed:.1f} ms after" if claimed >= 0
                                         else f"{-claimed:.1f} ms before")
-    print(f"    VM's own switchover {ms('vm_downtime_ms')}; binding claimed by the "
+    print(f"    VM's own switchover {ms(figures['vm_downtime_ms'])}; binding claimed by the "
           f"destination {when} it; source cleaned up "
-          f"{ms('source_cleaned_after_switchover_ms')} after it")
+          f"{ms(figures['source_cleaned_after_switchover_ms'])} after it")
     for peer, seen in figures["peers"].items():
         print(f"    peer {peer} ({seen['pod']}'s pod): {seen['lost']} of {seen['sent']} probes "
               f"lost at 1 ms, outage {seen['outage_ms']:.1f} ms"
               + ("" if seen["recovered"] else ", NOT recovered"))
 
 
-def converged(figures: Dict[str, object]) -> bool:
+def converged(figures: MoveFigures) -> bool:
     """Whether every peer reached the VM again after the move."""
     return all(seen["recovered"] for seen in figures["peers"].values())
 
@@ -166,7 +186,7 @@ def run_distributed_demo() -> int:
     try:
         print("=== starting a 3-member Raft store and two controller processes", flush=True)
         setup.start()
-        print(f"store: {setup.store.remote}")
+        print(f"store: {setup.started_store.remote}")
         for controller in setup.controllers:
             print("controller:", " ".join(controller.command()))
         setup.announce_all()

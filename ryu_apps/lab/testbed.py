@@ -20,7 +20,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
+
+if TYPE_CHECKING:
+    from ryu_apps.tls.pki import Pki
 
 TOPOLOGY_RELATIVE = Path("topologies") / "dynprov_topo.py"
 
@@ -59,7 +62,7 @@ def ryu_manager_command() -> str:
     return found
 
 
-def lab_pki(directory: Optional[Path] = None):
+def lab_pki(directory: Optional[Path] = None) -> Pki:
     """The PKI the lab's controllers and switches use, made if missing (idempotent)."""
     from ryu_apps.tls import pki
 
@@ -82,7 +85,8 @@ class ControllerProcess:
 
     ``tls``: OpenFlow over mutual TLS on ``of_port`` with the lab PKI
     (``pki_dir``, default that of ``dynprov pki init``); Ryu then listens for
-    nothing else.
+    nothing else. ``framework`` (``ryu``, ``os-ken``): launch with
+    ``dynprov controller --framework`` and the same flags instead.
     """
 
     def __init__(self, templates: Path = DEFAULT_TEMPLATES,
@@ -90,8 +94,9 @@ class ControllerProcess:
                  wsapi_port: Optional[int] = None, workdir: Optional[Path] = None,
                  extra_options: str = "", verbose: bool = True,
                  rest_https: bool = False, tls: bool = False,
-                 pki_dir: Optional[Path] = None) -> None:
+                 pki_dir: Optional[Path] = None, framework: Optional[str] = None) -> None:
         self.pki = lab_pki(pki_dir) if tls else None
+        self.framework = framework
         self.of_port = of_port or free_tcp_port()
         self.wsapi_port = wsapi_port or free_tcp_port()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dynprov-"))
@@ -175,7 +180,10 @@ class ControllerProcess:
 
     def command(self) -> list[str]:
         """The exact launch command, as an operator would type it."""
-        return [ryu_manager_command(), "--config-file", str(self.config_file),
+        launcher = [ryu_manager_command()] if self.framework is None else [
+            str(Path(ryu_manager_command()).parent / "dynprov"), "controller",
+            "--framework", self.framework]
+        return [*launcher, "--config-file", str(self.config_file),
                 *self.openflow_options(),
                 "--wsapi-port", str(self.wsapi_port),
                 *(["--verbose"] if self.verbose else []), "ryu_apps.provisioner"]
@@ -261,6 +269,8 @@ def stop_process(process: Optional[subprocess.Popen]) -> None:
 def load_topology_module():
     """Import topologies/dynprov_topo.py the way ``mn --custom`` would."""
     spec = importlib.util.spec_from_file_location("dynprov_topo", TOPOLOGY_FILE)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{TOPOLOGY_FILE}: cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -280,7 +290,7 @@ def running_datacenter(extra_options: str = "", tls: bool = False, **topo_params
         net = build_network(controller.of_port, tls=tls, **topo_params)
         print("\n=== waiting for the controller to discover the fabric (LLDP)", flush=True)
         wait_for_fabric(controller, net)
-        if tls:
+        if controller.pki is not None:   # tls
             print(f"=== OpenFlow over mutual TLS: {tls_verified(controller)} switch connections "
                   f"verified against {controller.pki.switch_ca}", flush=True)
         yield controller, net

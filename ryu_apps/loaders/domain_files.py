@@ -15,7 +15,8 @@ import yaml
 
 from ryu_apps.core.domains import DomainError, DomainMap, build_domains
 from ryu_apps.loaders.library_files import LibraryKeeper
-from ryu_apps.loaders.safe_yaml import FastSafeLoader, GuardedComposer, InputProblem, harden, read_text
+from ryu_apps.loaders.safe_yaml import (FastSafeLoader, GuardedComposer, InputProblem, harden,
+                                        read_text)
 
 if TYPE_CHECKING:
     from ryu_apps.loaders.library_check import LibraryChecker

@@ -29,9 +29,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import IO, Dict, List, Optional, Tuple
 
-from ryu import cfg
+from ryu_apps.app.framework import cfg
 
 from ryu_apps.core.template_model import TemplateLibrary
 from ryu_apps.core.template_validation import TemplateError, TemplateValidationError
@@ -62,6 +62,22 @@ class _Stopped(Exception):
     def __init__(self, why: str) -> None:
         super().__init__(why)
         self.why = why
+
+
+def _fd(pipe: Optional[IO[bytes]]) -> int:
+    """The descriptor of one of the worker's pipes (it is started with both)."""
+    if pipe is None:
+        raise _Stopped("has no pipe to talk through")
+    return pipe.fileno()
+
+
+def _close_pipes(process: subprocess.Popen) -> None:
+    for pipe in (process.stdin, process.stdout):
+        try:
+            if pipe is not None:
+                pipe.close()
+        except OSError:
+            pass
 
 
 class LibraryChecker:
@@ -111,11 +127,7 @@ class LibraryChecker:
         self._sent.clear()
         if process is None:
             return
-        for stream in (process.stdin, process.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        _close_pipes(process)
         try:
             process.wait(timeout=2)
         except subprocess.TimeoutExpired:
@@ -130,7 +142,7 @@ class LibraryChecker:
         deadline = time.monotonic() + self.timeout
         try:
             process = self._worker()
-            _write_all(process.stdin.fileno(), encode(("load", origin, base)))
+            _write_all(_fd(process.stdin), encode(("load", origin, base)))
             while True:
                 reply = self._read(process, deadline)
                 if reply[0] in ("reading", "validating"):
@@ -196,15 +208,11 @@ class LibraryChecker:
                 process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
-            for stream in (process.stdin, process.stdout):
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+            _close_pipes(process)
 
     def _read(self, process: subprocess.Popen, deadline: float) -> tuple:
         """The worker's next message; _Stopped if it ends or the deadline passes."""
-        fd = process.stdout.fileno()
+        fd = _fd(process.stdout)
         header = self._read_exact(process, fd, HEADER.size, deadline)
         (size,) = HEADER.unpack(header)
         if size > MAX_MESSAGE_BYTES:

@@ -22,6 +22,7 @@ from ryu_apps.core.template_validation import (
     MAX_ERRORS,
     TemplateError,
     TemplateValidationError,
+    ValidationMemo,
     build_library,
     capped,
 )
@@ -129,7 +130,7 @@ class LoadCache:
         self.parsed: Dict[str, Tuple[str, object, List[TemplateError]]] = {}
         self.texts: Tuple[Tuple[str, str], ...] | None = None
         self.library: TemplateLibrary | None = None
-        self.memo: Dict[tuple, object] = {}   # build_library's per-template results
+        self.memo: ValidationMemo = {}   # build_library's per-template results
 
 
 def load_library(path: str | os.PathLike, cache: LoadCache | None = None) -> TemplateLibrary:
@@ -353,8 +354,7 @@ class LibraryKeeper:
         self.path = path
         self.checker = checker
         self._cache = LoadCache()
-        self._current: Optional[TemplateLibrary] = None
-        self._current = self._load()
+        self._current: TemplateLibrary = self._load(None)
 
     @property
     def current(self) -> TemplateLibrary:
@@ -363,20 +363,20 @@ class LibraryKeeper:
 
     def reload(self) -> TemplateLibrary:
         """Load the library again; on failure raise and keep the current one."""
-        library = self._load()
+        library = self._load(self._current)
         self._current = library
         return library
 
     def candidate(self) -> TemplateLibrary:
         """Load the library again without putting it in force (see :meth:`accept`);
         raise TemplateValidationError when it is invalid."""
-        return self._load()
+        return self._load(self._current)
 
     def accept(self, library: TemplateLibrary) -> None:
         """Put a library that :meth:`candidate` returned in force."""
         self._current = library
 
-    def _load(self) -> TemplateLibrary:
+    def _load(self, current: Optional[TemplateLibrary]) -> TemplateLibrary:
         if self.checker is not None:
-            return self.checker.load(self.path, self._current)
+            return self.checker.load(self.path, current)
         return load_library(self.path, self._cache)

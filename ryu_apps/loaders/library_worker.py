@@ -132,6 +132,14 @@ def _library_message(library, previous, generation: int, base: int) -> tuple:
             tuple(library.sources))
 
 
+def _load_request(message: object) -> Tuple[str, int]:
+    """``(path, base)`` of a ``("load", path, base)`` request."""
+    if isinstance(message, tuple) and len(message) == 3 and message[0] == "load" \
+            and isinstance(message[1], str) and isinstance(message[2], int):
+        return message[1], message[2]
+    raise ValueError(f"expected a request ('load', path, base), got {message!r:.200}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve requests on stdin until it closes."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -149,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         request = read_message(requests)
         if request is None:
             return 0
-        _, path, base = request
+        path, base = _load_request(request)
         try:
             worker.load(path, base)
         except Exception as error:   # MemoryError, RecursionError, a bug: all are answers

@@ -25,7 +25,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import yaml
 from yaml.composer import ComposerError
@@ -35,7 +35,13 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 MIB = 1024 * 1024
 
 #: Fast libyaml parser when PyYAML was built with it, else the pure Python one.
-FastSafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+try:
+    from yaml import CSafeLoader as FastSafeLoader
+except ImportError:   # PyYAML built without libyaml (its stubs assume libyaml is there)
+    FastSafeLoader = yaml.SafeLoader  # type: ignore[misc,assignment]
+
+#: A PyYAML loader class (what :func:`harden` takes and returns).
+LoaderClass = TypeVar("LoaderClass", bound=type[yaml.constructor.BaseConstructor])
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,11 @@ class InputProblem(Exception):
 
 class YamlLimitError(yaml.MarkedYAMLError):
     """A document over one of the limits (valid YAML, refused by dynprov)."""
+
+    def __init__(self, problem: str,
+                 problem_mark: yaml.error.Mark | yaml._yaml.Mark | None) -> None:
+        # types-PyYAML names only the pure Python Mark; libyaml's has the same fields
+        super().__init__(None, None, problem, problem_mark)  # type: ignore[arg-type]
 
 
 def read_text(path: Path | str, max_bytes: int = DEFAULT_LIMITS.max_bytes) -> str:
@@ -165,6 +176,11 @@ class GuardedComposer:
 
     yaml_limits: YamlLimits = DEFAULT_LIMITS
 
+    if TYPE_CHECKING:   # provided by the PyYAML loader this is mixed into (untyped there)
+        def get_event(self) -> Any: ...
+        def check_event(self, *choices: Any) -> bool: ...
+        def resolve(self, kind: type, value: Optional[str], implicit: Any) -> str: ...
+
     def get_single_node(self) -> Optional[Node]:
         self.get_event()                        # stream start
         document = None
@@ -197,7 +213,7 @@ class GuardedComposer:
             elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 self._check_new_anchor(event, anchors, open_anchors)
                 if len(stack) >= limits.max_depth:
-                    raise YamlLimitError(None, None, f"nested deeper than {limits.max_depth} "
+                    raise YamlLimitError(f"nested deeper than {limits.max_depth} "
                                          "levels (the limit)", event.start_mark)
                 total = _counted(total + 1, limits, event)
                 stack.append(_Frame(self._collection_node(event), event.anchor))
@@ -208,7 +224,7 @@ class GuardedComposer:
                 node, size, height = self._alias(event, anchors, open_anchors)
                 if len(stack) + height > limits.max_depth:
                     raise YamlLimitError(
-                        None, None, f"alias *{event.anchor} here nests its node deeper than "
+                        f"alias *{event.anchor} here nests its node deeper than "
                         f"{limits.max_depth} levels (the limit)", event.start_mark)
                 total = _counted(total + size, limits, event)
             else:                               # a scalar
@@ -237,7 +253,7 @@ class GuardedComposer:
     @staticmethod
     def _alias(event, anchors, open_anchors) -> Tuple[Node, int, int]:
         if event.anchor in open_anchors:
-            raise YamlLimitError(None, None, f"alias *{event.anchor} is inside the node it "
+            raise YamlLimitError(f"alias *{event.anchor} is inside the node it "
                                  "names (a recursive structure)", event.start_mark)
         if event.anchor not in anchors:
             raise ComposerError(None, None, f"found undefined alias {event.anchor!r}",
@@ -255,7 +271,7 @@ class GuardedComposer:
 
 def _counted(total: int, limits: YamlLimits, event) -> int:
     if total > limits.max_nodes:
-        raise YamlLimitError(None, None, f"more than {limits.max_nodes:,} nodes with aliases "
+        raise YamlLimitError(f"more than {limits.max_nodes:,} nodes with aliases "
                              "expanded (the limit)", event.start_mark)
     return total
 
@@ -273,7 +289,7 @@ def _attach(parent: _Frame, node: Node, size: int, height: int) -> None:
         parent.key = None
 
 
-def harden(loader: type) -> type:
+def harden(loader: LoaderClass) -> LoaderClass:
     """Make ``loader``'s int, float and timestamp constructors fail with a located error.
 
     Call it after the loader's own ``add_constructor`` calls; returns the loader.

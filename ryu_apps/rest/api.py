@@ -33,12 +33,17 @@ import re
 from functools import wraps
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from ryu import cfg
-from ryu.app.ofctl import api as ofctl_api
-from ryu.app.ofctl import exception as ofctl_exception
-from ryu.app.wsgi import ControllerBase, Response, route
-from ryu.base import app_manager
-from ryu.lib import hub
+from ryu_apps.app.framework import (
+    OFCTL_SERVICE_APP,
+    ControllerBase,
+    Response,
+    app_manager,
+    cfg,
+    hub,
+    ofctl_api,
+    ofctl_exception,
+    route,
+)
 
 from ryu_apps.app import openflow
 from ryu_apps.rest import server as rest_server
@@ -61,7 +66,7 @@ from ryu_apps.rest.views import FlowStat, ViewError
 # The app that imports this module (ryu_apps.provisioner) needs Ryu's ofctl
 # service, which sends a request and collects its replies up to a barrier.
 try:
-    app_manager.require_app("ryu.app.ofctl.service", api_style=True)
+    app_manager.require_app(OFCTL_SERVICE_APP, api_style=True)
 except IndexError:  # imported by no module (python -c): there is no app to serve
     pass
 

@@ -97,7 +97,7 @@ def parse_tokens(text: str, source: str) -> List[Token]:
                             f"{len(secret)} character{'s' if len(secret) != 1 else ''}")
         elif digest(secret) in secrets_seen:
             problems.append(f"token already given on line {secrets_seen[digest(secret)]}")
-        if problems:
+        if problems or role is None:   # an unknown role is one of the problems
             errors.extend(f"{where}: {p}" for p in problems)
             continue
         names[name] = number

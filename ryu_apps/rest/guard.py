@@ -155,12 +155,12 @@ class Guard:
                 return _Body(complete=False, too_large=True)
             return _Body(complete=_drain(stream, length), too_large=True)
         try:
-            data = _read_up_to(stream, self.max_body + 1 if chunked else length)
+            data = _read_up_to(stream, self.max_body + 1 if length is None else length)
         except (OSError, ValueError) as error:
             return _Body(complete=False, error=f"request body could not be read: {error}")
         if len(data) > self.max_body:
             return _Body(complete=_drain(stream, DRAIN_LIMIT), too_large=True)
-        if not chunked and len(data) < length:
+        if length is not None and len(data) < length:   # None: chunked
             return _Body(complete=False, error=f"request body ended after {len(data)} of "
                                                f"{length} bytes")
         return _Body(data)

@@ -16,17 +16,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ryu.app.wsgi import ControllerBase, Response, route
+from ryu_apps.app.framework import ControllerBase, Response, route
 
-from ryu_apps.core.lifecycle import Notice, NotificationError
+from ryu_apps.core.identifiers import Mac, normalise_mac
+from ryu_apps.core.lifecycle import Notice
 from ryu_apps.core.notification_errors import (
     MalformedNotification,
+    NotificationError,
     UnknownServer,
     UnknownVm,
 )
 from ryu_apps.rest.guard import INTERNAL_ERROR
 from ryu_apps.rest.input import parse_json
-from ryu_apps.rest.views import ViewError, canonical_mac, parse_template_id
+from ryu_apps.rest.views import ViewError, parse_template_id
 
 PATH = "/dynprov/notifications"
 EVENTS = ", ".join(n.value for n in Notice)
@@ -46,7 +48,7 @@ def _reply(status: int, body: dict) -> Response:
                     body=(json.dumps(body, indent=2) + "\n").encode())
 
 
-def parse_notification(body: bytes) -> tuple[Notice, str, str | None, int | None]:
+def parse_notification(body: bytes) -> tuple[Notice, Mac, str | None, int | None]:
     """(event, canonical MAC, server, template id) from a request body.
 
     Raises ValueError (rest_input.JsonInputError for the JSON itself) naming
@@ -63,13 +65,10 @@ def parse_notification(body: bytes) -> tuple[Notice, str, str | None, int | None
     notice = next((n for n in Notice if isinstance(event, str) and n.value == event), None)
     if notice is None:
         raise ValueError(f"event: expected one of {EVENTS}, got {_shown(event)}")
-    mac = document.get("mac")
-    if not isinstance(mac, str):
-        raise ValueError(f"mac: expected a MAC address string, got {_shown(mac)}")
-    try:
-        mac = canonical_mac(mac)
-    except ViewError as error:
-        raise ValueError(f"mac: {error}") from None
+    text = document.get("mac")
+    if not isinstance(text, str):
+        raise ValueError(f"mac: expected a MAC address string, got {_shown(text)}")
+    mac = normalise_mac(text, "mac")
     server = document.get("server")
     if server is not None and (not isinstance(server, str) or not server
                                or len(server) > MAX_SERVER):

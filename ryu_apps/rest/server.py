@@ -31,9 +31,7 @@ from typing import Optional
 import eventlet
 import eventlet.wsgi
 from eventlet.green import ssl as green_ssl
-from ryu import cfg
-from ryu.app.wsgi import WSGIApplication
-from ryu.lib import hub
+from ryu_apps.app.framework import WSGIApplication, cfg, hub
 
 from ryu_apps.rest.auth import (
     RefusalLog,

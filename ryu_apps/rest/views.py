@@ -31,7 +31,7 @@ from ryu_apps.core.flowspec import (
     SetField,
     WriteMetadata,
 )
-from ryu_apps.core.identifiers import IdentifierError, format_mac, parse_mac
+from ryu_apps.core.identifiers import IdentifierError, Mac, normalise_mac
 from ryu_apps.core.template_model import Bandwidth, SwitchSide, Template
 
 Json = Dict[str, Any]
@@ -57,13 +57,12 @@ class FlowStat:
 
 
 # -- input ------------------------------------------------------------------------
-def canonical_mac(text: str) -> str:
-    """``00:fa:00:00:00:01`` from a MAC in any case, with ``:`` or ``-``."""
+def canonical_mac(text: str) -> Mac:
+    """``00:fa:00:00:00:01`` from a MAC in any case, with ``:`` or ``-`` (a ViewError if none)."""
     try:
-        return format_mac(parse_mac(text))
-    except IdentifierError:
-        raise ViewError(f"{text!r} is not a MAC address: expected six hex octets separated "
-                        "by ':' or '-', like 00:fa:83:91:de:1b") from None
+        return normalise_mac(text)
+    except IdentifierError as error:
+        raise ViewError(str(error)) from None
 
 
 def parse_template_id(text: str) -> int:

@@ -9,7 +9,7 @@ blocking IDL.
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 import ovs.db.idl
 import ovs.poller
@@ -19,6 +19,8 @@ from ryu_apps.tls import ovsdb_ssl
 from ryu_apps.store.client import row_values
 from ryu_apps.store.schema import TABLES, schema_helper
 from ryu_apps.store.server import StoreError
+
+T = TypeVar("T")
 
 
 class AdminSession:
@@ -60,7 +62,7 @@ class AdminSession:
             poller.timer_wait(50)
             poller.block()
 
-    def apply(self, write, attempts: int = 20) -> object:
+    def apply(self, write: Callable[[Any, Transaction], T], attempts: int = 20) -> T:
         """Commit ``write``; its value. Retries (re-running it) until committed."""
         last = ""
         for attempt in range(attempts):

@@ -69,13 +69,15 @@ def rows_from_files(path: str | os.PathLike, domain: str = MAIN_DOMAIN) -> Libra
     (every problem, with file and line) exactly as loading it for a controller would.
     """
     library, documents = load_documents(path)
+    named = {template.name: template for template in library}   # unique once validated
     defaults: Mapping = {}
     rows: List[TemplateRow] = []
     for source, document in documents:
-        document = document or {}
+        if not isinstance(document, Mapping):   # an empty file: validated, nothing else
+            continue
         defaults = document.get("defaults", defaults) or defaults
         for entry in document.get("templates") or []:
-            template = library.by_name(entry["name"])  # names are unique once validated
+            template = named[entry["name"]]
             rows.append(TemplateRow(template.template_id, template.name, source,
                                     _canonical_json(entry)))
     return LibraryRows(domain, _canonical_json(dict(defaults)),

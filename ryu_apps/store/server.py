@@ -167,7 +167,7 @@ class Store:
                    SslFiles(**ssl) if ssl else None)
 
     def _save(self) -> None:
-        state = {"mode": self.mode, "database": DB_NAME,
+        state: Dict[str, object] = {"mode": self.mode, "database": DB_NAME,
                  "remote": self.remote, "members": [asdict(m) for m in self.members]}
         if self.ssl is not None:
             state["ssl"] = asdict(self.ssl)
@@ -331,7 +331,7 @@ class Store:
 
     def status(self) -> List[Dict[str, object]]:
         """One line of facts per member: name, address, pid, role."""
-        lines = []
+        lines: List[Dict[str, object]] = []
         for member in self.members:
             cluster = self.cluster_status(member.name)
             lines.append({"member": member.name, "remote": member.remote,

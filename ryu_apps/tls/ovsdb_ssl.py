@@ -127,7 +127,7 @@ def current() -> Optional[SslFiles]:
 
 def register_options(conf=None) -> None:
     """Register ``[dynprov] ovsdb_ssl_*`` with Ryu's configuration (idempotent)."""
-    from ryu import cfg
+    from ryu_apps.app.framework import cfg
 
     (conf or cfg.CONF).register_opts([
         cfg.StrOpt(OPTION_NAMES[0], default="",
@@ -143,7 +143,7 @@ def register_options(conf=None) -> None:
 
 def from_ryu_conf(conf=None) -> SslFiles:
     """The ``[dynprov] ovsdb_ssl_*`` files, key and certificate defaulting to --ctl-*."""
-    from ryu import cfg
+    from ryu_apps.app.framework import cfg
 
     conf = conf or cfg.CONF
     register_options(conf)

@@ -12,6 +12,7 @@ import pytest
 
 from ryu_apps.lab import testbed as lab
 from ryu_apps.core.cookies import CookieKind, decode_cookie
+from ryu_apps.core.pipeline import BINDING_METER_BASE
 from ryu_apps.lab.demo import ping
 from tests.integration.conftest import LIBRARIES, start_datacenter, stop_datacenter, unique_prefix
 
@@ -81,15 +82,16 @@ def test_silent_vm_is_deprovisioned_after_its_idle_timeout(pair):
     cookie = next(iter(cookies))
     owner = decode_cookie(int(cookie, 16))
     assert owner.kind is CookieKind.BINDING
+    s11 = next(s.name for s in net.switches if s.name.endswith("s11"))
+    meter = f"meter={BINDING_METER_BASE + owner.owner_id} "
+    assert meter in lab.run_ofctl("dump-meters", s11)
     assert controller.wait_for_log(f"deprovisioned VM {metered.MAC()}", timeout=15), \
         controller.log()[-2000:]
     assert "idle timeout" in controller.log()
     time.sleep(0.5)
     for bridge in bridges:
         assert f"cookie={cookie}," not in lab.dump_flows(bridge), bridge
-    meters = lab.run_ofctl("dump-meters", next(s.name for s in net.switches
-                                               if s.name.endswith("s11")))
-    assert f"meter={owner.owner_id} " not in meters
+    assert meter not in lab.run_ofctl("dump-meters", s11)
     # Its next packet provisions it again.
     assert ping(metered, unmetered)
     assert controller.log().count(f"provisioned VM {metered.MAC()}") >= 2

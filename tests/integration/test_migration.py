@@ -11,6 +11,7 @@ import pytest
 
 from ryu_apps.lab import testbed as lab
 from ryu_apps.cli.notify import send
+from ryu_apps.core.pipeline import BINDING_METER_BASE
 from ryu_apps.lab.migration import live_migrate
 from tests.integration.conftest import start_datacenter, stop_datacenter, unique_prefix
 
@@ -42,7 +43,7 @@ def _binding_cookies(bridge, mac):
 def _entries_of(bridge, cookie, binding_id):
     flows = [line for line in lab.dump_flows(bridge).splitlines() if f"cookie={cookie}," in line]
     meters = [line for line in lab.run_ofctl("dump-meters", bridge).splitlines()
-              if line.startswith(f"meter={binding_id} ")]
+              if line.startswith(f"meter={BINDING_METER_BASE + binding_id} ")]
     return flows, meters
 
 

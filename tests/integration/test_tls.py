@@ -166,7 +166,7 @@ def test_every_switch_connects_over_tls_verified_by_the_switch_ca(tls_dc):
     controller, net, _ = tls_dc
     target = f"ssl:127.0.0.1:{controller.of_port}"
     for switch in net.switches:   # OVS refreshes is_connected every few seconds
-        assert wait_until(lambda: controller_connected(switch.name) == (target, True)), \
+        assert wait_until(lambda name=switch.name: controller_connected(name) == (target, True)), \
             (switch.name, controller_connected(switch.name))
     assert lab.tls_verified(controller) >= len(net.switches) == 7
     assert "commonName=switch" in controller.log()

@@ -38,7 +38,7 @@ def test_decode_reports_every_bad_mac_and_exits_2(capsys):
         "dynprov: error: decode 01:00:5e:00:00:01 under prefix/16: "
         "multicast MAC (I/G bit set) is never a VM identifier",
         "dynprov: error: decode under prefix/16: 'nonsense' is not a MAC address: "
-        "expected six hex octets separated by ':' or '-', like aa:bb:cc:dd:ee:ff",
+        "expected six hex octets separated by ':' or '-', like 00:fa:83:91:de:1b",
     ]
 
 

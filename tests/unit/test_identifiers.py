@@ -19,6 +19,7 @@ from ryu_apps.core.identifiers import (
     check_vm_mac,
     format_mac,
     is_locally_administered,
+    normalise_mac,
     parse_mac,
     parse_number,
     scheme_from_spec,
@@ -546,3 +547,46 @@ def test_scheme_from_spec_table():
 def test_scheme_from_spec_refusals(spec, table_entries, message):
     with pytest.raises(IdentifierError, match=message):
         scheme_from_spec(spec, table_entries)
+
+
+# -- one canonical MAC -------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["00:FA:83:91:DE:1B", "00-fa-83-91-de-1b", " 0:fa:83:91:de:1b ",
+                                   0x00FA8391DE1B])
+def test_normalise_mac_gives_the_one_canonical_form(value):
+    assert normalise_mac(value) == "00:fa:83:91:de:1b"
+
+
+def test_normalise_mac_says_where_the_bad_mac_was():
+    with pytest.raises(IdentifierError) as caught:
+        normalise_mac("00:fa:00:00:00", "templates/macs.yaml: entry 3")
+    assert str(caught.value) == (
+        "templates/macs.yaml: entry 3: '00:fa:00:00:00' is not a MAC address: expected six "
+        "hex octets separated by ':' or '-', like 00:fa:83:91:de:1b")
+
+
+@pytest.mark.parametrize("text", ["00:FA:83:91:DE:1B", "00-fa-83-91-de-1b", "00:fa:83:91:de",
+                                  "00:fa:83:91:de:zz", ""])
+def test_every_normaliser_at_the_edges_agrees_with_normalise_mac(text):
+    """The REST views, the notifications channel, the OVSDB attachments and the
+    `dynprov mac` command give the same MAC, or refuse it with the same words."""
+    from ryu_apps.core import attachments
+    from ryu_apps.rest import notify, views
+
+    try:
+        expected, error = normalise_mac(text), None
+    except IdentifierError as refused:
+        expected, error = None, str(refused)
+    assert attachments.canonical_mac(text) == expected
+    if error is None:
+        assert views.canonical_mac(text) == expected
+        assert notify.parse_notification(
+            f'{{"event": "shutdown", "mac": "{text}"}}'.encode())[1] == expected
+        return
+    with pytest.raises(views.ViewError) as caught:
+        views.canonical_mac(text)
+    assert str(caught.value) == error
+    with pytest.raises(ValueError) as caught_notify:
+        notify.parse_notification(f'{{"event": "shutdown", "mac": "{text}"}}'.encode())
+    assert str(caught_notify.value) == f"mac: {error}"
+

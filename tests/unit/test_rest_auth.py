@@ -27,7 +27,7 @@ GOOD = f"""\
 # role  name  token
 admin   operator    {ADMIN}
 
-reader  monitoring  {READER}   
+reader  monitoring  {READER}{"   "}
 """
 
 

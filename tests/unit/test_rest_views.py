@@ -26,6 +26,7 @@ from ryu_apps.core.flowspec import (
     make_match,
 )
 from ryu_apps.core.identifiers import PrefixScheme
+from ryu_apps.core.pipeline import BINDING_METER_BASE
 from ryu_apps.core.template_validation import build_library
 from ryu_apps.rest.views import FlowStat, ViewError
 
@@ -173,7 +174,7 @@ def test_flow_view_of_a_binding_flow(engine):
     assert view["owner"] == {"kind": "binding", "owner_id": binding.binding_id,
                              "template_id": 250,
                              "description": f"binding {binding.binding_id} template 250"}
-    assert view["instructions"][0] == f"meter:{binding.binding_id}"
+    assert view["instructions"][0] == f"meter:{BINDING_METER_BASE + binding.binding_id}"
     assert view["instructions"][-1].startswith("goto_table:")
     json.dumps(view)
 

@@ -9,7 +9,7 @@ from ryu_apps.core.engine import QUARANTINE_MACS_PER_PORT, QUARANTINE_SECONDS, P
 from ryu_apps.core.fabric import PortRef, Role
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, FlowSpec, MeterSpec
 from ryu_apps.core.identifiers import PrefixScheme
-from ryu_apps.core.pipeline import Table
+from ryu_apps.core.pipeline import BINDING_METER_BASE, Table
 from ryu_apps.core.template_validation import build_library
 from ryu_apps.loaders.library_files import load_library
 from tests.support.fake_switches import FakeSwitches, Packet, tcp
@@ -112,8 +112,8 @@ def test_unbound_ip_goes_to_the_controller_to_be_learned():
 def test_meters_match_the_templates(lab):
     meters = {m.meter_id: m for m in lab.switches.entries(S11) if isinstance(m, MeterSpec)}
     web1 = lab.engine.bindings[WEB1]
-    assert (meters[web1.binding_id].rate_kbps, meters[web1.binding_id].burst_kbits) == (
-        100000, 10000)
+    meter = meters[BINDING_METER_BASE + web1.binding_id]
+    assert (meter.rate_kbps, meter.burst_kbits) == (100000, 10000)
 
 
 def test_conflicting_port_rules_move_to_the_vm_ports(lab):

@@ -99,7 +99,7 @@ class Transport:
 
     def receive(self) -> list[bytes]:
         """Every payload waiting on the socket (non-blocking)."""
-        payloads = []
+        payloads: list[bytes] = []
         while True:
             try:
                 packet = self.sock.recv(65535)
@@ -171,8 +171,9 @@ def stop_condition(count: Optional[int], stop_file: Optional[str]) -> Callable[[
     def should_stop(sent: int) -> bool:
         if count is not None and sent >= count:
             return True
-        return bool(stop_file) and sent % STOP_FILE_CHECK_EVERY == 0 \
-            and os.path.exists(stop_file)
+        if not stop_file or sent % STOP_FILE_CHECK_EVERY:
+            return False
+        return os.path.exists(stop_file)
     return should_stop
 
 

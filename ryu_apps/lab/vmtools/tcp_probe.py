@@ -22,16 +22,18 @@ GREETING = b"dynprov-probe\n"
 def listen(ports: list[int]) -> None:
     """Accept connections on every port; greet each and close it."""
     selector = selectors.DefaultSelector()
+    servers: dict[int, socket.socket] = {}   # by file descriptor
     for port in ports:
         server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind(("0.0.0.0", port))
         server.listen(64)
         selector.register(server, selectors.EVENT_READ)
+        servers[server.fileno()] = server
     print("listening", flush=True)
     while True:
         for key, _ in selector.select():
-            connection, _ = key.fileobj.accept()
+            connection, _ = servers[key.fd].accept()
             with connection:
                 connection.sendall(GREETING)
 
