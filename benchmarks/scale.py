@@ -75,17 +75,17 @@ class DataCenter:
         from ryu_apps.core.fabric import PortRef, Role
         engine = self.engine
         for i, dpid in enumerate(self.fabric):
-            engine.switch_up(dpid, Role.FABRIC, f"f{i}", [])
+            engine.switch_up(dpid, Role.FABRIC, f"f{i}", [], now=0.0)
         for i, dpid in enumerate(self.access_dpids):
-            engine.switch_up(dpid, Role.ACCESS, f"a{i}", [])
+            engine.switch_up(dpid, Role.ACCESS, f"a{i}", [], now=0.0)
         for i, dpid in enumerate(self.server_dpids):
-            engine.switch_up(dpid, Role.SERVER, f"s{i}", [])
+            engine.switch_up(dpid, Role.SERVER, f"s{i}", [], now=0.0)
         for i, access in enumerate(self.access_dpids):
             for j, fabric in enumerate(self.fabric):
-                engine.link_seen(PortRef(access, 1 + j), PortRef(fabric, 1 + i))
+                engine.link_seen(PortRef(access, 1 + j), PortRef(fabric, 1 + i), now=0.0)
         for i, server in enumerate(self.server_dpids):
             self.uplink_of(i, server)
-            engine.link_seen(PortRef(server, UPLINK), self.uplink_of(i, server))
+            engine.link_seen(PortRef(server, UPLINK), self.uplink_of(i, server), now=0.0)
 
     def uplink_of(self, index: int, server: int):
         from ryu_apps.core.fabric import PortRef
@@ -115,10 +115,10 @@ class DataCenter:
         return port
 
 
-def _time(call: Callable[..., Any], *args: object) -> tuple[float, Any]:
-    """Microseconds ``call(*args)`` took, and what it returned."""
+def _time(call: Callable[..., Any], *args: object, **kwargs: object) -> tuple[float, Any]:
+    """Microseconds ``call(*args, **kwargs)`` took, and what it returned."""
     start = time.perf_counter()
-    result = call(*args)
+    result = call(*args, **kwargs)
     return (time.perf_counter() - start) * 1e6, result
 
 
@@ -207,35 +207,35 @@ def measure_events(bindings: int, samples: int) -> dict:
     times: Dict[str, List[float]] = {e: [] for e in EVENTS}
 
     def readd(dpid, port, mac):
-        engine.confirm(engine.packet_in(dpid, port, mac, b"").plan.confirms)
+        engine.confirm(engine.packet_in(dpid, port, mac, b"", now=0.0).plan.confirms)
 
     def migrate(mac, source, target, name):
-        ack = engine.notify(Notice.MIGRATING, mac, server=name)
+        ack = engine.notify(Notice.MIGRATING, mac, server=name, now=0.0)
         pending = list(ack.plan.messages)
-        engine.vm_attached(*target, mac)
-        pending += engine.packet_in(*target, mac, b"garp").plan.messages
-        pending += engine.port_down(*source).messages
+        engine.vm_attached(*target, mac, now=0.0)
+        pending += engine.packet_in(*target, mac, b"garp", now=0.0).plan.messages
+        pending += engine.port_down(*source, now=0.0).messages
         while pending:
-            pending += engine.receive(pending.pop(0)).messages
+            pending += engine.receive(pending.pop(0), now=0.0).messages
 
     def flap(server, far):
-        engine.port_down(far.dpid, far.port)
-        engine.link_seen(PortRef(server, UPLINK), far)
+        engine.port_down(far.dpid, far.port, now=0.0)
+        engine.link_seen(PortRef(server, UPLINK), far, now=0.0)
 
     renderer = _renderer()
     for _ in range(samples):
         # a new VM on a random server, then gone again (port down)
         dpid = rng.choice(dc.server_dpids)
         port, mac = dc.free_port(dpid), dc.new_mac()
-        took, verdict = _time(engine.packet_in, dpid, port, mac, b"frame")
+        took, verdict = _time(engine.packet_in, dpid, port, mac, b"frame", now=0.0)
         times["new_vm"].append(took)
         if renderer is not None:
             times["render_new_vm"].append(_time(renderer, verdict.plan)[0])
         engine.confirm(verdict.plan.confirms)
-        times["port_down"].append(_time(engine.port_down, dpid, port)[0])
+        times["port_down"].append(_time(engine.port_down, dpid, port, now=0.0)[0])
         # a known VM speaks again
         vdpid, vport, vmac = rng.choice(dc.vms)
-        times["known_vm"].append(_time(engine.packet_in, vdpid, vport, vmac, b"")[0])
+        times["known_vm"].append(_time(engine.packet_in, vdpid, vport, vmac, b"", now=0.0)[0])
         # an idle timeout, then the VM comes back
         vdpid, vport, vmac = rng.choice(dc.vms)
         binding = engine.bindings[vmac]
@@ -268,11 +268,11 @@ def measure_events(bindings: int, samples: int) -> dict:
                               ("access", dc.access_dpids[0], Role.ACCESS)):
         name = engine.fabric.switches[dpid].name
         full = list(engine.desired.on_switch(dpid))
-        took, plan = _time(engine.switch_up, dpid, role, name, full)
+        took, plan = _time(engine.switch_up, dpid, role, name, full, now=0.0)
         reconcile[f"{label}_full_ms"] = took / 1000
         reconcile[f"{label}_full_changes"] = plan.flow_count()
         reconcile[f"{label}_entries"] = len(full)
-        took, plan = _time(engine.switch_up, dpid, role, name, [])
+        took, plan = _time(engine.switch_up, dpid, role, name, [], now=0.0)
         reconcile[f"{label}_empty_ms"] = took / 1000
         reconcile[f"{label}_empty_changes"] = plan.flow_count()
     flows = flows_per_vm(dc)

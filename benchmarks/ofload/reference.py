@@ -31,7 +31,7 @@ def engine_for(topology: Topology, templates: Path,
     for plan in topology.switches:
         engine.switch_up(plan.dpid, Role(plan.role), plan.name, [], now=0.0)
     for (a, b) in topology.peers.items():
-        engine.link_seen(PortRef(*a), PortRef(*b))
+        engine.link_seen(PortRef(*a), PortRef(*b), now=0.0)
     return engine
 
 

@@ -23,4 +23,4 @@ class InProcessBus:
 
     def deliver(self, message, now: float = 0.0) -> Plan:
         """Deliver a message to its destination device; its reaction's plan."""
-        return self.engine.receive(message, now)
+        return self.engine.receive(message, now=now)

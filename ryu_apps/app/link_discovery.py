@@ -101,7 +101,7 @@ class LinkDiscovery:
             return Plan()
         origin = PortRef(probe.dpid, probe.port)
         if not probe.beacon:
-            return engine.link_seen(origin, PortRef(dpid, in_port), now)
+            return engine.link_seen(origin, PortRef(dpid, in_port), now=now)
         why = self._beacon_ignored(probe.process)
         if why is not None:
             self.ignored_beacons[why] = self.ignored_beacons.get(why, 0) + 1
@@ -110,7 +110,7 @@ class LinkDiscovery:
             return Plan()
         return engine.shared_uplink_seen(
             PortRef(dpid, in_port),
-            f"process {probe.process} switch {probe.dpid:016x} port {probe.port}", now)
+            f"process {probe.process} switch {probe.dpid:016x} port {probe.port}", now=now)
 
     def _beacon_ignored(self, process: str) -> Optional[str]:
         if self.store_sync is None:

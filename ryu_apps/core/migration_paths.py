@@ -127,8 +127,9 @@ def _both_ways(fabric: Fabric, vm: Binding, ends: List[Optional[Binding]],
     for dpid, info in fabric.switches.items():
         if info.role.hosts_vms:
             continue
-        ports = {fabric.next_hop_port(dpid, place) for place in places}
-        if None in ports:
+        hops = [fabric.next_hop_port(dpid, place) for place in places]
+        ports = {port for port in hops if port is not None}
+        if len(ports) < len(set(hops)):
             return set()
         if len(ports) == 1:
             continue   # both ends lie the same way: the ordinary entry serves both

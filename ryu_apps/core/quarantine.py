@@ -149,6 +149,10 @@ class Quarantine:
                 changed.add(key)
         return sorted(changed), notes
 
+    def ports(self) -> List[PortKey]:
+        """Every port with quarantine flows."""
+        return sorted(set(self._macs) | set(self._blocked) | set(self._lldp))
+
     def flows(self, dpid: int, port: int) -> Set[FlowSpec]:
         """The drop flows the port should carry now."""
         cookie = quarantine_owner(port).cookie

@@ -36,7 +36,7 @@ def _possible_server_mods(count: int) -> set:
     for n in range(count):
         server = topo.servers[n % len(topo.servers)]
         mac = frames.vm_mac(TEMPLATES[n % len(TEMPLATES)], n)
-        verdict = engine.packet_in(server.dpid, FIRST_VM_PORT + n, format_mac(mac), b"")
+        verdict = engine.packet_in(server.dpid, FIRST_VM_PORT + n, format_mac(mac), b"", now=0.0)
         seen.add(binding_mods(verdict.plan, verdict.provisioned.binding_id)[server.dpid])
     return seen
 

@@ -9,7 +9,7 @@ from ryu_apps.core.flow_compiler import transit_path, vlan_flows
 def check_indexes(engine) -> None:
     """Assert every index of ``engine`` equals its recomputation from scratch."""
     held = list(engine.bindings.values()) + list(engine.incoming.values())
-    index = engine._index
+    index = engine.state.table.index
     assert index.by_id == {b.binding_id: b for b in held}
     for dpid in {b.dpid for b in held} | index.servers():
         assert index.on_server(dpid) == sorted((b for b in held if b.dpid == dpid),
@@ -21,19 +21,19 @@ def check_indexes(engine) -> None:
         assert index.of_device(device) == sorted(
             (b for b in held if b.device == device), key=lambda b: b.binding_id)
     fabric = engine.fabric
-    for vlan in {b.vlan for b in held} | set(engine._flooding.vlans()):
+    for vlan in {b.vlan for b in held} | set(engine.state.topo.flooding.vlans()):
         members = {b.dpid for b in held if b.vlan == vlan and b.state.forwards}
         if members:   # the shared fabric: a member wherever the VLAN has one here
             members.add(SHARED_FABRIC)
-        assert engine._flooding.member_switches(vlan) == members
+        assert engine.state.topo.flooding.member_switches(vlan) == members
         for dpid in fabric.switches:
-            assert engine._flooding.flood_ports(vlan, dpid) == sorted(
+            assert engine.state.topo.flooding.flood_ports(vlan, dpid) == sorted(
                 fabric.flood_ports(dpid, members - {dpid})), (vlan, hex(dpid))
-        if engine._dirty_vlans.get(vlan):
+        if engine.state.dirty.vlans.get(vlan):
             continue  # flagged for the next refresh of this VLAN (the old engine waited too)
         owner_flows = engine.desired.flows_of(_vlan_owner(vlan))
         assert owner_flows == vlan_flows(fabric, vlan, [b for b in held if b.vlan == vlan]), vlan
-    for server, path in engine._paths.items():
+    for server, path in engine.state.topo.paths.items():
         expected = []
         for dpid in sorted(fabric.switches):
             port = fabric.next_hop_port(dpid, server)
@@ -41,8 +41,14 @@ def check_indexes(engine) -> None:
                 expected.append((dpid, port, port in fabric.server_facing_ports(dpid)))
         assert path.hops == tuple(expected), hex(server)
         assert path == transit_path(fabric, server)
+    check_recompute(engine)
 
 
 def _vlan_owner(vlan: int):
     from ryu_apps.core.cookies import vlan_owner
     return vlan_owner(vlan)
+
+
+def check_recompute(engine) -> None:
+    """Assert the engine's incremental desired flows equal a recompute from scratch."""
+    assert engine.recompute_all().flow_count() == 0

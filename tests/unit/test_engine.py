@@ -5,6 +5,7 @@ import pytest
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef, Role
+from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.flowspec import OFPP_CONTROLLER
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.core.template_validation import build_library
@@ -46,9 +47,9 @@ class Lab:
         self.engine = ProvisioningEngine(LIBRARY, PrefixScheme(16))
         self.switches = FakeSwitches()
         for dpid, role, name in SWITCHES:
-            self.apply(self.engine.switch_up(dpid, role, name, []))
+            self.apply(self.engine.switch_up(dpid, role, name, [], now=0.0))
         for a, b in LINKS:
-            self.apply(self.engine.link_seen(PortRef(*a), PortRef(*b)))
+            self.apply(self.engine.link_seen(PortRef(*a), PortRef(*b), now=0.0))
 
     def apply(self, plan):
         self.switches.apply(plan)
@@ -57,7 +58,7 @@ class Lab:
         return plan
 
     def vm(self, dpid, port, mac):
-        verdict = self.engine.packet_in(dpid, port, mac, b"frame")
+        verdict = self.engine.packet_in(dpid, port, mac, b"frame", now=0.0)
         self.apply(verdict.plan)
         return verdict
 
@@ -104,7 +105,7 @@ def test_spoofed_source_mac_on_a_provisioned_port_is_not_forwarded(lab):
 
 
 def test_provisioning_again_sends_nothing(lab):
-    verdict = lab.engine.packet_in(S11, 1, WEB1, b"frame")
+    verdict = lab.engine.packet_in(S11, 1, WEB1, b"frame", now=0.0)
     assert verdict.plan.is_empty() and verdict.provisioned is None
 
 
@@ -134,7 +135,8 @@ def test_a_vm_seen_on_another_port_moves_once_its_old_port_is_gone_and_leaves_no
     old = lab.engine.bindings[WEB1]
     lab.vm(S12, 2, WEB1)                         # a conflict, not a move (yet)
     assert lab.engine.bindings[WEB1] == old
-    lab.apply(lab.engine.port_down(S11, 1))      # the old port goes away: the move is believed
+    # the old port goes away: the move is believed
+    lab.apply(lab.engine.port_down(S11, 1, now=0.0))
     assert (lab.engine.bindings[WEB1].dpid, lab.engine.bindings[WEB1].port) == (S12, 2)
     assert not [f for f in lab.switches.all_flows()
                 if decode_cookie(f.cookie).owner_id == old.binding_id
@@ -144,7 +146,7 @@ def test_a_vm_seen_on_another_port_moves_once_its_old_port_is_gone_and_leaves_no
 
 def test_port_down_removes_the_binding_and_its_flows(lab):
     binding = lab.engine.bindings[WEB3]
-    lab.apply(lab.engine.port_down(S21, 1))
+    lab.apply(lab.engine.port_down(S21, 1, now=0.0))
     assert WEB3 not in lab.engine.bindings
     assert not any(f.cookie == binding.owner.cookie for f in lab.switches.all_flows())
     assert lab.send(S11, 1, WEB1, WEB3) == []
@@ -175,12 +177,12 @@ def test_group_and_zero_macs_are_refused(mac, reason):
 
 
 def test_packets_on_links_and_other_roles_do_not_provision(lab):
-    assert lab.engine.packet_in(S11, UPLINK, "00:fa:00:00:00:42").provisioned is None
-    assert lab.engine.packet_in(A1, 5, "00:fa:00:00:00:42").provisioned is None
+    assert lab.engine.packet_in(S11, UPLINK, "00:fa:00:00:00:42", now=0.0).provisioned is None
+    assert lab.engine.packet_in(A1, 5, "00:fa:00:00:00:42", now=0.0).provisioned is None
 
 
 def test_reconnect_with_intact_tables_sends_nothing(lab):
-    plan = lab.engine.switch_up(S21, Role.SERVER, "s21", lab.switches.entries(S21))
+    plan = lab.engine.switch_up(S21, Role.SERVER, "s21", lab.switches.entries(S21), now=0.0)
     assert plan.changes.get(S21) is None or not plan.changes[S21]
 
 
@@ -190,7 +192,7 @@ def test_reconnect_repairs_missing_and_stale_flows(lab):
     stale = next(f for f in lab.switches.flows(S11))
     stale = type(stale)(S21, stale.table_id, stale.priority + 1, stale.match,
                         stale.instructions, stale.cookie)
-    plan = lab.engine.switch_up(S21, Role.SERVER, "s21", (held - {missing}) | {stale})
+    plan = lab.engine.switch_up(S21, Role.SERVER, "s21", (held - {missing}) | {stale}, now=0.0)
     assert plan.changes[S21].adds == [missing]
     assert plan.changes[S21].deletes == [stale]
 
@@ -200,12 +202,12 @@ def test_link_found_after_vms_completes_their_paths():
     lab.engine = ProvisioningEngine(LIBRARY, PrefixScheme(16))
     lab.switches = FakeSwitches()
     for dpid, role, name in SWITCHES:
-        lab.apply(lab.engine.switch_up(dpid, role, name, []))
+        lab.apply(lab.engine.switch_up(dpid, role, name, [], now=0.0))
     lab.vm(S11, 1, WEB1)
     lab.vm(S21, 1, WEB3)
     assert lab.send(S11, 1, WEB1, WEB3) == []
     for a, b in LINKS:
-        lab.apply(lab.engine.link_seen(PortRef(*a), PortRef(*b)))
+        lab.apply(lab.engine.link_seen(PortRef(*a), PortRef(*b), now=0.0))
     assert lab.send(S11, 1, WEB1, WEB3) == [(S21, 1, Packet(WEB1, WEB3))]
 
 
@@ -214,7 +216,7 @@ def test_a_port_hosts_a_vm_while_the_vm_is_bound_there(lab):
     assert not lab.engine.hosts_vm(S11, 7)            # no VM seen there
     uplink = next(a for a, b in LINKS if a[0] == S11)
     assert not lab.engine.hosts_vm(*uplink)
-    lab.apply(lab.engine.port_down(S11, 1))
+    lab.apply(lab.engine.port_down(S11, 1, now=0.0))
     assert not lab.engine.hosts_vm(S11, 1)
 
 
@@ -225,12 +227,25 @@ def test_reset_forgets_everything_and_the_switches_flows_bring_it_back(lab):
     lab.checking = False   # a warm start only adds until every switch is back
     assert not lab.engine.bindings and not lab.engine.fabric.switches
     for dpid, role, name in SWITCHES:
-        plan = lab.engine.switch_up(dpid, role, name, held[dpid]).without_deletes()
+        plan = lab.engine.switch_up(dpid, role, name, held[dpid], now=0.0).without_deletes()
         lab.apply(plan)
     for a, b in LINKS:
-        lab.apply(lab.engine.link_seen(PortRef(*a), PortRef(*b)))
+        lab.apply(lab.engine.link_seen(PortRef(*a), PortRef(*b), now=0.0))
     assert {mac: (b.dpid, b.port, b.template_id)
             for mac, b in lab.engine.bindings.items()} == bindings
     for dpid, role, name in SWITCHES:   # the full reconciliation after the grace period
-        plan = lab.engine.switch_up(dpid, role, name, lab.switches.entries(dpid))
+        plan = lab.engine.switch_up(dpid, role, name, lab.switches.entries(dpid), now=0.0)
         assert plan.flow_count() == 0, hex(dpid)
+
+
+def test_recompute_all_agrees_with_the_incremental_state_and_repairs_it(lab):
+    assert lab.engine.recompute_all().is_empty()
+    tables = {dpid: lab.switches.entries(dpid) for dpid, _, _ in SWITCHES}
+    vlan = next(o for o in lab.engine.desired.owners() if o.kind is CookieKind.VLAN)
+    lost = lab.engine.desired.flows_of(vlan)
+    lab.engine.desired.replace(vlan, set(), Plan())   # lost behind the engine's back
+    repair = lab.engine.recompute_all()
+    assert {spec for changes in repair.changes.values() for spec in changes.adds} == lost
+    assert not any(changes.deletes for changes in repair.changes.values())
+    lab.apply(repair)
+    assert {dpid: lab.switches.entries(dpid) for dpid, _, _ in SWITCHES} == tables

@@ -29,15 +29,15 @@ def lab():
     engine = ProvisioningEngine(library, PrefixScheme(16))
     switches = FakeSwitches()
     for dpid, role in ((F1, Role.FABRIC), (A1, Role.ACCESS), (A2, Role.ACCESS)):
-        switches.apply(engine.switch_up(dpid, role, hex(dpid), []))
+        switches.apply(engine.switch_up(dpid, role, hex(dpid), [], now=0.0))
     for dpid in SERVERS:
-        switches.apply(engine.switch_up(dpid, Role.SERVER, hex(dpid), []))
+        switches.apply(engine.switch_up(dpid, Role.SERVER, hex(dpid), [], now=0.0))
     for a, b in (((A1, 1), (F1, 1)), ((A2, 1), (F1, 2)), ((SERVERS[0], 9), (A1, 2)),
                  ((SERVERS[1], 9), (A1, 3)), ((SERVERS[2], 9), (A2, 2))):
-        switches.apply(engine.link_seen(PortRef(*a), PortRef(*b)))
+        switches.apply(engine.link_seen(PortRef(*a), PortRef(*b), now=0.0))
     port = 1
     for index, mac in enumerate(WEB + DB + MGMT):
-        verdict = engine.packet_in(SERVERS[index % 3], port + index, mac, b"x")
+        verdict = engine.packet_in(SERVERS[index % 3], port + index, mac, b"x", now=0.0)
         switches.apply(verdict.plan)
         engine.confirm(verdict.plan.confirms)
     return engine, switches, library

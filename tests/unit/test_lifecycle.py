@@ -39,24 +39,24 @@ class Lab:
         for dpid, role, name in ((F1, Role.FABRIC, "f1"), (A1, Role.ACCESS, "a1"),
                                  (A2, Role.ACCESS, "a2"), (S11, Role.SERVER, "s11"),
                                  (S21, Role.SERVER, "s21")):
-            self.apply(self.engine.switch_up(dpid, role, name, []))
+            self.apply(self.engine.switch_up(dpid, role, name, [], now=0.0))
         for a, b in (((A1, 1), (F1, 1)), ((A2, 1), (F1, 2)), ((S11, UPLINK), (A1, 2)),
                      ((S21, UPLINK), (A2, 2))):
-            self.apply(self.engine.link_seen(PortRef(*a), PortRef(*b)))
+            self.apply(self.engine.link_seen(PortRef(*a), PortRef(*b), now=0.0))
 
     def apply(self, plan):
         """Apply a plan and deliver its device messages, like the app does."""
         self.switches.apply(plan)
         self.engine.confirm(plan.confirms)
         for message in plan.messages:
-            self.apply(self.engine.receive(message))
+            self.apply(self.engine.receive(message, now=0.0))
         return plan
 
     def vm(self, dpid, port, mac):
-        return self.apply(self.engine.packet_in(dpid, port, mac, b"x").plan)
+        return self.apply(self.engine.packet_in(dpid, port, mac, b"x", now=0.0).plan)
 
     def notify(self, notice, mac, **kw):
-        ack = self.engine.notify(notice, mac, **kw)
+        ack = self.engine.notify(notice, mac, **{"now": 0.0, **kw})
         self.apply(ack.plan)
         return ack.message
 
@@ -127,7 +127,7 @@ def test_notifications_name_unknown_servers(lab):
 
 
 def test_migration_with_notice_pre_provisions_then_activates(lab):
-    lab.apply(lab.engine.vm_attached(S21, 5, WEB1).plan)       # hypervisor created the port
+    lab.apply(lab.engine.vm_attached(S21, 5, WEB1, now=0.0).plan)   # hypervisor created the port
     incoming = lab.engine.incoming[WEB1]
     assert incoming.state is VmState.PRE_PROVISIONED and (incoming.dpid, incoming.port) == (S21, 5)
     message = lab.notify(Notice.MIGRATING, WEB1, server="s21")
@@ -138,7 +138,7 @@ def test_migration_with_notice_pre_provisions_then_activates(lab):
     assert lab.reached(S21, 1, PEER, WEB1) == [(S11, 1), (S21, 5)]
     # ... what it sends from there is forwarded at once, with a copy to activate it.
     assert lab.reached(S21, 5, WEB1, PEER) == [(S21, 1), (S21, OFPP_CONTROLLER)]
-    plan = lab.apply(lab.engine.packet_in(S21, 5, WEB1, b"rarp").plan)
+    plan = lab.apply(lab.engine.packet_in(S21, 5, WEB1, b"rarp", now=0.0).plan)
     assert not plan.packet_outs                     # already forwarded by the pipeline
     assert any(isinstance(m, MigrationDone) for m in plan.messages)
     assert lab.reached(S21, 1, PEER, WEB1) == [(S21, 5)]
@@ -147,17 +147,17 @@ def test_migration_with_notice_pre_provisions_then_activates(lab):
 
 
 def test_notice_before_the_port_exists_pre_provisions_when_it_appears(lab):
-    ack = lab.engine.notify(Notice.MIGRATING, WEB1, server="s21")
+    ack = lab.engine.notify(Notice.MIGRATING, WEB1, server="s21", now=0.0)
     assert isinstance(ack.plan.messages[0], MigrationNotice)
     lab.apply(ack.plan)
     assert WEB1 not in lab.engine.incoming
-    lab.apply(lab.engine.vm_attached(S21, 6, WEB1).plan)
+    lab.apply(lab.engine.vm_attached(S21, 6, WEB1, now=0.0).plan)
     assert lab.engine.incoming[WEB1].port == 6
 
 
 def test_silent_migration_recovers_when_the_old_port_goes(lab):
-    lab.apply(lab.engine.vm_attached(S21, 5, WEB1).plan)
-    lab.apply(lab.engine.port_down(S11, 1))          # no announcement at all
+    lab.apply(lab.engine.vm_attached(S21, 5, WEB1, now=0.0).plan)
+    lab.apply(lab.engine.port_down(S11, 1, now=0.0))          # no announcement at all
     assert lab.engine.bindings[WEB1].dpid == S21
     assert lab.reached(S21, 1, PEER, WEB1) == [(S21, 5)]
 
@@ -165,7 +165,7 @@ def test_silent_migration_recovers_when_the_old_port_goes(lab):
 def test_announcement_without_notice_moves_the_vm_when_its_old_port_goes(lab):
     lab.vm(S21, 7, WEB1)                             # gratuitous ARP on a new server
     assert lab.engine.bindings[WEB1].port == 1, "a conflict, not a move"
-    lab.apply(lab.engine.port_down(S11, 1, deleted=False))   # the hypervisor's swap
+    lab.apply(lab.engine.port_down(S11, 1, deleted=False, now=0.0))   # the hypervisor's swap
     assert lab.engine.bindings[WEB1].port == 7
     assert lab.reached(S21, 1, PEER, WEB1) == [(S21, 7)]
     assert not any(WEB1 in str(f.match) for f in lab.switches.flows(S11))
@@ -187,9 +187,9 @@ def test_template_missing_from_the_domain_library_is_quarantined():
         {"name": "east", "access_switches": ["a1"]},
         {"name": "west", "access_switches": ["a2"], "templates": "west/"}]})
     lab = Lab(domains, {"west": WEST_LIBRARY})
-    verdict = lab.engine.packet_in(S21, 1, "00:fc:00:00:00:01", b"x")
+    verdict = lab.engine.packet_in(S21, 1, "00:fc:00:00:00:01", b"x", now=0.0)
     assert "not in the library of mobility domain 'west'" in verdict.refusal.reason
-    assert lab.engine.packet_in(S11, 1, "00:fc:00:00:00:01", b"x").provisioned is not None
+    assert lab.engine.packet_in(S11, 1, "00:fc:00:00:00:01", b"x", now=0.0).provisioned is not None
 
 
 def test_domains_document_errors_say_where():
@@ -207,8 +207,8 @@ def test_migration_across_access_switches_moves_the_path_in_the_fabric():
     lab.vm(S11, 2, WEB2)          # stays behind on the source server
     lab.vm(S21, 1, PEER)
     assert lab.reached(S11, 2, WEB2, WEB1) == [(S11, 1)]
-    lab.apply(lab.engine.vm_attached(S21, 5, WEB1).plan)
-    lab.apply(lab.engine.port_down(S11, 1))      # the VM left its old port
+    lab.apply(lab.engine.vm_attached(S21, 5, WEB1, now=0.0).plan)
+    lab.apply(lab.engine.port_down(S11, 1, now=0.0))      # the VM left its old port
     # Traffic from the old side crosses a1, f1, a2 to the new port: the fabric's
     # entries for the VM (same match, another binding) were replaced, not lost.
     assert lab.reached(S11, 2, WEB2, WEB1) == [(S21, 5)]
@@ -230,14 +230,14 @@ def test_the_source_device_releases_only_on_migration_done():
     lab = Lab()
     lab.vm(S11, 1, WEB1)
     lab.vm(S21, 1, PEER)
-    lab.apply(lab.engine.vm_attached(S21, 5, WEB1).plan)
-    activation = lab.engine.packet_in(S21, 5, WEB1, b"rarp").plan
+    lab.apply(lab.engine.vm_attached(S21, 5, WEB1, now=0.0).plan)
+    activation = lab.engine.packet_in(S21, 5, WEB1, b"rarp", now=0.0).plan
     done = [m for m in activation.messages if isinstance(m, MigrationDone)]
     assert done and (done[0].source_device, done[0].destination_device) == (A1, A2)
     lab.switches.apply(activation)             # not delivered yet: the source still holds
     assert any(WEB1 in str(f.match) for f in lab.switches.flows(S11))
     assert [b.mac for b in lab.engine.bindings_of_device(A1)] == [WEB1]
-    lab.apply(lab.engine.receive(done[0]))     # now the source device lets go
+    lab.apply(lab.engine.receive(done[0], now=0.0))     # now the source device lets go
     assert not any(WEB1 in str(f.match) for f in lab.switches.flows(S11))
     assert [b.mac for b in lab.engine.bindings_of_device(A1)] == []
     assert {b.mac for b in lab.engine.bindings_of_device(A2)} == {WEB1, PEER}
@@ -248,3 +248,47 @@ def test_a_suspended_vm_told_to_migrate_stays_suspended_until_it_arrives(lab):
     lab.notify(Notice.MIGRATING, WEB1, server="s21")
     assert lab.engine.bindings[WEB1].state is VmState.SUSPENDED
     assert not lab.engine.bindings[WEB1].state.forwards
+
+
+API_LIBRARY = build_library([("west.yaml", {"templates": [
+    _template(250, "web", 100), _template(251, "api", 100)]})])
+
+
+def test_a_restart_restores_a_vm_with_the_template_of_its_domains_library():
+    domains = build_domains("domains.yaml", {"domains": [
+        {"name": "east", "access_switches": ["a1"]},
+        {"name": "west", "access_switches": ["a2"], "templates": "west/"}]})
+    lab = Lab(domains, {"west": API_LIBRARY})
+    api = "00:fb:00:00:00:05"   # template 251: only in the west library
+    lab.vm(S21, 3, api)
+    assert lab.engine.bindings[api].template_name == "api"
+    again = ProvisioningEngine(LIBRARY, PrefixScheme(16), domains, {"west": API_LIBRARY})
+    switches = ((F1, Role.FABRIC, "f1"), (A1, Role.ACCESS, "a1"), (A2, Role.ACCESS, "a2"),
+                (S11, Role.SERVER, "s11"), (S21, Role.SERVER, "s21"))
+    for dpid, role, name in switches:
+        again.switch_up(dpid, role, name, lab.switches.entries(dpid), now=5.0)
+    for a, b in (((A1, 1), (F1, 1)), ((A2, 1), (F1, 2)), ((S11, UPLINK), (A1, 2)),
+                 ((S21, UPLINK), (A2, 2))):
+        again.link_seen(PortRef(*a), PortRef(*b), now=5.0)
+    restored = again.bindings[api]
+    assert (restored.template_id, restored.template_name, restored.dpid, restored.port) == \
+        (251, "api", S21, 3)
+    for dpid, role, name in switches:   # each switch reconnects: it holds what is desired
+        plan = again.switch_up(dpid, role, name, lab.switches.entries(dpid), now=6.0)
+        assert plan.flow_count() == 0, hex(dpid)
+
+
+def test_a_released_migration_source_frees_its_old_port():
+    lab = Lab()
+    lab.vm(S11, 1, WEB1)
+    lab.vm(S21, 1, PEER)
+    lab.apply(lab.engine.vm_attached(S11, 1, WEB1, now=0.0).plan)
+    lab.notify(Notice.MIGRATING, WEB1, server="s21")
+    lab.apply(lab.engine.vm_attached(S21, 5, WEB1, now=0.0).plan)
+    lab.vm(S21, 5, WEB1)   # arrives; MigrationDone releases the source
+    assert lab.engine.outgoing == {} and not lab.engine.hosts_vm(S11, 1)
+    plan = lab.apply(lab.engine.port_down(S11, 1, now=1.0))
+    assert not any("deprovisioned" in note for note in plan.notes)
+    assert lab.engine.history[WEB1] is VmState.ACTIVE
+    assert lab.engine.bindings[WEB1].dpid == S21
+    assert lab.reached(S21, 1, PEER, WEB1) == [(S21, 5)]

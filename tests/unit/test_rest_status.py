@@ -59,9 +59,9 @@ def fake_app() -> FakeApp:
     engine = ProvisioningEngine(LIBRARY, PrefixScheme(16))
     for dpid, role, name in ((F1, Role.FABRIC, "f1"), (A1, Role.ACCESS, "a1"),
                              (S11, Role.SERVER, "s11"), (S12, Role.SERVER, "s12")):
-        engine.switch_up(dpid, role, name, [])
+        engine.switch_up(dpid, role, name, [], now=0.0)
     for a, b in (((A1, 1), (F1, 1)), ((S11, UPLINK), (A1, 2)), ((S12, UPLINK), (A1, 3))):
-        engine.link_seen(PortRef(*a), PortRef(*b))
+        engine.link_seen(PortRef(*a), PortRef(*b), now=0.0)
     for dpid, port, mac in ((S11, 1, WEB1), (S11, 2, DB1), (S12, 1, WEB2)):
         assert engine.packet_in(dpid, port, mac, b"", now=1.0).provisioned
     return FakeApp(engine)

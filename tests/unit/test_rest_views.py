@@ -55,9 +55,9 @@ def engine_with_vms() -> ProvisioningEngine:
     engine = ProvisioningEngine(LIBRARY, PrefixScheme(16))
     for dpid, role, name in ((F1, Role.FABRIC, "f1"), (A1, Role.ACCESS, "a1"),
                              (S11, Role.SERVER, "s11"), (S12, Role.SERVER, "s12")):
-        engine.switch_up(dpid, role, name, [])
+        engine.switch_up(dpid, role, name, [], now=0.0)
     for a, b in (((A1, 1), (F1, 1)), ((S11, UPLINK), (A1, 2)), ((S12, UPLINK), (A1, 3))):
-        engine.link_seen(PortRef(*a), PortRef(*b))
+        engine.link_seen(PortRef(*a), PortRef(*b), now=0.0)
     for dpid, port, mac in ((S11, 1, WEB1), (S11, 2, DB1), (S12, 1, WEB2)):
         assert engine.packet_in(dpid, port, mac, b"", now=1714564803.25).provisioned
     return engine
@@ -238,7 +238,7 @@ def test_switch_and_link_views(engine):
 
 def test_a_shared_uplink_is_a_link_to_no_switch(engine):
     access = next(d for d, info in engine.fabric.switches.items() if info.role.value == "access")
-    engine.shared_uplink_seen(PortRef(access, 77))
+    engine.shared_uplink_seen(PortRef(access, 77), now=0.0)
     (a, b), = [(a, b) for a, b in engine.fabric.links() if a == PortRef(access, 77)]
     view = rest_views.link_view(a, b, engine.fabric.switches, on_tree=True)
     assert view["a"]["port"] == 77 and view["b"] is None and view["shared_fabric"] is True

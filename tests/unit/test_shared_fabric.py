@@ -48,9 +48,9 @@ class Process:
         self.engine = ProvisioningEngine(LIBRARY, PrefixScheme(16))
         self.switches = FakeSwitches()
         for dpid, role, switch_name in switches:
-            self.apply(self.engine.switch_up(dpid, role, switch_name, []))
+            self.apply(self.engine.switch_up(dpid, role, switch_name, [], now=0.0))
         for a, b in links:
-            self.apply(self.engine.link_seen(PortRef(*a), PortRef(*b)))
+            self.apply(self.engine.link_seen(PortRef(*a), PortRef(*b), now=0.0))
 
     def apply(self, plan):
         self.switches.apply(plan)
@@ -62,12 +62,12 @@ class Process:
     on_uplink_frame = None   # the data center's: a frame sent out of a shared uplink
 
     def vm(self, dpid, port, mac):
-        verdict = self.engine.packet_in(dpid, port, mac, b"frame")
+        verdict = self.engine.packet_in(dpid, port, mac, b"frame", now=0.0)
         self.apply(verdict.plan)
         return verdict
 
     def beacon(self, dpid, port):
-        return self.apply(self.engine.shared_uplink_seen(PortRef(dpid, port), "test"))
+        return self.apply(self.engine.shared_uplink_seen(PortRef(dpid, port), "test", now=0.0))
 
     def trace(self, dpid, port, packet):
         return self.switches.trace(self.engine.fabric, dpid, port, packet)
@@ -210,7 +210,7 @@ def test_a_frame_from_the_shared_fabric_for_an_unknown_mac_goes_nowhere(dc):
 def test_the_last_member_leaving_takes_the_vlan_off_the_uplink(dc):
     dc.beacons()
     for server in (S11, S12):
-        dc.p1.apply(dc.p1.engine.port_down(server, 1))
+        dc.p1.apply(dc.p1.engine.port_down(server, 1, now=0.0))
     vlan_flows_on_a1 = [f for f in dc.p1.switches.flows(A1)
                         if decode_cookie(f.cookie).kind is CookieKind.VLAN]
     assert vlan_flows_on_a1 == []
@@ -221,8 +221,8 @@ def test_the_last_member_leaving_takes_the_vlan_off_the_uplink(dc):
 def test_a_probe_wins_over_a_beacon_on_the_same_port(dc):
     dc.beacons()
     # a1's port 1 is re-cabled to a switch of p1's own: the probe proves the cable
-    dc.p1.apply(dc.p1.engine.switch_up(0x100, Role.FABRIC, "f1", []))
-    dc.p1.apply(dc.p1.engine.link_seen(PortRef(A1, TO_FABRIC), PortRef(0x100, 1)))
+    dc.p1.apply(dc.p1.engine.switch_up(0x100, Role.FABRIC, "f1", [], now=0.0))
+    dc.p1.apply(dc.p1.engine.link_seen(PortRef(A1, TO_FABRIC), PortRef(0x100, 1), now=0.0))
     assert not dc.p1.engine.fabric.is_shared_uplink(PortRef(A1, TO_FABRIC))
     assert dc.p1.beacon(A1, TO_FABRIC).flow_count() == 0
     assert not [f for f in dc.p1.switches.flows(A1) if f.priority == Priority.SHARED_UPLINK]
@@ -267,11 +267,11 @@ def test_a_restarted_process_reads_its_shared_uplinks_back_from_the_switch(dc):
     dc.beacons()
     before = dc.p1.switches.entries(A1)
     again = ProvisioningEngine(LIBRARY, PrefixScheme(16))
-    plans = [again.switch_up(dpid, role, name, dc.p1.switches.entries(dpid))
+    plans = [again.switch_up(dpid, role, name, dc.p1.switches.entries(dpid), now=0.0)
              for dpid, role, name in [(S11, Role.SERVER, "s11"), (S12, Role.SERVER, "s12"),
                                       (A1, Role.ACCESS, "a1")]]
-    plans += [again.link_seen(PortRef(S11, UPLINK), PortRef(A1, 2)),
-              again.link_seen(PortRef(S12, UPLINK), PortRef(A1, 3))]
+    plans += [again.link_seen(PortRef(S11, UPLINK), PortRef(A1, 2), now=0.0),
+              again.link_seen(PortRef(S12, UPLINK), PortRef(A1, 3), now=0.0)]
     assert again.fabric.is_shared_uplink(PortRef(A1, TO_FABRIC))
     assert any("restored shared uplink a1:1" in n for plan in plans for n in plan.notes)
     for plan in plans:
@@ -301,7 +301,7 @@ def test_a_vm_taken_over_by_another_process_is_reached_there(dc):
     assert ("p2", S21, 3) in _where(dc.send(dc.p1, S12, 1, WEB2, WEB1))
     assert _where(dc.send(dc.p2, S21, 1, WEB3, WEB1)) == [("p2", S21, 3)]
     # the old port goes away: p1 deprovisions and frames go by the shared fabric only
-    dc.p1.apply(dc.p1.engine.port_down(S11, 1))
+    dc.p1.apply(dc.p1.engine.port_down(S11, 1, now=0.0))
     assert _where(dc.send(dc.p1, S12, 1, WEB2, WEB1)) == [("p2", S21, 3)]
     assert not [f for dpid in (A1, S11, S12) for f in dc.p1.switches.flows(dpid)
                 if decode_cookie(f.cookie).kind is CookieKind.MIGRATION]
@@ -324,7 +324,7 @@ def test_a_new_uplink_announces_every_vm_behind_it_and_no_one_delivers_it(dc):
 
 def test_a_vm_is_announced_only_once_its_flows_are_confirmed(dc):
     dc.beacons()
-    verdict = dc.p1.engine.packet_in(S11, 2, DB2, b"")
+    verdict = dc.p1.engine.packet_in(S11, 2, DB2, b"", now=0.0)
     (out,) = [o for o in verdict.plan.packet_outs if o.out_port is not None]
     assert (out.dpid, out.out_port) == (A1, TO_FABRIC)
     assert DB2 in verdict.plan.confirms   # the app sends packet-outs after the barriers
@@ -335,8 +335,8 @@ def test_a_vm_attached_to_a_down_port_is_pre_provisioned_then_activated_by_link_
     dc.beacons()
     dc.send(dc.p1, S11, 1, WEB1, BROADCAST)
     engine = dc.p2.engine
-    dc.p2.apply(engine.port_down(S21, 3, deleted=False))
-    verdict = engine.vm_attached(S21, 3, WEB1)
+    dc.p2.apply(engine.port_down(S21, 3, deleted=False, now=0.0))
+    verdict = engine.vm_attached(S21, 3, WEB1, now=0.0)
     dc.p2.apply(verdict.plan)
     assert WEB1 in engine.incoming and WEB1 not in engine.bindings
     assert not [a for a in dc.announced if a == ("p2", WEB1)]
@@ -353,7 +353,7 @@ def test_a_vm_attached_to_a_down_port_is_pre_provisioned_then_activated_by_link_
 
 def test_a_vm_attached_to_an_up_port_is_provisioned_at_once(dc):
     dc.beacons()
-    verdict = dc.p2.engine.vm_attached(S21, 3, WEB2)
+    verdict = dc.p2.engine.vm_attached(S21, 3, WEB2, now=0.0)
     dc.p2.apply(verdict.plan)
     assert verdict.provisioned is not None and WEB2 in dc.p2.engine.bindings
 
@@ -364,8 +364,8 @@ def test_a_hand_off_delivers_at_the_old_port_and_to_the_shared_fabric(dc):
     dc.send(dc.p2, S21, 1, WEB3, BROADCAST)
     # the fabric still has WEB1 behind a1: the copy to the fabric goes nowhere yet
     assert _where(dc.send(dc.p1, S12, 1, WEB2, WEB1)) == [("p1", S11, 1)]
-    dc.p2.apply(dc.p2.engine.port_down(S21, 3, deleted=False))
-    dc.p2.apply(dc.p2.engine.vm_attached(S21, 3, WEB1).plan)
+    dc.p2.apply(dc.p2.engine.port_down(S21, 3, deleted=False, now=0.0))
+    dc.p2.apply(dc.p2.engine.vm_attached(S21, 3, WEB1, now=0.0).plan)
     dc.p2.apply(dc.p2.engine.port_up(S21, 3))    # announced: the fabric follows WEB1
     assert _where(dc.send(dc.p1, S12, 1, WEB2, WEB1)) == [("p1", S11, 1), ("p2", S21, 3)]
 
@@ -373,8 +373,8 @@ def test_a_hand_off_delivers_at_the_old_port_and_to_the_shared_fabric(dc):
 def test_the_ip_of_a_vm_handed_over_is_bound_before_it_arrives(dc):
     engine = dc.p2.engine
     dc.p2.apply(engine.expect_ip(WEB1, "10.0.100.1"))
-    dc.p2.apply(engine.port_down(S21, 3, deleted=False))
-    dc.p2.apply(engine.vm_attached(S21, 3, WEB1).plan)
+    dc.p2.apply(engine.port_down(S21, 3, deleted=False, now=0.0))
+    dc.p2.apply(engine.vm_attached(S21, 3, WEB1, now=0.0).plan)
     assert engine.incoming[WEB1].ip == "10.0.100.1"
     dc.p2.apply(engine.port_up(S21, 3))
     assert engine.bindings[WEB1].ip == "10.0.100.1"
@@ -385,8 +385,8 @@ def test_the_ip_of_a_vm_handed_over_is_bound_before_it_arrives(dc):
 def test_the_arrival_on_a_pre_provisioned_port_is_announced_before_activation(dc):
     dc.beacons()
     engine = dc.p2.engine
-    dc.p2.apply(engine.port_down(S21, 3, deleted=False))
-    dc.p2.apply(engine.vm_attached(S21, 3, WEB1).plan)
+    dc.p2.apply(engine.port_down(S21, 3, deleted=False, now=0.0))
+    dc.p2.apply(engine.vm_attached(S21, 3, WEB1, now=0.0).plan)
     assert engine.arrival(S21, 1).is_empty()          # WEB3's port: nothing pre-provisioned
     plan = engine.arrival(S21, 3)
     (out,) = plan.packet_outs
@@ -400,8 +400,8 @@ def test_an_expected_vms_rarp_moves_it_in_the_fabric_without_the_controller(dc):
     dc.beacons()
     dc.send(dc.p1, S11, 1, WEB1, BROADCAST)      # the fabric has WEB1 behind a1
     engine = dc.p2.engine
-    dc.p2.apply(engine.port_down(S21, 3, deleted=False))
-    dc.p2.apply(engine.vm_attached(S21, 3, WEB1).plan)
+    dc.p2.apply(engine.port_down(S21, 3, deleted=False, now=0.0))
+    dc.p2.apply(engine.vm_attached(S21, 3, WEB1, now=0.0).plan)
     delivered = dc.send(dc.p2, S21, 3, WEB1, BROADCAST, eth_type=0x8035)
     assert _where(delivered) == [("p2", S21, OFPP_CONTROLLER)]   # for the activation
     assert dc.bridge.table[(0x1000 | WEB_VLAN, WEB1)] == 2         # learned behind a2
@@ -422,3 +422,17 @@ def test_a_withdrawn_hand_off_leaves_the_vm_served_at_its_port_only(dc):
     assert any("hand-off to another process was withdrawn" in n for n in plan.notes)
     assert dc.p1.switches.all_flows() == before
     assert dc.p1.engine.stop_handing_over(WEB1).flow_count() == 0
+
+
+def test_a_vm_behind_the_other_access_switch_reaches_the_shared_fabric_by_the_cable():
+    """Only a1 has an uplink: a2's VMs reach other processes' VMs through a1."""
+    p = Process("p", [(A1, Role.ACCESS, "a1"), (A2, Role.ACCESS, "a2"),
+                      (S11, Role.SERVER, "s11"), (S21, Role.SERVER, "s21")],
+                [((S11, UPLINK), (A1, 2)), ((S21, UPLINK), (A2, 2)), ((A1, 5), (A2, 5))])
+    p.vm(S11, 1, WEB1)
+    p.vm(S21, 1, WEB3)
+    p.beacon(A1, TO_FABRIC)
+    elsewhere = "00:fa:00:00:00:77"   # a VM of another process
+    assert [(d, port) for d, port, _ in p.trace(S21, 1, Packet(WEB3, elsewhere))] == \
+        [(A1, TO_FABRIC)]
+    assert p.engine.recompute_all().flow_count() == 0

@@ -29,9 +29,9 @@ class Lab:
         self.switches = FakeSwitches()
         for dpid, role in ((F1, Role.FABRIC), (A1, Role.ACCESS),
                            (S11, Role.SERVER), (S12, Role.SERVER)):
-            self.apply(self.engine.switch_up(dpid, role, hex(dpid), []))
+            self.apply(self.engine.switch_up(dpid, role, hex(dpid), [], now=0.0))
         for a, b in (((A1, 1), (F1, 1)), ((S11, UPLINK), (A1, 2)), ((S12, UPLINK), (A1, 3))):
-            self.apply(self.engine.link_seen(PortRef(*a), PortRef(*b)))
+            self.apply(self.engine.link_seen(PortRef(*a), PortRef(*b), now=0.0))
 
     def apply(self, plan):
         self.switches.apply(plan)
@@ -105,7 +105,7 @@ def test_unbound_ip_goes_to_the_controller_to_be_learned():
     lab.vm(S11, 1, WEB1)
     first = tcp(WEB1, DB2, WEB1_IP, DB2_IP, 5432)
     assert lab.ports_reached(S11, 1, first) == [(S11, OFPP_CONTROLLER)]
-    learned = lab.engine.packet_in(S11, 1, WEB1, b"x", sender_ip=WEB1_IP)
+    learned = lab.engine.packet_in(S11, 1, WEB1, b"x", sender_ip=WEB1_IP, now=0.0)
     assert learned.plan.packet_outs and lab.engine.bindings[WEB1].ip == WEB1_IP
 
 
@@ -133,7 +133,7 @@ def test_conflicting_port_rules_move_to_the_vm_ports(lab):
 
 
 def test_merge_is_undone_when_the_conflict_goes(lab):
-    lab.apply(lab.engine.port_down(S11, 2))
+    lab.apply(lab.engine.port_down(S11, 2, now=0.0))
     assert lab.engine.moved_port_rules() == set()
     ping_web1 = Packet(WEB3, WEB1, 0x0800, ip_proto=1, ipv4_src=WEB3_IP, ipv4_dst=WEB1_IP)
     assert lab.ports_reached(S12, 1, ping_web1) == [(S11, 1)]
@@ -178,13 +178,13 @@ def test_restart_restores_bindings_from_switch_flows(lab):
     fresh = ProvisioningEngine(LIBRARY, PrefixScheme(16))
     for dpid, role in ((F1, Role.FABRIC), (A1, Role.ACCESS), (S11, Role.SERVER),
                        (S12, Role.SERVER)):
-        fresh.switch_up(dpid, role, hex(dpid), lab.switches.entries(dpid))
+        fresh.switch_up(dpid, role, hex(dpid), lab.switches.entries(dpid), now=0.0)
     for a, b in (((A1, 1), (F1, 1)), ((S11, UPLINK), (A1, 2)), ((S12, UPLINK), (A1, 3))):
-        fresh.link_seen(PortRef(*a), PortRef(*b))
+        fresh.link_seen(PortRef(*a), PortRef(*b), now=0.0)
     assert {m: (b.binding_id, b.ip) for m, b in fresh.bindings.items()} == {
         m: (b.binding_id, b.ip) for m, b in lab.engine.bindings.items()}
     for dpid, role in ((F1, Role.FABRIC), (A1, Role.ACCESS), (S11, Role.SERVER)):
-        plan = fresh.switch_up(dpid, role, hex(dpid), lab.switches.entries(dpid))
+        plan = fresh.switch_up(dpid, role, hex(dpid), lab.switches.entries(dpid), now=0.0)
         assert plan.is_empty(), plan.changes
 
 

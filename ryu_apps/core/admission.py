@@ -1,0 +1,164 @@
+"""Admission: whether a MAC seen on a VM port is provisioned there, and with what (pure).
+
+A MAC is decoded into a template id, the template is looked up in the library
+of the server's mobility domain, the identity policy and the move guard are
+asked; a refusal quarantines the MAC at its port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Optional
+
+from ryu_apps.core import binding_ops, shared_fabric, vm_identity
+from ryu_apps.core.binding import Binding, Detection, VmState
+from ryu_apps.core.flow_plan import PacketOut
+from ryu_apps.core.identifiers import IdentifierError, canonical_mac
+from ryu_apps.core.quarantine import Refusal
+from ryu_apps.core.template_model import Template
+from ryu_apps.core.verdict import PacketVerdict
+
+if TYPE_CHECKING:
+    from ryu_apps.core.engine_state import EngineState
+
+
+def admit(st: "EngineState", dpid: int, port: int, eth_src: str, now: float,
+          detected_by: Detection, data: bytes, sender_ip: Optional[str] = None,
+          trusted_move: bool = False) -> PacketVerdict:
+    """Provision MAC ``eth_src`` on this port if its identity and template allow.
+
+    A MAC bound elsewhere moves here only if the move is believed
+    (:func:`~ryu_apps.core.vm_identity.move_believed`; ``trusted_move``: it was already).
+    """
+    verdict = PacketVerdict()
+    if not st.topo.hosts_vms(dpid) or st.topo.fabric.is_link_port(dpid, port):
+        return verdict
+    mac = canonical_mac(eth_src)
+    holder = st.table.at_port(dpid, port)
+    if holder is not None:
+        refuse(st, verdict, mac, None, dpid, port, now,
+               f"port already bound to VM {holder.mac}: spoofed source MAC")
+        return verdict
+    refusal = vm_identity.identity_refusal(st, dpid, port, mac, detected_by, now)
+    if refusal is not None:
+        refuse(st, verdict, mac, None, dpid, port, now, refusal)
+        return verdict
+    existing = st.table.bindings.get(mac)
+    if existing is not None and existing.state is VmState.RESTARTING:
+        verdict.provisioned = binding_ops.come_back(st, existing, dpid, port, data,
+                                                    verdict.plan)
+        return verdict
+    if existing is not None and not trusted_move and detected_by is Detection.PACKET \
+            and not vm_identity.move_believed(st, existing, dpid, port, now, verdict):
+        return verdict
+    template = select(st, mac, eth_src, dpid, port, now, verdict)
+    if template is not None:
+        verdict.provisioned = _provision(st, template, mac, existing, dpid, port, now,
+                                         detected_by, data, sender_ip, verdict)
+    return verdict
+
+
+def _provision(st: "EngineState", template: Template, mac: str, existing: Optional[Binding],
+               dpid: int, port: int, now: float, detected_by: Detection, data: bytes,
+               sender_ip: Optional[str], verdict: PacketVerdict) -> Binding:
+    """Bind VM ``mac`` here with ``template`` (its binding elsewhere, if any, ends)."""
+    ip = existing.ip if existing else st.ports.expected_ips.pop(mac, None)
+    binding = Binding(st.table.allocate_id(), mac, template.template_id,
+                      template.name, template.vlan, dpid, port, since=now,
+                      ip=ip, detected_by=detected_by, device=st.topo.device_of(dpid),
+                      seen_ip=sender_ip or (existing.seen_ip if existing else None))
+    plan = verdict.plan
+    if existing is not None:
+        binding_ops.unbind(st, existing, plan, f"moved to port {port} of {st.name(dpid)}")
+    binding_ops.drop_incoming(st, mac, plan)
+    binding_ops.bind(st, binding, plan)
+    if data:
+        plan.packet_outs.append(PacketOut(dpid, port, data))
+    return binding
+
+
+def select(st: "EngineState", mac: str, raw_mac: str, dpid: int, port: int, now: float,
+           verdict: PacketVerdict) -> Optional[Template]:
+    """Decode the MAC and select its template; quarantine the MAC on failure."""
+    try:
+        template_id = st.scheme.decode(raw_mac)
+    except IdentifierError as error:
+        refuse(st, verdict, mac, None, dpid, port, now, str(error))
+        return None
+    domain = st.domain_of_server(dpid)
+    library = st.library_of_switch(dpid)
+    if domain is None or library is None:
+        refuse(st, verdict, mac, template_id, dpid, port, now,
+               f"server {st.name(dpid)} is in no mobility domain "
+               f"(its access switch is unknown or listed in no domain)")
+        return None
+    template = library.get(template_id)
+    if template is None:
+        where = ("the library" if not st.libraries.domains.explicit
+                 else f"the library of mobility domain '{domain.name}'")
+        refuse(st, verdict, mac, template_id, dpid, port, now,
+               f"template {template_id} (0x{template_id:04X}) is not in {where}")
+    return template
+
+
+def refuse(st: "EngineState", verdict: PacketVerdict, mac: str, template_id: Optional[int],
+           dpid: int, port: int, now: float, reason: str) -> None:
+    """Refuse MAC ``mac`` on this port: quarantine it there, say why."""
+    refusal, first, note = st.quarantine.refuse(
+        Refusal(mac, template_id, reason, dpid, port, since=now))
+    verdict.refusal, verdict.first_refusal = refusal, first
+    if note:
+        verdict.plan.notes.append(note)
+    if first:
+        binding_ops.quarantine_changed(st, dpid, port)
+
+
+def expect(st: "EngineState", dpid: int, port: int, mac: str, now: float) -> PacketVerdict:
+    """A VM unknown here is attached to a port whose link is down: it is not
+    running on it yet (a hypervisor creates the port before the VM resumes there,
+    maybe coming from another process's server). Pre-provision the port, its
+    frames delivered both there and toward the shared fabric; the link coming up
+    or the VM's first frame activates it."""
+    verdict = PacketVerdict()
+    if not st.topo.hosts_vms(dpid) or st.topo.fabric.is_link_port(dpid, port) \
+            or st.table.at_port(dpid, port) is not None or mac in st.table.incoming:
+        return verdict
+    template = select(st, mac, mac, dpid, port, now, verdict)
+    if template is None:
+        return verdict
+    incoming = Binding(st.table.allocate_id(), mac, template.template_id,
+                       template.name, template.vlan, dpid, port, since=now,
+                       ip=st.ports.expected_ips.pop(mac, None),
+                       detected_by=Detection.OVSDB, device=st.topo.device_of(dpid),
+                       state=VmState.PRE_PROVISIONED)
+    plan = verdict.plan
+    binding_ops.store(st, incoming)
+    shared_fabric.toward_shared_fabric_too(st, incoming, plan, expected=True)
+    binding_ops.lift_quarantine(st, incoming)
+    plan.notes.append(f"pre-provisioned VM {mac} on {st.name(dpid)} port {port} "
+                      f"(binding {incoming.binding_id}): attached to a port whose link "
+                      "is down; activated when it comes up or the VM speaks")
+    return verdict
+
+
+def known_vm_spoke(st: "EngineState", binding: Binding, sender_ip: Optional[str],
+                   data: bytes) -> PacketVerdict:
+    """A packet from a VM on its own port reached the controller."""
+    verdict = PacketVerdict()
+    if binding.state is VmState.PRE_PROVISIONED:
+        binding_ops.activate(st, binding, verdict.plan, "announced itself")
+        verdict.provisioned = st.table.bindings.get(binding.mac)
+        return verdict   # the pipeline already forwarded the packet
+    if binding.state is VmState.RESTARTING:
+        verdict.provisioned = binding_ops.come_back(st, binding, binding.dpid, binding.port,
+                                                    data, verdict.plan)
+        return verdict
+    template = st.template_of(binding)
+    if (sender_ip is None or binding.ip is not None or template is None
+            or not template.virtual_switch.bind_ip):
+        return verdict
+    binding_ops.store(st, replace(binding, ip=sender_ip))
+    verdict.plan.notes.append(f"VM {binding.mac} bound to IP {sender_ip}")
+    if data:
+        verdict.plan.packet_outs.append(PacketOut(binding.dpid, binding.port, data))
+    return verdict

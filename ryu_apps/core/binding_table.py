@@ -1,0 +1,165 @@
+"""The engine's bindings and every index over them, kept right in one place (pure).
+
+Three tables by MAC: ``bindings`` (where each VM is now), ``incoming``
+(pre-provisioned migration destinations) and ``outgoing`` (sources that wait
+for :class:`~ryu_apps.core.device_messages.MigrationDone`). Their indexes (by
+port, ids in use, :class:`~ryu_apps.core.binding_index.BindingIndex`, the
+bindings whose port-side rules moved, the last state of every VM) change only
+through :meth:`BindingTable.add`, :meth:`~BindingTable.replace`,
+:meth:`~BindingTable.remove`, :meth:`~BindingTable.hand_out` and
+:meth:`~BindingTable.release`; no handler edits an index. A binding joining or
+leaving its VLAN's forwarding members is reported to ``on_member``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+
+from ryu_apps.core.binding import Binding, VmState
+from ryu_apps.core.binding_index import BindingIndex
+from ryu_apps.core.pipeline import MAX_BINDING_ID
+
+PortKey = Tuple[int, int]
+#: Called with a binding and +1 (it joins its VLAN on its server) or -1 (it leaves).
+MemberHook = Callable[[Binding, int], None]
+
+
+def present(binding: Binding) -> bool:
+    """Whether the VM needs its VLAN's way up (forwarding or pre-provisioned)."""
+    return binding.state.forwards or binding.state is VmState.PRE_PROVISIONED
+
+
+class BindingTable:
+    """Bindings, incoming and outgoing bindings, and their indexes."""
+
+    def __init__(self, on_member: MemberHook) -> None:
+        self.bindings: Dict[str, Binding] = {}
+        self.incoming: Dict[str, Binding] = {}
+        self.outgoing: Dict[str, Binding] = {}
+        #: The last state of every VM ever seen.
+        self.history: Dict[str, VmState] = {}
+        #: Bindings and incoming by id, server and VLAN, template and device.
+        self.index = BindingIndex()
+        #: Ids of bindings whose port-side rules sit on their virtual-switch port.
+        self.moved: Set[int] = set()
+        self._by_port: Dict[PortKey, Binding] = {}
+        self._ids_in_use: Set[int] = set()
+        self._next_id = 1
+        self._on_member = on_member
+
+    # -- mutators ----------------------------------------------------------------
+    def add(self, binding: Binding) -> None:
+        """Store a binding in its table (replacing that table's binding of its MAC)."""
+        table = self._table_of(binding)
+        previous = table.get(binding.mac)
+        table[binding.mac] = binding
+        if previous is None or not self.index.swap(previous, binding):
+            if previous is not None:
+                self._unindex(previous)
+            self.index.add(binding)
+            self._on_member(binding, +1)
+        elif previous.state.forwards != binding.state.forwards or \
+                present(previous) != present(binding) or previous.port != binding.port:
+            self._on_member(previous, -1)
+            self._on_member(binding, +1)
+        self._by_port[(binding.dpid, binding.port)] = binding
+        self._ids_in_use.add(binding.binding_id)
+        self.history[binding.mac] = binding.state
+
+    def remove(self, binding: Binding, final_state: Optional[VmState] = None) -> None:
+        """Forget a binding (what its table and its port hold, if it is still that one);
+        ``final_state``: the VM's state for the history."""
+        table = self._table_of(binding)
+        stored = table.get(binding.mac)
+        if stored is not None and _same(stored, binding):
+            del table[binding.mac]
+            self._unindex(stored)
+        self._release_port(binding)
+        if final_state is not None:
+            self.history[binding.mac] = final_state
+
+    def replace(self, old: Binding, new: Binding) -> None:
+        """``new`` instead of ``old`` (its table, port and indexes follow)."""
+        self.remove(old)
+        self.add(new)
+
+    def hand_out(self, source: Binding) -> None:
+        """The VM left ``source`` for a destination here: keep the source, as outgoing,
+        until :meth:`release` (its port stays taken)."""
+        self.outgoing[source.mac] = replace(source, state=VmState.MIGRATING_OUT)
+
+    def release(self, mac: str) -> Optional[Binding]:
+        """The outgoing binding of ``mac`` is gone: forget it and free its port."""
+        source = self.outgoing.pop(mac, None)
+        if source is not None:
+            self._release_port(source)
+        return source
+
+    def set_moved(self, binding_id: int, moved: bool) -> bool:
+        """Whether the binding carries its template's port-side rules on its own port
+        (the template merge of its access-port group); True when that changed."""
+        if (binding_id in self.moved) == moved:
+            return False
+        (self.moved.add if moved else self.moved.discard)(binding_id)
+        return True
+
+    def allocate_id(self) -> int:
+        """A binding id no binding holds."""
+        candidate = self._next_id
+        while candidate in self._ids_in_use:
+            candidate = candidate % MAX_BINDING_ID + 1
+        self._next_id = candidate % MAX_BINDING_ID + 1
+        return candidate
+
+    # -- queries -------------------------------------------------------------------
+    def at_port(self, dpid: int, port: int) -> Optional[Binding]:
+        """The binding (current, incoming or outgoing) that holds this port."""
+        return self._by_port.get((dpid, port))
+
+    def id_in_use(self, binding_id: int) -> bool:
+        """Whether a binding of any table holds this id."""
+        return binding_id in self._ids_in_use
+
+    def __iter__(self) -> Iterator[Binding]:
+        """Current and incoming bindings."""
+        yield from list(self.bindings.values())
+        yield from list(self.incoming.values())
+
+    def of_templates(self, template_ids: Iterable[int]) -> List[Binding]:
+        """Current and incoming bindings of these templates, by template and id."""
+        found: List[Binding] = []
+        for template_id in sorted(set(template_ids)):
+            found += self.index.of_template(template_id)
+        return found
+
+    def of_device(self, device: int) -> List[Binding]:
+        """Every binding of one network device (outgoing too), by MAC."""
+        held = self.index.of_device(device)
+        held += [b for b in self.outgoing.values() if b.device == device]
+        return sorted(held, key=lambda b: b.mac)
+
+    # -- internals -------------------------------------------------------------------
+    def _table_of(self, binding: Binding) -> Dict[str, Binding]:
+        return self.incoming if binding.state is VmState.PRE_PROVISIONED else self.bindings
+
+    def _unindex(self, binding: Binding) -> None:
+        self.index.remove(binding)
+        self.moved.discard(binding.binding_id)
+        self._on_member(binding, -1)
+
+    def _release_port(self, binding: Binding) -> None:
+        key = (binding.dpid, binding.port)
+        if _same(self._by_port.get(key), binding):
+            del self._by_port[key]
+        if not self._held(binding.binding_id):
+            self._ids_in_use.discard(binding.binding_id)
+
+    def _held(self, binding_id: int) -> bool:
+        if binding_id in self.index.by_id:
+            return True
+        return any(b.binding_id == binding_id for b in self.outgoing.values())
+
+
+def _same(stored: Optional[Binding], binding: Binding) -> bool:
+    return stored is not None and stored.binding_id == binding.binding_id

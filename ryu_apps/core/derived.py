@@ -1,0 +1,159 @@
+"""Derived owners: marked dirty by handlers, recomputed once per event (pure).
+
+Handlers change the engine's state parts and say which derived owners that
+touched; :func:`flush` recomputes those, once, in dependency order:
+
+    infrastructure (switches whose links or role changed)
+      -> access-port groups (they decide which bindings carry port-side rules)
+      -> placements (a binding's own flows: template, merge, path)
+      -> VLAN flows (per switch whose members or flood ports changed)
+      -> quarantine flows (per port)
+      -> migration paths and liveness probes (after a fabric change)
+
+:func:`recompute_all` is the from-scratch fallback, in the spirit of OVN's
+incremental engine (``lib/inc-proc-eng.h``: a node without an incremental
+handler is recomputed): every owner is marked dirty on empty derived state
+and flushed, and the result replaces the incremental one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Dict, Set, Tuple
+
+from ryu_apps.core import access_groups
+from ryu_apps.core.access_groups import AccessGroups, GroupKey
+from ryu_apps.core.binding import Binding
+from ryu_apps.core.binding_table import present
+from ryu_apps.core.cookies import INFRA_OWNER, liveness_owner, quarantine_owner, vlan_owner
+from ryu_apps.core.fabric import SHARED_FABRIC
+from ryu_apps.core.flow_compiler import vlan_switch_flows
+from ryu_apps.core.flow_plan import DesiredFlows, Plan, diff_flows
+from ryu_apps.core.routes import probe_flows
+from ryu_apps.core.switch_flows import infra_flows
+from ryu_apps.core.vlan_flooding import VlanFlooding
+
+if TYPE_CHECKING:
+    from ryu_apps.core.engine_state import EngineState
+
+PortKey = Tuple[int, int]
+
+
+@dataclass
+class Dirty:
+    """Derived owners to recompute before the event's plan is returned."""
+
+    infra: Set[int] = field(default_factory=set)
+    groups: Set[GroupKey] = field(default_factory=set)
+    #: binding id -> the binding when marked (the current one is placed)
+    placements: Dict[int, Binding] = field(default_factory=dict)
+    #: VLAN -> switches whose flows of that VLAN may change
+    vlans: Dict[int, Set[int]] = field(default_factory=dict)
+    quarantine: Set[PortKey] = field(default_factory=set)
+    routes: bool = False
+
+
+def flush(st: "EngineState", plan: Plan) -> None:
+    """Recompute every dirty owner, in dependency order, into ``plan``."""
+    dirty = st.dirty
+    for dpid in sorted(dirty.infra):
+        if dpid in st.topo.fabric.switches:
+            st.desired.replace(INFRA_OWNER, infra_flows(st.topo.fabric, dpid), plan, dpid=dpid)
+    dirty.infra.clear()
+    for key in sorted(dirty.groups):
+        access_groups.refresh(st, key, plan)
+    dirty.groups.clear()
+    _flush_placements(st, plan)
+    _flush_vlans(st, plan)
+    for dpid, port in sorted(dirty.quarantine):
+        st.desired.replace(quarantine_owner(port), st.quarantine.flows(dpid, port), plan,
+                           dpid=dpid)
+    dirty.quarantine.clear()
+    if dirty.routes:
+        dirty.routes = False
+        fabric = st.topo.fabric
+        for cookie, route in sorted(st.routes.paths.items()):
+            st.desired.replace(route.owner, route.flows(fabric, cookie), plan)
+
+
+def _flush_placements(st: "EngineState", plan: Plan) -> None:
+    marked, st.dirty.placements = st.dirty.placements, {}
+    table = st.table
+    for binding_id, binding in sorted(marked.items()):
+        current = table.index.by_id.get(binding_id)
+        if current is None:
+            outgoing = table.outgoing.get(binding.mac)
+            if outgoing is None or outgoing.binding_id != binding_id:
+                continue   # gone meanwhile: its owner was emptied when it went
+            current = outgoing
+        st.desired.place(current.owner, st.placement(current), plan)
+
+
+def _flush_vlans(st: "EngineState", plan: Plan) -> None:
+    marked, st.dirty.vlans = st.dirty.vlans, {}
+    for vlan in sorted(marked):
+        owner = vlan_owner(vlan)
+        switches = marked[vlan] - {SHARED_FABRIC}
+        for dpid in sorted(switches):
+            st.desired.replace(owner, vlan_flows_on(st, vlan, dpid), plan, dpid=dpid)
+
+
+def vlan_flows_on(st: "EngineState", vlan: int, dpid: int) -> Set:
+    """A VLAN's shared flows on one switch, from its members there."""
+    local: Set[int] = set()
+    is_present = False
+    for binding in st.table.index.on_server(dpid, vlan):
+        if binding.state.forwards:
+            local.add(binding.port)
+        is_present = is_present or present(binding)
+    return vlan_switch_flows(st.topo.fabric, vlan, dpid,
+                             st.topo.flooding.flood_ports(vlan, dpid), sorted(local),
+                             is_present)
+
+
+def recompute_all(st: "EngineState") -> Plan:
+    """Rebuild every owner's desired flows from the state alone; the plan that brings
+    the previous desired flows to the rebuilt ones (empty when they agreed)."""
+    old = st.desired
+    st.desired = DesiredFlows()
+    st.groups = AccessGroups()
+    for binding_id in list(st.table.moved):
+        st.table.set_moved(binding_id, False)
+    st.topo.paths.clear()
+    _rebuild_flooding(st)
+    _mark_everything(st)
+    flush(st, Plan())
+    plan = Plan()
+    for dpid in sorted(set(st.topo.fabric.switches) | _switches_of(old)):
+        diff_flows(old.on_switch(dpid), st.desired.on_switch(dpid), plan)
+    return plan
+
+
+def _rebuild_flooding(st: "EngineState") -> None:
+    topo = st.topo
+    topo.flooding = VlanFlooding(topo.tree)
+    for binding in st.table:
+        if binding.state.forwards:
+            topo.member(binding.vlan, binding.dpid, +1)
+
+
+def _mark_everything(st: "EngineState") -> None:
+    dirty, table = st.dirty, st.table
+    switches = set(st.topo.fabric.switches)
+    dirty.infra |= switches
+    for binding in list(table) + list(table.outgoing.values()):
+        dirty.placements[binding.binding_id] = binding
+        key = access_groups.group_key(st, binding)
+        if key is not None:
+            dirty.groups.add(key)
+    for vlan in set(st.topo.flooding.vlans()) | {b.vlan for b in table}:
+        dirty.vlans.setdefault(vlan, set()).update(switches)
+    dirty.quarantine |= set(st.quarantine.ports())
+    dirty.routes = True
+    for probed in st.routes.probes.values():
+        owner = liveness_owner(probed.binding_id, probed.template_id)
+        st.desired.replace(owner, probe_flows(probed), Plan())
+
+
+def _switches_of(desired: DesiredFlows) -> Set[int]:
+    return {spec.dpid for owner in desired.owners() for spec in desired.flows_of(owner)}

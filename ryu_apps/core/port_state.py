@@ -1,0 +1,56 @@
+"""What the engine knows of VM ports besides their bindings (pure).
+
+The servers' OVSDB rows (which MAC is attached where, with which iface-id),
+ports whose link is down, VMs to announce once their link is up, addresses of
+VMs handed over by another process, and the servers migration notices named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Set, Tuple
+
+PortKey = Tuple[int, int]
+
+
+@dataclass
+class PortState:
+    """OVSDB attachments and link state of VM ports."""
+
+    #: (dpid, port) -> MAC, from OVSDB.
+    attachments: Dict[PortKey, str] = field(default_factory=dict)
+    #: MAC -> its OVSDB ports.
+    attached_at: Dict[str, Set[PortKey]] = field(default_factory=dict)
+    #: (dpid, port) -> OVSDB iface-id.
+    iface_ids: Dict[PortKey, str] = field(default_factory=dict)
+    #: Ports whose link is down.
+    down: Set[PortKey] = field(default_factory=set)
+    #: VM ports to announce to the shared fabric when their link is up.
+    unannounced: Set[PortKey] = field(default_factory=set)
+    #: MAC -> IPv4 of a VM handed over to this process.
+    expected_ips: Dict[str, str] = field(default_factory=dict)
+    #: MAC -> the server a migration notice named.
+    notified: Dict[str, int] = field(default_factory=dict)
+
+    def attach(self, dpid: int, port: int, mac: str, iface_id: Optional[str]) -> None:
+        """OVSDB lists VM ``mac`` on this port."""
+        self.detach(dpid, port)
+        self.attachments[(dpid, port)] = mac
+        self.attached_at.setdefault(mac, set()).add((dpid, port))
+        if iface_id:
+            self.iface_ids[(dpid, port)] = iface_id
+
+    def detach(self, dpid: int, port: int) -> None:
+        """OVSDB lists no VM on this port any more."""
+        mac = self.attachments.pop((dpid, port), None)
+        self.iface_ids.pop((dpid, port), None)
+        places = self.attached_at.get(mac) if mac is not None else None
+        if places is not None and mac is not None:
+            places.discard((dpid, port))
+            if not places:
+                del self.attached_at[mac]
+
+    def port_of(self, dpid: int, mac: str) -> Optional[int]:
+        """The port of server ``dpid`` where OVSDB lists VM ``mac``, if any."""
+        return next((p for (d, p), m in self.attachments.items() if d == dpid and m == mac),
+                    None)
