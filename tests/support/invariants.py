@@ -23,7 +23,7 @@ from ryu_apps.core.fabric import PortRef
 from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, Meter, MeterSpec
 from ryu_apps.core.lifecycle import Notice
-from ryu_apps.core.pipeline import MAX_BINDING_ID, MOVED_PORT_METER_OFFSET
+from ryu_apps.core.pipeline import BINDING_METER_BASE, MAX_BINDING_ID, MOVED_PORT_METER_OFFSET
 from tests.support.fake_switches import FakeSwitches, Packet
 from tests.support.oracle import Exit, Facts, Oracle, Vm, arp_broadcast, probes
 
@@ -56,7 +56,7 @@ def check_reapply(switches: FakeSwitches, plans: Union[Plan, Sequence[Plan]]) ->
 def check_reconnect(engine: ProvisioningEngine, switches: FakeSwitches) -> None:
     """Each switch reconnecting with exactly what it holds must get an empty plan."""
     for dpid, info in sorted(engine.fabric.switches.items()):
-        plan = engine.switch_up(dpid, info.role, info.name, switches.entries(dpid))
+        plan = engine.switch_up(dpid, info.role, info.name, switches.entries(dpid), now=0.0)
         changes = plan.changes.get(dpid)
         assert changes is None or not changes, (
             f"reconnect of {info.name} ({dpid:#x}) with its own entries planned "
@@ -98,23 +98,23 @@ def fresh_engine(engine: ProvisioningEngine) -> Tuple[ProvisioningEngine, FakeSw
         switches.apply(plan)
 
     for dpid, info in sorted(engine.fabric.switches.items()):
-        feed(fresh.switch_up(dpid, info.role, info.name, []))
+        feed(fresh.switch_up(dpid, info.role, info.name, [], now=0.0))
     for a, b in engine.fabric.links():
-        feed(fresh.link_seen(a, b))
+        feed(fresh.link_seen(a, b, now=0.0))
     for binding in sorted(engine.bindings.values(), key=lambda b: b.binding_id):
         if binding.state not in _REPLAYABLE:
             continue
-        feed(fresh.packet_in(binding.dpid, binding.port, binding.mac, b"frame").plan)
+        feed(fresh.packet_in(binding.dpid, binding.port, binding.mac, b"frame", now=0.0).plan)
         if binding.ip is not None:
             feed(fresh.packet_in(binding.dpid, binding.port, binding.mac, b"frame",
-                                 sender_ip=binding.ip).plan)
+                                 sender_ip=binding.ip, now=0.0).plan)
         if fresh.bindings[binding.mac].template_id != binding.template_id:
             feed(fresh.notify(Notice.TEMPLATE_CHANGE, binding.mac,
-                              template_id=binding.template_id).plan)
+                              template_id=binding.template_id, now=0.0).plan)
         if binding.state is VmState.ACTIVE:
             fresh.confirm([binding.mac])
         elif binding.state is VmState.SUSPENDED:
-            feed(fresh.notify(Notice.SUSPENDED, binding.mac).plan)
+            feed(fresh.notify(Notice.SUSPENDED, binding.mac, now=0.0).plan)
     return fresh, switches
 
 
@@ -139,8 +139,8 @@ def check_recompute(engine: ProvisioningEngine, switches: FakeSwitches) -> None:
 
 
 def _named_meter(meter_id: int, names: Dict[int, str]) -> object:
-    if 1 <= meter_id <= MAX_BINDING_ID:
-        return ("meter of", names.get(meter_id, meter_id))
+    if BINDING_METER_BASE < meter_id <= BINDING_METER_BASE + MAX_BINDING_ID:
+        return ("meter of", names.get(meter_id - BINDING_METER_BASE, meter_id))
     if MOVED_PORT_METER_OFFSET < meter_id <= MOVED_PORT_METER_OFFSET + MAX_BINDING_ID:
         return ("port meter of", names.get(meter_id - MOVED_PORT_METER_OFFSET, meter_id))
     return meter_id

@@ -73,7 +73,7 @@ class World:
         self.links: Set[FrozenSet[PortRef]] = set()
         self.now = 0.0
         for dpid, role, name in SWITCHES:
-            self.run(lambda e, dpid=dpid, role=role, name=name: e.switch_up(dpid, role, name, []))
+            self.run(lambda e, dpid=dpid, role=role, name=name: e.switch_up(dpid, role, name, [], now=self.now))
         for a, b in LINKS:
             self.link_up(a, b)
 
@@ -91,13 +91,13 @@ class World:
             self.switches.apply(plan)
             self.engine.confirm(plan.confirms)
             applied.append(plan)
-            pending += [self.engine.receive(m, self.now) for m in plan.messages]
+            pending += [self.engine.receive(m, now=self.now) for m in plan.messages]
         check_event(self.engine, self.switches, applied)
         self.check()
 
     def link_up(self, a, b) -> None:
         self.links.add(frozenset((PortRef(*a), PortRef(*b))))
-        self.run(lambda e: e.link_seen(PortRef(*a), PortRef(*b), self.now))
+        self.run(lambda e: e.link_seen(PortRef(*a), PortRef(*b), now=self.now))
 
     def link_down(self, a) -> None:
         self.links = {link for link in self.links if PortRef(*a) not in link}
@@ -112,11 +112,11 @@ class World:
 def _vm_event(world: World, kind: str, host: int, port: int, mac: str) -> None:
     now = world.now
     if kind == "new":
-        world.run(lambda e: e.packet_in(host, port, mac, b"frame", now))
+        world.run(lambda e: e.packet_in(host, port, mac, b"frame", now=now))
     elif kind == "speaks":   # a bound VM's frame with its IPv4 address (bind_ip learns it)
         binding = world.engine.bindings.get(mac)
         if binding is not None:
-            world.run(lambda e: e.packet_in(binding.dpid, binding.port, mac, b"frame", now,
+            world.run(lambda e: e.packet_in(binding.dpid, binding.port, mac, b"frame", now=now,
                                             sender_ip=IPS[mac]))
     elif kind == "port_down":
         world.run(lambda e: e.port_down(host, port, now=now))
@@ -126,9 +126,9 @@ def _vm_event(world: World, kind: str, host: int, port: int, mac: str) -> None:
             cookie = binding.owner.cookie
             world.run(lambda e: e.flow_removed(binding.dpid, cookie, True))
     elif kind == "attach":
-        world.run(lambda e: e.vm_attached(host, port, mac, now))
+        world.run(lambda e: e.vm_attached(host, port, mac, now=now))
     elif kind == "detach":
-        world.run(lambda e: e.vm_detached(host, port, mac, now))
+        world.run(lambda e: e.vm_detached(host, port, mac, now=now))
 
 
 def _notice_event(world: World, kind: str, mac: str, server: int, pick: int) -> None:
@@ -162,7 +162,7 @@ def _fabric_event(world: World, kind: str, port: int, pick: int) -> None:
         dpid, role, name = SWITCHES[(pick + port) % len(SWITCHES)]
         world.run(lambda e: e.switch_down(dpid))
         held = world.switches.entries(dpid)
-        world.run(lambda e: e.switch_up(dpid, role, name, held, world.now))
+        world.run(lambda e: e.switch_up(dpid, role, name, held, now=world.now))
     elif kind == "tick":
         world.now += 70.0   # past quarantines and move holds
         world.run(lambda e: e.tick(world.now))
@@ -202,9 +202,11 @@ def test_every_event_keeps_the_oracle_and_the_invariants(events):
 
 def _bind(world: World, placements: Dict[str, tuple]) -> None:
     for mac, (dpid, port) in placements.items():
-        world.run(lambda e, d=dpid, p=port, m=mac: e.packet_in(d, p, m, b"frame"))
         world.run(lambda e, d=dpid, p=port, m=mac: e.packet_in(d, p, m, b"frame",
-                                                               sender_ip=IPS[m]))
+                                                               now=world.now))
+        world.run(lambda e, d=dpid, p=port, m=mac: e.packet_in(d, p, m, b"frame",
+                                                               sender_ip=IPS[m],
+                                                               now=world.now))
 
 
 def test_the_oracle_is_not_vacuous():
