@@ -1,14 +1,10 @@
-"""The dynprov Ryu app: a thin shell around the pure provisioning engine.
+"""The dynprov Ryu app (``ryu-manager ryu_apps.provisioner``; options: ryu_apps.app.options).
 
-Launch: ``ryu-manager ryu_apps.provisioner`` (options in a ``[dynprov]``
-section of ``--config-file``, :mod:`ryu_apps.app.options`). Each handler turns
-an event into a call on :class:`~ryu_apps.core.engine.ProvisioningEngine` and
-hands the plan it returns to :class:`~ryu_apps.app.plan_sender.PlanSender`.
-
-One closed loop: the engine changes only in this app's Ryu event loop (timers,
-OVSDB, REST and SIGHUP post events to it, :mod:`ryu_apps.app.loop_events`), and
-every repair of a switch, whatever its cause, is :meth:`_reconcile_switch`:
-read the switch back (:mod:`ryu_apps.app.readback`), diff, send the difference.
+Each handler turns an event into a call on the pure engine and sends the plan
+it returns. One closed loop: the engine changes only in this app's event loop
+(timers, OVSDB, REST and SIGHUP post to it: ryu_apps.app.loop_events), and every
+repair of a switch, whatever its cause, is :meth:`_reconcile_switch`: read the
+switch back (ryu_apps.app.readback), diff, send the difference.
 """
 
 from __future__ import annotations
@@ -32,15 +28,15 @@ from ryu_apps.app.provisioning_times import ProvisioningTimes
 from ryu_apps.app.readback import AUDIT, CONNECTED, ReadBack, ReadBacks
 from ryu_apps.app.repairs import RepairSchedule, guarded
 from ryu_apps.app.requests import Requests
-from ryu_apps.app.verdicts import log_verdict
+from ryu_apps.app.verdicts import frame_in, log_verdict
 from ryu_apps.app.wiring import build_engine, build_link_discovery
 from ryu_apps.core import lldp
-from ryu_apps.core.frames import parse_frame
 from ryu_apps.core.warm_start import WarmStart
 from ryu_apps.loaders.library_check import LibraryChecker
 from ryu_apps.rest import api as rest_api
 from ryu_apps.rest import notify as rest_notify
 from ryu_apps.store import hook as store_hook
+from ryu_apps.store.sync import StoreSync
 from ryu_apps.tls import ovsdb_ssl
 from ryu_apps.tls.openflow_tls import listen_port
 
@@ -49,6 +45,8 @@ TICK_SECONDS = 1.0
 #: Least seconds between two resynchronisations after handler failures, and between
 #: two reconciliations of one switch after OpenFlow errors; one due sooner waits.
 RESYNC_MIN_INTERVAL = 5.0
+#: Seconds after the grace when its end is handled (a timer may wake a little early).
+GRACE_MARGIN = 0.05
 
 
 class DynprovProvisioner(app_manager.RyuApp):
@@ -63,7 +61,6 @@ class DynprovProvisioner(app_manager.RyuApp):
         self.library_checker = LibraryChecker.from_options(options)  # validates off-process
         self.engine, self.library_keeper, self.domain_keepers = build_engine(
             options, self.library_checker)
-        self._failures: Dict[str, float] = {}   # when each kind of failure was last logged
         self.repairs = RepairSchedule(RESYNC_MIN_INTERVAL)
         self.datapaths: Dict[int, Any] = {}
         #: Switches that connected and are being read back for the first time.
@@ -72,8 +69,9 @@ class DynprovProvisioner(app_manager.RyuApp):
         self.sender = PlanSender(self.datapaths, self.logger)
         self.bus = InProcessBus(self.engine)
         self.provisioning_times = ProvisioningTimes()
-        self.dispatcher = Dispatcher(self.sender, self.engine, self.bus,
-                                     self.provisioning_times, self._claim_new_vms)
+        self.store_sync: Optional[StoreSync] = None   # attached below; claims new VMs
+        self.dispatcher = Dispatcher(self.sender, self.engine, self.bus, self.provisioning_times,
+                                     lambda: self.store_sync)
         self.readbacks = ReadBacks(self.logger)
         self.warm = WarmStart(grace=options.reconcile_grace)
         self.warm.begin(time.time())
@@ -112,13 +110,13 @@ class DynprovProvisioner(app_manager.RyuApp):
         self.timers.every(TICK_SECONDS, loop.Tick)
         if self.options.audit_interval > 0:
             self.timers.every(self.options.audit_interval, loop.Audit)
-        self.timers.once(self.warm.grace, loop.GraceOver(self.warm.started))
+        self.timers.once(self.warm.grace + GRACE_MARGIN, loop.GraceOver(self.warm.started))
         self.requests.start()
         self.servers.start()
         return thread
 
     def close(self) -> None:
-        """Stop the OVSDB watchers, the timers and the store (Ryu calls this at shutdown)."""
+        """Stop what start() started and the store (Ryu calls this at shutdown)."""
         self.servers.stop()
         self.timers.stop()
         self.requests.stop()
@@ -151,9 +149,8 @@ class DynprovProvisioner(app_manager.RyuApp):
 
     # -- failures: resynchronise from the switches -------------------------------------
     def handler_failed(self, where: str) -> None:
-        """An event handler raised: the engine may be half-changed. Log the traceback
-        (once a minute per handler), then rebuild the engine from what the switches
-        hold, as after a restart."""
+        """A handler raised: the engine may be half-changed. Log the traceback (once a
+        minute per handler), then rebuild the engine from what the switches hold."""
         if self.repairs.first_failure(where, time.time()):
             self.logger.exception("dynprov: %s raised; resynchronising with the switches",
                                   where)
@@ -174,21 +171,20 @@ class DynprovProvisioner(app_manager.RyuApp):
         self.engine.reset()
         self.warm.begin(now)
         for attachment, iface_id in self.servers.attachments():
-            self._attached(attachment.dpid, attachment.ofport, attachment.mac, iface_id)
+            try:
+                self._attached(attachment.dpid, attachment.ofport, attachment.mac, iface_id)
+            except Exception:  # noqa: BLE001 - go on; resynchronise again on a later tick
+                self.logger.exception("dynprov: replaying OVSDB attachment %s", attachment)
+                self.repairs.resync_now(f"replaying {attachment} raised", now)
         for dpid in sorted(set(self.datapaths) | set(self._connecting)):
             self._reconcile_switch(dpid, f"resync: {why}")
-        self.timers.once(self.warm.grace, loop.GraceOver(self.warm.started))
+        self.timers.once(self.warm.grace + GRACE_MARGIN, loop.GraceOver(self.warm.started))
 
     # -- plans out -----------------------------------------------------------------------
     def send_plan(self, plan, on_confirmed=None) -> None:
         """Send a plan (ryu_apps.app.plan_sender.Dispatcher); ``on_confirmed`` runs once
         every switch has applied it."""
         self.dispatcher.send(plan, time.time(), on_confirmed)
-
-    def _claim_new_vms(self) -> None:
-        store_sync = getattr(self, "store_sync", None)   # None until attached
-        if store_sync is not None:
-            store_sync.kick()   # claim the new VMs in the store now
 
     # -- REST and SIGHUP: callers in other green threads, work in the event loop ---------
     @set_ev_cls(loop.ApplyNotice)
@@ -303,12 +299,11 @@ class DynprovProvisioner(app_manager.RyuApp):
         dpid = msg.datapath.id
         if dpid not in self.datapaths:
             return
-        match = getattr(msg, "match", None)
-        frame = parse_frame(getattr(msg, "data", None) or b"")
-        in_port = match.get("in_port") if match is not None and hasattr(match, "get") else None
-        if frame is None or not isinstance(in_port, int) or not 0 < in_port < OFPP_MAX:
+        found = frame_in(msg)
+        if found is None:
             self.malformed(dpid, "packet-in without a frame or a valid in_port")
             return
+        frame, in_port = found
         if frame.ethertype == lldp.ETH_TYPE_LLDP:
             self.send_plan(self.discovery.received(self.engine, dpid, in_port, msg.data,
                                                    time.time()))
@@ -327,9 +322,7 @@ class DynprovProvisioner(app_manager.RyuApp):
 
     def malformed(self, dpid: int, what: str) -> None:
         """A message a switch should never send: logged once per switch and kind."""
-        key = f"malformed {dpid:x} {what}"
-        if key not in self._failures:
-            self._failures[key] = time.time()
+        if self.repairs.first_failure(f"malformed {dpid:x} {what}", 0.0, quiet=-1.0):
             self.logger.warning("switch %016x: %s; ignored", dpid, what)
 
     def _send_urgent(self, plan) -> None:
@@ -346,8 +339,7 @@ class DynprovProvisioner(app_manager.RyuApp):
     @guarded
     def _error(self, ev) -> None:
         """A switch refused a message: what it holds may differ from what the engine
-        believes, so it is reconciled (at once, or on the tick after
-        RESYNC_MIN_INTERVAL since its last reconciliation for an error)."""
+        believes, so it is reconciled (ryu_apps.app.repairs says when)."""
         msg = ev.msg
         dpid = msg.datapath.id
         self.logger.error("switch %016x refused message xid %d: type %d code %d: %s",
@@ -379,26 +371,18 @@ class DynprovProvisioner(app_manager.RyuApp):
     @set_ev_cls(loop.GraceOver)
     @guarded
     def _grace_over(self, ev: loop.GraceOver) -> None:
-        """The warm start is over (unless a resync began a new one): reconcile every
-        connected switch in full."""
-        now = time.time()
-        if ev.started != self.warm.started:
-            return
-        if self.warm.adds_only(now):   # the timer woke a little early
-            self.timers.once(self.warm.ends_at() - now, ev)
-            return
-        for dpid in sorted(self.datapaths):
-            self._reconcile_switch(dpid, "warm start over")
+        """The warm start is over (unless a resync began another): reconcile in full."""
+        if ev.started == self.warm.started:
+            for dpid in sorted(self.datapaths):
+                self._reconcile_switch(dpid, "warm start over")
 
     @set_ev_cls(loop.Audit)
     @guarded
     def _audit(self, ev) -> None:
         """Reconcile every connected switch not being read back already."""
         self.timers.handled(loop.Audit)
-        if self.warm.adds_only(time.time()):
-            return
-        for dpid in sorted(self.datapaths):
-            if self.readbacks.running(dpid) is None:
+        if not self.warm.adds_only(time.time()):
+            for dpid in sorted(d for d in self.datapaths if self.readbacks.running(d) is None):
                 self._reconcile_switch(dpid, AUDIT)
 
     @set_ev_cls(loop.Tick)

@@ -114,9 +114,9 @@ class Dispatcher:
     """Sends the engine's plans for the app (in its event loop)."""
 
     def __init__(self, sender: PlanSender, engine, bus, times,
-                 claim: Callable[[], None]) -> None:
+                 store: Callable[[], Any]) -> None:
         self.sender, self.engine, self.bus, self.times = sender, engine, bus, times
-        self._claim = claim
+        self._store = store   # the store's sync, once attached (None without a store)
 
     def send(self, plan: Plan, now: float,
              on_confirmed: Callable[[], None] | None = None) -> None:
@@ -132,7 +132,8 @@ class Dispatcher:
                 on_confirmed()
 
         self.sender.send(plan, on_confirmed=confirmed)
-        if confirms:
-            self._claim()
+        store = self._store()
+        if confirms and store is not None:
+            store.kick()   # claim the new VMs in the store now
         for message in plan.messages:
             self.send(self.bus.deliver(message, now), now)

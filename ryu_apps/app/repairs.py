@@ -26,8 +26,9 @@ class RepairSchedule:
 
     def first_failure(self, where: str, now: float, quiet: float = 60.0) -> bool:
         """Whether ``where`` failed for the first time in ``quiet`` seconds (its
-        traceback is worth logging)."""
-        first = now - self._failed.get(where, float("-inf")) > quiet
+        traceback is worth logging); a negative ``quiet``: for the first time ever."""
+        last = self._failed.get(where)
+        first = last is None or (quiet >= 0 and now - last > quiet)
         self._failed[where] = now
         return first
 

@@ -1,8 +1,25 @@
-"""What the app logs about a VM the engine provisioned or refused."""
+"""What the app reads of a packet-in, and logs about a VM the engine provisioned or refused."""
 
 from __future__ import annotations
 
+from typing import Optional, Tuple
+
 from ryu_apps.core.binding import VmState
+from ryu_apps.core.frames import FrameInfo, parse_frame
+
+#: The highest number of a real switch port (OpenFlow 1.3 OFPP_MAX).
+OFPP_MAX = 0xFFFFFF00
+
+
+def frame_in(msg) -> Optional[Tuple[FrameInfo, int]]:
+    """The frame of a packet-in and the switch port it came in by; None when it has
+    no frame or no valid ``in_port`` (a switch should never send that)."""
+    match = getattr(msg, "match", None)
+    frame = parse_frame(getattr(msg, "data", None) or b"")
+    in_port = match.get("in_port") if match is not None and hasattr(match, "get") else None
+    if frame is None or not isinstance(in_port, int) or not 0 < in_port < OFPP_MAX:
+        return None
+    return frame, in_port
 
 
 def log_verdict(logger, verdict, dpid: int, port: int) -> None:
