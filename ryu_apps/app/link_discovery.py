@@ -18,10 +18,13 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from ryu_apps.core.fabric import PortRef
+from ryu_apps.app import openflow
+from ryu_apps.app.plan_sender import next_xid
+from ryu_apps.core.fabric import Fabric, PortRef
 from ryu_apps.core.flow_plan import Plan
+from ryu_apps.core.flowspec import OFPP_CONTROLLER
 from ryu_apps.core.probe_auth import ProbeSigner, ProbeVerifier, RejectReason, Rejection
 
 #: Source MAC of every probe (locally administered, dynprov's).
@@ -88,6 +91,34 @@ class LinkDiscovery:
                 frames.append((port, self.signer.probe(dpid, port, LLDP_SOURCE_MAC, now,
                                                        secrets.token_bytes(8), beacon=True)))
         return frames
+
+    def send_probes(self, datapath, ports: Iterable[int], fabric: Fabric, now: float) -> None:
+        """One signed probe out of each port and (store mode) a beacon after it out of
+        each port of a switch without VMs that leads to no managed switch; one write."""
+        dpid, ports = datapath.id, list(ports)
+        if not ports:
+            return
+        beacons = {port for port in ports if self._may_reach_shared_fabric(fabric, dpid, port)}
+        datapath.send(b"".join(
+            openflow.with_xid(openflow.encoded_packet_out(OFPP_CONTROLLER, port, frame),
+                              next_xid(datapath))
+            for port, frame in self.frames(dpid, ports, beacons, now)))
+
+    def probe_free_ports(self, datapath, ports: Iterable[int], engine, now: float) -> None:
+        """Probe the ports without a VM behind them (a link there would first take the
+        port down, which drops the VM and probes the port again)."""
+        dpid = datapath.id
+        self.send_probes(datapath, [port for port in sorted(ports)
+                                    if not engine.hosts_vm(dpid, port)], engine.fabric, now)
+
+    def _may_reach_shared_fabric(self, fabric: Fabric, dpid: int, port: int) -> bool:
+        if self.store_sync is None:
+            return False   # without a store there is no other process to reach
+        role = fabric.role(dpid)
+        if role is None or role.hosts_vms:
+            return False
+        end = PortRef(dpid, port)
+        return fabric.peer(end) is None or fabric.is_shared_uplink(end)
 
     def received(self, engine, dpid: int, in_port: int, data: bytes, now: float) -> Plan:
         """An LLDP frame reached the controller from (dpid, in_port): what it changes."""

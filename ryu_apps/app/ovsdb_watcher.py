@@ -52,6 +52,8 @@ MAX_BACKOFF = 5.0
 CONNECT_WARNING_SECONDS = 5.0
 
 Callback = Callable[[int, int, str], None]
+#: (attached, dpid, ofport, mac, iface-id) of one change, for ServerWatchers.
+ChangeCallback = Callable[[bool, int, int, str, Optional[str]], object]
 
 ovsdb_ssl.register_options()   # [dynprov] ovsdb_ssl_*, read by ryu-manager's config
 
@@ -265,3 +267,38 @@ class OvsdbWatcher:
         if key not in self._warned:
             self._warned.add(key)
             self._logger.warning("ovsdb %s: " + message, self.remote, *args)
+
+
+class ServerWatchers:
+    """One watcher per OVSDB remote of the servers; every change goes to ``changed``
+    (called from the watcher's green thread: the app posts it to its event loop)
+    with the ``iface-id`` of the VM's port as the watcher saw it then."""
+
+    def __init__(self, remotes: List[str], changed: ChangeCallback, logger) -> None:
+        self._changed = changed
+        self.watchers = [OvsdbWatcher(remote, self._attached, self._detached, logger)
+                         for remote in remotes]
+
+    def start(self) -> None:
+        for watcher in self.watchers:
+            watcher.start()
+
+    def stop(self) -> None:
+        for watcher in self.watchers:
+            watcher.stop()
+
+    def iface_id(self, dpid: int, ofport: int) -> Optional[str]:
+        """The ``iface-id`` any server's OVSDB gives the interface on this port."""
+        return next((w.iface_id(dpid, ofport) for w in self.watchers
+                     if w.iface_id(dpid, ofport)), None)
+
+    def attachments(self) -> List[Tuple[Attachment, Optional[str]]]:
+        """Every attachment reported so far and not detached, with its iface-id."""
+        return [(attachment, self.iface_id(attachment.dpid, attachment.ofport))
+                for watcher in self.watchers for attachment in sorted(watcher.attachments())]
+
+    def _attached(self, dpid: int, ofport: int, mac: str) -> None:
+        self._changed(True, dpid, ofport, mac, self.iface_id(dpid, ofport))
+
+    def _detached(self, dpid: int, ofport: int, mac: str) -> None:
+        self._changed(False, dpid, ofport, mac, None)

@@ -1,9 +1,15 @@
-"""Send a plan to the switches and release its packet-outs once it is confirmed."""
+"""Send a plan to the switches and release its packet-outs once it is confirmed.
+
+:class:`PlanSender` talks to the switches; :class:`Dispatcher` is what sending
+a plan means to the app: once every switch confirmed it, its VMs are active;
+its messages to other network devices are delivered, and their plans sent.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Protocol, Set, Tuple
 
 from ryu_apps.app import openflow
 from ryu_apps.core.flow_plan import PacketOut, Plan
@@ -22,7 +28,16 @@ class _Batch:
 _BARRIER = openflow.barrier_request()
 
 
-def next_xid(datapath) -> int:
+class Datapath(Protocol):
+    """What the sender uses of a switch connection (Ryu's ``Datapath``)."""
+
+    xid: int
+
+    def send(self, buf: bytes) -> Any:
+        """Write already encoded messages."""
+
+
+def next_xid(datapath: Datapath) -> int:
     """A fresh transaction id from the datapath's own counter (as Ryu's set_xid)."""
     datapath.xid = (datapath.xid + 1) & 0xFFFFFFFF
     return datapath.xid
@@ -35,7 +50,7 @@ class PlanSender:
     per spec, each with its own transaction id, then the barrier.
     """
 
-    def __init__(self, datapaths: Dict[int, object], logger) -> None:
+    def __init__(self, datapaths: Mapping[int, Datapath], logger) -> None:
         self.datapaths = datapaths
         self.logger = logger
         self._batches: Dict[Tuple[int, int], _Batch] = {}
@@ -93,3 +108,32 @@ class PlanSender:
                            if out.out_port is None else
                            openflow.encoded_packet_out(OFPP_CONTROLLER, out.out_port, out.data))
                 datapath.send(openflow.with_xid(message, next_xid(datapath)))
+
+
+class Dispatcher:
+    """Sends the engine's plans for the app (in its event loop)."""
+
+    def __init__(self, sender: PlanSender, engine, bus, times,
+                 store: Callable[[], Any]) -> None:
+        self.sender, self.engine, self.bus, self.times = sender, engine, bus, times
+        self._store = store   # the store's sync, once attached (None without a store)
+
+    def send(self, plan: Plan, now: float,
+             on_confirmed: Callable[[], None] | None = None) -> None:
+        """Send ``plan``; once every switch applied it, mark its VMs active (noting the
+        time) and run ``on_confirmed``. Claim new VMs (store mode) and deliver the
+        plan's device messages, sending what their reactions planned."""
+        confirms = list(plan.confirms)
+
+        def confirmed() -> None:
+            self.times.confirmed(confirms, time.monotonic_ns())
+            self.engine.confirm(confirms)
+            if on_confirmed is not None:
+                on_confirmed()
+
+        self.sender.send(plan, on_confirmed=confirmed)
+        store = self._store()
+        if confirms and store is not None:
+            store.kick()   # claim the new VMs in the store now
+        for message in plan.messages:
+            self.send(self.bus.deliver(message, now), now)

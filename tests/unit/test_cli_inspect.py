@@ -164,7 +164,7 @@ def test_unreachable_controller(nobody, capsys):
     assert run("bindings", "--controller", nobody) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot reach the dynprov controller at {nobody}: ")
-    assert "refused" in err
+    assert "refused" in err.lower()   # "ECONNREFUSED" once eventlet is imported
 
 
 def test_controller_error_is_shown(controller, capsys):
