@@ -338,6 +338,17 @@ class ProvisioningEngine(VmLifecycle, SharedFabric, VmIdentity, TopologyEvents):
                 # both states forward: the same flows; keep one binding object, not two
                 self.desired.retarget(active.owner, self._placement(active))
 
+    def cede(self, mac: str) -> Plan:
+        """Another process owns VM ``mac`` now (its claim in the shared store won):
+        deprovision it here, a pre-provisioned port of it too."""
+        plan = Plan()
+        mac = canonical_mac(mac)
+        binding = self.bindings.get(mac)
+        if binding is not None:
+            self._unbind(binding, plan, "another process owns it now")
+        self._drop_incoming(mac, plan)
+        return plan
+
     def set_library(self, library, domain: str | None = None) -> Plan:
         """Put a new (validated) library in force; re-provision affected VMs in place."""
         plan = Plan()
