@@ -8,7 +8,7 @@ and the unit tests use the same two functions.
 
 from __future__ import annotations
 
-from typing import AbstractSet, List, Mapping, Tuple
+from typing import AbstractSet, Dict, List, Mapping, Tuple
 
 from ryu_apps.core.binding import Binding, Detection, VmState
 from ryu_apps.core.flow_plan import Plan
@@ -42,12 +42,30 @@ def binding_record(engine, binding: Binding) -> BindingRecord:
 
 def view_of(engine, ports: Mapping[int, AbstractSet[int]]) -> EngineView:
     """The engine's bindings now; ``ports``: the ports each switch has (by datapath id)."""
-    bindings = {mac: HeldBinding(binding.binding_id, binding_record(engine, binding),
-                                 binding.detected_by is Detection.RESTORED,
-                                 binding.port in ports.get(binding.dpid, ()))
-                for mac, binding in engine.bindings.items()}
-    devices = tuple(sorted(info.name for info in engine.fabric.switches.values()))
-    return EngineView(bindings, frozenset(engine.incoming), devices)
+    return EngineViewer().view(engine, ports)
+
+
+class EngineViewer:
+    """:func:`view_of`, read again and again: the record of a binding the engine still
+    holds as the same object is not built again."""
+
+    def __init__(self) -> None:
+        self._records: Dict[str, Tuple[Binding, BindingRecord]] = {}
+
+    def view(self, engine, ports: Mapping[int, AbstractSet[int]]) -> EngineView:
+        records: Dict[str, Tuple[Binding, BindingRecord]] = {}
+        bindings: Dict[str, HeldBinding] = {}
+        for mac, binding in engine.bindings.items():
+            cached = self._records.get(mac)
+            record = (cached[1] if cached is not None and cached[0] is binding
+                      else binding_record(engine, binding))
+            records[mac] = (binding, record)
+            bindings[mac] = HeldBinding(binding.binding_id, record,
+                                        binding.detected_by is Detection.RESTORED,
+                                        binding.port in ports.get(binding.dpid, ()))
+        self._records = records
+        devices = tuple(sorted(info.name for info in engine.fabric.switches.values()))
+        return EngineView(bindings, frozenset(engine.incoming), devices)
 
 
 def run_command(engine, command: Command, now: float) -> Tuple[List[Plan], List[Note]]:

@@ -28,7 +28,7 @@ import eventlet.event
 import ovs.db.idl
 
 from ryu_apps.core import handoff
-from ryu_apps.core.handoff_engine import run_command, view_of
+from ryu_apps.core.handoff_engine import EngineViewer, run_command
 from ryu_apps.core.handoff_values import (
     BindingsChanged,
     Command,
@@ -80,6 +80,7 @@ class StoreSync:
         self._threads: List[eventlet.greenthread.GreenThread] = []
         self._kicked = eventlet.event.Event()   # the engine's bindings changed
         self._wake_at: Optional[float] = None
+        self._viewer = EngineViewer()
 
     def _binding_condition(self) -> list:
         """Rows we own, rows handed to us, and rows of VMs we are taking over."""
@@ -273,7 +274,7 @@ class StoreSync:
     def _publish_loop(self) -> None:
         while True:
             try:
-                self._feed(BindingsChanged(view_of(self.engine, self.app.ports)))
+                self._feed(BindingsChanged(self._viewer.view(self.engine, self.app.ports)))
             except Exception:  # noqa: BLE001 - keep publishing
                 self.logger.exception("store: publishing bindings failed")
             wait = AUDIT_INTERVAL

@@ -16,7 +16,7 @@ from ryu_apps.core import handoff
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef, Role
-from ryu_apps.core.handoff_engine import run_command, view_of
+from ryu_apps.core.handoff_engine import EngineViewer, run_command
 from ryu_apps.core.handoff_values import (
     BindingsChanged,
     Claim,
@@ -56,6 +56,7 @@ class Node:
         self.state = handoff.start(self.name, GRACE, started)
         self.now = started
         self.notes: list[str] = []
+        self.viewer = EngineViewer()
         self.ports = {dpid: set(range(1, 9)) for dpid in process.engine.fabric.switches}
         store.join(self.name, self.feed, lambda: frozenset(self.state.taking))
 
@@ -75,7 +76,7 @@ class Node:
 
     def publish(self):
         """What the app's ``bindings_changed()`` does after a plan."""
-        return self.feed(BindingsChanged(view_of(self.process.engine, self.ports)))
+        return self.feed(BindingsChanged(self.viewer.view(self.process.engine, self.ports)))
 
     def port_created_down(self, dpid: int, port: int, mac: str) -> None:
         """A hypervisor creates a VM's port here before the VM resumes (OVSDB)."""
