@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import eventlet
 import eventlet.event
@@ -81,6 +81,9 @@ class StoreSync:
         self._kicked = eventlet.event.Event()   # the engine's bindings changed
         self._wake_at: Optional[float] = None
         self._viewer = EngineViewer()
+        #: Runs engine work (the reducer's commands); at once by default. An app whose
+        #: engine is changed by one thread only replaces it with a post to its loop.
+        self.in_loop: Callable[[Callable[[], None]], None] = lambda work: work()
 
     def _binding_condition(self) -> list:
         """Rows we own, rows handed to us, and rows of VMs we are taking over."""
@@ -144,10 +147,9 @@ class StoreSync:
         self._wake_at = step.wake_at
         if step.watch is not None:
             self.client.set_condition(BINDING, self._binding_condition())
-        for command in step.commands:
-            self._run(command, now)
         if step.commands:
-            self.kick()   # the engine changed: read its bindings again
+            commands = list(step.commands)
+            self.in_loop(lambda: self._run_all(commands, now))
         return {write: self._submit(write) for write in step.writes}
 
     def _submit(self, write: Write) -> WriteFuture:
@@ -155,11 +157,14 @@ class StoreSync:
             self._feed(WriteDone(write, result.ok, result.value, result.error))
         return self.client.submit(write_of(write, self.name), on_done=done)
 
-    def _run(self, command: Command, now: float) -> None:
-        plans, notes = run_command(self.engine, command, now)
-        self._log(notes)
-        for plan in plans:
-            self.app.send_plan(plan)
+    def _run_all(self, commands: List[Command], now: float) -> None:
+        """Run the reducer's engine commands, send their plans, publish again."""
+        for command in commands:
+            plans, notes = run_command(self.engine, command, now)
+            self._log(notes)
+            for plan in plans:
+                self.app.send_plan(plan)
+        self.kick()   # the engine changed: read its bindings again
 
     def _log(self, notes: List[Note]) -> None:
         for note in notes:

@@ -307,3 +307,14 @@ def test_a_notice_for_an_unknown_server_or_vm_is_refused(world):
     refused = p1.feed(HandOffAsked("00:fa:00:00:00:77", "s21", "p2")).refused
     assert isinstance(refused, UnknownVm) and "00:fa:00:00:00:77" in str(refused)
     assert store.commit() == 0
+
+
+def test_ceding_drops_a_pre_provisioned_port_too_and_an_unknown_vm_is_nothing(world):
+    dc, store, p1, p2 = world
+    _provision_and_publish(dc, store, p1, p2)
+    p2.port_created_down(S21, 3, WEB1)
+    assert WEB1 in dc.p2.engine.incoming and _flows_of(dc.p2, WEB1)
+    dc.p2.apply(dc.p2.engine.cede(WEB1))
+    assert WEB1 not in dc.p2.engine.incoming and not _flows_of(dc.p2, WEB1)
+    assert dc.p2.engine.cede("00:fa:00:00:00:77").is_empty()
+    check_indexes(dc.p2.engine)
