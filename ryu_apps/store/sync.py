@@ -43,6 +43,7 @@ from ryu_apps.core.handoff_values import (
     WriteDone,
 )
 from ryu_apps.core.notification_errors import NotApplicable
+from ryu_apps.core.template_model import TemplateLibrary
 from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.store.client import RowChange, StoreClient, WriteFuture, WriteResult
 from ryu_apps.store.library_rows import LibraryRows, library_from_rows
@@ -81,7 +82,7 @@ class StoreSync:
         self._kicked = eventlet.event.Event()   # the engine's bindings changed
         self._wake_at: Optional[float] = None
         self._viewer = EngineViewer()
-        #: Runs engine work (the reducer's commands); at once by default. An app whose
+        #: Runs engine work (the reducer's commands, libraries); at once by default. An app whose
         #: engine is changed by one thread only replaces it with a post to its loop.
         self.in_loop: Callable[[Callable[[], None]], None] = lambda work: work()
 
@@ -187,8 +188,10 @@ class StoreSync:
         return {row.domain for row in self.client.idl.tables[LIBRARY].rows.values()}
 
     def _apply_libraries(self, domains: Set[str]) -> None:
-        """Put the store's library of each domain in force (main domain: ``""``)."""
+        """Read and validate the store's library of each domain (main domain: ``""``);
+        put those the validator accepts in force."""
         idl = self.client.idl
+        libraries = []
         for domain in sorted(domains):
             rows: Optional[LibraryRows] = stored_rows(idl, domain)
             if rows is None:
@@ -199,9 +202,16 @@ class StoreSync:
                 self.logger.error("store library of domain %r refused, previous library "
                                   "stays:\n%s", domain or "main", error)
                 continue
-            plan = self.engine.set_library(library, domain=domain or None)
             generation = next(row.generation for row in idl.tables[LIBRARY].rows.values()
                               if row.domain == domain)
+            libraries.append((domain, library, generation))
+        self.in_loop(lambda: self._put_libraries(libraries))
+
+    def _put_libraries(self, libraries: List[Tuple[str, TemplateLibrary, int]]) -> None:
+        """Engine work: the libraries in force (VMs re-provisioned in place), acknowledged
+        in our ``Process`` row."""
+        for domain, library, generation in libraries:
+            plan = self.engine.set_library(library, domain=domain or None)
             if domain == "":
                 self.library_generation = generation
             self.logger.info("store library generation %d of domain %s in force: %d "
