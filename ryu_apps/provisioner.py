@@ -97,6 +97,9 @@ class DynprovProvisioner(app_manager.RyuApp):
         rest_api.register(self, wsgi)
         try:
             self.store_sync = store_hook.attach(self, options, listen_port(CONF))
+            if self.store_sync is not None:   # its engine work runs in this loop too
+                self.store_sync.in_loop = lambda work: loop.post(
+                    self, loop.StoreWork(work), self.logger)
             self.servers = ServerWatchers(
                 options.ovsdb, lambda *change: loop.post(self, loop.OvsdbChange(*change),
                                                          self.logger), self.logger)
@@ -225,6 +228,11 @@ class DynprovProvisioner(app_manager.RyuApp):
         datapath.send_msg(datapath.ofproto_parser.OFPPortDescStatsRequest(datapath, 0))
 
     # -- connection lifecycle ----------------------------------------------
+    @set_ev_cls(loop.StoreWork)
+    @guarded
+    def _store_work(self, ev) -> None:
+        ev.work()
+
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     @guarded
     def _state_change(self, ev) -> None:

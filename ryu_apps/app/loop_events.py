@@ -52,6 +52,14 @@ class OvsdbChange(event.EventBase):
         self.iface_id = iface_id
 
 
+class StoreWork(event.EventBase):
+    """Engine work the store sync asks for, run in the app's event loop."""
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        super().__init__()
+        self.work = work
+
+
 class PutLibraries(event.EventRequestBase):
     """Put validated libraries (main and per domain) in force."""
 

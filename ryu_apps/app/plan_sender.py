@@ -133,7 +133,7 @@ class Dispatcher:
 
         self.sender.send(plan, on_confirmed=confirmed)
         store = self._store()
-        if confirms and store is not None:
-            store.kick()   # claim the new VMs in the store now
+        if store is not None:
+            store.bindings_changed()   # claims and releases follow every plan
         for message in plan.messages:
             self.send(self.bus.deliver(message, now), now)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Optional, Set
 
 from ryu_apps.core import (
+    binding_ops,
     derived,
     lifecycle,
     shared_fabric,
@@ -34,7 +35,7 @@ from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.domains import Domain, DomainMap
 from ryu_apps.core.fabric import Fabric, PortRef, Role
 from ryu_apps.core.flow_plan import DesiredFlows, Plan
-from ryu_apps.core.identifiers import IdentifierScheme
+from ryu_apps.core.identifiers import IdentifierScheme, normalise_mac
 from ryu_apps.core.identity import MOVE_HOLD_SECONDS, IdentityPolicy, MoveGuard
 from ryu_apps.core.engine_state import EngineState
 from ryu_apps.core.lifecycle import Acknowledgement, Notice
@@ -177,6 +178,17 @@ class ProvisioningEngine:
     def confirm(self, macs: Iterable[str]) -> None:
         """The switches applied the plans that provisioned these VMs."""
         vm_events.confirm(self.state, macs)
+
+    def cede(self, mac: str) -> Plan:
+        """Another process owns VM ``mac`` now (its claim in the shared store won):
+        deprovision it here, a pre-provisioned port of it too."""
+        plan = Plan()
+        mac = normalise_mac(mac, "cede")
+        binding = self.bindings.get(mac)
+        if binding is not None:
+            binding_ops.unbind(self.state, binding, plan, "another process owns it now")
+        binding_ops.drop_incoming(self.state, mac, plan)
+        return self._done(plan)
 
     def set_library(self, library: TemplateLibrary, domain: str | None = None) -> Plan:
         """Put a new (validated) library in force; re-provision affected VMs in place."""

@@ -14,9 +14,20 @@ inserting the same binding at once into one success and one retry.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
+from ryu_apps.core.handoff_values import (
+    Adopt,
+    BindingRecord,
+    BindingRow,
+    Claim,
+    Release,
+    ReportDevices,
+    RequestFromOwner,
+    RequestOwner,
+    Withdraw,
+    Write,
+)
 from ryu_apps.store.library_rows import LibraryRows, TemplateRow
 from ryu_apps.store.schema import BINDING, DEPLOYMENT, LIBRARY, PROCESS, TEMPLATE
 
@@ -87,17 +98,38 @@ def put_library(rows: LibraryRows) -> Callable:
 
 
 # -- bindings ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BindingRecord:
-    """What a process writes about a VM it hosts (or is about to host)."""
+__all__ = ["BindingRecord"]   # defined in the core (the hand-off's values), used here
 
-    mac: str
-    template_id: int
-    domain: str
-    server: str
-    port: int
-    ip: Optional[str]
-    state: str
+
+def binding_row(values: Mapping[str, object]) -> BindingRow:
+    """A ``Binding`` row's values (``client.row_values``) as the hand-off reads them."""
+    def text(name: str) -> Optional[str]:
+        value = values.get(name)
+        return str(value) if value else None
+
+    return BindingRow(str(values["mac"]), str(values.get("owner") or ""),
+                      str(values.get("server") or ""), text("requested_owner"),
+                      text("requested_server"), text("ip"))
+
+
+def write_of(intent: Write, owner: str) -> Callable:
+    """The transaction that carries out one of the hand-off's write intents for process
+    ``owner``."""
+    if isinstance(intent, (Claim, Adopt)):
+        return (claim_binding if isinstance(intent, Claim) else adopt_binding)(
+            intent.record, owner)
+    if isinstance(intent, Release):
+        return release_binding(intent.mac, owner)
+    if isinstance(intent, RequestOwner):
+        return request_owner(intent.mac, owner, intent.destination, intent.server,
+                             intent.port)
+    if isinstance(intent, RequestFromOwner):
+        return request_from_owner(intent.mac, owner, intent.server, intent.port)
+    if isinstance(intent, Withdraw):
+        return withdraw_request(intent.mac, owner)
+    if isinstance(intent, ReportDevices):
+        return report_process(owner, devices=intent.devices)
+    raise TypeError(f"not a store write intent: {intent!r}")
 
 
 def claim_binding(record: BindingRecord, owner: str) -> Callable:
