@@ -98,8 +98,7 @@ class DynprovProvisioner(app_manager.RyuApp):
         try:
             self.store_sync = store_hook.attach(self, options, listen_port(CONF))
             if self.store_sync is not None:   # its engine work runs in this loop too
-                self.store_sync.in_loop = lambda work: loop.post(
-                    self, loop.StoreWork(work), self.logger)
+                self.store_sync.in_loop = self._store_in_loop
             self.servers = ServerWatchers(
                 options.ovsdb, lambda *change: loop.post(self, loop.OvsdbChange(*change),
                                                          self.logger), self.logger)
@@ -228,6 +227,9 @@ class DynprovProvisioner(app_manager.RyuApp):
         datapath.send_msg(datapath.ofproto_parser.OFPPortDescStatsRequest(datapath, 0))
 
     # -- connection lifecycle ----------------------------------------------
+    def _store_in_loop(self, work) -> None:
+        loop.post(self, loop.StoreWork(work), self.logger)
+
     @set_ev_cls(loop.StoreWork)
     @guarded
     def _store_work(self, ev) -> None:

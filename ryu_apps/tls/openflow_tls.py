@@ -24,7 +24,7 @@ import os
 import ssl
 import sys
 import time
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 LOG = logging.getLogger("dynprov.openflow_tls")
 #: Longest a peer may take to complete the TLS handshake.
@@ -39,16 +39,26 @@ class TlsSetupError(RuntimeError):
     """The controller's TLS files could not be loaded (the message names them)."""
 
 
+def _text(ssl_args: Dict[str, object], key: str) -> Optional[str]:
+    """A path argument of Ryu's StreamServer, or None."""
+    value = ssl_args.get(key)
+    return value if isinstance(value, str) else None
+
+
 def server_context(ssl_args: Dict[str, object]) -> ssl.SSLContext:
     """One server context from Ryu's StreamServer keyword arguments.
 
     ``ssl_ctx`` (Ryu's own context, if given), ``certfile``, ``keyfile``,
     ``ca_certs`` and ``cert_reqs``; TLS 1.2 at least.
     """
-    certfile, keyfile = ssl_args.get("certfile"), ssl_args.get("keyfile")
-    ca_certs = ssl_args.get("ca_certs")
-    context = ssl_args.get("ssl_ctx") or ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    certfile, keyfile = _text(ssl_args, "certfile"), _text(ssl_args, "keyfile")
+    ca_certs = _text(ssl_args, "ca_certs")
+    given = ssl_args.get("ssl_ctx")
+    context = given if isinstance(given, ssl.SSLContext) else \
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if certfile is None:
+        raise TlsSetupError("OpenFlow TLS: --ctl-cert (and --ctl-privkey) must be given")
     try:
         context.load_cert_chain(certfile, keyfile)
     except (OSError, ssl.SSLError) as error:
@@ -60,7 +70,9 @@ def server_context(ssl_args: Dict[str, object]) -> ssl.SSLContext:
         except (OSError, ssl.SSLError) as error:
             raise TlsSetupError(f"OpenFlow TLS: cannot load --ca-certs {ca_certs}: "
                                 f"{_reason(error)}") from None
-        context.verify_mode = ssl_args.get("cert_reqs", ssl.CERT_REQUIRED)
+        cert_reqs = ssl_args.get("cert_reqs", ssl.CERT_REQUIRED)
+        context.verify_mode = ssl.VerifyMode(cert_reqs) if isinstance(cert_reqs, int) \
+            else ssl.CERT_REQUIRED
     else:
         context.verify_mode = ssl.CERT_NONE
     return context

@@ -73,7 +73,8 @@ class World:
         self.links: Set[FrozenSet[PortRef]] = set()
         self.now = 0.0
         for dpid, role, name in SWITCHES:
-            self.run(lambda e, dpid=dpid, role=role, name=name: e.switch_up(dpid, role, name, [], now=self.now))
+            self.run(lambda e, dpid=dpid, role=role, name=name:
+                     e.switch_up(dpid, role, name, [], now=self.now))
         for a, b in LINKS:
             self.link_up(a, b)
 
