@@ -152,9 +152,10 @@ def _outside_flipped(old_tree: RootedTree, old: Dict[int, int], tree: RootedTree
     flipped: Set[int] = set()
     totals_changed = any(old.get(r, 0) != new.get(r, 0)
                          for r in set(old_tree.root.values()) | set(tree.root.values()))
-    if not totals_changed:
-        return flipped
-    for dpid in tree.order:
+    # A switch that changed components sees another total even when no total changed.
+    candidates = tree.order if totals_changed else \
+        [d for d in tree.order if old_tree.root.get(d) != tree.root.get(d)]
+    for dpid in candidates:
         before = dpid in old_tree.parent and \
             old.get(old_tree.root[dpid], 0) - old.get(dpid, 0) > 0
         after = dpid in tree.parent and new.get(tree.root[dpid], 0) - new.get(dpid, 0) > 0

@@ -221,3 +221,15 @@ def test_the_oracle_is_not_vacuous():
     exits = [oracle.exits(web1, p) for p in probes(web1, web2.mac, IPS[web2.mac],
                                                      IPS[web1.mac])]
     assert {(S21, 1)} in exits and set() in exits
+
+
+def test_an_access_switch_cut_off_with_its_fabric_switch_stops_flooding_toward_it():
+    """Found by the recompute check: a2 (its direct uplink down) hangs off f2; when f2's
+    link to a1 goes, a2 and f2 are an island without members, yet a2 kept flooding
+    VLAN 100 toward f2 (its component changed, no total did). Every event's
+    invariants run in World.run."""
+    world = World()
+    world.link_down((A2, 1))
+    world.run(lambda e: e.packet_in(S11, 3, "00:fa:00:00:00:01", b"frame", now=world.now))
+    world.link_down((A1, 5))
+    world.link_up((A1, 5), (F2, 1))
