@@ -115,6 +115,9 @@ def _suspended(st: "EngineState", mac: str, server: Optional[str],
         raise NotApplicable(f"VM {mac} is {binding.state.value}: only an active VM "
                             "can be suspended")
     binding_ops.set_state(st, binding, VmState.SUSPENDED, plan)
+    if mac in st.table.incoming:   # a live migration of a suspended VM is off
+        binding_ops.drop_incoming(st, mac, plan)
+        return "traffic stopped, binding kept, its pre-provisioned port released"
     return "traffic stopped, binding kept"
 
 

@@ -292,3 +292,15 @@ def test_a_released_migration_source_frees_its_old_port():
     assert lab.engine.history[WEB1] is VmState.ACTIVE
     assert lab.engine.bindings[WEB1].dpid == S21
     assert lab.reached(S21, 1, PEER, WEB1) == [(S21, 5)]
+
+
+def test_a_suspended_vm_receives_nothing_at_its_pre_provisioned_port_either(lab):
+    """Found by the oracle: a VM suspended while its hypervisor had created its
+    destination port still received frames there (both-ways delivery)."""
+    lab.apply(lab.engine.vm_attached(S21, 5, WEB1, now=0.0).plan)   # hypervisor created the port
+    assert lab.reached(S21, 1, PEER, WEB1) == [(S11, 1), (S21, 5)]
+    lab.notify(Notice.SUSPENDED, WEB1)
+    assert lab.reached(S21, 1, PEER, WEB1) == []
+    assert WEB1 not in lab.engine.incoming
+    lab.notify(Notice.RESUMED, WEB1)
+    assert lab.reached(S21, 1, PEER, WEB1) == [(S11, 1)]
