@@ -16,7 +16,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "core": set(),
     "app": {"core", "loaders", "store", "tls"},
     "loaders": {"core", "app"},      # app: the framework edge (hub, cfg) only
-    "rest": {"core", "app"},
+    "rest": {"core", "app", "loaders"},
     "tls": {"app"},
     "store": {"core", "loaders", "tls"},
     "provisioner": {"core", "app", "loaders", "rest", "store", "tls"},
