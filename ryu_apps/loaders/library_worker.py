@@ -37,7 +37,7 @@ HEADER = struct.Struct(">I")
 ALLOWED_CLASSES = frozenset(
     [("ryu_apps.core.template_model", name) for name in
      ("Template", "SwitchSide", "AclRule", "Action", "Direction", "PortRange", "Bandwidth")]
-    + [("ryu_apps.core.template_validation", "TemplateError"),
+    + [("ryu_apps.core.template_errors", "TemplateError"),
        ("ipaddress", "IPv4Network"), ("ipaddress", "IPv6Network")])
 
 
