@@ -154,19 +154,7 @@ def load_documents(path: str | os.PathLike, cache: LoadCache | None = None,
     """
     origin = str(path)
     files, errors = _library_files(Path(path), origin)
-    documents: List[Tuple[str, object]] = []
-    unreadable = False
-    texts: List[Tuple[str, str]] = []
-    for source, file_path in files:
-        if on_progress is not None:
-            on_progress("reading", source)
-        document, file_errors, text = _parse_cached(source, file_path, cache)
-        texts.append((source, text))
-        errors.extend(file_errors)
-        if document is _UNREADABLE:
-            unreadable = True
-        else:
-            documents.append((source, document))
+    documents, texts, unreadable = _read_files(files, cache, on_progress, errors)
     if (cache is not None and not errors and cache.library is not None
             and cache.texts == tuple(texts)):
         return cache.library, documents
@@ -185,6 +173,30 @@ def load_documents(path: str | os.PathLike, cache: LoadCache | None = None,
     if cache is not None:
         cache.texts, cache.library = tuple(texts), library
     return library, documents  # bound: build_library either returned or added errors
+
+
+def _read_files(files: List[Tuple[str, Path]], cache: LoadCache | None,
+                on_progress: Optional[Callable[[str, str], None]],
+                errors: List[TemplateError],
+                ) -> Tuple[List[Tuple[str, object]], List[Tuple[str, str]], bool]:
+    """Parse each file: its documents, texts, and whether any was unreadable.
+
+    The problems found reading the files are appended to ``errors``.
+    """
+    documents: List[Tuple[str, object]] = []
+    texts: List[Tuple[str, str]] = []
+    unreadable = False
+    for source, file_path in files:
+        if on_progress is not None:
+            on_progress("reading", source)
+        document, file_errors, text = _parse_cached(source, file_path, cache)
+        texts.append((source, text))
+        errors.extend(file_errors)
+        if document is _UNREADABLE:
+            unreadable = True
+        else:
+            documents.append((source, document))
+    return documents, texts, unreadable
 
 
 def _parse_cached(source: str, file_path: Path,
@@ -225,16 +237,28 @@ def _library_files(path: Path,
         if os.path.lexists(path):
             return [(origin, path)], []
         return [], [TemplateError(origin, None, "", "no such file or directory")]
+    names, problem = _listed_names(path)
+    if problem:
+        return [], [TemplateError(origin, None, "", problem)]
+    return _files_within_limits(path, origin, names)
+
+
+def _listed_names(path: Path) -> Tuple[List[str], str]:
+    """A directory's YAML file names, or a problem (empty when there is none)."""
     try:
         names = _yaml_names(path)
     except OSError as error:
-        return [], [TemplateError(origin, None, "", f"cannot list: {error.strerror}")]
+        return [], f"cannot list: {error.strerror}"
     if names is None:
-        return [], [TemplateError(origin, None, "", f"more than {MAX_FILES:,} YAML files "
-                                                    "in this directory (the limit)")]
+        return [], f"more than {MAX_FILES:,} YAML files in this directory (the limit)"
     if not names:
-        return [], [TemplateError(origin, None, "",
-                                  "no *.yaml or *.yml files in this directory")]
+        return [], "no *.yaml or *.yml files in this directory"
+    return names, ""
+
+
+def _files_within_limits(path: Path, origin: str, names: List[str],
+                         ) -> Tuple[List[Tuple[str, Path]], List[TemplateError]]:
+    """The files of ``names`` the library reads, and an error for each one refused."""
     root = path.resolve()
     files: List[Tuple[str, Path]] = []
     errors: List[TemplateError] = []

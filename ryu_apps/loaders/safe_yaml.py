@@ -204,44 +204,55 @@ class GuardedComposer:
         while True:
             event = self.get_event()
             if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-                frame = stack.pop()
-                frame.node.end_mark = event.end_mark
-                node, size, height = frame.node, frame.size, frame.height + 1
-                if frame.anchor is not None:
-                    del open_anchors[frame.anchor]
-                    anchors[frame.anchor] = (node, size, height)
+                node, size, height = _closed(stack.pop(), event, anchors, open_anchors)
             elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-                self._check_new_anchor(event, anchors, open_anchors)
-                if len(stack) >= limits.max_depth:
-                    raise YamlLimitError(f"nested deeper than {limits.max_depth} "
-                                         "levels (the limit)", event.start_mark)
+                self._open_collection(event, stack, anchors, open_anchors)
                 total = _counted(total + 1, limits, event)
-                stack.append(_Frame(self._collection_node(event), event.anchor))
-                if event.anchor is not None:
-                    open_anchors[event.anchor] = stack[-1].node
                 continue
             elif isinstance(event, yaml.AliasEvent):
-                node, size, height = self._alias(event, anchors, open_anchors)
-                if len(stack) + height > limits.max_depth:
-                    raise YamlLimitError(
-                        f"alias *{event.anchor} here nests its node deeper than "
-                        f"{limits.max_depth} levels (the limit)", event.start_mark)
+                node, size, height = self._nested_alias(event, len(stack), anchors,
+                                                        open_anchors)
                 total = _counted(total + size, limits, event)
             else:                               # a scalar
                 self._check_new_anchor(event, anchors, open_anchors)
                 total = _counted(total + 1, limits, event)
-                tag = event.tag
-                if tag is None or tag == "!":
-                    tag = self.resolve(ScalarNode, event.value, event.implicit)
-                node = ScalarNode(tag, event.value, event.start_mark, event.end_mark,
-                                  style=event.style)
-                size, height = 1, 0
-                if event.anchor is not None:
-                    anchors[event.anchor] = (node, size, height)
+                node, size, height = self._scalar(event, anchors)
             if not stack:
                 self.get_event()                # document end
                 return node
             _attach(stack[-1], node, size, height)
+
+    def _open_collection(self, event, stack: List[_Frame], anchors, open_anchors) -> None:
+        """Check a new collection's anchor and depth, then push its frame."""
+        self._check_new_anchor(event, anchors, open_anchors)
+        limit = self.yaml_limits.max_depth
+        if len(stack) >= limit:
+            raise YamlLimitError(f"nested deeper than {limit} levels (the limit)",
+                                 event.start_mark)
+        stack.append(_Frame(self._collection_node(event), event.anchor))
+        if event.anchor is not None:
+            open_anchors[event.anchor] = stack[-1].node
+
+    def _nested_alias(self, event, depth: int, anchors,
+                      open_anchors) -> Tuple[Node, int, int]:
+        """The node an alias names, refused when it would nest too deep at ``depth``."""
+        node, size, height = self._alias(event, anchors, open_anchors)
+        limit = self.yaml_limits.max_depth
+        if depth + height > limit:
+            raise YamlLimitError(f"alias *{event.anchor} here nests its node deeper than "
+                                 f"{limit} levels (the limit)", event.start_mark)
+        return node, size, height
+
+    def _scalar(self, event, anchors) -> Tuple[Node, int, int]:
+        """A scalar event's node (tag resolved), registered under its anchor if any."""
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.resolve(ScalarNode, event.value, event.implicit)
+        node = ScalarNode(tag, event.value, event.start_mark, event.end_mark,
+                          style=event.style)
+        if event.anchor is not None:
+            anchors[event.anchor] = (node, 1, 0)
+        return node, 1, 0
 
     def _collection_node(self, event) -> Node:
         kind = SequenceNode if isinstance(event, yaml.SequenceStartEvent) else MappingNode
@@ -274,6 +285,16 @@ def _counted(total: int, limits: YamlLimits, event) -> int:
         raise YamlLimitError(f"more than {limits.max_nodes:,} nodes with aliases "
                              "expanded (the limit)", event.start_mark)
     return total
+
+
+def _closed(frame: _Frame, event, anchors, open_anchors) -> Tuple[Node, int, int]:
+    """A finished collection's node, size and height; its anchor now names it."""
+    frame.node.end_mark = event.end_mark
+    node, size, height = frame.node, frame.size, frame.height + 1
+    if frame.anchor is not None:
+        del open_anchors[frame.anchor]
+        anchors[frame.anchor] = (node, size, height)
+    return node, size, height
 
 
 def _attach(parent: _Frame, node: Node, size: int, height: int) -> None:
