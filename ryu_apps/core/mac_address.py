@@ -32,8 +32,6 @@ class IdentifierError(ValueError):
     """A MAC, template id, unique id, table entry or scheme spec is not valid."""
 
 
-# -- MACs -----------------------------------------------------------------------
-
 def parse_mac(text: MacLike) -> int:
     """A MAC as an integer, from ``aa:bb:cc:dd:ee:ff``, ``aa-bb-..`` or an int."""
     if isinstance(text, bool) or not isinstance(text, (str, int)):
@@ -121,5 +119,6 @@ def parse_number(text: Union[str, int], what: str = "value") -> int:
 
 
 def is_int(value: object) -> TypeGuard[int]:
+    """An int that is not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -31,23 +31,23 @@ class RandomSource(Protocol):
 
 
 class Refused(Exception):
-    """Internal: a reason, to be wrapped into an :class:`IdentifierError`."""
+    """Internal to the schemes: a reason, to be wrapped into an :class:`IdentifierError`."""
 
 
 def show_template(template_id: object) -> str:
+    """A template id for messages: decimal and hex when it is one."""
     if is_int(template_id) and template_id >= 0:
         return f"{template_id} (0x{template_id:04X})"
     return repr(template_id)
 
 
 def show_unique(unique_id: object) -> str:
+    """A unique id for messages: decimal and hex when it is one."""
     if is_int(unique_id) and unique_id >= 0:
         return f"{unique_id} (0x{unique_id:X})"
     return repr(unique_id)
 
 
-
-# -- the scheme interface ---------------------------------------------------------
 
 class IdentifierScheme(ABC):
     """How a VM's MAC carries its template id; subclasses define the bit layout."""
