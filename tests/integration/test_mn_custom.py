@@ -48,7 +48,7 @@ def test_a_vm_moves_from_the_mininet_cli(tmp_path):
         f"{p}web3 python3 -m ryu_apps.lab.vmtools.announce {p}web3-eth0",
         "sh sleep 1",
         f"{p}web1 ping -c1 -W1 {p}web3",
-        f"py __import__('ryu_apps.lab.migration').migration_lab.live_migrate("
+        f"py __import__('ryu_apps.lab.migration').lab.migration.live_migrate("
         f"net, '{p}web1', '{p}s21')",
         "sh sleep 1",
         f"{p}web3 ping -c2 -W1 {p}web1",
