@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import Dict, Optional, TypedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, TypedDict
 
 from ryu_apps.lab import testbed as lab
 from ryu_apps.cli.notify import send as send_notification
@@ -61,66 +62,109 @@ class MoveFigures(TypedDict):
     peers: Dict[str, PeerFigures]
 
 
+@dataclass(frozen=True)
+class _Move:
+    """Who takes part in one move of web1: hosts, bridges, processes, controllers."""
+
+    vm: Any
+    mac: str
+    target: Any
+    source_server: str
+    source_process: str
+    destination_process: str
+    source_controller: Any
+    destination_controller: Any
+
+
 def migrate_across(setup: DistributedLab, destination: str, notify: bool) -> MoveFigures:
     """Move web1 to ``destination`` (a server of another process), probed from
     :data:`PEERS`. Returns the figures of the move (ms; None when it did not happen).
     """
+    move = _plan_move(setup, destination)
+    probers = _start_probers(setup, move.vm)
+    notice: Dict[str, float] = {}   # "sent": when the notice went out
+    handoffs_before = move.destination_controller.log().count(f"hand-off of VM {move.mac}")
+    times = live_migrate(setup.net, move.vm, move.target, announce="qemu",
+                         before_switchover=_notifier(move, notice) if notify else None)
+    switchover = _wall(times.switchover_ns)
+    claimed = _claimed_at(setup, move)
+    cleaned = _wait_flows_gone(move.source_server, move.mac)
+    time.sleep(0.2)
+    peers = _peer_figures(setup, probers)
+    received = (_handoff_received(move.destination_controller, move.mac, handoffs_before)
+                if notify else None)
+    return {
+        "notice": notify,
+        "source": f"{move.source_process} {move.source_server}",
+        "destination": f"{move.destination_process} {move.target.name}",
+        "notice_ms": _elapsed_ms(received, notice.get("sent")),
+        "vm_downtime_ms": times.downtime_ns / 1e6,
+        "claimed_after_switchover_ms": _elapsed_ms(claimed, switchover),
+        "source_cleaned_after_switchover_ms": _elapsed_ms(cleaned, switchover),
+        "peers": peers,
+    }
+
+
+def _plan_move(setup: DistributedLab, destination: str) -> _Move:
+    """web1, its destination, and the source and destination processes (from the store)."""
     prefix = setup.prefix
     vm = setup.net.get(prefix + MIGRATING_VM)
     mac = vm.MAC()
-    target = setup.net.get(prefix + destination)
-    source_name = _server_of(vm)
     owners = {row["mac"]: row["owner"] for row in setup.bindings()}
     source_process = owners[mac]
     destination_process = f"p{setup.pod_of(prefix + destination)}"
-    source_controller = setup.controllers[int(source_process[1:]) - 1]
-    destination_controller = setup.controllers[int(destination_process[1:]) - 1]
+    return _Move(vm, mac, setup.net.get(prefix + destination), _server_of(vm),
+                 source_process, destination_process,
+                 setup.controllers[int(source_process[1:]) - 1],
+                 setup.controllers[int(destination_process[1:]) - 1])
+
+
+def _start_probers(setup: DistributedLab, vm) -> Dict[str, lab.ProberRun]:
+    """A prober from each of :data:`PEERS` to ``vm``, ARP settled first, then a pause."""
     probers = {}
     for peer in PEERS:
-        peer_host = setup.net.get(prefix + peer)
+        peer_host = setup.net.get(setup.prefix + peer)
         peer_host.cmd(f"ping -c 1 -W 1 {vm.IP()}")   # ARP settled before probing
         probers[peer] = lab.ProberRun(peer_host, vm)
     time.sleep(0.3)
-    notice: Dict[str, float] = {}   # "sent": when the notice went out
-    handoffs_before = destination_controller.log().count(f"hand-off of VM {mac}")
+    return probers
 
+
+def _notifier(move: _Move, notice: Dict[str, float]) -> Callable[[], None]:
+    """The hook that tells the source process of the move; it stamps ``notice["sent"]``."""
     def tell() -> None:
         notice["sent"] = time.time()
         status, answer = send_notification(
-            source_controller.rest_target(),
-            {"event": "migrating", "mac": mac, "server": target.name})
-        print(f"  notify migrating -> {source_process}: {status}: "
+            move.source_controller.rest_target(),
+            {"event": "migrating", "mac": move.mac, "server": move.target.name})
+        print(f"  notify migrating -> {move.source_process}: {status}: "
               f"{answer.get('acknowledged', answer)}", flush=True)
+    return tell
 
-    times = live_migrate(setup.net, vm, target, announce="qemu",
-                         before_switchover=tell if notify else None)
-    switchover = _wall(times.switchover_ns)
+
+def _claimed_at(setup: DistributedLab, move: _Move) -> Optional[float]:
+    """When the destination process claimed the binding (the store's ``since``)."""
     rows = setup.wait_for_store(lambda rows: any(
-        r["mac"] == mac and r["owner"] == destination_process for r in rows))
-    claimed = next((r["since"] for r in rows if r["mac"] == mac
-                    and r["owner"] == destination_process), None)
-    cleaned = _wait_flows_gone(source_name, mac)
-    time.sleep(0.2)
+        r["mac"] == move.mac and r["owner"] == move.destination_process for r in rows))
+    return next((r["since"] for r in rows if r["mac"] == move.mac
+                 and r["owner"] == move.destination_process), None)
+
+
+def _peer_figures(setup: DistributedLab,
+                  probers: Dict[str, lab.ProberRun]) -> Dict[str, PeerFigures]:
+    """Stop each peer's prober; what it saw."""
     peers: Dict[str, PeerFigures] = {}
     for peer, prober in probers.items():
         report = prober.stop()
-        pod = setup.pod_of(_server_of(setup.net.get(prefix + peer)))
+        pod = setup.pod_of(_server_of(setup.net.get(setup.prefix + peer)))
         peers[peer] = {"pod": f"p{pod}", "sent": report.sent, "lost": report.lost,
                        "outage_ms": report.outage_ns / 1e6, "recovered": report.recovered}
-    received, sent = None, notice.get("sent")
-    if notify:
-        received = _handoff_received(destination_controller, mac, handoffs_before)
-    return {
-        "notice": notify,
-        "source": f"{source_process} {source_name}",
-        "destination": f"{destination_process} {target.name}",
-        "notice_ms": (received - sent) * 1000 if received and sent else None,
-        "vm_downtime_ms": times.downtime_ns / 1e6,
-        "claimed_after_switchover_ms": (claimed - switchover) * 1000 if claimed else None,
-        "source_cleaned_after_switchover_ms": (cleaned - switchover) * 1000
-        if cleaned else None,
-        "peers": peers,
-    }
+    return peers
+
+
+def _elapsed_ms(later: Optional[float], earlier: Optional[float]) -> Optional[float]:
+    """``later - earlier`` in ms, None when either did not happen."""
+    return (later - earlier) * 1000 if later and earlier else None
 
 
 def _server_of(host) -> str:

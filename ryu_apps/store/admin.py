@@ -16,7 +16,7 @@ import ovs.poller
 from ovs.db.idl import Transaction
 
 from ryu_apps.tls import ovsdb_ssl
-from ryu_apps.store.client import row_values
+from ryu_apps.store.replica import row_values
 from ryu_apps.store.schema import TABLES, schema_helper
 from ryu_apps.store.server import StoreError
 

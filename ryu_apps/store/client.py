@@ -32,6 +32,8 @@ Rules that keep it safe and the hub responsive:
 - **Failover**: every member is listed in the remote; follower connections are
   allowed (``leader_only=False``, writes are forwarded to the leader) and the
   reconnect back-off starts at ``min_backoff_ms`` instead of 1 s.
+
+The replica IDL is in ``replica`` and the write records in ``pending_writes``.
 """
 
 from __future__ import annotations
@@ -39,64 +41,25 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Optional, Sequence
 
 import eventlet
 from eventlet.hubs import IOClosed, trampoline
-import ovs.db.idl
 from ovs.db.idl import Transaction
 
-from ryu_apps.tls import ovsdb_ssl
+from ryu_apps.store.pending_writes import PendingWrite, Write, WriteFuture, WriteResult
+from ryu_apps.store.replica import ReplicaIdl, RowChange
 from ryu_apps.store.schema import TABLES, schema_helper
-
-
-Write = Callable[[ovs.db.idl.Idl, Transaction], object]
+from ryu_apps.tls import ovsdb_ssl
 
 #: Statuses that end a write.
 _DONE = (Transaction.SUCCESS, Transaction.UNCHANGED)
 #: Most writes committed in one transaction.
 BATCH = 64
-#: Longest the client works on a snapshot before yielding to the hub.
-SLICE_SECONDS = 0.01
-#: Bytes of a server message parsed between two yields to the hub.
-SLICE_BYTES = 64 * 1024
 #: Seconds between looks at a connection being (re)established.
 RECONNECT_POLL = 0.02
 #: Longest wait on the socket before looking again (a replaced socket is picked up).
 SOCKET_WAIT = 0.25
-
-
-@dataclass(frozen=True)
-class RowChange:
-    """One row created, updated or deleted, with its values after (before, if deleted)."""
-
-    table: str
-    event: str  # ovs.db.idl.ROW_CREATE / ROW_UPDATE / ROW_DELETE
-    uuid: str
-    values: Dict[str, object]
-
-
-@dataclass
-class WriteResult:
-    """How a write ended: ``ok``, the write's return value, tries, error text."""
-
-    ok: bool
-    value: object = None
-    attempts: int = 0
-    error: str = ""
-    committed_at: float = 0.0
-
-
-@dataclass
-class _Pending:
-    write: Write
-    on_done: Optional[Callable[[WriteResult], None]]
-    deadline: float
-    event: eventlet.event.Event = field(default_factory=eventlet.event.Event)
-    attempts: int = 0
-    value: object = None
-    last_error: str = ""
 
 
 class _Wakeup:
@@ -116,89 +79,6 @@ class _Wakeup:
     def clear(self) -> None:
         if self._event.ready():
             self._event = eventlet.event.Event()
-
-
-class WriteFuture:
-    """Wait for a submitted write: ``future.wait(timeout) -> WriteResult | None``."""
-
-    def __init__(self, pending: _Pending) -> None:
-        self._pending = pending
-
-    def wait(self, timeout: Optional[float] = None) -> Optional[WriteResult]:
-        with eventlet.Timeout(timeout, False):
-            return self._pending.event.wait()
-        return None
-
-
-class _ReplicaIdl(ovs.db.idl.Idl):
-    """An IDL that records row changes and yields to the hub while parsing."""
-
-    def __init__(self, remote, helper, leader_only, slice_rows: int) -> None:
-        super().__init__(remote, helper, leader_only=leader_only)
-        self.changes: List[RowChange] = []
-        self._slice_rows = slice_rows
-        self._start_slice()
-
-    def notify(self, event, row, updates=None):
-        self.changes.append(RowChange(row._table.name, event, str(row.uuid), row_values(row)))
-        self.cooperative_yield()
-
-    def cooperative_yield(self):
-        self._parsed += 1
-        if self._parsed >= self._slice_rows or \
-                time.monotonic() - self._slice_start > SLICE_SECONDS:
-            eventlet.sleep(0)
-            self._start_slice()
-
-    def _start_slice(self) -> None:
-        self._parsed = 0
-        self._slice_start = time.monotonic()
-
-    def run(self):
-        # A slice starts with the work: a client woken after being idle must
-        # not yield at its first row (one more trip through the hub, where
-        # every other ready green thread runs first, on each small update).
-        self._start_slice()
-        self._slice_reads()
-        return super().run()
-
-    def _slice_reads(self) -> None:
-        """Yield to the hub every SLICE_BYTES read from the server.
-
-        The IDL parses a whole message (a first snapshot can be tens of MB)
-        inside one ``run()``; wrapping the stream's ``recv`` lets other green
-        threads run between chunks. Only this client's thread touches the IDL,
-        so pausing it mid-message is safe.
-        """
-        rpc = self._session.rpc
-        stream = getattr(rpc, "stream", None) if rpc is not None else None
-        if stream is None or getattr(stream, "_dynprov_sliced", False):
-            return
-        plain_recv = stream.recv
-        received = [0]
-
-        def recv(n):
-            error, data = plain_recv(n)
-            received[0] += len(data or b"")
-            if received[0] >= SLICE_BYTES:
-                received[0] = 0
-                eventlet.sleep(0)
-                self._start_slice()
-            return error, data
-
-        stream.recv = recv
-        stream._dynprov_sliced = True
-
-
-def row_values(row) -> Dict[str, object]:
-    """A row's columns as plain Python values (0..1 columns become a value or None)."""
-    values: Dict[str, object] = {}
-    for name, column in row._table.columns.items():
-        value = getattr(row, name)
-        if column.type.is_optional() and not column.type.is_map():
-            value = value[0] if value else None
-        values[name] = value
-    return values
 
 
 class StoreClient:
@@ -222,12 +102,12 @@ class StoreClient:
         self.write_timeout = write_timeout
         self._on_changes, self._on_synced = on_changes, on_synced
         self._slice_rows = slice_rows
-        self.idl = _ReplicaIdl(remote, schema_helper(tables), leader_only, slice_rows)
+        self.idl = ReplicaIdl(remote, schema_helper(tables), leader_only, slice_rows)
         reconnect = self.idl._session.reconnect  # no public accessor for the back-off
         reconnect.min_backoff, reconnect.max_backoff = min_backoff_ms, max_backoff_ms
         for table, condition in (conditions or {}).items():
             self.idl.cond_change(table, condition)
-        self._queue: Deque[_Pending] = deque()
+        self._queue: Deque[PendingWrite] = deque()
         self._retry_at = 0.0
         self._in_flight: Optional[tuple] = None  # (txn, [pending writes in it])
         self._conditions: Deque[tuple] = deque()
@@ -261,7 +141,7 @@ class StoreClient:
                timeout: Optional[float] = None) -> WriteFuture:
         """Queue a write; ``on_done(result)`` runs in the client's thread when it ends."""
         deadline = time.monotonic() + (timeout or self.write_timeout)
-        pending = _Pending(write, on_done, deadline)
+        pending = PendingWrite(write, on_done, deadline)
         self._queue.append(pending)
         self._wake()
         return WriteFuture(pending)
@@ -342,7 +222,7 @@ class StoreClient:
         error = txn.get_error()
         self._retry(batch, f"{status}: {error}" if status != error else status)
 
-    def _retry(self, batch: List[_Pending], error: str) -> None:
+    def _retry(self, batch: List[PendingWrite], error: str) -> None:
         """Put a failed batch back at the head of the queue, to be re-run later."""
         now = time.monotonic()
         for pending in reversed(batch):
@@ -360,7 +240,7 @@ class StoreClient:
             return
         batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
         txn = Transaction(self.idl)
-        kept: List[_Pending] = []
+        kept: List[PendingWrite] = []
         for pending in batch:
             pending.attempts += 1
             try:
@@ -386,7 +266,7 @@ class StoreClient:
                 pass
             self._retry(batch, why)
 
-    def _finish(self, pending: _Pending, result: WriteResult) -> None:
+    def _finish(self, pending: PendingWrite, result: WriteResult) -> None:
         if not result.ok:
             self.logger.error("store %s: write failed after %d attempts: %s", self.remote,
                               result.attempts, result.error)

@@ -45,8 +45,10 @@ from ryu_apps.core.handoff_values import (
 from ryu_apps.core.notification_errors import NotApplicable
 from ryu_apps.core.template_model import TemplateLibrary
 from ryu_apps.core.template_validation import TemplateValidationError
-from ryu_apps.store.client import RowChange, StoreClient, WriteFuture, WriteResult
+from ryu_apps.store.client import StoreClient
 from ryu_apps.store.library_rows import LibraryRows, library_from_rows
+from ryu_apps.store.pending_writes import WriteFuture, WriteResult
+from ryu_apps.store.replica import RowChange
 from ryu_apps.store.schema import BINDING, DEPLOYMENT, LIBRARY, PROCESS, TEMPLATE
 from ryu_apps.store.writes import (
     binding_row,

@@ -102,7 +102,7 @@ __all__ = ["BindingRecord"]   # defined in the core (the hand-off's values), use
 
 
 def binding_row(values: Mapping[str, object]) -> BindingRow:
-    """A ``Binding`` row's values (``client.row_values``) as the hand-off reads them."""
+    """A ``Binding`` row's values (``replica.row_values``) as the hand-off reads them."""
     def text(name: str) -> Optional[str]:
         value = values.get(name)
         return str(value) if value else None

@@ -138,7 +138,7 @@ class FakeStore:
 
 
 def _values(row: FakeRow) -> dict:
-    """A row's values as ``client.row_values`` gives them (optional columns unwrapped)."""
+    """A row's values as ``replica.row_values`` gives them (optional columns unwrapped)."""
     return {"mac": row.mac, "owner": row.owner, "server": row.server,
             "requested_owner": (row.requested_owner or [None])[0],
             "requested_server": (row.requested_server or [None])[0],

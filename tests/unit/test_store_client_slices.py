@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import ovs.db.idl
 import pytest
 
-from ryu_apps.store import client
+from ryu_apps.store import replica as store_replica
 from ryu_apps.store.schema import TABLES, schema_helper
 
 
@@ -17,22 +17,22 @@ from ryu_apps.store.schema import TABLES, schema_helper
 def clock(monkeypatch):
     """The client's monotonic clock, moved by the test only."""
     fake = SimpleNamespace(now=1000.0)
-    monkeypatch.setattr(client, "time", SimpleNamespace(monotonic=lambda: fake.now))
+    monkeypatch.setattr(store_replica, "time", SimpleNamespace(monotonic=lambda: fake.now))
     return fake
 
 
 @pytest.fixture
 def idl(monkeypatch, clock):
     """A replica IDL (never connected) whose yields to the hub are counted."""
-    replica = client._ReplicaIdl("tcp:127.0.0.1:1", schema_helper(TABLES), False,
-                                 slice_rows=100)
+    replica = store_replica.ReplicaIdl("tcp:127.0.0.1:1", schema_helper(TABLES), False,
+                                       slice_rows=100)
     replica.yields = 0
 
     def sleep(seconds):
         assert seconds == 0
         replica.yields += 1
 
-    monkeypatch.setattr(client.eventlet, "sleep", sleep)
+    monkeypatch.setattr(store_replica.eventlet, "sleep", sleep)
     yield replica
     replica.close()
 
@@ -54,7 +54,7 @@ def _run_applying(idl, monkeypatch, rows: int, seconds_per_row: float = 0.0,
 
 
 def test_a_small_update_after_an_idle_time_does_not_yield(idl, monkeypatch, clock):
-    clock.now += client.SLICE_SECONDS * 3  # idle, as between two notices
+    clock.now += store_replica.SLICE_SECONDS * 3  # idle, as between two notices
     assert _run_applying(idl, monkeypatch, rows=2) == 0
 
 
@@ -66,6 +66,6 @@ def test_rows_are_applied_in_slices_of_slice_rows(idl, monkeypatch):
 
 def test_a_long_application_yields_every_slice_seconds(idl, monkeypatch, clock):
     # rows of 0.4 slice each: past a slice at the 3rd and the 6th row
-    yields = _run_applying(idl, monkeypatch, rows=6, seconds_per_row=client.SLICE_SECONDS * 0.4,
-                           clock=clock)
+    yields = _run_applying(idl, monkeypatch, rows=6,
+                           seconds_per_row=store_replica.SLICE_SECONDS * 0.4, clock=clock)
     assert yields == 2
