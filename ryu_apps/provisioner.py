@@ -13,15 +13,7 @@ import signal
 import time
 from typing import Any, Dict, Optional, Set
 
-from ryu_apps.app.framework import (
-    CONFIG_DISPATCHER,
-    DEAD_DISPATCHER,
-    MAIN_DISPATCHER,
-    app_manager,
-    ofp_event,
-    ofproto_v1_3,
-    set_ev_cls,
-)
+from ryu_apps.app.framework import app_manager, ofproto_v1_3, set_ev_cls
 
 from ryu_apps.app import loop_events as loop
 from ryu_apps.app.device_bus import InProcessBus
@@ -29,12 +21,12 @@ from ryu_apps.app.options import CONF
 from ryu_apps.app.ovsdb_watcher import ServerWatchers
 from ryu_apps.app.plan_sender import Dispatcher, PlanSender
 from ryu_apps.app.provisioning_times import ProvisioningTimes
-from ryu_apps.app.readback import AUDIT, CONNECTED, ReadBack, ReadBacks
+from ryu_apps.app.readback import AUDIT, ReadBack, ReadBacks
 from ryu_apps.app.repairs import RepairSchedule, guarded
 from ryu_apps.app.requests import Requests
-from ryu_apps.app.verdicts import frame_in, log_verdict
+from ryu_apps.app.switch_events import SwitchEventHandlers
+from ryu_apps.app.verdicts import log_verdict
 from ryu_apps.app.wiring import build_engine, build_link_discovery
-from ryu_apps.core import lldp
 from ryu_apps.core.warm_start import WarmStart
 from ryu_apps.loaders.library_check import LibraryChecker
 from ryu_apps.rest import api as rest_api
@@ -44,7 +36,6 @@ from ryu_apps.store.sync import StoreSync
 from ryu_apps.tls import ovsdb_ssl
 from ryu_apps.tls.openflow_tls import listen_port
 
-OFPP_MAX = ofproto_v1_3.OFPP_MAX
 TICK_SECONDS = 1.0
 #: Least seconds between two resynchronisations after handler failures, and between
 #: two reconciliations of one switch after OpenFlow errors; one due sooner waits.
@@ -53,7 +44,7 @@ RESYNC_MIN_INTERVAL = 5.0
 GRACE_MARGIN = 0.05
 
 
-class DynprovProvisioner(app_manager.RyuApp):
+class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
     """Detects VMs from their packets and provisions them from templates."""
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
@@ -234,134 +225,6 @@ class DynprovProvisioner(app_manager.RyuApp):
     @guarded
     def _store_work(self, ev) -> None:
         ev.work()
-
-    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
-    @guarded
-    def _state_change(self, ev) -> None:
-        datapath, dpid = ev.datapath, ev.datapath.id
-        if ev.state == MAIN_DISPATCHER:
-            self._connecting[dpid] = datapath
-            self._reconcile_switch(dpid, CONNECTED[dpid in self.engine.fabric.switches])
-            return
-        if self._connecting.get(dpid) is datapath:   # gone before it was read back
-            del self._connecting[dpid]
-            self.readbacks.forget(dpid)
-        if dpid is not None and self.datapaths.get(dpid) is datapath:
-            self.logger.warning("switch %016x disconnected; its flows stay in place", dpid)
-            del self.datapaths[dpid]
-            self.readbacks.forget(dpid)
-            self.repairs.forget(dpid)
-            self.sender.forget(dpid)
-            self.send_plan(self.engine.switch_down(dpid))
-
-    @set_ev_cls(ofp_event.EventOFPDescStatsReply, MAIN_DISPATCHER)
-    @guarded
-    def _desc_reply(self, ev) -> None:
-        self.readbacks.described(ev.msg)
-
-    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
-    @guarded
-    def _flow_stats_reply(self, ev) -> None:
-        self.readbacks.flows(ev.msg)
-
-    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
-    @guarded
-    def _meter_stats_reply(self, ev) -> None:
-        readback = self.readbacks.meters(ev.msg)
-        if readback is not None:
-            self._reconciled(readback)
-
-    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
-    @guarded
-    def _port_desc_reply(self, ev) -> None:
-        dpid = ev.msg.datapath.id
-        self.ports[dpid] = {p.port_no for p in ev.msg.body if p.port_no < OFPP_MAX}
-        self._probe_switch_ports(dpid)
-
-    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
-    @guarded
-    def _port_status(self, ev) -> None:
-        msg = ev.msg
-        dpid, port = msg.datapath.id, msg.desc.port_no
-        ofp = msg.datapath.ofproto
-        if dpid not in self.datapaths or port >= OFPP_MAX:
-            return
-        if msg.reason == ofp.OFPPR_DELETE or msg.desc.state & ofp.OFPPS_LINK_DOWN:
-            self.ports.get(dpid, set()).discard(port)
-            self.send_plan(self.engine.port_down(dpid, port,
-                                                 deleted=msg.reason == ofp.OFPPR_DELETE,
-                                                 now=time.time()))
-        else:
-            self.ports.setdefault(dpid, set()).add(port)
-            self._send_urgent(self.engine.arrival(dpid, port))
-            self.send_plan(self.engine.port_up(dpid, port))
-            self.discovery.send_probes(msg.datapath, [port], self.engine.fabric, time.time())
-
-    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
-    @guarded
-    def _flow_removed(self, ev) -> None:
-        msg = ev.msg
-        idle = msg.reason == msg.datapath.ofproto.OFPRR_IDLE_TIMEOUT
-        self.send_plan(self.engine.flow_removed(msg.datapath.id, msg.cookie, idle))
-
-    # -- packets -----------------------------------------------------------
-    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
-    @guarded
-    def _packet_in(self, ev) -> None:
-        received_ns = time.monotonic_ns()
-        msg = ev.msg
-        dpid = msg.datapath.id
-        if dpid not in self.datapaths:
-            return
-        found = frame_in(msg)
-        if found is None:
-            self.malformed(dpid, "packet-in without a frame or a valid in_port")
-            return
-        frame, in_port = found
-        if frame.ethertype == lldp.ETH_TYPE_LLDP:
-            self.send_plan(self.discovery.received(self.engine, dpid, in_port, msg.data,
-                                                   time.time()))
-            return
-        self._send_urgent(self.engine.arrival(dpid, in_port))
-        verdict = self.engine.packet_in(dpid, in_port, frame.eth_src, msg.data,
-                                        now=time.time(), sender_ip=frame.sender_ip,
-                                        tagged=frame.tagged, eth_dst=frame.eth_dst)
-        if verdict.provisioned is not None:
-            self.provisioning_times.detected(verdict.provisioned.mac, received_ns)
-        log_verdict(self.logger, verdict, dpid, in_port)
-        if self._fault_mac and frame.eth_src == self._fault_mac:
-            self._fault_mac = ""   # once: the engine changed, its plan is never sent
-            raise RuntimeError(f"fault injected for VM {frame.eth_src} (fault_injection_mac)")
-        self.send_plan(verdict.plan)
-
-    def malformed(self, dpid: int, what: str) -> None:
-        """A message a switch should never send: logged once per switch and kind."""
-        if self.repairs.first_failure(f"malformed {dpid:x} {what}", 0.0, quiet=-1.0):
-            self.logger.warning("switch %016x: %s; ignored", dpid, what)
-
-    def _send_urgent(self, plan) -> None:
-        """Send what must not wait for the engine's next, longer computation."""
-        if not plan.is_empty():
-            self.send_plan(plan)
-
-    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
-    @guarded
-    def _barrier_reply(self, ev) -> None:
-        self.sender.barrier_reply(ev.msg.datapath.id, ev.msg.xid)
-
-    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
-    @guarded
-    def _error(self, ev) -> None:
-        """A switch refused a message: what it holds may differ from what the engine
-        believes, so it is reconciled (ryu_apps.app.repairs says when)."""
-        msg = ev.msg
-        dpid = msg.datapath.id
-        self.logger.error("switch %016x refused message xid %d: type %d code %d: %s",
-                          dpid or 0, msg.xid, msg.type, msg.code,
-                          bytes(msg.data or b"")[:64].hex())
-        if dpid in self.datapaths:
-            self.repairs.switch_refused(dpid, f"OpenFlow error type {msg.type} code {msg.code}")
-            self._reconcile_refused(time.time())
 
     def _reconcile_refused(self, now: float) -> None:
         for dpid, why in self.repairs.reconciles_due(now):

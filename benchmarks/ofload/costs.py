@@ -22,7 +22,7 @@ from ryu.ofproto import ofproto_parser, ofproto_v1_3 as ofp, ofproto_v1_3_parser
 from benchmarks.ofload import frames, wire
 from benchmarks.ofload.reference import engine_for
 from benchmarks.ofload.topology import FIRST_VM_PORT, datacenter
-from ryu_apps.app import openflow
+from ryu_apps.app import openflow, openflow_bytes
 from ryu_apps.core.flowspec import FlowSpec
 from ryu_apps.core.identifiers import format_mac
 
@@ -64,11 +64,11 @@ def render_costs(specs: List[FlowSpec], repeat: int = 20) -> Dict[str, float]:
 
     def encode_cold():
         for spec in specs:
-            openflow._encode_flow_add(spec)
+            openflow_bytes._encode_flow_add(spec)
 
     def encode_cached():
         for spec in specs:
-            openflow.encoded_flow_add(spec)
+            openflow_bytes.encoded_flow_add(spec)
 
     encode_cached()   # fill the cache
     count = len(specs)
@@ -126,7 +126,7 @@ def edge_costs(plans, repeat: int = 5) -> Dict[str, float]:
             _send_through_ryu_classes(datapaths, plan)
 
     def direct():
-        openflow._ENCODED.clear()   # a VM's flows are new: no cache hits across runs
+        openflow_bytes._ENCODED.clear()   # a VM's flows are new: no cache hits across runs
         for plan in plans:
             sender.send(plan)
     before = _per_call_us(through_ryu, repeat) / len(plans)
@@ -169,7 +169,8 @@ def generator_costs(plans, repeat: int = 3, access: int = 4,
             vms.append((mac, server.dpid, load.topology.access_of[server.dpid]))
             chunks = {}
             for dpid, changes in plan.changes.items():
-                data = b"".join(openflow.encoded_messages(changes)) + openflow.barrier_request()
+                data = (b"".join(openflow_bytes.encoded_messages(changes))
+                        + openflow_bytes.barrier_request())
                 chunks[dpid + offset] = data
             streams.append(chunks)
         elapsed = 0.0

@@ -20,7 +20,7 @@ import secrets
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from ryu_apps.app import openflow
+from ryu_apps.app import openflow_bytes
 from ryu_apps.app.plan_sender import next_xid
 from ryu_apps.core.fabric import Fabric, PortRef
 from ryu_apps.core.flow_plan import Plan
@@ -100,7 +100,7 @@ class LinkDiscovery:
             return
         beacons = {port for port in ports if self._may_reach_shared_fabric(fabric, dpid, port)}
         datapath.send(b"".join(
-            openflow.with_xid(openflow.encoded_packet_out(OFPP_CONTROLLER, port, frame),
+            openflow_bytes.with_xid(openflow_bytes.encoded_packet_out(OFPP_CONTROLLER, port, frame),
                               next_xid(datapath))
             for port, frame in self.frames(dpid, ports, beacons, now)))
 

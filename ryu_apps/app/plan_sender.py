@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Protocol, Set, Tuple
 
-from ryu_apps.app import openflow
+from ryu_apps.app import openflow_bytes
 from ryu_apps.core.flow_plan import PacketOut, Plan
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, OFPP_TABLE
 
@@ -25,7 +25,7 @@ class _Batch:
     on_confirmed: Callable[[], None] | None = None
 
 
-_BARRIER = openflow.barrier_request()
+_BARRIER = openflow_bytes.barrier_request()
 
 
 class Datapath(Protocol):
@@ -70,10 +70,10 @@ class PlanSender:
             datapath = self.datapaths.get(dpid)
             if datapath is None or not changes:
                 continue  # a disconnected switch is reconciled when it returns
-            chunks = [openflow.with_xid(message, next_xid(datapath))
-                      for message in openflow.encoded_messages(changes)]
+            chunks = [openflow_bytes.with_xid(message, next_xid(datapath))
+                      for message in openflow_bytes.encoded_messages(changes)]
             xid = next_xid(datapath)
-            chunks.append(openflow.with_xid(_BARRIER, xid))
+            chunks.append(openflow_bytes.with_xid(_BARRIER, xid))
             datapath.send(b"".join(chunks))
             batch.waiting.add((dpid, xid))
             self._batches[(dpid, xid)] = batch
@@ -104,10 +104,10 @@ class PlanSender:
         for out in packet_outs:
             datapath = self.datapaths.get(out.dpid)
             if datapath is not None:
-                message = (openflow.encoded_packet_out(out.in_port, OFPP_TABLE, out.data)
-                           if out.out_port is None else
-                           openflow.encoded_packet_out(OFPP_CONTROLLER, out.out_port, out.data))
-                datapath.send(openflow.with_xid(message, next_xid(datapath)))
+                encode = openflow_bytes.encoded_packet_out
+                message = (encode(out.in_port, OFPP_TABLE, out.data) if out.out_port is None
+                           else encode(OFPP_CONTROLLER, out.out_port, out.data))
+                datapath.send(openflow_bytes.with_xid(message, next_xid(datapath)))
 
 
 class Dispatcher:

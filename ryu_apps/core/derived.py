@@ -27,7 +27,7 @@ from ryu_apps.core.binding import Binding
 from ryu_apps.core.binding_table import present
 from ryu_apps.core.cookies import INFRA_OWNER, liveness_owner, quarantine_owner, vlan_owner
 from ryu_apps.core.fabric import SHARED_FABRIC
-from ryu_apps.core.flow_compiler import vlan_switch_flows
+from ryu_apps.core.vlan_compiler import vlan_switch_flows
 from ryu_apps.core.flow_plan import DesiredFlows, Plan, diff_flows
 from ryu_apps.core.routes import probe_flows
 from ryu_apps.core.switch_flows import infra_flows

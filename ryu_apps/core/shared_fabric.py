@@ -3,7 +3,7 @@
 A port where another process's beacon arrives is a shared uplink; the shared
 fabric counts as a member of every VLAN with a VM here (so VLANs reach it, see
 :meth:`~ryu_apps.core.topology_state.Topology.member` and
-:func:`~ryu_apps.core.flow_compiler.vlan_switch_flows`); a VM that starts
+:func:`~ryu_apps.core.vlan_compiler.vlan_switch_flows`); a VM that starts
 forwarding here is announced out of the uplink so the learning fabric follows
 it, at once when it arrives on a pre-provisioned port; a handed-over VM's IP
 may be known before it arrives.

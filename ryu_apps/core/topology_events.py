@@ -18,7 +18,8 @@ from ryu_apps.core import binding_ops, shared_fabric
 from ryu_apps.core.access_groups import server_group
 from ryu_apps.core.binding import Binding, Detection, VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
-from ryu_apps.core.fabric import SHARED_FABRIC, PortRef, Role, RootedTree, SwitchInfo
+from ryu_apps.core.fabric import SHARED_FABRIC, PortRef, Role, SwitchInfo
+from ryu_apps.core.rooted_tree import RootedTree
 from ryu_apps.core.flow_compiler import transit_path
 from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.flowspec import FlowSpec

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Set
 
-from ryu_apps.core.fabric import SHARED_FABRIC, Fabric, PortRef, RootedTree
+from ryu_apps.core.fabric import SHARED_FABRIC, Fabric, PortRef
+from ryu_apps.core.rooted_tree import RootedTree
 from ryu_apps.core.flow_compiler import TransitPath, transit_path
 from ryu_apps.core.link_guard import LinkGuard
 from ryu_apps.core.vlan_flooding import VlanFlooding

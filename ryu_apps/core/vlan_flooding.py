@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Set
 
-from ryu_apps.core.fabric import RootedTree
+from ryu_apps.core.rooted_tree import RootedTree
 
 
 class VlanFlooding:

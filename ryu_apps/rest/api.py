@@ -21,17 +21,16 @@ finds before a route is chosen.
 
 Handlers run in WSGI green threads beside Ryu's event loop. They copy what
 they need from the engine before anything that yields (a flow stats request
-to a switch, via Ryu's ofctl service, with a timeout), and the reload runs in
+to a switch, :mod:`ryu_apps.rest.flow_reads`, with a timeout), and the reload runs in
 the app's own event loop, where every other change of the engine happens.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
 from functools import wraps
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from ryu_apps.app.framework import (
     OFCTL_SERVICE_APP,
@@ -40,12 +39,9 @@ from ryu_apps.app.framework import (
     app_manager,
     cfg,
     hub,
-    ofctl_api,
-    ofctl_exception,
     route,
 )
 
-from ryu_apps.app import openflow
 from ryu_apps.rest import server as rest_server
 from ryu_apps.rest import views as rest_views
 from ryu_apps.core.cookies import (
@@ -59,19 +55,19 @@ from ryu_apps.core.cookies import (
 )
 from ryu_apps.core.flowspec import FlowSpec
 from ryu_apps.rest.auth import required_role
+from ryu_apps.rest.flow_reads import quiet_ofctl_service, read_many
 from ryu_apps.rest.guard import INTERNAL_ERROR
 from ryu_apps.rest.server import RestApplication  # noqa: F401 (the app's wsgi context)
-from ryu_apps.rest.views import FlowStat, ViewError
+from ryu_apps.rest.views import ViewError
 
 # The app that imports this module (ryu_apps.provisioner) needs Ryu's ofctl
-# service, which sends a request and collects its replies up to a barrier.
+# service (flow_reads sends through it): required here, where the app imports,
+# because require_app registers the service with the importing module.
 try:
     app_manager.require_app(OFCTL_SERVICE_APP, api_style=True)
 except IndexError:  # imported by no module (python -c): there is no app to serve
     pass
 
-#: Seconds to wait for one switch's flow stats before reporting it as silent.
-STATS_TIMEOUT = 2.0
 #: Seconds a reload may take beyond the library checker's own time limit.
 RELOAD_MARGIN = 30.0
 #: Cookie and mask that select every VM binding flow of dynprov on a switch.
@@ -109,14 +105,10 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-class SwitchSilent(Exception):
-    """A switch did not answer a stats request (disconnected, error or timeout)."""
-
-
 def register(app, wsgi) -> None:
     """Serve the REST API of ``app`` (the dynprov RyuApp) on ``wsgi``, and start
     listening (the last routes: register the notifications route before)."""
-    _quiet_ofctl_service()
+    quiet_ofctl_service()
     api = DynprovApi(app)
     wsgi.register(DynprovRestController, {"api": api})
     wsgi.register(FallbackController, {"api": api})  # after: matches what is left
@@ -126,72 +118,6 @@ def register(app, wsgi) -> None:
 def reload_timeout() -> float:
     """Seconds a REST reload waits: the checker's limit and a margin to apply it."""
     return float(getattr(CONF.dynprov, "library_check_timeout", 120.0)) + RELOAD_MARGIN
-
-
-# -- reading flows from switches -----------------------------------------------------
-def read_flows(app, dpid: int, cookie: int, mask: int,
-               timeout: float = STATS_TIMEOUT) -> List[FlowStat]:
-    """The flows of one switch whose cookie matches ``cookie`` under ``mask``.
-
-    Raises SwitchSilent when the switch is not connected, refuses the request
-    or does not answer within ``timeout`` seconds.
-    """
-    datapath = app.datapaths.get(dpid)
-    if datapath is None:
-        raise SwitchSilent("switch not connected")
-    parser, ofp = datapath.ofproto_parser, datapath.ofproto
-    request = parser.OFPFlowStatsRequest(datapath, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
-                                         ofp.OFPG_ANY, cookie, mask, parser.OFPMatch())
-    silent = SwitchSilent(f"no flow stats reply within {timeout:g} s")
-    try:
-        with hub.Timeout(timeout, silent):
-            replies = ofctl_api.send_msg(app, request, reply_cls=parser.OFPFlowStatsReply,
-                                         reply_multi=True)
-    except ofctl_exception.InvalidDatapath:
-        raise SwitchSilent("switch disconnected") from None
-    except ofctl_exception.OFError as error:
-        raise SwitchSilent(f"switch refused the flow stats request: {error}") from None
-    return [_flow_stat(dpid, entry) for reply in replies for entry in reply.body]
-
-
-def _flow_stat(dpid: int, entry) -> FlowStat:
-    return FlowStat(openflow.spec_from_stats(dpid, entry), entry.packet_count,
-                    entry.byte_count, entry.duration_sec + entry.duration_nsec / 1e9)
-
-
-def read_many(app, requests: Dict[int, Tuple[int, int]], timeout: float = STATS_TIMEOUT
-              ) -> Dict[int, Tuple[Optional[List[FlowStat]], Optional[str]]]:
-    """``read_flows`` on several switches at once: dpid -> (flows, None) or (None, why)."""
-    def one(dpid: int, cookie: int, mask: int):
-        try:
-            return read_flows(app, dpid, cookie, mask, timeout), None
-        except SwitchSilent as why:
-            return None, str(why)
-        except Exception:  # a bug must not cost the other switches' answers
-            app.logger.exception("reading the flows of switch %016x failed", dpid)
-            return None, INTERNAL_ERROR
-
-    threads = {dpid: hub.spawn(one, dpid, *request) for dpid, request in requests.items()}
-    return {dpid: thread.wait() for dpid, thread in threads.items()}
-
-
-# -- reloading in the app's event loop -------------------------------------------------
-class _OfctlNoise(logging.Filter):
-    """Drop the ofctl service's complaints about replies to the app's own requests.
-
-    The service sees every barrier reply and error of the switch; those that
-    answer dynprov's own barriers and flow-mods are not its business (the app
-    logs switch errors itself).
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(("unknown barrier xid", "unknown error xid"))
-
-
-def _quiet_ofctl_service() -> None:
-    logger = logging.getLogger("OfctlService")
-    if not any(isinstance(f, _OfctlNoise) for f in logger.filters):
-        logger.addFilter(_OfctlNoise())
 
 
 # -- the API -------------------------------------------------------------------------

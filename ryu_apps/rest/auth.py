@@ -65,6 +65,26 @@ def digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).digest()
 
 
+def _line_problems(role: Optional[Role], role_text: str, name: str, secret: str,
+                   names: Dict[str, int], secrets_seen: Dict[bytes, int]) -> List[str]:
+    """What is wrong with one 'ROLE NAME TOKEN' line, given the lines before it."""
+    problems = []
+    if role is None:
+        problems.append(f"role: expected reader or admin, got {role_text!r}")
+    if not _NAME.fullmatch(name):
+        problems.append(f"name: expected letters, digits, '_', '.', '@' or '-' "
+                        f"(at most 64), got {name!r}")
+    elif name in names:
+        problems.append(f"name {name!r} already used on line {names[name]}")
+    if len(secret) < MIN_TOKEN_LENGTH or not _TOKEN.fullmatch(secret):
+        problems.append(f"token: expected at least {MIN_TOKEN_LENGTH} characters of "
+                        "A-Z a-z 0-9 - . _ ~ + / (then '=' padding), got "
+                        f"{len(secret)} character{'s' if len(secret) != 1 else ''}")
+    elif digest(secret) in secrets_seen:
+        problems.append(f"token already given on line {secrets_seen[digest(secret)]}")
+    return problems
+
+
 def parse_tokens(text: str, source: str) -> List[Token]:
     """The tokens of a file's text; TokenFileError lists every bad line as source:line."""
     tokens: List[Token] = []
@@ -83,20 +103,7 @@ def parse_tokens(text: str, source: str) -> List[Token]:
             continue
         role_text, name, secret = fields
         role = next((r for r in Role if r.label == role_text.lower()), None)
-        problems = []
-        if role is None:
-            problems.append(f"role: expected reader or admin, got {role_text!r}")
-        if not _NAME.fullmatch(name):
-            problems.append(f"name: expected letters, digits, '_', '.', '@' or '-' "
-                            f"(at most 64), got {name!r}")
-        elif name in names:
-            problems.append(f"name {name!r} already used on line {names[name]}")
-        if len(secret) < MIN_TOKEN_LENGTH or not _TOKEN.fullmatch(secret):
-            problems.append(f"token: expected at least {MIN_TOKEN_LENGTH} characters of "
-                            "A-Z a-z 0-9 - . _ ~ + / (then '=' padding), got "
-                            f"{len(secret)} character{'s' if len(secret) != 1 else ''}")
-        elif digest(secret) in secrets_seen:
-            problems.append(f"token already given on line {secrets_seen[digest(secret)]}")
+        problems = _line_problems(role, role_text, name, secret, names, secrets_seen)
         if problems or role is None:   # an unknown role is one of the problems
             errors.extend(f"{where}: {p}" for p in problems)
             continue

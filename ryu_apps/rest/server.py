@@ -166,6 +166,24 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _send_json_error(handler, code: int, message: Optional[str]) -> None:
+    """Answer ``code`` on ``handler``'s connection with a JSON error body, then close."""
+    try:
+        phrase = HTTPStatus(code).phrase
+    except ValueError:
+        phrase = "error"
+    data = (json.dumps({"error": f"{phrase}: {message}" if message else phrase},
+                       indent=2) + "\n").encode()
+    handler.log_error("code %d, message %s", code, message)
+    handler.send_response(code, phrase)
+    handler.send_header("Connection", "close")
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    if handler.command != "HEAD" and code >= 200 and code not in (204, 304):
+        handler.wfile.write(data)
+
+
 def _protocol(tls_refusals: RefusalLog):
     """eventlet's HttpProtocol that lets the guard close the connection after its
     answer, and completes the TLS handshake itself (a failed one is logged, rate
@@ -194,19 +212,6 @@ def _protocol(tls_refusals: RefusalLog):
 
         def send_error(self, code, message=None, explain=None):
             """An unparsable request line or header: the error in JSON, not HTML."""
-            try:
-                phrase = HTTPStatus(code).phrase
-            except ValueError:
-                phrase = "error"
-            data = (json.dumps({"error": f"{phrase}: {message}" if message else phrase},
-                               indent=2) + "\n").encode()
-            self.log_error("code %d, message %s", code, message)
-            self.send_response(code, phrase)
-            self.send_header("Connection", "close")
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD" and code >= 200 and code not in (204, 304):
-                self.wfile.write(data)
+            _send_json_error(self, code, message)
 
     return _Protocol

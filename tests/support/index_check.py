@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ryu_apps.core.fabric import SHARED_FABRIC
-from ryu_apps.core.flow_compiler import transit_path, vlan_flows
+from ryu_apps.core.flow_compiler import transit_path
+from ryu_apps.core.vlan_compiler import vlan_flows
 
 
 def check_indexes(engine) -> None:

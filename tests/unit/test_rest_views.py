@@ -262,9 +262,9 @@ def test_refusal_view_of_a_minimal_refusal():
     assert view["switch"] is None and view["since"] is None and view["port"] is None
 
 
-# -- rest_api's switch reads: a silent or absent switch never hangs a request ---------
+# -- flow_reads: a silent or absent switch never hangs a request -----------------------
 class _FakeApp:
-    """Just what rest_api.read_flows touches; ``send_request`` never answers."""
+    """Just what flow_reads.read_flows touches; ``send_request`` never answers."""
 
     def __init__(self, connected):
         self.datapaths = {dpid: _FakeDatapath(dpid) for dpid in connected}
@@ -281,8 +281,8 @@ class _FakeDatapath:
 
 
 def test_silent_switch_times_out_and_absent_switch_is_reported():
-    rest_api = import_or_skip("ryu_apps.rest.api")
+    flow_reads = import_or_skip("ryu_apps.rest.flow_reads")
     app = _FakeApp(connected=[S11])
-    answers = rest_api.read_many(app, {S11: (0, 0), S12: (0, 0)}, timeout=0.2)
+    answers = flow_reads.read_many(app, {S11: (0, 0), S12: (0, 0)}, timeout=0.2)
     assert answers == {S11: (None, "no flow stats reply within 0.2 s"),
                        S12: (None, "switch not connected")}
