@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Optional
 from ryu_apps.core import binding_ops, shared_fabric, vm_identity
 from ryu_apps.core.binding import Binding, Detection, VmState
 from ryu_apps.core.flow_plan import PacketOut
-from ryu_apps.core.identifiers import IdentifierError, canonical_mac
+from ryu_apps.core.identifiers import IdentifierError
 from ryu_apps.core.quarantine import Refusal
 from ryu_apps.core.template_model import Template
 from ryu_apps.core.verdict import PacketVerdict
@@ -33,7 +33,7 @@ def admit(st: "EngineState", dpid: int, port: int, eth_src: str, now: float,
     verdict = PacketVerdict()
     if not st.topo.hosts_vms(dpid) or st.topo.fabric.is_link_port(dpid, port):
         return verdict
-    mac = canonical_mac(eth_src)
+    mac = eth_src   # normalised by the engine's facade
     holder = st.table.at_port(dpid, port)
     if holder is not None:
         refuse(st, verdict, mac, None, dpid, port, now,

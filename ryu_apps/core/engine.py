@@ -35,7 +35,7 @@ from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.domains import Domain, DomainMap
 from ryu_apps.core.fabric import Fabric, PortRef, Role
 from ryu_apps.core.flow_plan import DesiredFlows, Plan
-from ryu_apps.core.identifiers import IdentifierScheme, normalise_mac
+from ryu_apps.core.identifiers import IdentifierError, IdentifierScheme, Mac, normalise_mac
 from ryu_apps.core.identity import MOVE_HOLD_SECONDS, IdentityPolicy, MoveGuard
 from ryu_apps.core.engine_state import EngineState
 from ryu_apps.core.lifecycle import Acknowledgement, Notice
@@ -143,7 +143,11 @@ class ProvisioningEngine:
         """
         if tagged:
             return PacketVerdict()
-        verdict = vm_events.packet_in(self.state, dpid, in_port, eth_src, data, now,
+        verdict = PacketVerdict()
+        mac = _mac(eth_src, f"packet-in on {dpid:016x} port {in_port}: eth_src", verdict.plan)
+        if mac is None:
+            return verdict
+        verdict = vm_events.packet_in(self.state, dpid, in_port, mac, data, now,
                                       sender_ip, eth_dst)
         self._done(verdict.plan)
         return verdict
@@ -158,7 +162,11 @@ class ProvisioningEngine:
         hypervisor, a VM bound to this port by its packets with another MAC
         is deprovisioned: the hypervisor says whose port it is.
         """
-        verdict = vm_events.vm_attached(self.state, dpid, port, mac, now, iface_id)
+        verdict = PacketVerdict()
+        checked = _mac(mac, f"OVSDB row for {dpid:016x} port {port}: attached-mac", verdict.plan)
+        if checked is None:
+            return verdict
+        verdict = vm_events.vm_attached(self.state, dpid, port, checked, now, iface_id)
         self._done(verdict.plan)
         return verdict
 
@@ -166,7 +174,11 @@ class ProvisioningEngine:
                     now: float) -> Plan:
         """The server's OVSDB no longer lists VM ``mac`` (or any VM) on ``port``."""
         plan = Plan()
-        vm_events.vm_detached(self.state, dpid, port, mac, now, plan)
+        checked = None if mac is None else \
+            _mac(mac, f"OVSDB row for {dpid:016x} port {port}: attached-mac", plan)
+        if mac is not None and checked is None:
+            return plan
+        vm_events.vm_detached(self.state, dpid, port, checked, now, plan)
         return self._done(plan)
 
     def flow_removed(self, dpid: int, cookie: int, idle_timeout: bool) -> Plan:
@@ -183,11 +195,13 @@ class ProvisioningEngine:
         """Another process owns VM ``mac`` now (its claim in the shared store won):
         deprovision it here, a pre-provisioned port of it too."""
         plan = Plan()
-        mac = normalise_mac(mac, "cede")
-        binding = self.bindings.get(mac)
+        checked = _mac(mac, "cede", plan)
+        if checked is None:
+            return plan
+        binding = self.bindings.get(checked)
         if binding is not None:
             binding_ops.unbind(self.state, binding, plan, "another process owns it now")
-        binding_ops.drop_incoming(self.state, mac, plan)
+        binding_ops.drop_incoming(self.state, checked, plan)
         return self._done(plan)
 
     def set_library(self, library: TemplateLibrary, domain: str | None = None) -> Plan:
@@ -222,14 +236,18 @@ class ProvisioningEngine:
         claim seen there) while its port here is still there: deliver its frames at
         that port and toward the shared fabric until the port goes away."""
         plan = Plan()
-        shared_fabric.handing_over(self.state, mac, plan)
+        checked = _mac(mac, "hand-over", plan)
+        if checked is not None:
+            shared_fabric.handing_over(self.state, checked, plan)
         return self._done(plan)
 
     def stop_handing_over(self, mac: str) -> Plan:
         """The process VM ``mac`` was being handed to gave it up: its frames go to its
         port here only again."""
         plan = Plan()
-        shared_fabric.stop_handing_over(self.state, mac, plan)
+        checked = _mac(mac, "hand-over withdrawn", plan)
+        if checked is not None:
+            shared_fabric.stop_handing_over(self.state, checked, plan)
         return self._done(plan)
 
     def shared_uplink_seen(self, end: PortRef, origin: str = "", *, now: float) -> Plan:
@@ -241,7 +259,9 @@ class ProvisioningEngine:
     def expect_ip(self, mac: str, ip: str | None) -> Plan:
         """A VM handed over to this process is bound to ``ip`` (the store's row says so)."""
         plan = Plan()
-        shared_fabric.expect_ip(self.state, mac, ip, plan)
+        checked = _mac(mac, "expected address", plan)
+        if checked is not None:
+            shared_fabric.expect_ip(self.state, checked, ip, plan)
         return self._done(plan)
 
     def arrival(self, dpid: int, port: int) -> Plan:
@@ -389,3 +409,13 @@ class ProvisioningEngine:
         """MACs whose template's port-side rules were moved to their vswitch port."""
         moved = self.state.table.moved
         return {b.mac for b in self.state.table if b.binding_id in moved}
+
+
+def _mac(text: str, where: str, plan: Plan) -> Optional[Mac]:
+    """``text`` as a MAC, the one normalisation every MAC entering the engine gets;
+    None, with a warning saying where it came from, when it is none."""
+    try:
+        return normalise_mac(text, where)
+    except IdentifierError as error:
+        plan.warnings.append(f"ignored: {error}")
+        return None

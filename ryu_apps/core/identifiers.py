@@ -28,7 +28,6 @@ from ryu_apps.core.mac_address import (
     IdentifierError,
     Mac,
     MacLike,
-    canonical_mac,
     check_vm_mac,
     format_mac,
     is_int,
@@ -45,7 +44,7 @@ from ryu_apps.core.table_scheme import TableEntry, TableScheme, parse_table_entr
 #: (table_scheme) are re-exported: most callers import them from here.
 __all__ = [
     "BROADCAST_MAC", "IG_BIT", "MAC_BITS", "MAC_MAX", "UL_BIT", "IdentifierError",
-    "Mac", "MacLike", "canonical_mac", "check_vm_mac", "format_mac",
+    "Mac", "MacLike", "check_vm_mac", "format_mac",
     "is_locally_administered", "normalise_mac", "parse_mac", "parse_number",
     "vm_mac_problem", "RANDOM_TRIES", "TEMPLATE_ID_MAX", "IdentifierScheme",
     "RandomSource", "TableEntry", "TableScheme", "parse_table_entry", "PrefixScheme",

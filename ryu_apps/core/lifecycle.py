@@ -20,7 +20,7 @@ from ryu_apps.core import binding_ops, vm_events, vm_identity
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.device_messages import MigrationDone, MigrationNotice
 from ryu_apps.core.flow_plan import Plan
-from ryu_apps.core.identifiers import IdentifierError, format_mac, parse_mac
+from ryu_apps.core.identifiers import IdentifierError, normalise_mac
 from ryu_apps.core.notification_errors import (  # noqa: F401 (NotificationError: API)
     MalformedNotification,
     NotApplicable,
@@ -248,6 +248,6 @@ def _server(st: "EngineState", server: Optional[str]) -> int:
 
 def _mac(text: str) -> str:
     try:
-        return format_mac(parse_mac(text))
+        return normalise_mac(text, "mac")
     except IdentifierError as error:
         raise MalformedNotification(str(error)) from None

@@ -74,15 +74,6 @@ def normalise_mac(value: MacLike, where: str = "") -> Mac:
         raise IdentifierError(f"{where}: {error}") from None
 
 
-def canonical_mac(text: str) -> str:
-    """Deprecated, for the engine's callers until they call :func:`normalise_mac`:
-    its MAC, or ``text`` lower-cased when it is no MAC."""
-    try:
-        return normalise_mac(text)
-    except IdentifierError:
-        return text.lower()
-
-
 def vm_mac_problem(mac: int) -> Optional[str]:
     """Why this MAC can never identify a VM, or None if it can."""
     if mac == BROADCAST_MAC:

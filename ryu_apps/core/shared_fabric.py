@@ -20,7 +20,6 @@ from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.fabric import PortRef
 from ryu_apps.core.flow_plan import PacketOut, Plan
 from ryu_apps.core.flowspec import FlowSpec
-from ryu_apps.core.identifiers import canonical_mac
 from ryu_apps.core.lldp import build_announcement
 from ryu_apps.core.pipeline import Priority, Table
 from ryu_apps.core.routes import Route, Way, end_path, route_owner, set_path
@@ -57,7 +56,6 @@ def shared_uplink_seen(st: "EngineState", end: PortRef, origin: str, now: float,
 def expect_ip(st: "EngineState", mac: str, ip: str | None, plan: Plan) -> None:
     """A VM handed over to this process is bound to ``ip`` (the store's row says so):
     its anti-spoofing here need not learn it from its first packet again."""
-    mac = canonical_mac(mac)
     if not ip or mac in st.table.bindings:
         return
     incoming = st.table.incoming.get(mac)
@@ -120,7 +118,7 @@ def toward_shared_fabric_too(st: "EngineState", binding: Binding, plan: Plan,
 
 def handing_over(st: "EngineState", mac: str, plan: Plan) -> None:
     """Another process takes VM ``mac`` over while its port here is still there."""
-    binding = st.table.bindings.get(canonical_mac(mac))
+    binding = st.table.bindings.get(mac)
     if binding is None or not binding.state.forwards:
         return
     before = plan.flow_count()
@@ -132,7 +130,7 @@ def handing_over(st: "EngineState", mac: str, plan: Plan) -> None:
 
 def stop_handing_over(st: "EngineState", mac: str, plan: Plan) -> None:
     """The hand-off of VM ``mac`` to another process was withdrawn."""
-    binding = st.table.bindings.get(canonical_mac(mac))
+    binding = st.table.bindings.get(mac)
     if binding is None or not binding.state.forwards:
         return
     before = plan.flow_count()

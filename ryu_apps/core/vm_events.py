@@ -16,7 +16,6 @@ from ryu_apps.core.binding import Detection, VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.fabric import PortRef
 from ryu_apps.core.flow_plan import Plan
-from ryu_apps.core.identifiers import canonical_mac
 from ryu_apps.core.identity import PROBE_MAC, IdentityPolicy
 from ryu_apps.core.template_model import TemplateLibrary
 from ryu_apps.core.verdict import PacketVerdict
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 def packet_in(st: "EngineState", dpid: int, in_port: int, eth_src: str, data: bytes,
               now: float, sender_ip: Optional[str], eth_dst: Optional[str]) -> PacketVerdict:
     """A packet reached the controller from a VM port (untagged)."""
-    mac = canonical_mac(eth_src)
+    mac = eth_src   # normalised by the engine's facade
     binding = st.table.at_port(dpid, in_port)
     if binding is not None and binding.mac == mac:
         if eth_dst == PROBE_MAC:
@@ -43,7 +42,6 @@ def packet_in(st: "EngineState", dpid: int, in_port: int, eth_src: str, data: by
 def vm_attached(st: "EngineState", dpid: int, port: int, mac: str, now: float,
                 iface_id: Optional[str]) -> PacketVerdict:
     """The server's OVSDB says VM ``mac`` is attached to ``port`` (it may be silent)."""
-    mac = canonical_mac(mac)
     st.ports.attach(dpid, port, mac, iface_id)
     if not st.topo.hosts_vms(dpid):
         return PacketVerdict()   # recorded; a bridge this controller does not run
@@ -82,7 +80,7 @@ def vm_detached(st: "EngineState", dpid: int, port: int, mac: Optional[str], now
     conflict that waited for the VM elsewhere is its move."""
     st.ports.detach(dpid, port)
     binding = st.table.at_port(dpid, port)
-    if mac is not None and binding is not None and binding.mac != canonical_mac(mac):
+    if mac is not None and binding is not None and binding.mac != mac:
         return
     waiting = vm_identity.waiting_move(st, dpid, port)
     binding_ops.vm_port_gone(st, dpid, port, f"detached from port {port} of {st.name(dpid)}",

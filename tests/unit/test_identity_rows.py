@@ -61,3 +61,25 @@ def test_a_row_on_a_switch_this_controller_does_not_manage_moves_nothing(lab):
     assert VICTIM not in lab.engine.incoming
     lab.apply(lab.engine.port_down(S11, 1, deleted=True, now=lab.now))
     assert lab.where(VICTIM) is None
+
+
+@pytest.mark.parametrize("junk", ["", "not-a-mac", "00:fa:00:00:00", "00:fa:00:00:00:01:02"])
+def test_a_mac_that_is_no_mac_is_ignored_at_the_engines_door_with_a_warning(lab, junk):
+    """Every MAC entering the engine is normalised once, at its facade: junk from an
+    OVSDB row, a store row or a frame changes nothing and says where it came from."""
+    before = dict(lab.engine.bindings)
+    verdict = lab.engine.vm_attached(S11, 4, junk, now=lab.now)
+    assert not verdict.plan.flow_count() and verdict.refusal is None
+    assert any("OVSDB row for" in w and "attached-mac" in w for w in verdict.plan.warnings)
+    plan = lab.engine.vm_detached(S11, 1, junk, now=lab.now)
+    assert not plan.flow_count() and plan.warnings
+    for call in (lab.engine.handing_over, lab.engine.stop_handing_over, lab.engine.cede):
+        assert call(junk).warnings
+    assert lab.engine.expect_ip(junk, "10.0.100.9").warnings
+    assert lab.engine.bindings == before and _talks(lab)
+
+
+def test_a_mac_in_any_spelling_is_the_same_vm(lab):
+    plan = lab.engine.vm_detached(S11, 1, "00-FA-00-00-00-01", now=lab.now)
+    lab.apply(plan)
+    assert lab.where(VICTIM) is None, "the row for VICTIM, spelled otherwise, went away"
