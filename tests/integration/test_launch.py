@@ -1,6 +1,7 @@
 """ryu-manager launches dynprov on a Python 3.11 with current eventlet."""
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -38,7 +39,7 @@ def test_invalid_library_stops_the_controller_with_the_error(tmp_path):
 
 
 def _dynprov(*args):
-    command = [str(lab.Path(lab.ryu_manager_command()).parent / "dynprov"), *args]
+    command = [str(Path(lab.ryu_manager_command()).parent / "dynprov"), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=60,
                           cwd=str(lab.REPO_ROOT))
 

@@ -5,6 +5,7 @@ s11: web1, db2; s12: web3, mgmt4 (a1); s21: web5, db6; s22: web7, mgmt8 (a2).
 """
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +35,7 @@ def _notify(controller, event, mac, **extra):
 
 
 def _cli(controller, *args):
-    dynprov = str(lab.Path(lab.ryu_manager_command()).parent / "dynprov")
+    dynprov = str(Path(lab.ryu_manager_command()).parent / "dynprov")
     return subprocess.run([dynprov, "notify", *args, *controller.rest_cli_args()],
                           capture_output=True, text=True, timeout=30)
 
