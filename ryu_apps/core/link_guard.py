@@ -108,6 +108,10 @@ class LinkGuard:
         self.refused[label] = self.refused.get(label, 0) + 1
         return LinkRefusal(a, b, reason)
 
+    def held_down(self, end: PortRef, now: float) -> bool:
+        """Whether ``end`` is held down (a flapping port: its probes are ignored)."""
+        return self._held_down(end, now)
+
     def _held_down(self, end: PortRef, now: float) -> bool:
         until = self._held.get(end)
         if until is None:
