@@ -287,16 +287,15 @@ class Fabric:
         return cached
 
     def rooted_tree(self) -> "RootedTree":
-        """The spanning forest rooted at the lowest dpid of each component (cached)."""
+        """The spanning forest rooted at the lowest dpid of each component (cached): a
+        BFS of the links from each root, so rooting it is the same walk."""
         if self._rooted is None:
-            self._rooted = RootedTree.of(self._spanning_tree())
+            self._rooted = RootedTree.of(self._adjacency())
         return self._rooted
 
     # -- tree --------------------------------------------------------------
-    def _spanning_tree(self) -> Dict[int, Dict[int, int]]:
-        """Adjacency of a BFS spanning forest: dpid -> {neighbour: local port}."""
-        if self._tree is not None:
-            return self._tree
+    def _adjacency(self) -> Dict[int, Dict[int, int]]:
+        """Every switch's neighbours over the links: dpid -> {neighbour: local port}."""
         adjacency: Dict[int, Dict[int, int]] = {d: {} for d in self.switches}
         if SHARED_FABRIC in self._ports_of:
             adjacency[SHARED_FABRIC] = {}
@@ -310,22 +309,18 @@ class Fabric:
                 continue  # loops back, or a parallel link: keep the first
             adjacency[a_dpid][b_dpid] = a_port
             adjacency[b_dpid][a_dpid] = b_port
-        tree: Dict[int, Dict[int, int]] = {d: {} for d in adjacency}
-        seen: Set[int] = set()
-        for root in sorted(adjacency):
-            if root in seen:
-                continue
-            seen.add(root)
-            queue = deque([root])
-            while queue:
-                node = queue.popleft()
-                for neighbour in sorted(adjacency[node]):
-                    if neighbour in seen:
-                        continue
-                    seen.add(neighbour)
-                    tree[node][neighbour] = adjacency[node][neighbour]
-                    tree[neighbour][node] = adjacency[neighbour][node]
-                    queue.append(neighbour)
+        return adjacency
+
+    def _spanning_tree(self) -> Dict[int, Dict[int, int]]:
+        """Adjacency of the spanning forest: dpid -> {neighbour: local port}, read off
+        the rooted tree."""
+        if self._tree is not None:
+            return self._tree
+        rooted = self.rooted_tree()
+        tree: Dict[int, Dict[int, int]] = {d: {} for d in rooted.root}
+        for child, (up, port) in rooted.parent.items():
+            tree[child][up] = port
+            tree[up][child] = rooted.down[child]
         self._tree = tree
         return tree
 
