@@ -18,7 +18,6 @@ from typing import Dict, List, Optional, Set, Tuple, Union
 from ryu_apps.core.acl_compiler import acl_entries, rules_for
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.cookies import Owner
-from ryu_apps.core.fabric import Fabric
 from ryu_apps.core.flowspec import (
     OFPP_CONTROLLER,
     FlowSpec,
@@ -48,45 +47,9 @@ from ryu_apps.core.template_model import (
     SwitchSide,
     Template,
 )
+from ryu_apps.core.transit import NO_PATH, TransitPath, transit_flow, transit_flows
 
 Entry = Union[FlowSpec, MeterSpec]
-
-
-class TransitPath:
-    """The way to one server through the switches that host no VMs.
-
-    ``hops`` holds, for each such switch that reaches the server, (switch, its
-    port toward the server, whether that port faces a server). One path is
-    shared by every VM of the server; the engine keeps one object per server
-    and replaces it only when the fabric changes that server's way.
-    """
-
-    __slots__ = ("hops", "_ports")
-
-    def __init__(self, hops: Tuple[Tuple[int, int, bool], ...] = ()) -> None:
-        self.hops = hops
-        self._ports = {dpid: (port, to_server) for dpid, port, to_server in hops}
-
-    def get(self, dpid: int) -> Optional[Tuple[int, bool]]:
-        """(port toward the server, whether it faces a server) on ``dpid``, if on the way."""
-        return self._ports.get(dpid)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other or (isinstance(other, TransitPath) and self.hops == other.hops)
-
-    def __hash__(self) -> int:
-        return hash(self.hops)
-
-    def __repr__(self) -> str:
-        return f"TransitPath({self.hops!r})"
-
-
-NO_PATH = TransitPath()
-
-
-def transit_path(fabric: Fabric, server_dpid: int) -> TransitPath:
-    """The path to a server from every switch hosting no VMs (via the rooted tree)."""
-    return TransitPath(fabric.transit_hops(server_dpid))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +85,11 @@ class Placement:
             return set()
         binding = self.binding
         match = make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac)
-        return {_transit_flow(dpid, *hop, match, binding.owner.cookie)}
+        return {transit_flow(dpid, *hop, match, binding.owner.cookie)}
 
     def away(self) -> Set["Entry"]:
         """The binding's flows on switches other than its server (its path)."""
-        return _transit_flows(self.binding, self.path)
+        return set(transit_flows(self.binding, self.path))
 
     def same_home(self, other: "Placement") -> bool:
         """True when only the path differs (the server's flows are the same)."""
@@ -155,25 +118,7 @@ def binding_flows(placement: Placement) -> Set[Entry]:
     entries = _server_side(placement)
     if state is VmState.PRE_PROVISIONED:
         return entries
-    return entries | _transit_flows(binding, placement.path)
-
-
-def _transit_flows(binding: Binding, path: TransitPath) -> Set[Entry]:
-    """A forwarding VM's flow on each switch of its path (none in other states)."""
-    if not binding.state.forwards or not path.hops:
-        return set()
-    cookie = binding.owner.cookie
-    match = make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac)
-    return {_transit_flow(dpid, port, to_server, match, cookie)
-            for dpid, port, to_server in path.hops}
-
-
-def _transit_flow(dpid: int, port: int, to_server: bool, match, cookie: int) -> FlowSpec:
-    """A VM's forwarding entry on one switch of its path."""
-    if to_server:
-        return flow(dpid, Table.FORWARD, Priority.BINDING, match, cookie,
-                    metadata=port, goto=Table.TO_VM_PORT_ACL)
-    return flow(dpid, Table.FORWARD, Priority.BINDING, match, cookie, actions=(Output(port),))
+    return entries | transit_flows(binding, placement.path)
 
 
 def _server_side(placement: Placement) -> Set[Entry]:

@@ -20,7 +20,7 @@ from ryu_apps.core.binding import Binding, Detection, VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.fabric import SHARED_FABRIC, PortRef, Role, SwitchInfo
 from ryu_apps.core.rooted_tree import RootedTree
-from ryu_apps.core.flow_compiler import transit_path
+from ryu_apps.core.transit import transit_path
 from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.flowspec import FlowSpec
 from ryu_apps.core.pipeline import Priority, Table

@@ -2,7 +2,7 @@
 
 One object holds what depends on the discovered graph only: the
 :class:`~ryu_apps.core.fabric.Fabric`, its rooted spanning tree, each
-server's :class:`~ryu_apps.core.flow_compiler.TransitPath` (shared by its
+server's :class:`~ryu_apps.core.transit.TransitPath` (shared by its
 VMs), the per-VLAN flooding state and the :class:`LinkGuard`.
 """
 
@@ -12,7 +12,7 @@ from typing import Dict, Optional, Set
 
 from ryu_apps.core.fabric import SHARED_FABRIC, Fabric, PortRef
 from ryu_apps.core.rooted_tree import RootedTree
-from ryu_apps.core.flow_compiler import TransitPath, transit_path
+from ryu_apps.core.transit import TransitPath, transit_path
 from ryu_apps.core.link_guard import LinkGuard
 from ryu_apps.core.vlan_flooding import VlanFlooding
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ryu_apps.core.fabric import SHARED_FABRIC
-from ryu_apps.core.flow_compiler import transit_path
+from ryu_apps.core.transit import transit_path
 from ryu_apps.core.vlan_compiler import vlan_flows
 
 
