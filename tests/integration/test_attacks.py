@@ -298,6 +298,13 @@ def test_a_spoofed_garp_from_another_server_moves_nothing(dc, victim):
     assert security["moves"]["accepted"] == 0
 
 
+def _log_tail(controller, lines: int = 60) -> str:
+    """The controller log's last lines without Ryu's per-event debug lines."""
+    kept = [line for line in controller.log().splitlines()
+            if not line.startswith(("EVENT ", "ntOFP", "ventOFP"))]
+    return "\n".join(kept[-lines:])
+
+
 def _migrate(dc, victim, destination: str, notify: bool) -> None:
     controller, net, vms, sw = dc
     before = bound_port(controller, victim.MAC())
@@ -318,7 +325,8 @@ def _migrate(dc, victim, destination: str, notify: bool) -> None:
         reports = [p.stop() for p in probers]
     for report in reports:
         print(f"\n{victim.name} -> {destination} notice={notify}: {report.summary()}")
-        assert report.recovered and report.lost <= MIGRATION_LOSS_BOUND, report.summary()
+        assert report.recovered and report.lost <= MIGRATION_LOSS_BOUND, \
+            f"{report.summary()}\ncontroller log:\n{_log_tail(controller)}"
     after = bound_port(controller, victim.MAC())
     assert after is not None and after != before and after[0] == sw[destination].dpid
 
