@@ -22,7 +22,7 @@ from ryu_apps.core.fabric import PortRef, Role
 from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.loaders.library_files import load_library
-from tests.support.fake_switches import FakeSwitches
+from tests.support.fake_switches import FakeSwitches, Packet
 from tests.support.invariants import check_delivery, check_event, facts_of
 
 LIBRARY = load_library(Path(__file__).resolve().parents[2] / "templates")
@@ -91,8 +91,8 @@ class Generated:
 class World:
     """The engine on a generated fabric; invariants and oracle after every event."""
 
-    def __init__(self, fabric: Generated, check: bool = True) -> None:
-        self.engine = ProvisioningEngine(LIBRARY, PrefixScheme(16))
+    def __init__(self, fabric: Generated, check: bool = True, library=LIBRARY) -> None:
+        self.engine = ProvisioningEngine(library, PrefixScheme(16))
         self.switches = FakeSwitches()
         self.check = check
         self.links = set()
@@ -235,3 +235,25 @@ def test_a_broken_tree_moves_entries_and_defaults_with_it():
 def _output(port: int):
     from ryu_apps.core.flowspec import Output
     return Output(port)
+
+
+def test_the_switch_with_the_shared_uplink_roots_its_pod():
+    """The uplink to the shared fabric is on a2 (not the fabric switch, not the lowest
+    dpid): a2 roots the tree, so a frame for another process's VM climbs by defaults
+    to a2 and leaves by its uplink, and a frame coming in by it reaches a VM under a1."""
+    from tests.unit.test_shared_fabric import LIBRARY as ALLOW_ALL
+    world = World(_pod(), check=False, library=ALLOW_ALL)
+    world.run(lambda e: e.shared_uplink_seen(PortRef(0x202, 9), "p2", now=0.0))
+    tree = world.engine.fabric.rooted_tree()
+    assert tree.root[0x1001] == 0x202
+    world.bind(0x1001, 1, "00:fa:00:00:00:01")
+    world.bind(0x1003, 1, "00:fa:00:00:00:02")
+    assert _per_vm_switches(world, "00:fa:00:00:00:01") == {0x201, 0x100, 0x202}
+    assert _per_vm_switches(world, "00:fa:00:00:00:02") == {0x202}
+    fabric = world.engine.fabric
+    elsewhere = Packet("00:fa:00:00:00:01", "00:fa:00:00:09:09")
+    assert [(d, p) for d, p, _ in world.switches.trace(fabric, 0x1001, 1, elsewhere)] == [
+        (0x202, 9)]
+    incoming = Packet("00:fa:00:00:09:09", "00:fa:00:00:00:01", vlan_vid=0x1000 | 100)
+    assert [(d, p) for d, p, _ in world.switches.trace(fabric, 0x202, 9, incoming)] == [
+        (0x1001, 1)]
