@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, FrozenSet, Iterable, Optional, Set, Tuple
 
 from ryu_apps.core.rooted_tree import RootedTree
 
@@ -105,7 +105,6 @@ class Fabric:
         self._toward: Dict[int, Dict[int, int]] = {}
         self._rooted: Optional[RootedTree] = None
         self._server_facing: Dict[int, FrozenSet[int]] = {}
-        self._transit: Optional[List[int]] = None
         #: Bumped on every change of switches or links (caches compare it).
         self.version = 0
 
@@ -162,7 +161,6 @@ class Fabric:
         self._toward = {}
         self._rooted = None
         self._server_facing = {}
-        self._transit = None
         self.version += 1
 
     # -- queries -----------------------------------------------------------
@@ -252,46 +250,64 @@ class Fabric:
         return ports
 
     def transit_hops(self, server: int) -> Tuple[Tuple[int, int, bool], ...]:
-        """(switch, port toward ``server``, port faces a server) for each switch that
-        hosts no VMs and reaches ``server`` on the tree, by dpid.
+        """(switch, its port toward ``server``, whether that port faces a server) for
+        each switch hosting no VMs between ``server`` and the root of its tree, by dpid.
 
-        The same ports as :meth:`next_hop_port`, found from the rooted tree: an
-        ancestor of the server goes down toward it, any other switch of its
-        component goes up.
+        Only those ancestors carry per-VM entries for the server's VMs: every other
+        switch of the component reaches them through its VLAN's default toward its
+        parent (:func:`~ryu_apps.core.vlan_compiler.vlan_switch_flows`), up to the
+        first ancestor. The shared fabric, when it is an ancestor, gets none.
         """
         tree = self.rooted_tree()
-        root = tree.root.get(server)
-        if root is None:
-            return ()
-        below: Dict[int, int] = {}
+        hops = []
         node = server
         while node in tree.parent:
             up = tree.parent[node][0]
-            below[up] = tree.down[node]
+            port = tree.down[node]
+            if up != SHARED_FABRIC and not _hosts_vms(self.role(up)):
+                hops.append((up, port, port in self.server_facing_ports(up)))
             node = up
-        hops = []
-        for dpid in self._transit_switches():
-            if dpid == server or tree.root.get(dpid) != root:
-                continue
-            port = below.get(dpid)
-            if port is None:
-                port = tree.parent[dpid][1]
-            hops.append((dpid, port, port in self.server_facing_ports(dpid)))
-        return tuple(hops)
+        return tuple(sorted(hops))
 
-    def _transit_switches(self) -> List[int]:
-        cached = self._transit
-        if cached is None:
-            cached = sorted(d for d, info in self.switches.items() if not info.role.hosts_vms)
-            self._transit = cached
-        return cached
+    def default_port(self, dpid: int) -> int | None:
+        """Where ``dpid`` sends a VLAN's frames for VMs it has no entry for: toward its
+        parent, or on the root toward the shared fabric; None on a root without one."""
+        tree = self.rooted_tree()
+        parent = tree.parent.get(dpid)
+        if parent is not None:
+            return parent[1]
+        return self.toward_shared_fabric(dpid)
 
     def rooted_tree(self) -> "RootedTree":
-        """The spanning forest rooted at the lowest dpid of each component (cached): a
-        BFS of the links from each root, so rooting it is the same walk."""
+        """The spanning forest (cached): each component rooted at the switch
+        :meth:`_root_rank` puts first and walked breadth-first from it."""
         if self._rooted is None:
-            self._rooted = RootedTree.of(self._adjacency())
+            adjacency = self._adjacency()
+            self._rooted = RootedTree.of(adjacency, self._root_rank(adjacency))
         return self._rooted
+
+    def _root_rank(self, adjacency: Dict[int, Dict[int, int]]
+                   ) -> Callable[[int], Tuple[int, int, int, int]]:
+        """The order in which switches are chosen to root their component.
+
+        The root holds a per-VM entry for every VM of its component, and frames
+        for VMs no switch here knows end there, so it is: a switch with an
+        uplink to the shared fabric (its default leads there, and every other
+        switch's default toward its parent leads to it); else a fabric switch,
+        then an access switch (never one hosting VMs when another is there);
+        one next to an edge device first (where outside traffic enters); then
+        the lowest dpid. The shared fabric itself never roots.
+        """
+        def rank(dpid: int) -> Tuple[int, int, int, int]:
+            if dpid == SHARED_FABRIC:
+                return (2, 9, 1, dpid)
+            neighbours = adjacency.get(dpid, {})
+            role = self.role(dpid)
+            return (0 if SHARED_FABRIC in neighbours else 1,
+                    _ROOT_ROLES[role] if role is not None else 9,
+                    0 if any(self.role(n) is Role.EDGE for n in neighbours) else 1,
+                    dpid)
+        return rank
 
     # -- tree --------------------------------------------------------------
     def _adjacency(self) -> Dict[int, Dict[int, int]]:
@@ -346,6 +362,10 @@ class Fabric:
 def _shared_port(end: PortRef) -> int:
     """The shared fabric's side of an uplink: one distinct number per uplink."""
     return (end.dpid << 32) | end.port
+
+
+#: Roles in the order they are preferred as a component's root (see Fabric._root_rank).
+_ROOT_ROLES = {Role.FABRIC: 0, Role.ACCESS: 1, Role.EDGE: 2, Role.SERVER: 3}
 
 
 def _hosts_vms(role: Optional[Role]) -> bool:

@@ -20,9 +20,12 @@ duplicate on a link. Switches where both ends lie the same way keep their
 ordinary entry.
 
 On activation these entries give way, in the same plan, to the ordinary path
-toward the new port and to one *redirect* on the old server (frames for the
-VM go up toward its new place instead of to its old port), which lasts until
-the source side is released: no switch ever falls back to the old port.
+toward the new port and to a *redirect* on the old server (frames for the
+VM go up toward its new place instead of to its old port) and on each switch
+between the old server and the root whose per-VM entry for the source still
+leads down to it (per-VM entries live only on a server's ancestors, so the
+new side's entries do not cover those switches), which lasts until the source
+side is released: no switch ever falls back to the old port.
 
 Across controller processes the other end is the shared fabric: once another
 process has taken the VM over, its frames go both to its old port here and
@@ -140,13 +143,22 @@ def _both_ways(fabric: Fabric, vm: Binding, ends: List[Optional[Binding]],
 
 def redirect_flows(fabric: Fabric, source: Binding, destination: Binding,
                    cookie: int) -> Set[FlowSpec]:
-    """The old server's entry once the VM is active at ``destination``: send it up there."""
+    """Once the VM is active at ``destination``: the old server sends its frames up
+    there, and so does every switch between the old server and the root whose
+    per-VM entry for the source still leads down to it (the source keeps its
+    entries until it is released)."""
     uplink = fabric.next_hop_port(source.dpid, destination.dpid)
     if source.dpid == destination.dpid or uplink is None:
         return set()
     match = make_match(vlan_vid=tagged(source.vlan), eth_dst=source.mac)
-    return {flow(source.dpid, Table.FORWARD, MIGRATION_PRIORITY, match, cookie,
-                 actions=(Output(uplink),))}
+    entries = {flow(source.dpid, Table.FORWARD, MIGRATION_PRIORITY, match, cookie,
+                    actions=(Output(uplink),))}
+    for dpid, port, _ in fabric.transit_hops(source.dpid):
+        toward = fabric.next_hop_port(dpid, destination.dpid)
+        if toward is not None and toward != port:
+            entries.add(flow(dpid, Table.FORWARD, MIGRATION_PRIORITY, match, cookie,
+                             actions=_toward(fabric, dpid, [toward])))
+    return entries
 
 
 def _toward(fabric: Fabric, dpid: int, ports: List[int]) -> tuple:

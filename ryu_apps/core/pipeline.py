@@ -40,7 +40,7 @@ class Priority(enum.IntEnum):
     SPOOF_LEARN = 50001
     VLAN_ADMIT = 40000
     VLAN_FLOOD = 30000
-    VLAN_UPLINK = 20000
+    VLAN_UPLINK = 20000     # FORWARD: a VLAN's default: uplink, parent or shared fabric
     PORT_QUARANTINE = 15000
     LLDP_QUARANTINE = 13000  # a port that sent an unsigned or forged probe: its LLDP dropped
     LLDP_OTHER = 12000       # LLDP from a port with no link yet -> controller (metered)

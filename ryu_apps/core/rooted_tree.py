@@ -1,10 +1,16 @@
-"""A spanning forest rooted per component: parents, children, subtrees and tree links."""
+"""A spanning forest rooted per component: parents, children, subtrees and tree links.
+
+The root of a component is the switch the caller ranks first (the fabric
+chooses it, see :meth:`~ryu_apps.core.fabric.Fabric.rooted_tree`); the tree is the
+breadth-first walk from it, so every switch hangs as close to the root as the
+links allow.
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Dict, List, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 
 @dataclass
@@ -22,17 +28,20 @@ class RootedTree:
     down: Dict[int, int]          # the parent's port toward each non-root switch
 
     @classmethod
-    def of(cls, tree: Dict[int, Dict[int, int]]) -> "RootedTree":
-        """Root each component of ``tree`` (dpid -> {neighbour: port}) at its lowest dpid."""
+    def of(cls, tree: Dict[int, Dict[int, int]],
+           rank: Optional[Callable[[int], Tuple]] = None) -> "RootedTree":
+        """Root each component of ``tree`` (dpid -> {neighbour: port}) at the switch of
+        least ``rank`` (default: the lowest dpid) and walk it breadth-first from there."""
         parent: Dict[int, Tuple[int, int]] = {}
         children: Dict[int, List[Tuple[int, int]]] = {d: [] for d in tree}
         order: List[int] = []
         roots: Dict[int, int] = {}
         down: Dict[int, int] = {}
         seen: Set[int] = set()
-        for root in sorted(tree):
-            if root in seen:
+        for start in sorted(tree):
+            if start in seen:
                 continue
+            root = start if rank is None else min(_component(tree, start), key=rank)
             seen.add(root)
             queue = deque([root])
             while queue:
@@ -49,24 +58,12 @@ class RootedTree:
                     queue.append(neighbour)
         return cls(parent, children, order, roots, down)
 
-    def changed_edges(self, other: "RootedTree") -> Tuple[Set, Set]:
-        """Tree links of ``other`` that this tree lacks, and links of this tree ``other``
-        lacks (each as in :meth:`edges`), found from the parent entries that differ."""
-        moved = {d for d in set(self.parent) | set(other.parent)
-                 if self.parent.get(d) != other.parent.get(d)
-                 or self.down.get(d) != other.down.get(d)}
-        mine = {self._edge(d) for d in moved if d in self.parent}
-        theirs = {other._edge(d) for d in moved if d in other.parent}
-        return theirs - mine, mine - theirs
-
-    def _edge(self, child: int) -> Tuple[Tuple[int, int], Tuple[int, int]]:
-        up, port = self.parent[child]
-        return _in_order((child, port), (up, self.down[child]))
-
-    def edges(self) -> Set[Tuple[Tuple[int, int], Tuple[int, int]]]:
-        """Every tree link once, as its two (dpid, port) ends in order."""
-        return {_in_order((child, port), (up, self.down[child]))
-                for child, (up, port) in self.parent.items()}
+    def changed_parents(self, other: "RootedTree") -> Set[int]:
+        """Switches whose parent, or either port of the link to it, differs in ``other``
+        (a new root, the old root, and every switch that hangs elsewhere)."""
+        return {d for d in set(self.parent) | set(other.parent)
+                if self.parent.get(d) != other.parent.get(d)
+                or self.down.get(d) != other.down.get(d)}
 
     def subtree(self, dpid: int) -> List[int]:
         """``dpid`` and every switch below it."""
@@ -86,6 +83,14 @@ class RootedTree:
         return path
 
 
-def _in_order(a: Tuple[int, int], b: Tuple[int, int]) -> Tuple[Tuple[int, int], Tuple[int, int]]:
-    """A link's two (dpid, port) ends, the lesser first."""
-    return (a, b) if a <= b else (b, a)
+def _component(tree: Dict[int, Dict[int, int]], start: int) -> List[int]:
+    """Every switch connected to ``start``."""
+    found, stack, seen = [], [start], {start}
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        for neighbour in tree[node]:
+            if neighbour not in seen:
+                seen.add(neighbour)
+                stack.append(neighbour)
+    return found

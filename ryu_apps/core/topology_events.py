@@ -187,7 +187,8 @@ def fabric_changed(st: "EngineState", plan: Plan, touched: Set[int],
     else:
         affected = _servers_moved(st, old_tree, tree, servers) | (servers & touched)
     flood_changes = topo.flooding.rebuild(tree)
-    redo = touched | topo.shared_way_changed()
+    # a switch with a new parent (or none: a new root) has a new VLAN default
+    redo = touched | topo.shared_way_changed() | old_tree.changed_parents(tree)
     for vlan in set(flood_changes) | set(topo.flooding.vlans()) | set(dirty.vlans):
         dirty.vlans.setdefault(vlan, set()).update(flood_changes.get(vlan, set()) | redo)
     for server in sorted(affected):
@@ -200,16 +201,14 @@ def fabric_changed(st: "EngineState", plan: Plan, touched: Set[int],
 
 def _servers_moved(st: "EngineState", old: RootedTree, new: RootedTree,
                    servers: Set[int]) -> Set[int]:
-    """Servers whose way to any other switch may differ between two trees."""
-    added, removed = old.changed_edges(new)
+    """Servers whose way to the root (ancestors, and the ports toward the server)
+    differs between two trees: those below a switch whose parent entry changed, in
+    either tree. Their VMs' per-VM entries live on exactly that way."""
     affected: Set[int] = set()
-    for edges, tree in ((removed, old), (added, new)):
-        for (u, _), (v, _) in edges:
-            child = u if tree.parent.get(u, (None,))[0] == v else v
-            side = tree.subtree(child)
-            if any(not st.topo.hosts_vms(d) for d in side):
-                return set(servers)
-            affected.update(side)
+    for dpid in old.changed_parents(new):
+        for tree in (old, new):
+            if dpid in tree.root:
+                affected.update(tree.subtree(dpid))
     return affected & servers
 
 

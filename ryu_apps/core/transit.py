@@ -1,7 +1,10 @@
-"""A VM's forwarding entries on the switches between the fabric and its server (pure).
+"""A VM's forwarding entries on the switches between its server and the root (pure).
 
-A :class:`TransitPath` is the way to one server from every switch that hosts no
-VMs; a forwarding VM has one entry per hop, matched on its VLAN and MAC.
+A :class:`TransitPath` is the way down to one server from each of its ancestors
+in the rooted tree that hosts no VMs; a forwarding VM has one entry per hop,
+matched on its VLAN and MAC. Every other switch reaches the VM through its
+VLAN's default toward its parent (:mod:`ryu_apps.core.vlan_compiler`), up to
+the first ancestor.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from ryu_apps.core.pipeline import Priority, Table
 
 
 class TransitPath:
-    """The way to one server through the switches that host no VMs.
+    """The way down to one server from its ancestors that host no VMs.
 
-    ``hops`` holds, for each such switch that reaches the server, (switch, its
-    port toward the server, whether that port faces a server). One path is
+    ``hops`` holds, for each such ancestor, by dpid, (switch, its port toward the
+    server, whether that port faces a server). One path is
     shared by every VM of the server; the engine keeps one object per server
     and replaces it only when the fabric changes that server's way.
     """
@@ -47,7 +50,7 @@ NO_PATH = TransitPath()
 
 
 def transit_path(fabric: Fabric, server_dpid: int) -> TransitPath:
-    """The path to a server from every switch hosting no VMs (via the rooted tree)."""
+    """The path to a server from its ancestors hosting no VMs (via the rooted tree)."""
     return TransitPath(fabric.transit_hops(server_dpid))
 
 

@@ -1,4 +1,5 @@
-"""Compile a VLAN's shared flows: flooding, the way up and the shared-fabric uplink (pure)."""
+"""Compile a VLAN's shared flows: flooding, the default toward the root, the shared-fabric
+uplink (pure)."""
 
 from __future__ import annotations
 
@@ -83,26 +84,30 @@ def vlan_switch_flows(fabric: Fabric, vlan: int, dpid: int, up_ports: Sequence[i
     entries: Set[Entry] = {flow(dpid, Table.FORWARD, Priority.VLAN_FLOOD,
                                 make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH), cookie,
                                 actions=tuple(actions))}
-    return entries | _shared_fabric_flows(fabric, dpid, vid, cookie, up_ports)
+    return entries | _default_flows(fabric, dpid, vid, cookie, up_ports)
 
 
-def _shared_fabric_flows(fabric: Fabric, dpid: int, vid: int, cookie: int,
-                         up_ports: Sequence[int]) -> Set[Entry]:
-    """The VLAN's way to and from the shared fabric, on a switch on that way.
+def _default_flows(fabric: Fabric, dpid: int, vid: int, cookie: int,
+                   up_ports: Sequence[int]) -> Set[Entry]:
+    """The VLAN's default on a switch hosting no VMs, and its admission from the
+    shared fabric on an uplink.
 
-    A frame for a MAC no switch of this process knows (a VM of another
-    process) leaves toward the shared fabric; on the uplink itself the VLAN
-    is admitted from the shared fabric. A frame that came in by the uplink and
-    matches nothing here is sent back out of it, which OVS never does: no loop.
+    A frame for a VM this switch has no entry for (the switch is not between
+    that VM and the root of the tree) goes toward the parent, where VMs of the
+    VLAN lie outside this switch's subtree; on the root, toward the shared
+    fabric (another process's VMs), if it has an uplink. A frame that came in
+    by the port the default leads to and matches nothing here would go back
+    out of it, which OVS never does: no loop. Below the VLAN's flood entry
+    (group addresses) and every per-VM entry.
     """
-    outward = fabric.toward_shared_fabric(dpid)
-    if outward is None or outward not in up_ports:
+    default = fabric.default_port(dpid)
+    if default is None or default not in up_ports:
         return set()
     entries: Set[Entry] = {flow(dpid, Table.FORWARD, Priority.VLAN_UPLINK,
-                                make_match(vlan_vid=vid), cookie, actions=(Output(outward),))}
-    if fabric.is_shared_uplink(PortRef(dpid, outward)):
+                                make_match(vlan_vid=vid), cookie, actions=(Output(default),))}
+    if fabric.is_shared_uplink(PortRef(dpid, default)):
         entries.add(flow(dpid, Table.CLASSIFY, Priority.VLAN_ADMIT,
-                         make_match(in_port=outward, vlan_vid=vid), cookie,
+                         make_match(in_port=default, vlan_vid=vid), cookie,
                          goto=Table.FORWARD))
     return entries
 
