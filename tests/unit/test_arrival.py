@@ -193,3 +193,26 @@ def test_probes_back_off_per_port_and_stay_under_the_rate_cap(lab):
     assert set(sent.values()) == {len(PROBE_DELAYS)}      # each probed a bounded number
     lab.now += 20
     assert not _probes(lab.event(lambda e: e.tick(lab.now)))   # the searches are over
+
+
+def test_a_notice_with_no_free_port_is_forgotten_when_it_expires(lab):
+    lab.bind(S21, 2, WEB3)                          # s21 has no free VM port left
+    _notify_migrating(lab, WEB1, S21)
+    assert WEB1 not in lab.engine.incoming
+    lab.now += NOTICE_HOLD_SECONDS + 1
+    lab.run(lambda e: e.tick(lab.now))
+    assert lab.engine.bindings[WEB1].state is VmState.ACTIVE
+    lab.event(lambda e: e.port_up(S21, NEW_PORT, now=lab.now))
+    assert WEB1 not in lab.engine.incoming, "an expired notice pre-provisions nothing"
+    verdict = lab.event(lambda e: e.packet_in(S21, NEW_PORT, WEB1, b"x", now=lab.now))
+    assert verdict.refusal is not None and lab.engine.bindings[WEB1].dpid == S11
+
+
+def test_a_search_ends_when_the_vm_speaks_anywhere(lab):
+    lab.event(lambda e: e.port_up(S21, NEW_PORT, now=lab.now))
+    plan = lab.event(lambda e: e.port_down(S11, 1, now=lab.now))
+    assert _probes(plan)
+    lab.run(lambda e: e.packet_in(S21, 2, WEB1, b"garp", sender_ip=IPS[WEB1], now=lab.now))
+    assert lab.engine.bindings[WEB1].port == 2
+    lab.now += 1.0
+    assert not _probes(lab.event(lambda e: e.tick(lab.now)))
