@@ -71,13 +71,12 @@ def _pre_provision(st: "EngineState", source: Binding, server: int, port: int, n
 def port_came_up(st: "EngineState", dpid: int, port: int, now: float, plan: Plan) -> None:
     """A port came up on a server a notice named: the VMs expected there move to it."""
     for mac, server in sorted(st.ports.notified.items()):
-        if server != dpid or not free_port(st, dpid, port, mac, down_too=True):
+        if server != dpid or mac not in st.ports.notice_expiry:
+            continue   # another server, or no longer pending (arrived, OVSDB, expired)
+        source = st.table.bindings.get(mac)
+        if source is None or not source.state.forwards or source.dpid == dpid or \
+                not free_port(st, dpid, port, mac, down_too=True):
             continue
-        source, incoming = st.table.bindings.get(mac), st.table.incoming.get(mac)
-        if source is None or not source.state.forwards:
-            continue
-        if incoming is not None and mac not in st.ports.notice_expiry:
-            continue   # placed by OVSDB: the hypervisor's word stands
         _pre_provision(st, source, dpid, port, now, plan)
 
 

@@ -113,8 +113,7 @@ def port_down(st: "EngineState", dpid: int, port: int, deleted: bool, now: float
         st.ports.down.discard((dpid, port))
     else:
         st.ports.down.add((dpid, port))
-    if not deleted and port not in st.ports.present.get(dpid, ()) and \
-            st.table.at_port(dpid, port) is None:
+    if not deleted and _new_vm_port(st, dpid, port):
         port_up(st, dpid, port, now, plan)   # a new port, added with its link down
         return
     st.ports.port_gone(dpid, port, deleted)
@@ -131,6 +130,13 @@ def port_down(st: "EngineState", dpid: int, port: int, deleted: bool, now: float
     vm_identity.resume_waiting(st, waiting, now, plan, "its old port went away")
     if gone is not None and gone.state.forwards and gone.mac not in st.table.bindings:
         arrival_probe.lost(st, gone, notified, now, plan)
+
+
+def _new_vm_port(st: "EngineState", dpid: int, port: int) -> bool:
+    """Whether (dpid, port) is a server's VM port this engine has not seen yet."""
+    return (port not in st.ports.present.get(dpid, ()) and st.topo.hosts_vms(dpid)
+            and not st.topo.fabric.is_link_port(dpid, port)
+            and st.table.at_port(dpid, port) is None)
 
 
 def port_up(st: "EngineState", dpid: int, port: int, now: Optional[float],

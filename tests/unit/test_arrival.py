@@ -216,3 +216,12 @@ def test_a_search_ends_when_the_vm_speaks_anywhere(lab):
     assert lab.engine.bindings[WEB1].port == 2
     lab.now += 1.0
     assert not _probes(lab.event(lambda e: e.tick(lab.now)))
+
+
+def test_once_the_vm_arrived_a_new_port_on_its_server_pre_provisions_nothing(lab):
+    lab.event(lambda e: e.port_up(S21, NEW_PORT, now=lab.now))
+    _notify_migrating(lab, WEB1, S21)
+    lab.event(lambda e: e.port_up(S21, NEW_PORT, now=lab.now))   # its link came up
+    assert lab.engine.bindings[WEB1].port == NEW_PORT
+    lab.event(lambda e: e.port_up(S21, 7, now=lab.now))
+    assert WEB1 not in lab.engine.incoming
