@@ -225,3 +225,14 @@ def test_once_the_vm_arrived_a_new_port_on_its_server_pre_provisions_nothing(lab
     assert lab.engine.bindings[WEB1].port == NEW_PORT
     lab.event(lambda e: e.port_up(S21, 7, now=lab.now))
     assert WEB1 not in lab.engine.incoming
+
+
+def test_with_a_notice_the_vms_first_frame_at_another_free_port_is_provisioned_and_resent(lab):
+    lab.event(lambda e: e.port_up(S21, NEW_PORT, now=lab.now))
+    _notify_migrating(lab, WEB1, S21)
+    assert lab.engine.incoming[WEB1].port == NEW_PORT
+    verdict = lab.event(lambda e: e.packet_in(S21, 2, WEB1, b"first", now=lab.now))
+    assert (lab.engine.bindings[WEB1].dpid, lab.engine.bindings[WEB1].port) == (S21, 2)
+    assert [(p.dpid, p.in_port, p.data) for p in verdict.plan.packet_outs] == \
+        [(S21, 2, b"first")]                        # re-injected once its flows are in
+    assert WEB1 not in lab.engine.incoming
