@@ -20,16 +20,19 @@ from tests.integration.conftest import start_datacenter, stop_datacenter, unique
 pytestmark = pytest.mark.integration
 
 #: Probes lost at 1 ms per prober at the move (:func:`_lost_at_move`), measured on this
-#: 2-core machine while four other helpers ran their tests (2026-12-04, load average
-#: 5-8, `-s` prints each run): notice only, hypervisor-style: 0-19 lost when the
-#: datapath kept up, up to 519 in runs where adding the destination port stalled the
-#: userspace datapath for hundreds of ms; no announcement, found by the probe: 20-78,
-#: up to 382 with such stalls (at load 9-11 the datapath stalled for seconds with no
-#: move at all, and both exceeded 1,600). Bounds: about 3x the worst figure at load 5-8.
-#: What fails when the mechanisms do is asserted apart: the destination's entries
-#: before the switchover (notice), the probe's finding and the recovery (probe).
-MAX_LOST_NOTICE_ONLY = 1600     # 3 x 519, rounded up
-MAX_LOST_PROBE_RECOVERY = 1200  # 3 x 382, rounded up
+#: 2-core machine while four other helpers ran their tests (2026-12-04, about 25 runs,
+#: `-s` prints each): notice only, hypervisor-style: 0-19 lost when the datapath kept
+#: up, up to 886 at load average 5-6 in runs where the userspace datapath stalled
+#: (adding the destination port stalls it for up to hundreds of ms); no announcement,
+#: found by the probe: 20-187, up to 620 at load 5-6. At load 8-11 the datapath stalled
+#: for seconds and both reached 2,000-3,300 (tests/integration/test_migration.py's
+#: moves with OVSDB watched lost up to 770 at load 5-6 in the same hour, on the commit
+#: before this work too, and failed its bounds). Bounds: about 3x the worst at load
+#: 5-6. What fails when the mechanisms fail is asserted apart: the destination's
+#: entries before the switchover (notice), the probe's finding and the VM reachable
+#: afterwards (probe).
+MAX_LOST_NOTICE_ONLY = 2700     # 3 x 886, rounded up
+MAX_LOST_PROBE_RECOVERY = 1900  # 3 x 620, rounded up
 #: How long after the old port went a loss run still counts as the move's.
 MOVE_WINDOW_NS = 300_000_000
 #: How long before its creation was stamped the destination port was being added
