@@ -21,12 +21,11 @@ The flows exist while a VM of the template that needs them is on the server
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from ryu_apps.core.binding import Binding
 from ryu_apps.core.cookies import CookieKind, Owner, template_owner
 from ryu_apps.core.flow_compiler import Entry, Placement, acl_flows, needs_template
-from ryu_apps.core.flow_plan import DesiredFlows, Plan, Recipe
+from ryu_apps.core.flow_plan import DesiredFlows, Plan, Recipe, diff_flows
 from ryu_apps.core.flowspec import (
     OFPP_CONTROLLER,
     Output,
@@ -47,6 +46,8 @@ from ryu_apps.core.template_model import ETH_ARP, ETH_IPV4, Direction, Template
 
 #: (server bridge, template id)
 TemplateKey = Tuple[int, int]
+#: A VM's use of shared flows: its key, whether its port-side rules moved, its template.
+Use = Tuple[TemplateKey, bool, Template]
 
 
 def template_flows(dpid: int, template: Template, merged: bool) -> Set[Entry]:
@@ -117,88 +118,126 @@ def _anti_spoof(dpid: int, template: Template, cookie: int,
 
 class TemplateUse:
     """Which VMs use each template's shared flows on each server, and what those flows
-    were compiled from; the keys whose flows may have to change (``dirty``)."""
+    are compiled from (kept instead of the flows, like a VM's placement)."""
 
     def __init__(self) -> None:
-        #: key -> {binding cookie: whether its port-side rules moved to the server}
-        self.users: Dict[TemplateKey, Dict[int, bool]] = {}
-        self.key_of: Dict[int, TemplateKey] = {}
+        #: key -> [its VMs, those of them whose port-side rules moved to the server]
+        self.count: Dict[TemplateKey, List[int]] = {}
         #: key -> the template object its VMs were last placed with
         self.template: Dict[TemplateKey, Template] = {}
-        #: key -> (template, merged) its flows were compiled from
-        self.compiled: Dict[TemplateKey, Tuple[Template, bool]] = {}
+        #: server -> template id -> (template, merged) its shared flows compile from
+        self.compiled: Dict[int, Dict[int, Tuple[Template, bool]]] = {}
+        #: keys whose flows may have to change
         self.dirty: Set[TemplateKey] = set()
 
-    def use(self, cookie: int, key: Optional[TemplateKey], template: Optional[Template],
-            moved: bool) -> None:
-        """The binding of ``cookie`` now uses ``key``'s flows (None: none)."""
-        old = self.key_of.get(cookie)
-        if old is not None and old != key:
-            users = self.users[old]
-            del users[cookie]
-            if not users:
-                del self.users[old]
-            del self.key_of[cookie]
-            self.dirty.add(old)
-        if key is None or template is None:
+    def change(self, old: Optional[Use], new: Optional[Use]) -> None:
+        """A VM's use of shared flows went from ``old`` to ``new`` (None: no use)."""
+        if old is not None and (new is None or old[:2] != new[:2]):
+            self._count(old[0], old[1], -1)
+        if new is None:
             return
-        users = self.users.setdefault(key, {})
-        if users.get(cookie) != moved or old != key:
-            users[cookie] = moved
-            self.key_of[cookie] = key
-            self.dirty.add(key)
-        if self.template.get(key) is not template:
-            self.template[key] = template
-            self.dirty.add(key)
+        if old is None or old[:2] != new[:2]:
+            self._count(new[0], new[1], +1)
+        if self.template.get(new[0]) is not new[2]:
+            self.template[new[0]] = new[2]
+            self.dirty.add(new[0])
 
-    def refresh(self, desired: DesiredFlows, plan: Plan) -> None:
-        """Recompile the dirty keys whose inputs changed, into ``plan``."""
+    def _count(self, key: TemplateKey, moved: bool, delta: int) -> None:
+        counts = self.count.setdefault(key, [0, 0])
+        counts[0] += delta
+        counts[1] += delta if moved else 0
+        if not counts[0]:
+            del self.count[key]
+        self.dirty.add(key)
+
+    def refresh(self, plan: Plan) -> None:
+        """Recompile the dirty keys whose inputs changed; their changes into ``plan``."""
         for key in sorted(self.dirty):
             dpid, template_id = key
-            users = self.users.get(key)
-            owner = template_owner(template_id)
-            if not users:
+            on_switch = self.compiled.setdefault(dpid, {})
+            done = on_switch.get(template_id)
+            counts = self.count.get(key)
+            wanted = None
+            if counts:
+                wanted = (self.template[key], counts[1] > 0)
+            else:
                 self.template.pop(key, None)
-                if self.compiled.pop(key, None) is not None:
-                    desired.replace(owner, set(), plan, dpid=dpid)
+            if _same_recipe(done, wanted):
                 continue
-            wanted = (self.template[key], any(users.values()))
-            done = self.compiled.get(key)
-            if done is not None and done[0] is wanted[0] and done[1] == wanted[1]:
-                continue
-            self.compiled[key] = wanted
-            desired.replace(owner, template_flows(dpid, *wanted), plan, dpid=dpid)
+            diff_flows(template_flows(dpid, *done) if done else (),
+                       template_flows(dpid, *wanted) if wanted else (), plan)
+            if wanted is None:
+                on_switch.pop(template_id, None)
+            else:
+                on_switch[template_id] = wanted
+            if not on_switch:
+                del self.compiled[dpid]
         self.dirty.clear()
+
+    def flows_on(self, dpid: int, template_id: Optional[int] = None) -> Set[Entry]:
+        """The shared flows on one server (of one template, if given)."""
+        found: Set[Entry] = set()
+        for held, recipe in self.compiled.get(dpid, {}).items():
+            if template_id is None or held == template_id:
+                found |= template_flows(dpid, *recipe)
+        return found
 
 
 class SharedDesired(DesiredFlows):
     """Desired flows that also keep each template's shared flows on each server in step
     with the VMs placed there: added with a template's first VM on a server, removed
     after its last, rewritten once per server when the template changes
-    (:meth:`refresh_templates`, once per event, after the placements)."""
+    (:meth:`refresh_templates`, once per event, after the placements). Like a VM's,
+    they are compiled again when needed, not stored."""
 
     def __init__(self) -> None:
         super().__init__()
         self.templates = TemplateUse()
 
     def place(self, owner: Owner, recipe: Recipe, plan: Plan) -> None:
+        old = self._recipes.get(owner.cookie)
         super().place(owner, recipe, plan)
-        if owner.kind is CookieKind.BINDING and isinstance(recipe, Placement):
-            self.templates.use(owner.cookie, _key(recipe.binding), recipe.template,
-                               recipe.port_rules_on_vswitch)
+        if owner.kind is CookieKind.BINDING:
+            self.templates.change(_use(old), _use(recipe))
 
     def replace(self, owner: Owner, flows: Iterable[Entry], plan: Plan,
                 dpid: int | None = None) -> None:
-        flows = list(flows)
+        old = self._recipes.get(owner.cookie)
         super().replace(owner, flows, plan, dpid)
-        if owner.kind is CookieKind.BINDING and not flows:
-            self.templates.use(owner.cookie, None, None, False)
+        if owner.kind is CookieKind.BINDING:   # a VM's flows are set: no recipe any more
+            self.templates.change(_use(old), None)
 
     def refresh_templates(self, plan: Plan) -> None:
         """Bring the templates' shared flows in step with the placed VMs."""
-        self.templates.refresh(self, plan)
+        self.templates.refresh(plan)
+
+    def owners(self) -> List[Owner]:
+        shared = {template_owner(template_id) for held in self.templates.compiled.values()
+                  for template_id in held}
+        return sorted(set(super().owners()) | shared)
+
+    def flows_of(self, owner: Owner) -> Set[Entry]:
+        if owner.kind is not CookieKind.TEMPLATE:
+            return super().flows_of(owner)
+        found: Set[Entry] = set()
+        for dpid in self.templates.compiled:
+            found |= self.templates.flows_on(dpid, owner.template_id)
+        return found
+
+    def on_switch(self, dpid: int) -> Set[Entry]:
+        return super().on_switch(dpid) | self.templates.flows_on(dpid)
 
 
-def _key(binding: Binding) -> Optional[TemplateKey]:
-    return (binding.dpid, binding.template_id) if needs_template(binding) else None
+def _same_recipe(done: Optional[Tuple[Template, bool]],
+                 wanted: Optional[Tuple[Template, bool]]) -> bool:
+    if done is None or wanted is None:
+        return done is wanted
+    return done[0] is wanted[0] and done[1] == wanted[1]
 
+
+def _use(recipe: Optional[Recipe]) -> Optional[Use]:
+    """What a VM's placement uses: its server and template, whether merged, the template."""
+    if not isinstance(recipe, Placement) or not needs_template(recipe.binding):
+        return None
+    binding = recipe.binding
+    return ((binding.dpid, binding.template_id), recipe.port_rules_on_vswitch, recipe.template)
