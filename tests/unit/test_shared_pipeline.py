@@ -288,3 +288,33 @@ def test_the_fake_switches_write_metadata_under_its_mask():
     _, end = switches.run_pipeline(1, 1, Packet("00:00:00:00:00:01", "00:00:00:00:00:02",
                                                 metadata=0x0000_00FF_FF00))
     assert end.metadata == 0x1234_00FF_FFAB
+
+
+# -- reconciliation ------------------------------------------------------------------------------
+def test_a_reconnecting_server_gets_back_a_lost_shared_flow_and_loses_a_stale_one():
+    lab = Lab()
+    _populate(lab, [250, 254], 2)
+    held = lab.switches.entries(S11)
+    intact = lab.engine.switch_up(S11, Role.SERVER, hex(S11), held, now=1.0)
+    assert not intact.changes.get(S11)                          # nothing changed: nothing sent
+    lost = next(iter(lab.shared_flows(S11, 254)))
+    stale = next(iter(lab.shared_flows(S12, 250)))
+    # a shared flow of a template with no VM on this server any more (from its last run)
+    stale = FlowSpec(S11, stale.table_id, stale.priority, make_match(
+        metadata=template_metadata_match(0x00F0)), stale.instructions,
+        template_owner(0x00F0).cookie)
+    plan = lab.engine.switch_up(S11, Role.SERVER, hex(S11), (held - {lost}) | {stale}, now=2.0)
+    assert plan.changes[S11].adds == [lost]
+    assert plan.changes[S11].deletes == [stale]
+
+
+def test_a_pre_provisioned_destination_costs_at_most_6_flows_and_brings_its_template():
+    lab = Lab()
+    lab.vm(S11, 20, _mac(250, 1), "10.0.100.1")
+    assert not lab.shared_flows(S12, 250)
+    lab.apply(lab.engine.vm_attached(S12, 50, _mac(250, 1), now=0.0).plan)
+    incoming = lab.engine.incoming[_mac(250, 1)]
+    assert incoming.state is VmState.PRE_PROVISIONED and incoming.dpid == S12
+    own = [f for f in lab.switches.flows(S12) if decode_cookie(f.cookie) == incoming.owner]
+    assert 1 <= len(own) <= MAX_PER_VM
+    assert lab.shared_flows(S12, 250)      # what it sends passes its template's rules at once
