@@ -147,7 +147,8 @@ def measure_apply(directory: Path, keeper, count: int, bindings: int, repeats: i
         for changes in plan.changes.values():
             for spec in changes.adds + changes.deletes:
                 owner = decode_cookie(spec.cookie)
-                if owner is None or owner.kind is not CookieKind.BINDING or \
+                if owner is None or owner.kind not in (CookieKind.BINDING,
+                                                       CookieKind.TEMPLATE) or \
                         owner.template_id != changed:
                     if owner is None or owner.kind is not CookieKind.PORT_GROUP:
                         foreign += 1

@@ -11,12 +11,13 @@ Layout of the 64-bit OpenFlow cookie::
 - kind: what produced the flow: a VM binding (1), a VLAN's shared flows (2),
   a VLAN's admission and port ACL on one access port (3), the drop flows of
   MACs quarantined on one port (4), a migrating VM's both-ways delivery (5),
-  the capture of a VM's answer to the controller's liveness probe (6), or
-  the switch's infrastructure flows such as LLDP capture and the table
-  miss (15).
+  the capture of a VM's answer to the controller's liveness probe (6), a
+  template's ACLs shared by its VMs on one server bridge (7), or the
+  switch's infrastructure flows such as LLDP capture and the table miss (15).
 - template id: the configuration template of a binding (0 for other kinds).
 - owner id: the binding id for BINDING and LIVENESS (for MIGRATION: the
-  binding the VM migrates away from), the VLAN id for VLAN,
+  binding the VM migrates away from), the template id for TEMPLATE (its flows
+  are kept per server bridge), the VLAN id for VLAN,
   ``port << 12 | vlan`` for PORT_GROUP, the port for QUARANTINE, 0 for INFRA.
 
 Every delete and stats request carries a mask, so one binding's flows are
@@ -54,6 +55,7 @@ class CookieKind(enum.IntEnum):
     QUARANTINE = 4
     MIGRATION = 5
     LIVENESS = 6
+    TEMPLATE = 7
     INFRA = 15
 
 
@@ -96,6 +98,8 @@ class Owner:
             return f"migration from binding {self.owner_id} template {self.template_id}"
         if self.kind is CookieKind.LIVENESS:
             return f"liveness probe of binding {self.owner_id}"
+        if self.kind is CookieKind.TEMPLATE:
+            return f"template {self.template_id} (shared)"
         return "infrastructure"
 
 
@@ -115,6 +119,11 @@ def migration_owner(binding_id: int, template_id: int) -> Owner:
 def liveness_owner(binding_id: int, template_id: int) -> Owner:
     """Owner of the flow that brings a probed VM's answer to the controller."""
     return Owner(CookieKind.LIVENESS, binding_id, template_id)
+
+
+def template_owner(template_id: int) -> Owner:
+    """Owner of a template's shared flows on the server bridges that host its VMs."""
+    return Owner(CookieKind.TEMPLATE, template_id, template_id)
 
 
 def vlan_owner(vlan_id: int) -> Owner:

@@ -6,6 +6,7 @@ touched; :func:`flush` recomputes those, once, in dependency order:
     infrastructure (switches whose links or role changed)
       -> access-port groups (they decide which bindings carry port-side rules)
       -> placements (a binding's own flows: template, merge, path)
+      -> templates' shared flows (per server whose users of a template changed)
       -> VLAN flows (per switch whose members or flood ports changed)
       -> quarantine flows (per port)
       -> migration paths and liveness probes (after a fabric change)
@@ -29,8 +30,10 @@ from ryu_apps.core.cookies import INFRA_OWNER, liveness_owner, quarantine_owner,
 from ryu_apps.core.fabric import SHARED_FABRIC
 from ryu_apps.core.vlan_compiler import vlan_switch_flows
 from ryu_apps.core.flow_plan import DesiredFlows, Plan, diff_flows
+from ryu_apps.core.pipeline import to_vm_metadata
 from ryu_apps.core.routes import probe_flows
 from ryu_apps.core.switch_flows import infra_flows
+from ryu_apps.core.template_tables import SharedDesired
 from ryu_apps.core.vlan_flooding import VlanFlooding
 
 if TYPE_CHECKING:
@@ -64,6 +67,7 @@ def flush(st: "EngineState", plan: Plan) -> None:
         access_groups.refresh(st, key, plan)
     dirty.groups.clear()
     _flush_placements(st, plan)
+    st.desired.refresh_templates(plan)
     _flush_vlans(st, plan)
     for dpid, port in sorted(dirty.quarantine):
         st.desired.replace(quarantine_owner(port), st.quarantine.flows(dpid, port), plan,
@@ -104,7 +108,7 @@ def vlan_flows_on(st: "EngineState", vlan: int, dpid: int) -> Set:
     is_present = False
     for binding in st.table.index.on_server(dpid, vlan):
         if binding.state.forwards:
-            local.add(binding.port)
+            local.add(to_vm_metadata(binding.port, binding.template_id))
         is_present = is_present or present(binding)
     return vlan_switch_flows(st.topo.fabric, vlan, dpid,
                              st.topo.flooding.flood_ports(vlan, dpid), sorted(local),
@@ -115,7 +119,7 @@ def recompute_all(st: "EngineState") -> Plan:
     """Rebuild every owner's desired flows from the state alone; the plan that brings
     the previous desired flows to the rebuilt ones (empty when they agreed)."""
     old = st.desired
-    st.desired = DesiredFlows()
+    st.desired = SharedDesired()
     st.groups = AccessGroups()
     for binding_id in list(st.table.moved):
         st.table.set_moved(binding_id, False)

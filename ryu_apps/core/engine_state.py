@@ -19,13 +19,14 @@ from ryu_apps.core.binding_table import BindingTable
 from ryu_apps.core.derived import Dirty
 from ryu_apps.core.domains import Domain, DomainMap
 from ryu_apps.core.flow_compiler import Placement
-from ryu_apps.core.flow_plan import DesiredFlows, Recipe
+from ryu_apps.core.flow_plan import Recipe
 from ryu_apps.core.identifiers import IdentifierScheme
 from ryu_apps.core.identity import MOVE_HOLD_SECONDS, IdentityPolicy, MoveGuard
 from ryu_apps.core.port_state import PortState
 from ryu_apps.core.quarantine import Quarantine
 from ryu_apps.core.routes import Routes
 from ryu_apps.core.template_model import Template, TemplateLibrary
+from ryu_apps.core.template_tables import SharedDesired
 from ryu_apps.core.topology_state import Topology
 
 
@@ -61,7 +62,7 @@ class EngineState:
         self.moves = MoveGuard(hold=move_hold)
         self.groups = AccessGroups()
         self.routes = Routes()
-        self.desired = DesiredFlows()
+        self.desired = SharedDesired()
         #: server -> the flows it reported when its mobility domain was not known yet
         #: (bindings are restored from them once its access switch is)
         self.unrestored: Dict[int, Tuple[List, float]] = {}

@@ -2,12 +2,16 @@
 
 The tables are described in :mod:`ryu_apps.core.pipeline` and
 docs/architecture.md. In short, a frame from a VM on a server's virtual switch
-goes CLASSIFY (its port and MAC; its meter) -> ANTI_SPOOF (its bound IP) ->
-FROM_VM_ACL -> FROM_VM_PORT_ACL (tagged with its VLAN here) -> FORWARD; on the
-access switch it is admitted per (server port, VLAN) with the template's port
-ACL and aggregate meter; a frame for a VM ends FORWARD -> TO_VM_ACL ->
-TO_VM_PORT_ACL -> the VM's port. Egress ACL tables are keyed by the egress
-port in the pipeline metadata, so a flooded frame is checked once per port.
+goes CLASSIFY (its port and MAC; its meter; its template tag written to the
+metadata) -> ANTI_SPOOF (its bound IP) -> FROM_VM_ACL -> FROM_VM_PORT_ACL
+(tagged with its VLAN here) -> FORWARD; on the access switch it is admitted
+per (server port, VLAN) with the template's port ACL and aggregate meter; a
+frame for a VM ends FORWARD (its port and template tag written) -> TO_VM_ACL ->
+TO_VM_PORT_ACL -> OUTPUT (the VM's port). On a server the ACL tables hold each
+template's rules once, keyed by the template tag
+(:mod:`~ryu_apps.core.template_tables`); this module compiles a VM's own few
+flows. Access switches' egress ACL tables are keyed by the egress port in the
+metadata, so a flooded frame is checked once per port.
 """
 
 from __future__ import annotations
@@ -24,8 +28,6 @@ from ryu_apps.core.flowspec import (
     MeterSpec,
     Output,
     PopVlan,
-    PushVlan,
-    SetField,
     flow,
     make_match,
     tagged,
@@ -33,10 +35,11 @@ from ryu_apps.core.flowspec import (
 from ryu_apps.core.pipeline import (
     BINDING_METER_BASE,
     MOVED_PORT_METER_OFFSET,
-    PACKET_IN_METER,
     Priority,
     Table,
+    from_vm_metadata,
     port_group_meter,
+    to_vm_metadata,
 )
 from ryu_apps.core.switch_flows import PACKET_IN_BYTES
 from ryu_apps.core.template_model import (
@@ -121,7 +124,15 @@ def binding_flows(placement: Placement) -> Set[Entry]:
     return entries | transit_flows(binding, placement.path)
 
 
+def needs_template(binding: Binding) -> bool:
+    """Whether the VM's state has server-side flows that use its template's shared ones."""
+    return binding.state.forwards or binding.state is VmState.PRE_PROVISIONED
+
+
 def _server_side(placement: Placement) -> Set[Entry]:
+    """A VM's own flows on its server (at most 6): its classifier, the anti-spoofing of
+    its bound IPv4, its metered pass when a merged port side limits it, its delivery
+    and its output; its template's ACLs are shared (:mod:`~ryu_apps.core.template_tables`)."""
     binding, template = placement.binding, placement.template
     dpid, port, cookie = binding.dpid, binding.port, binding.owner.cookie
     vswitch = template.virtual_switch
@@ -132,81 +143,63 @@ def _server_side(placement: Placement) -> Set[Entry]:
         entries.add(MeterSpec(dpid, meter, vswitch.bandwidth.rate_kbps,
                               vswitch.bandwidth.burst_kbits, cookie=cookie))
     pre_provisioned = binding.state is VmState.PRE_PROVISIONED
+    learn = vswitch.bind_ip and binding.ip is None
     entries.add(flow(dpid, Table.CLASSIFY, Priority.BINDING,
                      make_match(in_port=port, eth_src=binding.mac), cookie,
                      meter=meter, goto=Table.ANTI_SPOOF,
                      actions=(Output(OFPP_CONTROLLER, PACKET_IN_BYTES),) if pre_provisioned
                      else (),
+                     metadata=from_vm_metadata(binding.template_id, learn),
                      idle_timeout=0 if pre_provisioned else template.idle_timeout))
-    entries |= _anti_spoof(binding, vswitch.bind_ip)
-    push = (PushVlan(), SetField("vlan_vid", tagged(binding.vlan)))
-    entries |= _acl_flows(dpid, Table.FROM_VM_ACL, {"in_port": port}, cookie,
-                          vswitch.acl, Direction.FROM_VM, vswitch.default_action,
-                          allow=dict(goto=Table.FROM_VM_PORT_ACL))
-    entries |= _acl_flows(dpid, Table.TO_VM_ACL, {"metadata": port}, cookie,
-                          vswitch.acl, Direction.TO_VM, vswitch.default_action,
-                          allow=dict(goto=Table.TO_VM_PORT_ACL))
-    if placement.port_rules_on_vswitch:
-        entries |= _moved_port_rules(placement, push)
-    else:
-        entries.add(flow(dpid, Table.FROM_VM_PORT_ACL, Priority.BINDING,
-                         make_match(in_port=port), cookie, actions=push,
-                         goto=Table.FORWARD))
-        entries.add(flow(dpid, Table.TO_VM_PORT_ACL, Priority.BINDING,
-                         make_match(metadata=port), cookie, actions=(Output(port),)))
+    entries |= _anti_spoof(placement)
+    delivered = to_vm_metadata(port, binding.template_id)
+    entries.add(flow(dpid, Table.OUTPUT, Priority.BINDING, make_match(metadata=delivered),
+                     cookie, actions=(Output(port),)))
     if not pre_provisioned:
         entries.add(flow(dpid, Table.FORWARD, Priority.BINDING,
                          make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac),
-                         cookie, actions=(PopVlan(),), metadata=port, goto=Table.TO_VM_ACL))
+                         cookie, actions=(PopVlan(),), metadata=delivered,
+                         goto=Table.TO_VM_ACL))
     return entries
 
 
-def _moved_port_rules(placement: Placement, push) -> Set[Entry]:
-    """A merged template's port-side ACL and limit, enforced at the VM's port."""
-    binding, side = placement.binding, placement.template.access_port
+def moved_port_meter(placement: Placement) -> Optional[MeterSpec]:
+    """The per-VM meter of a merged template's port-side limit, if it has one."""
+    side = placement.template.access_port
+    if not placement.port_rules_on_vswitch or side.bandwidth is None:
+        return None
+    binding = placement.binding
+    return MeterSpec(binding.dpid, MOVED_PORT_METER_OFFSET + binding.binding_id,
+                     side.bandwidth.rate_kbps, side.bandwidth.burst_kbits,
+                     cookie=binding.owner.cookie)
+
+
+def _anti_spoof(placement: Placement) -> Set[Entry]:
+    """A VM sends only with its own MAC (CLASSIFY) and, if bound, its own IPv4.
+
+    The template's shared flows (selected by the tag the classifier wrote)
+    allow DHCP and ARP probes from 0.0.0.0, send IPv4 and ARP of a VM whose
+    address is not bound yet to the controller, drop other IPv4 and ARP, and
+    pass the rest; the VM's own flows allow its bound address. Where a merged
+    template's port side limits each VM, the VM's own flows pass its frames
+    through that meter (then the template has no shared pass).
+    """
+    binding = placement.binding
     dpid, port, cookie = binding.dpid, binding.port, binding.owner.cookie
     entries: Set[Entry] = set()
-    meter = None
-    if side.bandwidth is not None:
-        meter = MOVED_PORT_METER_OFFSET + binding.binding_id
-        entries.add(MeterSpec(dpid, meter, side.bandwidth.rate_kbps,
-                              side.bandwidth.burst_kbits, cookie=cookie))
-    entries |= _acl_flows(dpid, Table.FROM_VM_PORT_ACL, {"in_port": port}, cookie,
-                          side.acl, Direction.FROM_VM, side.default_action,
-                          allow=dict(actions=push, goto=Table.FORWARD, meter=meter))
-    entries |= _acl_flows(dpid, Table.TO_VM_PORT_ACL, {"metadata": port}, cookie,
-                          side.acl, Direction.TO_VM, side.default_action,
-                          allow=dict(actions=(Output(port),)))
-    return entries
-
-
-def _anti_spoof(binding: Binding, bind_ip: bool) -> Set[FlowSpec]:
-    """A VM sends only with its own MAC (CLASSIFY) and, if bound, its own IPv4."""
-    dpid, port, cookie = binding.dpid, binding.port, binding.owner.cookie
-    table = Table.ANTI_SPOOF
-
-    def rule(priority, goto=True, **fields):
-        return flow(dpid, table, priority, make_match(in_port=port, **fields), cookie,
-                    goto=Table.FROM_VM_ACL if goto else None)
-
-    entries = {rule(Priority.BINDING)}
-    if not bind_ip:
+    port_meter = moved_port_meter(placement)
+    meter_id = None
+    if port_meter is not None:
+        meter_id = port_meter.meter_id
+        entries.add(port_meter)
+        entries.add(flow(dpid, Table.ANTI_SPOOF, Priority.BINDING, make_match(in_port=port),
+                         cookie, meter=meter_id, goto=Table.FROM_VM_ACL))
+    if not placement.template.virtual_switch.bind_ip or binding.ip is None:
         return entries
-    # DHCP and ARP probes carry 0.0.0.0 before the VM has an address.
-    entries.add(rule(Priority.SPOOF_ALLOW, eth_type=ETH_IPV4, ipv4_src="0.0.0.0",
-                     ip_proto=17, udp_src=68, udp_dst=67))
-    entries.add(rule(Priority.SPOOF_ALLOW, eth_type=ETH_ARP, arp_spa="0.0.0.0"))
-    if binding.ip is None:
-        learn = (Output(OFPP_CONTROLLER, PACKET_IN_BYTES),)
-        for ethertype in (ETH_IPV4, ETH_ARP):
-            entries.add(flow(dpid, table, Priority.SPOOF_LEARN,
-                             make_match(in_port=port, eth_type=ethertype), cookie,
-                             meter=PACKET_IN_METER, actions=learn))
-        return entries
-    entries.add(rule(Priority.SPOOF_ALLOW, eth_type=ETH_IPV4, ipv4_src=binding.ip))
-    entries.add(rule(Priority.SPOOF_ALLOW, eth_type=ETH_ARP, arp_spa=binding.ip))
-    entries.add(rule(Priority.SPOOF_LEARN, goto=False, eth_type=ETH_IPV4))
-    entries.add(rule(Priority.SPOOF_LEARN, goto=False, eth_type=ETH_ARP))
+    for match in (make_match(in_port=port, eth_type=ETH_IPV4, ipv4_src=binding.ip),
+                  make_match(in_port=port, eth_type=ETH_ARP, arp_spa=binding.ip)):
+        entries.add(flow(dpid, Table.ANTI_SPOOF, Priority.SPOOF_ALLOW, match, cookie,
+                         meter=meter_id, goto=Table.FROM_VM_ACL))
     return entries
 
 
@@ -231,7 +224,7 @@ def _cached_entries(acl: tuple, direction: Direction,
     return entries
 
 
-def _acl_flows(dpid: int, table: Table, key: dict, cookie: int, acl: tuple,
+def acl_flows(dpid: int, table: Table, key: dict, cookie: int, acl: tuple,
                direction: Direction, default: Action, allow: dict) -> Set[FlowSpec]:
     """An ACL as flows: each allowed entry does ``allow``; a denied entry drops."""
     entries = set()
@@ -266,10 +259,10 @@ def port_group_flows(dpid: int, port: int, vlan: int, owner: Owner,
                      meter=meter, goto=Table.FROM_VM_PORT_ACL))
     rules = side.acl if side is not None else ()
     default = side.default_action if side is not None else Action.ALLOW
-    entries |= _acl_flows(dpid, Table.FROM_VM_PORT_ACL, {"in_port": port, "vlan_vid": vid},
+    entries |= acl_flows(dpid, Table.FROM_VM_PORT_ACL, {"in_port": port, "vlan_vid": vid},
                           cookie, tuple(rules), Direction.FROM_VM, default,
                           allow=dict(goto=Table.FORWARD))
-    entries |= _acl_flows(dpid, Table.TO_VM_PORT_ACL, {"metadata": port, "vlan_vid": vid},
+    entries |= acl_flows(dpid, Table.TO_VM_PORT_ACL, {"metadata": port, "vlan_vid": vid},
                           cookie, tuple(rules), Direction.TO_VM, default,
                           allow=dict(actions=(Output(port),)))
     return entries

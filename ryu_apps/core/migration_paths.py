@@ -52,7 +52,7 @@ from ryu_apps.core.flowspec import (
     make_match,
     tagged,
 )
-from ryu_apps.core.pipeline import Priority, Table
+from ryu_apps.core.pipeline import Priority, Table, to_vm_metadata
 
 #: Above the VM's ordinary FORWARD entry (Priority.BINDING), below nothing else there.
 MIGRATION_PRIORITY = Priority.BINDING + 10
@@ -124,8 +124,9 @@ def _both_ways(fabric: Fabric, vm: Binding, ends: List[Optional[Binding]],
         uplink = fabric.next_hop_port(here, there)
         if uplink is None:
             return set()
+        delivered = to_vm_metadata(end.port, end.template_id)
         entries.add(flow(here, Table.FORWARD, MIGRATION_PRIORITY, match, cookie,
-                         actions=(Output(uplink), PopVlan(), SetField("metadata", end.port),
+                         actions=(Output(uplink), PopVlan(), SetField("metadata", delivered),
                                   Resubmit(Table.TO_VM_ACL))))
     for dpid, info in fabric.switches.items():
         if info.role.hosts_vms:

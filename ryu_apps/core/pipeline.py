@@ -23,8 +23,9 @@ class Table(enum.IntEnum):
                             # server: a merged template's port-side rules
     FORWARD = 4             # all roles: VLAN + destination MAC lookup, flooding
     TO_VM_ACL = 5           # server: the template's virtual-switch ACL, to_vm rules
-    TO_VM_PORT_ACL = 6      # access: port ACL toward a server port;
-                            # server: a merged template's port-side rules; output
+    TO_VM_PORT_ACL = 6      # access: port ACL toward a server port; output
+                            # server: a template's port-side rules (merged) or pass
+    OUTPUT = 7              # server: a VM's delivery to its port, after its ACLs
 
 
 class Priority(enum.IntEnum):
@@ -74,6 +75,60 @@ PORT_METER_BASE = METER_BASE + 0x10000000
 LLDP_PORT_METER_BASE = METER_BASE + 0x20000000
 #: The last meter id of dynprov's block (below OpenFlow's OFPM_MAX, 0xFFFF0000).
 METER_LAST = LLDP_PORT_METER_BASE + 0x0FFFFFFF
+
+
+# -- pipeline metadata ---------------------------------------------------------------------
+#: The 64-bit pipeline metadata on a server bridge::
+#:
+#:     63      50  49   48   47          32 31                    0
+#:     +---------+-----+---+--------------+-----------------------+
+#:     |  zero   |learn|tag| template id  |  egress port          |
+#:     +---------+-----+---+--------------+-----------------------+
+#:
+#: A VM's classifier flow writes its template tag (the tag bit and its template
+#: id; the learn bit while its IPv4 is not bound yet) for the shared
+#: from-VM tables; a delivery toward a VM (its FORWARD entry, a flood's copy, a
+#: migration's delivery) writes the VM's port and its template tag for the
+#: shared to-VM tables and the VM's OUTPUT entry. Access switches keep the
+#: egress port alone (their port ACLs match it exactly).
+METADATA_PORT_MASK = 0xFFFFFFFF
+METADATA_TEMPLATE_SHIFT = 32
+TEMPLATE_FIELD_MASK = 0xFFFF << METADATA_TEMPLATE_SHIFT
+#: The template field holds a template id (0 is a valid id).
+TAG_BIT = 1 << 48
+#: The VM's IPv4 is not bound yet: its IPv4 and ARP go to the controller.
+LEARN_IP_BIT = 1 << 49
+#: Selects the template tag (bit and id) of the metadata.
+TAG_MASK = TAG_BIT | TEMPLATE_FIELD_MASK
+
+
+def template_tag(template_id: int) -> int:
+    """The metadata bits that say a frame belongs to a VM of ``template_id``."""
+    if not 0 <= template_id <= 0xFFFF:
+        raise ValueError(f"template id {template_id} outside 0..65535 (metadata tag)")
+    return TAG_BIT | (template_id << METADATA_TEMPLATE_SHIFT)
+
+
+def from_vm_metadata(template_id: int, learn_ip: bool = False) -> int:
+    """What a VM's classifier flow writes: its template tag, and the learn bit."""
+    return template_tag(template_id) | (LEARN_IP_BIT if learn_ip else 0)
+
+
+def to_vm_metadata(port: int, template_id: int) -> int:
+    """What a delivery toward a VM writes: its port and its template tag."""
+    if not 0 <= port <= METADATA_PORT_MASK:
+        raise ValueError(f"port {port} does not fit the metadata's port field")
+    return template_tag(template_id) | port
+
+
+def template_metadata_match(template_id: int, learn_ip: bool | None = None) -> tuple:
+    """The masked metadata match of a template's shared flows (``learn_ip``: also
+    require the learn bit set (True) or clear (False))."""
+    value, mask = template_tag(template_id), TAG_MASK
+    if learn_ip is not None:
+        mask |= LEARN_IP_BIT
+        value |= LEARN_IP_BIT if learn_ip else 0
+    return (value, mask)
 
 
 def port_group_meter(port: int, vlan: int) -> int:
@@ -137,20 +192,23 @@ def _contract(table: Table, match: Iterable[str], actions: Iterable[str] = (),
 #: Every table's contract (docs/architecture.md, "Tables and priorities").
 CONTRACTS: Mapping[Table, TableContract] = {c.table: c for c in (
     _contract(Table.CLASSIFY, {"in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid"},
-              {"meter", "output", "controller", "push_vlan", "set:vlan_vid", "set:eth_dst"},
+              {"meter", "output", "controller", "push_vlan", "set:vlan_vid", "set:eth_dst",
+               "write_metadata"},
               {Table.ANTI_SPOOF, Table.FROM_VM_PORT_ACL, Table.FORWARD}),
-    _contract(Table.ANTI_SPOOF, {"in_port", "eth_type", "vlan_vid", "ipv4_src", "arp_spa",
-                                 "ip_proto", "udp_src", "udp_dst"},
+    _contract(Table.ANTI_SPOOF, {"in_port", "metadata", "eth_type", "vlan_vid", "ipv4_src",
+                                 "arp_spa", "ip_proto", "udp_src", "udp_dst"},
               {"meter", "controller"}, {Table.FROM_VM_ACL}),
-    _contract(Table.FROM_VM_ACL, ACL_FIELDS | {"in_port"}, (), {Table.FROM_VM_PORT_ACL}),
-    _contract(Table.FROM_VM_PORT_ACL, ACL_FIELDS | {"in_port", "vlan_vid"},
-              {"meter", "push_vlan", "set:vlan_vid"}, {Table.FORWARD}),
+    _contract(Table.FROM_VM_ACL, ACL_FIELDS | {"metadata"}, (), {Table.FROM_VM_PORT_ACL}),
+    _contract(Table.FROM_VM_PORT_ACL, ACL_FIELDS | {"in_port", "vlan_vid", "metadata"},
+              {"push_vlan", "set:vlan_vid"}, {Table.FORWARD}),
     _contract(Table.FORWARD, {"vlan_vid", "eth_dst"},
               {"output", "pop_vlan", "set:metadata", "write_metadata"},
               {Table.TO_VM_ACL, Table.TO_VM_PORT_ACL},
               {Table.TO_VM_ACL, Table.TO_VM_PORT_ACL}),
     _contract(Table.TO_VM_ACL, ACL_FIELDS | {"metadata"}, (), {Table.TO_VM_PORT_ACL}),
-    _contract(Table.TO_VM_PORT_ACL, ACL_FIELDS | {"metadata", "vlan_vid"}, {"output"}),
+    _contract(Table.TO_VM_PORT_ACL, ACL_FIELDS | {"metadata", "vlan_vid"}, {"output"},
+              {Table.OUTPUT}),
+    _contract(Table.OUTPUT, {"metadata"}, {"output"}),
 )}
 
 

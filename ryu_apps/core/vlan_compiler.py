@@ -20,7 +20,7 @@ from ryu_apps.core.flowspec import (
     make_match,
     tagged,
 )
-from ryu_apps.core.pipeline import Priority, Table
+from ryu_apps.core.pipeline import Priority, Table, to_vm_metadata
 
 #: Flood actions repeat per member port on every switch: share the objects.
 _RESUBMIT_TO_VM_ACL = Resubmit(Table.TO_VM_ACL)
@@ -50,7 +50,8 @@ def vlan_flows(fabric: Fabric, vlan: int, members: Iterable[Binding]) -> Set[Ent
     entries: Set[Entry] = set()
     for dpid in fabric.switches:
         up_ports = sorted(fabric.flood_ports(dpid, member_switches - {dpid}))
-        local = sorted({b.port for b in members if b.dpid == dpid})
+        local = sorted({to_vm_metadata(b.port, b.template_id)
+                        for b in members if b.dpid == dpid})
         entries |= vlan_switch_flows(fabric, vlan, dpid, up_ports, local,
                                      dpid in present_switches)
     return entries
@@ -61,9 +62,11 @@ def vlan_switch_flows(fabric: Fabric, vlan: int, dpid: int, up_ports: Sequence[i
     """A VLAN's shared flows on one switch.
 
     ``up_ports``: the switch's tree ports toward other switches with VMs of the
-    VLAN (sorted); ``local_ports``: its own ports with forwarding VMs of the
-    VLAN (sorted); ``present``: it hosts a VM of the VLAN in any state that
-    needs the way up (forwarding or pre-provisioned).
+    VLAN (sorted); ``local_ports``: the delivery metadata (port and template tag,
+    :func:`~ryu_apps.core.pipeline.to_vm_metadata`) of its own forwarding VMs of
+    the VLAN (sorted; only switches that host VMs use them); ``present``: it
+    hosts a VM of the VLAN in any state that needs the way up (forwarding or
+    pre-provisioned).
     """
     info = fabric.switches.get(dpid)
     if info is None:

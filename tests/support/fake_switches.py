@@ -182,7 +182,9 @@ class FakeSwitches:
                     assert instruction.table_id > table_id, "goto must go forward"
                     next_table = instruction.table_id
                 elif isinstance(instruction, WriteMetadata):
-                    packet = replace(packet, metadata=instruction.value)
+                    mask = instruction.mask
+                    packet = replace(packet, metadata=(packet.metadata & ~mask)
+                                     | (instruction.value & mask))
                 elif isinstance(instruction, ApplyActions):
                     packet = self._apply_actions(dpid, instruction.actions, packet,
                                                  in_port, outputs, depth)

@@ -8,6 +8,7 @@ from ryu_apps.core.fabric import PortRef, Role
 from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.flowspec import OFPP_CONTROLLER
 from ryu_apps.core.identifiers import PrefixScheme
+from ryu_apps.core.pipeline import TAG_MASK, template_tag, to_vm_metadata
 from ryu_apps.core.template_validation import build_library
 from tests.support.fake_switches import FakeSwitches, Packet
 from tests.support.invariants import check_event
@@ -128,7 +129,11 @@ def test_every_flow_is_ours_and_binding_flows_name_their_binding(lab):
             fields = spec.match_dict()
             assert (binding.mac in fields.values()
                     or (spec.dpid == binding.dpid
-                        and binding.port in (fields.get("in_port"), fields.get("metadata"))))
+                        and (fields.get("in_port") == binding.port or fields.get("metadata")
+                             == to_vm_metadata(binding.port, binding.template_id))))
+        elif owner.kind is CookieKind.TEMPLATE:   # shared: selected by the template's tag
+            assert spec.match_dict()["metadata"][0] & TAG_MASK == template_tag(
+                owner.template_id)
 
 
 def test_a_vm_seen_on_another_port_moves_once_its_old_port_is_gone_and_leaves_nothing(lab):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ryu_apps.core.cookies import CookieKind, decode_cookie
+from ryu_apps.core.cookies import CookieKind, decode_cookie, template_owner
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef, Role
 from ryu_apps.core.identifiers import PrefixScheme
@@ -62,13 +62,14 @@ def test_reloading_an_equal_library_plans_nothing(lab):
     assert plan.flow_count() == 0
 
 
-def test_changing_one_templates_acl_touches_only_its_vms_flows(lab):
+def test_changing_one_templates_acl_touches_only_its_shared_flows(lab):
     engine, switches, library = lab
-    db_owners = {engine.bindings[mac].owner for mac in DB}
+    # the ACL is shared by the template's VMs on each server: their own flows stay
+    db_owners = {engine.bindings[mac].owner for mac in DB} | {template_owner(252)}
     before = {owner: engine.desired.flows_of(owner) for owner in db_owners}
     plan = engine.set_library(_with_vswitch_default(library, 252, Action.ALLOW))
     assert plan.flow_count() > 0
-    assert _touched_owners(plan) <= db_owners
+    assert _touched_owners(plan) == {template_owner(252)}
     # exactly the entries whose actions changed: each database VM's default rules
     after = {owner: engine.desired.flows_of(owner) for owner in db_owners}
     expected = sum(len(after[o] - before[o]) + len({f.key for f in before[o]}
@@ -86,8 +87,12 @@ def test_a_template_that_left_the_library_deprovisions_only_its_vms(lab):
     plan = engine.set_library(dataclasses.replace(library, templates=templates))
     owners = _touched_owners(plan)
     assert {o.kind for o in owners} <= {CookieKind.BINDING, CookieKind.VLAN,
-                                        CookieKind.PORT_GROUP}
+                                        CookieKind.PORT_GROUP, CookieKind.TEMPLATE}
     assert {o.template_id for o in owners if o.kind is CookieKind.BINDING} == {254}
+    assert {o.template_id for o in owners if o.kind is CookieKind.TEMPLATE} == {254}
+    assert not any(decode_cookie(f.cookie).template_id == 254
+                   for dpid in engine.fabric.switches for f in engine.desired.on_switch(dpid)
+                   if decode_cookie(f.cookie) is not None)
     assert MGMT[0] not in engine.bindings
     assert all(mac in engine.bindings for mac in WEB + DB)
 

@@ -10,8 +10,10 @@ from benchmarks.ofload.reference import engine_for
 from benchmarks.ofload.topology import FIRST_VM_PORT, datacenter
 from ryu_apps.app import openflow, openflow_bytes
 from ryu_apps.core.flowspec import (
-    FlowSpec, MeterSpec, Output, Resubmit, SetField, flow, make_match)
+    FlowSpec, GotoTable, MeterSpec, Output, Resubmit, SetField, WriteMetadata, flow, make_match)
 from ryu_apps.core.identifiers import format_mac
+from ryu_apps.core.pipeline import (
+    LEARN_IP_BIT, TAG_MASK, from_vm_metadata, template_metadata_match)
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARIES = [ROOT / "templates", *sorted((ROOT / "tests/integration/libraries").iterdir())]
@@ -78,6 +80,19 @@ def test_masked_fields_and_set_field_encode_like_ryu():
                 actions=(SetField("vlan_vid", 0x1064), SetField("eth_dst", "00:fa:00:00:00:01"),
                          Output(4)), goto=5, meter=9, metadata=4)
     assert openflow_bytes.encoded_flow_add(spec) == _ryu(openflow.flow_add(_Datapath, spec))
+
+
+def test_masked_metadata_match_and_masked_write_encode_like_ryu():
+    tag = template_metadata_match(250, learn_ip=False)
+    spec = flow(7, 1, 50001, make_match(metadata=tag, eth_type=0x0806), 0xD9700FA000000FA)
+    assert openflow_bytes.encoded_flow_add(spec) == _ryu(openflow.flow_add(_Datapath, spec))
+    assert openflow_bytes.encoded_flow_delete(spec) == _ryu(openflow.flow_delete(_Datapath, spec))
+    written = FlowSpec(7, 0, 50000, make_match(in_port=3, eth_src="00:fa:00:00:00:01"),
+                       (WriteMetadata(from_vm_metadata(250, True), TAG_MASK | LEARN_IP_BIT),
+                        GotoTable(1)), 0xD9100FA000000001)
+    openflow_bytes._encode_flow_add(written)   # on the fast path, not Ryu's
+    assert openflow_bytes.encoded_flow_add(written) == _ryu(openflow.flow_add(_Datapath,
+                                                                               written))
 
 
 def test_nicira_resubmit_encodes_like_ryu():

@@ -52,4 +52,4 @@ def test_violations_name_every_broken_part():
         "ip_proto, ipv4_dst, ipv4_src, ipv6_dst, ipv6_src, metadata, tcp_dst, tcp_src, "
         "udp_dst, udp_src, vlan_vid)",
         "table TO_VM_PORT_ACL: action push_vlan not allowed (allowed: output)",
-        "table TO_VM_PORT_ACL: goto FORWARD not allowed (allowed: none)"]
+        "table TO_VM_PORT_ACL: goto FORWARD not allowed (allowed: OUTPUT)"]

@@ -1,0 +1,243 @@
+"""A template's ACLs, compiled once per server bridge and shared by its VMs there (pure).
+
+Each VM's classifier flow writes its template tag into the pipeline metadata
+(:func:`~ryu_apps.core.pipeline.from_vm_metadata`), and each delivery toward
+a VM writes the VM's port and tag (:func:`~ryu_apps.core.pipeline.to_vm_metadata`);
+the flows here match that tag, so a server holds each template's rules once
+whatever the number of its VMs:
+
+- ANTI_SPOOF: DHCP and ARP probes from 0.0.0.0 pass; IPv4 and ARP of a VM
+  whose address is not bound yet (the learn bit) go to the controller; other
+  IPv4 and ARP are dropped (the VM's own flows allow its bound address); the
+  rest passes (templates that do not bind the IP: everything passes).
+- FROM_VM_ACL / TO_VM_ACL: the template's virtual-switch ACL.
+- FROM_VM_PORT_ACL / TO_VM_PORT_ACL: tag with the VLAN on the way out and
+  pass on the way in, or, where the template merge moved the port-side rules
+  to the server (``merged``), the template's port-side ACL.
+
+The flows exist while a VM of the template that needs them is on the server
+(:class:`SharedDesired` counts them); their cookie kind is TEMPLATE.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Optional, Set, Tuple
+
+from ryu_apps.core.cookies import CookieKind, Owner, template_owner
+from ryu_apps.core.flow_compiler import Entry, Placement, acl_flows, needs_template
+from ryu_apps.core.flow_plan import DesiredFlows, Plan, Recipe, diff_flows
+from ryu_apps.core.flowspec import (
+    OFPP_CONTROLLER,
+    Output,
+    PushVlan,
+    SetField,
+    flow,
+    make_match,
+    tagged,
+)
+from ryu_apps.core.pipeline import (
+    PACKET_IN_METER,
+    Priority,
+    Table,
+    template_metadata_match,
+)
+from ryu_apps.core.switch_flows import PACKET_IN_BYTES
+from ryu_apps.core.template_model import ETH_ARP, ETH_IPV4, Direction, Template
+
+#: (server bridge, template id)
+TemplateKey = Tuple[int, int]
+#: A VM's use of shared flows: its key, whether its port-side rules moved, its template.
+Use = Tuple[TemplateKey, bool, Template]
+
+
+def template_flows(dpid: int, template: Template, merged: bool) -> Set[Entry]:
+    """A template's shared flows on one server bridge.
+
+    ``merged``: its port-side rules sit on the server (the template merge);
+    then a port-side limit is metered per VM by the VM's own flows, and the
+    template has no shared pass in ANTI_SPOOF.
+    """
+    cookie = template_owner(template.template_id).cookie
+    tag = {"metadata": template_metadata_match(template.template_id)}
+    vswitch, side = template.virtual_switch, template.access_port
+    metered_per_vm = merged and side.bandwidth is not None
+    entries = _anti_spoof(dpid, template, cookie, shared_pass=not metered_per_vm)
+    entries |= acl_flows(dpid, Table.FROM_VM_ACL, tag, cookie, vswitch.acl,
+                         Direction.FROM_VM, vswitch.default_action,
+                         allow=dict(goto=Table.FROM_VM_PORT_ACL))
+    entries |= acl_flows(dpid, Table.TO_VM_ACL, tag, cookie, vswitch.acl,
+                         Direction.TO_VM, vswitch.default_action,
+                         allow=dict(goto=Table.TO_VM_PORT_ACL))
+    push = (PushVlan(), SetField("vlan_vid", tagged(template.vlan)))
+    if not merged:
+        match = make_match(**tag)
+        entries.add(flow(dpid, Table.FROM_VM_PORT_ACL, Priority.BINDING, match, cookie,
+                         actions=push, goto=Table.FORWARD))
+        entries.add(flow(dpid, Table.TO_VM_PORT_ACL, Priority.BINDING, match, cookie,
+                         goto=Table.OUTPUT))
+        return entries
+    entries |= acl_flows(dpid, Table.FROM_VM_PORT_ACL, tag, cookie, side.acl,
+                         Direction.FROM_VM, side.default_action,
+                         allow=dict(actions=push, goto=Table.FORWARD))
+    entries |= acl_flows(dpid, Table.TO_VM_PORT_ACL, tag, cookie, side.acl,
+                         Direction.TO_VM, side.default_action,
+                         allow=dict(goto=Table.OUTPUT))
+    return entries
+
+
+def _anti_spoof(dpid: int, template: Template, cookie: int,
+                shared_pass: bool) -> Set[Entry]:
+    """The anti-spoofing every VM of the template shares (see the module's docstring)."""
+    template_id = template.template_id
+    table, goto = Table.ANTI_SPOOF, Table.FROM_VM_ACL
+    tag = template_metadata_match(template_id)
+    entries: Set[Entry] = set()
+    if shared_pass:
+        entries.add(flow(dpid, table, Priority.BINDING, make_match(metadata=tag), cookie,
+                         goto=goto))
+    if not template.virtual_switch.bind_ip:
+        return entries
+    # DHCP and ARP probes carry 0.0.0.0 before the VM has an address.
+    entries.add(flow(dpid, table, Priority.SPOOF_ALLOW,
+                     make_match(metadata=tag, eth_type=ETH_IPV4, ipv4_src="0.0.0.0",
+                                ip_proto=17, udp_src=68, udp_dst=67), cookie, goto=goto))
+    entries.add(flow(dpid, table, Priority.SPOOF_ALLOW,
+                     make_match(metadata=tag, eth_type=ETH_ARP, arp_spa="0.0.0.0"), cookie,
+                     goto=goto))
+    learning = template_metadata_match(template_id, learn_ip=True)
+    bound = template_metadata_match(template_id, learn_ip=False)
+    to_controller = (Output(OFPP_CONTROLLER, PACKET_IN_BYTES),)
+    for ethertype in (ETH_IPV4, ETH_ARP):
+        entries.add(flow(dpid, table, Priority.SPOOF_LEARN,
+                         make_match(metadata=learning, eth_type=ethertype), cookie,
+                         meter=PACKET_IN_METER, actions=to_controller))
+        entries.add(flow(dpid, table, Priority.SPOOF_LEARN,
+                         make_match(metadata=bound, eth_type=ethertype), cookie))
+    return entries
+
+
+class TemplateUse:
+    """Which VMs use each template's shared flows on each server, and what those flows
+    are compiled from (kept instead of the flows, like a VM's placement)."""
+
+    def __init__(self) -> None:
+        #: key -> [its VMs, those of them whose port-side rules moved to the server]
+        self.count: Dict[TemplateKey, List[int]] = {}
+        #: key -> the template object its VMs were last placed with
+        self.template: Dict[TemplateKey, Template] = {}
+        #: server -> template id -> (template, merged) its shared flows compile from
+        self.compiled: Dict[int, Dict[int, Tuple[Template, bool]]] = {}
+        #: keys whose flows may have to change
+        self.dirty: Set[TemplateKey] = set()
+
+    def change(self, old: Optional[Use], new: Optional[Use]) -> None:
+        """A VM's use of shared flows went from ``old`` to ``new`` (None: no use)."""
+        if old is not None and (new is None or old[:2] != new[:2]):
+            self._count(old[0], old[1], -1)
+        if new is None:
+            return
+        if old is None or old[:2] != new[:2]:
+            self._count(new[0], new[1], +1)
+        if self.template.get(new[0]) is not new[2]:
+            self.template[new[0]] = new[2]
+            self.dirty.add(new[0])
+
+    def _count(self, key: TemplateKey, moved: bool, delta: int) -> None:
+        counts = self.count.setdefault(key, [0, 0])
+        counts[0] += delta
+        counts[1] += delta if moved else 0
+        if not counts[0]:
+            del self.count[key]
+        self.dirty.add(key)
+
+    def refresh(self, plan: Plan) -> None:
+        """Recompile the dirty keys whose inputs changed; their changes into ``plan``."""
+        for key in sorted(self.dirty):
+            dpid, template_id = key
+            on_switch = self.compiled.setdefault(dpid, {})
+            done = on_switch.get(template_id)
+            counts = self.count.get(key)
+            wanted = None
+            if counts:
+                wanted = (self.template[key], counts[1] > 0)
+            else:
+                self.template.pop(key, None)
+            if _same_recipe(done, wanted):
+                continue
+            diff_flows(template_flows(dpid, *done) if done else (),
+                       template_flows(dpid, *wanted) if wanted else (), plan)
+            if wanted is None:
+                on_switch.pop(template_id, None)
+            else:
+                on_switch[template_id] = wanted
+            if not on_switch:
+                del self.compiled[dpid]
+        self.dirty.clear()
+
+    def flows_on(self, dpid: int, template_id: Optional[int] = None) -> Set[Entry]:
+        """The shared flows on one server (of one template, if given)."""
+        found: Set[Entry] = set()
+        for held, recipe in self.compiled.get(dpid, {}).items():
+            if template_id is None or held == template_id:
+                found |= template_flows(dpid, *recipe)
+        return found
+
+
+class SharedDesired(DesiredFlows):
+    """Desired flows that also keep each template's shared flows on each server in step
+    with the VMs placed there: added with a template's first VM on a server, removed
+    after its last, rewritten once per server when the template changes
+    (:meth:`refresh_templates`, once per event, after the placements). Like a VM's,
+    they are compiled again when needed, not stored."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.templates = TemplateUse()
+
+    def place(self, owner: Owner, recipe: Recipe, plan: Plan) -> None:
+        old = self._recipes.get(owner.cookie)
+        super().place(owner, recipe, plan)
+        if owner.kind is CookieKind.BINDING:
+            self.templates.change(_use(old), _use(recipe))
+
+    def replace(self, owner: Owner, flows: Iterable[Entry], plan: Plan,
+                dpid: int | None = None) -> None:
+        old = self._recipes.get(owner.cookie)
+        super().replace(owner, flows, plan, dpid)
+        if owner.kind is CookieKind.BINDING:   # a VM's flows are set: no recipe any more
+            self.templates.change(_use(old), None)
+
+    def refresh_templates(self, plan: Plan) -> None:
+        """Bring the templates' shared flows in step with the placed VMs."""
+        self.templates.refresh(plan)
+
+    def owners(self) -> List[Owner]:
+        shared = {template_owner(template_id) for held in self.templates.compiled.values()
+                  for template_id in held}
+        return sorted(set(super().owners()) | shared)
+
+    def flows_of(self, owner: Owner) -> Set[Entry]:
+        if owner.kind is not CookieKind.TEMPLATE:
+            return super().flows_of(owner)
+        found: Set[Entry] = set()
+        for dpid in self.templates.compiled:
+            found |= self.templates.flows_on(dpid, owner.template_id)
+        return found
+
+    def on_switch(self, dpid: int) -> Set[Entry]:
+        return super().on_switch(dpid) | self.templates.flows_on(dpid)
+
+
+def _same_recipe(done: Optional[Tuple[Template, bool]],
+                 wanted: Optional[Tuple[Template, bool]]) -> bool:
+    if done is None or wanted is None:
+        return done is wanted
+    return done[0] is wanted[0] and done[1] == wanted[1]
+
+
+def _use(recipe: Optional[Recipe]) -> Optional[Use]:
+    """What a VM's placement uses: its server and template, whether merged, the template."""
+    if not isinstance(recipe, Placement) or not needs_template(recipe.binding):
+        return None
+    binding = recipe.binding
+    return ((binding.dpid, binding.template_id), recipe.port_rules_on_vswitch, recipe.template)
