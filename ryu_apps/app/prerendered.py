@@ -7,10 +7,11 @@ constant values, actions) and those values, encodes each shape once through
 the general encoder (:mod:`ryu_apps.app.openflow_bytes`), finds where each
 value lands in the bytes by re-encoding the shape with that value changed, and
 from then on writes a spec of that shape by copying the shape's bytes and
-patching the values in. Nothing here knows today's flow list: whatever specs
-the compiler produces become shapes. A shape whose bytes do not patch cleanly
-(a value whose encoding moves other bytes) is marked and always goes through
-the general encoder. The result is byte-identical to the general encoder
+patching the values in (a shape is learnt when it is seen a second time, and
+only with at most :data:`MAX_VALUES` values). Nothing here knows today's flow
+list: whatever specs the compiler produces become shapes. A shape whose bytes
+do not patch cleanly (a value whose encoding moves other bytes) is marked and
+always goes through the general encoder. The result is byte-identical to the general encoder
 (tests/unit/test_prerendered.py checks every default template and random VMs).
 """
 
@@ -42,6 +43,10 @@ _COOKIE, _PORT, _METER, _METADATA = ("int", 8), ("int", 4), ("int", 4), ("int", 
 #: Flows of these kinds are one-offs (a refused MAC, a probe): the general encoder.
 _ONE_OFF_KINDS = frozenset({int(CookieKind.QUARANTINE), int(CookieKind.LIVENESS)})
 SHAPES_LIMIT = 20_000
+#: A shape is learnt the second time it is seen (a one-off is not worth its
+#: learning: one encoding per value), and only with at most this many values (a
+#: VLAN's flood entry, one output per member, changes shape with every member).
+MAX_VALUES = 8
 
 Kind = Tuple[str, int]
 Slot = Tuple[int, Kind]   # (offset in the message, value kind)
@@ -222,13 +227,27 @@ def _learn(values: List[Any], kinds: List[Kind], encode: Callable[[List[Any]], b
     return shape
 
 
+_SEEN_ONCE: Dict[tuple, None] = {}
+
+
 def _shape_of(key: tuple, values: List[Any], kinds: Callable[[], List[Kind]],
               encode: Callable[[List[Any]], bytes]) -> _Shape:
+    """The shape's bytes and slots; :data:`_UNPATCHABLE` the first time it is seen,
+    or when it has too many values to be worth learning."""
     shape = _SHAPES.get(key)
-    if shape is None:
-        if len(_SHAPES) >= SHAPES_LIMIT:
-            _SHAPES.clear()
-        shape = _SHAPES[key] = _learn(values, kinds(), encode)
+    if shape is not None:
+        return shape
+    if len(values) > MAX_VALUES:
+        return _UNPATCHABLE
+    if key not in _SEEN_ONCE:
+        if len(_SEEN_ONCE) >= SHAPES_LIMIT:
+            _SEEN_ONCE.clear()
+        _SEEN_ONCE[key] = None
+        return _UNPATCHABLE
+    if len(_SHAPES) >= SHAPES_LIMIT:
+        _SHAPES.clear()
+    del _SEEN_ONCE[key]
+    shape = _SHAPES[key] = _learn(values, kinds(), encode)
     return shape
 
 
