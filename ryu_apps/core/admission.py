@@ -68,8 +68,7 @@ def _provision(st: "EngineState", template: Template, mac: str, existing: Option
     VM and its address, as the frame's second trip through the controller would."""
     ip = existing.ip if existing else st.ports.expected_ips.pop(mac, None)
     if ip is None and sender_ip is not None and template.virtual_switch.bind_ip:
-        ip = sender_ip
-        verdict.plan.notes.append(f"VM {mac} bound to IP {sender_ip}")
+        ip = sender_ip   # no note: the provisioning line is logged, the IP is in its binding
     binding = Binding(st.table.allocate_id(), mac, template.template_id,
                       template.name, template.vlan, dpid, port, since=now,
                       ip=ip, detected_by=detected_by, device=st.topo.device_of(dpid),
