@@ -26,7 +26,8 @@ rules, so those servers carry the template merge). Links arrive by
   and one that comes back empty.
 
 Run: ``python -m benchmarks.scale [--quick] [--sizes 1000,10000] [--name NAME]``.
-(``--per-server 10,100,600`` and ``--per-server-bindings N`` set the second sweep.)
+(``--per-server 10,100,600`` and ``--per-server-bindings N`` set the second sweep;
+``--gc-pauses 50000`` only measures the collector's pauses, heap as filled vs settled.)
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
-                               read_results, replot, save_figure, summary)
+                               read_results, replot, save_figure, summary, write_results)
 
 ROOT = Path(__file__).resolve().parent.parent
 VMS_PER_SERVER = 30
@@ -76,7 +77,8 @@ class DataCenter:
         self.server_dpids = [0x30000 + i for i in range(self.servers)]
         self.vms: List[tuple] = []      # (dpid, port, mac)
         self._serial = 0
-        self._next_free: Dict[int, int] = {d: FREE_PORT_BASE for d in self.server_dpids}
+        first_free = max(FREE_PORT_BASE, self.vm_port(vms_per_server) + 1)
+        self._next_free: Dict[int, int] = {d: first_free for d in self.server_dpids}
 
     # -- building ------------------------------------------------------------
     def build_fabric(self) -> None:
@@ -112,11 +114,16 @@ class DataCenter:
         engine = self.engine
         for n in range(start, bindings):
             dpid = self.server_dpids[n // self.vms_per_server]
-            port = 1 + n % self.vms_per_server
+            port = self.vm_port(n % self.vms_per_server)
             mac = self.new_mac()
             verdict = engine.packet_in(dpid, port, mac, b"", now=0.0)
             engine.confirm(verdict.plan.confirms)
             self.vms.append((dpid, port, mac))
+
+    @staticmethod
+    def vm_port(index: int) -> int:
+        """The port of a server's ``index``-th VM (ports from 1, the uplink skipped)."""
+        return index + 1 if index + 1 < UPLINK else index + 2
 
     def free_port(self, dpid: int) -> int:
         port = self._next_free[dpid]
@@ -337,6 +344,45 @@ def measure_per_server(bindings: int, vms_per_server: int, samples: int) -> dict
             "new_vm_us": summary(took)}
 
 
+def measure_gc_pauses(bindings: int, vms: int = 3000) -> dict:
+    """The collector's pauses (CPU time of each collection) while ``vms`` new VMs come
+    and go at ``bindings`` bindings: first as filled, then after settle_heap()."""
+    dc = DataCenter(bindings)
+    dc.build_fabric()
+    dc.populate(bindings)
+    pauses: List[tuple] = []
+    started: Dict[str, float] = {}
+
+    def watch(phase: str, info: dict) -> None:
+        if phase == "start":
+            started["cpu"] = time.process_time()
+        else:
+            pauses.append((info["generation"], time.process_time() - started["cpu"]))
+
+    engine, figures = dc.engine, {}
+    gc.callbacks.append(watch)
+    try:
+        for label in ("as filled", "settled"):
+            if label == "settled":
+                settle_heap()
+            pauses.clear()
+            for _ in range(vms):
+                dpid = dc.rng.choice(dc.server_dpids)
+                port, mac = dc.free_port(dpid), dc.new_mac()
+                verdict = engine.packet_in(dpid, port, mac, b"f", now=0.0,
+                                           sender_ip=_ip_of(dc))
+                engine.confirm(verdict.plan.confirms)
+                engine.port_down(dpid, port, now=0.0)
+            full = [t for generation, t in pauses if generation == 2]
+            figures[label] = {"collections": len(pauses), "full": len(full),
+                              "longest_full_ms": 1000 * max(full, default=0.0),
+                              "longest_ms": 1000 * max((t for _, t in pauses), default=0.0)}
+    finally:
+        gc.callbacks.remove(watch)
+        gc.unfreeze()
+    return {"bindings": bindings, "new_vms": vms, "pauses": figures}
+
+
 def _byte_renderer():
     """A function encoding a plan as the app sends it (None without Ryu)."""
     try:
@@ -512,12 +558,23 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--per-server", help="comma-separated VMs per server (second sweep)")
     parser.add_argument("--per-server-bindings", type=int,
                         help="bindings in the VMs-per-server sweep (default 10000)")
+    parser.add_argument("--gc-pauses", type=int, metavar="BINDINGS",
+                        help="only the collector's pauses while new VMs arrive at BINDINGS, "
+                             "heap as filled vs settled (saved as scale-gc)")
     args = parser.parse_args(argv)
     name = args.name or ("scale-quick" if args.quick else "scale")
     if args.plot_only:
         replot(name, plot)
         return
     print_machine()
+    if args.gc_pauses:
+        found = measure_gc_pauses(args.gc_pauses)
+        rows = [[label, f["collections"], f["full"], round(f["longest_full_ms"], 1),
+                 round(f["longest_ms"], 1)] for label, f in found["pauses"].items()]
+        print(format_table(["heap", "collections", "full", "longest full ms CPU",
+                            "longest ms CPU"], rows))
+        write_results(args.name or "scale-gc", found)
+        return
     sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
              else [300, 1000] if args.quick else [1000, 10000, 50000])
     samples = args.samples or (30 if args.quick else 300)
