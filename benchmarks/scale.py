@@ -12,15 +12,22 @@ rules, so those servers carry the template merge). Links arrive by
   growth per binding over the other VMs (no tracemalloc running);
 - flows per VM on a server switch, an access switch and a fabric switch,
   shared per-VLAN / per-port flows amortised over the VMs;
-- the engine call for each event kind (µs, including building its plan): a
-  new VM's packet-in, a known VM's packet-in, an idle timeout (flow_removed),
-  a VM port going down, a migration (notify migrating + the VM's arrival), a
-  server link flap (port down + link seen again); and, separately, rendering
-  a new VM's plan into OpenFlow messages (the edge's cost, ryu_apps/app/openflow.py);
+- the engine call for each event kind (µs, including building its plan), after
+  the heap is settled as the app settles it when its warm start ends
+  (``gc.collect`` then ``gc.freeze``, ryu_apps.app.wiring.settle_heap): a
+  new VM's packet-in (its first frame carries its IP), a known VM's packet-in,
+  an idle timeout (flow_removed), a VM port going down, a migration (notify
+  migrating + the VM's arrival), a server link flap (port down + link seen
+  again); and, separately, rendering a new VM's plan into OpenFlow messages through Ryu's classes
+  (ryu_apps/app/openflow.py) and into bytes as the app sends them (shapes
+  patched per VM, ryu_apps/app/prerendered.py);
+- a new VM's engine cost at a fixed binding count with 10 to 600 VMs per server;
 - reconciling a reconnecting server / access switch that holds all its flows,
   and one that comes back empty.
 
 Run: ``python -m benchmarks.scale [--quick] [--sizes 1000,10000] [--name NAME]``.
+(``--per-server 10,100,600`` and ``--per-server-bindings N`` set the second sweep;
+``--gc-pauses 50000`` only measures the collector's pauses, heap as filled vs settled.)
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
-                               read_results, replot, save_figure, summary)
+                               read_results, replot, save_figure, summary, write_results)
 
 ROOT = Path(__file__).resolve().parent.parent
 VMS_PER_SERVER = 30
@@ -45,14 +52,15 @@ FREE_PORT_BASE = 200    # ports above this are free on every server (new VMs, mi
 TEMPLATE_MIX = (250, 250, 250, 252, 252, 254, 240)   # web, web, web, db, db, mgmt, quarantine
 
 EVENTS = ("new_vm", "known_vm", "idle_timeout", "port_down", "migration", "link_flap",
-          "render_new_vm")
+          "render_new_vm", "bytes_new_vm")
 
 
 class DataCenter:
     """The generated fabric and the engine driven over it."""
 
     def __init__(self, bindings: int, seed: int = 1, library=None,
-                 choose_template: Callable[[random.Random], int] | None = None) -> None:
+                 choose_template: Callable[[random.Random], int] | None = None,
+                 vms_per_server: int = VMS_PER_SERVER) -> None:
         from ryu_apps.core.engine import ProvisioningEngine
         from ryu_apps.core.identifiers import PrefixScheme
         from ryu_apps.loaders.library_files import load_library
@@ -61,14 +69,16 @@ class DataCenter:
         self.library = library if library is not None else load_library(ROOT / "templates")
         self.choose_template = choose_template or (lambda rng: rng.choice(TEMPLATE_MIX))
         self.engine = ProvisioningEngine(self.library, PrefixScheme(16))
-        self.servers = max(1, -(-bindings // VMS_PER_SERVER))
+        self.vms_per_server = vms_per_server
+        self.servers = max(1, -(-bindings // vms_per_server))
         self.access = max(1, -(-self.servers // SERVERS_PER_ACCESS))
         self.fabric = [0x10000 + i for i in range(FABRIC_SWITCHES)]
         self.access_dpids = [0x20000 + i for i in range(self.access)]
         self.server_dpids = [0x30000 + i for i in range(self.servers)]
         self.vms: List[tuple] = []      # (dpid, port, mac)
         self._serial = 0
-        self._next_free: Dict[int, int] = {d: FREE_PORT_BASE for d in self.server_dpids}
+        first_free = max(FREE_PORT_BASE, self.vm_port(vms_per_server) + 1)
+        self._next_free: Dict[int, int] = {d: first_free for d in self.server_dpids}
 
     # -- building ------------------------------------------------------------
     def build_fabric(self) -> None:
@@ -99,15 +109,21 @@ class DataCenter:
         return ":".join(f"{(value >> s) & 0xFF:02x}" for s in range(40, -8, -8))
 
     def populate(self, bindings: int, start: int = 0) -> None:
-        """Provision VMs ``start`` to ``bindings``, VMS_PER_SERVER per server, by first packet."""
+        """Provision VMs ``start`` to ``bindings``, ``vms_per_server`` per server, by first
+        packet."""
         engine = self.engine
         for n in range(start, bindings):
-            dpid = self.server_dpids[n // VMS_PER_SERVER]
-            port = 1 + n % VMS_PER_SERVER
+            dpid = self.server_dpids[n // self.vms_per_server]
+            port = self.vm_port(n % self.vms_per_server)
             mac = self.new_mac()
             verdict = engine.packet_in(dpid, port, mac, b"", now=0.0)
             engine.confirm(verdict.plan.confirms)
             self.vms.append((dpid, port, mac))
+
+    @staticmethod
+    def vm_port(index: int) -> int:
+        """The port of a server's ``index``-th VM (ports from 1, the uplink skipped)."""
+        return index + 1 if index + 1 < UPLINK else index + 2
 
     def free_port(self, dpid: int) -> int:
         port = self._next_free[dpid]
@@ -203,6 +219,7 @@ def measure_events(bindings: int, samples: int) -> dict:
     gc.collect()
     rss2 = _rss_kb()
     memory = traced_populate(dc, bindings, traced)
+    settle_heap()
     engine, rng = dc.engine, dc.rng
     times: Dict[str, List[float]] = {e: [] for e in EVENTS}
 
@@ -222,15 +239,17 @@ def measure_events(bindings: int, samples: int) -> dict:
         engine.port_down(far.dpid, far.port, now=0.0)
         engine.link_seen(PortRef(server, UPLINK), far, now=0.0)
 
-    renderer = _renderer()
+    renderer, to_bytes = _renderer(), _byte_renderer()
     for _ in range(samples):
         # a new VM on a random server, then gone again (port down)
         dpid = rng.choice(dc.server_dpids)
         port, mac = dc.free_port(dpid), dc.new_mac()
-        took, verdict = _time(engine.packet_in, dpid, port, mac, b"frame", now=0.0)
+        took, verdict = _time(engine.packet_in, dpid, port, mac, b"frame", now=0.0,
+                              sender_ip=_ip_of(dc))
         times["new_vm"].append(took)
         if renderer is not None:
             times["render_new_vm"].append(_time(renderer, verdict.plan)[0])
+            times["bytes_new_vm"].append(_time(to_bytes, verdict.plan)[0])
         engine.confirm(verdict.plan.confirms)
         times["port_down"].append(_time(engine.port_down, dpid, port, now=0.0)[0])
         # a known VM speaks again
@@ -276,6 +295,7 @@ def measure_events(bindings: int, samples: int) -> dict:
         reconcile[f"{label}_empty_ms"] = took / 1000
         reconcile[f"{label}_empty_changes"] = plan.flow_count()
     flows = flows_per_vm(dc)
+    gc.unfreeze()
     return {
         "bindings": len(engine.bindings),
         "switches": flows["switches"],
@@ -289,6 +309,91 @@ def measure_events(bindings: int, samples: int) -> dict:
         "reconcile": reconcile,
         "flows": flows,
     }
+
+
+def settle_heap() -> None:
+    """What the app does when its warm start ends (ryu_apps.app.wiring.settle_heap):
+    collect, then freeze what survived, so later collections skip it."""
+    gc.collect()
+    gc.freeze()
+
+
+def _ip_of(dc: DataCenter) -> str:
+    """A fresh VM's IPv4 address (its first frame carries it)."""
+    serial = dc._serial
+    return f"10.{(serial >> 16) & 0xFF}.{(serial >> 8) & 0xFF}.{serial & 0xFF or 1}"
+
+
+def measure_per_server(bindings: int, vms_per_server: int, samples: int) -> dict:
+    """A new VM's engine cost with ``bindings`` VMs, ``vms_per_server`` on each server."""
+    dc = DataCenter(bindings, vms_per_server=vms_per_server)
+    dc.build_fabric()
+    dc.populate(bindings)
+    settle_heap()
+    engine, rng, took = dc.engine, dc.rng, []
+    for _ in range(samples):
+        dpid = rng.choice(dc.server_dpids)
+        port, mac = dc.free_port(dpid), dc.new_mac()
+        spent, verdict = _time(engine.packet_in, dpid, port, mac, b"frame", now=0.0,
+                               sender_ip=_ip_of(dc))
+        took.append(spent)
+        engine.confirm(verdict.plan.confirms)
+        engine.port_down(dpid, port, now=0.0)
+    gc.unfreeze()
+    return {"bindings": len(engine.bindings), "servers": dc.servers,
+            "new_vm_us": summary(took)}
+
+
+def measure_gc_pauses(bindings: int, vms: int = 3000) -> dict:
+    """The collector's pauses (CPU time of each collection) while ``vms`` new VMs come
+    and go at ``bindings`` bindings: first as filled, then after settle_heap()."""
+    dc = DataCenter(bindings)
+    dc.build_fabric()
+    dc.populate(bindings)
+    pauses: List[tuple] = []
+    started: Dict[str, float] = {}
+
+    def watch(phase: str, info: dict) -> None:
+        if phase == "start":
+            started["cpu"] = time.process_time()
+        else:
+            pauses.append((info["generation"], time.process_time() - started["cpu"]))
+
+    engine, figures = dc.engine, {}
+    gc.callbacks.append(watch)
+    try:
+        for label in ("as filled", "settled"):
+            if label == "settled":
+                settle_heap()
+            pauses.clear()
+            for _ in range(vms):
+                dpid = dc.rng.choice(dc.server_dpids)
+                port, mac = dc.free_port(dpid), dc.new_mac()
+                verdict = engine.packet_in(dpid, port, mac, b"f", now=0.0,
+                                           sender_ip=_ip_of(dc))
+                engine.confirm(verdict.plan.confirms)
+                engine.port_down(dpid, port, now=0.0)
+            full = [t for generation, t in pauses if generation == 2]
+            figures[label] = {"collections": len(pauses), "full": len(full),
+                              "longest_full_ms": 1000 * max(full, default=0.0),
+                              "longest_ms": 1000 * max((t for _, t in pauses), default=0.0)}
+    finally:
+        gc.callbacks.remove(watch)
+        gc.unfreeze()
+    return {"bindings": bindings, "new_vms": vms, "pauses": figures}
+
+
+def _byte_renderer():
+    """A function encoding a plan as the app sends it (None without Ryu)."""
+    try:
+        from ryu_apps.app import prerendered
+    except ImportError:
+        return None
+
+    def render(plan) -> int:
+        return sum(len(m) for changes in plan.changes.values()
+                   for m in prerendered.messages(changes))
+    return render
 
 
 def _renderer():
@@ -316,12 +421,18 @@ def _renderer():
     return render
 
 
-def run(sizes: List[int], samples: int) -> dict:
-    figures = {"sizes": {}, "vms_per_server": VMS_PER_SERVER,
-               "servers_per_access": SERVERS_PER_ACCESS, "samples": samples}
+def run(sizes: List[int], samples: int, per_server: List[int],
+        per_server_bindings: int) -> dict:
+    figures: Dict[str, Any] = {"sizes": {}, "vms_per_server": VMS_PER_SERVER,
+                               "servers_per_access": SERVERS_PER_ACCESS, "samples": samples,
+                               "per_server": {}, "per_server_bindings": per_server_bindings}
     for size in sizes:
         print(f"[scale] {size} bindings ...", flush=True)
         figures["sizes"][str(size)] = measure_events(size, samples)
+    for count in per_server:
+        print(f"[scale] {per_server_bindings} bindings, {count} VMs per server ...", flush=True)
+        figures["per_server"][str(count)] = measure_per_server(per_server_bindings, count,
+                                                               samples)
     return figures
 
 
@@ -359,6 +470,14 @@ def print_tables(figures: dict) -> None:
     print(format_table(["bindings", "server flows", "server full ms", "changes",
                         "server empty ms", "access flows", "access full ms", "changes",
                         "access empty ms", "adds"], rows))
+    rows = [[int(count), rec["bindings"], rec["servers"], rec["new_vm_us"]["n"],
+             round(rec["new_vm_us"]["p50"]), round(rec["new_vm_us"]["p90"]),
+             round(rec["new_vm_us"]["p99"]), round(rec["new_vm_us"]["max"])]
+            for count, rec in figures.get("per_server", {}).items()]
+    if rows:
+        print()
+        print(format_table(["VMs/server", "bindings", "servers", "n", "new_vm p50 us",
+                            "p90 us", "p99 us", "max us"], rows))
 
 
 def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
@@ -436,16 +555,33 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, help="events timed per kind and size")
     parser.add_argument("--name", help="results name (default scale / scale-quick)")
     parser.add_argument("--plot-only", action="store_true", help="plot the saved results")
+    parser.add_argument("--per-server", help="comma-separated VMs per server (second sweep)")
+    parser.add_argument("--per-server-bindings", type=int,
+                        help="bindings in the VMs-per-server sweep (default 10000)")
+    parser.add_argument("--gc-pauses", type=int, metavar="BINDINGS",
+                        help="only the collector's pauses while new VMs arrive at BINDINGS, "
+                             "heap as filled vs settled (saved as scale-gc)")
     args = parser.parse_args(argv)
     name = args.name or ("scale-quick" if args.quick else "scale")
     if args.plot_only:
         replot(name, plot)
         return
     print_machine()
+    if args.gc_pauses:
+        found = measure_gc_pauses(args.gc_pauses)
+        rows = [[label, f["collections"], f["full"], round(f["longest_full_ms"], 1),
+                 round(f["longest_ms"], 1)] for label, f in found["pauses"].items()]
+        print(format_table(["heap", "collections", "full", "longest full ms CPU",
+                            "longest ms CPU"], rows))
+        write_results(args.name or "scale-gc", found)
+        return
     sizes = ([int(s) for s in args.sizes.split(",")] if args.sizes
              else [300, 1000] if args.quick else [1000, 10000, 50000])
     samples = args.samples or (30 if args.quick else 300)
-    figures = run(sizes, samples)
+    per_server = ([int(s) for s in args.per_server.split(",")] if args.per_server
+                  else [10, 100] if args.quick else [10, 30, 100, 600])
+    per_server_bindings = args.per_server_bindings or (600 if args.quick else 10000)
+    figures = run(sizes, samples, per_server, per_server_bindings)
     print_tables(figures)
     publish(name, figures, plot)
 

@@ -13,7 +13,7 @@ import signal
 import time
 from typing import Any, Dict, Optional, Set
 
-from ryu_apps.app.framework import app_manager, ofproto_v1_3, set_ev_cls
+from ryu_apps.app.framework import app_manager, hub, ofproto_v1_3, set_ev_cls
 
 from ryu_apps.app import loop_events as loop
 from ryu_apps.app.device_bus import InProcessBus
@@ -26,7 +26,7 @@ from ryu_apps.app.repairs import RepairSchedule, guarded
 from ryu_apps.app.requests import Requests
 from ryu_apps.app.switch_events import SwitchEventHandlers
 from ryu_apps.app.verdicts import log_verdict
-from ryu_apps.app.wiring import build_engine, build_link_discovery
+from ryu_apps.app.wiring import build_engine, build_link_discovery, settle_heap
 from ryu_apps.core.warm_start import WarmStart
 from ryu_apps.loaders.library_check import LibraryChecker
 from ryu_apps.rest import api as rest_api
@@ -61,7 +61,8 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         #: Switches that connected and are being read back for the first time.
         self._connecting: Dict[int, Any] = {}
         self.ports: Dict[int, Set[int]] = {}
-        self.sender = PlanSender(self.datapaths, self.logger)
+        # plans of one event-loop turn share one write and barrier per switch
+        self.sender = PlanSender(self.datapaths, self.logger, schedule=hub.spawn)
         self.bus = InProcessBus(self.engine)
         self.provisioning_times = ProvisioningTimes()
         self.store_sync: Optional[StoreSync] = None   # attached below; claims new VMs
@@ -79,6 +80,7 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
                          len(self.library_keeper.current), options.templates,
                          options.identifier_scheme)
         self._attach_edges(options, kwargs["wsgi"])
+        settle_heap()   # the library and the app's parts are long-lived
 
     def _attach_edges(self, options, wsgi) -> None:
         """The REST API, the store (issue 6: library and bindings shared by several
@@ -206,6 +208,7 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
             return   # not connected: reconciled when it connects
         log = self.logger.debug if why == AUDIT else self.logger.info
         log("reconciling switch %016x (%s): reading it back", dpid, why)
+        self.sender.flush()   # the read-back sees every message sent before it
         self.readbacks.start(dpid, datapath, why)
 
     def _reconciled(self, readback: ReadBack) -> None:
@@ -250,6 +253,7 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
     def _grace_over(self, ev: loop.GraceOver) -> None:
         """The warm start is over (unless a resync began another): reconcile in full."""
         if ev.started == self.warm.started:
+            settle_heap()   # what the warm start restored is long-lived
             for dpid in sorted(self.datapaths):
                 self._reconcile_switch(dpid, "warm start over")
 
@@ -258,6 +262,7 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
     def _audit(self, ev) -> None:
         """Reconcile every connected switch not being read back already."""
         self.timers.handled(loop.Audit)
+        settle_heap()
         if not self.warm.adds_only(time.time()):
             for dpid in sorted(d for d in self.datapaths if self.readbacks.running(d) is None):
                 self._reconcile_switch(dpid, AUDIT)

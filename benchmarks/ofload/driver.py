@@ -291,8 +291,8 @@ class Load:
 
     def _deliver(self, dpid: int, port: int, frame: bytes) -> None:
         peer = self.topology.peers.get((dpid, port))
-        if peer is not None:
-            switch = self.switches[peer[0]]
+        if peer is not None and peer[0] in self.switches:   # a peer not connected yet
+            switch = self.switches[peer[0]]                 # misses this probe, not the next
             switch.counters.probes_delivered += 1
             switch.packet_in(peer[1], frame)
 

@@ -212,6 +212,22 @@ def _cached(key: tuple, encode, render) -> bytes:
     return data
 
 
+def encode_flow_add_uncached(spec: FlowSpec) -> bytes:
+    """The bytes of :func:`flow_add` for ``spec``, encoded now and not cached."""
+    try:
+        return _encode_flow_add(spec)
+    except _NotEncodable:
+        return _ryu_bytes(flow_add(_StubDatapath, spec))
+
+
+def encode_meter_mod_uncached(spec: MeterSpec, command: int) -> bytes:
+    """The bytes of :func:`meter_mod`, encoded now and not cached."""
+    try:
+        return _encode_meter_mod(spec, command)
+    except _NotEncodable:
+        return _ryu_bytes(meter_mod(_StubDatapath, spec, command))
+
+
 def encoded_flow_add(spec: FlowSpec) -> bytes:
     """The bytes of :func:`flow_add` for ``spec`` (transaction id 0)."""
     return _cached(("add", spec), lambda: _encode_flow_add(spec),

@@ -1,19 +1,29 @@
-"""Send a plan to the switches and release its packet-outs once it is confirmed.
+"""Send plans to the switches and release their packet-outs once they are confirmed.
 
 :class:`PlanSender` talks to the switches; :class:`Dispatcher` is what sending
 a plan means to the app: once every switch confirmed it, its VMs are active;
 its messages to other network devices are delivered, and their plans sent.
+
+Plans sent in one turn of the app's event loop (the packet-ins that arrived
+together) share their writes: each switch gets its messages of every plan of
+the turn, in order, as one write ending in one barrier, and that barrier's
+reply confirms all of them. Without a scheduler (tests, tools) every plan is
+written at once, as its own turn.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Protocol, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Set, Tuple
 
-from ryu_apps.app import openflow_bytes
+from ryu_apps.app import openflow_bytes, prerendered
 from ryu_apps.core.flow_plan import PacketOut, Plan
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, OFPP_TABLE
+
+#: Plans held for one turn at most; more are written at once (a bound on latency
+#: and memory when the loop never runs dry).
+MAX_PLANS_PER_TURN = 256
 
 
 @dataclass
@@ -23,6 +33,14 @@ class _Batch:
     waiting: Set[Tuple[int, int]] = field(default_factory=set)
     packet_outs: List[PacketOut] = field(default_factory=list)
     on_confirmed: Callable[[], None] | None = None
+
+
+@dataclass
+class _Pending:
+    """One switch's part of the turn: encoded messages, and the plans its barrier confirms."""
+
+    chunks: List[bytes] = field(default_factory=list)
+    batches: List[_Batch] = field(default_factory=list)
 
 
 _BARRIER = openflow_bytes.barrier_request()
@@ -46,14 +64,21 @@ def next_xid(datapath: Datapath) -> int:
 class PlanSender:
     """Flow-mods and meter-mods per switch, a barrier each; packet-outs after all.
 
-    A switch's part of a plan goes out as one write: its messages, encoded once
-    per spec, each with its own transaction id, then the barrier.
+    ``schedule(flush)`` (the app: ``hub.spawn``) runs ``flush`` when the event loop
+    has handled what was queued; plans sent before then share one write and one
+    barrier per switch. ``schedule=None``: each plan is written at once.
     """
 
-    def __init__(self, datapaths: Mapping[int, Datapath], logger) -> None:
+    def __init__(self, datapaths: Mapping[int, Datapath], logger,
+                 schedule: Optional[Callable[[Callable[[], None]], Any]] = None) -> None:
         self.datapaths = datapaths
         self.logger = logger
-        self._batches: Dict[Tuple[int, int], _Batch] = {}
+        self.schedule = schedule
+        self._batches: Dict[Tuple[int, int], List[_Batch]] = {}
+        self._pending: Dict[int, _Pending] = {}
+        self._orphans: List[_Batch] = []     # plans of the turn with nothing to confirm
+        self._held = 0                       # plans held in the turn
+        self._flush_scheduled = False
 
     def send(self, plan: Plan, on_confirmed: Callable[[], None] | None = None) -> None:
         """Send the plan; ``on_confirmed`` runs when every switch has applied it."""
@@ -61,53 +86,95 @@ class PlanSender:
             self.logger.info("%s", note)
         for warning in plan.warnings:
             self.logger.warning("%s", warning)
-        now = [out for out in plan.packet_outs if out.at_once]
-        if now:
-            self._send_packet_outs(now)
+        self._queue_packet_outs([out for out in plan.packet_outs if out.at_once])
         batch = _Batch(packet_outs=[out for out in plan.packet_outs if not out.at_once],
                        on_confirmed=on_confirmed)
+        waits = False
         for dpid, changes in plan.changes.items():
-            datapath = self.datapaths.get(dpid)
-            if datapath is None or not changes:
+            if not changes or dpid not in self.datapaths:
                 continue  # a disconnected switch is reconciled when it returns
+            pending = self._pending_for(dpid)
+            pending.chunks.extend(prerendered.messages(changes))
+            pending.batches.append(batch)
+            waits = True
+        if not waits:
+            self._orphans.append(batch)
+        self._held += 1
+        self._turn_end()
+
+    def flush(self) -> None:
+        """Write what the turn holds: per switch its messages and one barrier."""
+        self._flush_scheduled = False
+        self._held = 0
+        pending, self._pending = self._pending, {}
+        orphans, self._orphans = self._orphans, []
+        for dpid, part in pending.items():
+            datapath = self.datapaths.get(dpid)
+            if datapath is None:
+                orphans.extend(part.batches)   # gone meanwhile: reconciled when it returns
+                continue
             chunks = [openflow_bytes.with_xid(message, next_xid(datapath))
-                      for message in openflow_bytes.encoded_messages(changes)]
-            xid = next_xid(datapath)
-            chunks.append(openflow_bytes.with_xid(_BARRIER, xid))
+                      for message in part.chunks]
+            if part.batches:
+                xid = next_xid(datapath)
+                chunks.append(openflow_bytes.with_xid(_BARRIER, xid))
+                for batch in part.batches:
+                    batch.waiting.add((dpid, xid))
+                self._batches[(dpid, xid)] = part.batches
             datapath.send(b"".join(chunks))
-            batch.waiting.add((dpid, xid))
-            self._batches[(dpid, xid)] = batch
-        if not batch.waiting:
-            self._release(batch)
+        for batch in orphans:
+            if not batch.waiting:
+                self._release(batch)
+        if self._pending:   # packet-outs released above
+            self.flush()
 
     def barrier_reply(self, dpid: int, xid: int) -> None:
         """A switch confirmed everything sent before the barrier ``xid``."""
         key = (dpid, xid)
-        batch = self._batches.pop(key, None)
-        if batch is None:
-            return
-        batch.waiting.discard(key)
-        if not batch.waiting:
-            self._release(batch)
+        for batch in self._batches.pop(key, ()):
+            batch.waiting.discard(key)
+            if not batch.waiting:
+                self._release(batch)
+        self._turn_end()
 
     def forget(self, dpid: int) -> None:
-        """A switch disconnected: stop waiting for its barriers."""
+        """A switch disconnected: stop waiting for its barriers, drop what it was owed."""
+        part = self._pending.pop(dpid, None)
+        if part is not None:
+            self._orphans.extend(part.batches)
         for key in [k for k in self._batches if k[0] == dpid]:
             self.barrier_reply(*key)
+        self._turn_end()
+
+    def _pending_for(self, dpid: int) -> _Pending:
+        part = self._pending.get(dpid)
+        if part is None:
+            part = self._pending[dpid] = _Pending()
+        return part
+
+    def _turn_end(self) -> None:
+        """Flush now (no scheduler, or the turn holds too much) or once the turn ends."""
+        if not self._pending and not self._orphans:
+            return
+        if self.schedule is None or self._held >= MAX_PLANS_PER_TURN:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.schedule(self.flush)
 
     def _release(self, batch: _Batch) -> None:
-        self._send_packet_outs(batch.packet_outs)
+        self._queue_packet_outs(batch.packet_outs)
         if batch.on_confirmed is not None:
             batch.on_confirmed()
 
-    def _send_packet_outs(self, packet_outs: List[PacketOut]) -> None:
+    def _queue_packet_outs(self, packet_outs: List[PacketOut]) -> None:
+        encode = openflow_bytes.encoded_packet_out
         for out in packet_outs:
-            datapath = self.datapaths.get(out.dpid)
-            if datapath is not None:
-                encode = openflow_bytes.encoded_packet_out
-                message = (encode(out.in_port, OFPP_TABLE, out.data) if out.out_port is None
-                           else encode(OFPP_CONTROLLER, out.out_port, out.data))
-                datapath.send(openflow_bytes.with_xid(message, next_xid(datapath)))
+            if out.dpid not in self.datapaths:
+                continue
+            message = (encode(out.in_port, OFPP_TABLE, out.data) if out.out_port is None
+                       else encode(OFPP_CONTROLLER, out.out_port, out.data))
+            self._pending_for(out.dpid).chunks.append(message)
 
 
 class Dispatcher:

@@ -61,8 +61,14 @@ def admit(st: "EngineState", dpid: int, port: int, eth_src: str, now: float,
 def _provision(st: "EngineState", template: Template, mac: str, existing: Optional[Binding],
                dpid: int, port: int, now: float, detected_by: Detection, data: bytes,
                sender_ip: Optional[str], verdict: PacketVerdict) -> Binding:
-    """Bind VM ``mac`` here with ``template`` (its binding elsewhere, if any, ends)."""
+    """Bind VM ``mac`` here with ``template`` (its binding elsewhere, if any, ends).
+
+    A template that binds the VM's IP takes it from the first frame when that frame
+    carries one (ARP sender or IPv4 source, never 0.0.0.0): one plan provisions the
+    VM and its address, as the frame's second trip through the controller would."""
     ip = existing.ip if existing else st.ports.expected_ips.pop(mac, None)
+    if ip is None and sender_ip is not None and template.virtual_switch.bind_ip:
+        ip = sender_ip   # no note: the provisioning line is logged, the IP is in its binding
     binding = Binding(st.table.allocate_id(), mac, template.template_id,
                       template.name, template.vlan, dpid, port, since=now,
                       ip=ip, detected_by=detected_by, device=st.topo.device_of(dpid),

@@ -26,10 +26,14 @@ class VmState(enum.Enum):
     PRE_PROVISIONED = "pre-provisioned"
     DEPROVISIONED = "deprovisioned"
 
-    @property
-    def forwards(self) -> bool:
-        """Whether traffic to and from the VM flows in this state."""
-        return self in (VmState.PROVISIONING, VmState.ACTIVE, VmState.MIGRATING_OUT)
+    #: Whether traffic to and from the VM flows in this state (a plain attribute of
+    #: each member, set below: it is read for every member of a group per event).
+    forwards: bool
+
+
+for _state in VmState:
+    _state.forwards = _state in (VmState.PROVISIONING, VmState.ACTIVE, VmState.MIGRATING_OUT)
+del _state
 
 
 #: The name earlier code used.

@@ -44,7 +44,6 @@ class BindingTable:
         #: Ids of bindings whose port-side rules sit on their virtual-switch port.
         self.moved: Set[int] = set()
         self._by_port: Dict[PortKey, Binding] = {}
-        self._ids_in_use: Set[int] = set()
         self._next_id = 1
         self._on_member = on_member
 
@@ -64,7 +63,6 @@ class BindingTable:
             self._on_member(previous, -1)
             self._on_member(binding, +1)
         self._by_port[(binding.dpid, binding.port)] = binding
-        self._ids_in_use.add(binding.binding_id)
         self.history[binding.mac] = binding.state
 
     def remove(self, binding: Binding, final_state: Optional[VmState] = None) -> None:
@@ -107,7 +105,7 @@ class BindingTable:
     def allocate_id(self) -> int:
         """A binding id no binding holds."""
         candidate = self._next_id
-        while candidate in self._ids_in_use:
+        while self.id_in_use(candidate):
             candidate = candidate % MAX_BINDING_ID + 1
         self._next_id = candidate % MAX_BINDING_ID + 1
         return candidate
@@ -118,8 +116,9 @@ class BindingTable:
         return self._by_port.get((dpid, port))
 
     def id_in_use(self, binding_id: int) -> bool:
-        """Whether a binding of any table holds this id."""
-        return binding_id in self._ids_in_use
+        """Whether a binding of any table holds this id (outgoing ones are few: the
+        VMs migrating out right now)."""
+        return self._held(binding_id)
 
     def __iter__(self) -> Iterator[Binding]:
         """Current and incoming bindings."""
@@ -152,8 +151,6 @@ class BindingTable:
         key = (binding.dpid, binding.port)
         if _same(self._by_port.get(key), binding):
             del self._by_port[key]
-        if not self._held(binding.binding_id):
-            self._ids_in_use.discard(binding.binding_id)
 
     def _held(self, binding_id: int) -> bool:
         if binding_id in self.index.by_id:

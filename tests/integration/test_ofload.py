@@ -9,6 +9,7 @@ from benchmarks.ofload import frames
 from benchmarks.ofload.driver import LoadConfig
 from benchmarks.ofload.reference import binding_mods, engine_for, expected_binding_mods
 from benchmarks.ofload.topology import FIRST_VM_PORT, datacenter
+from ryu_apps.core.frames import parse_frame
 from ryu_apps.core.identifiers import format_mac
 
 pytestmark = pytest.mark.integration
@@ -24,20 +25,39 @@ def _config(**overrides) -> LoadConfig:
 
 
 def _possible_server_mods(count: int) -> set:
-    """Binding mods on the server in the plan that provisions each VM, by the pure engine.
+    """Binding mods on the server confirmed by each VM's first barrier, by the pure engine.
 
     The count depends on which VMs share an access port (templates whose
     port-side rules conflict move them to the server), so the generator's VMs
-    are replayed in order and every count seen is allowed.
+    are replayed in order, each with its first frame (whose IP the first plan
+    binds). Plans of one event-loop turn share a barrier, so a VM's first
+    barrier confirms its provisioning plan's mods plus those later plans of the
+    turn re-sent for it: every prefix of those is allowed.
     """
     topo = datacenter(2, 2, dpid_base=0)
     engine = engine_for(topo, throughput.TEMPLATES)
-    seen = set()
+    first: dict = {}
+    later: dict = {}
     for n in range(count):
         server = topo.servers[n % len(topo.servers)]
         mac = frames.vm_mac(TEMPLATES[n % len(TEMPLATES)], n)
-        verdict = engine.packet_in(server.dpid, FIRST_VM_PORT + n, format_mac(mac), b"", now=0.0)
-        seen.add(binding_mods(verdict.plan, verdict.provisioned.binding_id)[server.dpid])
+        frame = frames.first_frame("ipv4", mac, n)
+        verdict = engine.packet_in(server.dpid, FIRST_VM_PORT + n, format_mac(mac), frame,
+                                   now=0.0, sender_ip=parse_frame(frame).sender_ip)
+        own = verdict.provisioned.binding_id
+        first[own] = binding_mods(verdict.plan, own)[server.dpid]
+        for binding_id in list(later):
+            resent = binding_mods(verdict.plan, binding_id)[server.dpid]
+            if resent:
+                later[binding_id].append(resent)
+        later[own] = []
+    seen = set()
+    for binding_id, count_first in first.items():
+        total = count_first
+        seen.add(total)
+        for resent in later[binding_id]:
+            total += resent
+            seen.add(total)
     return seen
 
 

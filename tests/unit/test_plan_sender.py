@@ -43,3 +43,90 @@ def test_packet_outs_wait_for_the_barrier_unless_sent_at_once():
     sender.barrier_reply(1, barrier_xid)
     assert [kind for kind, _, _ in datapath.sent][3:] == [OFPT_PACKET_OUT]
     assert datapath.sent[3][2].endswith(b"\x00" * 60)
+
+
+class ManualTurn:
+    """Stands for hub.spawn: the flush runs when the test ends the loop's turn."""
+
+    def __init__(self):
+        self.scheduled = []
+
+    def __call__(self, flush):
+        self.scheduled.append(flush)
+
+    def end(self):
+        scheduled, self.scheduled = self.scheduled, []
+        for flush in scheduled:
+            flush()
+
+
+def _vm_plan(port, dpids=(1, 2)):
+    plan = Plan()
+    plan.packet_outs.append(PacketOut(1, port, bytes([port]) * 60))
+    for dpid in dpids:
+        plan.for_switch(dpid).add(flow(dpid, 0, 100, make_match(in_port=port),
+                                       0xD910000000000000 + port))
+    return plan
+
+
+def test_plans_of_one_turn_share_one_write_and_one_barrier_per_switch():
+    datapaths = {1: RecordingDatapath(), 2: RecordingDatapath()}
+    writes = {1: 0, 2: 0}
+    for dpid, datapath in datapaths.items():
+        send = datapath.send
+        datapath.send = lambda data, send=send, dpid=dpid: (
+            writes.__setitem__(dpid, writes[dpid] + 1), send(data))
+    turn, confirmed = ManualTurn(), []
+    sender = PlanSender(datapaths, logging.getLogger("test"), schedule=turn)
+    for port in (1, 2, 3):
+        sender.send(_vm_plan(port), on_confirmed=lambda port=port: confirmed.append(port))
+    assert all(not d.sent for d in datapaths.values()) and len(turn.scheduled) == 1
+    turn.end()
+    assert writes == {1: 1, 2: 1}
+    for datapath in datapaths.values():
+        kinds = [kind for kind, _, _ in datapath.sent]
+        assert kinds == [OFPT_FLOW_MOD] * 3 + [OFPT_BARRIER_REQUEST]
+        xids = [xid for _, xid, _ in datapath.sent]
+        assert len(set(xids)) == len(xids)   # every message its own transaction id
+    sender.barrier_reply(1, datapaths[1].sent[-1][1])
+    turn.end()
+    assert confirmed == [] and [k for k, _, _ in datapaths[1].sent][4:] == []
+    sender.barrier_reply(2, datapaths[2].sent[-1][1])
+    assert confirmed == [1, 2, 3]   # one reply per switch confirms the whole turn
+    turn.end()
+    outs = [data for kind, _, data in datapaths[1].sent if kind == OFPT_PACKET_OUT]
+    assert [out[-1] for out in outs] == [1, 2, 3]
+
+
+def test_a_disconnect_releases_the_plans_waiting_for_that_switch():
+    datapaths = {1: RecordingDatapath(), 2: RecordingDatapath()}
+    turn, confirmed = ManualTurn(), []
+    sender = PlanSender(datapaths, logging.getLogger("test"), schedule=turn)
+    sender.send(_vm_plan(1), on_confirmed=lambda: confirmed.append(1))
+    turn.end()
+    sender.barrier_reply(1, datapaths[1].sent[-1][1])
+    del datapaths[2]
+    sender.forget(2)
+    turn.end()
+    assert confirmed == [1]
+    # not yet written when the switch went: the plan is not held back by it
+    sender.send(_vm_plan(2, dpids=(1,)), on_confirmed=lambda: confirmed.append(2))
+    sender.send(_vm_plan(3, dpids=(1,)), on_confirmed=lambda: confirmed.append(3))
+    turn.end()
+    sender.barrier_reply(1, datapaths[1].sent[-1][1])
+    assert confirmed == [1, 2, 3]
+
+
+def test_messages_keep_their_order_across_the_plans_of_a_turn():
+    datapath = RecordingDatapath()
+    turn = ManualTurn()
+    sender = PlanSender({1: datapath}, logging.getLogger("test"), schedule=turn)
+    first, second = Plan(), Plan()
+    spec = flow(1, 4, 100, make_match(in_port=1), 0xD9F0000000000000)
+    first.for_switch(1).add(spec)
+    second.for_switch(1).delete(spec)
+    sender.send(first)
+    sender.send(second)
+    turn.end()
+    commands = [data[25] for kind, _, data in datapath.sent if kind == OFPT_FLOW_MOD]
+    assert commands == [0, 4]   # OFPFC_ADD, then OFPFC_DELETE_STRICT
