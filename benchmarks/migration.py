@@ -131,14 +131,14 @@ class Testbed:
         """The controller's process id (its CPU time is read per move)."""
         raise NotImplementedError
 
-    def reachable(self, timeout_s: float = 3.0) -> bool:
+    def reachable(self, timeout_s: float = 10.0) -> bool:
         """Both probers reach web1 (after making web1 announce itself if needed)."""
         from ryu_apps.lab import testbed as lab
 
         target = self.vms[MIGRATING_VM]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if all("1 received" in self.vms[p].cmd(f"ping -c1 -W0.3 {target.IP()}")
+            if all("1 received" in self.vms[p].cmd(f"ping -c1 -W1 {target.IP()}")
                    for p in PROBERS):
                 return True
             lab.announce(target)
@@ -253,8 +253,9 @@ def migrate_once(bed: Testbed, case: Case, watch: bool = False) -> dict:
     here = vm.defaultIntf().link.intf2.node
     source = "s11" if here is bed.switches["s11"] else "s21"
     destination = bed.switches["s21" if source == "s11" else "s11"]
-    if not bed.reachable():
-        raise RuntimeError(f"{bed.controller_name}: {vm.name} unreachable before migrating")
+    reachable_before = bed.reachable()
+    if not reachable_before:   # counted apart, not as this move's outage
+        print(f"warning: {case.name}: {vm.name} unreachable before the move", flush=True)
     monitors = flow_monitor.watch([bed.switches[n].name for n in WATCHED]) if watch else []
     streams = start_probes(bed.vms, vm)
     time.sleep(0.15)
@@ -284,7 +285,7 @@ def migrate_once(bed: Testbed, case: Case, watch: bool = False) -> dict:
     record = {"controller": case.controller, "mode": case.mode, "shape": case.shape,
               "source": source, "destination": destination.name[-3:],
               "guest_downtime_ms": times.downtime_ns / 1e6, "probers": {},
-              "controller_cpu_ms": cpu_used / 1e6}
+              "controller_cpu_ms": cpu_used / 1e6, "reachable_before": reachable_before}
     for name, (interval_ns, probes) in zip(PROBERS, results):
         report = analyse(probes, interval_ns)
         run = report.outage_run

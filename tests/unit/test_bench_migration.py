@@ -81,3 +81,13 @@ def test_the_mode_grid_has_one_labelled_row_per_mode_and_faucet_last():
         [MODE_LABELS[m] for m in (*MODES, "learning")]
     assert "2.0 / 2.0 / 2.0 (1/1)" in grid[2]
     assert grid[-1].endswith("| - | - | never (0/1) | - |")
+
+
+def test_a_move_that_started_unreachable_is_skipped_not_counted_as_an_outage():
+    case = Case("dynprov", "packets", "garp")
+    stale = dict(_record(case, (1500.0, 1500.0), recovered=(False, False)),
+                 reachable_before=False)
+    figures = case_figures([_record(case, (2.0, 3.0)), stale])[case.name]
+    assert (figures["moves"], figures["skipped"], figures["recovered"]) == (1, 1, 1)
+    assert "1/1, 1 skipped" in table({case.name: figures})
+    assert figures["outage_ms"]["max"] == 3.0
