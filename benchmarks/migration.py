@@ -259,7 +259,8 @@ def migrate_once(bed: Testbed, case: Case, watch: bool = False) -> dict:
     monitors = flow_monitor.watch([bed.switches[n].name for n in WATCHED]) if watch else []
     streams = start_probes(bed.vms, vm)
     time.sleep(0.15)
-    notified_ns = []
+    notified_ns: List[int] = []
+    cpu_at_switchover: List[int] = []
 
     def before_switchover() -> None:
         """The destination port exists: notify, then the pre-copy phase."""
@@ -267,6 +268,7 @@ def migrate_once(bed: Testbed, case: Case, watch: bool = False) -> dict:
             bed.notify(vm, destination)
             notified_ns.append(time.monotonic_ns())
         time.sleep(PRECOPY_S)
+        cpu_at_switchover.append(cpu_ns(bed.controller_pid()))
 
     cpu_before = cpu_ns(bed.controller_pid())
     try:
@@ -285,7 +287,10 @@ def migrate_once(bed: Testbed, case: Case, watch: bool = False) -> dict:
     record = {"controller": case.controller, "mode": case.mode, "shape": case.shape,
               "source": source, "destination": destination.name[-3:],
               "guest_downtime_ms": times.downtime_ns / 1e6, "probers": {},
-              "controller_cpu_ms": cpu_used / 1e6, "reachable_before": reachable_before}
+              "controller_cpu_ms": cpu_used / 1e6, "reachable_before": reachable_before,
+              "controller_cpu_after_switchover_ms": (
+                  (cpu_before + cpu_used - cpu_at_switchover[0]) / 1e6
+                  if cpu_at_switchover else None)}
     for name, (interval_ns, probes) in zip(PROBERS, results):
         report = analyse(probes, interval_ns)
         run = report.outage_run

@@ -124,6 +124,8 @@ def figures_of(records: Sequence[dict]) -> dict:
         "prober_outage_ms": summary([p["outage_ms"] for p in runs if p["recovered"]]),
         "guest_downtime_ms": summary([r["guest_downtime_ms"] for r in records]),
         "controller_cpu_ms": summary(_values(r.get("controller_cpu_ms") for r in records)),
+        "controller_cpu_after_ms": summary(_values(r.get("controller_cpu_after_switchover_ms")
+                                                   for r in records)),
         "median_rtt_ms": summary([p["median_rtt_ms"] for p in runs]),
     }
 
@@ -155,10 +157,11 @@ def table(cases: Dict[str, dict]) -> str:
                      _cell(lost, "max"), _cell(share, "p50"),
                      _cell(case["guest_downtime_ms"], "p50"),
                      _cell(case["median_rtt_ms"], "p50"),
-                     _cell(case["controller_cpu_ms"], "p50")])
+                     _cell(case["controller_cpu_ms"], "p50"),
+                     _cell(case["controller_cpu_after_ms"], "p50")])
     return format_table(["case", "recovered", "outage p50", "p90", "max", "lost p50",
                          "lost max", "net share p50", "VM swap p50", "RTT p50",
-                         "ctl CPU p50"], rows)
+                         "ctl CPU p50", "after switchover"], rows)
 
 
 def _recovered(case: dict) -> str:

@@ -8,6 +8,7 @@ def _record(case: Case, outages, recovered=(True, True), lost=None) -> dict:
     lost = lost or [int(o) for o in outages]
     return {"controller": case.controller, "mode": case.mode, "shape": case.shape,
             "guest_downtime_ms": 5.0, "controller_cpu_ms": 12.0,
+            "controller_cpu_after_switchover_ms": 7.0,
             "probers": {name: {"outage_ms": o, "lost": n, "recovered": r,
                                "network_share_ms": o / 2 if r else None,
                                "median_rtt_ms": 0.2}
@@ -91,3 +92,12 @@ def test_a_move_that_started_unreachable_is_skipped_not_counted_as_an_outage():
     assert (figures["moves"], figures["skipped"], figures["recovered"]) == (1, 1, 1)
     assert "1/1, 1 skipped" in table({case.name: figures})
     assert figures["outage_ms"]["max"] == 3.0
+
+
+def test_controller_cpu_is_summarised_per_case_and_the_control_has_no_switchover():
+    case, control = Case("faucet", "learning", "qemu"), Case("faucet", "learning", "control")
+    still = dict(_record(control, (0.0, 0.0)), controller_cpu_after_switchover_ms=None)
+    cases = case_figures([_record(case, (9.0, 9.0)), still])
+    assert cases["faucet/qemu"]["controller_cpu_after_ms"]["p50"] == 7.0
+    assert cases["faucet/control"]["controller_cpu_after_ms"] == {"n": 0}
+    assert cases["faucet/control"]["controller_cpu_ms"]["p50"] == 12.0
