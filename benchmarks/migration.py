@@ -1,6 +1,6 @@
 """Migration convergence per detection mode: dynprov and FAUCET, same topology, same run.
 
-Run: ``python -m benchmarks.migration [--quick] [--migrations N] [--plot-only]``
+Run: ``python -m benchmarks.migration [--quick] [--migrations N] [--name NAME] [--plot-only]``
 (root; OVS running; FAUCET installs itself into ``.venv-faucet`` on first use).
 The full run (20 moves per case, 15 cases) takes about 17 minutes here, about
 3.3 s per move; ``--quick`` (2 per case, one each way) about 2 minutes.
@@ -403,10 +403,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 migrations per case (one each way)")
     parser.add_argument("--migrations", type=int, help="migrations per case (default 20)")
+    parser.add_argument("--name", help="results name, migration-SOMETHING (default migration"
+                        " / migration-quick); the plots take the same suffix")
     parser.add_argument("--plot-only", action="store_true",
                         help="redraw the plots from the saved results")
     args = parser.parse_args(argv)
-    name = "migration-quick" if args.quick else "migration"
+    name = args.name or ("migration-quick" if args.quick else "migration")
     if args.plot_only:
         replot(name, plot)
         return 0

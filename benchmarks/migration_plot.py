@@ -17,13 +17,20 @@ GROUPS = [("dynprov", m) for m in MODES] + [("faucet", "learning")]
 def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
     """The outage plot and, if any move was watched, the timelines; their paths."""
     figures = record["figures"]
-    suffix = "-quick" if figures.get("quick") else ""
+    suffix = plot_suffix(record.get("benchmark", ""), bool(figures.get("quick")))
     paths = [outage_plot(figures["cases"], figures.get("recovery_limit_ms", 1000.0),
                          outdir / f"migration_outage{suffix}.png")]
     if figures.get("timelines"):
         paths.append(timeline_plot(figures["timelines"],
                                    outdir / f"migration_timeline{suffix}.png"))
     return paths
+
+
+def plot_suffix(name: str, quick: bool) -> str:
+    """``-before`` for results ``migration-before``; ``-quick`` for an unnamed quick run."""
+    if name.startswith("migration-"):
+        return name[len("migration"):]
+    return "-quick" if quick else ""
 
 
 def outage_plot(cases: Dict[str, dict], limit_ms: float, path: Path) -> Path:

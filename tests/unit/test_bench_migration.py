@@ -101,3 +101,12 @@ def test_controller_cpu_is_summarised_per_case_and_the_control_has_no_switchover
     assert cases["faucet/qemu"]["controller_cpu_after_ms"]["p50"] == 7.0
     assert cases["faucet/control"]["controller_cpu_after_ms"] == {"n": 0}
     assert cases["faucet/control"]["controller_cpu_ms"]["p50"] == 12.0
+
+
+def test_plots_take_the_results_name_as_suffix():
+    from benchmarks.migration_plot import plot_suffix
+
+    assert plot_suffix("migration", False) == ""
+    assert plot_suffix("migration-quick", True) == "-quick"
+    assert plot_suffix("migration-before", False) == "-before"
+    assert plot_suffix("", True) == "-quick"
