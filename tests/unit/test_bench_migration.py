@@ -26,15 +26,16 @@ def test_every_detection_mode_runs_every_shape_and_faucet_runs_each_shape_once()
         assert [c.mode for c in cases if c.controller == "faucet" and c.shape == shape] \
             == ["learning"]
     controls = [c for c in cases if c.shape == "control"]
-    assert sorted(c.bed for c in controls) == ["dynprov-ovsdb", "dynprov-plain", "faucet"]
+    assert sorted(c.bed for c in controls) == ["dynprov-ovsdb", "dynprov-packets", "faucet"]
 
 
-def test_only_the_notice_mode_notifies_and_it_shares_the_bed_without_ovsdb():
+def test_only_the_notice_mode_notifies_and_every_mode_has_a_bed_of_its_own():
     by_name = {c.name: c for c in all_cases()}
     assert by_name["dynprov/notice/qemu"].notify
     assert not any(c.notify for c in all_cases() if c.mode != "notice")
-    assert by_name["dynprov/notice/none"].bed == by_name["dynprov/packets/none"].bed \
-        == "dynprov-plain"
+    beds = {(c.controller, c.mode): c.bed for c in all_cases()}
+    assert len(set(beds.values())) == len(beds) == 4
+    assert by_name["dynprov/notice/none"].bed == "dynprov-notice"
     assert by_name["dynprov/ovsdb/garp"].bed == "dynprov-ovsdb"
     assert by_name["faucet/garp"].bed == "faucet"
 
