@@ -146,6 +146,13 @@ def case_figures(records: Sequence[dict]) -> Dict[str, dict]:
     return cases
 
 
+def _in_case_order(cases: Dict[str, dict]) -> List[tuple]:
+    """(name, case) in ``all_cases`` order (a saved JSON file sorts its keys)."""
+    order = [c.name for c in all_cases()]
+    return sorted(cases.items(), key=lambda item: (order.index(item[0])
+                                                   if item[0] in order else len(order)))
+
+
 def _cell(stats: dict, key: str) -> object:
     return stats.get(key, "-")
 
@@ -153,7 +160,7 @@ def _cell(stats: dict, key: str) -> object:
 def table(cases: Dict[str, dict]) -> str:
     """Every case, one line: recovered moves, worst-prober outage and loss, context."""
     rows = []
-    for name, case in cases.items():
+    for name, case in _in_case_order(cases):
         outage, lost, share = case["outage_ms"], case["lost"], case["network_share_ms"]
         rows.append([name, _recovered(case), _cell(outage, "p50"),
                      _cell(outage, "p90"), _cell(outage, "max"), _cell(lost, "p50"),

@@ -111,3 +111,11 @@ def test_plots_take_the_results_name_as_suffix():
     assert plot_suffix("migration-quick", True) == "-quick"
     assert plot_suffix("migration-before", False) == "-before"
     assert plot_suffix("", True) == "-quick"
+
+
+def test_the_table_lists_cases_in_round_order_even_from_a_sorted_file():
+    records = [_record(Case("faucet", "learning", "qemu"), (1.0, 1.0)),
+               _record(Case("dynprov", "ovsdb", "qemu"), (1.0, 1.0))]
+    cases = dict(sorted(case_figures(records).items(), reverse=True))
+    lines = table(cases).splitlines()[2:]
+    assert [line.split()[0] for line in lines] == ["dynprov/ovsdb/qemu", "faucet/qemu"]
