@@ -38,210 +38,25 @@ machine's load does not inflate the way it inflates wall-clock figures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Dict, List
 
 from benchmarks.common import print_machine, publish, replot
+from benchmarks.migration_beds import (MIGRATING_VM, PROBERS, DynprovTestbed, FaucetTestbed,
+                                       ProbeStream, Testbed, cpu_ns, start_probes)
 from benchmarks.migration_cases import Case, case_figures, mode_grid, round_order, table
 from benchmarks.migration_plot import plot
 
-MIGRATING_VM = "web1"
-PROBERS = ("web5", "out1")
+__all__ = ["DynprovTestbed", "FaucetTestbed", "ProbeStream", "migrate_once", "run", "main"]
+
 RECOVERY_LIMIT_S = 1.0
 #: Time between the destination port's creation (and the notification) and the
 #: switchover: a live migration copies the guest's memory meanwhile, which takes
 #: far longer; the same for every case and both controllers.
 PRECOPY_S = 0.2
-#: How long a prober waits for replies after its last probe: longer than the
-#: round trip on a loaded machine, or the last probes would count as lost.
-LINGER_MS = 400
-LOCAL_OVSDB = "unix:/var/run/openvswitch/db.sock"
 WATCHED = ("s11", "a1", "s21", "a2", "f1")
-
-
-# -- probing ------------------------------------------------------------------------
-class ProbeStream:
-    """``ryu_apps.lab.vmtools.prober`` from one host to another; start and stop split."""
-
-    def __init__(self, src, dst, interval_ms: float = 1.0) -> None:
-        from ryu_apps.lab.testbed import REPO_ROOT
-
-        self.src = src
-        workdir = Path(tempfile.mkdtemp(prefix=f"dynprov-mig-{src.name}-"))
-        self.output, self.stop_file = workdir / "probes.json", workdir / "stop"
-        self.log = workdir / "prober.log"
-        out = src.cmd(f"env PYTHONPATH={REPO_ROOT} {sys.executable} -m ryu_apps.lab.vmtools.prober"
-                      f" probe {dst.IP()} --output {self.output} --interval-ms {interval_ms}"
-                      f" --stop-file {self.stop_file} --linger-ms {LINGER_MS}"
-                      f" > {self.log} 2>&1 & echo $!")
-        self.pid = out.strip().split()[-1]
-
-    def wait_started(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.log.exists() and "started" in self.log.read_text():
-                return
-            time.sleep(0.01)
-        raise RuntimeError(f"prober on {self.src.name} did not start")
-
-    def stop(self, timeout: float = 15.0) -> tuple:
-        """(interval_ns, probes)."""
-        from ryu_apps.lab.outage import probes_from_document
-
-        self.stop_file.touch()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.output.exists() and "done" in self.log.read_text():
-                document = json.loads(self.output.read_text())
-                return probes_from_document(document)
-            time.sleep(0.02)
-        self.src.cmd(f"kill {self.pid}")
-        raise RuntimeError(f"prober on {self.src.name} did not finish: {self.log.read_text()}")
-
-
-def start_probes(vms: dict, target) -> List[ProbeStream]:
-    streams = [ProbeStream(vms[name], target) for name in PROBERS]
-    for stream in streams:
-        stream.wait_started()
-    return streams
-
-
-# -- test beds ---------------------------------------------------------------------
-class Testbed:
-    """One controller and its copy of the topology."""
-
-    controller_name = ""
-
-    def __init__(self) -> None:
-        self.net: Any = None          # a Mininet network (untyped library)
-        self.vms: Dict[str, Any] = {}
-        self.switches: Dict[str, Any] = {}
-
-    def _index(self, prefix: str) -> None:
-        self.vms = {h.name[len(prefix):]: h for h in self.net.hosts}
-        self.switches = {s.name[len(prefix):]: s for s in self.net.switches}
-
-    def notify(self, vm, destination) -> None:
-        raise NotImplementedError
-
-    def controller_pid(self) -> int:
-        """The controller's process id (its CPU time is read per move)."""
-        raise NotImplementedError
-
-    def reachable(self, timeout_s: float = 10.0) -> bool:
-        """Both probers reach web1 (after making web1 announce itself if needed)."""
-        from ryu_apps.lab import testbed as lab
-
-        target = self.vms[MIGRATING_VM]
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if all("1 received" in self.vms[p].cmd(f"ping -c1 -W1 {target.IP()}")
-                   for p in PROBERS):
-                return True
-            lab.announce(target)
-        return False
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-
-class DynprovTestbed(Testbed):
-    controller_name = "dynprov"
-
-    def __init__(self, prefix: str, dpid_base: int, templates: Optional[Path] = None,
-                 watch_ovsdb: bool = True) -> None:
-        """``watch_ovsdb``: the controller watches the servers' OVSDB (else packets only)."""
-        from ryu_apps.lab import testbed as lab
-
-        super().__init__()
-        self.prefix = prefix
-        self.controller = lab.ControllerProcess(
-            templates=templates or lab.DEFAULT_TEMPLATES,
-            extra_options=f"ovsdb = {LOCAL_OVSDB}\n" if watch_ovsdb else "").start()
-        try:
-            self.net = lab.build_network(self.controller.of_port, prefix=prefix,
-                                         dpid_base=dpid_base, edge=1)
-            lab.wait_for_fabric(self.controller, self.net)
-            for vm in self.net.hosts:
-                lab.announce(vm)
-            if not self.controller.wait_for_log("provisioned VM", timeout=20,
-                                                count=len(self.net.hosts)):
-                raise RuntimeError("dynprov did not provision every VM:\n"
-                                   + self.controller.log()[-3000:])
-        except BaseException:
-            self.stop()
-            raise
-        self._index(prefix)
-
-    def controller_pid(self) -> int:
-        if self.controller.process is None:
-            raise RuntimeError("the dynprov controller is not running")
-        return self.controller.process.pid
-
-    def notify(self, vm, destination) -> None:
-        from ryu_apps.cli.notify import send
-
-        status, answer = send(self.controller.rest_target(),
-                              {"event": "migrating", "mac": vm.MAC(),
-                               "server": destination.name})
-        if status != 200:
-            raise RuntimeError(f"notification refused: {status} {answer}")
-
-    def stop(self) -> None:
-        from ryu_apps.lab import testbed as lab
-
-        if self.net is not None:
-            lab.stop_network(self.net)
-        self.controller.stop()
-
-
-class FaucetTestbed(Testbed):
-    controller_name = "faucet"
-
-    def __init__(self, prefix: str, dpid_base: int, acls=None, acl_hosts=None) -> None:
-        from benchmarks.peers.faucet import running_faucet_datacenter
-
-        super().__init__()
-        self.faucet, self.net = running_faucet_datacenter(prefix, dpid_base, acls, acl_hosts,
-                                                          edge=1)
-        self._index(prefix)
-        out1 = self.vms["out1"]
-        for vm in self.net.hosts:   # every host learned everywhere
-            if vm is not out1:
-                vm.cmd(f"ping -c1 -W1 {out1.IP()}")
-
-    def controller_pid(self) -> int:
-        return self.faucet.process.pid
-
-    def stop(self) -> None:
-        from ryu_apps.lab import testbed as lab
-
-        if self.net is not None:
-            lab.stop_network(self.net)
-        self.faucet.stop()
-
-
-def cpu_ns(pid: int) -> int:
-    """CPU time (ns, from ``/proc/*/schedstat``) of a process, its threads and children."""
-    total, pending, seen = 0, [pid], set()
-    while pending:
-        current = pending.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        tasks = Path(f"/proc/{current}/task")
-        for task in (tasks.iterdir() if tasks.exists() else ()):
-            try:
-                total += int((task / "schedstat").read_text().split()[0])
-                pending += [int(c) for c in (task / "children").read_text().split()]
-            except (OSError, ValueError, IndexError):
-                continue   # the task ended meanwhile
-    return total
 
 
 # -- one migration --------------------------------------------------------------------
@@ -298,35 +113,43 @@ def migrate_once(bed: Testbed, case: Case, watch: bool = False) -> dict:
                   (cpu_before + cpu_used - cpu_at_switchover[0]) / 1e6
                   if cpu_at_switchover else None)}
     for name, (interval_ns, probes) in zip(PROBERS, results):
-        report = analyse(probes, interval_ns)
-        run = report.outage_run
-        share = None
-        if report.recovered and run is not None:
-            share = max(0.0, (run.end_ns - times.up_ns) / 1e6)
-        elif report.recovered:
-            share = 0.0
-        record["probers"][name] = {
-            "outage_ms": report.outage_ns / 1e6, "lost": report.lost,
+        record["probers"][name] = _prober_figures(analyse(probes, interval_ns), times)
+    if watch:
+        record["timeline"] = _timeline(bed, times, notified_ns, results, events)
+    return record
+
+
+def _prober_figures(report, times) -> dict:
+    """One prober's outage, loss, recovery, network share and round trip."""
+    run = report.outage_run
+    share = None
+    if report.recovered and run is not None:
+        share = max(0.0, (run.end_ns - times.up_ns) / 1e6)
+    elif report.recovered:
+        share = 0.0
+    return {"outage_ms": report.outage_ns / 1e6, "lost": report.lost,
             "recovered": report.recovered, "network_share_ms": share,
             "median_rtt_ms": (report.median_latency_ns or 0) / 1e6}
-    if watch:
-        zero = times.switchover_ns
-        record["timeline"] = {
-            "zero": "switchover (the VM's old interface goes down)",
-            "guest_down_ms": ((times.guest_down_ns or zero) - zero) / 1e6,
-            "guest_up_ms": (times.up_ns - zero) / 1e6,
-            "port_created_ms": (times.port_created_ns - zero) / 1e6,
-            "notified_ms": [(t - zero) / 1e6 for t in notified_ns],
-            "announcements_ms": [(t - zero) / 1e6 for t in times.announcements_ns],
-            "source_port_removed_ms": (times.source_port_removed_ns - zero) / 1e6,
-            "probes": {name: [[(p.sent_ns - zero) / 1e6, p.received_ns is not None]
-                              for p in probes
-                              if -300e6 <= p.sent_ns - zero <= 600e6]
-                       for name, (_, probes) in zip(PROBERS, results)},
-            "flow_events": [[_short(bed, e.bridge), (e.at_ns - zero) / 1e6, e.kind]
-                            for e in events if -500e6 <= e.at_ns - zero <= 1000e6],
-        }
-    return record
+
+
+def _timeline(bed: Testbed, times, notified_ns: List[int], results: list,
+              events: list) -> dict:
+    """A watched move's probes, flow changes and milestones, in ms since the switchover."""
+    zero = times.switchover_ns
+    return {
+        "zero": "switchover (the VM's old interface goes down)",
+        "guest_down_ms": ((times.guest_down_ns or zero) - zero) / 1e6,
+        "guest_up_ms": (times.up_ns - zero) / 1e6,
+        "port_created_ms": (times.port_created_ns - zero) / 1e6,
+        "notified_ms": [(t - zero) / 1e6 for t in notified_ns],
+        "announcements_ms": [(t - zero) / 1e6 for t in times.announcements_ns],
+        "source_port_removed_ms": (times.source_port_removed_ns - zero) / 1e6,
+        "probes": {name: [[(p.sent_ns - zero) / 1e6, p.received_ns is not None]
+                          for p in probes if -300e6 <= p.sent_ns - zero <= 600e6]
+                   for name, (_, probes) in zip(PROBERS, results)},
+        "flow_events": [[_short(bed, e.bridge), (e.at_ns - zero) / 1e6, e.kind]
+                        for e in events if -500e6 <= e.at_ns - zero <= 1000e6],
+    }
 
 
 def _short(bed: Testbed, bridge: str) -> str:

@@ -50,14 +50,14 @@ def test_faucet_peer_starts_and_forwards_on_the_demo_topology():
 
 
 def test_quick_migration_benchmark_recovers_and_reports_every_case(monkeypatch):
-    from benchmarks import migration
+    from benchmarks import migration, migration_beds
     from benchmarks.migration_cases import all_cases
 
     _faucet_or_skip()
     # Replies may queue for over a second on a machine shared by several test
     # runs (even a case without any move then ends on "unanswered" probes); a
     # long linger makes "recovered" mean that probes stopped being lost.
-    monkeypatch.setattr(migration, "LINGER_MS", 3000)
+    monkeypatch.setattr(migration_beds, "LINGER_MS", 3000)
     figures = migration.run(1, quick=True)
     cases = figures["cases"]
     assert set(cases) == {c.name for c in all_cases()}
