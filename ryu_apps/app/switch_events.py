@@ -85,6 +85,7 @@ class SwitchEventHandlers:
     def _port_desc_reply(self, ev) -> None:
         dpid = ev.msg.datapath.id
         self.ports[dpid] = {p.port_no for p in ev.msg.body if p.port_no < OFPP_MAX}
+        self.engine.ports_seen(dpid, self.ports[dpid])
         self._probe_switch_ports(dpid)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
@@ -103,7 +104,7 @@ class SwitchEventHandlers:
         else:
             self.ports.setdefault(dpid, set()).add(port)
             self._send_urgent(self.engine.arrival(dpid, port))
-            self.send_plan(self.engine.port_up(dpid, port))
+            self.send_plan(self.engine.port_up(dpid, port, now=time.time()))
             self.discovery.send_probes(msg.datapath, [port], self.engine.fabric, time.time())
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)

@@ -44,9 +44,14 @@ def lift_quarantine(st: "EngineState", binding: Binding) -> None:
 
 
 def store(st: "EngineState", binding: Binding) -> None:
-    """Store a (new or changed) binding and mark its flows to be recomputed."""
+    """Store a (new or changed) binding and mark its flows to be recomputed; a search
+    for the VM, and for its port, ends."""
     st.table.add(binding)
     touched(st, binding)
+    searches = st.ports.searches
+    if searches.by_mac:
+        searches.by_mac.pop(binding.mac, None)
+        searches.drop_port((binding.dpid, binding.port))
 
 
 def bind(st: "EngineState", binding: Binding, plan: Plan) -> None:
@@ -76,6 +81,7 @@ def unbind(st: "EngineState", binding: Binding, plan: Plan, reason: Optional[str
     end_probe(st, binding, plan)
     st.moves.forget(binding.mac)
     st.ports.notified.pop(binding.mac, None)
+    st.ports.notice_expiry.pop(binding.mac, None)
     if reason:
         plan.notes.append(f"deprovisioned VM {binding.mac} (binding {binding.binding_id}):"
                           f" {reason}")
@@ -110,6 +116,7 @@ def pre_provision(st: "EngineState", source: Binding, dpid: int, port: int, plan
                   why: str) -> None:
     """Get the destination port ready for a VM that still runs elsewhere."""
     pending = st.table.incoming.get(source.mac)
+    st.ports.notice_expiry.pop(source.mac, None)
     if pending is not None and (pending.dpid, pending.port) == (dpid, port):
         return
     drop_incoming(st, source.mac, plan)
@@ -138,6 +145,7 @@ def activate(st: "EngineState", incoming: Binding, plan: Plan, why: str) -> None
     source = st.table.bindings.get(incoming.mac)
     moving = source is not None and source.binding_id != incoming.binding_id
     st.table.remove(incoming)
+    st.ports.notice_expiry.pop(incoming.mac, None)
     active = replace(incoming, state=VmState.PROVISIONING)
     if source is not None and moving:
         st.table.hand_out(source)

@@ -124,11 +124,19 @@ class ProvisioningEngine:
         vm_events.port_down(self.state, dpid, port, deleted, now, plan)
         return self._done(plan)
 
-    def port_up(self, dpid: int, port: int) -> Plan:
-        """A port's link came up: a VM pre-provisioned there is activated."""
+    def port_up(self, dpid: int, port: int, *, now: float | None = None) -> Plan:
+        """A port was added or its link came up (at ``now``): a VM pre-provisioned there
+        is activated; a VM a notice expects on this server may be pre-provisioned
+        there; searches for lost VMs probe it."""
         plan = Plan()
         shared_fabric.port_up(self.state, dpid, port, plan)
+        vm_events.port_up(self.state, dpid, port, now, plan)
         return self._done(plan)
+
+    def ports_seen(self, dpid: int, ports: Iterable[int]) -> None:
+        """The ports a switch reported when it connected."""
+        for port in ports:
+            vm_events.port_up(self.state, dpid, port, None, Plan())
 
     # -- VMs ---------------------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, eth_src: str, data: bytes = b"", *,

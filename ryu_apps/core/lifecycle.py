@@ -16,7 +16,7 @@ import enum
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Dict, Optional
 
-from ryu_apps.core import binding_ops, vm_events, vm_identity
+from ryu_apps.core import arrival_notice, binding_ops, vm_events, vm_identity
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.device_messages import MigrationDone, MigrationNotice
 from ryu_apps.core.flow_plan import Plan
@@ -203,17 +203,23 @@ _HANDLERS: Dict[Notice, Handler] = {
 # -- migration ---------------------------------------------------------------------------
 def expect_arrival(st: "EngineState", notice: MigrationNotice, now: float,
                    plan: Plan) -> None:
-    """Destination side: pre-provision now if the VM's new port is known.
+    """Destination side: pre-provision now, at the port OVSDB names or, without
+    OVSDB, at the likely port (:mod:`~ryu_apps.core.arrival_notice`).
 
-    Otherwise the port's OVSDB row, or the VM's first frame there (believed:
-    the notice named this server), will do it.
+    Otherwise a port coming up there, the port's OVSDB row, or the VM's first
+    frame there (believed: the notice named this server) will do it.
     """
     vm_identity.notice_names(st, notice.mac, notice.destination_server, now, plan)
     source = st.table.bindings.get(notice.mac)
     port = st.ports.port_of(notice.destination_server, notice.mac)
-    if source is not None and port is not None:
+    if source is None:
+        return
+    if port is not None:
         binding_ops.pre_provision(st, source, notice.destination_server, port, plan,
                                   "migration notice")
+    elif source.state.forwards and \
+            st.ports.notified.get(notice.mac) == notice.destination_server:
+        arrival_notice.expect(st, source, notice.destination_server, now, plan)
 
 
 # -- lookups -------------------------------------------------------------------------------

@@ -2,13 +2,17 @@
 
 The servers' OVSDB rows (which MAC is attached where, with which iface-id),
 ports whose link is down, VMs to announce once their link is up, addresses of
-VMs handed over by another process, and the servers migration notices named.
+VMs handed over by another process, the servers migration notices named, the
+ports each switch reported (and when each last came up), and the searches for
+VMs whose port went away (:mod:`~ryu_apps.core.arrival_probe`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Set, Tuple
+
+from ryu_apps.core.probe_search import Searches
 
 PortKey = Tuple[int, int]
 
@@ -31,6 +35,14 @@ class PortState:
     expected_ips: Dict[str, str] = field(default_factory=dict)
     #: MAC -> the server a migration notice named.
     notified: Dict[str, int] = field(default_factory=dict)
+    #: MAC -> when a pre-provisioning made by a notice alone (no OVSDB) expires.
+    notice_expiry: Dict[str, float] = field(default_factory=dict)
+    #: dpid -> the ports the switch reported (port descriptions, ports added or up).
+    present: Dict[int, Set[int]] = field(default_factory=dict)
+    #: (dpid, port) -> when the port was last added or came up (not at connect).
+    up_since: Dict[PortKey, float] = field(default_factory=dict)
+    #: Searches for VMs whose port went away, and the probes' budget.
+    searches: Searches = field(default_factory=Searches)
 
     def attach(self, dpid: int, port: int, mac: str, iface_id: Optional[str]) -> None:
         """OVSDB lists VM ``mac`` on this port."""
@@ -49,6 +61,18 @@ class PortState:
             places.discard((dpid, port))
             if not places:
                 del self.attached_at[mac]
+
+    def port_seen(self, dpid: int, port: int, now: Optional[float]) -> None:
+        """The switch has this port (``now``: it was just added or came up)."""
+        self.present.setdefault(dpid, set()).add(port)
+        if now is not None:
+            self.up_since[(dpid, port)] = now
+
+    def port_gone(self, dpid: int, port: int, deleted: bool) -> None:
+        """The port went down (``deleted``: it is gone from the switch)."""
+        self.up_since.pop((dpid, port), None)
+        if deleted:
+            self.present.get(dpid, set()).discard(port)
 
     def port_of(self, dpid: int, mac: str) -> Optional[int]:
         """The port of server ``dpid`` where OVSDB lists VM ``mac``, if any."""

@@ -98,6 +98,11 @@ class Quarantine:
             if not ports:
                 del self._ports_of[mac]
 
+    def touches(self, dpid: int, port: int) -> bool:
+        """Whether the port has refused MACs, is blocked, or has its LLDP dropped."""
+        key = (dpid, port)
+        return bool(self._macs.get(key)) or key in self._blocked or key in self._lldp
+
     def refuse_probe(self, dpid: int, port: int, now: float) -> bool:
         """The port sent a probe that is not believed; True when its LLDP is newly dropped."""
         key = (dpid, port)

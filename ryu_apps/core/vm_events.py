@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Iterable, Optional, Set
 
-from ryu_apps.core import admission, binding_ops, derived, topology_events, vm_identity
+from ryu_apps.core import (
+    admission,
+    arrival_notice,
+    arrival_probe,
+    binding_ops,
+    derived,
+    topology_events,
+    vm_identity,
+)
 from ryu_apps.core.binding import Detection, VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.fabric import PortRef
@@ -35,6 +43,10 @@ def packet_in(st: "EngineState", dpid: int, in_port: int, eth_src: str, data: by
             vm_identity.alive(st, binding, verdict.plan)
             return verdict
         return admission.known_vm_spoke(st, binding, sender_ip, data)
+    if binding is None and eth_dst == PROBE_MAC:
+        answer = arrival_probe.answered(st, dpid, in_port, mac, sender_ip, now)
+        if answer is not None:
+            return answer
     return admission.admit(st, dpid, in_port, eth_src, now, Detection.PACKET, data,
                            sender_ip=sender_ip)
 
@@ -93,20 +105,50 @@ def port_down(st: "EngineState", dpid: int, port: int, deleted: bool, now: float
     """A port went away (or its link went down): drop its link and the VM behind it.
 
     A VM whose MAC waits as a conflict elsewhere moves there (its old port is gone).
+    A bound VM that lost its port this way, with no destination pre-provisioned,
+    is looked for with the controller's probe (:mod:`~ryu_apps.core.arrival_probe`).
     """
     st.ports.unannounced.discard((dpid, port))
     if deleted:
         st.ports.down.discard((dpid, port))
     else:
         st.ports.down.add((dpid, port))
+    if not deleted and _new_vm_port(st, dpid, port):
+        port_up(st, dpid, port, now, plan)   # a new port, added with its link down
+        return
+    st.ports.port_gone(dpid, port, deleted)
+    st.ports.searches.drop_port((dpid, port))
     topology_events.remove_link_at(st, PortRef(dpid, port), now, plan)
     st.ports.detach(dpid, port)
     waiting = vm_identity.waiting_move(st, dpid, port)
+    gone = st.table.at_port(dpid, port)
+    notified = st.ports.notified.get(gone.mac) if gone is not None else None
     binding_ops.vm_port_gone(st, dpid, port, f"port {port} of {dpid:016x} went away", plan)
     if st.quarantine.forget_port(dpid, port):
         binding_ops.quarantine_changed(st, dpid, port)
     st.moves.drop_port(dpid, port)
     vm_identity.resume_waiting(st, waiting, now, plan, "its old port went away")
+    if gone is not None and gone.state.forwards and gone.mac not in st.table.bindings:
+        arrival_probe.lost(st, gone, notified, now, plan)
+
+
+def _new_vm_port(st: "EngineState", dpid: int, port: int) -> bool:
+    """Whether (dpid, port) is a server's VM port this engine has not seen yet."""
+    return (port not in st.ports.present.get(dpid, ()) and st.topo.hosts_vms(dpid)
+            and not st.topo.fabric.is_link_port(dpid, port)
+            and st.table.at_port(dpid, port) is None)
+
+
+def port_up(st: "EngineState", dpid: int, port: int, now: Optional[float],
+            plan: Plan) -> None:
+    """The switch has this port (``now``: it was just added or its link came up): a VM
+    a notice expects on this server may be pre-provisioned there, and searches for
+    lost VMs probe it."""
+    st.ports.port_seen(dpid, port, now)
+    if now is None:
+        return
+    arrival_notice.port_came_up(st, dpid, port, now, plan)
+    arrival_probe.port_came_up(st, dpid, port, now, plan)
 
 
 def flow_removed(st: "EngineState", dpid: int, cookie: int, idle_timeout: bool,
@@ -163,12 +205,15 @@ def set_library(st: "EngineState", library: TemplateLibrary, domain: Optional[st
 
 def tick(st: "EngineState", now: float, plan: Plan) -> None:
     """Time passed: lift quarantines older than QUARANTINE_SECONDS; accept the moves
-    whose old location stayed silent to the liveness probe."""
+    whose old location stayed silent to the liveness probe; expire notice-only
+    pre-provisionings; send the searches' probes that are due."""
     ports, notes = st.quarantine.expire(now)
     for dpid, port in ports:
         binding_ops.quarantine_changed(st, dpid, port)
     plan.notes += notes
     vm_identity.accept_due_moves(st, now, plan)
+    arrival_notice.expire(st, now, plan)
+    arrival_probe.tick(st, now, plan)
 
 
 def _changed_templates(old: Optional[TemplateLibrary], new: TemplateLibrary) -> Set[int]:

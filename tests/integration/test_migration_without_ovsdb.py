@@ -1,0 +1,164 @@
+"""Live migration across access switches on real OVS with the controller NOT watching
+the servers' OVSDB, probed at 1 ms (docs/migration.md, detection modes).
+
+(a) A migration notice alone pre-provisions the destination: the hypervisor's new
+    port is picked without OVSDB, the VM's first frame there is forwarded at once
+    (a peer receives it) and the move costs about what it costs with OVSDB watched.
+(b) A move with no announcement at all recovers by the controller's probe: an ARP
+    request for the VM's address out of the port that came up, answered by the VM.
+"""
+
+import time
+
+import pytest
+
+from ryu_apps.cli.notify import send
+from ryu_apps.lab import testbed as lab
+from ryu_apps.lab.migration import live_migrate
+from tests.integration.conftest import start_datacenter, stop_datacenter, unique_prefix
+
+pytestmark = pytest.mark.integration
+
+#: Probes lost at 1 ms per prober at the move (:func:`_lost_at_move`), measured on this
+#: 2-core machine while four other helpers ran their tests (2026-12-04, about 25 runs,
+#: `-s` prints each): notice only, hypervisor-style: 0-19 lost when the datapath kept
+#: up, up to 886 at load average 5-6 in runs where the userspace datapath stalled
+#: (adding the destination port stalls it for up to hundreds of ms); no announcement,
+#: found by the probe: 20-187, up to 620 at load 5-6. At load 8-11 the datapath stalled
+#: for seconds and both reached 2,000-3,300 (tests/integration/test_migration.py's
+#: moves with OVSDB watched lost up to 770 at load 5-6 in the same hour, on the commit
+#: before this work too, and failed its bounds). Bounds: about 3x the worst at load
+#: 5-6. What fails when the mechanisms fail is asserted apart: the destination's
+#: entries before the switchover (notice), the probe's finding and the VM reachable
+#: afterwards (probe).
+MAX_LOST_NOTICE_ONLY = 2700     # 3 x 886, rounded up
+MAX_LOST_PROBE_RECOVERY = 1900  # 3 x 620, rounded up
+#: How long after the old port went a loss run still counts as the move's.
+MOVE_WINDOW_NS = 300_000_000
+#: How long before its creation was stamped the destination port was being added
+#: (an ovs-vsctl add-port took up to 300 ms under that load).
+PORT_CREATION_NS = 500_000_000
+
+
+@pytest.fixture(scope="module")
+def dc():
+    controller, net = start_datacenter(lab.DEFAULT_TEMPLATES, "n" + unique_prefix()[1:],
+                                       ovsdb=False, edge=1)
+    vms = {h.name[4:]: h for h in net.hosts}
+    switches = {s.name[4:]: s for s in net.switches}
+    yield controller, net, vms, switches
+    stop_datacenter(controller, net)
+
+
+def _reachable(src, dst, attempts: int = 10) -> bool:
+    """Whether ``dst`` answers ``src``'s ping within ``attempts`` tries of 1 s (a prober
+    run can end inside one of the loaded datapath's stalls, lost at its last probe)."""
+    return any(" 0% packet loss" in src.cmd(f"ping -c 1 -W 1 {dst.IP()}")
+               for _ in range(attempts))
+
+
+def _log_tail(controller, lines=60):
+    return "controller log (tail):\n" + "\n".join(controller.log().splitlines()[-lines:])
+
+
+def _where(dc, vm_name):
+    """(source, destination) server names for moving the VM across access switches."""
+    _, _, vms, switches = dc
+    on_s11 = vms[vm_name].defaultIntf().link.intf2.node is switches["s11"]
+    return ("s11", "s21") if on_s11 else ("s21", "s11")
+
+
+def _tell(dc, destination, seen=None):
+    """The hook that sends the notice once the destination port exists; with ``seen``
+    (a list), it appends the destination bridge's flows for the VM's MAC as the
+    notice's answer left them (the answer comes after the switches confirmed)."""
+    controller, _, vms, switches = dc
+    mac = vms["web1"].MAC()
+
+    def tell():
+        status, answer = send(controller.rest_target(),
+                              {"event": "migrating", "mac": mac,
+                               "server": switches[destination].name})
+        assert status == 200, answer
+        if seen is not None:
+            seen.extend(line for line in lab.dump_flows(switches[destination].name)
+                        .splitlines() if f"dl_src={mac}" in line)
+    return tell
+
+
+def _move(dc, notify, announce, settle, seen=None):
+    controller, net, vms, switches = dc
+    web1 = vms["web1"]
+    source, destination = _where(dc, "web1")
+    probers = [lab.ProberRun(vms["web5"], web1), lab.ProberRun(vms["out1"], web1)]
+    time.sleep(0.3)
+    times = live_migrate(net, web1, switches[destination], announce=announce,
+                         before_switchover=_tell(dc, destination, seen) if notify else None)
+    time.sleep(settle)
+    reports = [p.stop() for p in probers]
+    for report in reports:
+        print(f"\nno OVSDB {source}->{destination} notify={notify} announce={announce}: "
+              f"{report.summary()}; lost at the move {_lost_at_move(report, times)}")
+    return reports, times
+
+
+def _lost_at_move(report, times) -> int:
+    """Probes lost in the loss runs that began from the destination port's creation
+    (adding a port to a userspace bridge stalls its datapath for a moment; the
+    notice follows the creation) until shortly after the old port went: the move's cost,
+    without the datapath stalls elsewhere in the run (docs/benchmarks.md: 100-590 ms
+    with no move at all)."""
+    start = times.port_created_ns - PORT_CREATION_NS
+    end = max(times.source_port_removed_ns, times.old_deleted_ns) + MOVE_WINDOW_NS
+    return sum(run.count for run in report.runs if start <= run.start_ns <= end)
+
+
+def test_a_notice_alone_pre_provisions_and_the_move_costs_little(dc):
+    controller, _, vms, _ = dc
+    mark, seen = len(controller.log()), []
+    reports, times = _move(dc, notify=True, announce="qemu", settle=1.5, seen=seen)
+    log = controller.log()[mark:]
+    assert f"pre-provisioned VM {vms['web1'].MAC()}" in log and "no OVSDB row" in log, \
+        _log_tail(controller)
+    # before the VM switched over, its destination port was ready: its classification
+    # (which copies its first frame to the controller) and the rest of its entries
+    assert any("CONTROLLER" in line for line in seen), seen
+    assert all(_reachable(vms[peer], vms["web1"]) for peer in ("web5", "out1")), \
+        _log_tail(controller)
+    for report in reports:
+        assert _lost_at_move(report, times) <= MAX_LOST_NOTICE_ONLY, report.summary()
+
+
+def test_with_a_notice_alone_the_first_frame_at_the_destination_is_not_lost(dc):
+    """One gratuitous ARP, sent the instant the new interface is up, reaches a peer."""
+    controller, net, vms, switches = dc
+    web1, web5 = vms["web1"], vms["web5"]
+    _, destination = _where(dc, "web1")
+    capture = f"/tmp/dynprov-notice-garp-{web5.name}.txt"
+    # every ARP from web1 (it also revalidates its neighbours now and then): the
+    # gratuitous one asks for its own address
+    pid = web5.cmd(f"timeout 60 tcpdump -l -n -i {web5.defaultIntf()} "
+                   f"'arp and ether src {web1.MAC()}' > {capture} 2>/dev/null & echo $!")
+    garp = f"Request who-has {web1.IP()}"
+    try:
+        time.sleep(1.0)   # tcpdump is listening
+        live_migrate(net, web1, switches[destination], announce="garp",
+                     before_switchover=_tell(dc, destination))
+        deadline = time.monotonic() + 15   # the loaded machine's datapath stalls for seconds
+        while time.monotonic() < deadline and garp not in web5.cmd(f"cat {capture}"):
+            time.sleep(0.1)
+        assert garp in web5.cmd(f"cat {capture}"), _log_tail(controller)
+    finally:
+        web5.cmd(f"kill {pid.strip().split()[-1]}")
+
+
+def test_a_move_with_no_announcement_recovers_by_the_controllers_probe(dc):
+    controller, _, vms, _ = dc
+    mark = len(controller.log())
+    reports, times = _move(dc, notify=False, announce="none", settle=2.5)
+    assert f"VM {vms['web1'].MAC()} found by the probe" in controller.log()[mark:], \
+        _log_tail(controller)
+    assert all(_reachable(vms[peer], vms["web1"]) for peer in ("web5", "out1")), \
+        _log_tail(controller)
+    for report in reports:
+        assert _lost_at_move(report, times) <= MAX_LOST_PROBE_RECOVERY, report.summary()
