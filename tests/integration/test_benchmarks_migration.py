@@ -49,21 +49,30 @@ def test_faucet_peer_starts_and_forwards_on_the_demo_topology():
     assert faucet.process.poll() is not None
 
 
-def test_quick_migration_benchmark_recovers_and_reports_every_case():
-    from benchmarks import migration
+def test_quick_migration_benchmark_recovers_and_reports_every_case(monkeypatch):
+    from benchmarks import migration, migration_beds
+    from benchmarks.migration_cases import all_cases
 
     _faucet_or_skip()
+    # Replies may queue for over a second on a machine shared by several test
+    # runs (even a case without any move then ends on "unanswered" probes); a
+    # long linger makes "recovered" mean that probes stopped being lost.
+    monkeypatch.setattr(migration_beds, "LINGER_MS", 3000)
     figures = migration.run(1, quick=True)
     cases = figures["cases"]
-    assert set(cases) == {migration.case_name(*c) for c in migration.all_cases()}
+    assert set(cases) == {c.name for c in all_cases()}
     for name, case in cases.items():
-        assert case["runs"] == len(migration.PROBERS), name
-        if case["controller"] == "dynprov":
-            assert case["recovered"] == case["runs"], (name, case)
-            assert case["outage_ms"]["n"] == case["runs"]
-            assert case["network_share_ms"]["n"] >= 1
-    assert {t["case"] for t in figures["timelines"]} >= {"dynprov/qemu/notified",
-                                                        "faucet/qemu"}
+        assert case["moves"] == 1 and case["prober_runs"] == len(migration.PROBERS), name
+        # Every dynprov move with OVSDB watched or an announcement recovers (a
+        # silent move without OVSDB is the notice and probe recovery's own
+        # tests' business).
+        seen = case["mode"] == "ovsdb" or case["shape"] in ("qemu", "garp")
+        if case["controller"] == "dynprov" and seen:
+            assert case["recovered"] == 1, (name, case)
+            assert case["outage_ms"]["n"] == 1
+            assert case["network_share_ms"]["n"] == 1
+    assert {t["case"] for t in figures["timelines"]} == {
+        c.name for c in all_cases() if c.shape == "qemu"}
     for entry in figures["timelines"]:
         assert entry["timeline"]["probes"], entry["case"]
     dynprov_events = [t for t in figures["timelines"] if t["case"].startswith("dynprov")]
