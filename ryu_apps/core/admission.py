@@ -108,10 +108,11 @@ def select(st: "EngineState", mac: str, raw_mac: str, dpid: int, port: int, now:
 
 
 def refuse(st: "EngineState", verdict: PacketVerdict, mac: str, template_id: Optional[int],
-           dpid: int, port: int, now: float, reason: str) -> None:
-    """Refuse MAC ``mac`` on this port: quarantine it there, say why."""
+           dpid: int, port: int, now: float, reason: str, while_bound: bool = False) -> None:
+    """Refuse MAC ``mac`` on this port: quarantine it there, say why (``while_bound``:
+    only because it is bound elsewhere; lifted when that binding ends)."""
     refusal, first, note = st.quarantine.refuse(
-        Refusal(mac, template_id, reason, dpid, port, since=now))
+        Refusal(mac, template_id, reason, dpid, port, since=now, while_bound=while_bound))
     verdict.refusal, verdict.first_refusal = refusal, first
     if note:
         verdict.plan.notes.append(note)

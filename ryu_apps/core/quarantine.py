@@ -41,6 +41,9 @@ class Refusal:
     port: int = 0
     count: int = 1
     since: float = 0.0
+    #: Refused only because the MAC is bound elsewhere (a conflict, or a flapping
+    #: MAC's move): moot once that binding ends.
+    while_bound: bool = False
 
 
 class Quarantine:
@@ -90,6 +93,15 @@ class Quarantine:
         self._unlist(mac, key)
         self._macs.get(key, {}).pop(mac, None)
         return True
+
+    def release_unbound(self, mac: str) -> List[PortKey]:
+        """The MAC's binding ended: its refusals made only because it was bound
+        elsewhere are lifted; the ports whose flows change."""
+        ports = sorted(key for key in self._ports_of.get(mac, ())
+                       if self.refused[(mac, *key)].while_bound)
+        for dpid, port in ports:
+            self.release_mac(mac, dpid, port)
+        return ports
 
     def _unlist(self, mac: str, key: PortKey) -> None:
         ports = self._ports_of.get(mac)

@@ -97,7 +97,8 @@ def vm_detached(st: "EngineState", dpid: int, port: int, mac: Optional[str], now
     waiting = vm_identity.waiting_move(st, dpid, port)
     binding_ops.vm_port_gone(st, dpid, port, f"detached from port {port} of {st.name(dpid)}",
                              plan)
-    vm_identity.resume_waiting(st, waiting, now, plan, "the hypervisor's row for it went away")
+    vm_identity.resume_waiting(st, waiting, now, plan, "the hypervisor's row for it went away",
+                               binding)
 
 
 def port_down(st: "EngineState", dpid: int, port: int, deleted: bool, now: float,
@@ -127,7 +128,9 @@ def port_down(st: "EngineState", dpid: int, port: int, deleted: bool, now: float
     if st.quarantine.forget_port(dpid, port):
         binding_ops.quarantine_changed(st, dpid, port)
     st.moves.drop_port(dpid, port)
-    vm_identity.resume_waiting(st, waiting, now, plan, "its old port went away")
+    vm_identity.resume_waiting(st, waiting, now, plan, "its old port went away", gone)
+    if gone is not None:
+        vm_identity.unbound(st, gone.mac)
     if gone is not None and gone.state.forwards and gone.mac not in st.table.bindings:
         arrival_probe.lost(st, gone, notified, now, plan)
 

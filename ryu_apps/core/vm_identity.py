@@ -88,7 +88,7 @@ def move_believed(st: "EngineState", existing: Binding, dpid: int, port: int, no
     if moves.flapping(mac, now):
         admission.refuse(st, verdict, mac, existing.template_id, dpid, port, now,
                          f"VM {mac} is flapping between ports: its moves are refused for "
-                         f"{moves.flap_hold:g} s")
+                         f"{moves.flap_hold:g} s", while_bound=True)
         return False
     target = existing.ip or existing.seen_ip
     candidate, new = moves.conflict(mac, dpid, port, now, probe_possible=target is not None)
@@ -101,7 +101,7 @@ def move_believed(st: "EngineState", existing: Binding, dpid: int, port: int, no
                      f"VM {mac} is bound to {st.name(existing.dpid)} port {existing.port}:"
                      " a frame with its MAC here is a conflict, not a move; accepted when "
                      f"that port goes away, a migration notice names {st.name(dpid)}, "
-                     + evidence)
+                     + evidence, while_bound=True)
     if new and target is not None:
         set_probe(st, existing, verdict.plan)
         verdict.plan.packet_outs.append(PacketOut(existing.dpid, 0,
@@ -143,8 +143,9 @@ def accept_due_moves(st: "EngineState", now: float, plan: Plan) -> None:
 
 
 def accept(st: "EngineState", candidate: MoveCandidate, now: float, plan: Plan,
-           why: str) -> None:
-    """Provision the VM where the candidate saw it (its old binding, if any, ends)."""
+           why: str, known_ip: Optional[str] = None) -> None:
+    """Provision the VM where the candidate saw it (its old binding, if any, ends;
+    ``known_ip``: the address it had there, when that binding already ended)."""
     st.moves.take(candidate.mac)
     key = (candidate.dpid, candidate.port)
     if st.table.at_port(*key) is not None or key in st.ports.down or \
@@ -154,11 +155,22 @@ def accept(st: "EngineState", candidate: MoveCandidate, now: float, plan: Plan,
         binding_ops.quarantine_changed(st, *key)
     moving(st, candidate.mac, now, plan)
     verdict = admission.admit(st, candidate.dpid, candidate.port, candidate.mac, now,
-                              Detection.PACKET, b"", trusted_move=True)
+                              Detection.PACKET, b"", sender_ip=known_ip, trusted_move=True)
     plan.extend(verdict.plan)
     if verdict.provisioned is not None:
         plan.warnings.append(f"VM {candidate.mac} moved to {st.name(candidate.dpid)} "
                              f"port {candidate.port}: {why}")
+
+
+def unbound(st: "EngineState", mac: str) -> None:
+    """VM ``mac`` is bound nowhere any more: the frames refused only because it was
+    bound elsewhere (conflicts, a flapping MAC's moves) are no longer dropped, so
+    its next frame, or its answer to a search's probe, is judged afresh (a hypervisor
+    deletes the old port after the VM announced itself at the new one)."""
+    if mac in st.table.bindings:
+        return
+    for dpid, port in st.quarantine.release_unbound(mac):
+        binding_ops.quarantine_changed(st, dpid, port)
 
 
 def waiting_move(st: "EngineState", dpid: int, port: int) -> Optional[MoveCandidate]:
@@ -168,10 +180,14 @@ def waiting_move(st: "EngineState", dpid: int, port: int) -> Optional[MoveCandid
 
 
 def resume_waiting(st: "EngineState", waiting: Optional[MoveCandidate], now: float,
-                   plan: Plan, why: str) -> None:
-    """The VM's old place went away: the conflict that waited is its move."""
+                   plan: Plan, why: str, gone: Optional[Binding] = None) -> None:
+    """The VM's old place went away: the conflict that waited is its move, with the
+    address its old binding ``gone`` knew (that binding ended before the move; the
+    next move's liveness probe or search needs it)."""
     if waiting is not None and waiting.mac not in st.table.bindings:
-        accept(st, waiting, now, plan, why)
+        known = gone.ip or gone.seen_ip if gone is not None and gone.mac == waiting.mac \
+            else None
+        accept(st, waiting, now, plan, why, known)
 
 
 def notice_names(st: "EngineState", mac: str, server: int, now: float, plan: Plan) -> None:

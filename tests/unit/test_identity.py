@@ -312,3 +312,11 @@ def test_a_frame_before_the_hypervisors_row_does_not_block_the_migrated_vm():
     assert lab.reached(S21, 3, VICTIM, PEER) == {(S21, 1)}, "its replies are delivered"
     assert lab.reached(S21, 1, PEER, VICTIM) == {(S21, 3)}
     assert not [f for f in lab.switches.flows(S21) if f.priority == Priority.QUARANTINE]
+
+
+def test_a_move_accepted_when_the_old_port_goes_keeps_the_vms_address(lab):
+    lab.frame(S21, 7, VICTIM)                                 # its RARP: no address
+    lab.apply(lab.engine.port_down(S11, 1, now=lab.now))     # the old port deleted
+    assert lab.where(VICTIM) == (S21, 7)
+    binding = lab.engine.bindings[VICTIM]
+    assert (binding.ip or binding.seen_ip) == VICTIM_IP, "the next move can probe it"
