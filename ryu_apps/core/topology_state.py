@@ -29,6 +29,9 @@ class Topology:
         self.paths: Dict[int, TransitPath] = {}
         #: switch (no VMs) -> its tree port toward the shared fabric, where it has one
         self.toward_shared: Dict[int, int] = {}
+        #: server -> its access-switch port, valid for fabric version ``_access_version``
+        self._access: Dict[int, Optional[PortRef]] = {}
+        self._access_version = -1
 
     def path(self, server: int) -> TransitPath:
         """The server's path (computed once per fabric change)."""
@@ -71,7 +74,17 @@ class Topology:
         return role is not None and role.hosts_vms
 
     def access_switch_of(self, server: int) -> Optional[PortRef]:
-        """The access-switch port a server hangs off (on the tree)."""
+        """The access-switch port a server hangs off (on the tree); looked up once per
+        server and fabric version (a new VM asks several times)."""
+        if self._access_version != self.fabric.version:
+            self._access, self._access_version = {}, self.fabric.version
+        try:
+            return self._access[server]
+        except KeyError:
+            found = self._access[server] = self._find_access_switch(server)
+            return found
+
+    def _find_access_switch(self, server: int) -> Optional[PortRef]:
         for port in sorted(self.fabric.tree_ports(server)):
             peer = self.fabric.peer(PortRef(server, port))
             if peer is not None and not self.hosts_vms(peer.dpid):
