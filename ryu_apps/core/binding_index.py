@@ -68,6 +68,12 @@ class BindingIndex:
             ids = list(vlans.get(vlan, ()))
         return [self.by_id[i] for i in sorted(ids)]
 
+    def iter_on_server(self, dpid: int, vlan: int) -> Iterator[Binding]:
+        """The bindings of one VLAN on one server, unsorted (cheaper than on_server)."""
+        by_id = self.by_id
+        for binding_id in self._on_server.get(dpid, {}).get(vlan, ()):
+            yield by_id[binding_id]
+
     def vlans_on(self, dpid: int) -> Set[int]:
         """VLANs of the bindings on one server."""
         return set(self._on_server.get(dpid, ()))

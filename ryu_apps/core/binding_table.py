@@ -43,6 +43,11 @@ class BindingTable:
         self.index = BindingIndex()
         #: Ids of bindings whose port-side rules sit on their virtual-switch port.
         self.moved: Set[int] = set()
+        #: Ids that joined or left their VLAN's members since their access-port group
+        #: last looked (their ``moved`` flag may be stale; :mod:`access_groups` settles it).
+        self.fresh: Set[int] = set()
+        #: (server, VLAN) -> template id -> present bindings of it (incoming ones too)
+        self.present_templates: Dict[PortKey, Dict[int, int]] = {}
         self._by_port: Dict[PortKey, Binding] = {}
         self._next_id = 1
         self._on_member = on_member
@@ -57,11 +62,11 @@ class BindingTable:
             if previous is not None:
                 self._unindex(previous)
             self.index.add(binding)
-            self._on_member(binding, +1)
+            self._member(binding, +1)
         elif previous.state.forwards != binding.state.forwards or \
                 present(previous) != present(binding) or previous.port != binding.port:
-            self._on_member(previous, -1)
-            self._on_member(binding, +1)
+            self._member(previous, -1)
+            self._member(binding, +1)
         self._by_port[(binding.dpid, binding.port)] = binding
         self.history[binding.mac] = binding.state
 
@@ -86,6 +91,7 @@ class BindingTable:
         """The VM left ``source`` for a destination here: keep the source, as outgoing,
         until :meth:`release` (its port stays taken)."""
         self.outgoing[source.mac] = replace(source, state=VmState.MIGRATING_OUT)
+        self.fresh.add(source.binding_id)
 
     def release(self, mac: str) -> Optional[Binding]:
         """The outgoing binding of ``mac`` is gone: forget it and free its port."""
@@ -145,7 +151,22 @@ class BindingTable:
     def _unindex(self, binding: Binding) -> None:
         self.index.remove(binding)
         self.moved.discard(binding.binding_id)
-        self._on_member(binding, -1)
+        self._member(binding, -1)
+
+    def _member(self, binding: Binding, delta: int) -> None:
+        """Count a present binding's template on its server and VLAN; tell the hook."""
+        self.fresh.add(binding.binding_id)
+        if present(binding):
+            key = (binding.dpid, binding.vlan)
+            counts = self.present_templates.setdefault(key, {})
+            left = counts.get(binding.template_id, 0) + delta
+            if left:
+                counts[binding.template_id] = left
+            else:
+                counts.pop(binding.template_id, None)
+                if not counts:
+                    del self.present_templates[key]
+        self._on_member(binding, delta)
 
     def _release_port(self, binding: Binding) -> None:
         key = (binding.dpid, binding.port)

@@ -66,6 +66,7 @@ def flush(st: "EngineState", plan: Plan) -> None:
     for key in sorted(dirty.groups):
         access_groups.refresh(st, key, plan)
     dirty.groups.clear()
+    access_groups.settle_fresh(st, plan)
     _flush_placements(st, plan)
     st.desired.refresh_templates(plan)
     _flush_vlans(st, plan)
