@@ -111,12 +111,14 @@ def refresh(st: "EngineState", key: GroupKey, plan: Plan) -> None:
         return
     assert server is not None
     library = st.library_of_switch(server) or st.libraries.main
-    sides = set()
+    sides: List[Optional[SwitchSide]] = []   # distinct by value; compared, not hashed
     for template_id in set(counts) | {b.template_id for b in outgoing}:
         template = library.get(template_id)
-        sides.add(template.access_port if template is not None else None)
+        found = template.access_port if template is not None else None
+        if not any(found is other or found == other for other in sides):
+            sides.append(found)
     merged = len(sides) > 1
-    side = None if merged else next(iter(sides))
+    side = None if merged else sides[0]
     st.groups.record(key, server, side, merged)
     if old_server != server or old_side is not side:
         st.desired.replace(owner, port_group_flows(key.dpid, key.port, key.vlan, owner, side),
