@@ -118,10 +118,11 @@ def binding_flows(placement: Placement) -> Set[Entry]:
                      binding.owner.cookie)}
     if state in (VmState.RESTARTING, VmState.DEPROVISIONED, VmState.DETECTED):
         return set()
-    entries = _server_side(placement)
+    cookie = binding.owner.cookie
+    entries = _server_side(placement, cookie)
     if state is VmState.PRE_PROVISIONED:
         return entries
-    return entries | transit_flows(binding, placement.path)
+    return entries | transit_flows(binding, placement.path, cookie)
 
 
 def needs_template(binding: Binding) -> bool:
@@ -129,12 +130,12 @@ def needs_template(binding: Binding) -> bool:
     return binding.state.forwards or binding.state is VmState.PRE_PROVISIONED
 
 
-def _server_side(placement: Placement) -> Set[Entry]:
+def _server_side(placement: Placement, cookie: int) -> Set[Entry]:
     """A VM's own flows on its server (at most 6): its classifier, the anti-spoofing of
     its bound IPv4, its metered pass when a merged port side limits it, its delivery
     and its output; its template's ACLs are shared (:mod:`~ryu_apps.core.template_tables`)."""
     binding, template = placement.binding, placement.template
-    dpid, port, cookie = binding.dpid, binding.port, binding.owner.cookie
+    dpid, port = binding.dpid, binding.port
     vswitch = template.virtual_switch
     entries: Set[Entry] = set()
     meter = None
@@ -151,7 +152,7 @@ def _server_side(placement: Placement) -> Set[Entry]:
                      else (),
                      metadata=from_vm_metadata(binding.template_id, learn),
                      idle_timeout=0 if pre_provisioned else template.idle_timeout))
-    entries |= _anti_spoof(placement)
+    entries |= _anti_spoof(placement, cookie)
     delivered = to_vm_metadata(port, binding.template_id)
     entries.add(flow(dpid, Table.OUTPUT, Priority.BINDING, make_match(metadata=delivered),
                      cookie, actions=(Output(port),)))
@@ -163,7 +164,7 @@ def _server_side(placement: Placement) -> Set[Entry]:
     return entries
 
 
-def moved_port_meter(placement: Placement) -> Optional[MeterSpec]:
+def moved_port_meter(placement: Placement, cookie: int | None = None) -> Optional[MeterSpec]:
     """The per-VM meter of a merged template's port-side limit, if it has one."""
     side = placement.template.access_port
     if not placement.port_rules_on_vswitch or side.bandwidth is None:
@@ -171,10 +172,10 @@ def moved_port_meter(placement: Placement) -> Optional[MeterSpec]:
     binding = placement.binding
     return MeterSpec(binding.dpid, MOVED_PORT_METER_OFFSET + binding.binding_id,
                      side.bandwidth.rate_kbps, side.bandwidth.burst_kbits,
-                     cookie=binding.owner.cookie)
+                     cookie=binding.owner.cookie if cookie is None else cookie)
 
 
-def _anti_spoof(placement: Placement) -> Set[Entry]:
+def _anti_spoof(placement: Placement, cookie: int) -> Set[Entry]:
     """A VM sends only with its own MAC (CLASSIFY) and, if bound, its own IPv4.
 
     The template's shared flows (selected by the tag the classifier wrote)
@@ -185,9 +186,9 @@ def _anti_spoof(placement: Placement) -> Set[Entry]:
     through that meter (then the template has no shared pass).
     """
     binding = placement.binding
-    dpid, port, cookie = binding.dpid, binding.port, binding.owner.cookie
+    dpid, port = binding.dpid, binding.port
     entries: Set[Entry] = set()
-    port_meter = moved_port_meter(placement)
+    port_meter = moved_port_meter(placement, cookie)
     meter_id = None
     if port_meter is not None:
         meter_id = port_meter.meter_id

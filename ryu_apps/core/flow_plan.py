@@ -157,6 +157,10 @@ def diff_flows(old: Iterable[Entry], new: Iterable[Entry], plan: Plan) -> None:
     so traffic never sees a gap between delete and add.
     """
     old_by_key = {f.key: f for f in old}
+    if not old_by_key:   # a new owner (a new VM): every entry is an add
+        for spec in new:
+            plan.for_switch(spec.dpid).add(spec)
+        return
     new_by_key = {f.key: f for f in new}
     for key, spec in old_by_key.items():
         if key not in new_by_key:

@@ -54,11 +54,14 @@ def transit_path(fabric: Fabric, server_dpid: int) -> TransitPath:
     return TransitPath(fabric.transit_hops(server_dpid))
 
 
-def transit_flows(binding: Binding, path: TransitPath) -> Set[FlowSpec]:
-    """A forwarding VM's flow on each switch of its path (none in other states)."""
+def transit_flows(binding: Binding, path: TransitPath,
+                  cookie: int | None = None) -> Set[FlowSpec]:
+    """A forwarding VM's flow on each switch of its path (none in other states);
+    ``cookie``: its owner's, when the caller has it already."""
     if not binding.state.forwards or not path.hops:
         return set()
-    cookie = binding.owner.cookie
+    if cookie is None:
+        cookie = binding.owner.cookie
     match = make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac)
     return {transit_flow(dpid, port, to_server, match, cookie)
             for dpid, port, to_server in path.hops}
