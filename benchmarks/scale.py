@@ -15,7 +15,8 @@ rules, so those servers carry the template merge). Links arrive by
 - the engine call for each event kind (µs, including building its plan), after
   the heap is settled as the app settles it when its warm start ends
   (``gc.collect`` then ``gc.freeze``, ryu_apps.app.wiring.settle_heap): a
-  new VM's packet-in (its first frame carries its IP), a known VM's packet-in,
+  new VM's packet-in (its first frame carries its IP; its port then goes down,
+  and the probe search that starts is ended as 10 s later would), a known VM's packet-in,
   an idle timeout (flow_removed), a VM port going down, a migration (notify
   migrating + the VM's arrival), a server link flap (port down + link seen
   again); and, separately, rendering a new VM's plan into OpenFlow messages through Ryu's classes
