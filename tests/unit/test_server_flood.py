@@ -14,13 +14,14 @@ from typing import List, Set, Tuple
 
 import pytest
 
+from ryu_apps.app import openflow_bytes, prerendered
 from ryu_apps.core.cookies import vlan_owner
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef, Role
 from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.flowspec import GROUP_ADDRESS_MATCH, tagged
 from ryu_apps.core.identifiers import PrefixScheme
-from ryu_apps.core.pipeline import Table
+from ryu_apps.core.pipeline import Table, to_vm_metadata
 from ryu_apps.core.server_flood import (
     CHUNK_LEVEL,
     CHUNK_PORTS,
@@ -160,3 +161,20 @@ def test_from_scratch_chunks_are_a_function_of_the_member_set():
     assert groups == [0, 1]
     assert all(f.cookie == vlan_owner(100).cookie for f in flows)
     assert len(flows) == 4 + 2, "chunks 0, 1, 2, 6; groups 0, 1"
+
+
+def test_a_full_chunk_flow_is_pre_rendered_byte_identical(monkeypatch):
+    """A full chunk's values (cookie, key, one per member) fit the pre-renderer, so a
+    rewritten chunk is patched, not encoded from scratch."""
+    def full_chunk(chunk: int):
+        ports = range(chunk * CHUNK_PORTS, (chunk + 1) * CHUNK_PORTS)
+        _, flows = chunked(S11, 100, [to_vm_metadata(p, WEB) for p in ports])
+        spec, = [f for f in flows if f.match_dict()["metadata"] ==
+                 flood_key(100, CHUNK_LEVEL, chunk)]
+        return spec
+    monkeypatch.setattr(prerendered, "_SHAPES", {})     # no shape known yet
+    monkeypatch.setattr(prerendered, "_SEEN_ONCE", {})
+    for chunk in (101, 102, 103):
+        spec = full_chunk(chunk)
+        assert prerendered.flow_add(spec) == openflow_bytes.encode_flow_add_uncached(spec)
+    assert prerendered.shape_count() == 1, "the full chunk's shape was learnt"
