@@ -10,7 +10,7 @@ On s11 the uplink is port 1 and the VMs ports 2..11, so the eight VMs of VLAN 10
   template takes PostgreSQL from 10.0.100.0/24, the web template does not;
 
 then web7 (port 8, inside the second chunk) leaves: only its chunk's flow changes
-and only its copy is gone.
+and only its copy is gone; a reconnect of s11 reads table 8 back and changes nothing.
 """
 
 from __future__ import annotations
@@ -195,3 +195,25 @@ def test_a_vm_leaving_changes_only_its_chunk_and_loses_only_its_copy(bed):
     arp = _received(others, vms["web1"], "arp")
     assert arp == {name: FRAMES for name in _of_vlan(others, "web", "db") - {"web1"}}
     assert "differed from what dynprov wants" not in controller.log()
+
+
+def test_a_reconnect_finds_the_flood_flows_intact(bed):
+    """Read back from OVS, table 8's chunk and group flows equal what dynprov wants."""
+    controller, net, vms, switches = bed
+    bridge = switches["s11"].name
+    dpid = subprocess.run(["ovs-vsctl", "get", "bridge", bridge, "datapath_id"],
+                          capture_output=True, text=True, check=True).stdout.strip().strip('"')
+    real = subprocess.run(["ovs-vsctl", "get-controller", bridge], capture_output=True,
+                          text=True, check=True).stdout.split()
+    ups = controller.log().count(f"up: server {bridge}")
+    subprocess.run(["ovs-vsctl", "set-controller", bridge,
+                    f"tcp:127.0.0.1:{lab.free_tcp_port()}"], check=True)
+    try:
+        assert controller.wait_for_log(f"switch {dpid} disconnected", timeout=15)
+    finally:
+        subprocess.run(["ovs-vsctl", "set-controller", bridge, *real], check=True)
+    assert controller.wait_for_log(f"up: server {bridge}", timeout=15, count=ups + 1), \
+        controller.log()[-2000:]
+    last = [line for line in controller.log().splitlines() if f"up: server {bridge}" in line][-1]
+    assert last.endswith(", 0 changes"), last
+    assert _flood_flows(bridge), "VLAN 100's FLOOD flows are there"
