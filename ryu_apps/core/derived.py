@@ -28,9 +28,9 @@ from ryu_apps.core.binding import Binding
 from ryu_apps.core.binding_table import present
 from ryu_apps.core.cookies import INFRA_OWNER, liveness_owner, quarantine_owner, vlan_owner
 from ryu_apps.core.fabric import SHARED_FABRIC
-from ryu_apps.core.vlan_compiler import vlan_switch_flows
+from ryu_apps.core.server_flood import ServerFloods, delivery
+from ryu_apps.core.vlan_compiler import server_vlan_flows, vlan_switch_flows
 from ryu_apps.core.flow_plan import DesiredFlows, Plan, diff_flows
-from ryu_apps.core.pipeline import to_vm_metadata
 from ryu_apps.core.routes import probe_flows
 from ryu_apps.core.switch_flows import infra_flows
 from ryu_apps.core.template_tables import SharedDesired
@@ -104,16 +104,18 @@ def _flush_vlans(st: "EngineState", plan: Plan) -> None:
 
 
 def vlan_flows_on(st: "EngineState", vlan: int, dpid: int) -> Set:
-    """A VLAN's shared flows on one switch, from its members there."""
-    local: Set[int] = set()
-    is_present = False
-    for binding in st.table.index.on_server(dpid, vlan):
-        if binding.state.forwards:
-            local.add(to_vm_metadata(binding.port, binding.template_id))
-        is_present = is_present or present(binding)
-    return vlan_switch_flows(st.topo.fabric, vlan, dpid,
-                             st.topo.flooding.flood_ports(vlan, dpid), sorted(local),
-                             is_present)
+    """A VLAN's shared flows on one switch, from its members there (on a server,
+    only the FLOOD chunks whose members changed are recompiled)."""
+    fabric = st.topo.fabric
+    up_ports = st.topo.flooding.flood_ports(vlan, dpid)
+    info = fabric.switches.get(dpid)
+    if info is None or not info.role.hosts_vms:
+        return vlan_switch_flows(fabric, vlan, dpid, up_ports, (), False)
+    groups, flood_flows = st.floods.flows(vlan, dpid)
+    if not st.floods.has_members(vlan, dpid) and not any(
+            present(b) for b in st.table.index.on_server(dpid, vlan)):
+        return set()
+    return server_vlan_flows(dpid, vlan, up_ports, groups, flood_flows)
 
 
 def recompute_all(st: "EngineState") -> Plan:
@@ -137,9 +139,11 @@ def recompute_all(st: "EngineState") -> Plan:
 def _rebuild_flooding(st: "EngineState") -> None:
     topo = st.topo
     topo.flooding = VlanFlooding(topo.tree)
+    st.floods = ServerFloods()
     for binding in st.table:
         if binding.state.forwards:
             topo.member(binding.vlan, binding.dpid, +1)
+            st.floods.change(binding.vlan, binding.dpid, delivery(binding), +1)
 
 
 def _mark_everything(st: "EngineState") -> None:

@@ -26,6 +26,7 @@ from ryu_apps.core.port_state import PortState
 from ryu_apps.core.quarantine import Quarantine
 from ryu_apps.core.routes import Routes
 from ryu_apps.core.template_model import Template, TemplateLibrary
+from ryu_apps.core.server_flood import ServerFloods, delivery
 from ryu_apps.core.template_tables import SharedDesired
 from ryu_apps.core.topology_state import Topology
 
@@ -58,6 +59,8 @@ class EngineState:
         self.table = BindingTable(self._member)
         self.ports = PortState()
         self.topo = Topology()
+        #: Each VLAN's forwarding VMs per server, as FLOOD chunks
+        self.floods = ServerFloods()
         self.quarantine = Quarantine()
         self.moves = MoveGuard(hold=move_hold)
         self.groups = AccessGroups()
@@ -73,6 +76,7 @@ class EngineState:
         dirty.add(binding.dpid)
         if binding.state.forwards:
             dirty |= self.topo.member(binding.vlan, binding.dpid, delta)
+            self.floods.change(binding.vlan, binding.dpid, delivery(binding), delta)
 
     # -- libraries and domains -------------------------------------------------------
     def domain_of_server(self, server: int) -> Optional[Domain]:

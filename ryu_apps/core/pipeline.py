@@ -26,6 +26,8 @@ class Table(enum.IntEnum):
     TO_VM_PORT_ACL = 6      # access: port ACL toward a server port; output
                             # server: a template's port-side rules (merged) or pass
     OUTPUT = 7              # server: a VM's delivery to its port, after its ACLs
+    FLOOD = 8               # server: a VLAN's flood copies to its VMs, in chunks; reached
+                            # only by resubmit from FORWARD (ryu_apps.core.server_flood)
 
 
 class Priority(enum.IntEnum):
@@ -173,7 +175,10 @@ class TableContract:
     Action kinds: ``output`` (to a port), ``controller`` (output to the
     controller), ``push_vlan``, ``pop_vlan``, ``set:<field>``, ``meter``,
     ``write_metadata``; ``goto`` and ``resubmit`` name the tables a flow may
-    continue in (always later ones: the pipeline only goes forward).
+    continue in. A goto always goes to a later table (the pipeline only goes
+    forward); a resubmit is a call that comes back, and FLOOD, numbered last,
+    is visited only that way, between FORWARD and TO_VM_ACL (a group flow
+    resubmits to its chunk flows in FLOOD itself, never the other way).
     """
 
     table: Table
@@ -204,11 +209,12 @@ CONTRACTS: Mapping[Table, TableContract] = {c.table: c for c in (
     _contract(Table.FORWARD, {"vlan_vid", "eth_dst"},
               {"output", "pop_vlan", "set:metadata", "write_metadata"},
               {Table.TO_VM_ACL, Table.TO_VM_PORT_ACL},
-              {Table.TO_VM_ACL, Table.TO_VM_PORT_ACL}),
+              {Table.TO_VM_ACL, Table.TO_VM_PORT_ACL, Table.FLOOD}),
     _contract(Table.TO_VM_ACL, ACL_FIELDS | {"metadata"}, (), {Table.TO_VM_PORT_ACL}),
     _contract(Table.TO_VM_PORT_ACL, ACL_FIELDS | {"metadata", "vlan_vid"}, {"output"},
               {Table.OUTPUT}),
     _contract(Table.OUTPUT, {"metadata"}, {"output"}),
+    _contract(Table.FLOOD, {"metadata"}, {"set:metadata"}, (), {Table.FLOOD, Table.TO_VM_ACL}),
 )}
 
 

@@ -3,7 +3,6 @@ uplink (pure)."""
 
 from __future__ import annotations
 
-import functools
 from typing import Iterable, List, Sequence, Set
 
 from ryu_apps.core.binding import Binding, VmState
@@ -15,21 +14,15 @@ from ryu_apps.core.flowspec import (
     Output,
     PopVlan,
     Resubmit,
-    SetField,
     flow,
     make_match,
     tagged,
 )
 from ryu_apps.core.pipeline import Priority, Table, to_vm_metadata
+from ryu_apps.core.server_flood import chunked, set_metadata, to_groups_actions
 
 #: Flood actions repeat per member port on every switch: share the objects.
-_RESUBMIT_TO_VM_ACL = Resubmit(Table.TO_VM_ACL)
 _RESUBMIT_TO_VM_PORT_ACL = Resubmit(Table.TO_VM_PORT_ACL)
-
-
-@functools.lru_cache(maxsize=65536)
-def _set_metadata(port: int) -> SetField:
-    return SetField("metadata", port)
 
 
 def vlan_flows(fabric: Fabric, vlan: int, members: Iterable[Binding]) -> Set[Entry]:
@@ -76,14 +69,15 @@ def vlan_switch_flows(fabric: Fabric, vlan: int, dpid: int, up_ports: Sequence[i
     if info.role.hosts_vms:
         if not present:
             return set()
-        return _server_vlan_flows(dpid, vid, cookie, list(up_ports), list(local_ports))
+        groups, flood_flows = chunked(dpid, vlan, local_ports)
+        return server_vlan_flows(dpid, vlan, up_ports, groups, flood_flows)
     if not up_ports:
         return set()
     to_servers = fabric.server_facing_ports(dpid)
     actions: List = [Output(p) for p in up_ports if p not in to_servers]
     for port in up_ports:
         if port in to_servers:
-            actions += [_set_metadata(port), _RESUBMIT_TO_VM_PORT_ACL]
+            actions += [set_metadata(port), _RESUBMIT_TO_VM_PORT_ACL]
     entries: Set[Entry] = {flow(dpid, Table.FORWARD, Priority.VLAN_FLOOD,
                                 make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH), cookie,
                                 actions=tuple(actions))}
@@ -115,18 +109,22 @@ def _default_flows(fabric: Fabric, dpid: int, vid: int, cookie: int,
     return entries
 
 
-def _server_vlan_flows(dpid: int, vid: int, cookie: int,
-                       up_ports: List[int], local_ports: List[int]) -> Set[Entry]:
+def server_vlan_flows(dpid: int, vlan: int, up_ports: Sequence[int], groups: Sequence[int],
+                      flood_flows: Iterable[Entry]) -> Set[Entry]:
+    """A VLAN's flows on a server hosting a VM of it: the flood entry (copies out of
+    the tree ports, then a resubmit to each FLOOD group with members, ``groups``), the
+    groups' and chunks' ``flood_flows`` (:mod:`~ryu_apps.core.server_flood`), the
+    admission from the tree ports and the default up."""
+    cookie = vlan_owner(vlan).cookie
+    vid = tagged(vlan)
     flood: List = [Output(p) for p in up_ports]
-    if local_ports:
+    if groups:
         flood.append(PopVlan())
-    for port in local_ports:
-        flood += [_set_metadata(port), _RESUBMIT_TO_VM_ACL]
-    entries: Set[Entry] = {
-        flow(dpid, Table.FORWARD, Priority.VLAN_FLOOD,
-             make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH), cookie,
-             actions=tuple(flood)),
-    }
+        flood += to_groups_actions(vlan, groups)
+    entries: Set[Entry] = set(flood_flows)
+    entries.add(flow(dpid, Table.FORWARD, Priority.VLAN_FLOOD,
+                     make_match(vlan_vid=vid, eth_dst=GROUP_ADDRESS_MATCH), cookie,
+                     actions=tuple(flood)))
     for port in up_ports:
         entries.add(flow(dpid, Table.CLASSIFY, Priority.VLAN_ADMIT,
                          make_match(in_port=port, vlan_vid=vid), cookie,

@@ -201,8 +201,9 @@ class FakeSwitches:
                 packet = replace(packet, vlan_vid=0)
             elif isinstance(action, SetField):
                 packet = replace(packet, **{action.name: action.value})
-            elif isinstance(action, Resubmit):
-                more, _ = self.run_pipeline(dpid, in_port, packet, action.table_id, depth + 1)
+            elif isinstance(action, Resubmit):   # what the called tables change stays, as in OVS
+                more, packet = self.run_pipeline(dpid, in_port, packet, action.table_id,
+                                                 depth + 1)
                 outputs.extend(more)
             elif isinstance(action, Output) and action.port != in_port:
                 outputs.append((action.port, packet))

@@ -1,13 +1,11 @@
 """What a new VM costs in flooding state, with 1, 10 and 100 VLAN members present.
 
 A VLAN's flood entry on a switch hosting no VMs lists tree ports, so it changes
-only when a member *switch* joins or leaves; on a server it lists the VM ports
-of its members there, so it is rewritten when a VM lands on that server. In
-OpenFlow 1.3 that rewrite carries the whole port list (a group's bucket list
-is replaced whole by OFPGC_MODIFY too; Open vSwitch 3.1 inserts single buckets
-only in OpenFlow 1.5), so the floor is: only the server where the VM lands,
-one flow, a fixed number of bytes per member already on that server. Members
-anywhere else cost the new VM nothing.
+only when a member *switch* joins or leaves. On a server the copies to its VMs
+live in FLOOD chunk flows of at most six ports (ryu_apps.core.server_flood):
+a VM landing there rewrites its chunk, plus its group when it opens the chunk,
+plus the flood entry when it opens the group; what it costs does not depend on
+how many members the server already has. Members anywhere else cost it nothing.
 """
 
 from __future__ import annotations
@@ -48,15 +46,17 @@ def _bind(engine: ProvisioningEngine, dpid: int, port: int, mac: str):
     return verdict.plan
 
 
-def _new_vm_cost(members_here: int, members_elsewhere: int) -> Dict[Tuple[int, str], int]:
-    """Bytes of a new web VM's plan on s11, per (switch, owner kind), with that many
-    web VMs (VLAN 100) on s11 and on s12 and s21 already."""
+def _new_vm_cost(members_here: int, members_elsewhere: int,
+                 port: int = 999) -> Dict[Tuple[int, str], int]:
+    """Bytes of a new web VM's plan on s11 (at ``port``), per (switch, owner kind), with
+    that many web VMs (VLAN 100) on s11 (the first on port 6, the others from port
+    1000) and on s12 and s21 already."""
     engine = _engine()
     for n in range(members_here):
-        _bind(engine, S11, 200 + n, f"00:fa:00:00:01:{n:02x}")
+        _bind(engine, S11, 6 if n == 0 else 1000 + n, f"00:fa:00:00:{n >> 8:02x}:{n & 255:02x}")
     for n in range(members_elsewhere):
-        _bind(engine, (S12, S21)[n % 2], 1 + n, f"00:fa:00:00:02:{n:02x}")
-    plan = _bind(engine, S11, 999, NEW_VM)
+        _bind(engine, (S12, S21)[n % 2], 1 + n, f"00:fa:00:00:fe:{n:02x}")
+    plan = _bind(engine, S11, port, NEW_VM)
     cost: Dict[Tuple[int, str], int] = {}
     for dpid, changes in plan.changes.items():
         for spec in changes.adds + changes.deletes:
@@ -78,13 +78,18 @@ def test_members_on_other_servers_cost_a_new_vm_nothing(present):
     assert crowded == alone, f"{present} members elsewhere changed the new VM's cost"
 
 
-@pytest.mark.parametrize("present", [1, 10, 100])
-def test_members_on_its_server_grow_only_that_servers_one_flood_entry(present):
-    cost = _new_vm_cost(present, 10)
-    assert _vlan_flows_changed(cost) == {S11: 1}, "only s11's flood entry is rewritten"
+@pytest.mark.parametrize("present", [10, 100])
+@pytest.mark.parametrize("port, flows", [(7, 1), (12, 2)])
+def test_members_on_its_server_do_not_change_what_a_new_vm_costs(present, port, flows):
+    """Port 7 joins the chunk of port 6 (one chunk flow rewritten); port 12 opens a
+    chunk in that chunk's group (the chunk added, the group rewritten)."""
+    base = _new_vm_cost(1, 10, port)
+    cost = _new_vm_cost(present, 10, port)
+    assert _vlan_flows_changed(cost) == {S11: flows}
     assert {dpid for dpid, _ in cost} == {S11, A1, F1}, "a2 and the other servers: nothing"
-    base = _new_vm_cost(1, 10)
-    for dpid in (A1, F1):
-        assert cost[(dpid, "bytes")] == base[(dpid, "bytes")]
-    # set-metadata (16 bytes) and resubmit (16 bytes) per member port already there
-    assert cost[(S11, "bytes")] - base[(S11, "bytes")] == 32 * (present - 1)
+    assert cost == base, f"{present} members on s11 changed the new VM's cost"
+
+
+def test_a_vm_opening_a_group_rewrites_the_flood_entry_too():
+    cost = _new_vm_cost(10, 10, port=36)
+    assert _vlan_flows_changed(cost) == {S11: 3}, "its chunk, its group, the flood entry"
