@@ -129,6 +129,28 @@ def _encode_action(action) -> bytes:
     raise _NotEncodable(action)
 
 
+#: Encoded actions by (action, type of its value): a VLAN's flood entry repeats the
+#: same per-member actions in every version of it (one more member each time), so
+#: re-encoding one costs a dictionary look-up per action.
+_ACTIONS: Dict[tuple, bytes] = {}
+_ACTIONS_LIMIT = 50_000
+
+
+def _action_bytes(action) -> bytes:
+    """:func:`_encode_action`, cached (an action is immutable)."""
+    key = (action, action.value.__class__) if action.__class__ is SetField else (action, None)
+    try:
+        data = _ACTIONS.get(key)
+    except TypeError:   # an unhashable value: not cached
+        return _encode_action(action)
+    if data is None:
+        data = _encode_action(action)
+        if len(_ACTIONS) >= _ACTIONS_LIMIT:
+            _ACTIONS.clear()
+        _ACTIONS[key] = data
+    return data
+
+
 def _encode_instruction(instruction) -> bytes:
     if isinstance(instruction, GotoTable):
         return struct.pack("!HHB3x", ofp.OFPIT_GOTO_TABLE, 8, instruction.table_id)
@@ -138,7 +160,7 @@ def _encode_instruction(instruction) -> bytes:
         return struct.pack("!HH4xQQ", ofp.OFPIT_WRITE_METADATA, 24, instruction.value,
                            instruction.mask)
     if isinstance(instruction, ApplyActions):
-        actions = b"".join(_encode_action(a) for a in instruction.actions)
+        actions = b"".join([_action_bytes(a) for a in instruction.actions])
         return struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 8 + len(actions)) + actions
     raise _NotEncodable(instruction)
 
