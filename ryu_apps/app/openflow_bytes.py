@@ -129,16 +129,29 @@ def _encode_action(action) -> bytes:
     raise _NotEncodable(action)
 
 
-#: Encoded actions by (action, type of its value): a VLAN's flood entry repeats the
-#: same per-member actions in every version of it (one more member each time), so
-#: re-encoding one costs a dictionary look-up per action.
+#: Encoded actions by a plain key (:func:`_action_key`): a VLAN's flood entry repeats
+#: the same per-member actions in every version of it (one more member each time),
+#: so re-encoding one costs a dictionary look-up per action.
 _ACTIONS: Dict[tuple, bytes] = {}
 _ACTIONS_LIMIT = 50_000
 
 
+def _action_key(action) -> tuple:
+    """A key as exact as the action's bytes, of ints and strings (cheaper to hash than
+    the action; a value's type is part of it: 1 and True are not the same value here)."""
+    kind = action.__class__
+    if kind is SetField:
+        return (kind, action.name, action.value, action.value.__class__)
+    if kind is Output:
+        return (kind, action.port, action.max_len, action.port.__class__)
+    if kind is Resubmit:
+        return (kind, action.table_id, action.table_id.__class__)
+    return (kind, action)
+
+
 def _action_bytes(action) -> bytes:
     """:func:`_encode_action`, cached (an action is immutable)."""
-    key = (action, action.value.__class__) if action.__class__ is SetField else (action, None)
+    key = _action_key(action)
     try:
         data = _ACTIONS.get(key)
     except TypeError:   # an unhashable value: not cached

@@ -124,3 +124,26 @@ def test_every_per_vm_flow_of_the_default_templates_hits_a_shape(monkeypatch):
     # count) may miss; every flow of the VM and of its template hits.
     assert set(kinds) <= {CookieKind.VLAN}, fallbacks[:3]
     assert len(kinds) <= 36
+
+
+def test_a_flood_entry_with_many_members_is_encoded_exactly_and_not_kept():
+    """A VLAN's flood entry (one set-field and one resubmit per member) is never a
+    shape: it is encoded, byte for byte as the general encoder, and not cached."""
+    from ryu_apps.core.flowspec import ApplyActions, Output, PopVlan, Resubmit, SetField
+
+    def flood(members):
+        actions = [Output(1), PopVlan()]
+        for member in members:
+            actions += [SetField("metadata", 0x1010000000000 + member), Resubmit(5)]
+        return FlowSpec(0x1201, 4, 30000, (("eth_dst", ("01:00:00:00:00:00",
+                                                        "01:00:00:00:00:00")),
+                                           ("vlan_vid", 4196)),
+                        (ApplyActions(tuple(actions)),), 0xD920064000001064)
+
+    openflow_bytes._ENCODED.clear()
+    for count in (prerendered.MAX_ACTIONS, 40, 41, 200, 40):
+        spec = flood(range(count))
+        assert prerendered.flow_add(spec) == openflow_bytes._encode_flow_add(spec)
+        assert prerendered.flow_add(spec) == openflow_bytes._ryu_bytes(
+            openflow_bytes.flow_add(openflow_bytes._StubDatapath, spec))
+    assert not openflow_bytes._ENCODED   # long entries are not kept
