@@ -129,39 +129,27 @@ def _encode_action(action) -> bytes:
     raise _NotEncodable(action)
 
 
-#: Encoded actions by a plain key (:func:`_action_key`): a VLAN's flood entry repeats
-#: the same per-member actions in every version of it (one more member each time),
-#: so re-encoding one costs a dictionary look-up per action.
-_ACTIONS: Dict[tuple, bytes] = {}
+#: Encoded actions by the identity of the action object, which the entry holds (so
+#: its id is never reused while it is here). The compiler shares its action objects
+#: (a VLAN flood entry's per-member set-field and resubmit are interned), and a
+#: flood entry repeats them in every version of it (one more member each time):
+#: re-encoding one costs a look-up per action.
+_ACTIONS: Dict[int, Tuple[object, bytes]] = {}
 _ACTIONS_LIMIT = 50_000
 
 
-def _action_key(action) -> tuple:
-    """A key as exact as the action's bytes, of ints and strings (cheaper to hash than
-    the action; a value's type is part of it: 1 and True are not the same value here)."""
-    kind = action.__class__
-    if kind is SetField:
-        return (kind, action.name, action.value, action.value.__class__)
-    if kind is Output:
-        return (kind, action.port, action.max_len, action.port.__class__)
-    if kind is Resubmit:
-        return (kind, action.table_id, action.table_id.__class__)
-    return (kind, action)
-
-
-def _action_bytes(action) -> bytes:
-    """:func:`_encode_action`, cached (an action is immutable)."""
-    key = _action_key(action)
-    try:
-        data = _ACTIONS.get(key)
-    except TypeError:   # an unhashable value: not cached
-        return _encode_action(action)
-    if data is None:
-        data = _encode_action(action)
-        if len(_ACTIONS) >= _ACTIONS_LIMIT:
-            _ACTIONS.clear()
-        _ACTIONS[key] = data
-    return data
+def _encode_actions(actions) -> bytes:
+    """The actions' bytes, each from :data:`_ACTIONS` or encoded and remembered."""
+    memo, parts = _ACTIONS, []
+    for action in actions:
+        known = memo.get(id(action))
+        if known is None or known[0] is not action:
+            known = (action, _encode_action(action))
+            if len(memo) >= _ACTIONS_LIMIT:
+                memo.clear()
+            memo[id(action)] = known
+        parts.append(known[1])
+    return b"".join(parts)
 
 
 def _encode_instruction(instruction) -> bytes:
@@ -173,7 +161,7 @@ def _encode_instruction(instruction) -> bytes:
         return struct.pack("!HH4xQQ", ofp.OFPIT_WRITE_METADATA, 24, instruction.value,
                            instruction.mask)
     if isinstance(instruction, ApplyActions):
-        actions = b"".join([_action_bytes(a) for a in instruction.actions])
+        actions = _encode_actions(instruction.actions)
         return struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 8 + len(actions)) + actions
     raise _NotEncodable(instruction)
 
