@@ -38,6 +38,8 @@ from ryu_apps.lab import testbed as lab
 
 NAME = "throughput"
 DYNPROV, PEER, BASELINE = "dynprov", "simple_switch_13", "dynprov-baseline"
+#: A Ryu app that only answers each packet-in (benchmarks/ofload/floor_app.py).
+FLOOR = "ryu-floor"
 TEMPLATES = lab.DEFAULT_TEMPLATES
 
 
@@ -77,6 +79,13 @@ class SimpleSwitchController(lab.ControllerProcess):
                 "--wsapi-port", str(self.wsapi_port), "ryu.app.simple_switch_13"]
 
 
+class FloorController(SimpleSwitchController):
+    """``ryu-manager benchmarks.ofload.floor_app``: Ryu's own cost per packet-in."""
+
+    def command(self) -> list[str]:
+        return [*super().command()[:-1], "benchmarks.ofload.floor_app"]
+
+
 def _get_json(controller: lab.ControllerProcess, path: str):
     status, answer = controller.rest("GET", path, role="reader", timeout=10)
     if status != 200:
@@ -105,6 +114,8 @@ def run_round(kind: str, config: LoadConfig, workers: int,
     """
     if kind == PEER:
         controller = SimpleSwitchController()
+    elif kind == FLOOR:
+        controller = FloorController()
     elif kind == BASELINE:
         controller = BaselineDynprovController(baseline)
     else:
@@ -193,7 +204,8 @@ def measure(args) -> dict:
     expected = expected_binding_mods(TEMPLATES, LoadConfig().templates)
     config = LoadConfig(access=args.access, servers=args.servers, window=args.window,
                         duration=args.seconds, expected=expected, pool=args.pool)
-    kinds = (DYNPROV, PEER) + ((BASELINE,) if args.baseline else ())
+    kinds = (DYNPROV, PEER) + ((BASELINE,) if args.baseline else ()) + (
+        (FLOOR,) if args.floor else ())
     rounds, latencies = [], {kind: [] for kind in kinds}
     for number in range(1, args.rounds + 1):
         for kind in kinds:
@@ -269,7 +281,7 @@ def plot(record: dict, outdir: Path = common.PLOTS_DIR) -> List[Path]:
     stem = record.get("benchmark", NAME)
     paths = []
     fig, ax = plt.subplots(figsize=(7, 4))
-    for kind, marker in ((DYNPROV, "o"), (PEER, "s"), (BASELINE, "^")):
+    for kind, marker in ((DYNPROV, "o"), (PEER, "s"), (BASELINE, "^"), (FLOOR, "v")):
         mine = [r for r in figures["rounds"] if r["controller"] == kind]
         if not mine:
             continue
@@ -344,6 +356,9 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="also run dynprov from this source tree (e.g. an export of "
                              "the commit before an optimisation) in every round")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run, in every round, a Ryu app that only answers each "
+                             "packet-in (Ryu's floor: benchmarks/ofload/floor_app.py)")
     parser.add_argument("--name", default=NAME, help="results name (default throughput)")
     parser.add_argument("--costs", action="store_true",
                         help="only measure unit costs in-process (saves throughput-costs.json)")

@@ -129,6 +129,29 @@ def _encode_action(action) -> bytes:
     raise _NotEncodable(action)
 
 
+#: Encoded actions by the identity of the action object, which the entry holds (so
+#: its id is never reused while it is here). The compiler shares its action objects
+#: (a VLAN flood entry's per-member set-field and resubmit are interned), and a
+#: flood entry repeats them in every version of it (one more member each time):
+#: re-encoding one costs a look-up per action.
+_ACTIONS: Dict[int, Tuple[object, bytes]] = {}
+_ACTIONS_LIMIT = 50_000
+
+
+def _encode_actions(actions) -> bytes:
+    """The actions' bytes, each from :data:`_ACTIONS` or encoded and remembered."""
+    memo, parts = _ACTIONS, []
+    for action in actions:
+        known = memo.get(id(action))
+        if known is None or known[0] is not action:
+            known = (action, _encode_action(action))
+            if len(memo) >= _ACTIONS_LIMIT:
+                memo.clear()
+            memo[id(action)] = known
+        parts.append(known[1])
+    return b"".join(parts)
+
+
 def _encode_instruction(instruction) -> bytes:
     if isinstance(instruction, GotoTable):
         return struct.pack("!HHB3x", ofp.OFPIT_GOTO_TABLE, 8, instruction.table_id)
@@ -138,7 +161,7 @@ def _encode_instruction(instruction) -> bytes:
         return struct.pack("!HH4xQQ", ofp.OFPIT_WRITE_METADATA, 24, instruction.value,
                            instruction.mask)
     if isinstance(instruction, ApplyActions):
-        actions = b"".join(_encode_action(a) for a in instruction.actions)
+        actions = _encode_actions(instruction.actions)
         return struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 8 + len(actions)) + actions
     raise _NotEncodable(instruction)
 

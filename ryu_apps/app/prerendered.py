@@ -47,6 +47,9 @@ SHAPES_LIMIT = 20_000
 #: learning: one encoding per value), and only with at most this many values (a
 #: VLAN's flood entry, one output per member, changes shape with every member).
 MAX_VALUES = 8
+#: A flow with more actions than this is never split into a shape: its values would
+#: be more than :data:`MAX_VALUES` but splitting it would cost as much as encoding it.
+MAX_ACTIONS = 4 * MAX_VALUES
 
 Kind = Tuple[str, int]
 Slot = Tuple[int, Kind]   # (offset in the message, value kind)
@@ -251,10 +254,22 @@ def _shape_of(key: tuple, values: List[Any], kinds: Callable[[], List[Kind]],
     return shape
 
 
+def _long(spec: FlowSpec) -> bool:
+    """Whether ``spec`` has more actions than any shape worth learning (a VLAN's flood
+    entry: one or two per member)."""
+    count = 0
+    for instruction in spec.instructions:
+        if instruction.__class__ is ApplyActions:
+            count += len(instruction.actions)
+    return count > MAX_ACTIONS
+
+
 def flow_add(spec: FlowSpec) -> bytes:
     """:func:`openflow_bytes.encoded_flow_add` of ``spec``, from its shape's bytes."""
     if (spec.cookie >> KIND_SHIFT) & 0xF in _ONE_OFF_KINDS:
         return openflow_bytes.encoded_flow_add(spec)
+    if _long(spec):   # a new version of it each time: encoded, not split, not cached
+        return openflow_bytes.encode_flow_add_uncached(spec)
     key, values = _split_flow(spec)
     shape = _shape_of(key, values, lambda: _kinds(key),
                       lambda changed: openflow_bytes.encode_flow_add_uncached(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-import struct
 from dataclasses import dataclass
 from typing import Optional
 
@@ -23,17 +21,17 @@ class FrameInfo:
 
 
 def _mac(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
+    return raw.hex(":")
 
 
 def parse_frame(data: bytes) -> Optional[FrameInfo]:
     """Parse a frame's headers; None when it is too short to be Ethernet."""
     if len(data) < 14:
         return None
-    ethertype = struct.unpack("!H", data[12:14])[0]
+    ethertype = data[12] << 8 | data[13]
     offset, tagged = 14, False
     while ethertype in _VLAN_TPIDS and len(data) >= offset + 4:
-        ethertype = struct.unpack("!H", data[offset + 2:offset + 4])[0]
+        ethertype = data[offset + 2] << 8 | data[offset + 3]
         offset, tagged = offset + 4, True
     sender = None
     if ethertype == _ETH_ARP and len(data) >= offset + 18:
@@ -42,5 +40,5 @@ def parse_frame(data: bytes) -> Optional[FrameInfo]:
         sender = data[offset + 12:offset + 16]
     sender_ip = None
     if sender is not None and any(sender):
-        sender_ip = str(ipaddress.IPv4Address(sender))
+        sender_ip = "%d.%d.%d.%d" % tuple(sender)
     return FrameInfo(_mac(data[0:6]), _mac(data[6:12]), ethertype, tagged, sender_ip)

@@ -87,6 +87,14 @@ def test_simple_switch_answers_every_packet_in_with_one_flow_mod():
     assert result["messages"]["packet_outs"] >= result["completed"]
 
 
+def test_ryu_floor_answers_every_packet_in_with_one_packet_out_and_nothing_else():
+    result = throughput.run_round(throughput.FLOOR, _config(), workers=1)
+    assert result["completed"] > 0
+    assert result["lost"] == 0 and result["completed"] == result["sent"]
+    assert result["messages"].get("flow_mods", 0) == 0
+    assert result["messages"]["packet_outs"] >= result["completed"]
+
+
 def test_two_workers_drive_one_controller_with_disjoint_fabrics():
     result = throughput.run_round(throughput.DYNPROV, _config(duration=1.0), workers=2)
     assert result["workers"] == 2 and result["switches"] == 2 * 7

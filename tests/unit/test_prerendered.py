@@ -74,3 +74,76 @@ def test_a_value_whose_encoding_changes_length_falls_back_to_the_encoder():
     except Exception as error:   # noqa: BLE001
         got = type(error)
     assert got == expected
+
+
+def _fresh_vm_plans(count):
+    """Plans of ``count`` fresh VMs of the default templates, round-robin over the
+    servers of the throughput benchmark's topology, each with its first frame."""
+    from benchmarks.ofload import frames
+    from benchmarks.ofload.reference import engine_for
+    from benchmarks.ofload.topology import FIRST_VM_PORT, datacenter
+    from ryu_apps.core.identifiers import format_mac
+    from ryu_apps.lab.project import DEFAULT_TEMPLATES
+
+    topo = datacenter(2, 2, dpid_base=0)
+    engine = engine_for(topo, DEFAULT_TEMPLATES)
+    for n in range(count):
+        template_id = (0x00FA, 0x00FC, 0x00FE)[n % 3]
+        mac = frames.vm_mac(template_id, n + 1)
+        verdict = engine.packet_in(topo.servers[n % len(topo.servers)].dpid,
+                                   FIRST_VM_PORT + n, format_mac(mac),
+                                   frames.first_frame("ipv4", mac, n + 1), now=0.0)
+        assert verdict.provisioned is not None
+        yield verdict.plan
+
+
+def test_every_per_vm_flow_of_the_default_templates_hits_a_shape(monkeypatch):
+    """Once each shape was seen twice, a new VM's own flows and its template's flows
+    are copied and patched: none goes through the general encoder."""
+    prerendered._SHAPES.clear()
+    prerendered._SEEN_ONCE.clear()
+    plans = list(_fresh_vm_plans(60))
+    for plan in plans[:24]:   # two VMs of each template on each of the 4 servers
+        for changes in plan.changes.values():
+            prerendered.messages(changes)
+    fallbacks, flows = [], 0
+    general = openflow_bytes.encoded_flow_add
+
+    def counted(spec):
+        fallbacks.append(spec)
+        return general(spec)
+
+    monkeypatch.setattr(openflow_bytes, "encoded_flow_add", counted)
+    for plan in plans[24:]:
+        for changes in plan.changes.values():
+            prerendered.messages(changes)
+            flows += sum(1 for spec in changes.adds if isinstance(spec, FlowSpec))
+    kinds = [decode_cookie(spec.cookie).kind for spec in fallbacks]
+    assert flows > 36 * 4
+    # Only a VLAN's flood entry (one action per member: a new shape per member
+    # count) may miss; every flow of the VM and of its template hits.
+    assert set(kinds) <= {CookieKind.VLAN}, fallbacks[:3]
+    assert len(kinds) <= 36
+
+
+def test_a_flood_entry_with_many_members_is_encoded_exactly_and_not_kept():
+    """A VLAN's flood entry (one set-field and one resubmit per member) is never a
+    shape: it is encoded, byte for byte as the general encoder, and not cached."""
+    from ryu_apps.core.flowspec import ApplyActions, Output, PopVlan, Resubmit, SetField
+
+    def flood(members):
+        actions = [Output(1), PopVlan()]
+        for member in members:
+            actions += [SetField("metadata", 0x1010000000000 + member), Resubmit(5)]
+        return FlowSpec(0x1201, 4, 30000, (("eth_dst", ("01:00:00:00:00:00",
+                                                        "01:00:00:00:00:00")),
+                                           ("vlan_vid", 4196)),
+                        (ApplyActions(tuple(actions)),), 0xD920064000001064)
+
+    openflow_bytes._ENCODED.clear()
+    for count in (prerendered.MAX_ACTIONS, 40, 41, 200, 40):
+        spec = flood(range(count))
+        assert prerendered.flow_add(spec) == openflow_bytes._encode_flow_add(spec)
+        assert prerendered.flow_add(spec) == openflow_bytes._ryu_bytes(
+            openflow_bytes.flow_add(openflow_bytes._StubDatapath, spec))
+    assert not openflow_bytes._ENCODED   # long entries are not kept
