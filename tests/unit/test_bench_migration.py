@@ -1,7 +1,10 @@
 """The migration benchmark's pure parts: cases, worst-prober figures, the per-mode table."""
 
+import pytest
+
 from benchmarks.migration_cases import (MODE_LABELS, MODES, SHAPES, Case, all_cases,
-                                        case_figures, mode_grid, round_order, table, worst)
+                                        case_figures, mode_grid, round_order, selected_cases,
+                                        table, worst)
 
 
 def _record(case: Case, outages, recovered=(True, True), lost=None) -> dict:
@@ -44,6 +47,18 @@ def test_rounds_alternate_direction_so_each_case_moves_both_ways():
     assert round_order(0) == all_cases()
     assert round_order(1) == all_cases()[::-1]
     assert round_order(2) == round_order(0)
+
+
+def test_a_part_of_the_run_keeps_only_its_modes_and_shapes_in_round_order():
+    part = selected_cases(["packets", "faucet"], ["none", "control"])
+    assert [c.name for c in part] == ["faucet/none", "dynprov/packets/none",
+                                      "dynprov/packets/control", "faucet/control"]
+    assert round_order(1, part) == part[::-1]
+    assert {c.bed for c in selected_cases(["notice"])} == {"dynprov-notice"}
+    assert len(selected_cases(["notice"])) == 3       # the notice bed has no control
+    assert selected_cases() == all_cases()
+    with pytest.raises(ValueError, match="unknown shape rarp"):
+        selected_cases(shapes=["qemu", "rarp"])
 
 
 def test_a_move_counts_its_worse_prober_and_recovers_only_if_both_did():
