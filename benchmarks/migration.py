@@ -237,6 +237,20 @@ def run(migrations: int, quick: bool, cases: Optional[List[Case]] = None) -> dic
             "cases": case_figures(records), "timelines": timelines, "records": records}
 
 
+def merged(names: List[str]) -> dict:
+    """The saved parts ``names`` as one run: their records and timelines, figures anew."""
+    from benchmarks.common import read_results
+
+    parts = [read_results(n)["figures"] for n in names]
+    records = [r for part in parts for r in part["records"]]
+    return {**parts[0], "parts": names,
+            "duration_s": round(sum(p["duration_s"] for p in parts), 1),
+            "migrations_per_case": max(p["migrations_per_case"] for p in parts),
+            "order": "; ".join(p["order"] for p in parts),
+            "cases": case_figures(records), "records": records,
+            "timelines": [t for part in parts for t in part["timelines"]]}
+
+
 def _progress(started: float, index: int, rounds: int, case: Case, record: dict) -> None:
     worst = max(p["outage_ms"] for p in record["probers"].values())
     print(f"[{time.monotonic() - started:6.1f}s] {index + 1}/{rounds} {case.name:24} "
@@ -252,6 +266,9 @@ def main(argv=None) -> int:
                         " / migration-quick); the plots take the same suffix")
     parser.add_argument("--plot-only", action="store_true",
                         help="redraw the plots from the saved results")
+    parser.add_argument("--merge", help="comma-separated results names (parts run with"
+                        " --modes/--shapes): one table and plot of all their moves, saved"
+                        " as --name")
     parser.add_argument("--modes", help="comma-separated, of " + ",".join(BED_NAMES)
                         + " (default all)")
     parser.add_argument("--shapes", help="comma-separated, of qemu,garp,none,control"
@@ -267,6 +284,12 @@ def main(argv=None) -> int:
         parser.error("--modes and --shapes leave no case to run")
     if args.plot_only:
         replot(name, plot)
+        return 0
+    if args.merge:
+        figures = merged(args.merge.split(","))
+        print(table(figures["cases"]))
+        print(mode_grid(figures["cases"]))
+        publish(name, figures, plot)
         return 0
     if os.geteuid() != 0:
         print("needs root (Mininet, OVS)", file=sys.stderr)
