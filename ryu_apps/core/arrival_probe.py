@@ -60,9 +60,10 @@ def lost(st: "EngineState", gone: Binding, notified: Optional[int], now: float,
     if ip is None or domain is None or gone.mac in st.table.bindings:
         return
     search = Search(gone.mac, ip, domain, now + SEARCH_SECONDS)
-    for (dpid, port), since in sorted(st.ports.up_since.items()):
-        if 0.0 <= now - since <= RECENT_PORT_SECONDS and (dpid, port) != \
-                (gone.dpid, gone.port) and _domain(st, dpid) == domain and \
+    recent = sorted(key for key, since in st.ports.up_since.items()
+                    if 0.0 <= now - since <= RECENT_PORT_SECONDS)   # sort the few, not all
+    for dpid, port in recent:
+        if (dpid, port) != (gone.dpid, gone.port) and _domain(st, dpid) == domain and \
                 free_port(st, dpid, port, gone.mac):
             search.add((dpid, port), now)
     if notified is not None and _domain(st, notified) == domain:
