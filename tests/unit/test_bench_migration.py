@@ -134,3 +134,26 @@ def test_the_table_lists_cases_in_round_order_even_from_a_sorted_file():
     cases = dict(sorted(case_figures(records).items(), reverse=True))
     lines = table(cases).splitlines()[2:]
     assert [line.split()[0] for line in lines] == ["dynprov/ovsdb/qemu", "faucet/qemu"]
+
+
+def test_parts_run_apart_merge_into_one_run_with_every_move(tmp_path, monkeypatch):
+    import json
+
+    from benchmarks import common
+    from benchmarks.migration import merged
+
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    parts = {"migration-a": [_record(Case("dynprov", "packets", "qemu"), (3.0, 5.0))],
+             "migration-b": [_record(Case("faucet", "learning", "qemu"), (80.0, 90.0)),
+                             _record(Case("faucet", "learning", "qemu"), (70.0, 60.0))]}
+    for name, records in parts.items():
+        figures = {"duration_s": 10.0, "migrations_per_case": len(records),
+                   "order": name, "records": records, "timelines": [{"case": name}],
+                   "cases": case_figures(records)}
+        (tmp_path / f"{name}.json").write_text(json.dumps({"figures": figures}))
+    run = merged(["migration-a", "migration-b"])
+    assert run["parts"] == ["migration-a", "migration-b"]
+    assert run["duration_s"] == 20.0 and run["migrations_per_case"] == 2
+    assert len(run["records"]) == 3 and len(run["timelines"]) == 2
+    assert run["cases"]["dynprov/packets/qemu"]["outage_ms"]["p50"] == 5.0
+    assert run["cases"]["faucet/qemu"]["moves"] == 2
