@@ -1,10 +1,13 @@
 """Migration convergence per detection mode: dynprov and FAUCET, same topology, same run.
 
-Run: ``python -m benchmarks.migration [--quick] [--migrations N] [--name NAME] [--plot-only]``
+Run: ``python -m benchmarks.migration [--quick] [--migrations N] [--name NAME] [--plot-only]
+[--modes ovsdb,notice,packets,faucet] [--shapes qemu,garp,none,control]``
 (root; OVS running; FAUCET installs itself into ``.venv-faucet`` on first use).
 The full run (20 moves per case, 15 cases) takes about 17 minutes here (about
 3.3 s per move, 4 test beds set up in about a minute); ``--quick`` (2 per
-case, one each way) about 2 minutes.
+case, one each way) about 2 minutes. ``--modes`` and ``--shapes`` run a part
+(only the test beds its modes need), e.g. one mode's three shapes in about 4
+minutes; each part is saved under its own ``--name``.
 
 Four copies of the demo topology (``topologies/dynprov_topo.py`` datacenter,
 edge included) run side by side, one per detection mode: dynprov watching the
@@ -41,12 +44,13 @@ import argparse
 import os
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from benchmarks.common import print_machine, publish, replot
 from benchmarks.migration_beds import (MIGRATING_VM, PROBERS, DynprovTestbed, FaucetTestbed,
                                        ProbeStream, Testbed, cpu_ns, start_probes)
-from benchmarks.migration_cases import Case, case_figures, mode_grid, round_order, table
+from benchmarks.migration_cases import (BED_NAMES, Case, case_figures, mode_grid, round_order,
+                                        selected_cases, table)
 from benchmarks.migration_plot import plot
 
 __all__ = ["DynprovTestbed", "FaucetTestbed", "ProbeStream", "migrate_once", "run", "main"]
@@ -138,6 +142,7 @@ def _timeline(bed: Testbed, times, notified_ns: List[int], results: list,
     zero = times.switchover_ns
     return {
         "zero": "switchover (the VM's old interface goes down)",
+        "zero_ns": zero,
         "guest_down_ms": ((times.guest_down_ns or zero) - zero) / 1e6,
         "guest_up_ms": (times.up_ns - zero) / 1e6,
         "port_created_ms": (times.port_created_ns - zero) / 1e6,
@@ -168,16 +173,24 @@ def _stand_still(vm, bridge: str):
 
 
 # -- the run ------------------------------------------------------------------------
-def start_beds(tag: int, base: int) -> Dict[str, Testbed]:
-    """One test bed per mode, each on its own copy of the topology (stopped on failure)."""
+def start_beds(tag: int, base: int, wanted: Optional[set] = None) -> Dict[str, Testbed]:
+    """One test bed per mode in ``wanted`` (default all), each on its own copy of the topology.
+
+    All are stopped if one fails to start.
+    """
     beds: Dict[str, Testbed] = {}
+    starts = {
+        "dynprov-ovsdb": lambda: DynprovTestbed(f"mo{tag:03d}", base),
+        "dynprov-notice": lambda: DynprovTestbed(f"mn{tag:03d}", base + (1 << 22),
+                                                 watch_ovsdb=False),
+        "dynprov-packets": lambda: DynprovTestbed(f"mp{tag:03d}", base + (2 << 22),
+                                                  watch_ovsdb=False),
+        "faucet": lambda: FaucetTestbed(f"mf{tag:03d}", base + (3 << 22)),
+    }
     try:
-        beds["dynprov-ovsdb"] = DynprovTestbed(f"mo{tag:03d}", base)
-        beds["dynprov-notice"] = DynprovTestbed(f"mn{tag:03d}", base + (1 << 22),
-                                                watch_ovsdb=False)
-        beds["dynprov-packets"] = DynprovTestbed(f"mp{tag:03d}", base + (2 << 22),
-                                                 watch_ovsdb=False)
-        beds["faucet"] = FaucetTestbed(f"mf{tag:03d}", base + (3 << 22))
+        for name, start in starts.items():
+            if wanted is None or name in wanted:
+                beds[name] = start()
     except BaseException:
         for bed in beds.values():
             bed.stop()
@@ -185,19 +198,20 @@ def start_beds(tag: int, base: int) -> Dict[str, Testbed]:
     return beds
 
 
-def run(migrations: int, quick: bool) -> dict:
-    """``migrations`` rounds of every case, interleaved; the figures and every record."""
+def run(migrations: int, quick: bool, cases: Optional[List[Case]] = None) -> dict:
+    """``migrations`` rounds of ``cases`` (default all), interleaved; figures and records."""
     from ryu_apps.lab.testbed import ovs_bridges
 
     base = (os.getpid() % 2048) << 24
     tag = os.getpid() % 1000
     records: List[dict] = []
     timelines: List[dict] = []
-    beds = start_beds(tag, base)
+    cases = selected_cases() if cases is None else cases
+    beds = start_beds(tag, base, {c.bed for c in cases})
     started = time.monotonic()
     try:
         for index in range(migrations):
-            for case in round_order(index):
+            for case in round_order(index, cases):
                 # The first hypervisor-style move of each mode is watched.
                 watch = case.shape == "qemu" and all(t["case"] != case.name
                                                      for t in timelines)
@@ -219,8 +233,22 @@ def run(migrations: int, quick: bool) -> dict:
             "interval_ms": 1.0, "recovery_limit_ms": RECOVERY_LIMIT_S * 1e3,
             "probers": list(PROBERS), "figure": "worst of the probers per move",
             "order": "interleaved per migration, reversed every other round: "
-                     + ", ".join(c.name for c in round_order(0)),
+                     + ", ".join(c.name for c in round_order(0, cases)),
             "cases": case_figures(records), "timelines": timelines, "records": records}
+
+
+def merged(names: List[str]) -> dict:
+    """The saved parts ``names`` as one run: their records and timelines, figures anew."""
+    from benchmarks.common import read_results
+
+    parts = [read_results(n)["figures"] for n in names]
+    records = [r for part in parts for r in part["records"]]
+    return {**parts[0], "parts": names,
+            "duration_s": round(sum(p["duration_s"] for p in parts), 1),
+            "migrations_per_case": max(p["migrations_per_case"] for p in parts),
+            "order": "; ".join(p["order"] for p in parts),
+            "cases": case_figures(records), "records": records,
+            "timelines": [t for part in parts for t in part["timelines"]]}
 
 
 def _progress(started: float, index: int, rounds: int, case: Case, record: dict) -> None:
@@ -238,17 +266,37 @@ def main(argv=None) -> int:
                         " / migration-quick); the plots take the same suffix")
     parser.add_argument("--plot-only", action="store_true",
                         help="redraw the plots from the saved results")
+    parser.add_argument("--merge", help="comma-separated results names (parts run with"
+                        " --modes/--shapes): one table and plot of all their moves, saved"
+                        " as --name")
+    parser.add_argument("--modes", help="comma-separated, of " + ",".join(BED_NAMES)
+                        + " (default all)")
+    parser.add_argument("--shapes", help="comma-separated, of qemu,garp,none,control"
+                        " (default all)")
     args = parser.parse_args(argv)
     name = args.name or ("migration-quick" if args.quick else "migration")
+    try:
+        cases = selected_cases(args.modes.split(",") if args.modes else None,
+                               args.shapes.split(",") if args.shapes else None)
+    except ValueError as bad:
+        parser.error(str(bad))
+    if not cases:
+        parser.error("--modes and --shapes leave no case to run")
     if args.plot_only:
         replot(name, plot)
+        return 0
+    if args.merge:
+        figures = merged(args.merge.split(","))
+        print(table(figures["cases"]))
+        print(mode_grid(figures["cases"]))
+        publish(name, figures, plot)
         return 0
     if os.geteuid() != 0:
         print("needs root (Mininet, OVS)", file=sys.stderr)
         return 2
     print_machine()
     migrations = args.migrations or (2 if args.quick else 20)
-    figures = run(migrations, args.quick)
+    figures = run(migrations, args.quick, cases)
     print(table(figures["cases"]))
     print(mode_grid(figures["cases"]))
     publish(name, figures, plot)

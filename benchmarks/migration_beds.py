@@ -113,14 +113,15 @@ class DynprovTestbed(Testbed):
     controller_name = "dynprov"
 
     def __init__(self, prefix: str, dpid_base: int, templates: Optional[Path] = None,
-                 watch_ovsdb: bool = True) -> None:
-        """``watch_ovsdb``: the controller watches the servers' OVSDB (else packets only)."""
+                 watch_ovsdb: bool = True, of_port: Optional[int] = None) -> None:
+        """``watch_ovsdb``: the controller watches the servers' OVSDB (else packets only);
+        ``of_port``: its OpenFlow port (default a free one)."""
         from ryu_apps.lab import testbed as lab
 
         super().__init__()
         self.prefix = prefix
         self.controller = lab.ControllerProcess(
-            templates=templates or lab.DEFAULT_TEMPLATES,
+            templates=templates or lab.DEFAULT_TEMPLATES, of_port=of_port,
             extra_options=f"ovsdb = {LOCAL_OVSDB}\n" if watch_ovsdb else "").start()
         try:
             self.net = lab.build_network(self.controller.of_port, prefix=prefix,

@@ -80,14 +80,36 @@ def all_cases() -> List[Case]:
     return cases + [Case(controller, mode, "control") for controller, mode in sorted(controls)]
 
 
-def round_order(index: int) -> List[Case]:
-    """Round ``index``'s order: reversed every other round.
+#: The names ``--modes`` takes: dynprov's detection modes and FAUCET.
+BED_NAMES = {"ovsdb": "dynprov-ovsdb", "notice": "dynprov-notice",
+             "packets": "dynprov-packets", "faucet": "faucet"}
+
+
+def selected_cases(modes: Optional[Sequence[str]] = None,
+                   shapes: Optional[Sequence[str]] = None) -> List[Case]:
+    """``all_cases`` restricted to ``modes`` (keys of ``BED_NAMES``) and ``shapes``.
+
+    None keeps everything; an unknown name raises ValueError naming it.
+    """
+    for kind, given, known in (("mode", modes, BED_NAMES), ("shape", shapes,
+                                                            (*SHAPES, "control"))):
+        unknown = sorted(set(given or ()) - set(known))
+        if unknown:
+            raise ValueError(f"unknown {kind} {', '.join(unknown)}: "
+                             f"choose from {', '.join(known)}")
+    beds = {BED_NAMES[m] for m in modes} if modes is not None else None
+    return [c for c in all_cases()
+            if (beds is None or c.bed in beds) and (shapes is None or c.shape in shapes)]
+
+
+def round_order(index: int, cases: Optional[Sequence[Case]] = None) -> List[Case]:
+    """Round ``index``'s order of ``cases`` (default every case): reversed every other round.
 
     Each bed's VM alternates direction move by move; reversing every other
     round makes every case move it both ways over two rounds.
     """
-    cases = all_cases()
-    return cases if index % 2 == 0 else cases[::-1]
+    ordered = list(all_cases() if cases is None else cases)
+    return ordered if index % 2 == 0 else ordered[::-1]
 
 
 def case_of(record: dict) -> Case:

@@ -59,8 +59,9 @@ def outage_plot(cases: Dict[str, dict], limit_ms: float, path: Path) -> Path:
         ax.set_yscale("symlog", linthresh=10)
         ax.set_ylim(-0.5, limit_ms * 5)
     axes[0, 0].set_ylabel("outage, worse of two 1 ms probers (ms)")
-    fig.suptitle("Migration outage per move by detection mode; numbers: moves recovered "
-                 f"within {limit_ms:.0f} ms (dotted)", fontsize=9)
+    joint = "\n" if len(shapes) < 3 else " "   # one or two panels: too narrow for one line
+    fig.suptitle(f"Migration outage per move by detection mode;{joint}numbers: moves "
+                 f"recovered within {limit_ms:.0f} ms (dotted)", fontsize=9)
     return save_figure(fig, path)
 
 

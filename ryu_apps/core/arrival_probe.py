@@ -12,7 +12,9 @@ ARP request for the VM's address, addressed to the VM's MAC from
 the controller out of that port. The reply (from the VM's MAC, to PROBE_MAC,
 at a candidate port, carrying the VM's address) provisions the VM there with
 the address it had. A reply from another MAC, with another address, or at a
-port that is not a candidate activates nothing.
+port that is not a candidate activates nothing. A frame the VM sends itself at
+such a port before the probe goes or is answered (a hypervisor's RARP, often
+ahead of the port's link-up report) provisions it there with that address too.
 
 A port is free when it is a VM port of a server, no binding holds it, its link
 is up, it holds no quarantine, and OVSDB names no other VM on it.
@@ -58,9 +60,10 @@ def lost(st: "EngineState", gone: Binding, notified: Optional[int], now: float,
     if ip is None or domain is None or gone.mac in st.table.bindings:
         return
     search = Search(gone.mac, ip, domain, now + SEARCH_SECONDS)
-    for (dpid, port), since in sorted(st.ports.up_since.items()):
-        if 0.0 <= now - since <= RECENT_PORT_SECONDS and (dpid, port) != \
-                (gone.dpid, gone.port) and _domain(st, dpid) == domain and \
+    recent = sorted(key for key, since in st.ports.up_since.items()
+                    if 0.0 <= now - since <= RECENT_PORT_SECONDS)   # sort the few, not all
+    for dpid, port in recent:
+        if (dpid, port) != (gone.dpid, gone.port) and _domain(st, dpid) == domain and \
                 free_port(st, dpid, port, gone.mac):
             search.add((dpid, port), now)
     if notified is not None and _domain(st, notified) == domain:
@@ -99,6 +102,32 @@ def tick(st: "EngineState", now: float, plan: Plan) -> None:
         plan.notes.append(f"VM {search.mac} not found at "
                           f"{len(search.candidates)} probed port(s): search over")
     send_due(st, now, plan)
+
+
+def spoke(st: "EngineState", dpid: int, port: int, mac: str, data: bytes,
+          sender_ip: Optional[str], now: float) -> Optional[PacketVerdict]:
+    """VM ``mac``, searched for, sent a frame at (dpid, port): provisioned there with
+    the address its search probes for, or None (judged as any frame) unless the port
+    is a candidate or a free port of the search's domain that appeared or came up in
+    the last RECENT_PORT_SECONDS (its link-up may not be reported yet), and the frame
+    names no other address. The address follows the MAC as a probe answer's does."""
+    search = st.ports.searches.by_mac.get(mac)
+    if search is None or mac in st.table.bindings or sender_ip not in (None, search.ip):
+        return None
+    since = st.ports.up_since.get((dpid, port))
+    recent = (dpid, port) in search.candidates or (
+        since is not None and 0.0 <= now - since <= RECENT_PORT_SECONDS)
+    if not recent or _domain(st, dpid) != search.domain or \
+            not free_port(st, dpid, port, mac, down_too=True):
+        return None
+    st.ports.expected_ips[mac] = search.ip
+    verdict = admission.admit(st, dpid, port, mac, now, Detection.PACKET, data,
+                              sender_ip=sender_ip)
+    st.ports.expected_ips.pop(mac, None)
+    if verdict.provisioned is not None:
+        verdict.plan.notes.append(f"VM {mac}, searched for, spoke on {st.name(dpid)} port "
+                                  f"{port}: provisioned there with {search.ip}")
+    return verdict
 
 
 def answered(st: "EngineState", dpid: int, port: int, mac: str, sender_ip: Optional[str],

@@ -47,6 +47,10 @@ def packet_in(st: "EngineState", dpid: int, in_port: int, eth_src: str, data: by
         answer = arrival_probe.answered(st, dpid, in_port, mac, sender_ip, now)
         if answer is not None:
             return answer
+    if binding is None and mac in st.ports.searches.by_mac:
+        found = arrival_probe.spoke(st, dpid, in_port, mac, data, sender_ip, now)
+        if found is not None:
+            return found
     return admission.admit(st, dpid, in_port, eth_src, now, Detection.PACKET, data,
                            sender_ip=sender_ip)
 

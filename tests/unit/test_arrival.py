@@ -266,3 +266,35 @@ def test_a_flapping_vm_refused_at_its_new_port_is_found_there_once_its_old_port_
     binding = lab.engine.bindings[WEB1]
     assert (binding.dpid, binding.port) == new
     assert lab.reached(S21, 1, WEB2, WEB1) == [new]
+
+
+def test_a_lost_vm_speaking_first_at_its_new_port_keeps_its_address(lab):
+    """No OVSDB, no notice, a hypervisor's order: the destination port is added with its
+    link down, the old port's link goes down, and the VM's RARP (no address in it)
+    reaches the new port before that port's link-up is reported. It is provisioned there
+    with the address its search probes for, so its IPv4 traffic is forwarded at once
+    instead of waiting for a frame that teaches the address again."""
+    lab.event(lambda e: e.port_down(S21, NEW_PORT, deleted=False, now=lab.now))   # added
+    lab.now += 0.2
+    lab.event(lambda e: e.port_down(S11, 1, deleted=False, now=lab.now))
+    assert WEB1 not in lab.engine.bindings
+    lab.run(lambda e: e.packet_in(S21, NEW_PORT, WEB1, b"rarp", now=lab.now))
+    binding = lab.engine.bindings[WEB1]
+    assert (binding.dpid, binding.port, binding.ip) == (S21, NEW_PORT, IPS[WEB1])
+    assert lab.reached(S21, 1, WEB2, WEB1) == [(S21, NEW_PORT)]
+    lab.now += 1.0
+    assert not _probes(lab.event(lambda e: e.tick(lab.now))), "the search is over"
+
+
+def test_a_lost_vms_mac_gets_no_address_at_a_port_up_for_long_or_with_another_address(lab):
+    lab.event(lambda e: e.port_down(S21, NEW_PORT, deleted=False, now=lab.now))
+    lab.now += 0.2
+    lab.event(lambda e: e.port_down(S11, 1, deleted=False, now=lab.now))
+    lab.run(lambda e: e.packet_in(S21, 2, WEB1, b"rarp", now=lab.now))   # up since connect
+    binding = lab.engine.bindings[WEB1]
+    assert (binding.dpid, binding.port, binding.ip) == (S21, 2, None)
+    lab.event(lambda e: e.port_down(S21, 2, deleted=False, now=lab.now))   # lost again
+    other = "10.0.100.99"
+    lab.run(lambda e: e.packet_in(S21, NEW_PORT, WEB1, b"arp", sender_ip=other,
+                                  now=lab.now))
+    assert lab.engine.bindings[WEB1].ip == other        # the frame's own address

@@ -1,7 +1,10 @@
 """The migration benchmark's pure parts: cases, worst-prober figures, the per-mode table."""
 
+import pytest
+
 from benchmarks.migration_cases import (MODE_LABELS, MODES, SHAPES, Case, all_cases,
-                                        case_figures, mode_grid, round_order, table, worst)
+                                        case_figures, mode_grid, round_order, selected_cases,
+                                        table, worst)
 
 
 def _record(case: Case, outages, recovered=(True, True), lost=None) -> dict:
@@ -44,6 +47,18 @@ def test_rounds_alternate_direction_so_each_case_moves_both_ways():
     assert round_order(0) == all_cases()
     assert round_order(1) == all_cases()[::-1]
     assert round_order(2) == round_order(0)
+
+
+def test_a_part_of_the_run_keeps_only_its_modes_and_shapes_in_round_order():
+    part = selected_cases(["packets", "faucet"], ["none", "control"])
+    assert [c.name for c in part] == ["faucet/none", "dynprov/packets/none",
+                                      "dynprov/packets/control", "faucet/control"]
+    assert round_order(1, part) == part[::-1]
+    assert {c.bed for c in selected_cases(["notice"])} == {"dynprov-notice"}
+    assert len(selected_cases(["notice"])) == 3       # the notice bed has no control
+    assert selected_cases() == all_cases()
+    with pytest.raises(ValueError, match="unknown shape rarp"):
+        selected_cases(shapes=["qemu", "rarp"])
 
 
 def test_a_move_counts_its_worse_prober_and_recovers_only_if_both_did():
@@ -119,3 +134,26 @@ def test_the_table_lists_cases_in_round_order_even_from_a_sorted_file():
     cases = dict(sorted(case_figures(records).items(), reverse=True))
     lines = table(cases).splitlines()[2:]
     assert [line.split()[0] for line in lines] == ["dynprov/ovsdb/qemu", "faucet/qemu"]
+
+
+def test_parts_run_apart_merge_into_one_run_with_every_move(tmp_path, monkeypatch):
+    import json
+
+    from benchmarks import common
+    from benchmarks.migration import merged
+
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    parts = {"migration-a": [_record(Case("dynprov", "packets", "qemu"), (3.0, 5.0))],
+             "migration-b": [_record(Case("faucet", "learning", "qemu"), (80.0, 90.0)),
+                             _record(Case("faucet", "learning", "qemu"), (70.0, 60.0))]}
+    for name, records in parts.items():
+        figures = {"duration_s": 10.0, "migrations_per_case": len(records),
+                   "order": name, "records": records, "timelines": [{"case": name}],
+                   "cases": case_figures(records)}
+        (tmp_path / f"{name}.json").write_text(json.dumps({"figures": figures}))
+    run = merged(["migration-a", "migration-b"])
+    assert run["parts"] == ["migration-a", "migration-b"]
+    assert run["duration_s"] == 20.0 and run["migrations_per_case"] == 2
+    assert len(run["records"]) == 3 and len(run["timelines"]) == 2
+    assert run["cases"]["dynprov/packets/qemu"]["outage_ms"]["p50"] == 5.0
+    assert run["cases"]["faucet/qemu"]["moves"] == 2
