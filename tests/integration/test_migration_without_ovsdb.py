@@ -15,7 +15,7 @@ import pytest
 from ryu_apps.cli.notify import send
 from ryu_apps.lab import testbed as lab
 from ryu_apps.lab.migration import live_migrate
-from tests.integration.conftest import start_datacenter, stop_datacenter, unique_prefix
+from tests.support.datacenter import migration_datacenter
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +42,8 @@ PORT_CREATION_NS = 500_000_000
 
 @pytest.fixture(scope="module")
 def dc():
-    controller, net = start_datacenter(lab.DEFAULT_TEMPLATES, "n" + unique_prefix()[1:],
-                                       ovsdb=False, edge=1)
-    vms = {h.name[4:]: h for h in net.hosts}
-    switches = {s.name[4:]: s for s in net.switches}
-    yield controller, net, vms, switches
-    stop_datacenter(controller, net)
+    with migration_datacenter("n", ovsdb=False) as running:
+        yield running
 
 
 def _reachable(src, dst, attempts: int = 10) -> bool:
