@@ -1,4 +1,5 @@
-"""The migration tests' running datacenter: controller, network, VMs and switches by name."""
+"""The migration tests' running datacenter (controller, network, VMs and switches by name),
+and whether a VM answers once a move is over."""
 
 from __future__ import annotations
 
@@ -22,3 +23,10 @@ def migration_datacenter(letter: str, ovsdb: bool) -> Iterator[Tuple]:
         yield controller, net, vms, switches
     finally:
         stop_datacenter(controller, net)
+
+
+def reachable(src, dst, attempts: int = 10) -> bool:
+    """Whether ``dst`` answers ``src``'s ping within ``attempts`` tries of 1 s (a prober
+    run can end inside one of the loaded datapath's stalls, lost at its last probe)."""
+    return any(" 0% packet loss" in src.cmd(f"ping -c 1 -W 1 {dst.IP()}")
+               for _ in range(attempts))
