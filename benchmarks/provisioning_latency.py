@@ -133,6 +133,7 @@ class Capture:
         self.offset_ns = time.time_ns() - time.monotonic_ns()
 
     def stop(self) -> Path:
+        time.sleep(1.0)     # tcpdump reads behind (the last 12 of 60 VMs were lost without)
         self.process.terminate()
         self.process.wait(timeout=10)
         return self.path
@@ -312,8 +313,8 @@ def main(argv=None) -> int:
     parser.add_argument("--trace", type=Path, metavar="DIR",
                         help="capture the OpenFlow connections and split the latency")
     args = parser.parse_args(argv)
-    name = NAME + ("-tls" if args.tls else "") + ("-quick" if args.quick else "") \
-        + ("-trace" if args.trace else "")
+    name = NAME + ("-tls" if args.tls else "") + ("-trace" if args.trace else "") \
+        + ("-quick" if args.quick else "")
     if args.plot_only:
         replot(name, plot)
         return 0
