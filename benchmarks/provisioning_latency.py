@@ -12,13 +12,18 @@ switch-to-controller leg and the controller's share. At the end every VM's
 flows are counted on its server bridge and on the access bridge.
 
     python -m benchmarks.provisioning_latency [--vms 1000] [--interval-ms 10] [--quick] [--tls]
+        [--trace DIR]
 
 ``--tls``: OpenFlow over mutual TLS (results saved under provisioning_latency-tls).
+``--trace DIR``: capture the OpenFlow connections with tcpdump while the VMs arrive and
+split each VM's latency into legs (:mod:`benchmarks.latency_trace`); the capture and
+the per-VM times stay in DIR.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -26,8 +31,9 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
+from benchmarks import latency_trace
 from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
                                replot, save_figure, summary)
 from ryu_apps.lab import testbed as lab
@@ -111,7 +117,30 @@ def meter_count(bridge: str) -> int:
     return sum(1 for line in out.splitlines() if "meter=" in line)
 
 
-def run(vms: int, servers: int, interval_ms: float, tls: bool = False) -> dict:
+class Capture:
+    """tcpdump of the controller's OpenFlow port on the loopback, nanosecond stamps."""
+
+    def __init__(self, directory: Path, of_port: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "openflow.pcap"
+        self.process = subprocess.Popen(
+            ["tcpdump", "-i", "lo", "-s", "0", "-U", "-B", "16384",
+             "--time-stamp-precision=nano", "-w", str(self.path), f"tcp port {of_port}"],
+            stderr=subprocess.PIPE, text=True)
+        assert self.process.stderr is not None
+        self.process.stderr.readline()          # "listening on lo ...": capturing
+        #: Wall clock minus monotonic clock: the capture's stamps on the benchmark's clock.
+        self.offset_ns = time.time_ns() - time.monotonic_ns()
+
+    def stop(self) -> Path:
+        time.sleep(1.0)     # tcpdump reads behind (the last 12 of 60 VMs were lost without)
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        return self.path
+
+
+def run(vms: int, servers: int, interval_ms: float, tls: bool = False,
+        trace: Optional[Path] = None) -> dict:
     tag = "L%03d" % (os.getpid() % 1000)
     controller = lab.ControllerProcess(verbose=False, tls=tls).start()
     print(f"controller: pid {controller.process.pid}, log {controller.log_file}", flush=True)
@@ -125,6 +154,7 @@ def run(vms: int, servers: int, interval_ms: float, tls: bool = False) -> dict:
         per_bridge = -(-vms // servers)
         ports = VmPorts(server_bridges, per_bridge, tag)
         wait_until_idle(controller.process.pid)   # the new ports' events digested
+        capture = None if trace is None else Capture(trace, controller.of_port)
         sent: Dict[str, int] = {}
         order = [ports.names[(i % servers) * per_bridge + i // servers] for i in range(vms)]
         for index, port_name in enumerate(order):
@@ -134,13 +164,30 @@ def run(vms: int, servers: int, interval_ms: float, tls: bool = False) -> dict:
             sent[mac] = ports.send(port_name, frame)
             time.sleep(interval_ms / 1000)
         times = wait_for_confirmations(controller, set(sent), timeout=30 + vms * 0.05)
-        return measure(controller, sent, times, server_bridges, access_bridge)
+        figures = measure(controller, sent, times, server_bridges, access_bridge)
+        if capture is not None and trace is not None:
+            figures["decomposition"] = decompose(trace, capture, controller.of_port,
+                                                 sent, times)
+        return figures
     finally:
         if ports is not None:
             ports.close()
         if net is not None:
             lab.stop_network(net)
         controller.stop()
+
+
+def decompose(trace: Path, capture: Capture, of_port: int, sent: Dict[str, int],
+              times: Dict[str, dict]) -> dict:
+    """Stop the capture, save the per-VM times beside it and split them into legs."""
+    pcap = capture.stop()
+    record = {"of_port": of_port, "offset_ns": capture.offset_ns,
+              "vms": [{"mac": mac, "sent_ns": sent_ns,
+                       "detected_ns": times.get(mac, {}).get("detected_ns"),
+                       "confirmed_ns": times.get(mac, {}).get("confirmed_ns")}
+                      for mac, sent_ns in sent.items()]}
+    (trace / "times.json").write_text(json.dumps(record))
+    return latency_trace.decompose(record, pcap)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -263,19 +310,24 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="60 VMs on 2 bridges")
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--tls", action="store_true", help="OpenFlow over mutual TLS")
+    parser.add_argument("--trace", type=Path, metavar="DIR",
+                        help="capture the OpenFlow connections and split the latency")
     args = parser.parse_args(argv)
-    name = NAME + ("-tls" if args.tls else "") + ("-quick" if args.quick else "")
+    name = NAME + ("-tls" if args.tls else "") + ("-trace" if args.trace else "") \
+        + ("-quick" if args.quick else "")
     if args.plot_only:
         replot(name, plot)
         return 0
     if args.quick:
         args.vms, args.servers = 60, 2
     print_machine()
-    figures = run(args.vms, args.servers, args.interval_ms, args.tls)
+    figures = run(args.vms, args.servers, args.interval_ms, args.tls, args.trace)
     figures["parameters"] = {"vms": args.vms, "servers": args.servers,
                              "interval_ms": args.interval_ms, "tls": args.tls}
     report(figures)
-    publish(name, figures, None if args.quick or args.tls else plot)
+    if "decomposition" in figures:
+        latency_trace.report(figures["decomposition"])
+    publish(name, figures, None if args.quick or args.tls or args.trace else plot)
     return 0 if figures["confirmed"] == figures["vms"] else 1
 
 

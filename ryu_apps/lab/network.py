@@ -117,3 +117,14 @@ def run_ofctl(command: str, bridge: str, *args: str) -> str:
 def dump_flows(bridge: str) -> str:
     """``ovs-ofctl -O OpenFlow13 dump-flows BRIDGE`` output."""
     return run_ofctl("dump-flows", bridge)
+
+
+def datapath_settled(timeout: float = 30.0) -> None:
+    """Wait until OVS's revalidators have finished a round (``ovs-appctl revalidator/wait``).
+
+    A barrier reply says the OpenFlow tables changed; the datapath's cached flows
+    (megaflows) built from the old tables are revalidated afterwards, asynchronously
+    (up to hundreds of ms on this loaded machine), and forward meanwhile as before.
+    """
+    subprocess.run(["ovs-appctl", "revalidator/wait"], capture_output=True, check=True,
+                   timeout=timeout)

@@ -15,9 +15,9 @@ from __future__ import annotations
 from ryu_apps.lab.controller_process import (ControllerProcess, lab_pki, ovsdb_ssl_options,
                                              tls_verified)
 from ryu_apps.lab.host_traffic import PingStream, ProberRun, announce, start_listener, tcp_open
-from ryu_apps.lab.network import (add_vm, build_network, controller_tls, dump_flows,
-                                  ovs_bridges, run_ofctl, running_datacenter, stop_network,
-                                  switch_links, wait_for_fabric)
+from ryu_apps.lab.network import (add_vm, build_network, controller_tls, datapath_settled,
+                                  dump_flows, ovs_bridges, run_ofctl, running_datacenter,
+                                  stop_network, switch_links, wait_for_fabric)
 from ryu_apps.lab.processes import (free_tcp_port, ryu_manager_command, stop_process,
                                     wait_for_text, wait_until_listening)
 from ryu_apps.lab.project import (DEFAULT_TEMPLATES, REPO_ROOT, TOPOLOGY_FILE,
@@ -26,7 +26,8 @@ from ryu_apps.lab.project import (DEFAULT_TEMPLATES, REPO_ROOT, TOPOLOGY_FILE,
 __all__ = [
     "ControllerProcess", "lab_pki", "ovsdb_ssl_options", "tls_verified",
     "PingStream", "ProberRun", "announce", "start_listener", "tcp_open",
-    "add_vm", "build_network", "controller_tls", "dump_flows", "ovs_bridges", "run_ofctl",
+    "add_vm", "build_network", "controller_tls", "datapath_settled", "dump_flows",
+    "ovs_bridges", "run_ofctl",
     "running_datacenter", "stop_network", "switch_links", "wait_for_fabric",
     "free_tcp_port", "ryu_manager_command", "stop_process", "wait_for_text",
     "wait_until_listening",

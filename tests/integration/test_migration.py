@@ -13,7 +13,7 @@ from ryu_apps.lab import testbed as lab
 from ryu_apps.cli.notify import send
 from ryu_apps.core.pipeline import BINDING_METER_BASE
 from ryu_apps.lab.migration import live_migrate
-from tests.integration.conftest import start_datacenter, stop_datacenter, unique_prefix
+from tests.support.datacenter import migration_datacenter
 
 pytestmark = pytest.mark.integration
 
@@ -32,12 +32,8 @@ MAX_LOST_PROBES = 800         # 3 x 267
 
 @pytest.fixture(scope="module")
 def dc():
-    controller, net = start_datacenter(lab.DEFAULT_TEMPLATES, "g" + unique_prefix()[1:],
-                                       ovsdb=True, edge=1)
-    vms = {h.name[4:]: h for h in net.hosts}
-    switches = {s.name[4:]: s for s in net.switches}
-    yield controller, net, vms, switches
-    stop_datacenter(controller, net)
+    with migration_datacenter("g", ovsdb=True) as running:
+        yield running
 
 
 def _binding_cookies(bridge, mac):

@@ -15,7 +15,7 @@ import pytest
 from ryu_apps.cli.notify import send
 from ryu_apps.lab import testbed as lab
 from ryu_apps.lab.migration import live_migrate
-from tests.integration.conftest import start_datacenter, stop_datacenter, unique_prefix
+from tests.support.datacenter import migration_datacenter, reachable
 
 pytestmark = pytest.mark.integration
 
@@ -42,19 +42,8 @@ PORT_CREATION_NS = 500_000_000
 
 @pytest.fixture(scope="module")
 def dc():
-    controller, net = start_datacenter(lab.DEFAULT_TEMPLATES, "n" + unique_prefix()[1:],
-                                       ovsdb=False, edge=1)
-    vms = {h.name[4:]: h for h in net.hosts}
-    switches = {s.name[4:]: s for s in net.switches}
-    yield controller, net, vms, switches
-    stop_datacenter(controller, net)
-
-
-def _reachable(src, dst, attempts: int = 10) -> bool:
-    """Whether ``dst`` answers ``src``'s ping within ``attempts`` tries of 1 s (a prober
-    run can end inside one of the loaded datapath's stalls, lost at its last probe)."""
-    return any(" 0% packet loss" in src.cmd(f"ping -c 1 -W 1 {dst.IP()}")
-               for _ in range(attempts))
+    with migration_datacenter("n", ovsdb=False) as running:
+        yield running
 
 
 def _log_tail(controller, lines=60):
@@ -123,7 +112,7 @@ def test_a_notice_alone_pre_provisions_and_the_move_costs_little(dc):
     # before the VM switched over, its destination port was ready: its classification
     # (which copies its first frame to the controller) and the rest of its entries
     assert any("CONTROLLER" in line for line in seen), seen
-    assert all(_reachable(vms[peer], vms["web1"]) for peer in ("web5", "out1")), \
+    assert all(reachable(vms[peer], vms["web1"]) for peer in ("web5", "out1")), \
         _log_tail(controller)
     for report in reports:
         assert _lost_at_move(report, times) <= MAX_LOST_NOTICE_ONLY, report.summary()
@@ -158,7 +147,7 @@ def test_a_move_with_no_announcement_recovers_by_the_controllers_probe(dc):
     reports, times = _move(dc, notify=False, announce="none", settle=2.5)
     assert f"VM {vms['web1'].MAC()} found by the probe" in controller.log()[mark:], \
         _log_tail(controller)
-    assert all(_reachable(vms[peer], vms["web1"]) for peer in ("web5", "out1")), \
+    assert all(reachable(vms[peer], vms["web1"]) for peer in ("web5", "out1")), \
         _log_tail(controller)
     for report in reports:
         assert _lost_at_move(report, times) <= MAX_LOST_PROBE_RECOVERY, report.summary()

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from ryu_apps.core.binding import VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie, template_owner
 from ryu_apps.core.engine import ProvisioningEngine
-from ryu_apps.core.fabric import PortRef, Role
+from ryu_apps.core.fabric import Role
 from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.flowspec import FlowSpec, WriteMetadata, flow, make_match
 from ryu_apps.core.identifiers import PrefixScheme
@@ -27,13 +27,11 @@ from ryu_apps.core.pipeline import (
 from ryu_apps.core.template_errors import TemplateValidationError
 from ryu_apps.core.template_validation import build_library
 from ryu_apps.loaders.library_files import load_library
+from tests.support.small_fabric import S11, S12, UPLINK, bring_up
 from tests.support.fake_switches import FakeSwitches, Packet, tcp
 from tests.support.invariants import check_event
 
 LIBRARY = load_library("templates")
-F1, A1 = 0x100, 0x201
-S11, S12 = 0x1101, 0x1102
-UPLINK = 10
 MAX_PER_VM = 6
 #: Generated templates' first id (MACs 00:a0:..: unicast)
 GENERATED = 0xA0
@@ -51,11 +49,7 @@ class Lab:
         self.checking = checking
         self.engine = ProvisioningEngine(library, PrefixScheme(16))
         self.switches = FakeSwitches()
-        for dpid, role in ((F1, Role.FABRIC), (A1, Role.ACCESS),
-                           (S11, Role.SERVER), (S12, Role.SERVER)):
-            self.apply(self.engine.switch_up(dpid, role, hex(dpid), [], now=0.0))
-        for a, b in (((A1, 1), (F1, 1)), ((S11, UPLINK), (A1, 2)), ((S12, UPLINK), (A1, 3))):
-            self.apply(self.engine.link_seen(PortRef(*a), PortRef(*b), now=0.0))
+        bring_up(self.engine, self.apply)
 
     def apply(self, plan: Plan) -> Plan:
         self.switches.apply(plan)

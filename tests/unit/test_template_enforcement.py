@@ -6,18 +6,16 @@ import pytest
 
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.engine import QUARANTINE_MACS_PER_PORT, QUARANTINE_SECONDS, ProvisioningEngine
-from ryu_apps.core.fabric import PortRef, Role
+from ryu_apps.core.fabric import Role
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, FlowSpec, MeterSpec
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.core.pipeline import BINDING_METER_BASE, Table
 from ryu_apps.core.template_validation import build_library
 from ryu_apps.loaders.library_files import load_library
+from tests.support.small_fabric import A1, F1, S11, S12, bring_up
 from tests.support.fake_switches import FakeSwitches, Packet, tcp
 
 LIBRARY = load_library("templates")
-F1, A1 = 0x100, 0x201
-S11, S12 = 0x1101, 0x1102
-UPLINK = 10
 WEB1, WEB3 = "00:fa:00:00:00:01", "00:fa:00:00:00:03"
 DB2 = "00:fc:00:00:00:02"
 WEB1_IP, WEB3_IP, DB2_IP = "10.0.100.1", "10.0.100.3", "10.0.200.2"
@@ -27,11 +25,7 @@ class Lab:
     def __init__(self, library=LIBRARY):
         self.engine = ProvisioningEngine(library, PrefixScheme(16))
         self.switches = FakeSwitches()
-        for dpid, role in ((F1, Role.FABRIC), (A1, Role.ACCESS),
-                           (S11, Role.SERVER), (S12, Role.SERVER)):
-            self.apply(self.engine.switch_up(dpid, role, hex(dpid), [], now=0.0))
-        for a, b in (((A1, 1), (F1, 1)), ((S11, UPLINK), (A1, 2)), ((S12, UPLINK), (A1, 3))):
-            self.apply(self.engine.link_seen(PortRef(*a), PortRef(*b), now=0.0))
+        bring_up(self.engine, self.apply)
 
     def apply(self, plan):
         self.switches.apply(plan)
@@ -176,11 +170,7 @@ def test_reload_replaces_flows_in_place_and_keeps_shared_traffic(lab):
 
 def test_restart_restores_bindings_from_switch_flows(lab):
     fresh = ProvisioningEngine(LIBRARY, PrefixScheme(16))
-    for dpid, role in ((F1, Role.FABRIC), (A1, Role.ACCESS), (S11, Role.SERVER),
-                       (S12, Role.SERVER)):
-        fresh.switch_up(dpid, role, hex(dpid), lab.switches.entries(dpid), now=0.0)
-    for a, b in (((A1, 1), (F1, 1)), ((S11, UPLINK), (A1, 2)), ((S12, UPLINK), (A1, 3))):
-        fresh.link_seen(PortRef(*a), PortRef(*b), now=0.0)
+    bring_up(fresh, lambda plan: None, held=lab.switches.entries)
     assert {m: (b.binding_id, b.ip) for m, b in fresh.bindings.items()} == {
         m: (b.binding_id, b.ip) for m, b in lab.engine.bindings.items()}
     for dpid, role in ((F1, Role.FABRIC), (A1, Role.ACCESS), (S11, Role.SERVER)):
