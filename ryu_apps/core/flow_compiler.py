@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Set, Tuple, Union
 
+from ryu_apps.core import ipv6_guard
 from ryu_apps.core.acl_compiler import acl_entries, rules_for
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.cookies import Owner
@@ -130,9 +131,10 @@ def needs_template(binding: Binding) -> bool:
 
 
 def _server_side(placement: Placement) -> Set[Entry]:
-    """A VM's own flows on its server (at most 6): its classifier, the anti-spoofing of
-    its bound IPv4, its metered pass when a merged port side limits it, its delivery
-    and its output; its template's ACLs are shared (:mod:`~ryu_apps.core.template_tables`)."""
+    """A VM's own flows on its server (at most 6, and 6 more with the IPv6 guard): its
+    classifier, the anti-spoofing of its bound IPv4 (and its IPv6), its metered pass
+    when a merged port side limits it, its delivery and its output; its template's ACLs
+    are shared (:mod:`~ryu_apps.core.template_tables`)."""
     binding, template = placement.binding, placement.template
     dpid, port, cookie = binding.dpid, binding.port, binding.owner.cookie
     vswitch = template.virtual_switch
@@ -182,7 +184,8 @@ def _anti_spoof(placement: Placement) -> Set[Entry]:
     address is not bound yet to the controller, drop other IPv4 and ARP, and
     pass the rest; the VM's own flows allow its bound address. Where a merged
     template's port side limits each VM, the VM's own flows pass its frames
-    through that meter (then the template has no shared pass).
+    through that meter (then the template has no shared pass). With ``bind_ipv6``
+    the VM's IPv6 and neighbour discovery are guarded (:mod:`~ryu_apps.core.ipv6_guard`).
     """
     binding = placement.binding
     dpid, port, cookie = binding.dpid, binding.port, binding.owner.cookie
@@ -194,6 +197,8 @@ def _anti_spoof(placement: Placement) -> Set[Entry]:
         entries.add(port_meter)
         entries.add(flow(dpid, Table.ANTI_SPOOF, Priority.BINDING, make_match(in_port=port),
                          cookie, meter=meter_id, goto=Table.FROM_VM_ACL))
+    entries |= ipv6_guard.vm_flows(dpid, port, binding.mac, placement.template.virtual_switch,
+                                   cookie, meter_id)
     if not placement.template.virtual_switch.bind_ip or binding.ip is None:
         return entries
     for match in (make_match(in_port=port, eth_type=ETH_IPV4, ipv4_src=binding.ip),

@@ -37,6 +37,8 @@ class Priority(enum.IntEnum):
     SHARED_ANNOUNCE = 52000  # another process's announcement on a shared uplink: drop
     LIVENESS_REPLY = 51000   # a probed VM's answer to the liveness probe -> controller
     BINDING = 50000
+    ND_ALLOW = 50004        # ANTI_SPOOF: a VM's own neighbour discovery (core/ipv6_guard.py)
+    ND_DROP = 50003         # ANTI_SPOOF: any other NS/NA, and RA/redirect from a non-router
     SPOOF_ALLOW = 50002
     SPOOF_LEARN = 50001
     VLAN_ADMIT = 40000
@@ -163,7 +165,11 @@ LIVENESS_BURST = 20
 # -- table contracts ---------------------------------------------------------------------
 #: The fields an ACL rule can compile to (acl_compiler), in any ACL table.
 ACL_FIELDS = frozenset({"eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src",
-                        "ipv6_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst"})
+                        "ipv6_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
+                        "icmpv4_type", "icmpv4_code", "icmpv6_type", "icmpv6_code"})
+#: The fields the IPv6 guard matches in ANTI_SPOOF (core/ipv6_guard.py).
+IPV6_GUARD_FIELDS = frozenset({"ipv6_src", "icmpv6_type", "ipv6_nd_target",
+                               "ipv6_nd_sll", "ipv6_nd_tll"})
 
 
 @dataclass(frozen=True)
@@ -196,7 +202,8 @@ CONTRACTS: Mapping[Table, TableContract] = {c.table: c for c in (
                "write_metadata"},
               {Table.ANTI_SPOOF, Table.FROM_VM_PORT_ACL, Table.FORWARD}),
     _contract(Table.ANTI_SPOOF, {"in_port", "metadata", "eth_type", "vlan_vid", "ipv4_src",
-                                 "arp_spa", "ip_proto", "udp_src", "udp_dst"},
+                                 "arp_spa", "ip_proto", "udp_src", "udp_dst"}
+              | IPV6_GUARD_FIELDS,
               {"meter", "controller"}, {Table.FROM_VM_ACL}),
     _contract(Table.FROM_VM_ACL, ACL_FIELDS | {"metadata"}, (), {Table.FROM_VM_PORT_ACL}),
     _contract(Table.FROM_VM_PORT_ACL, ACL_FIELDS | {"in_port", "vlan_vid", "metadata"},

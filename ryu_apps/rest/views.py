@@ -280,6 +280,8 @@ def side_view(side: SwitchSide) -> Json:
         "acl": [rule.describe() for rule in side.acl],
         "bandwidth": _bandwidth_view(side.bandwidth),
         "bind_ip": side.bind_ip,
+        "bind_ipv6": side.bind_ipv6,
+        "router": side.router,
     }
 
 
