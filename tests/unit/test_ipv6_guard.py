@@ -4,10 +4,12 @@ and redirects pass only from a router's template."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ryu_apps.core import ipv6_guard
-from ryu_apps.core.template_validation import build_library
+from ryu_apps.core.template_validation import TemplateValidationError, build_library
 from tests.support.fake_switches import Packet
 from tests.unit.test_shared_pipeline import S11, S12, Lab
 
@@ -122,3 +124,71 @@ def test_the_guard_is_per_template_once_and_per_vm_only_its_own(lab):
     own = [f for f in lab.own_flows(VM_A) if dict(f.match).get("eth_type") == 0x86DD]
     assert len(own) == 6
     assert {dict(f.match).get("ipv6_src") for f in own} == {LL_A, "::"}
+
+
+# -- the template keys ---------------------------------------------------------------------
+def _errors(**vswitch) -> list:
+    with pytest.raises(TemplateValidationError) as raised:
+        build_library([("t.yaml", {"templates": [_template(1, "t", **vswitch)]})])
+    return [str(error) for error in raised.value.errors]
+
+
+def test_bind_ipv6_and_router_are_validated_and_located():
+    assert LIBRARY.get(GUARDED).virtual_switch.bind_ipv6 == "link_local"
+    assert LIBRARY.get(ROUTER).virtual_switch.router is True
+    assert LIBRARY.get(OPEN).virtual_switch.bind_ipv6 is None
+    prefix = "t.yaml: template 1 't': virtual_switch."
+    assert _errors(bind_ipv6="link-local") == [
+        f"{prefix}bind_ipv6: expected 'link_local' or false, got 'link-local'; "
+        "did you mean 'link_local'?"]
+    assert _errors(bind_ipv6=True) == [
+        f"{prefix}bind_ipv6: expected 'link_local' or false, got true (a boolean)"]
+    assert _errors(router=True) == _errors(router=True, bind_ipv6=False) == [
+        f"{prefix}router: has no effect without bind_ipv6 (router advertisements are only "
+        "guarded with it; did you mean to add bind_ipv6: link_local?)"]
+    assert _errors(bind_ipv6="link_local", router="yes") == [
+        f"{prefix}router: expected true or false, got 'yes'"]
+    template = _template(1, "t", bind_ipv6="link_local")
+    template["access_port"] = {"default_action": "allow", "bind_ipv6": "link_local"}
+    with pytest.raises(TemplateValidationError, match="access_port: unknown key 'bind_ipv6'"):
+        build_library([("t.yaml", {"templates": [template]})])
+
+
+def _oracle(src: str, kind: int | None, target: str | None, lladdr: str | None,
+            router: bool) -> bool:
+    """Whether the guard lets a VM (whose own MAC is VM_A or GW) send this packet."""
+    own = LL_GW if router else LL_A
+    own_mac = GW if router else VM_A
+    no_option = ipv6_guard.NO_LINK_LAYER
+    if src == "::":
+        if kind == ipv6_guard.ICMPV6_NS:
+            return target == own and lladdr == no_option
+        return kind in (ipv6_guard.ICMPV6_RS, ipv6_guard.ICMPV6_MLD1_REPORT,
+                        ipv6_guard.ICMPV6_MLD2_REPORT)
+    if src != own:
+        return False
+    if kind == ipv6_guard.ICMPV6_NS:
+        return lladdr in (own_mac, no_option)
+    if kind == ipv6_guard.ICMPV6_NA:
+        return target == own and lladdr in (own_mac, no_option)
+    if kind in (ipv6_guard.ICMPV6_RA, ipv6_guard.ICMPV6_REDIRECT):
+        return router
+    return True
+
+
+def test_every_combination_of_source_type_target_and_option_meets_the_oracle(lab):
+    sources = (LL_A, LL_GW, LL_B, "::", "2001:db8::1")
+    kinds = (None, 128, 131, 133, 134, 135, 136, 137, 143)
+    for router in (False, True):
+        mac, port = (GW, 3) if router else (VM_A, 1)
+        for src, kind in itertools.product(sources, kinds):
+            nd = kind in (ipv6_guard.ICMPV6_NS, ipv6_guard.ICMPV6_NA)
+            for target, lladdr in itertools.product(
+                    (LL_A, LL_GW, LL_B) if nd else (None,),
+                    (VM_A, GW, VM_B, ipv6_guard.NO_LINK_LAYER) if nd else (None,)):
+                packet = v6(mac, src, VM_B, LL_B) if kind is None else icmp6(
+                    mac, src, kind, dst_mac=VM_B, ipv6_nd_target=target,
+                    ipv6_nd_sll=lladdr if kind == ipv6_guard.ICMPV6_NS else None,
+                    ipv6_nd_tll=lladdr if kind == ipv6_guard.ICMPV6_NA else None)
+                passed = (S12, 2) in delivered(lab, S11, port, packet)
+                assert passed == _oracle(src, kind, target, lladdr, router), packet

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import types
 
@@ -122,6 +123,20 @@ def test_binding_view(engine):
     assert view["cookie"] == f"0x{binding.owner.cookie:016x}"
     assert view["cookie"].startswith("0xd9100fa")
     json.dumps(view)
+
+
+def test_binding_view_shows_the_addresses_the_ipv6_guard_allows(engine):
+    binding = engine.bindings[WEB1]
+    template = engine.template_of(binding)
+    assert rest_views.binding_view(binding, engine.fabric.switches, None,
+                                   template)["ipv6"] == []
+    guarded = dataclasses.replace(template, virtual_switch=dataclasses.replace(
+        template.virtual_switch, bind_ipv6="link_local"))
+    view = rest_views.binding_view(binding, engine.fabric.switches, None, guarded)
+    mac = [int(part, 16) for part in WEB1.split(":")]
+    eui = [mac[0] ^ 2] + mac[1:3] + [0xFF, 0xFE] + mac[3:]
+    expected = ipaddress.IPv6Address(bytes([0xFE, 0x80] + [0] * 6 + eui))
+    assert view["ipv6"] == [str(expected)] and view["ip"] is None
 
 
 def test_binding_without_known_access_switch(engine):
