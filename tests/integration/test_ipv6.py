@@ -17,7 +17,7 @@ import time
 import pytest
 
 from ryu_apps.core import ipv6_guard
-from ryu_apps.core.frames import parse_ipv6
+from ryu_apps.core.ipv6_frames import parse_ipv6
 from ryu_apps.lab import testbed as lab
 from ryu_apps.lab.demo import ping
 from ryu_apps.lab.vmtools.forge import read_pcap

@@ -1,4 +1,5 @@
-"""IPv6 in the packet-in parser: addresses, extension headers, ICMPv6 and ND, junk."""
+"""IPv6 in the packet-in parser (core/ipv6_frames.py): addresses, extension headers,
+ICMPv6 and ND, junk."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ryu_apps.core.frames import MAX_EXTENSION_HEADERS, Ipv6Info, parse_frame, parse_ipv6
+from ryu_apps.core.frames import parse_frame
+from ryu_apps.core.ipv6_frames import MAX_EXTENSION_HEADERS, Ipv6Info, parse_ipv6
 
 MAC = "00:fa:00:00:00:01"
 LL = "fe80::2fa:ff:fe00:1"
