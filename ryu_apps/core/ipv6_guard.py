@@ -9,17 +9,19 @@ neighbour solicitation from its own address carries its own MAC (or no
 source link-layer option), a neighbour advertisement targets its own address
 with its own MAC (or no target link-layer option), and a DAD probe from
 ``::`` targets its own address. Router advertisements and redirects pass only
-when the template says ``router: true``. Everything else IPv6 is dropped.
+when the template says ``router: true``. Everything else IPv6 is dropped, and
+punted through the server's :data:`~ryu_apps.core.pipeline.IPV6_GUARD_METER`
+so the app logs it once per VM and kind (:func:`refusal` names the kind).
 
 The flows live in ANTI_SPOOF: the template's (per server, matched by its
 metadata tag) drop, the VM's own (matched by its port) allow::
 
     ND_ALLOW  (VM)       NS from its address (SLL = its MAC or none), DAD NS for its
                          address, NA for its address (TLL = its MAC or none)
-    ND_DROP   (template) every other NS and NA; RA and redirect unless router
+    ND_DROP   (template) every other NS and NA; RA and redirect unless router: punted
     SPOOF_ALLOW (VM)     IPv6 from its link-local address
     SPOOF_ALLOW (tmpl)   MLD reports and router solicitations from ::
-    SPOOF_LEARN (tmpl)   every other IPv6: dropped
+    SPOOF_LEARN (tmpl)   every other IPv6: punted (metered), so dropped
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Dict, Iterable, Set
 
-from ryu_apps.core.flowspec import FlowSpec, MatchValue, flow, make_match
-from ryu_apps.core.pipeline import Priority, Table, template_metadata_match
+from ryu_apps.core.flowspec import OFPP_CONTROLLER, FlowSpec, MatchValue, Output, flow, \
+    make_match
+from ryu_apps.core.ipv6_frames import parse_ipv6
+from ryu_apps.core.pipeline import IPV6_GUARD_METER, Priority, Table, template_metadata_match
+from ryu_apps.core.switch_flows import PACKET_IN_BYTES
 from ryu_apps.core.template_model import ETH_IPV6, IP_ICMPV6, SwitchSide
 
 #: ``bind_ipv6`` modes a template may give (None: IPv6 unguarded).
@@ -68,15 +73,18 @@ def template_flows(dpid: int, template_id: int, side: SwitchSide, cookie: int,
     dropped = [ICMPV6_NS, ICMPV6_NA]
     if not side.router:
         dropped += [ICMPV6_RA, ICMPV6_REDIRECT]
+    punt = (Output(OFPP_CONTROLLER, PACKET_IN_BYTES),)
     entries = {flow(dpid, table, Priority.ND_DROP,
-                    make_match(metadata=tag, **_icmpv6(icmpv6_type=kind)), cookie)
+                    make_match(metadata=tag, **_icmpv6(icmpv6_type=kind)), cookie,
+                    meter=IPV6_GUARD_METER, actions=punt)
                for kind in dropped}
     for kind in (ICMPV6_RS, ICMPV6_MLD1_REPORT, ICMPV6_MLD2_REPORT):
         entries.add(flow(dpid, table, Priority.SPOOF_ALLOW,
                          make_match(metadata=tag, ipv6_src=UNSPECIFIED,
                                     **_icmpv6(icmpv6_type=kind)), cookie, goto=goto))
     entries.add(flow(dpid, table, Priority.SPOOF_LEARN,
-                     make_match(metadata=tag, eth_type=ETH_IPV6), cookie))
+                     make_match(metadata=tag, eth_type=ETH_IPV6), cookie,
+                     meter=IPV6_GUARD_METER, actions=punt))
     return entries
 
 
@@ -107,3 +115,30 @@ def vm_flows(dpid: int, port: int, mac: str, side: SwitchSide, cookie: int,
 def own_addresses(mac: str) -> Iterable[str]:
     """The IPv6 addresses a guarded VM may send from (its link-local, in this slice)."""
     return (link_local(mac),)
+
+
+#: What the guard refused, by kind (the app logs each once per VM).
+SPOOFED_SOURCE, NS_CLAIM, NA_CLAIM = "spoofed source", "neighbour solicitation", \
+    "neighbour advertisement"
+ROUTER_ADVERTISEMENT, REDIRECT = "router advertisement", "redirect"
+
+
+def refusal(frame: bytes) -> tuple[str, str] | None:
+    """(kind, detail) of an IPv6 frame the guard punted; None if it is not IPv6.
+
+    The kind is the message type the guard refused (or a spoofed source for any
+    other packet); the detail says what the frame claimed."""
+    info = parse_ipv6(frame)
+    if info is None:
+        return None
+    detail = f"source {info.src}"
+    if info.icmp_type == ICMPV6_RA:
+        return ROUTER_ADVERTISEMENT, detail
+    if info.icmp_type == ICMPV6_REDIRECT:
+        return REDIRECT, detail
+    if info.icmp_type in (ICMPV6_NS, ICMPV6_NA):
+        option = "source" if info.icmp_type == ICMPV6_NS else "target"
+        lladdr = info.nd_lladdr or "none"
+        detail += f", target {info.nd_target}, {option} link-layer address {lladdr}"
+        return (NS_CLAIM if info.icmp_type == ICMPV6_NS else NA_CLAIM), detail
+    return SPOOFED_SOURCE, detail

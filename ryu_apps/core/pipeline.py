@@ -71,6 +71,8 @@ PACKET_IN_METER = METER_BASE + 0x0FFFFFFF
 LLDP_OTHER_METER = METER_BASE + 0x0FFFFFFE
 #: Answers to the controller's liveness probes.
 LIVENESS_METER = METER_BASE + 0x0FFFFFFD
+#: What a server bridge's IPv6 guard drops, punted to be logged (once per VM and kind).
+IPV6_GUARD_METER = METER_BASE + 0x0FFFFFFC
 #: Port-group meters (aggregate limits on access ports) start here.
 PORT_METER_BASE = METER_BASE + 0x10000000
 #: LLDP from one link port: base + port.
@@ -160,6 +162,9 @@ LLDP_OTHER_BURST = 20
 #: Liveness-probe answers per second a switch may punt, and burst.
 LIVENESS_RATE_PPS = 50
 LIVENESS_BURST = 20
+#: IPv6 guard drops per second a server bridge may punt for the log, and burst.
+IPV6_GUARD_RATE_PPS = 10
+IPV6_GUARD_BURST = 10
 
 
 # -- table contracts ---------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """IPv6 on real OVS with dual-stack Mininet hosts: pings per template in both families,
 and the IPv6 guard (spoofed sources, neighbour advertisements for another VM's address,
-router advertisements from a non-router) dropping what it must and nothing else.
+router advertisements from a non-router) dropping what it must and nothing else, and
+logging each refusal once per VM and kind.
 
 Topology (datacenter): s11: web1, db2; s12: web3, mgmt4 (access a1); s21: web5, db6;
 s22: web7, mgmt8 (access a2). Library tests/integration/libraries/ipv6: every template
@@ -30,6 +31,9 @@ pytestmark = pytest.mark.integration
 
 #: Forged frames of each kind per check; every one of the VM's own must arrive.
 FRAMES = 10
+#: The guard's punts share a meter of 10 frames/s (burst 10): a check waits this long
+#: first, so the frames of the check before it cannot keep its own from the log.
+METER_REFILL_S = 1.0 + FRAMES / 10
 #: Every second the app reads every switch's flows back and reconciles them.
 AUDIT_S = 1.0
 
@@ -107,6 +111,15 @@ def arrivals(receiver, sender, send, expected: int = FRAMES, timeout: float = 10
     return forged(frames)
 
 
+def logged_once(controller, kind: str, vm) -> None:
+    """The guard's refusal of ``kind`` from ``vm`` is in the log, once (though several
+    frames of it were dropped)."""
+    line = f"IPv6 guard dropped a {kind} from VM {vm.MAC()} "
+    assert controller.wait_for_log(line, timeout=5), controller.log()[-3000:]
+    time.sleep(0.3)
+    assert controller.log().count(line) == 1, controller.log()[-3000:]
+
+
 def test_every_vm_s_link_local_address_is_the_one_the_guard_allows(dc):
     _, _, vms = dc
     for vm in vms.values():
@@ -128,17 +141,20 @@ def test_a_spoofed_ipv6_source_is_dropped(dc):
     _, _, vms = dc
     web1, web5 = vms["web1"], vms["web5"]
     to_web5 = ("--kind", "echo", "--dst", web5.link_local, "--dst-mac", web5.MAC())
+    time.sleep(METER_REFILL_S)
     got = arrivals(web5, web1, lambda: (
         forge6(web1, "--src", "fe80::99", *to_web5),
         forge6(web1, "--src", vms["web3"].link_local, *to_web5),
         forge6(web1, "--src", "2001:db8::1", *to_web5),
         forge6(web1, "--src", web1.link_local, *to_web5)))
     assert [info.src for info in got] == [web1.link_local] * FRAMES, got
+    logged_once(dc[0], "spoofed source", web1)
 
 
 def test_a_neighbour_advertisement_for_another_vm_s_address_is_dropped(dc):
     _, _, vms = dc
     web1, web5, db2 = vms["web1"], vms["web5"], vms["db2"]
+    time.sleep(METER_REFILL_S)
     advert = ("--kind", "na", "--src", web1.link_local, "--dst", web5.link_local,
               "--dst-mac", web5.MAC())
     got = arrivals(web5, web1, lambda: (
@@ -147,17 +163,22 @@ def test_a_neighbour_advertisement_for_another_vm_s_address_is_dropped(dc):
         forge6(web1, *advert, "--target", web1.link_local, "--lladdr", web1.MAC())))
     assert [(i.icmp_type, i.nd_target, i.nd_lladdr) for i in got] == \
         [(136, web1.link_local, web1.MAC())] * FRAMES, got
+    logged_once(dc[0], "neighbour advertisement", web1)
 
 
 def test_router_advertisements_pass_only_from_a_router(dc):
-    _, _, vms = dc
+    controller, _, vms = dc
     web1, web3 = vms["web1"], vms["web3"]
-    got = arrivals(web3, web1, lambda: (
-        forge6(web1, "--kind", "ra", "--src", web1.link_local, "--lladdr", web1.MAC()),
-        forge6(web1, "--kind", "redirect", "--src", web1.link_local,
-               "--target", web1.link_local),
-        forge6(web1, "--kind", "echo", "--src", web1.link_local)))   # the control
-    assert [i.icmp_type for i in got] == [128] * FRAMES
+    control = ("--kind", "echo", "--src", web1.link_local)
+    for kind, refused in (("ra", "router advertisement"), ("redirect", "redirect")):
+        # one kind at a time (METER_REFILL_S)
+        time.sleep(METER_REFILL_S)
+        refused_frames = ("--kind", kind, "--src", web1.link_local, "--lladdr", web1.MAC(),
+                          "--target", web1.link_local)
+        got = arrivals(web3, web1, lambda frames=refused_frames: (
+            forge6(web1, *frames), forge6(web1, *control)))
+        assert [i.icmp_type for i in got] == [128] * FRAMES, (kind, got)
+        logged_once(controller, refused, web1)
     mgmt4, mgmt8 = vms["mgmt4"], vms["mgmt8"]
     got = arrivals(mgmt8, mgmt4, lambda: forge6(mgmt4, "--kind", "ra", "--src",
                                                 mgmt4.link_local, "--lladdr", mgmt4.MAC()))

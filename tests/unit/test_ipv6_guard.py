@@ -9,6 +9,8 @@ import itertools
 import pytest
 
 from ryu_apps.core import ipv6_guard
+from ryu_apps.core.flowspec import OFPP_CONTROLLER, Meter
+from ryu_apps.core.pipeline import IPV6_GUARD_METER, Table
 from ryu_apps.core.template_validation import TemplateValidationError, build_library
 from tests.support.fake_switches import Packet
 from tests.unit.test_shared_pipeline import S11, S12, Lab
@@ -58,7 +60,18 @@ def icmp6(src_mac: str, src: str, kind: int, dst_mac: str = ALL_NODES, **nd) -> 
 
 
 def delivered(lab: Lab, dpid: int, port: int, packet: Packet) -> set:
-    return {(d, p) for d, p, _ in lab.switches.trace(lab.engine.fabric, dpid, port, packet)}
+    """Where copies of ``packet`` go, but the controller (the guard's punts for its log)."""
+    return {(d, p) for d, p, _ in lab.switches.trace(lab.engine.fabric, dpid, port, packet)
+            if p != OFPP_CONTROLLER}
+
+
+def punted(lab: Lab, dpid: int, port: int, packet: Packet) -> bool:
+    """Whether ``packet`` goes to the controller (only) through the guard's meter."""
+    _, classified = lab.switches.run_pipeline(dpid, port, packet, table_id=Table.CLASSIFY)
+    spec = lab.switches.lookup(dpid, Table.ANTI_SPOOF, classified, port)
+    outputs = {p for d, p, _ in lab.switches.trace(lab.engine.fabric, dpid, port, packet)}
+    return outputs == {OFPP_CONTROLLER} and spec is not None and \
+        Meter(IPV6_GUARD_METER) in spec.instructions
 
 
 def test_the_link_local_address_is_the_modified_eui64_of_the_mac():
@@ -72,7 +85,8 @@ def test_a_vm_s_own_ipv6_passes_and_a_spoofed_source_is_dropped(lab):
     unicast = dict(dst_mac=VM_B, dst=LL_B)
     assert (S12, 2) in delivered(lab, S11, 1, v6(VM_A, LL_A, **unicast))
     for spoofed in (LL_B, "2001:db8::1", "fe80::1"):
-        assert delivered(lab, S11, 1, v6(VM_A, spoofed, **unicast)) == set()
+        packet = v6(VM_A, spoofed, **unicast)
+        assert delivered(lab, S11, 1, packet) == set() and punted(lab, S11, 1, packet)
 
 
 def test_the_vm_s_own_neighbour_discovery_passes(lab):
@@ -97,11 +111,13 @@ def test_neighbour_discovery_claiming_another_vm_is_dropped(lab):
             icmp6(VM_A, "::", 135, ipv6_nd_target=LL_B),                 # DAD for B's address
             icmp6(VM_A, "::", 136, ipv6_nd_target=LL_A)):                # NA from ::
         assert delivered(lab, S11, 1, packet) == set(), packet
+        assert punted(lab, S11, 1, packet), packet
 
 
 def test_router_advertisements_and_redirects_pass_only_from_a_router(lab):
     for kind in (ipv6_guard.ICMPV6_RA, ipv6_guard.ICMPV6_REDIRECT):
         assert delivered(lab, S11, 1, icmp6(VM_A, LL_A, kind)) == set()
+        assert punted(lab, S11, 1, icmp6(VM_A, LL_A, kind))
         assert (S12, 2) in delivered(lab, S11, 3, icmp6(GW, LL_GW, kind))
         # a router still sends them only from its own address
         assert delivered(lab, S11, 3, icmp6(GW, LL_A, kind)) == set()
@@ -192,3 +208,22 @@ def test_every_combination_of_source_type_target_and_option_meets_the_oracle(lab
                     ipv6_nd_tll=lladdr if kind == ipv6_guard.ICMPV6_NA else None)
                 passed = (S12, 2) in delivered(lab, S11, port, packet)
                 assert passed == _oracle(src, kind, target, lladdr, router), packet
+                assert passed != punted(lab, S11, port, packet), packet
+
+
+def test_a_refusal_names_its_kind_and_what_the_frame_claimed():
+    from tests.unit.test_frames_ipv6 import ethernet, ipv6, nd
+    advert = ethernet(ipv6(58, nd(136, LL_B, option=2, mac=VM_A), src=LL_A))
+    assert ipv6_guard.refusal(advert) == (
+        ipv6_guard.NA_CLAIM, f"source {LL_A}, target {LL_B}, target link-layer address {VM_A}")
+    solicit = ethernet(ipv6(58, nd(135, LL_B), src=LL_A))
+    assert ipv6_guard.refusal(solicit) == (
+        ipv6_guard.NS_CLAIM, f"source {LL_A}, target {LL_B}, source link-layer address none")
+    assert ipv6_guard.refusal(ethernet(ipv6(58, bytes([134, 0, 0, 0]) + bytes(12))))[0] == \
+        ipv6_guard.ROUTER_ADVERTISEMENT
+    assert ipv6_guard.refusal(ethernet(ipv6(58, bytes([137, 0, 0, 0]) + bytes(36))))[0] == \
+        ipv6_guard.REDIRECT
+    assert ipv6_guard.refusal(ethernet(ipv6(17, bytes(8), src="2001:db8::1"))) == (
+        ipv6_guard.SPOOFED_SOURCE, "source 2001:db8::1")
+    assert ipv6_guard.refusal(ethernet(b"\x45" + bytes(30), ethertype=0x0800)) is None
+    assert ipv6_guard.refusal(b"junk") is None
