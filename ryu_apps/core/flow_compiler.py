@@ -131,10 +131,9 @@ def needs_template(binding: Binding) -> bool:
 
 
 def _server_side(placement: Placement) -> Set[Entry]:
-    """A VM's own flows on its server (at most 6, and 6 more with the IPv6 guard): its
-    classifier, the anti-spoofing of its bound IPv4 (and its IPv6), its metered pass
-    when a merged port side limits it, its delivery and its output; its template's ACLs
-    are shared (:mod:`~ryu_apps.core.template_tables`)."""
+    """A VM's own flows on its server (at most 6): its classifier, the anti-spoofing of
+    its bound IPv4, its metered pass when a merged port side limits it, its delivery
+    and its output; its template's ACLs are shared (:mod:`~ryu_apps.core.template_tables`)."""
     binding, template = placement.binding, placement.template
     dpid, port, cookie = binding.dpid, binding.port, binding.owner.cookie
     vswitch = template.virtual_switch
