@@ -58,6 +58,10 @@ _OXM_FIELDS: Dict[str, Tuple[int, int, str]] = {
     "icmpv4_type": (19, 1, "int"), "icmpv4_code": (20, 1, "int"),
     "arp_op": (21, 2, "int"), "arp_spa": (22, 4, "ipv4"), "arp_tpa": (23, 4, "ipv4"),
     "arp_sha": (24, 6, "mac"), "arp_tha": (25, 6, "mac"),
+    "ipv6_src": (26, 16, "ipv6"), "ipv6_dst": (27, 16, "ipv6"),
+    "icmpv6_type": (29, 1, "int"), "icmpv6_code": (30, 1, "int"),
+    "ipv6_nd_target": (31, 16, "ipv6"), "ipv6_nd_sll": (32, 6, "mac"),
+    "ipv6_nd_tll": (33, 6, "mac"),
 }
 
 
@@ -79,6 +83,8 @@ def _field_bytes(kind: str, length: int, value) -> bytes:
         return raw
     if not isinstance(value, str) or "/" in value:
         raise _NotEncodable(value)
+    if kind == "ipv6":
+        return ipaddress.IPv6Address(value).packed
     return ipaddress.IPv4Address(value).packed
 
 

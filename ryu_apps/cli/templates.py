@@ -118,6 +118,8 @@ def _describe_side(side: SwitchSide, with_bind_ip: bool) -> List[str]:
     lines = [f"    default action  {side.default_action.value}"]
     if with_bind_ip:
         lines.append(f"    bind ip         {'yes' if side.bind_ip else 'no'}")
+        lines.append(f"    bind ipv6       {side.bind_ipv6 or 'no'}"
+                     f"{' (router)' if side.router else ''}")
     lines.append(f"    bandwidth       {format_bandwidth(side.bandwidth, with_burst=True)}")
     if not side.acl:
         lines.append("    acl             (none)")

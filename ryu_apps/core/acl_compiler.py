@@ -79,6 +79,11 @@ def rule_matches(rule: AclRule) -> List[Fields]:
         for which, prefix in (("src", rule.src), ("dst", rule.dst)):
             if prefix is not None and prefix.prefixlen > 0:
                 base[_address_field(ethertype, which)] = _prefix_value(prefix)
+        icmp = "icmpv4" if ethertype == ETH_IPV4 else "icmpv6"
+        if rule.icmp_type is not None:
+            base[f"{icmp}_type"] = rule.icmp_type
+        if rule.icmp_code is not None:
+            base[f"{icmp}_code"] = rule.icmp_code
         matches.extend(_with_ports(base, rule))
     return matches
 

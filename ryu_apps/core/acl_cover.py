@@ -11,7 +11,8 @@ class CoverIndex:
     """The rules of one ACL seen so far, to find the first one that covers a rule.
 
     A rule covers another when each of its fields does (``AclRule.covers``):
-    (direction, protocol, ethertypes), src, dst, src ports, dst ports. For
+    (direction, protocol, ethertypes, ICMP type and code), src, dst, src ports,
+    dst ports. For
     each field the index answers "which rules cover this value" as a bit set
     (a Python int, bit *i* for ``acl[i]``) from a dict or a small tree; the
     rules covering all five are the intersection, the first is its lowest
@@ -25,7 +26,8 @@ class CoverIndex:
 
     def add(self, rule: AclRule, index: int) -> None:
         bit = 1 << index
-        group = (rule.direction, rule.protocol, rule.ethertypes())
+        group = (rule.direction, rule.protocol, rule.ethertypes(), rule.icmp_type,
+                 rule.icmp_code)
         self.groups[group] = self.groups.get(group, 0) | bit
         self.src.add(rule.src, bit)
         self.dst.add(rule.dst, bit)
@@ -36,9 +38,12 @@ class CoverIndex:
         """The lowest index of a rule added so far that matches all of ``rule``'s traffic."""
         ethertypes = rule.ethertypes()
         found = 0
-        for (direction, protocol, group_ethertypes), bits in self.groups.items():
+        for (direction, protocol, group_ethertypes, icmp_type, icmp_code), bits \
+                in self.groups.items():
             if direction is rule.direction and \
                     (protocol is None or protocol == rule.protocol) and \
+                    icmp_type in (None, rule.icmp_type) and \
+                    icmp_code in (None, rule.icmp_code) and \
                     _ethertypes_cover(group_ethertypes, ethertypes):
                 found |= bits
         if found:   # each lookup only while some rule still covers every field so far

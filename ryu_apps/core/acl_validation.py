@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import re
 from functools import partial
@@ -33,6 +34,7 @@ from ryu_apps.core.validation_checks import (
     as_mapping,
     check_keys,
     choice,
+    int_in_range,
     is_int,
     join_path,
     parse_field,
@@ -47,13 +49,24 @@ MAX_ACL_RULES = 20_000
 MAX_ACL_ENTRIES = 50_000
 
 RULE_KEYS = ("action", "direction", "ethertype", "protocol", "src", "dst",
-             "src_port", "dst_port")
+             "src_port", "dst_port", "icmp_type", "icmp_code")
 
 ETHERTYPES = {"ipv4": ETH_IPV4, "ipv6": ETH_IPV6, "arp": ETH_ARP}
 PROTOCOLS = {"tcp": IP_TCP, "udp": IP_UDP, "icmp": IP_ICMP, "icmpv6": IP_ICMPV6}
 PORT_PROTOCOLS = (IP_TCP, IP_UDP)
 FAMILY_ETHERTYPE = {4: ETH_IPV4, 6: ETH_IPV6}
 ICMP_FAMILY = {IP_ICMP: 4, IP_ICMPV6: 6}
+#: ICMP type names an ACL rule may give instead of a number, per protocol.
+ICMP_TYPE_NAMES: Dict[int, Dict[str, int]] = {
+    IP_ICMP: {"echo-reply": 0, "destination-unreachable": 3, "redirect": 5,
+              "echo-request": 8, "router-advertisement": 9, "router-solicitation": 10,
+              "time-exceeded": 11, "parameter-problem": 12},
+    IP_ICMPV6: {"destination-unreachable": 1, "packet-too-big": 2, "time-exceeded": 3,
+                "parameter-problem": 4, "echo-request": 128, "echo-reply": 129,
+                "router-solicitation": 133, "router-advertisement": 134,
+                "neighbor-solicitation": 135, "neighbor-advertisement": 136,
+                "redirect": 137},
+}
 ACTIONS = {a.value: a for a in Action}
 DIRECTIONS = {d.value: d for d in Direction}
 
@@ -126,12 +139,18 @@ def _rule(scope: Scope, path: str, value: object) -> AclRule | None:
     protocol = parse_key("protocol", partial(choice, choices=PROTOCOLS))
     src, dst = parse_key("src", _prefix), parse_key("dst", _prefix)
     src_port, dst_port = parse_key("src_port", _port_range), parse_key("dst_port", _port_range)
+    icmp_type, icmp_code = parse_key("icmp_type", _icmp_value), parse_key("icmp_code", _icmp_code)
     if not scope.clean_since(fields_mark) or action is None or direction is None:
         return None   # None: reported as missing
     rule = AclRule(action, direction, ethertype, protocol, src, dst, src_port, dst_port)
     _check_consistency(scope, path, rule)
     if not scope.clean_since(mark):
         return None
+    if icmp_type is not None or icmp_code is not None:
+        with_icmp = _with_icmp(scope, path, rule, icmp_type, icmp_code)
+        if with_icmp is None:
+            return None
+        rule = with_icmp
     return dataclasses.replace(rule, ethertype=_inferred_ethertype(rule))
 
 
@@ -149,6 +168,56 @@ def _check_consistency(scope: Scope, path: str, rule: AclRule) -> None:
             got = ("no protocol" if rule.protocol is None
                    else f"protocol {_protocol_name(rule.protocol)}")
             scope.error(join_path(path, key), f"ports need protocol tcp or udp, got {got}")
+
+
+def _with_icmp(scope: Scope, path: str, rule: AclRule, icmp_type: int | str | None,
+               icmp_code: int | None) -> AclRule | None:
+    """The rule with its ICMP type and code, or None when they do not fit it (reported)."""
+    if icmp_type is None:
+        scope.error(join_path(path, "icmp_code"), "needs an icmp_type (a code without "
+                                                  "its type matches nothing meaningful)")
+        return None
+    protocol = rule.protocol
+    if protocol not in ICMP_FAMILY:
+        got = "no protocol" if protocol is None else f"protocol {_protocol_name(protocol)}"
+        hint = f" (did you mean protocol {_likely_icmp(icmp_type)}?)"
+        scope.error(join_path(path, "icmp_type"),
+                    f"needs protocol icmp or icmpv6, got {got}{hint}")
+        return None
+    if isinstance(icmp_type, str):
+        names = ICMP_TYPE_NAMES[protocol]
+        if icmp_type not in names:
+            message = (f"unknown {_protocol_name(protocol)} type {icmp_type!r} (expected "
+                       f"0-255 or one of: {', '.join(names)})")
+            close = difflib.get_close_matches(icmp_type, list(names), n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+            scope.error(join_path(path, "icmp_type"), message)
+            return None
+        icmp_type = names[icmp_type]
+    return dataclasses.replace(rule, icmp_type=icmp_type, icmp_code=icmp_code)
+
+
+def _likely_icmp(icmp_type: int | str) -> str:
+    """icmpv6 for a type only ICMPv6 has (128 and up, or an ICMPv6-only name), else icmp."""
+    if isinstance(icmp_type, int):
+        return "icmpv6" if icmp_type >= 128 else "icmp"
+    v4, v6 = ICMP_TYPE_NAMES[IP_ICMP], ICMP_TYPE_NAMES[IP_ICMPV6]
+    return "icmpv6" if icmp_type in v6 and icmp_type not in v4 else "icmp"
+
+
+def _icmp_code(scope: Scope, path: str, value: object) -> int | None:
+    return int_in_range(scope, path, value, 0, 255)
+
+
+def _icmp_value(scope: Scope, path: str, value: object) -> int | str | None:
+    """0-255, or a type name (checked once the protocol is known)."""
+    if is_int(value) and 0 <= value <= 255:
+        return value
+    if isinstance(value, str) and 0 < len(value) <= 64 and value.strip() == value:
+        return value
+    scope.error(path, f"expected 0-255 or a type name like 'echo-request', got {show(value)}")
+    return None
 
 
 def _check_families(scope: Scope, path: str, rule: AclRule) -> None:

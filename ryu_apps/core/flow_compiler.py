@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Set, Tuple, Union
 
+from ryu_apps.core import ipv6_guard
 from ryu_apps.core.acl_compiler import acl_entries, rules_for
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.cookies import Owner
@@ -183,7 +184,8 @@ def _anti_spoof(placement: Placement, cookie: int) -> Set[Entry]:
     address is not bound yet to the controller, drop other IPv4 and ARP, and
     pass the rest; the VM's own flows allow its bound address. Where a merged
     template's port side limits each VM, the VM's own flows pass its frames
-    through that meter (then the template has no shared pass).
+    through that meter (then the template has no shared pass). With ``bind_ipv6``
+    the VM's IPv6 and neighbour discovery are guarded (:mod:`~ryu_apps.core.ipv6_guard`).
     """
     binding = placement.binding
     dpid, port = binding.dpid, binding.port
@@ -195,6 +197,8 @@ def _anti_spoof(placement: Placement, cookie: int) -> Set[Entry]:
         entries.add(port_meter)
         entries.add(flow(dpid, Table.ANTI_SPOOF, Priority.BINDING, make_match(in_port=port),
                          cookie, meter=meter_id, goto=Table.FROM_VM_ACL))
+    entries |= ipv6_guard.vm_flows(dpid, port, binding.mac, placement.template.virtual_switch,
+                                   cookie, meter_id)
     if not placement.template.virtual_switch.bind_ip or binding.ip is None:
         return entries
     for match in (make_match(in_port=port, eth_type=ETH_IPV4, ipv4_src=binding.ip),

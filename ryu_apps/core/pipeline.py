@@ -39,6 +39,8 @@ class Priority(enum.IntEnum):
     SHARED_ANNOUNCE = 52000  # another process's announcement on a shared uplink: drop
     LIVENESS_REPLY = 51000   # a probed VM's answer to the liveness probe -> controller
     BINDING = 50000
+    ND_ALLOW = 50004        # ANTI_SPOOF: a VM's own neighbour discovery (core/ipv6_guard.py)
+    ND_DROP = 50003         # ANTI_SPOOF: any other NS/NA, and RA/redirect from a non-router
     SPOOF_ALLOW = 50002
     SPOOF_LEARN = 50001
     VLAN_ADMIT = 40000
@@ -71,6 +73,8 @@ PACKET_IN_METER = METER_BASE + 0x0FFFFFFF
 LLDP_OTHER_METER = METER_BASE + 0x0FFFFFFE
 #: Answers to the controller's liveness probes.
 LIVENESS_METER = METER_BASE + 0x0FFFFFFD
+#: What a server bridge's IPv6 guard drops, punted to be logged (once per VM and kind).
+IPV6_GUARD_METER = METER_BASE + 0x0FFFFFFC
 #: Port-group meters (aggregate limits on access ports) start here.
 PORT_METER_BASE = METER_BASE + 0x10000000
 #: LLDP from one link port: base + port.
@@ -160,12 +164,19 @@ LLDP_OTHER_BURST = 20
 #: Liveness-probe answers per second a switch may punt, and burst.
 LIVENESS_RATE_PPS = 50
 LIVENESS_BURST = 20
+#: IPv6 guard drops per second a server bridge may punt for the log, and burst.
+IPV6_GUARD_RATE_PPS = 10
+IPV6_GUARD_BURST = 10
 
 
 # -- table contracts ---------------------------------------------------------------------
 #: The fields an ACL rule can compile to (acl_compiler), in any ACL table.
 ACL_FIELDS = frozenset({"eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src",
-                        "ipv6_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst"})
+                        "ipv6_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
+                        "icmpv4_type", "icmpv4_code", "icmpv6_type", "icmpv6_code"})
+#: The fields the IPv6 guard matches in ANTI_SPOOF (core/ipv6_guard.py).
+IPV6_GUARD_FIELDS = frozenset({"ipv6_src", "icmpv6_type", "ipv6_nd_target",
+                               "ipv6_nd_sll", "ipv6_nd_tll"})
 
 
 @dataclass(frozen=True)
@@ -201,7 +212,8 @@ CONTRACTS: Mapping[Table, TableContract] = {c.table: c for c in (
                "write_metadata"},
               {Table.ANTI_SPOOF, Table.FROM_VM_PORT_ACL, Table.FORWARD}),
     _contract(Table.ANTI_SPOOF, {"in_port", "metadata", "eth_type", "vlan_vid", "ipv4_src",
-                                 "arp_spa", "ip_proto", "udp_src", "udp_dst"},
+                                 "arp_spa", "ip_proto", "udp_src", "udp_dst"}
+              | IPV6_GUARD_FIELDS,
               {"meter", "controller"}, {Table.FROM_VM_ACL}),
     _contract(Table.FROM_VM_ACL, ACL_FIELDS | {"metadata"}, (), {Table.FROM_VM_PORT_ACL}),
     _contract(Table.FROM_VM_PORT_ACL, ACL_FIELDS | {"in_port", "vlan_vid", "metadata"},

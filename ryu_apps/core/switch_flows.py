@@ -35,6 +35,9 @@ from ryu_apps.core.flowspec import (
 )
 from ryu_apps.core.lldp import BEACON_MULTICAST
 from ryu_apps.core.pipeline import (
+    IPV6_GUARD_BURST,
+    IPV6_GUARD_METER,
+    IPV6_GUARD_RATE_PPS,
     LIVENESS_BURST,
     LIVENESS_METER,
     LIVENESS_RATE_PPS,
@@ -97,6 +100,8 @@ def _vm_host_flows(fabric: Fabric, dpid: int) -> Set[Entry]:
              actions=(Output(OFPP_CONTROLLER, PACKET_IN_BYTES),)),
         MeterSpec(dpid, LIVENESS_METER, LIVENESS_RATE_PPS, LIVENESS_BURST, packets=True,
                   cookie=cookie),
+        MeterSpec(dpid, IPV6_GUARD_METER, IPV6_GUARD_RATE_PPS, IPV6_GUARD_BURST,
+                  packets=True, cookie=cookie),
         flow(dpid, Table.CLASSIFY, Priority.TAGGED_DROP, make_match(vlan_vid=_ANY_VLAN),
              cookie),
         flow(dpid, Table.ANTI_SPOOF, Priority.VM_FRAME_DROP,

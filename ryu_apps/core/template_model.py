@@ -12,6 +12,7 @@ Match semantics of an :class:`AclRule` (``None`` always means "any"):
 - ``ethertype`` None and ``protocol`` None: every frame, whatever its ethertype.
 - ``ethertype`` None and ``protocol`` set (tcp/udp): IPv4 and IPv6 packets.
 - port ranges only ever appear with tcp or udp; prefixes agree with ethertype.
+- ``icmp_type`` (and ``icmp_code``, only with a type) only with icmp or icmpv6.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ class AclRule:
     dst: Prefix | None
     src_port: PortRange | None
     dst_port: PortRange | None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
 
     def ethertypes(self) -> tuple[int, ...] | None:
         """The ethertypes this rule matches, or None for every ethertype."""
@@ -106,7 +109,9 @@ class AclRule:
                 and _prefix_covers(self.src, other.src)
                 and _prefix_covers(self.dst, other.dst)
                 and _ports_cover(self.src_port, other.src_port)
-                and _ports_cover(self.dst_port, other.dst_port))
+                and _ports_cover(self.dst_port, other.dst_port)
+                and self.icmp_type in (None, other.icmp_type)
+                and self.icmp_code in (None, other.icmp_code))
 
     def describe(self) -> str:
         """One line, e.g. ``allow to_vm ethertype=ipv4 protocol=tcp dst_port=443``."""
@@ -117,7 +122,7 @@ class AclRule:
             parts.append(f"ethertype={','.join(names)}")
         if self.protocol is not None:
             parts.append(f"protocol={PROTOCOL_NAMES.get(self.protocol, self.protocol)}")
-        for name in ("src", "dst", "src_port", "dst_port"):
+        for name in ("src", "dst", "src_port", "dst_port", "icmp_type", "icmp_code"):
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"{name}={value}")
@@ -158,12 +163,20 @@ class Bandwidth:
 
 @dataclass(frozen=True)
 class SwitchSide:
-    """ACL, default and bandwidth limit enforced at one place in the network."""
+    """ACL, default and bandwidth limit enforced at one place in the network.
+
+    ``bind_ipv6`` (virtual switch only): None leaves IPv6 unguarded; ``link_local``
+    lets the VM send IPv6 only from its EUI-64 link-local address, with the
+    neighbour-discovery guard (docs/security.md). ``router``: the VM may send
+    router advertisements and redirects.
+    """
 
     default_action: Action
     acl: tuple[AclRule, ...]
     bandwidth: Bandwidth | None
     bind_ip: bool = False
+    bind_ipv6: str | None = None
+    router: bool = False
 
 
 @dataclass(frozen=True)

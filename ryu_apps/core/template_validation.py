@@ -11,6 +11,7 @@ partial library. The format itself is documented in ``docs/templates.md``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from dataclasses import dataclass
 from functools import partial
@@ -22,6 +23,7 @@ from ryu_apps.core.acl_validation import (
     MAX_ACL_RULES,
     parse_acl,
 )
+from ryu_apps.core.ipv6_guard import BIND_IPV6_MODES
 from ryu_apps.core.template_errors import (
     MAX_ERRORS,
     TemplateError,
@@ -36,6 +38,7 @@ from ryu_apps.core.validation_checks import (
     choice,
     int_in_range,
     is_int,
+    join_path,
     parse_bool,
     parse_field,
     show,
@@ -69,7 +72,9 @@ DEFAULTS_KEYS = ("idle_timeout",)
 TEMPLATE_KEYS = ("id", "name", "description", "vlan", "idle_timeout",
                  "virtual_switch", "access_port")
 TEMPLATE_REQUIRED = ("id", "name", "description", "vlan", "virtual_switch", "access_port")
-SIDE_KEYS = ("default_action", "bind_ip", "acl", "bandwidth")
+SIDE_KEYS = ("default_action", "bind_ip", "bind_ipv6", "router", "acl", "bandwidth")
+#: Keys only the virtual-switch side takes (they guard the VM's own port).
+VSWITCH_ONLY_KEYS = ("bind_ip", "bind_ipv6", "router")
 BANDWIDTH_KEYS = ("rate_kbps", "burst_kbits")
 
 
@@ -321,15 +326,43 @@ def _switch_side(scope: Scope, path: str, value: object,
     if side is None:
         return None
     mark = scope.mark()
-    keys = SIDE_KEYS if allow_bind_ip else tuple(k for k in SIDE_KEYS if k != "bind_ip")
+    keys = SIDE_KEYS if allow_bind_ip else tuple(k for k in SIDE_KEYS
+                                                 if k not in VSWITCH_ONLY_KEYS)
     check_keys(scope, path, side, keys, ("default_action",))
     default = parse_field(scope, path, side, "default_action", partial(choice, choices=ACTIONS))
     bind_ip = parse_field(scope, path, side, "bind_ip", parse_bool) if allow_bind_ip else None
+    bind_ipv6 = router = None
+    if allow_bind_ip:
+        bind_ipv6 = parse_field(scope, path, side, "bind_ipv6", _bind_ipv6)
+        router = parse_field(scope, path, side, "router", parse_bool)
+        if router and not side.get("bind_ipv6"):
+            scope.error(join_path(path, "router"), "has no effect without bind_ipv6 "
+                                                   "(router advertisements are only "
+                                                   "guarded with it; did you mean to add "
+                                                   "bind_ipv6: link_local?)")
     acl = parse_field(scope, path, side, "acl", parse_acl)
     bandwidth = parse_field(scope, path, side, "bandwidth", _bandwidth)
     if not scope.clean_since(mark) or default is None:   # None: reported as missing
         return None
-    return SwitchSide(default, acl or (), bandwidth, bool(bind_ip))
+    return SwitchSide(default, acl or (), bandwidth, bool(bind_ip), bind_ipv6 or None,
+                      bool(router))
+
+
+def _bind_ipv6(scope: Scope, path: str, value: object) -> str | None:
+    """An IPv6 guard mode (:data:`BIND_IPV6_MODES`), or false for none."""
+    if value is False:
+        return None
+    if isinstance(value, str) and value in BIND_IPV6_MODES:
+        return value
+    message = (f"expected {' or '.join(repr(m) for m in BIND_IPV6_MODES)} or false, "
+               f"got {show(value)}")
+    if isinstance(value, str) and len(value) <= 64:
+        close = difflib.get_close_matches(value.replace("-", "_"), BIND_IPV6_MODES, n=1,
+                                          cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+    scope.error(path, message)
+    return None
 
 
 def _bandwidth(scope: Scope, path: str, value: object) -> Bandwidth | None:

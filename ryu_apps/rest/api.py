@@ -185,7 +185,8 @@ class DynprovApi:
 
     def _binding_views(self, bindings: Iterable) -> List[dict]:
         switches = self._switches()
-        return [rest_views.binding_view(b, switches, self.engine.access_port_of(b))
+        return [rest_views.binding_view(b, switches, self.engine.access_port_of(b),
+                                        self.engine.template_of(b))
                 for b in bindings]
 
     def _counted(self, view: dict, binding, answer) -> dict:

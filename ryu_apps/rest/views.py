@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
+from ryu_apps.core import ipv6_guard
 from ryu_apps.core.binding import Binding
 from ryu_apps.core.cookies import Owner, decode_cookie
 from ryu_apps.core.fabric import SHARED_FABRIC, PortRef, SwitchInfo
@@ -125,8 +126,9 @@ def owner_view(owner: Optional[Owner]) -> Optional[Json]:
 
 # -- bindings ---------------------------------------------------------------------
 def binding_view(binding: Binding, switches: Switches,
-                 access: Optional[PortRef]) -> Json:
-    """One VM binding; ``counters`` is filled in by :func:`with_counters`."""
+                 access: Optional[PortRef], template: Optional[Template] = None) -> Json:
+    """One VM binding; ``counters`` is filled in by :func:`with_counters`. ``ip`` is its
+    bound IPv4; ``ipv6`` the addresses its template's IPv6 guard lets it send from."""
     return {
         "binding_id": binding.binding_id,
         "mac": binding.mac,
@@ -140,10 +142,17 @@ def binding_view(binding: Binding, switches: Switches,
         "since_unix": binding.since,
         "detected_by": binding.detected_by.value,
         "ip": binding.ip,
+        "ipv6": _guarded_ipv6(binding, template),
         "cookie": f"0x{binding.owner.cookie:016x}",
         "counters": None,
         "counters_error": "not requested",
     }
+
+
+def _guarded_ipv6(binding: Binding, template: Optional[Template]) -> List[str]:
+    if template is None or not ipv6_guard.guarded(template.virtual_switch):
+        return []
+    return list(ipv6_guard.own_addresses(binding.mac))
 
 
 def binding_counters(binding: Binding, stats: Iterable[FlowStat]) -> Json:
@@ -280,6 +289,8 @@ def side_view(side: SwitchSide) -> Json:
         "acl": [rule.describe() for rule in side.acl],
         "bandwidth": _bandwidth_view(side.bandwidth),
         "bind_ip": side.bind_ip,
+        "bind_ipv6": side.bind_ipv6,
+        "router": side.router,
     }
 
 

@@ -51,6 +51,15 @@ class Packet:
     udp_dst: Optional[int] = None
     arp_spa: Optional[str] = None
     metadata: int = 0
+    ipv6_src: Optional[str] = None
+    ipv6_dst: Optional[str] = None
+    icmpv4_type: Optional[int] = None
+    icmpv4_code: Optional[int] = None
+    icmpv6_type: Optional[int] = None
+    icmpv6_code: Optional[int] = None
+    ipv6_nd_target: Optional[str] = None
+    ipv6_nd_sll: Optional[str] = None   # OpenFlow: 00:00:00:00:00:00 when the option is absent
+    ipv6_nd_tll: Optional[str] = None
 
 
 def tcp(src_mac, dst_mac, src_ip, dst_ip, dst_port, src_port=40000) -> Packet:
@@ -60,8 +69,11 @@ def tcp(src_mac, dst_mac, src_ip, dst_ip, dst_port, src_port=40000) -> Packet:
 
 
 def _as_int(name: str, value) -> int:
-    if name.startswith("eth_") and name != "eth_type":
+    if (name.startswith("eth_") and name != "eth_type") or name in ("ipv6_nd_sll",
+                                                                     "ipv6_nd_tll"):
         return int(value.replace(":", ""), 16)
+    if name.startswith("ipv6_"):
+        return int(ipaddress.IPv6Address(value))
     if name.startswith(("ipv4_", "arp_")):
         return int(ipaddress.IPv4Address(value))
     return int(value)

@@ -102,15 +102,31 @@ def test_nicira_resubmit_encodes_like_ryu():
 
 
 def test_what_the_encoder_does_not_know_is_rendered_by_ryu():
-    spec = flow(7, 4, 30000, make_match(ipv6_src="2001:db8::1", eth_type=0x86DD),
+    spec = flow(7, 4, 30000, make_match(sctp_src=80, ip_proto=132, eth_type=0x0800),
                 0xD9200000000064, actions=(Output(2),))
     try:
         openflow_bytes._encode_flow_add(spec)
     except openflow_bytes._NotEncodable:
         pass
     else:
-        raise AssertionError("ipv6_src should not be known to the fast encoder")
+        raise AssertionError("sctp_src should not be known to the fast encoder")
     assert openflow_bytes.encoded_flow_add(spec) == _ryu(openflow.flow_add(_Datapath, spec))
+
+
+def test_ipv6_and_neighbour_discovery_fields_encode_like_ryu():
+    for match in (
+            make_match(in_port=3, eth_type=0x86DD, ipv6_src="fe80::2fa:ff:fe00:1"),
+            make_match(eth_type=0x86DD, ipv6_dst=("2001:db8::", "ffff:ffff::"),
+                       ip_proto=58, icmpv6_type=128, icmpv6_code=0),
+            make_match(eth_type=0x86DD, ip_proto=58, icmpv6_type=135, ipv6_src="::",
+                       ipv6_nd_target="fe80::1", ipv6_nd_sll="00:00:00:00:00:00"),
+            make_match(eth_type=0x86DD, ip_proto=58, icmpv6_type=136,
+                       ipv6_nd_target="fe80::1", ipv6_nd_tll="00:fa:00:00:00:01"),
+            make_match(eth_type=0x0800, ip_proto=1, icmpv4_type=8, icmpv4_code=0)):
+        spec = flow(7, 1, 50004, match, 0xD9200000000064, goto=2)
+        openflow_bytes._encode_flow_add(spec)   # on the fast path, not Ryu's
+        assert openflow_bytes.encoded_flow_add(spec) == _ryu(openflow.flow_add(_Datapath,
+                                                                                spec))
 
 
 def test_encoded_messages_keep_the_safe_order_and_xid_can_be_set():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import types
 
@@ -124,6 +125,20 @@ def test_binding_view(engine):
     json.dumps(view)
 
 
+def test_binding_view_shows_the_addresses_the_ipv6_guard_allows(engine):
+    binding = engine.bindings[WEB1]
+    template = engine.template_of(binding)
+    assert rest_views.binding_view(binding, engine.fabric.switches, None,
+                                   template)["ipv6"] == []
+    guarded = dataclasses.replace(template, virtual_switch=dataclasses.replace(
+        template.virtual_switch, bind_ipv6="link_local"))
+    view = rest_views.binding_view(binding, engine.fabric.switches, None, guarded)
+    mac = [int(part, 16) for part in WEB1.split(":")]
+    eui = [mac[0] ^ 2] + mac[1:3] + [0xFF, 0xFE] + mac[3:]
+    expected = ipaddress.IPv6Address(bytes([0xFE, 0x80] + [0] * 6 + eui))
+    assert view["ipv6"] == [str(expected)] and view["ip"] is None
+
+
 def test_binding_without_known_access_switch(engine):
     binding = engine.bindings[WEB1]
     view = rest_views.binding_view(binding, engine.fabric.switches, None)
@@ -221,7 +236,7 @@ def test_template_view():
         "allow to_vm ethertype=ipv4,ipv6 protocol=tcp dst_port=443"]
     assert view["virtual_switch"]["bandwidth"] == {"rate_kbps": 10000, "burst_kbits": 1000}
     assert view["access_port"] == {"default_action": "allow", "acl": [], "bandwidth": None,
-                                   "bind_ip": False}
+                                   "bind_ip": False, "bind_ipv6": None, "router": False}
     json.dumps(view)
 
 

@@ -49,7 +49,8 @@ def test_violations_name_every_broken_part():
                                    ["output", "push_vlan"], [Table.FORWARD], [])
     assert problems == [
         "table TO_VM_PORT_ACL: match field eth_src not allowed (allowed: eth_type, "
-        "ip_proto, ipv4_dst, ipv4_src, ipv6_dst, ipv6_src, metadata, tcp_dst, tcp_src, "
-        "udp_dst, udp_src, vlan_vid)",
+        "icmpv4_code, icmpv4_type, icmpv6_code, icmpv6_type, ip_proto, ipv4_dst, "
+        "ipv4_src, ipv6_dst, ipv6_src, metadata, tcp_dst, tcp_src, udp_dst, udp_src, "
+        "vlan_vid)",
         "table TO_VM_PORT_ACL: action push_vlan not allowed (allowed: output)",
         "table TO_VM_PORT_ACL: goto FORWARD not allowed (allowed: OUTPUT)"]

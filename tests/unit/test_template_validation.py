@@ -345,8 +345,8 @@ def test_unknown_keys_everywhere_with_hints():
         prefix + "unknown key 'vlna' (expected one of: id, name, description, vlan, "
                  "idle_timeout, virtual_switch, access_port); did you mean 'vlan'?",
         prefix + "virtual_switch.acl[0]: unknown key 'dst_prt' (expected one of: action, "
-                 "direction, ethertype, protocol, src, dst, src_port, dst_port); "
-                 "did you mean 'dst_port'?",
+                 "direction, ethertype, protocol, src, dst, src_port, dst_port, icmp_type, "
+                 "icmp_code); did you mean 'dst_port'?",
         prefix + "virtual_switch.bandwidth: unknown key 'burst' (expected one of: rate_kbps, "
                  "burst_kbits); did you mean 'burst_kbits'?",
         prefix + "access_port: unknown key 'bind_ip' (expected one of: default_action, acl, "

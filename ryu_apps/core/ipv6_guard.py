@@ -1,0 +1,144 @@
+"""IPv6 anti-spoofing and the neighbour-discovery guard on a server bridge (pure).
+
+For a template whose virtual switch says ``bind_ipv6: link_local``, a VM may
+send IPv6 only from its link-local address, the modified EUI-64 of its MAC
+(RFC 4291 appendix A; fixed by the MAC the VM is admitted with, so nothing is
+learnt), and from ``::`` only what duplicate address detection and joining
+its groups need. Its neighbour discovery may only claim what is its own: a
+neighbour solicitation from its own address carries its own MAC (or no
+source link-layer option), a neighbour advertisement targets its own address
+with its own MAC (or no target link-layer option), and a DAD probe from
+``::`` targets its own address. Router advertisements and redirects pass only
+when the template says ``router: true``. Everything else IPv6 is dropped, and
+punted through the server's :data:`~ryu_apps.core.pipeline.IPV6_GUARD_METER`
+so the app logs it once per VM and kind (:func:`refusal` names the kind).
+
+The flows live in ANTI_SPOOF: the template's (per server, matched by its
+metadata tag) drop, the VM's own (matched by its port) allow::
+
+    ND_ALLOW  (VM)       NS from its address (SLL = its MAC or none), DAD NS for its
+                         address, NA for its address (TLL = its MAC or none)
+    ND_DROP   (template) every other NS and NA; RA and redirect unless router: punted
+    SPOOF_ALLOW (VM)     IPv6 from its link-local address
+    SPOOF_ALLOW (tmpl)   MLD reports and router solicitations from ::
+    SPOOF_LEARN (tmpl)   every other IPv6: punted (metered), so dropped
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Dict, Iterable, Set
+
+from ryu_apps.core.flowspec import OFPP_CONTROLLER, FlowSpec, MatchValue, Output, flow, \
+    make_match
+from ryu_apps.core.ipv6_frames import parse_ipv6
+from ryu_apps.core.pipeline import IPV6_GUARD_METER, Priority, Table, template_metadata_match
+from ryu_apps.core.switch_flows import PACKET_IN_BYTES
+from ryu_apps.core.template_model import ETH_IPV6, IP_ICMPV6, SwitchSide
+
+#: ``bind_ipv6`` modes a template may give (None: IPv6 unguarded).
+BIND_IPV6_MODES = ("link_local",)
+
+ICMPV6_RS, ICMPV6_RA, ICMPV6_NS, ICMPV6_NA, ICMPV6_REDIRECT = 133, 134, 135, 136, 137
+ICMPV6_MLD2_REPORT, ICMPV6_MLD1_REPORT = 143, 131
+UNSPECIFIED = "::"
+NO_LINK_LAYER = "00:00:00:00:00:00"   # OpenFlow's nd_sll/nd_tll when the option is absent
+
+
+def guarded(side: SwitchSide) -> bool:
+    """Whether a template's virtual switch guards the IPv6 its VMs send."""
+    return side.bind_ipv6 is not None
+
+
+def link_local(mac: str) -> str:
+    """The modified-EUI-64 link-local address of ``mac`` (``fe80::...``)."""
+    raw = bytes.fromhex(mac.replace(":", "").replace("-", ""))
+    if len(raw) != 6:
+        raise ValueError(f"expected a 48-bit MAC, got {mac!r}")
+    eui = bytes([raw[0] ^ 0x02]) + raw[1:3] + b"\xff\xfe" + raw[3:6]
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + eui))
+
+
+def _icmpv6(**fields: MatchValue) -> Dict[str, MatchValue]:
+    return dict(eth_type=ETH_IPV6, ip_proto=IP_ICMPV6, **fields)
+
+
+def template_flows(dpid: int, template_id: int, side: SwitchSide, cookie: int,
+                   goto: int = Table.FROM_VM_ACL) -> Set[FlowSpec]:
+    """The guard's flows every VM of a guarded template shares on one server."""
+    if not guarded(side):
+        return set()
+    tag = template_metadata_match(template_id)
+    table = Table.ANTI_SPOOF
+    dropped = [ICMPV6_NS, ICMPV6_NA]
+    if not side.router:
+        dropped += [ICMPV6_RA, ICMPV6_REDIRECT]
+    punt = (Output(OFPP_CONTROLLER, PACKET_IN_BYTES),)
+    entries = {flow(dpid, table, Priority.ND_DROP,
+                    make_match(metadata=tag, **_icmpv6(icmpv6_type=kind)), cookie,
+                    meter=IPV6_GUARD_METER, actions=punt)
+               for kind in dropped}
+    for kind in (ICMPV6_RS, ICMPV6_MLD1_REPORT, ICMPV6_MLD2_REPORT):
+        entries.add(flow(dpid, table, Priority.SPOOF_ALLOW,
+                         make_match(metadata=tag, ipv6_src=UNSPECIFIED,
+                                    **_icmpv6(icmpv6_type=kind)), cookie, goto=goto))
+    entries.add(flow(dpid, table, Priority.SPOOF_LEARN,
+                     make_match(metadata=tag, eth_type=ETH_IPV6), cookie,
+                     meter=IPV6_GUARD_METER, actions=punt))
+    return entries
+
+
+def vm_flows(dpid: int, port: int, mac: str, side: SwitchSide, cookie: int,
+             meter: int | None = None, goto: int = Table.FROM_VM_ACL) -> Set[FlowSpec]:
+    """A guarded VM's own allows: its link-local address and its own ND."""
+    if not guarded(side):
+        return set()
+    mac = mac.lower()
+    address = link_local(mac)
+    table = Table.ANTI_SPOOF
+
+    def allow(priority: int, **fields: MatchValue) -> FlowSpec:
+        return flow(dpid, table, priority, make_match(in_port=port, **fields), cookie,
+                    meter=meter, goto=goto)
+
+    entries = {allow(Priority.SPOOF_ALLOW, eth_type=ETH_IPV6, ipv6_src=address)}
+    for own_mac in (mac, NO_LINK_LAYER):
+        entries.add(allow(Priority.ND_ALLOW, ipv6_src=address, ipv6_nd_sll=own_mac,
+                          **_icmpv6(icmpv6_type=ICMPV6_NS)))
+        entries.add(allow(Priority.ND_ALLOW, ipv6_src=address, ipv6_nd_target=address,
+                          ipv6_nd_tll=own_mac, **_icmpv6(icmpv6_type=ICMPV6_NA)))
+    entries.add(allow(Priority.ND_ALLOW, ipv6_src=UNSPECIFIED, ipv6_nd_target=address,
+                      ipv6_nd_sll=NO_LINK_LAYER, **_icmpv6(icmpv6_type=ICMPV6_NS)))
+    return entries
+
+
+def own_addresses(mac: str) -> Iterable[str]:
+    """The IPv6 addresses a guarded VM may send from (its link-local, in this slice)."""
+    return (link_local(mac),)
+
+
+#: What the guard refused, by kind (the app logs each once per VM).
+SPOOFED_SOURCE, NS_CLAIM, NA_CLAIM = "spoofed source", "neighbour solicitation", \
+    "neighbour advertisement"
+ROUTER_ADVERTISEMENT, REDIRECT = "router advertisement", "redirect"
+
+
+def refusal(frame: bytes) -> tuple[str, str] | None:
+    """(kind, detail) of an IPv6 frame the guard punted; None if it is not IPv6.
+
+    The kind is the message type the guard refused (or a spoofed source for any
+    other packet); the detail says what the frame claimed."""
+    info = parse_ipv6(frame)
+    if info is None:
+        return None
+    detail = f"source {info.src}"
+    if info.icmp_type == ICMPV6_RA:
+        return ROUTER_ADVERTISEMENT, detail
+    if info.icmp_type == ICMPV6_REDIRECT:
+        return REDIRECT, detail
+    if info.icmp_type in (ICMPV6_NS, ICMPV6_NA):
+        option = "source" if info.icmp_type == ICMPV6_NS else "target"
+        lladdr = info.nd_lladdr or "none"
+        detail += f", target {info.nd_target}, {option} link-layer address {lladdr}"
+        return (NS_CLAIM if info.icmp_type == ICMPV6_NS else NA_CLAIM), detail
+    return SPOOFED_SOURCE, detail

@@ -1,0 +1,197 @@
+"""IPv6 on real OVS with dual-stack Mininet hosts: pings per template in both families,
+and the IPv6 guard (spoofed sources, neighbour advertisements for another VM's address,
+router advertisements from a non-router) dropping what it must and nothing else, and
+logging each refusal once per VM and kind.
+
+Topology (datacenter): s11: web1, db2; s12: web3, mgmt4 (access a1); s21: web5, db6;
+s22: web7, mgmt8 (access a2). Library tests/integration/libraries/ipv6: every template
+guards IPv6 (``bind_ipv6: link_local``); the database takes no ICMPv6 echo requests;
+management is a router.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+
+import pytest
+
+from ryu_apps.core import ipv6_guard
+from ryu_apps.core.ipv6_frames import parse_ipv6
+from ryu_apps.lab import testbed as lab
+from ryu_apps.lab.demo import ping
+from ryu_apps.lab.vmtools.forge import read_pcap
+from ryu_apps.lab.vmtools.forge6 import MARKER
+from tests.integration.attack_support import Capture, hosts_by_name
+from tests.integration.conftest import LIBRARIES, start_datacenter, stop_datacenter, \
+    unique_prefix
+
+pytestmark = pytest.mark.integration
+
+#: Forged frames of each kind per check; every one of the VM's own must arrive.
+FRAMES = 10
+#: The guard's punts share a meter of 10 frames/s (burst 10): a check waits this long
+#: first, so the frames of the check before it cannot keep its own from the log.
+METER_REFILL_S = 1.0 + FRAMES / 10
+#: Every second the app reads every switch's flows back and reconciles them.
+AUDIT_S = 1.0
+
+
+def enable_ipv6(vm) -> None:
+    intf = vm.defaultIntf()
+    vm.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=0 "
+           f"net.ipv6.conf.default.disable_ipv6=0 net.ipv6.conf.{intf}.disable_ipv6=0")
+
+
+def wait_for_link_local(vm, timeout: float = 10.0) -> str:
+    """The VM's link-local address once duplicate address detection is over."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = vm.cmd(f"ip -6 addr show dev {vm.defaultIntf()} scope link")
+        found = re.search(r"inet6 (fe80::[0-9a-f:]+)/64", out)
+        if found and "tentative" not in out:
+            return found.group(1)
+        assert time.monotonic() < deadline, f"{vm.name}: no link-local address: {out}"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def dc():
+    prefix = "v" + unique_prefix()[1:]
+    controller, net = start_datacenter(LIBRARIES / "ipv6", prefix,
+                                       extra_options=f"audit_interval = {AUDIT_S}\n"
+                                                     "reconcile_grace = 1.0\n")
+    vms = hosts_by_name(net, prefix)
+    try:
+        for vm in vms.values():
+            enable_ipv6(vm)
+        for vm in vms.values():
+            vm.link_local = wait_for_link_local(vm)
+    except BaseException:
+        stop_datacenter(controller, net)
+        raise
+    yield controller, net, vms
+    stop_datacenter(controller, net)
+
+
+def ping6(src, dst, count: int = 2) -> bool:
+    out = src.cmd(f"ping -6 -c{count} -W1 -i0.2 {dst.link_local}%{src.defaultIntf()}")
+    return bool(re.search(r" [1-9]\d* received", out))
+
+
+def forge6(vm, *args: str) -> None:
+    command = (f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} "
+               f"-m ryu_apps.lab.vmtools.forge6 {vm.defaultIntf()} --count {FRAMES} "
+               + " ".join(args))
+    out = vm.cmd(command)
+    assert f"sent {FRAMES}" in out, f"{vm.name}: {command}: {out}"
+
+
+def arrivals(receiver, sender, send, expected: int = FRAMES, timeout: float = 10.0) -> list:
+    """The frames ``sender`` forged (parsed) that ``receiver`` got, once ``expected`` of
+    them arrived or ``timeout`` passed. Every check sends the frames that must be
+    dropped first and ``expected`` that must pass last, on the same path: when the
+    last arrive, the first had their chance (the receiver's own echo replies carry
+    the marker too, hence the source MAC)."""
+    sender_mac = bytes.fromhex(sender.MAC().replace(":", ""))
+
+    def forged(frames) -> list:
+        return [parse_ipv6(f) for f in frames if MARKER in f and f[6:12] == sender_mac]
+
+    capture = Capture(receiver, "ip6")
+    try:
+        send()
+        deadline = time.monotonic() + timeout
+        while len(forged(read_pcap(str(capture.file)))) < expected \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        frames = capture.stop()
+    return forged(frames)
+
+
+def logged_once(controller, kind: str, vm) -> None:
+    """The guard's refusal of ``kind`` from ``vm`` is in the log, once (though several
+    frames of it were dropped)."""
+    line = f"IPv6 guard dropped a {kind} from VM {vm.MAC()} "
+    assert controller.wait_for_log(line, timeout=5), controller.log()[-3000:]
+    time.sleep(0.3)
+    assert controller.log().count(line) == 1, controller.log()[-3000:]
+
+
+def test_every_vm_s_link_local_address_is_the_one_the_guard_allows(dc):
+    _, _, vms = dc
+    for vm in vms.values():
+        assert vm.link_local == ipv6_guard.link_local(vm.MAC()), vm.name
+
+
+def test_dual_stack_pings_follow_each_template(dc):
+    _, _, vms = dc
+    assert ping6(vms["web1"], vms["web5"])      # across access switches
+    assert ping6(vms["web3"], vms["web1"])
+    assert ping(vms["web1"], vms["db2"])        # the database takes IPv4 pings ...
+    assert not ping6(vms["web1"], vms["db2"], count=1)   # ... but no ICMPv6 echo request
+    assert ping6(vms["db2"], vms["web5"])       # its own go out, and their replies in
+    assert ping6(vms["mgmt4"], vms["mgmt8"])
+    assert not ping6(vms["mgmt4"], vms["web3"], count=1)   # VLANs still separate
+
+
+def test_a_spoofed_ipv6_source_is_dropped(dc):
+    _, _, vms = dc
+    web1, web5 = vms["web1"], vms["web5"]
+    to_web5 = ("--kind", "echo", "--dst", web5.link_local, "--dst-mac", web5.MAC())
+    time.sleep(METER_REFILL_S)
+    got = arrivals(web5, web1, lambda: (
+        forge6(web1, "--src", "fe80::99", *to_web5),
+        forge6(web1, "--src", vms["web3"].link_local, *to_web5),
+        forge6(web1, "--src", "2001:db8::1", *to_web5),
+        forge6(web1, "--src", web1.link_local, *to_web5)))
+    assert [info.src for info in got] == [web1.link_local] * FRAMES, got
+    logged_once(dc[0], "spoofed source", web1)
+
+
+def test_a_neighbour_advertisement_for_another_vm_s_address_is_dropped(dc):
+    _, _, vms = dc
+    web1, web5, db2 = vms["web1"], vms["web5"], vms["db2"]
+    time.sleep(METER_REFILL_S)
+    advert = ("--kind", "na", "--src", web1.link_local, "--dst", web5.link_local,
+              "--dst-mac", web5.MAC())
+    got = arrivals(web5, web1, lambda: (
+        forge6(web1, *advert, "--target", db2.link_local, "--lladdr", web1.MAC()),
+        forge6(web1, *advert, "--target", web1.link_local, "--lladdr", db2.MAC()),
+        forge6(web1, *advert, "--target", web1.link_local, "--lladdr", web1.MAC())))
+    assert [(i.icmp_type, i.nd_target, i.nd_lladdr) for i in got] == \
+        [(136, web1.link_local, web1.MAC())] * FRAMES, got
+    logged_once(dc[0], "neighbour advertisement", web1)
+
+
+def test_router_advertisements_pass_only_from_a_router(dc):
+    controller, _, vms = dc
+    web1, web3 = vms["web1"], vms["web3"]
+    control = ("--kind", "echo", "--src", web1.link_local)
+    for kind, refused in (("ra", "router advertisement"), ("redirect", "redirect")):
+        # one kind at a time (METER_REFILL_S)
+        time.sleep(METER_REFILL_S)
+        refused_frames = ("--kind", kind, "--src", web1.link_local, "--lladdr", web1.MAC(),
+                          "--target", web1.link_local)
+        got = arrivals(web3, web1, lambda frames=refused_frames: (
+            forge6(web1, *frames), forge6(web1, *control)))
+        assert [i.icmp_type for i in got] == [128] * FRAMES, (kind, got)
+        logged_once(controller, refused, web1)
+    mgmt4, mgmt8 = vms["mgmt4"], vms["mgmt8"]
+    got = arrivals(mgmt8, mgmt4, lambda: forge6(mgmt4, "--kind", "ra", "--src",
+                                                mgmt4.link_local, "--lladdr", mgmt4.MAC()))
+    assert [(i.src, i.icmp_type) for i in got] == [(mgmt4.link_local, 134)] * FRAMES
+
+
+def test_the_switches_took_every_guard_flow_and_read_back_the_same(dc):
+    controller, _, vms = dc
+    differed = controller.log().count("audit: switch")
+    time.sleep(3 * AUDIT_S + 1.5)   # three audits at least, with the traffic above done
+    log = controller.log()
+    assert "refused message" not in log, log[-3000:]
+    # An audit that finds a flow differing from the desired one (an IPv6 address or
+    # an ND option read back in another form would, every time) logs it.
+    assert log.count("audit: switch") == differed, log[-3000:]
+    assert ping6(vms["web7"], vms["web3"])
