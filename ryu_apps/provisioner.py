@@ -13,7 +13,7 @@ import signal
 import time
 from typing import Any, Dict, Optional, Set
 
-from ryu_apps.app.framework import app_manager, ofproto_v1_3, set_ev_cls
+from ryu_apps.app.framework import app_manager, hub, ofproto_v1_3, set_ev_cls
 
 from ryu_apps.app import loop_events as loop
 from ryu_apps.app.device_bus import InProcessBus
@@ -61,12 +61,10 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         #: Switches that connected and are being read back for the first time.
         self._connecting: Dict[int, Any] = {}
         self.ports: Dict[int, Set[int]] = {}
-        # Each plan is written at once. Batching a turn's plans into one write and
-        # barrier per switch (schedule=hub.spawn) is built and unit-tested, but off:
-        # with it, a move between processes in distributed mode lost up to 2.3 s of
-        # probes in 2 of 6 runs of tests/integration/test_distributed.py (0 of 9
-        # without it); to be understood before it is turned on.
-        self.sender = PlanSender(self.datapaths, self.logger)
+        # Plans of one event-loop turn share one write and one barrier per switch,
+        # flushed by a green thread once the loop has handled what was queued
+        # (one flush at a time: ryu_apps.app.plan_sender).
+        self.sender = PlanSender(self.datapaths, self.logger, schedule=hub.spawn)
         self.bus = InProcessBus(self.engine)
         self.provisioning_times = ProvisioningTimes()
         self.store_sync: Optional[StoreSync] = None   # attached below; claims new VMs
@@ -212,7 +210,9 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
             return   # not connected: reconciled when it connects
         log = self.logger.debug if why == AUDIT else self.logger.info
         log("reconciling switch %016x (%s): reading it back", dpid, why)
-        self.sender.flush()   # the read-back sees every message sent before it
+        # the read-back sees every message sent before it (unless a flush is still
+        # writing: then it may miss that flush's last writes and only sends them again)
+        self.sender.flush()
         self.readbacks.start(dpid, datapath, why)
 
     def _reconciled(self, readback: ReadBack) -> None:
