@@ -13,7 +13,7 @@ import signal
 import time
 from typing import Any, Dict, Optional, Set
 
-from ryu_apps.app.framework import app_manager, hub, ofproto_v1_3, set_ev_cls
+from ryu_apps.app.framework import app_manager, ofproto_v1_3, set_ev_cls
 
 from ryu_apps.app import loop_events as loop
 from ryu_apps.app.device_bus import InProcessBus
@@ -61,10 +61,12 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         #: Switches that connected and are being read back for the first time.
         self._connecting: Dict[int, Any] = {}
         self.ports: Dict[int, Set[int]] = {}
-        # Plans of one event-loop turn share one write and one barrier per switch,
-        # flushed by a green thread once the loop has handled what was queued
-        # (one flush at a time: ryu_apps.app.plan_sender).
-        self.sender = PlanSender(self.datapaths, self.logger, schedule=hub.spawn)
+        # Each plan is written at once. Batching a turn's plans into one write and
+        # barrier per switch (schedule=hub.spawn; 1.11x the VMs/s) stays off: with it,
+        # a VM moving between processes in tests/integration/test_distributed.py
+        # still lost 2.3 s of probes in 1 of 20 runs (the shared fabric kept learning
+        # the VM on its old pod's side), never seen without it: docs/benchmarks.md.
+        self.sender = PlanSender(self.datapaths, self.logger)
         self.bus = InProcessBus(self.engine)
         self.provisioning_times = ProvisioningTimes()
         self.store_sync: Optional[StoreSync] = None   # attached below; claims new VMs
