@@ -64,7 +64,7 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         # Each plan is written at once. Batching a turn's plans into one write and
         # barrier per switch (schedule=hub.spawn; 1.11x the VMs/s) stays off: with it,
         # a VM moving between processes in tests/integration/test_distributed.py
-        # still lost 2.3 s of probes in 1 of 20 runs (the shared fabric kept learning
+        # still lost 2.3 s of probes in 1 of 22 runs (the shared fabric kept learning
         # the VM on its old pod's side), never seen without it: docs/benchmarks.md.
         self.sender = PlanSender(self.datapaths, self.logger)
         self.bus = InProcessBus(self.engine)
