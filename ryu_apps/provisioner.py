@@ -62,10 +62,10 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         self._connecting: Dict[int, Any] = {}
         self.ports: Dict[int, Set[int]] = {}
         # Each plan is written at once. Batching a turn's plans into one write and
-        # barrier per switch (schedule=hub.spawn) is built and unit-tested, but off:
-        # with it, a move between processes in distributed mode lost up to 2.3 s of
-        # probes in 2 of 6 runs of tests/integration/test_distributed.py (0 of 9
-        # without it); to be understood before it is turned on.
+        # barrier per switch (schedule=hub.spawn; 1.11x the VMs/s) stays off: with it,
+        # a VM moving between processes in tests/integration/test_distributed.py
+        # still lost 2.3 s of probes in 1 of 22 runs (the shared fabric kept learning
+        # the VM on its old pod's side), never seen without it: docs/benchmarks.md.
         self.sender = PlanSender(self.datapaths, self.logger)
         self.bus = InProcessBus(self.engine)
         self.provisioning_times = ProvisioningTimes()
@@ -212,7 +212,9 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
             return   # not connected: reconciled when it connects
         log = self.logger.debug if why == AUDIT else self.logger.info
         log("reconciling switch %016x (%s): reading it back", dpid, why)
-        self.sender.flush()   # the read-back sees every message sent before it
+        # the read-back sees every message sent before it (unless a flush is still
+        # writing: then it may miss that flush's last writes and only sends them again)
+        self.sender.flush()
         self.readbacks.start(dpid, datapath, why)
 
     def _reconciled(self, readback: ReadBack) -> None:

@@ -79,6 +79,7 @@ class PlanSender:
         self._orphans: List[_Batch] = []     # plans of the turn with nothing to confirm
         self._held = 0                       # plans held in the turn
         self._flush_scheduled = False
+        self._flushing = False               # a flush is writing (one at a time)
 
     def send(self, plan: Plan, on_confirmed: Callable[[], None] | None = None) -> None:
         """Send the plan; ``on_confirmed`` runs when every switch has applied it."""
@@ -103,8 +104,25 @@ class PlanSender:
         self._turn_end()
 
     def flush(self) -> None:
-        """Write what the turn holds: per switch its messages and one barrier."""
+        """Write what the turn holds: per switch its messages and one barrier.
+
+        One flush at a time: a write may wait (a switch connection's queue is
+        full) and let the app's loop run on; what it sends meanwhile, and the
+        packet-outs this flush releases, are written by the flush under way once
+        its own writes are done, so no plan's message overtakes an earlier
+        plan's on any switch. A flush asked for meanwhile returns at once.
+        """
         self._flush_scheduled = False
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            while self._pending or self._orphans:
+                self._write_turn()
+        finally:
+            self._flushing = False
+
+    def _write_turn(self) -> None:
         self._held = 0
         pending, self._pending = self._pending, {}
         orphans, self._orphans = self._orphans, []
@@ -125,8 +143,6 @@ class PlanSender:
         for batch in orphans:
             if not batch.waiting:
                 self._release(batch)
-        if self._pending:   # packet-outs released above
-            self.flush()
 
     def barrier_reply(self, dpid: int, xid: int) -> None:
         """A switch confirmed everything sent before the barrier ``xid``."""

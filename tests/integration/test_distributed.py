@@ -30,7 +30,18 @@ def dist(tmp_path_factory):
     setup = start_distributed("d%03d" % (os.getpid() % 1000), 7, templates=library)
     setup.library = library
     yield setup
+    _keep_logs(setup)
     setup.stop()
+
+
+def _keep_logs(setup) -> None:
+    """Diagnostics: with DYNPROV_DIST_LOGS=DIR, each controller's log is copied there."""
+    keep = os.environ.get("DYNPROV_DIST_LOGS")
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        for number, controller in enumerate(setup.controllers, start=1):
+            with open(os.path.join(keep, f"p{number}.log"), "w") as out:
+                out.write(controller.log())
 
 
 def _owners(rows):
@@ -200,15 +211,43 @@ def _move_probed(dist, destination, how):
     web1 = dist.vms["web1"]
     streams = {peer: lab.PingStream(dist.vms[peer], web1, interval=0.01, count=300)
                for peer in ("web3", "web7")}   # one peer in each pod
+    started = time.time()
     time.sleep(0.5)
-    live_migrate(dist.net, web1, dist.switches[destination])
+    moved = live_migrate(dist.net, web1, dist.switches[destination])
+    _keep_fabric_table(dist, f"{how}: after the move (streams started at {started:.6f}, "
+                             f"moved {moved}, wall-monotonic {time.time() - time.monotonic():.6f})")
     lost = {}
     for peer, stream in streams.items():
+        _keep_stream(stream, f"{how} {peer}")
         sent, received = stream.result(timeout=30)
         lost[peer] = (sent, sent - received)
     print(f"probes lost while web1 moved {how}: {lost}")
     assert all(sent >= 250 and lost_count <= LOSS_BOUND
                for sent, lost_count in lost.values()), lost
+
+
+def _keep_fabric_table(dist, what) -> None:
+    """Diagnostics (DYNPROV_DIST_LOGS): the shared fabric's learnt MACs, with ``what``."""
+    keep = os.environ.get("DYNPROV_DIST_LOGS")
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        with open(os.path.join(keep, "fabric.txt"), "a") as out:
+            for switch in dist.net.switches:
+                if dist.pod_of(switch.name) is None:
+                    table = switch.cmd("ovs-appctl fdb/show", switch.name)
+                    out.write(f"{time.time():.6f} {what}\n{table}\n")
+
+
+def _keep_stream(stream, what) -> None:
+    """Diagnostics (DYNPROV_DIST_LOGS): a ping stream's output, once it ended."""
+    keep = os.environ.get("DYNPROV_DIST_LOGS")
+    if not keep:
+        return
+    deadline = time.monotonic() + 30
+    while "transmitted" not in stream.output.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with open(os.path.join(keep, "pings.txt"), "a") as out:
+        out.write(f"== {what}\n{stream.output.read_text()}\n")
 
 
 def _wait_until(condition, what, timeout=10.0):

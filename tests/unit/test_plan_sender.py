@@ -130,3 +130,40 @@ def test_messages_keep_their_order_across_the_plans_of_a_turn():
     turn.end()
     commands = [data[25] for kind, _, data in datapath.sent if kind == OFPT_FLOW_MOD]
     assert commands == [0, 4]   # OFPFC_ADD, then OFPFC_DELETE_STRICT
+
+
+class YieldingDatapath(RecordingDatapath):
+    """A switch connection whose first write lets other green threads run once it is
+    queued (Ryu's ``Datapath.send`` waits while the connection's queue is full)."""
+
+    def __init__(self):
+        super().__init__()
+        self.meanwhile = None
+
+    def send(self, data: bytes) -> None:
+        super().send(data)
+        meanwhile, self.meanwhile = self.meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+
+
+def test_a_plan_sent_while_a_write_waits_never_overtakes_an_earlier_one_on_any_switch():
+    """The turn's flush runs in a green thread of its own: while one of its writes
+    waits, the app's loop goes on and a later turn is flushed. On every switch the
+    earlier plan's messages must still come first."""
+    datapaths = {1: YieldingDatapath(), 2: YieldingDatapath()}
+    turn = ManualTurn()
+    sender = PlanSender(datapaths, logging.getLogger("test"), schedule=turn)
+    sender.send(_vm_plan(1))
+
+    def next_turn():
+        sender.send(_vm_plan(2))
+        turn.end()
+
+    datapaths[1].meanwhile = next_turn
+    turn.end()
+    turn.end()
+    for dpid, datapath in datapaths.items():
+        cookies = [int.from_bytes(data[8:16], "big") & 0xFF
+                   for kind, _, data in datapath.sent if kind == OFPT_FLOW_MOD]
+        assert cookies == [1, 2], (dpid, cookies)   # the plans' own cookies, in order
