@@ -120,10 +120,8 @@ def spoke(st: "EngineState", dpid: int, port: int, mac: str, data: bytes,
     if not recent or _domain(st, dpid) != search.domain or \
             not free_port(st, dpid, port, mac, down_too=True):
         return None
-    st.ports.expected_ips[mac] = search.ip
-    verdict = admission.admit(st, dpid, port, mac, now, Detection.PACKET, data,
+    verdict = _admit_searched(st, dpid, port, mac, search.ip, now, data,
                               sender_ip=sender_ip)
-    st.ports.expected_ips.pop(mac, None)
     if verdict.provisioned is not None:
         verdict.plan.notes.append(f"VM {mac}, searched for, spoke on {st.name(dpid)} port "
                                   f"{port}: provisioned there with {search.ip}")
@@ -144,11 +142,21 @@ def answered(st: "EngineState", dpid: int, port: int, mac: str, sender_ip: Optio
             f"address {sender_ip}, not {search.ip}: ignored")
         return verdict
     del st.ports.searches.by_mac[mac]
-    st.ports.expected_ips[mac] = search.ip
-    verdict = admission.admit(st, dpid, port, mac, now, Detection.PACKET, b"",
-                              trusted_move=True)
-    st.ports.expected_ips.pop(mac, None)
+    verdict = _admit_searched(st, dpid, port, mac, search.ip, now, b"", trusted_move=True)
     if verdict.provisioned is not None:
         verdict.plan.warnings.append(f"VM {mac} found by the probe on {st.name(dpid)} "
                                      f"port {port}: provisioned there with {search.ip}")
     return verdict
+
+
+def _admit_searched(st: "EngineState", dpid: int, port: int, mac: str, ip: str, now: float,
+                    data: bytes, sender_ip: Optional[str] = None,
+                    trusted_move: bool = False) -> PacketVerdict:
+    """Admit a searched-for VM at (dpid, port) by its packet, keeping the address the
+    search knows for it."""
+    st.ports.expected_ips[mac] = ip
+    try:
+        return admission.admit(st, dpid, port, mac, now, Detection.PACKET, data,
+                               sender_ip=sender_ip, trusted_move=trusted_move)
+    finally:
+        st.ports.expected_ips.pop(mac, None)

@@ -28,6 +28,7 @@ import pytest
 from ryu_apps.core.cookies import vlan_owner
 from ryu_apps.lab import testbed as lab
 from tests.integration.conftest import start_datacenter, stop_datacenter
+from tests.support.reconnect import reconnect
 
 pytestmark = pytest.mark.integration
 
@@ -201,19 +202,7 @@ def test_a_reconnect_finds_the_flood_flows_intact(bed):
     """Read back from OVS, table 8's chunk and group flows equal what dynprov wants."""
     controller, net, vms, switches = bed
     bridge = switches["s11"].name
-    dpid = subprocess.run(["ovs-vsctl", "get", "bridge", bridge, "datapath_id"],
-                          capture_output=True, text=True, check=True).stdout.strip().strip('"')
-    real = subprocess.run(["ovs-vsctl", "get-controller", bridge], capture_output=True,
-                          text=True, check=True).stdout.split()
-    ups = controller.log().count(f"up: server {bridge}")
-    subprocess.run(["ovs-vsctl", "set-controller", bridge,
-                    f"tcp:127.0.0.1:{lab.free_tcp_port()}"], check=True)
-    try:
-        assert controller.wait_for_log(f"switch {dpid} disconnected", timeout=15)
-    finally:
-        subprocess.run(["ovs-vsctl", "set-controller", bridge, *real], check=True)
-    assert controller.wait_for_log(f"up: server {bridge}", timeout=15, count=ups + 1), \
-        controller.log()[-2000:]
+    reconnect(controller, bridge)
     last = [line for line in controller.log().splitlines() if f"up: server {bridge}" in line][-1]
     assert last.endswith(", 0 changes"), last
     assert _flood_flows(bridge), "VLAN 100's FLOOD flows are there"

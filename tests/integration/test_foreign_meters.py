@@ -15,6 +15,7 @@ import pytest
 from ryu_apps.core.pipeline import is_dynprov_meter
 from ryu_apps.lab import testbed as lab
 from tests.integration.conftest import start_datacenter, stop_datacenter, unique_prefix
+from tests.support.reconnect import bridge_dpid, reconnect
 
 pytestmark = pytest.mark.integration
 
@@ -52,40 +53,20 @@ def _meters(bridge: str) -> dict:
             for m in re.finditer(r"^meter=(\d+) (.*?)(?=^meter=|\Z)", text, re.M | re.S)}
 
 
-def _reconnect(controller, bridge: str) -> None:
-    """Point the bridge at a dead port until dynprov sees it go, then back."""
-    real = subprocess.run(["ovs-vsctl", "get-controller", bridge], capture_output=True,
-                          text=True, check=True).stdout.split()
-    ups = controller.log().count(f"up: server {bridge}")
-    subprocess.run(["ovs-vsctl", "set-controller", bridge,
-                    f"tcp:127.0.0.1:{lab.free_tcp_port()}"], check=True)
-    try:
-        assert controller.wait_for_log(f"switch {_dpid(bridge)} disconnected", timeout=15)
-    finally:
-        subprocess.run(["ovs-vsctl", "set-controller", bridge, *real], check=True)
-    assert controller.wait_for_log(f"up: server {bridge}", timeout=15, count=ups + 1), \
-        controller.log()[-2000:]
-
-
-def _dpid(bridge: str) -> str:
-    return subprocess.run(["ovs-vsctl", "get", "bridge", bridge, "datapath_id"],
-                          capture_output=True, text=True, check=True).stdout.strip().strip('"')
-
-
 def test_foreign_meters_survive_a_reconnect_and_audits(dc):
     controller, net = dc
     bridge = next(s.name for s in net.switches if s.name.endswith("s11"))
     time.sleep(2.5)   # past the reconcile grace: audits run in full
     ours = _meters(bridge)
     assert ours and all(is_dynprov_meter(i) for i in ours), ours
-    audited = f"audit: switch {_dpid(bridge)}"
+    audited = f"audit: switch {bridge_dpid(bridge)}"
     differed = controller.log().count(audited)
     for meter_id, config in FOREIGN.items():
         _ofctl("add-meter", bridge, f"meter={meter_id},{config}")
     _ofctl("add-flow", bridge, FOREIGN_FLOW)
     foreign = {i: c for i, c in _meters(bridge).items() if i in FOREIGN}
     assert set(foreign) == set(FOREIGN)
-    _reconnect(controller, bridge)
+    reconnect(controller, bridge)
     time.sleep(AUDITS * AUDIT_S + 0.5)
     assert _meters(bridge) == {**ours, **foreign}, controller.log()[-2000:]
     assert "actions=meter:1000" in _ofctl("dump-flows", bridge, "cookie=0x1/-1")
