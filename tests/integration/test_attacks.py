@@ -55,7 +55,8 @@ from tests.integration.attack_support import (
 from tests.integration.conftest import start_datacenter, stop_datacenter, unique_prefix
 from tests.support.datacenter import reachable
 
-pytestmark = pytest.mark.integration
+# serial: its assertions rest on measured loss, rates or outages (scripts/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 PREFIX = "k" + unique_prefix()[1:]
 #: A web VM plugged in by the handler-exception test: packet-in handling raises

@@ -39,7 +39,8 @@ from tests.integration.attack_support import (
 )
 from tests.integration.conftest import start_datacenter, stop_datacenter, unique_prefix
 
-pytestmark = pytest.mark.integration
+# serial: its assertions rest on measured loss, rates or outages (scripts/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 #: Seconds the old location must stay silent (``move_hold``): short, so the test is.
 MOVE_HOLD = 1.5

@@ -16,7 +16,8 @@ from ryu_apps.core.pipeline import BINDING_METER_BASE
 from ryu_apps.lab.demo import ping
 from tests.integration.conftest import LIBRARIES, start_datacenter, stop_datacenter, unique_prefix
 
-pytestmark = pytest.mark.integration
+# serial: its assertions rest on measured loss, rates or outages (scripts/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 RATE_KBPS = 5000
 TOLERANCE = 0.30

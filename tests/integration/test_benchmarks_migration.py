@@ -10,7 +10,8 @@ import pytest
 from ryu_apps.lab import testbed as lab
 from tests.support.required import required
 
-pytestmark = pytest.mark.integration
+# serial: its assertions rest on measured loss, rates or outages (scripts/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 def _faucet_or_skip():

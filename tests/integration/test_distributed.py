@@ -18,7 +18,8 @@ from ryu_apps.lab.distributed import load_templates
 from ryu_apps.lab.migration import live_migrate
 from tests.integration.conftest import start_distributed
 
-pytestmark = pytest.mark.integration
+# serial: its assertions rest on measured loss, rates or outages (scripts/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 WEB1_MAC = "00:fa:00:00:00:01"
 

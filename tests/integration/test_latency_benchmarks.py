@@ -5,7 +5,8 @@ import pytest
 from benchmarks import ovs_floor, provisioning_latency
 from benchmarks.common import read_results
 
-pytestmark = pytest.mark.integration
+# serial: its assertions rest on measured loss, rates or outages (scripts/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 def test_provisioning_latency_quick_run_provisions_every_vm_on_both_switches():

@@ -15,7 +15,8 @@ from ryu_apps.core.pipeline import BINDING_METER_BASE
 from ryu_apps.lab.migration import live_migrate
 from tests.support.datacenter import migration_datacenter
 
-pytestmark = pytest.mark.integration
+# serial: its assertions rest on measured loss, rates or outages (scripts/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 #: Probes lost at 1 ms that a migration may cost, the VM's own switchover
 #: included (docs/migration.md), per prober. Measured on this 2-core machine

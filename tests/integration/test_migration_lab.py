@@ -15,7 +15,8 @@ from ryu_apps.lab import testbed as lab
 from ryu_apps.lab.migration import (QEMU_ANNOUNCE_MS, MigrationError, live_migrate,
                                     move_port, standalone_network)
 
-pytestmark = pytest.mark.integration
+# serial: its assertions rest on measured loss, rates or outages (scripts/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 #: Probed migrations per announce mode in the baseline (more for the docs).
 TRIALS = int(os.environ.get("DYNPROV_BASELINE_TRIALS", "3"))

@@ -17,7 +17,8 @@ from ryu_apps.lab import testbed as lab
 from ryu_apps.lab.migration import live_migrate
 from tests.support.datacenter import migration_datacenter, reachable
 
-pytestmark = pytest.mark.integration
+# serial: its assertions rest on measured loss, rates or outages (scripts/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 #: Probes lost at 1 ms per prober at the move (:func:`_lost_at_move`), measured on this
 #: 2-core machine while four other helpers ran their tests (2026-12-04, about 25 runs,

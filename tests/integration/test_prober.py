@@ -15,7 +15,8 @@ from ryu_apps.lab import testbed as lab
 from ryu_apps.lab.outage import analyse, probes_from_document
 from ryu_apps.lab.migration import REPO_ROOT, standalone_network
 
-pytestmark = pytest.mark.integration
+# serial: its assertions rest on measured loss, rates or outages (scripts/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 MS = 1_000_000
 CUT_FLOW = "priority=65535"

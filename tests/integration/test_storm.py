@@ -14,7 +14,8 @@ from benchmarks.hostile import controller_watch as watch
 from benchmarks.hostile.storm_lab import DROP_FLOWS_PER_PORT, StormLab, run_prefix
 from ryu_apps.core.quarantine import QUARANTINE_MACS_PER_PORT
 
-pytestmark = pytest.mark.integration
+# serial: its assertions rest on measured loss, rates or outages (scripts/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 SECONDS, RATE, VMS = 2.0, 2000.0, 1
 MODES = ("random-macs", "tagged", "lldp")
