@@ -42,6 +42,8 @@ from ryu_apps.app.framework import (
     route,
 )
 
+from ryu_apps.rest import audit as rest_audit
+from ryu_apps.rest import live_view as rest_live_view
 from ryu_apps.rest import server as rest_server
 from ryu_apps.rest import views as rest_views
 from ryu_apps.core.cookies import (
@@ -92,6 +94,8 @@ ENDPOINTS = (
     ("GET", "/dynprov/provisioning-times",
      "recent VMs: detection and barrier-confirmed times (monotonic ns)"),
     ("POST", "/dynprov/notifications", "a VM lifecycle notification (rest_notify.py)"),
+    rest_audit.ENDPOINT,
+    *rest_live_view.ENDPOINTS,
 )
 
 
@@ -111,6 +115,8 @@ def register(app, wsgi) -> None:
     quiet_ofctl_service()
     api = DynprovApi(app)
     wsgi.register(DynprovRestController, {"api": api})
+    rest_audit.register(app, wsgi)
+    rest_live_view.register(app, wsgi)
     wsgi.register(FallbackController, {"api": api})  # after: matches what is left
     rest_server.start(app, wsgi)
 
