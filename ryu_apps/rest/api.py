@@ -14,6 +14,8 @@ Endpoints (JSON; errors are ``{"error": "..."}``), documented in docs/rest-api.m
     GET  /dynprov/refused                MACs refused or quarantined, and why
     GET  /dynprov/provisioning-times     when recent VMs were detected and confirmed
     POST /dynprov/notifications          served by ryu_apps.rest.notify (listed here)
+    GET  /dynprov/audit                  the intent check now (ryu_apps.rest.audit)
+    GET  /dynprov/view, /view/events     the live view and its feed (ryu_apps.rest.live_view)
 
 Every call needs a bearer token (GET: ``reader``, anything else: ``admin``);
 ``ryu_apps.rest.guard`` checks it, caps the body and answers the errors it

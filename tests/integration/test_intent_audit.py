@@ -133,6 +133,7 @@ def test_report_only_reports_the_drift_and_leaves_it(reporting):
     time.sleep(1.5)
     changed, deleted = _tamper(bridge, vm.MAC())
     found = _audit_cli(controller, bridge)
+    print(found.stdout)
     assert found.returncode == 1, found.stdout + found.stderr
     assert "1 missing, 1 extra, 1 changed; not repaired" in found.stdout, found.stdout
     assert f"VM {vm.MAC()}" in found.stdout
