@@ -317,8 +317,8 @@ def main(argv=None) -> int:
                         help="the controller's audit_interval (default: its own, 60 s)")
     args = parser.parse_args(argv)
     name = NAME + ("-tls" if args.tls else "") + ("-trace" if args.trace else "") \
-        + ("-quick" if args.quick else "") \
-        + (f"-audit{args.audit_interval:g}" if args.audit_interval is not None else "")
+        + (f"-audit{args.audit_interval:g}" if args.audit_interval is not None else "") \
+        + ("-quick" if args.quick else "")
     if args.plot_only:
         replot(name, plot)
         return 0
