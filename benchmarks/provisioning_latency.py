@@ -140,9 +140,10 @@ class Capture:
 
 
 def run(vms: int, servers: int, interval_ms: float, tls: bool = False,
-        trace: Optional[Path] = None) -> dict:
+        trace: Optional[Path] = None, audit_interval: Optional[float] = None) -> dict:
     tag = "L%03d" % (os.getpid() % 1000)
-    controller = lab.ControllerProcess(verbose=False, tls=tls).start()
+    extra = "" if audit_interval is None else f"audit_interval = {audit_interval}\n"
+    controller = lab.ControllerProcess(verbose=False, tls=tls, extra_options=extra).start()
     print(f"controller: pid {controller.process.pid}, log {controller.log_file}", flush=True)
     net = ports = None
     try:
@@ -312,8 +313,11 @@ def main(argv=None) -> int:
     parser.add_argument("--tls", action="store_true", help="OpenFlow over mutual TLS")
     parser.add_argument("--trace", type=Path, metavar="DIR",
                         help="capture the OpenFlow connections and split the latency")
+    parser.add_argument("--audit-interval", type=float, metavar="S",
+                        help="the controller's audit_interval (default: its own, 60 s)")
     args = parser.parse_args(argv)
     name = NAME + ("-tls" if args.tls else "") + ("-trace" if args.trace else "") \
+        + (f"-audit{args.audit_interval:g}" if args.audit_interval is not None else "") \
         + ("-quick" if args.quick else "")
     if args.plot_only:
         replot(name, plot)
@@ -321,9 +325,11 @@ def main(argv=None) -> int:
     if args.quick:
         args.vms, args.servers = 60, 2
     print_machine()
-    figures = run(args.vms, args.servers, args.interval_ms, args.tls, args.trace)
+    figures = run(args.vms, args.servers, args.interval_ms, args.tls, args.trace,
+                  args.audit_interval)
     figures["parameters"] = {"vms": args.vms, "servers": args.servers,
-                             "interval_ms": args.interval_ms, "tls": args.tls}
+                             "interval_ms": args.interval_ms, "tls": args.tls,
+                             "audit_interval": args.audit_interval}
     report(figures)
     if "decomposition" in figures:
         latency_trace.report(figures["decomposition"])

@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional, Set
 
 from ryu_apps.app.framework import app_manager, ofproto_v1_3, set_ev_cls
 
+from ryu_apps.app import audit as intent_audit
 from ryu_apps.app import loop_events as loop
 from ryu_apps.app.device_bus import InProcessBus
 from ryu_apps.app.options import CONF
@@ -74,6 +75,8 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
                                      lambda: self.store_sync)
         self.readbacks = ReadBacks(self.logger)
         self.warm = WarmStart(grace=options.reconcile_grace)
+        self.audit = intent_audit.IntentAudit(options.audit_interval,
+                                              options.audit_report_only, self.logger)
         self.warm.begin(time.time())
         self.timers = loop.Timers(self, self.logger)
         self.requests = Requests(self)
@@ -111,8 +114,8 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         thread = super().start()
         self.timers.every(self.options.lldp_interval, loop.ProbeRound)
         self.timers.every(TICK_SECONDS, loop.Tick)
-        if self.options.audit_interval > 0:
-            self.timers.every(self.options.audit_interval, loop.Audit)
+        if self.audit.step > 0:
+            self.timers.every(self.audit.step, loop.Audit)
         self.timers.once(self.warm.grace + GRACE_MARGIN, loop.GraceOver(self.warm.started))
         self.requests.start()
         self.servers.start()
@@ -223,7 +226,10 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         if self._connecting.get(dpid) is datapath:
             del self._connecting[dpid]
         self.datapaths[dpid] = datapath
-        self.send_plan(self.readbacks.diff(self.engine, readback, self.warm.adds_only(now), now))
+        if self.audit.read_back(self.engine, dpid, readback.name, readback.why,
+                                readback.observed, now):   # not in report-only audits
+            self.send_plan(self.readbacks.diff(self.engine, readback,
+                                               self.warm.adds_only(now), now))
         datapath.send_msg(datapath.ofproto_parser.OFPPortDescStatsRequest(datapath, 0))
 
     # -- connection lifecycle ----------------------------------------------
@@ -266,11 +272,26 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
     @set_ev_cls(loop.Audit)
     @guarded
     def _audit(self, ev) -> None:
-        """Reconcile every connected switch not being read back already."""
+        """Check (and reconcile) the switches whose turn it is (ryu_apps.app.audit)."""
         self.timers.handled(loop.Audit)
-        settle_heap()
-        if not self.warm.adds_only(time.time()):
-            for dpid in sorted(d for d in self.datapaths if self.readbacks.running(d) is None):
+        now = time.time()
+        self.audit.prune(self.datapaths)
+        if not self.warm.adds_only(now):
+            idle = [d for d in self.datapaths if self.readbacks.running(d) is None]
+            if self.audit.round_over(now):
+                settle_heap()
+            for dpid in self.audit.due(idle, now):
+                self._reconcile_switch(dpid, AUDIT)
+
+    @set_ev_cls(intent_audit.AuditNow)
+    @guarded
+    def _audit_now(self, ev: intent_audit.AuditNow) -> None:
+        """A check asked for over REST: read back the switches not being read already;
+        every finished read-back of a switch answers it."""
+        self.audit.started(ev.ticket)
+        self.audit.prune(self.datapaths)
+        for dpid in sorted(ev.ticket.pending):
+            if self.readbacks.running(dpid) is None:
                 self._reconcile_switch(dpid, AUDIT)
 
     @set_ev_cls(loop.Tick)

@@ -2,7 +2,8 @@
 # Install everything dynprov needs on a fresh Debian 12 machine (run as root).
 # Idempotent: each step checks whether it is already done, so a second run
 # takes a few seconds.
-#   1. Debian packages: Open vSwitch, Mininet, ping, ethtool, iperf3, arping.
+#   1. Debian packages: Open vSwitch, Mininet, ping, ethtool, iperf3, arping, chromium
+#      (headless, for the live view's browser test).
 #   2. Open vSwitch daemons, started without systemd.
 #   3. A virtual environment (.venv) that sees Debian's Mininet.
 #   4. Ryu, built with setuptools<58 (its setup.py needs an old setuptools), and
@@ -19,7 +20,7 @@ REPO=$(pwd)
 VENV="$REPO/.venv"
 say() { printf '[setup] %s\n' "$*"; }
 
-APT_PACKAGES=(openvswitch-switch python3-openvswitch mininet iputils-ping ethtool iperf3 arping tcpdump
+APT_PACKAGES=(openvswitch-switch python3-openvswitch mininet iputils-ping ethtool iperf3 arping tcpdump chromium
               python3-venv python3-pip)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -29,6 +29,12 @@ def _ours(observed: Iterable[Entry]) -> List[Entry]:
     return [*flows, *meters]
 
 
+def dynprov_entries(observed: Iterable[Entry]) -> List[Entry]:
+    """The entries read back from a switch that are provably dynprov's (the intent
+    check compares these, as :meth:`DesiredFlows.reconcile` does)."""
+    return _ours(observed)
+
+
 class SwitchChanges:
     """Flow and meter changes for one switch, at most one change per entry.
 

@@ -14,6 +14,8 @@ Endpoints (JSON; errors are ``{"error": "..."}``), documented in docs/rest-api.m
     GET  /dynprov/refused                MACs refused or quarantined, and why
     GET  /dynprov/provisioning-times     when recent VMs were detected and confirmed
     POST /dynprov/notifications          served by ryu_apps.rest.notify (listed here)
+    GET  /dynprov/audit                  the intent check now (ryu_apps.rest.audit)
+    GET  /dynprov/view, /view/events     the live view and its feed (ryu_apps.rest.live_view)
 
 Every call needs a bearer token (GET: ``reader``, anything else: ``admin``);
 ``ryu_apps.rest.guard`` checks it, caps the body and answers the errors it
@@ -42,6 +44,8 @@ from ryu_apps.app.framework import (
     route,
 )
 
+from ryu_apps.rest import audit as rest_audit
+from ryu_apps.rest import live_view as rest_live_view
 from ryu_apps.rest import server as rest_server
 from ryu_apps.rest import views as rest_views
 from ryu_apps.core.cookies import (
@@ -92,6 +96,8 @@ ENDPOINTS = (
     ("GET", "/dynprov/provisioning-times",
      "recent VMs: detection and barrier-confirmed times (monotonic ns)"),
     ("POST", "/dynprov/notifications", "a VM lifecycle notification (rest_notify.py)"),
+    rest_audit.ENDPOINT,
+    *rest_live_view.ENDPOINTS,
 )
 
 
@@ -111,6 +117,8 @@ def register(app, wsgi) -> None:
     quiet_ofctl_service()
     api = DynprovApi(app)
     wsgi.register(DynprovRestController, {"api": api})
+    rest_audit.register(app, wsgi)
+    rest_live_view.register(app, wsgi)
     wsgi.register(FallbackController, {"api": api})  # after: matches what is left
     rest_server.start(app, wsgi)
 

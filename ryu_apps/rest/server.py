@@ -40,6 +40,7 @@ from ryu_apps.rest.auth import (
     create_tokens_file,
     load_tokens,
 )
+from ryu_apps.rest import live_view
 from ryu_apps.rest.guard import CLOSE_KEY, Guard
 
 CONF = cfg.CONF
@@ -101,7 +102,7 @@ def start(app, wsgi: WSGIApplication) -> None:
         LOG.warning("REST API listens on %s without HTTPS: tokens cross the network in "
                     "clear; set [dynprov] rest_cert and rest_key, or wsapi_host = "
                     "127.0.0.1", CONF.wsapi_host)
-    guard = Guard(wsgi, tokens, LOG)
+    guard = live_view.public_page(Guard(wsgi, tokens, LOG))   # the live view's page: no data
     protocol = _protocol(RefusalLog(LOG.warning, time.monotonic))
     app.rest_server_thread = hub.spawn(
         eventlet.wsgi.server, listener, guard, log=LOG, protocol=protocol,
