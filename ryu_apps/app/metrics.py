@@ -219,14 +219,19 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 
 
 def _bindings_family(bindings, names: Dict[int, str]) -> GaugeMetricFamily:
-    family = GaugeMetricFamily("dynprov_bindings", "VM bindings by template, state and "
-                               "server device", labels=["template", "template_id", "state",
-                                                        "device"])
-    tally = Tally((b.template_name, str(b.template_id), b.state.value,
-                   names.get(b.dpid, f"{b.dpid:016x}")) for b in bindings)
+    family = GaugeMetricFamily("dynprov_bindings", "VM bindings by template, state, server "
+                               "bridge and network device (access switch)",
+                               labels=["template", "template_id", "state", "server",
+                                       "device"])
+    tally = Tally((b.template_name, str(b.template_id), b.state.value, _name(names, b.dpid),
+                   "" if b.device is None else _name(names, b.device)) for b in bindings)
     for labels, count in sorted(tally.items()):
         family.add_metric(list(labels), count)
     return family
+
+
+def _name(names: Dict[int, str], dpid: int) -> str:
+    return names.get(dpid, f"{dpid:016x}")
 
 
 def _store_families(store_sync) -> Iterable[Metric]:

@@ -14,6 +14,10 @@ Endpoints (JSON; errors are ``{"error": "..."}``), documented in docs/rest-api.m
     GET  /dynprov/refused                MACs refused or quarantined, and why
     GET  /dynprov/provisioning-times     when recent VMs were detected and confirmed
     POST /dynprov/notifications          served by ryu_apps.rest.notify (listed here)
+    GET  /dynprov/openapi.json           this API described (ryu_apps.rest.openapi)
+
+Each route is described by ``@described`` under its ``@route``; the endpoint
+list, the OpenAPI document and the 405 answers are read from the routes.
 
 Every call needs a bearer token (GET: ``reader``, anything else: ``admin``);
 ``ryu_apps.rest.guard`` checks it, caps the body and answers the errors it

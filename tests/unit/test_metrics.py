@@ -56,25 +56,26 @@ def _engine() -> ProvisioningEngine:
     return engine
 
 
-def per_device(metrics: Metrics) -> dict:
+def per_server(metrics: Metrics) -> dict:
     counts: dict = {}
     for (name, labels), value in samples(metrics).items():
         if name == "dynprov_bindings":
-            device = dict(labels)["device"]
-            counts[device] = counts.get(device, 0) + value
+            server = dict(labels)["server"]
+            counts[server] = counts.get(server, 0) + value
     return counts
 
 
 def test_bindings_are_counted_by_template_state_and_device_at_scrape_time():
     app = make_app()
     found = samples(app.metrics)
-    assert per_device(app.metrics) == {"s11": 2, "s12": 1}
+    assert per_server(app.metrics) == {"s11": 2, "s12": 1}
     web1 = app.engine.bindings[WEB1]
-    assert found[("dynprov_bindings", (("device", "s11"), ("state", web1.state.value),
+    assert found[("dynprov_bindings", (("device", "a1"), ("server", "s11"),
+                                       ("state", web1.state.value),
                                        ("template", web1.template_name),
                                        ("template_id", str(web1.template_id))))] >= 1
     assert app.engine.packet_in(S12, 2, NEW_VM, b"", now=2.0).provisioned
-    assert per_device(app.metrics) == {"s11": 2, "s12": 2}   # no update call: a scrape
+    assert per_server(app.metrics) == {"s11": 2, "s12": 2}   # no update call: a scrape
     assert found[("dynprov_switches_known", ())] == 4
     assert found[("dynprov_quarantined_macs", ())] == 0
     assert found[("dynprov_blocked_ports", ())] == 0
