@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -178,3 +179,32 @@ def test_every_dashboard_query_names_an_exported_metric():
     for expression, names in queries.items():
         assert names, f"query names no dynprov metric: {expression}"
         assert names <= exported, f"{expression}: not exported: {names - exported}"
+
+
+def test_the_store_client_is_read_at_scrape_time_in_distributed_mode():
+    app = make_app()
+    assert ("dynprov_store_connected", ()) not in samples(app.metrics)   # embedded mode
+    app.store_sync = SimpleNamespace(client=SimpleNamespace(
+        connected=lambda: False, queued=lambda: [1, 2, 3], oldest_queued_age=lambda: 1.5,
+        reconnections=2))
+    found = samples(app.metrics)
+    assert found[("dynprov_store_connected", ())] == 0
+    assert found[("dynprov_store_queued_writes", ())] == 3
+    assert found[("dynprov_store_replication_lag_seconds", ())] == 1.5
+    assert found[("dynprov_store_failovers_total", ())] == 2
+
+
+def test_the_store_clients_lag_is_the_age_of_its_oldest_uncommitted_write():
+    from collections import deque
+
+    from ryu_apps.store.client import StoreClient
+    from ryu_apps.store.pending_writes import PendingWrite
+
+    client = StoreClient.__new__(StoreClient)   # no connection: only the queue is read
+    client._queue, client._in_flight = deque(), None
+    assert client.oldest_queued_age() == 0.0
+    now = time.monotonic()
+    client._in_flight = (None, [PendingWrite(None, None, now + 5, submitted=now - 2.0)])
+    client._queue.append(PendingWrite(None, None, now + 5, submitted=now - 0.5))
+    assert len(client.queued()) == 2
+    assert 2.0 <= client.oldest_queued_age() < 60.0
