@@ -12,12 +12,14 @@ switch-to-controller leg and the controller's share. At the end every VM's
 flows are counted on its server bridge and on the access bridge.
 
     python -m benchmarks.provisioning_latency [--vms 1000] [--interval-ms 10] [--quick] [--tls]
-        [--trace DIR]
+        [--trace DIR] [--scrape]
 
 ``--tls``: OpenFlow over mutual TLS (results saved under provisioning_latency-tls).
 ``--trace DIR``: capture the OpenFlow connections with tcpdump while the VMs arrive and
 split each VM's latency into legs (:mod:`benchmarks.latency_trace`); the capture and
 the per-VM times stay in DIR.
+``--scrape``: scrape the controller's Prometheus metrics every second while the VMs
+arrive (a scrape must not slow provisioning; the scrapes' own times are reported).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -139,8 +143,41 @@ class Capture:
         return self.path
 
 
+class Scraper:
+    """Scrape the controller's /metrics every ``period`` s in a thread; times in ms."""
+
+    def __init__(self, port: int, period: float = 1.0) -> None:
+        self.url, self.period = f"http://127.0.0.1:{port}/metrics", period
+        self.times_ms: List[float] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            start = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=10) as answer:
+                    answer.read()
+                self.times_ms.append((time.monotonic() - start) * 1000)
+            except OSError:
+                self.failures += 1
+            if self._stop.wait(self.period):
+                return
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        ordered = sorted(self.times_ms)
+        return {"scrapes": len(ordered), "failures": self.failures,
+                "median_ms": ordered[len(ordered) // 2] if ordered else None,
+                "max_ms": ordered[-1] if ordered else None}
+
+
 def run(vms: int, servers: int, interval_ms: float, tls: bool = False,
-        trace: Optional[Path] = None, audit_interval: Optional[float] = None) -> dict:
+        trace: Optional[Path] = None, audit_interval: Optional[float] = None,
+        scrape: bool = False) -> dict:
     tag = "L%03d" % (os.getpid() % 1000)
     extra = "" if audit_interval is None else f"audit_interval = {audit_interval}\n"
     controller = lab.ControllerProcess(verbose=False, tls=tls, extra_options=extra).start()
@@ -156,6 +193,7 @@ def run(vms: int, servers: int, interval_ms: float, tls: bool = False,
         ports = VmPorts(server_bridges, per_bridge, tag)
         wait_until_idle(controller.process.pid)   # the new ports' events digested
         capture = None if trace is None else Capture(trace, controller.of_port)
+        scraper = Scraper(controller.metrics_port) if scrape else None
         sent: Dict[str, int] = {}
         order = [ports.names[(i % servers) * per_bridge + i // servers] for i in range(vms)]
         for index, port_name in enumerate(order):
@@ -166,6 +204,9 @@ def run(vms: int, servers: int, interval_ms: float, tls: bool = False,
             time.sleep(interval_ms / 1000)
         times = wait_for_confirmations(controller, set(sent), timeout=30 + vms * 0.05)
         figures = measure(controller, sent, times, server_bridges, access_bridge)
+        if scraper is not None:
+            figures["scrape"] = scraper.stop()
+            print(f"scrapes during the run: {figures['scrape']}", flush=True)
         if capture is not None and trace is not None:
             figures["decomposition"] = decompose(trace, capture, controller.of_port,
                                                  sent, times)
@@ -315,10 +356,12 @@ def main(argv=None) -> int:
                         help="capture the OpenFlow connections and split the latency")
     parser.add_argument("--audit-interval", type=float, metavar="S",
                         help="the controller's audit_interval (default: its own, 60 s)")
+    parser.add_argument("--scrape", action="store_true",
+                        help="scrape the Prometheus metrics every second meanwhile")
     args = parser.parse_args(argv)
     name = NAME + ("-tls" if args.tls else "") + ("-trace" if args.trace else "") \
         + (f"-audit{args.audit_interval:g}" if args.audit_interval is not None else "") \
-        + ("-quick" if args.quick else "")
+        + ("-scrape" if args.scrape else "") + ("-quick" if args.quick else "")
     if args.plot_only:
         replot(name, plot)
         return 0
@@ -326,14 +369,15 @@ def main(argv=None) -> int:
         args.vms, args.servers = 60, 2
     print_machine()
     figures = run(args.vms, args.servers, args.interval_ms, args.tls, args.trace,
-                  args.audit_interval)
+                  args.audit_interval, args.scrape)
     figures["parameters"] = {"vms": args.vms, "servers": args.servers,
                              "interval_ms": args.interval_ms, "tls": args.tls,
-                             "audit_interval": args.audit_interval}
+                             "audit_interval": args.audit_interval, "scrape": args.scrape}
     report(figures)
     if "decomposition" in figures:
         latency_trace.report(figures["decomposition"])
-    publish(name, figures, None if args.quick or args.tls or args.trace else plot)
+    publish(name, figures, None if args.quick or args.tls or args.trace or args.scrape
+            else plot)
     return 0 if figures["confirmed"] == figures["vms"] else 1
 
 

@@ -13,15 +13,21 @@ import signal
 import time
 from typing import Any, Dict, Optional, Set
 
-from ryu_apps.app.framework import app_manager, ofproto_v1_3, set_ev_cls
+from ryu_apps.app.framework import app_manager, hub, ofproto_v1_3, set_ev_cls
 
 from ryu_apps.app import audit as intent_audit
 from ryu_apps.app import loop_events as loop
 from ryu_apps.app.device_bus import InProcessBus
 from ryu_apps.app.options import CONF
+from ryu_apps.app.metrics import (
+    Metrics,
+    MeteredTimes,
+    plan_drift,
+    reconciliation_reason,
+    serve,
+)
 from ryu_apps.app.ovsdb_watcher import ServerWatchers
 from ryu_apps.app.plan_sender import Dispatcher, PlanSender
-from ryu_apps.app.provisioning_times import ProvisioningTimes
 from ryu_apps.app.readback import AUDIT, ReadBack, ReadBacks
 from ryu_apps.app.repairs import RepairSchedule, guarded
 from ryu_apps.app.requests import Requests
@@ -69,14 +75,16 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         # the VM on its old pod's side), never seen without it: docs/benchmarks.md.
         self.sender = PlanSender(self.datapaths, self.logger)
         self.bus = InProcessBus(self.engine)
-        self.provisioning_times = ProvisioningTimes()
+        self.metrics = Metrics(self)   # served from start(): ryu_apps.app.metrics
+        self.provisioning_times = MeteredTimes(self.metrics, lambda: self.engine)
         self.store_sync: Optional[StoreSync] = None   # attached below; claims new VMs
         self.dispatcher = Dispatcher(self.sender, self.engine, self.bus, self.provisioning_times,
                                      lambda: self.store_sync)
         self.readbacks = ReadBacks(self.logger)
         self.warm = WarmStart(grace=options.reconcile_grace)
         self.audit = intent_audit.IntentAudit(options.audit_interval,
-                                              options.audit_report_only, self.logger)
+                                              options.audit_report_only, self.logger,
+                                              recorder=self.metrics)
         self.warm.begin(time.time())
         self.timers = loop.Timers(self, self.logger)
         self.requests = Requests(self)
@@ -119,6 +127,9 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         self.timers.once(self.warm.grace + GRACE_MARGIN, loop.GraceOver(self.warm.started))
         self.requests.start()
         self.servers.start()
+        if self.options.metrics_port:
+            serve(self.metrics, self.options.metrics_host, self.options.metrics_port,
+                  hub.spawn)
         return thread
 
     def close(self) -> None:
@@ -228,8 +239,9 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         self.datapaths[dpid] = datapath
         if self.audit.read_back(self.engine, dpid, readback.name, readback.why,
                                 readback.observed, now):   # not in report-only audits
-            self.send_plan(self.readbacks.diff(self.engine, readback,
-                                               self.warm.adds_only(now), now))
+            plan = self.readbacks.diff(self.engine, readback, self.warm.adds_only(now), now)
+            self.metrics.reconciled(reconciliation_reason(readback.why), *plan_drift(plan))
+            self.send_plan(plan)
         datapath.send_msg(datapath.ofproto_parser.OFPPortDescStatsRequest(datapath, 0))
 
     # -- connection lifecycle ----------------------------------------------

@@ -61,9 +61,9 @@ sys.exit(m.version('os-ken') != '$OSKEN_VERSION')" >/dev/null 2>&1; then
   say "installing os-ken $OSKEN_VERSION (dynprov controller --framework os-ken)"
   "${PIP[@]}" install "os-ken==$OSKEN_VERSION"
 fi
-if ! "$VENV/bin/python" -c "import yaml, netaddr, pytest, xdist, hypothesis, matplotlib" >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c "import yaml, netaddr, prometheus_client, pytest, xdist, hypothesis, matplotlib" >/dev/null 2>&1; then
   say "installing Python runtime, test and benchmark-plot dependencies"
-  "${PIP[@]}" install pyyaml netaddr pytest pytest-xdist hypothesis matplotlib
+  "${PIP[@]}" install pyyaml netaddr prometheus_client pytest pytest-xdist hypothesis matplotlib
 fi
 
 stamp=$(cat setup.py setup.cfg dynprov_ryu_compat.py dynprov_ryu_compat.pth \

@@ -46,6 +46,11 @@ CONF.register_opts([
                  help="Seconds between two audits: every switch's dynprov flows and meters "
                       "are read back and reconciled, so one changed behind dynprov's back is "
                       "repaired; 0: no audit."),
+    cfg.StrOpt("metrics_host", default="127.0.0.1",
+               help="Address the Prometheus metrics listen on (loopback by default: "
+                    "they are unauthenticated; docs/security.md)."),
+    cfg.IntOpt("metrics_port", default=9302,
+               help="Port of the Prometheus metrics (GET /metrics); 0: no metrics."),
     cfg.StrOpt("fault_injection_mac", default="",
                help="Testing only: handling the first frame from this MAC raises after the "
                     "engine handled it and before its plan is sent, so the engine holds a "

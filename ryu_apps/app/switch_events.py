@@ -16,7 +16,7 @@ from ryu_apps.app.framework import (
 
 from ryu_apps.app.readback import CONNECTED
 from ryu_apps.app.repairs import guarded
-from ryu_apps.app.verdicts import frame_in, log_verdict
+from ryu_apps.app.verdicts import frame_in, log_verdict, verdict_label
 from ryu_apps.core import ipv6_guard, lldp
 from ryu_apps.core.pipeline import Table
 from ryu_apps.core.template_model import ETH_IPV6
@@ -39,6 +39,7 @@ class SwitchEventHandlers:
     sender: Any
     discovery: Any
     provisioning_times: Any
+    metrics: Any
     _fault_mac: str
     send_plan: Callable[..., None]
     _reconcile_switch: Callable[[int, str], None]
@@ -51,6 +52,7 @@ class SwitchEventHandlers:
     def _state_change(self, ev) -> None:
         datapath, dpid = ev.datapath, ev.datapath.id
         if ev.state == MAIN_DISPATCHER:
+            self.metrics.switch_connected(True)
             self._connecting[dpid] = datapath
             self._reconcile_switch(dpid, CONNECTED[dpid in self.engine.fabric.switches])
             return
@@ -59,6 +61,7 @@ class SwitchEventHandlers:
             self.readbacks.forget(dpid)
         if dpid is not None and self.datapaths.get(dpid) is datapath:
             self.logger.warning("switch %016x disconnected; its flows stay in place", dpid)
+            self.metrics.switch_connected(False)
             del self.datapaths[dpid]
             self.readbacks.forget(dpid)
             self.repairs.forget(dpid)
@@ -127,14 +130,17 @@ class SwitchEventHandlers:
             return
         found = frame_in(msg)
         if found is None:
+            self.metrics.packet_in("malformed")
             self.malformed(dpid, "packet-in without a frame or a valid in_port")
             return
         frame, in_port = found
         if frame.ethertype == lldp.ETH_TYPE_LLDP:
+            self.metrics.packet_in("lldp")
             self.send_plan(self.discovery.received(self.engine, dpid, in_port, msg.data,
                                                    time.time()))
             return
         if frame.ethertype == ETH_IPV6 and getattr(msg, "table_id", None) == Table.ANTI_SPOOF:
+            self.metrics.packet_in("ipv6_refused")
             self._ipv6_refused(dpid, in_port, frame.eth_src, msg.data)
             return
         self._send_urgent(self.engine.arrival(dpid, in_port))
@@ -144,6 +150,7 @@ class SwitchEventHandlers:
         if verdict.provisioned is not None:
             self.provisioning_times.detected(verdict.provisioned.mac, received_ns)
         log_verdict(self.logger, verdict, dpid, in_port)
+        self.metrics.packet_in(verdict_label(verdict))
         if self._fault_mac and frame.eth_src == self._fault_mac:
             self._fault_mac = ""   # once: the engine changed, its plan is never sent
             raise RuntimeError(f"fault injected for VM {frame.eth_src} (fault_injection_mac)")
@@ -181,6 +188,7 @@ class SwitchEventHandlers:
         believes, so it is reconciled (ryu_apps.app.repairs says when)."""
         msg = ev.msg
         dpid = msg.datapath.id
+        self.metrics.openflow_error(msg.type)
         self.logger.error("switch %016x refused message xid %d: type %d code %d: %s",
                           dpid or 0, msg.xid, msg.type, msg.code,
                           bytes(msg.data or b"")[:64].hex())

@@ -37,3 +37,10 @@ def log_verdict(logger, verdict, dpid: int, port: int) -> None:
             "binding %d (%s)", binding.mac, binding.dpid, binding.port, binding.template_id,
             binding.template_name, binding.vlan, binding.binding_id,
             binding.detected_by.value)
+
+
+def verdict_label(verdict) -> str:
+    """The metrics' label of a packet-in's verdict: provisioned, refused or known."""
+    if verdict.provisioned is not None:
+        return "provisioned"
+    return "refused" if verdict.refusal is not None else "known"

@@ -7,7 +7,18 @@ import sys
 from typing import Sequence
 
 from ryu_apps import __version__
-from ryu_apps.cli import audit, controller, demo, inspect, mac, notify, pki, store, templates
+from ryu_apps.cli import (
+    audit,
+    controller,
+    demo,
+    inspect,
+    mac,
+    notify,
+    pki,
+    store,
+    templates,
+    vm_config,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Dynamic network provisioning for VMs on Open vSwitch.")
     parser.add_argument("--version", action="version", version=f"dynprov {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (templates, mac, inspect, audit, notify, demo, store, pki, controller):
+    for module in (templates, mac, vm_config, inspect, audit, notify, demo, store, pki,
+                   controller):
         module.register(subparsers)
     return parser
 

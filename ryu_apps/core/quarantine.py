@@ -166,6 +166,10 @@ class Quarantine:
                 changed.add(key)
         return sorted(changed), notes
 
+    def blocked_ports(self) -> List[PortKey]:
+        """Ports that stopped reaching the controller (too many refused MACs)."""
+        return list(self._blocked)
+
     def ports(self) -> List[PortKey]:
         """Every port with quarantine flows."""
         return sorted(set(self._macs) | set(self._blocked) | set(self._lldp))

@@ -54,6 +54,7 @@ class ControllerProcess:
         self.framework = framework
         self.of_port = of_port or free_tcp_port()
         self.wsapi_port = wsapi_port or free_tcp_port()
+        self.metrics_port = free_tcp_port()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="dynprov-"))
         self.config_file = self.workdir / "dynprov.conf"
         self.log_file = self.workdir / "controller.log"
@@ -66,7 +67,8 @@ class ControllerProcess:
             "[dynprov]\n"
             f"templates = {templates}\n"
             f"identifier_scheme = {scheme}\n"
-            "lldp_interval = 1.0\n" + rest_options + extra_options)
+            "lldp_interval = 1.0\n"
+            f"metrics_port = {self.metrics_port}\n" + rest_options + extra_options)
         self.process: Optional[subprocess.Popen] = None
 
     # -- the REST API: tokens (admin and reader), HTTPS if asked ----------------------

@@ -16,6 +16,10 @@ Endpoints (JSON; errors are ``{"error": "..."}``), documented in docs/rest-api.m
     POST /dynprov/notifications          served by ryu_apps.rest.notify (listed here)
     GET  /dynprov/audit                  the intent check now (ryu_apps.rest.audit)
     GET  /dynprov/view, /view/events     the live view and its feed (ryu_apps.rest.live_view)
+    GET  /dynprov/openapi.json           this API described (ryu_apps.rest.openapi)
+
+Each route is described by ``@described`` under its ``@route``; the endpoint
+list, the OpenAPI document and the 405 answers are read from the routes.
 
 Every call needs a bearer token (GET: ``reader``, anything else: ``admin``);
 ``ryu_apps.rest.guard`` checks it, caps the body and answers the errors it
@@ -58,9 +62,9 @@ from ryu_apps.core.cookies import (
     CookieKind,
 )
 from ryu_apps.core.flowspec import FlowSpec
-from ryu_apps.rest.auth import required_role
 from ryu_apps.rest.flow_reads import quiet_ofctl_service, read_many
 from ryu_apps.rest.guard import INTERNAL_ERROR
+from ryu_apps.rest.openapi import described, document, endpoints, path_pattern, routes
 from ryu_apps.rest.server import RestApplication  # noqa: F401 (the app's wsgi context)
 from ryu_apps.rest.views import ViewError
 
@@ -79,26 +83,6 @@ BINDING_FLOWS = ((APP_ID << APP_SHIFT) | (int(CookieKind.BINDING) << KIND_SHIFT)
                  APP_MASK | KIND_MASK)
 PREFIX = "/dynprov"
 CONF = cfg.CONF
-ENDPOINTS = (
-    ("GET", "/dynprov", "this list"),
-    ("GET", "/dynprov/bindings", "every VM binding; ?counters=false skips the switches"),
-    ("GET", "/dynprov/bindings/{mac}", "one binding"),
-    ("GET", "/dynprov/bindings/{mac}/flows", "the binding's flows on the switches now"),
-    ("GET", "/dynprov/templates", "the template library in force"),
-    ("GET", "/dynprov/templates/{id}", "one template (250 or 0x00FA)"),
-    ("POST", "/dynprov/library/reload",
-     "reload the library; 422 if it is invalid; 409 in store mode (the store's library)"),
-    ("GET", "/dynprov/switches", "managed switches"),
-    ("GET", "/dynprov/links", "links discovered by LLDP"),
-    ("GET", "/dynprov/refused", "MACs refused or quarantined, and why"),
-    ("GET", "/dynprov/security",
-     "what the defences did: probes dropped, links refused, move conflicts, identity policy"),
-    ("GET", "/dynprov/provisioning-times",
-     "recent VMs: detection and barrier-confirmed times (monotonic ns)"),
-    ("POST", "/dynprov/notifications", "a VM lifecycle notification (rest_notify.py)"),
-    rest_audit.ENDPOINT,
-    *rest_live_view.ENDPOINTS,
-)
 
 
 class ApiError(Exception):
@@ -295,69 +279,89 @@ class DynprovRestController(ControllerBase):
         self.api: DynprovApi = data["api"]
 
     @route("dynprov_index", PREFIX, methods=["GET"])
+    @described("The endpoints, their methods and the role each needs")
     @_answers
     def index(self, req, **_):
-        return {"endpoints": [{"method": m, "path": p, "what": w,
-                               "role": required_role(m).label} for m, p, w in ENDPOINTS]}
+        return {"endpoints": endpoints(self.parent.mapper)}
 
     @route("dynprov_bindings", PREFIX + "/bindings", methods=["GET"])
+    @described("Every VM binding, with its flows' counters",
+               query={"counters": "false: skip the switches (no counters)"})
     @_answers
     def list_bindings(self, req, **_):
         return self.api.bindings(dict(req.GET))
 
     @route("dynprov_binding", PREFIX + "/bindings/{mac}", methods=["GET"])
+    @described("One VM binding", query={"counters": "false: skip the switch"},
+               responses={400: "malformed MAC", 404: "no VM with that MAC"})
     @_answers
     def show_binding(self, req, mac, **_):
         return self.api.binding(mac, dict(req.GET))
 
     @route("dynprov_binding_flows", PREFIX + "/bindings/{mac}/flows", methods=["GET"])
+    @described("A binding's flows as the switches hold them now",
+               responses={400: "malformed MAC", 404: "no VM with that MAC"})
     @_answers
     def binding_flows(self, req, mac, **_):
         return self.api.binding_flows(mac)
 
     @route("dynprov_templates", PREFIX + "/templates", methods=["GET"])
+    @described("The template library in force")
     @_answers
     def list_templates(self, req, **_):
         return self.api.templates()
 
     @route("dynprov_template", PREFIX + "/templates/{template_id}", methods=["GET"])
+    @described("One template (id in decimal, 250, or hex, 0x00FA)",
+               responses={400: "malformed template id", 404: "no such template"})
     @_answers
     def show_template(self, req, template_id, **_):
         return self.api.template(template_id)
 
     @route("dynprov_reload", PREFIX + "/library/reload", methods=["POST"])
+    @described("Reload the template library",
+               responses={409: "store mode: the library is the store's",
+                          422: "the library is invalid; the previous one stays",
+                          503: "the reload did not finish in time"})
     @_answers
     def reload_library(self, req, **_):
         return self.api.reload()
 
     @route("dynprov_switches", PREFIX + "/switches", methods=["GET"])
+    @described("Managed switches")
     @_answers
     def list_switches(self, req, **_):
         return self.api.switches()
 
     @route("dynprov_links", PREFIX + "/links", methods=["GET"])
+    @described("Links discovered by signed LLDP probes")
     @_answers
     def list_links(self, req, **_):
         return self.api.links()
 
     @route("dynprov_refused", PREFIX + "/refused", methods=["GET"])
+    @described("MACs refused or quarantined, and why")
     @_answers
     def list_refused(self, req, **_):
         return self.api.refused()
 
     @route("dynprov_security", PREFIX + "/security", methods=["GET"])
+    @described("What the defences did: probes dropped, links refused, moves refused")
     @_answers
     def show_security(self, req, **_):
         return self.api.security()
 
     @route("dynprov_provisioning_times", PREFIX + "/provisioning-times", methods=["GET"])
+    @described("Recent VMs: detection and barrier-confirmed times (monotonic ns)")
     @_answers
     def provisioning_times(self, req, **_):
         return self.api.app.provisioning_times.views()
 
-
-_KNOWN_PATHS = [(re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", p) + "$"), m)
-                for m, p, _ in ENDPOINTS]
+    @route("dynprov_openapi", PREFIX + "/openapi.json", methods=["GET"])
+    @described("This API described: OpenAPI 3, built from the routes themselves")
+    @_answers
+    def openapi(self, req, **_):
+        return document(self.parent.mapper)
 
 
 class FallbackController(ControllerBase):
@@ -370,17 +374,18 @@ class FallbackController(ControllerBase):
     @route("dynprov_fallback_root", PREFIX)
     @_answers
     def fallback_root(self, req, **_):
-        _refuse(req)
+        _refuse(req, self.parent.mapper)
 
     @route("dynprov_fallback", PREFIX + "/{rest}", requirements={"rest": ".*"})
     @_answers
     def fallback(self, req, **_):
-        _refuse(req)
+        _refuse(req, self.parent.mapper)
 
 
-def _refuse(req) -> None:
+def _refuse(req, mapper) -> None:
     """Raise 405 for a known path with another method, else 404."""
-    allowed = sorted({m for pattern, m in _KNOWN_PATHS if pattern.match(req.path)})
+    allowed = sorted({e["method"] for e in routes(mapper)
+                      if re.match(path_pattern(e["path"]), req.path)})
     if allowed:
         raise ApiError(405, f"{req.method} is not allowed on {req.path}: "
                             f"use {' or '.join(allowed)}", headers={"Allow": ", ".join(allowed)})

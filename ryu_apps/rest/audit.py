@@ -21,10 +21,9 @@ from ryu_apps.core.flow_plan import Entry
 from ryu_apps.core.flowspec import FlowSpec
 from ryu_apps.core.intent_check import Drift
 from ryu_apps.rest import views as rest_views
+from ryu_apps.rest.openapi import described
 
 PATH = "/dynprov/audit"
-ENDPOINT = ("GET", PATH, "check switches against the desired flows and meters now "
-                         "(?bridge=NAME: one switch); drift by VM and template")
 #: Seconds a request waits for its switches' read-backs.
 WAIT_SECONDS = 10.0
 
@@ -137,6 +136,11 @@ class AuditController(ControllerBase):
         self.app = data["app"]
 
     @route("dynprov_audit", PATH, methods=["GET"])
+    @described("Check switches against the desired flows and meters now: drift by VM "
+               "and template", query={"bridge": "a bridge name or 16-hex dpid (default: "
+                                                "every connected managed switch)"},
+               responses={404: "a bridge that is not managed",
+                          503: "a bridge not connected, or no answer within 10 s"})
     def audit(self, req, **_):
         try:
             status, body = 200, audit(self.app, req.GET.get("bridge"))

@@ -29,15 +29,10 @@ from typing import Any, Deque, Dict, Iterator, List, Optional, Set, Tuple
 
 from ryu_apps.app.framework import ControllerBase, Response, hub, route
 from ryu_apps.rest import views as rest_views
+from ryu_apps.rest.openapi import described
 
 PAGE_PATH = "/dynprov/view"
 EVENTS_PATH = "/dynprov/view/events"
-ENDPOINTS = (
-    ("GET", PAGE_PATH, "the live view: an HTML page (no token; its script needs a reader "
-                       "token, given as #token=... or typed in)"),
-    ("GET", EVENTS_PATH, "the live view's feed: Server-Sent Events (state, migration, "
-                         "resync)"),
-)
 PAGE_FILE = Path(__file__).parent / "static" / "view.html"
 SAMPLE_SECONDS = 0.25
 KEEPALIVE_SECONDS = 10.0
@@ -221,6 +216,9 @@ class LiveViewController(ControllerBase):
         self.feed: LiveFeed = data["feed"]
 
     @route("dynprov_view_events", EVENTS_PATH, methods=["GET"])
+    @described("The live view's feed: Server-Sent Events (state, migration, resync; a "
+               "keepalive every 10 s). The page itself, GET /dynprov/view, needs no token",
+               responses={503: f"{MAX_CLIENTS} live views are open already"})
     def events(self, req, **_):
         client = self.feed.join()
         if client is None:

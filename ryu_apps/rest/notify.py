@@ -28,6 +28,7 @@ from ryu_apps.core.notification_errors import (
 )
 from ryu_apps.rest.guard import INTERNAL_ERROR
 from ryu_apps.rest.input import parse_json
+from ryu_apps.rest.openapi import described
 from ryu_apps.rest.views import ViewError, parse_template_id
 
 PATH = "/dynprov/notifications"
@@ -122,6 +123,10 @@ class NotificationController(ControllerBase):
         self.app = data["app"]
 
     @route("dynprov_notifications", PATH, methods=["POST"])
+    @described("A VM lifecycle notification from the management entity",
+               body={"event": "migrating", "mac": "00:fa:00:00:00:01", "server": "s21"},
+               responses={400: "malformed notification (the field, expected, found)",
+                          404: "unknown VM or server", 409: "does not apply now"})
     def notify(self, req, **_kwargs):
         """Apply one notification and say what was done."""
         try:

@@ -118,6 +118,8 @@ class StoreClient:
         self._running = False
         self.synced = eventlet.event.Event()
         self._was_connected = False
+        #: Reconnections after a lost connection (failovers), for the metrics.
+        self.reconnections = 0
 
     # -- the public side -------------------------------------------------------
     def start(self) -> "StoreClient":
@@ -141,7 +143,7 @@ class StoreClient:
                timeout: Optional[float] = None) -> WriteFuture:
         """Queue a write; ``on_done(result)`` runs in the client's thread when it ends."""
         deadline = time.monotonic() + (timeout or self.write_timeout)
-        pending = PendingWrite(write, on_done, deadline)
+        pending = PendingWrite(write, on_done, deadline, submitted=time.monotonic())
         self._queue.append(pending)
         self._wake()
         return WriteFuture(pending)
@@ -150,6 +152,16 @@ class StoreClient:
         """Change which rows of ``table`` this client replicates (OVSDB condition)."""
         self._conditions.append((table, condition))
         self._wake()
+
+    def queued(self) -> List[PendingWrite]:
+        """Writes queued or in flight, not yet committed."""
+        flying = list(self._in_flight[1]) if self._in_flight is not None else []
+        return flying + list(self._queue)
+
+    def oldest_queued_age(self) -> float:
+        """Seconds the oldest write not yet committed has waited (0.0 if none)."""
+        waiting = [p.submitted for p in self.queued()]
+        return max(0.0, time.monotonic() - min(waiting)) if waiting else 0.0
 
     def connected(self) -> bool:
         """Whether the client is connected and replicating (writes can be committed)."""
@@ -192,6 +204,8 @@ class StoreClient:
         connected = self.connected()
         if connected != self._was_connected:
             self._was_connected = connected
+            if connected and self.synced.ready():
+                self.reconnections += 1
             self.logger.info("store %s: %s %s", self.remote,
                              "connected to" if connected else "disconnected from",
                              self.idl._session.get_name())

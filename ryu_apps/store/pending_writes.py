@@ -35,6 +35,8 @@ class PendingWrite:
     attempts: int = 0
     value: object = None
     last_error: str = ""
+    #: time.monotonic() when it was queued (the metrics' replication lag).
+    submitted: float = 0.0
 
 
 class WriteFuture:
