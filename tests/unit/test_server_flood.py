@@ -189,7 +189,8 @@ def test_the_vlan_flush_patches_only_the_chunk_a_new_member_joins():
     before = {f.key: f for f in lab.flood_flows()}
     verdict = lab.engine.packet_in(S11, 101, _mac(WEB, 101), b"x", now=0.0)
     lab.apply(verdict.plan)
-    flood_adds = [f for f in verdict.plan.changes[S11].adds if getattr(f, "table_id", None) == Table.FLOOD]
+    flood_adds = [f for f in verdict.plan.changes[S11].adds
+                  if getattr(f, "table_id", None) == Table.FLOOD]
     assert len(flood_adds) == 1 and flood_adds[0].key in before   # chunk 16 (ports 96..101)
     assert not verdict.plan.changes[S11].deletes
     assert lab.engine.recompute_all().is_empty()
