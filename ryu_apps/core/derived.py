@@ -126,7 +126,8 @@ def flush_vlan_on(st: "EngineState", vlan: int, dpid: int, plan: Plan) -> None:
         st.desired.replace(owner, set(), plan, dpid=dpid)
         return
     changed.update(st.floods.swap_head(
-        vlan, dpid, server_vlan_flows(dpid, vlan, up_ports, groups, ())))
+        vlan, dpid, (tuple(up_ports), tuple(groups)),
+        lambda: server_vlan_flows(dpid, vlan, up_ports, groups, ())))
     st.desired.patch(owner, dpid, changed, plan)
 
 

@@ -24,7 +24,7 @@ which every pair sets before its resubmit, so no ``clone`` is needed.
 from __future__ import annotations
 
 import functools
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ryu_apps.core.binding import Binding
 from ryu_apps.core.cookies import vlan_owner
@@ -141,7 +141,7 @@ class ServerFloods:
         self._chunks: Dict[Place, Dict[int, FlowSpec]] = {}
         self._groups: Dict[Place, Dict[int, Tuple[Set[int], FlowSpec]]] = {}
         self._changed: Dict[Place, Changes] = {}   # since the last take()
-        self._heads: Dict[Place, Dict[tuple, Entry]] = {}   # see swap_head()
+        self._heads: Dict[Place, Tuple[Hashable, Dict[tuple, Entry]]] = {}   # see swap_head()
 
     def change(self, vlan: int, dpid: int, metadata: int, delta: int) -> None:
         """A forwarding VM with this delivery metadata joins (+1) or leaves (-1)."""
@@ -169,14 +169,18 @@ class ServerFloods:
             self._recompile(place, chunk)
         return sorted(self._groups.get(place, {})), self._changed.pop(place, {})
 
-    def swap_head(self, vlan: int, dpid: int, flows: Iterable[Entry]) -> Changes:
-        """Keep ``flows`` as the VLAN's flows on the server outside FLOOD (its flood
-        entry, admission and default up); the changes from the ones kept before."""
+    def swap_head(self, vlan: int, dpid: int, inputs: Hashable,
+                  build: Callable[[], Iterable[Entry]]) -> Changes:
+        """Keep ``build()`` as the VLAN's flows on the server outside FLOOD (its flood
+        entry, admission and default up), compiled from ``inputs``; the changes from
+        the ones kept before (none, without building, when ``inputs`` are the same)."""
         place = (vlan, dpid)
-        new = {spec.key: spec for spec in flows}
-        old = self._heads.pop(place, {})
-        if new:
-            self._heads[place] = new
+        kept = self._heads.get(place)
+        if kept is not None and kept[0] == inputs:
+            return {}
+        old = kept[1] if kept is not None else {}
+        new = {spec.key: spec for spec in build()}
+        self._heads[place] = (inputs, new)
         changes: Changes = {key: None for key in old if key not in new}
         changes.update((key, spec) for key, spec in new.items() if old.get(key) != spec)
         return changes
