@@ -97,25 +97,38 @@ def _flush_placements(st: "EngineState", plan: Plan) -> None:
 def _flush_vlans(st: "EngineState", plan: Plan) -> None:
     marked, st.dirty.vlans = st.dirty.vlans, {}
     for vlan in sorted(marked):
-        owner = vlan_owner(vlan)
         switches = marked[vlan] - {SHARED_FABRIC}
         for dpid in sorted(switches):
-            st.desired.replace(owner, vlan_flows_on(st, vlan, dpid), plan, dpid=dpid)
+            flush_vlan_on(st, vlan, dpid, plan)
 
 
-def vlan_flows_on(st: "EngineState", vlan: int, dpid: int) -> Set:
-    """A VLAN's shared flows on one switch, from its members there (on a server,
-    only the FLOOD chunks whose members changed are recompiled)."""
+def flush_vlan_on(st: "EngineState", vlan: int, dpid: int, plan: Plan) -> None:
+    """Bring a VLAN's shared flows on one switch in step with its members there.
+
+    On a server hosting VMs of the VLAN only what changed is patched: the FLOOD
+    chunks and groups whose members changed, and the few flows outside FLOOD
+    (flood entry, admission, default up) where they differ; elsewhere the
+    switch's whole (small) set is replaced.
+    """
+    owner = vlan_owner(vlan)
     fabric = st.topo.fabric
     up_ports = st.topo.flooding.flood_ports(vlan, dpid)
     info = fabric.switches.get(dpid)
     if info is None or not info.role.hosts_vms:
-        return vlan_switch_flows(fabric, vlan, dpid, up_ports, (), False)
-    groups, flood_flows = st.floods.flows(vlan, dpid)
+        st.floods.forget(vlan, dpid)
+        st.desired.replace(owner, vlan_switch_flows(fabric, vlan, dpid, up_ports, (), False),
+                           plan, dpid=dpid)
+        return
+    groups, changed = st.floods.take(vlan, dpid)
     if not st.floods.has_members(vlan, dpid) and not any(
             present(b) for b in st.table.index.on_server(dpid, vlan)):
-        return set()
-    return server_vlan_flows(dpid, vlan, up_ports, groups, flood_flows)
+        st.floods.forget(vlan, dpid)
+        st.desired.replace(owner, set(), plan, dpid=dpid)
+        return
+    changed.update(st.floods.swap_head(
+        vlan, dpid, (tuple(up_ports), tuple(groups)),
+        lambda: server_vlan_flows(dpid, vlan, up_ports, groups, ())))
+    st.desired.patch(owner, dpid, changed, plan)
 
 
 def recompute_all(st: "EngineState") -> Plan:

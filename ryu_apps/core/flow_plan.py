@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Iterable, List, Protocol, Set, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Protocol, Set, Union
 
 from ryu_apps.core.cookies import Owner, decode_cookie
 from ryu_apps.core.flowspec import FlowSpec, Meter, MeterSpec
@@ -11,6 +11,8 @@ from ryu_apps.core.pipeline import is_dynprov_meter
 
 #: What a switch holds for dynprov: flows and meters.
 Entry = Union[FlowSpec, MeterSpec]
+#: One owner's entries on one switch, by key.
+Keyed = Dict[tuple, Entry]
 
 
 def _ours(observed: Iterable[Entry]) -> List[Entry]:
@@ -208,7 +210,7 @@ class DesiredFlows:
     """
 
     def __init__(self) -> None:
-        self._stored: Dict[int, Dict[int, FrozenSet[Entry]]] = {}   # cookie -> dpid -> flows
+        self._stored: Dict[int, Dict[int, Keyed]] = {}   # cookie -> dpid -> key -> flow
         self._recipes: Dict[int, Recipe] = {}                  # cookie -> recipe
 
     def replace(self, owner: Owner, flows: Iterable[Entry], plan: Plan,
@@ -222,10 +224,10 @@ class DesiredFlows:
         new = _by_switch(flows)
         switches = {dpid} if dpid is not None else set(per_switch) | set(new)
         for switch in switches:
-            old_flows = per_switch.get(switch, frozenset())
-            new_flows = new.get(switch, frozenset())
+            old_flows = per_switch.get(switch, {})
+            new_flows = new.get(switch, {})
             if old_flows != new_flows:
-                diff_flows(old_flows, new_flows, plan)
+                diff_flows(old_flows.values(), new_flows.values(), plan)
             if new_flows:
                 per_switch[switch] = new_flows
             else:
@@ -234,6 +236,29 @@ class DesiredFlows:
             self._stored[cookie] = per_switch
         else:
             self._stored.pop(cookie, None)
+
+    def patch(self, owner: Owner, dpid: int, changes: Mapping[tuple, Optional[Entry]],
+              plan: Plan) -> None:
+        """Change single entries of a stored owner on one switch (key -> new entry, or
+        None to remove it); record the diff. O(changes), whatever the owner holds."""
+        cookie = owner.cookie
+        if cookie in self._recipes:
+            raise ValueError(f"owner {owner}: compiled from a recipe, not patchable")
+        per_switch = self._stored.setdefault(cookie, {})
+        held = per_switch.setdefault(dpid, {})
+        changes_here = plan.for_switch(dpid)
+        for key, spec in changes.items():
+            old = held.get(key)
+            if spec is None:
+                if old is not None:
+                    changes_here.delete(held.pop(key))
+            elif old != spec:
+                held[key] = spec
+                changes_here.add(spec, replacing=old is not None)
+        if not held:
+            per_switch.pop(dpid)
+            if not per_switch:
+                self._stored.pop(cookie)
 
     def place(self, owner: Owner, recipe: Recipe, plan: Plan) -> None:
         """Set the owner's flows to what ``recipe`` compiles to; record the diff."""
@@ -249,7 +274,8 @@ class DesiredFlows:
                 diff_flows(old.flows(), recipe.flows(), plan)
         else:
             stored = self._stored.pop(cookie, {})
-            diff_flows([f for flows in stored.values() for f in flows], recipe.flows(), plan)
+            diff_flows([f for flows in stored.values() for f in flows.values()],
+                       recipe.flows(), plan)
         self._recipes[cookie] = recipe
 
     def retarget(self, owner: Owner, recipe: Recipe) -> None:
@@ -268,11 +294,13 @@ class DesiredFlows:
         recipe = self._recipes.get(owner.cookie)
         if recipe is not None:
             return set(recipe.flows())
-        return {f for flows in self._stored.get(owner.cookie, {}).values() for f in flows}
+        return {f for flows in self._stored.get(owner.cookie, {}).values()
+                for f in flows.values()}
 
     def on_switch(self, dpid: int) -> Set[Entry]:
         """Every desired flow on one switch."""
-        found = {f for per_switch in self._stored.values() for f in per_switch.get(dpid, ())}
+        found = {f for per_switch in self._stored.values()
+                 for f in per_switch.get(dpid, {}).values()}
         for recipe in self._recipes.values():
             found |= recipe.flows_on(dpid)
         return found
@@ -287,8 +315,8 @@ class DesiredFlows:
         diff_flows(_ours(observed), self.on_switch(dpid), plan)
 
 
-def _by_switch(flows: Iterable[Entry]) -> Dict[int, FrozenSet[Entry]]:
-    grouped: Dict[int, Set[Entry]] = {}
+def _by_switch(flows: Iterable[Entry]) -> Dict[int, Keyed]:
+    grouped: Dict[int, Keyed] = {}
     for spec in flows:
-        grouped.setdefault(spec.dpid, set()).add(spec)
-    return {dpid: frozenset(specs) for dpid, specs in grouped.items()}
+        grouped.setdefault(spec.dpid, {})[spec.key] = spec
+    return grouped

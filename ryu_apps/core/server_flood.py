@@ -24,10 +24,11 @@ which every pair sets before its resubmit, so no ``clone`` is needed.
 from __future__ import annotations
 
 import functools
-from typing import Dict, Iterable, List, Sequence, Set, Tuple
+from typing import Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ryu_apps.core.binding import Binding
 from ryu_apps.core.cookies import vlan_owner
+from ryu_apps.core.flow_plan import Entry
 from ryu_apps.core.flowspec import FlowSpec, Resubmit, SetField, flow, make_match
 from ryu_apps.core.pipeline import METADATA_PORT_MASK, Priority, Table, to_vm_metadata
 
@@ -123,12 +124,15 @@ def chunked(dpid: int, vlan: int, members: Iterable[int]) -> Tuple[List[int], Se
 
 
 Place = Tuple[int, int]   # (vlan, server)
+#: A flow's key -> its new spec, or None when it goes.
+Changes = Dict[tuple, Optional[Entry]]
 
 
 class ServerFloods:
     """Each VLAN's members on each server by chunk, and their FLOOD flows, kept
     current one member at a time (only the chunk and group a member is in are
-    recompiled)."""
+    recompiled), and what changed in them since it was last asked, so the
+    engine's desired flows are patched in O(changed flows), not rebuilt."""
 
     def __init__(self) -> None:
         #: (vlan, server) -> chunk -> delivery metadata -> forwarding VMs with it
@@ -136,6 +140,8 @@ class ServerFloods:
         self._pending: Dict[Place, Set[int]] = {}          # chunks to recompile
         self._chunks: Dict[Place, Dict[int, FlowSpec]] = {}
         self._groups: Dict[Place, Dict[int, Tuple[Set[int], FlowSpec]]] = {}
+        self._changed: Dict[Place, Changes] = {}   # since the last take()
+        self._heads: Dict[Place, Tuple[Hashable, Dict[tuple, Entry]]] = {}   # see swap_head()
 
     def change(self, vlan: int, dpid: int, metadata: int, delta: int) -> None:
         """A forwarding VM with this delivery metadata joins (+1) or leaves (-1)."""
@@ -155,15 +161,40 @@ class ServerFloods:
         """Whether the VLAN has a forwarding VM on the server."""
         return any(self._members.get((vlan, dpid), {}).values())
 
-    def flows(self, vlan: int, dpid: int) -> Tuple[List[int], Set[FlowSpec]]:
-        """The VLAN's groups with members on the server (sorted) and its FLOOD flows."""
+    def take(self, vlan: int, dpid: int) -> Tuple[List[int], Changes]:
+        """The VLAN's groups with members on the server (sorted) and the FLOOD flows
+        that changed since the last call for it (each change once)."""
         place = (vlan, dpid)
         for chunk in sorted(self._pending.pop(place, ())):
             self._recompile(place, chunk)
-        groups = self._groups.get(place, {})
-        flows = set(self._chunks.get(place, {}).values())
-        flows.update(spec for _, spec in groups.values())
-        return sorted(groups), flows
+        return sorted(self._groups.get(place, {})), self._changed.pop(place, {})
+
+    def swap_head(self, vlan: int, dpid: int, inputs: Hashable,
+                  build: Callable[[], Iterable[Entry]]) -> Changes:
+        """Keep ``build()`` as the VLAN's flows on the server outside FLOOD (its flood
+        entry, admission and default up), compiled from ``inputs``; the changes from
+        the ones kept before (none, without building, when ``inputs`` are the same)."""
+        place = (vlan, dpid)
+        kept = self._heads.get(place)
+        if kept is not None and kept[0] == inputs:
+            return {}
+        old = kept[1] if kept is not None else {}
+        new = {spec.key: spec for spec in build()}
+        self._heads[place] = (inputs, new)
+        changes: Changes = {key: None for key in old if key not in new}
+        changes.update((key, spec) for key, spec in new.items() if old.get(key) != spec)
+        return changes
+
+    def forget(self, vlan: int, dpid: int) -> None:
+        """The VLAN's flows on the server were set without this (emptied, or the switch
+        hosts no VMs now): the next :meth:`take` and :meth:`swap_head` report all."""
+        place = (vlan, dpid)
+        self._heads.pop(place, None)
+        changed = self._changed.setdefault(place, {})
+        changed.update((spec.key, spec) for spec in self._chunks.get(place, {}).values())
+        changed.update((spec.key, spec) for _, spec in self._groups.get(place, {}).values())
+        if not changed:
+            self._changed.pop(place, None)
 
     def _recompile(self, place: Place, chunk: int) -> None:
         vlan, dpid = place
@@ -172,10 +203,13 @@ class ServerFloods:
         chunks = self._chunks.setdefault(place, {})
         opened = chunk not in chunks
         if held:
-            chunks[chunk] = chunk_flow(dpid, vlan, chunk, held)
+            chunks[chunk] = spec = chunk_flow(dpid, vlan, chunk, held)
+            self._note(place, spec.key, spec)
         else:
             members.pop(chunk, None)
-            chunks.pop(chunk, None)
+            gone = chunks.pop(chunk, None)
+            if gone is not None:
+                self._note(place, gone.key, None)
         if opened == bool(held):   # the chunk opened or closed: its group changes
             self._regroup(place, group_of(chunk), chunk, bool(held))
         for table in (self._members, self._chunks, self._groups):
@@ -188,6 +222,13 @@ class ServerFloods:
         held = set(groups[group][0]) if group in groups else set()
         (held.add if opened else held.discard)(chunk)
         if held:
-            groups[group] = (held, group_flow(dpid, vlan, group, sorted(held)))
+            spec = group_flow(dpid, vlan, group, sorted(held))
+            groups[group] = (held, spec)
+            self._note(place, spec.key, spec)
         else:
-            groups.pop(group, None)
+            gone = groups.pop(group, None)
+            if gone is not None:
+                self._note(place, gone[1].key, None)
+
+    def _note(self, place: Place, key: tuple, spec: Optional[FlowSpec]) -> None:
+        self._changed.setdefault(place, {})[key] = spec

@@ -152,3 +152,22 @@ def test_reconcile_reads_what_the_switch_holds_once():
     DesiredFlows().reconcile(1, iter([meter, _metered(1, 1, owner, meter.meter_id)]), plan)
     assert sorted(plan.changes[1].deletes, key=str) == sorted(
         [meter, _metered(1, 1, owner, meter.meter_id)], key=str)
+
+
+def test_patch_changes_only_the_named_entries_and_records_their_diff():
+    owner = vlan_owner(100)
+    desired = DesiredFlows()
+    a, b, c = _f(1, 1, owner), _f(1, 2, owner), _f(1, 3, owner)
+    desired.replace(owner, {a, b}, Plan(), dpid=1)
+    plan = Plan()
+    b2 = _f(1, 2, owner, out=9)
+    desired.patch(owner, 1, {b.key: b2, a.key: None, c.key: c}, plan)
+    assert desired.flows_of(owner) == {b2, c}
+    changes = plan.changes[1]
+    assert set(changes.adds) == {b2, c} and changes.replaces(b2) and not changes.replaces(c)
+    assert changes.deletes == [a]
+    again = Plan()
+    desired.patch(owner, 1, {b.key: b2, a.key: None}, again)   # idempotent
+    assert again.is_empty()
+    desired.patch(owner, 1, {b.key: None, c.key: None}, Plan())
+    assert desired.flows_of(owner) == set() and owner not in desired.owners()

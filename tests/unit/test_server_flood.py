@@ -26,6 +26,7 @@ from ryu_apps.core.server_flood import (
     CHUNK_LEVEL,
     CHUNK_PORTS,
     GROUP_CHUNKS,
+    ServerFloods,
     chunked,
     flood_key,
 )
@@ -80,7 +81,7 @@ class Lab:
         return set(ports)
 
     def flood_flows(self) -> List:
-        return [f for f in self.switches.flows(S11) if f.table_id == Table.FLOOD]
+        return [f for f in self.switches.flows(S11) if getattr(f, "table_id", None) == Table.FLOOD]
 
 
 def _icmp_from_outside() -> Packet:
@@ -178,3 +179,33 @@ def test_a_full_chunk_flow_is_pre_rendered_byte_identical(monkeypatch):
         spec = full_chunk(chunk)
         assert prerendered.flow_add(spec) == openflow_bytes.encode_flow_add_uncached(spec)
     assert prerendered.shape_count() == 1, "the full chunk's shape was learnt"
+
+
+def test_the_vlan_flush_patches_only_the_chunk_a_new_member_joins():
+    """At 100 members a new VM's plan carries its chunk (and nothing else of FLOOD),
+    and the desired flows stay what a from-scratch rebuild gives."""
+    lab = Lab(checking=False)
+    _populate(lab, 100)
+    before = {f.key: f for f in lab.flood_flows()}
+    verdict = lab.engine.packet_in(S11, 101, _mac(WEB, 101), b"x", now=0.0)
+    lab.apply(verdict.plan)
+    flood_adds = [f for f in verdict.plan.changes[S11].adds
+                  if getattr(f, "table_id", None) == Table.FLOOD]
+    assert len(flood_adds) == 1 and flood_adds[0].key in before   # chunk 16 (ports 96..101)
+    assert not verdict.plan.changes[S11].deletes
+    assert lab.engine.recompute_all().is_empty()
+
+
+def test_server_floods_report_each_change_once_and_all_after_forget():
+    floods = ServerFloods()
+    for port in (1, 2, 7):
+        floods.change(100, S11, to_vm_metadata(port, WEB), +1)
+    groups, changed = floods.take(100, S11)
+    assert groups == [0] and len(changed) == 3   # chunks 0 and 1, group 0
+    assert floods.take(100, S11) == ([0], {})
+    floods.change(100, S11, to_vm_metadata(7, WEB), -1)
+    _, changed = floods.take(100, S11)
+    assert sorted(v is None for v in changed.values()) == [False, True]   # chunk 1 gone, group
+    floods.forget(100, S11)
+    _, changed = floods.take(100, S11)
+    assert len(changed) == 2 and None not in changed.values()
