@@ -17,7 +17,13 @@ whatever the number of its VMs:
   to the server (``merged``), the template's port-side ACL.
 
 The flows exist while a VM of the template that needs them is on the server
-(:class:`SharedDesired` counts them); their cookie kind is TEMPLATE.
+(:class:`SharedDesired` counts them), and **linger** after its last VM there left
+(at most :data:`MAX_IDLE_PER_SERVER` templates per server, each for
+:data:`LINGER_SECONDS` after the first tick that saw it idle): a VM that moves
+away and back, or leaves and another of its template arrives, then costs only its
+own flows, not the template's 60-odd. A lingering flow matches a template tag that
+no VM's classifier on that server writes, so it passes nothing. Their cookie kind
+is TEMPLATE.
 """
 
 from __future__ import annotations
@@ -50,6 +56,11 @@ from ryu_apps.core.template_model import ETH_ARP, ETH_IPV4, Direction, Template
 TemplateKey = Tuple[int, int]
 #: A VM's use of shared flows: its key, whether its port-side rules moved, its template.
 Use = Tuple[TemplateKey, bool, Template]
+
+#: How long a template's shared flows stay on a server after its last VM there left.
+LINGER_SECONDS = 60.0
+#: At most this many unused templates' shared flows linger on one server (oldest go first).
+MAX_IDLE_PER_SERVER = 4
 
 
 def template_flows(dpid: int, template: Template, merged: bool) -> Set[Entry]:
@@ -132,6 +143,9 @@ class TemplateUse:
         self.compiled: Dict[int, Dict[int, Tuple[Template, bool]]] = {}
         #: keys whose flows may have to change
         self.dirty: Set[TemplateKey] = set()
+        #: keys whose flows linger with no VM (oldest first) -> the first tick that saw
+        #: them idle (None until a tick does)
+        self.idle: Dict[TemplateKey, Optional[float]] = {}
 
     def change(self, old: Optional[Use], new: Optional[Use]) -> None:
         """A VM's use of shared flows went from ``old`` to ``new`` (None: no use)."""
@@ -154,28 +168,77 @@ class TemplateUse:
         self.dirty.add(key)
 
     def refresh(self, plan: Plan) -> None:
-        """Recompile the dirty keys whose inputs changed; their changes into ``plan``."""
+        """Recompile the dirty keys whose inputs changed; their changes into ``plan``.
+        A key that lost its last VM lingers (:meth:`expire` removes it later)."""
         for key in sorted(self.dirty):
-            dpid, template_id = key
-            on_switch = self.compiled.setdefault(dpid, {})
-            done = on_switch.get(template_id)
             counts = self.count.get(key)
-            wanted = None
-            if counts:
-                wanted = (self.template[key], counts[1] > 0)
-            else:
+            if not counts:
                 self.template.pop(key, None)
-            if _same_recipe(done, wanted):
+                if key[1] in self.compiled.get(key[0], {}):
+                    self._linger(key, plan)
                 continue
+            self.idle.pop(key, None)
+            self._compile(key, (self.template[key], counts[1] > 0), plan)
+        self.dirty.clear()
+
+    def _compile(self, key: TemplateKey, wanted: Optional[Tuple[Template, bool]],
+                 plan: Plan) -> None:
+        """Bring one key's flows from what they were compiled from to ``wanted``."""
+        dpid, template_id = key
+        on_switch = self.compiled.setdefault(dpid, {})
+        done = on_switch.get(template_id)
+        if not _same_recipe(done, wanted):
             diff_flows(template_flows(dpid, *done) if done else (),
                        template_flows(dpid, *wanted) if wanted else (), plan)
-            if wanted is None:
-                on_switch.pop(template_id, None)
-            else:
-                on_switch[template_id] = wanted
-            if not on_switch:
-                del self.compiled[dpid]
-        self.dirty.clear()
+        if wanted is None:
+            on_switch.pop(template_id, None)
+        else:
+            on_switch[template_id] = wanted
+        if not on_switch:
+            del self.compiled[dpid]
+
+    def _linger(self, key: TemplateKey, plan: Plan) -> None:
+        """Keep an unused key's flows; the server's oldest lingering key beyond the
+        bound goes now."""
+        if key in self.idle:
+            return
+        self.idle[key] = None
+        idle_here = [held for held in self.idle if held[0] == key[0]]
+        for oldest in idle_here[:max(0, len(idle_here) - MAX_IDLE_PER_SERVER)]:
+            self._drop(oldest, plan)
+
+    def _drop(self, key: TemplateKey, plan: Plan) -> None:
+        del self.idle[key]
+        self._compile(key, None, plan)
+
+    def expire(self, now: float, plan: Plan) -> None:
+        """Time passed: lingering keys idle for :data:`LINGER_SECONDS` go."""
+        for key, since in list(self.idle.items()):
+            if since is None:
+                self.idle[key] = now
+            elif now - since >= LINGER_SECONDS:
+                self._drop(key, plan)
+
+    def drop_idle(self, template_ids: Set[int], plan: Plan) -> None:
+        """Lingering keys of these templates go now (the library changed them)."""
+        for key in [key for key in self.idle if key[1] in template_ids]:
+            self._drop(key, plan)
+
+    def adopt_idle(self, other: "TemplateUse") -> None:
+        """Take over ``other``'s lingering keys (a rebuild keeps what is on the switches)."""
+        for key, since in other.idle.items():
+            dpid, template_id = key
+            self.idle[key] = since
+            self.compiled.setdefault(dpid, {})[template_id] = \
+                other.compiled[dpid][template_id]
+
+    def idle_flows_on(self, dpid: int) -> Set[Entry]:
+        """The lingering shared flows on one server (no VM uses them)."""
+        found: Set[Entry] = set()
+        for key in self.idle:
+            if key[0] == dpid:
+                found |= template_flows(dpid, *self.compiled[dpid][key[1]])
+        return found
 
     def flows_on(self, dpid: int, template_id: Optional[int] = None) -> Set[Entry]:
         """The shared flows on one server (of one template, if given)."""
@@ -189,8 +252,9 @@ class TemplateUse:
 class SharedDesired(DesiredFlows):
     """Desired flows that also keep each template's shared flows on each server in step
     with the VMs placed there: added with a template's first VM on a server, removed
-    after its last, rewritten once per server when the template changes
-    (:meth:`refresh_templates`, once per event, after the placements). Like a VM's,
+    a while after its last (they linger: :class:`TemplateUse`), rewritten once per
+    server when the template changes (:meth:`refresh_templates`, once per event,
+    after the placements). Like a VM's,
     they are compiled again when needed, not stored."""
 
     def __init__(self) -> None:
@@ -213,6 +277,10 @@ class SharedDesired(DesiredFlows):
     def refresh_templates(self, plan: Plan) -> None:
         """Bring the templates' shared flows in step with the placed VMs."""
         self.templates.refresh(plan)
+
+    def expire_templates(self, now: float, plan: Plan) -> None:
+        """Remove the shared flows that lingered long enough unused."""
+        self.templates.expire(now, plan)
 
     def owners(self) -> List[Owner]:
         shared = {template_owner(template_id) for held in self.templates.compiled.values()
