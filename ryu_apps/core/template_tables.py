@@ -70,17 +70,33 @@ def template_flows(dpid: int, template: Template, merged: bool) -> Set[Entry]:
     then a port-side limit is metered per VM by the VM's own flows, and the
     template has no shared pass in ANTI_SPOOF.
     """
+    return vswitch_flows(dpid, template) | merge_flows(dpid, template, merged)
+
+
+def vswitch_flows(dpid: int, template: Template) -> Set[Entry]:
+    """The template's virtual-switch ACL (FROM_VM_ACL, TO_VM_ACL): the same whether
+    merged or not, so a merge flip leaves them alone."""
     cookie = template_owner(template.template_id).cookie
     tag = {"metadata": template_metadata_match(template.template_id)}
-    vswitch, side = template.virtual_switch, template.access_port
-    metered_per_vm = merged and side.bandwidth is not None
-    entries = _anti_spoof(dpid, template, cookie, shared_pass=not metered_per_vm)
+    vswitch = template.virtual_switch
+    entries: Set[Entry] = set()
     entries |= acl_flows(dpid, Table.FROM_VM_ACL, tag, cookie, vswitch.acl,
                          Direction.FROM_VM, vswitch.default_action,
                          allow=dict(goto=Table.FROM_VM_PORT_ACL))
     entries |= acl_flows(dpid, Table.TO_VM_ACL, tag, cookie, vswitch.acl,
                          Direction.TO_VM, vswitch.default_action,
                          allow=dict(goto=Table.TO_VM_PORT_ACL))
+    return entries
+
+
+def merge_flows(dpid: int, template: Template, merged: bool) -> Set[Entry]:
+    """The shared flows that depend on the template merge (ANTI_SPOOF and the port-side
+    tables; no table in common with :func:`vswitch_flows`)."""
+    cookie = template_owner(template.template_id).cookie
+    tag = {"metadata": template_metadata_match(template.template_id)}
+    side = template.access_port
+    metered_per_vm = merged and side.bandwidth is not None
+    entries = _anti_spoof(dpid, template, cookie, shared_pass=not metered_per_vm)
     push = (PushVlan(), SetField("vlan_vid", tagged(template.vlan)))
     if not merged:
         match = make_match(**tag)
@@ -187,7 +203,10 @@ class TemplateUse:
         dpid, template_id = key
         on_switch = self.compiled.setdefault(dpid, {})
         done = on_switch.get(template_id)
-        if not _same_recipe(done, wanted):
+        if done is not None and wanted is not None and done[0] is wanted[0]:
+            if done[1] != wanted[1]:      # a merge flip: the vswitch ACL stays as it is
+                diff_flows(merge_flows(dpid, *done), merge_flows(dpid, *wanted), plan)
+        elif not _same_recipe(done, wanted):
             diff_flows(template_flows(dpid, *done) if done else (),
                        template_flows(dpid, *wanted) if wanted else (), plan)
         if wanted is None:

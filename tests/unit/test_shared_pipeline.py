@@ -25,7 +25,7 @@ from ryu_apps.core.pipeline import (
     to_vm_metadata,
 )
 from ryu_apps.core.template_errors import TemplateValidationError
-from ryu_apps.core.template_tables import LINGER_SECONDS, MAX_IDLE_PER_SERVER
+from ryu_apps.core.template_tables import LINGER_SECONDS, MAX_IDLE_PER_SERVER, template_flows
 from ryu_apps.core.template_validation import build_library
 from ryu_apps.loaders.library_files import load_library
 from tests.support.small_fabric import S11, S12, UPLINK, bring_up
@@ -235,6 +235,27 @@ def test_a_rebuild_from_scratch_keeps_the_lingering_flows():
     lab.apply(lab.engine.tick(2.0))
     assert lab.apply(lab.engine.tick(2.0 + LINGER_SECONDS)).changes
     assert not lab.shared_flows(S11, 254)
+
+
+def test_a_merge_flip_rewrites_only_the_merge_dependent_shared_flows():
+    # web and database share VLAN 100 behind s11's access port: the merge flips with
+    # web's arrival and departure; the vswitch ACL tables are left alone, and the
+    # switch ends as a full recompile of the new recipe says (checked after each event)
+    lab = Lab()
+    lab.vm(S11, 2, _mac(252, 2), "10.0.200.2")
+    before = lab.shared_flows(S11, 252)
+    arrived = lab.vm(S11, 1, _mac(250, 1), "10.0.100.1")
+    after = lab.shared_flows(S11, 252)
+    assert before != after
+    template = LIBRARY.get(252)
+    assert after == template_flows(S11, template, True)
+    changed = {spec for changes in arrived.changes.values()
+               for spec in changes.adds + changes.deletes
+               if decode_cookie(spec.cookie) == template_owner(252)}
+    assert changed and not any(spec.table_id in (Table.FROM_VM_ACL, Table.TO_VM_ACL)
+                               for spec in changed)
+    lab.apply(lab.engine.port_down(S11, 1, now=1.0))
+    assert lab.shared_flows(S11, 252) == before == template_flows(S11, template, False)
 
 
 def test_a_suspended_vm_keeps_only_its_drop_and_the_shared_flows_follow_the_others():
