@@ -136,6 +136,7 @@ def recompute_all(st: "EngineState") -> Plan:
     the previous desired flows to the rebuilt ones (empty when they agreed)."""
     old = st.desired
     st.desired = SharedDesired()
+    st.desired.templates.adopt_idle(old.templates)    # lingering: history, kept
     st.groups = AccessGroups()
     for binding_id in list(st.table.moved):
         st.table.set_moved(binding_id, False)

@@ -17,7 +17,13 @@ whatever the number of its VMs:
   to the server (``merged``), the template's port-side ACL.
 
 The flows exist while a VM of the template that needs them is on the server
-(:class:`SharedDesired` counts them); their cookie kind is TEMPLATE.
+(:class:`SharedDesired` counts them), and **linger** after its last VM there left
+(at most :data:`MAX_IDLE_PER_SERVER` templates per server, each for
+:data:`LINGER_SECONDS` after the first tick that saw it idle): a VM that moves
+away and back, or leaves and another of its template arrives, then costs only its
+own flows, not the template's 60-odd. A lingering flow matches a template tag that
+no VM's classifier on that server writes, so it passes nothing. Their cookie kind
+is TEMPLATE.
 """
 
 from __future__ import annotations
@@ -51,6 +57,11 @@ TemplateKey = Tuple[int, int]
 #: A VM's use of shared flows: its key, whether its port-side rules moved, its template.
 Use = Tuple[TemplateKey, bool, Template]
 
+#: How long a template's shared flows stay on a server after its last VM there left.
+LINGER_SECONDS = 60.0
+#: At most this many unused templates' shared flows linger on one server (oldest go first).
+MAX_IDLE_PER_SERVER = 4
+
 
 def template_flows(dpid: int, template: Template, merged: bool) -> Set[Entry]:
     """A template's shared flows on one server bridge.
@@ -59,17 +70,33 @@ def template_flows(dpid: int, template: Template, merged: bool) -> Set[Entry]:
     then a port-side limit is metered per VM by the VM's own flows, and the
     template has no shared pass in ANTI_SPOOF.
     """
+    return vswitch_flows(dpid, template) | merge_flows(dpid, template, merged)
+
+
+def vswitch_flows(dpid: int, template: Template) -> Set[Entry]:
+    """The template's virtual-switch ACL (FROM_VM_ACL, TO_VM_ACL): the same whether
+    merged or not, so a merge flip leaves them alone."""
     cookie = template_owner(template.template_id).cookie
     tag = {"metadata": template_metadata_match(template.template_id)}
-    vswitch, side = template.virtual_switch, template.access_port
-    metered_per_vm = merged and side.bandwidth is not None
-    entries = _anti_spoof(dpid, template, cookie, shared_pass=not metered_per_vm)
+    vswitch = template.virtual_switch
+    entries: Set[Entry] = set()
     entries |= acl_flows(dpid, Table.FROM_VM_ACL, tag, cookie, vswitch.acl,
                          Direction.FROM_VM, vswitch.default_action,
                          allow=dict(goto=Table.FROM_VM_PORT_ACL))
     entries |= acl_flows(dpid, Table.TO_VM_ACL, tag, cookie, vswitch.acl,
                          Direction.TO_VM, vswitch.default_action,
                          allow=dict(goto=Table.TO_VM_PORT_ACL))
+    return entries
+
+
+def merge_flows(dpid: int, template: Template, merged: bool) -> Set[Entry]:
+    """The shared flows that depend on the template merge (ANTI_SPOOF and the port-side
+    tables; no table in common with :func:`vswitch_flows`)."""
+    cookie = template_owner(template.template_id).cookie
+    tag = {"metadata": template_metadata_match(template.template_id)}
+    side = template.access_port
+    metered_per_vm = merged and side.bandwidth is not None
+    entries = _anti_spoof(dpid, template, cookie, shared_pass=not metered_per_vm)
     push = (PushVlan(), SetField("vlan_vid", tagged(template.vlan)))
     if not merged:
         match = make_match(**tag)
@@ -132,6 +159,9 @@ class TemplateUse:
         self.compiled: Dict[int, Dict[int, Tuple[Template, bool]]] = {}
         #: keys whose flows may have to change
         self.dirty: Set[TemplateKey] = set()
+        #: keys whose flows linger with no VM (oldest first) -> the first tick that saw
+        #: them idle (None until a tick does)
+        self.idle: Dict[TemplateKey, Optional[float]] = {}
 
     def change(self, old: Optional[Use], new: Optional[Use]) -> None:
         """A VM's use of shared flows went from ``old`` to ``new`` (None: no use)."""
@@ -154,28 +184,80 @@ class TemplateUse:
         self.dirty.add(key)
 
     def refresh(self, plan: Plan) -> None:
-        """Recompile the dirty keys whose inputs changed; their changes into ``plan``."""
+        """Recompile the dirty keys whose inputs changed; their changes into ``plan``.
+        A key that lost its last VM lingers (:meth:`expire` removes it later)."""
         for key in sorted(self.dirty):
-            dpid, template_id = key
-            on_switch = self.compiled.setdefault(dpid, {})
-            done = on_switch.get(template_id)
             counts = self.count.get(key)
-            wanted = None
-            if counts:
-                wanted = (self.template[key], counts[1] > 0)
-            else:
+            if not counts:
                 self.template.pop(key, None)
-            if _same_recipe(done, wanted):
+                if key[1] in self.compiled.get(key[0], {}):
+                    self._linger(key, plan)
                 continue
+            self.idle.pop(key, None)
+            self._compile(key, (self.template[key], counts[1] > 0), plan)
+        self.dirty.clear()
+
+    def _compile(self, key: TemplateKey, wanted: Optional[Tuple[Template, bool]],
+                 plan: Plan) -> None:
+        """Bring one key's flows from what they were compiled from to ``wanted``."""
+        dpid, template_id = key
+        on_switch = self.compiled.setdefault(dpid, {})
+        done = on_switch.get(template_id)
+        if done is not None and wanted is not None and done[0] is wanted[0]:
+            if done[1] != wanted[1]:      # a merge flip: the vswitch ACL stays as it is
+                diff_flows(merge_flows(dpid, *done), merge_flows(dpid, *wanted), plan)
+        elif not _same_recipe(done, wanted):
             diff_flows(template_flows(dpid, *done) if done else (),
                        template_flows(dpid, *wanted) if wanted else (), plan)
-            if wanted is None:
-                on_switch.pop(template_id, None)
-            else:
-                on_switch[template_id] = wanted
-            if not on_switch:
-                del self.compiled[dpid]
-        self.dirty.clear()
+        if wanted is None:
+            on_switch.pop(template_id, None)
+        else:
+            on_switch[template_id] = wanted
+        if not on_switch:
+            del self.compiled[dpid]
+
+    def _linger(self, key: TemplateKey, plan: Plan) -> None:
+        """Keep an unused key's flows; the server's oldest lingering key beyond the
+        bound goes now."""
+        if key in self.idle:
+            return
+        self.idle[key] = None
+        idle_here = [held for held in self.idle if held[0] == key[0]]
+        for oldest in idle_here[:max(0, len(idle_here) - MAX_IDLE_PER_SERVER)]:
+            self._drop(oldest, plan)
+
+    def _drop(self, key: TemplateKey, plan: Plan) -> None:
+        del self.idle[key]
+        self._compile(key, None, plan)
+
+    def expire(self, now: float, plan: Plan) -> None:
+        """Time passed: lingering keys idle for :data:`LINGER_SECONDS` go."""
+        for key, since in list(self.idle.items()):
+            if since is None:
+                self.idle[key] = now
+            elif now - since >= LINGER_SECONDS:
+                self._drop(key, plan)
+
+    def drop_idle(self, template_ids: Set[int], plan: Plan) -> None:
+        """Lingering keys of these templates go now (the library changed them)."""
+        for key in [key for key in self.idle if key[1] in template_ids]:
+            self._drop(key, plan)
+
+    def adopt_idle(self, other: "TemplateUse") -> None:
+        """Take over ``other``'s lingering keys (a rebuild keeps what is on the switches)."""
+        for key, since in other.idle.items():
+            dpid, template_id = key
+            self.idle[key] = since
+            self.compiled.setdefault(dpid, {})[template_id] = \
+                other.compiled[dpid][template_id]
+
+    def idle_flows_on(self, dpid: int) -> Set[Entry]:
+        """The lingering shared flows on one server (no VM uses them)."""
+        found: Set[Entry] = set()
+        for key in self.idle:
+            if key[0] == dpid:
+                found |= template_flows(dpid, *self.compiled[dpid][key[1]])
+        return found
 
     def flows_on(self, dpid: int, template_id: Optional[int] = None) -> Set[Entry]:
         """The shared flows on one server (of one template, if given)."""
@@ -189,8 +271,9 @@ class TemplateUse:
 class SharedDesired(DesiredFlows):
     """Desired flows that also keep each template's shared flows on each server in step
     with the VMs placed there: added with a template's first VM on a server, removed
-    after its last, rewritten once per server when the template changes
-    (:meth:`refresh_templates`, once per event, after the placements). Like a VM's,
+    a while after its last (they linger: :class:`TemplateUse`), rewritten once per
+    server when the template changes (:meth:`refresh_templates`, once per event,
+    after the placements). Like a VM's,
     they are compiled again when needed, not stored."""
 
     def __init__(self) -> None:
@@ -213,6 +296,10 @@ class SharedDesired(DesiredFlows):
     def refresh_templates(self, plan: Plan) -> None:
         """Bring the templates' shared flows in step with the placed VMs."""
         self.templates.refresh(plan)
+
+    def expire_templates(self, now: float, plan: Plan) -> None:
+        """Remove the shared flows that lingered long enough unused."""
+        self.templates.expire(now, plan)
 
     def owners(self) -> List[Owner]:
         shared = {template_owner(template_id) for held in self.templates.compiled.values()

@@ -192,7 +192,8 @@ def set_library(st: "EngineState", library: TemplateLibrary, domain: Optional[st
     else:
         previous = libraries.of_domain.get(domain, libraries.main)
         libraries.of_domain[domain] = library
-    for binding in st.table.of_templates(_changed_templates(previous, library)):
+    changed = _changed_templates(previous, library)
+    for binding in st.table.of_templates(changed):
         template = st.template_of(binding)
         if template is None:
             binding_ops.unbind(st, binding, plan,
@@ -206,6 +207,7 @@ def set_library(st: "EngineState", library: TemplateLibrary, domain: Optional[st
     for dpid, port in st.quarantine.clear():
         binding_ops.quarantine_changed(st, dpid, port)
     derived.flush(st, plan)
+    st.desired.templates.drop_idle(changed, plan)     # no stale shared flows linger
     if plan.flow_count():
         plan.notes.append(f"re-provisioned VMs in place: {plan.flow_count()} flow changes")
 
@@ -213,7 +215,8 @@ def set_library(st: "EngineState", library: TemplateLibrary, domain: Optional[st
 def tick(st: "EngineState", now: float, plan: Plan) -> None:
     """Time passed: lift quarantines older than QUARANTINE_SECONDS; accept the moves
     whose old location stayed silent to the liveness probe; expire notice-only
-    pre-provisionings; send the searches' probes that are due."""
+    pre-provisionings; send the searches' probes that are due; remove the templates'
+    shared flows that lingered unused long enough."""
     ports, notes = st.quarantine.expire(now)
     for dpid, port in ports:
         binding_ops.quarantine_changed(st, dpid, port)
@@ -221,6 +224,7 @@ def tick(st: "EngineState", now: float, plan: Plan) -> None:
     vm_identity.accept_due_moves(st, now, plan)
     arrival_notice.expire(st, now, plan)
     arrival_probe.tick(st, now, plan)
+    st.desired.expire_templates(now, plan)
 
 
 def _changed_templates(old: Optional[TemplateLibrary], new: TemplateLibrary) -> Set[int]:

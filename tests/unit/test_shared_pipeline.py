@@ -25,6 +25,7 @@ from ryu_apps.core.pipeline import (
     to_vm_metadata,
 )
 from ryu_apps.core.template_errors import TemplateValidationError
+from ryu_apps.core.template_tables import LINGER_SECONDS, MAX_IDLE_PER_SERVER, template_flows
 from ryu_apps.core.template_validation import build_library
 from ryu_apps.loaders.library_files import load_library
 from tests.support.small_fabric import S11, S12, UPLINK, bring_up
@@ -170,8 +171,13 @@ def test_generated_templates_cost_at_most_6_flows_per_vm(sides):
         assert lab.shared_flows(S11, GENERATED + n)
 
 
-# -- installed with the first VM, removed after the last -------------------------------------
-def test_a_templates_flows_come_with_its_first_vm_on_a_server_and_go_after_its_last():
+# -- installed with the first VM, lingering after the last, then removed --------------------
+def _template_ids_on(lab: Lab, dpid: int) -> set:
+    return {decode_cookie(f.cookie).template_id for f in lab.switches.flows(dpid)
+            if decode_cookie(f.cookie).kind is CookieKind.TEMPLATE}
+
+
+def test_a_templates_flows_come_with_its_first_vm_and_go_a_while_after_its_last():
     lab = Lab()
     first = lab.vm(S11, 1, _mac(254, 1), "10.0.254.1")
     assert _kinds(first)[CookieKind.TEMPLATE] > 10
@@ -179,11 +185,77 @@ def test_a_templates_flows_come_with_its_first_vm_on_a_server_and_go_after_its_l
     second = lab.vm(S11, 2, _mac(254, 2), "10.0.254.2")
     assert CookieKind.TEMPLATE not in _kinds(second)      # already there: nothing shared sent
     lab.apply(lab.engine.port_down(S11, 1, now=1.0))
-    assert lab.shared_flows(S11, 254)
+    held = lab.shared_flows(S11, 254)
     last = lab.apply(lab.engine.port_down(S11, 2, now=2.0))
-    assert _kinds(last)[CookieKind.TEMPLATE] > 10
+    assert CookieKind.TEMPLATE not in _kinds(last)        # the last VM left: they linger
+    assert lab.shared_flows(S11, 254) == held
+    assert not lab.apply(lab.engine.tick(3.0)).changes    # the first tick that sees them idle
+    assert lab.shared_flows(S11, 254) == held
+    assert not lab.apply(lab.engine.tick(3.0 + LINGER_SECONDS - 1)).changes
+    gone = lab.apply(lab.engine.tick(3.0 + LINGER_SECONDS))
+    assert _kinds(gone) == Counter({CookieKind.TEMPLATE: len(held)})
+    assert 254 not in _template_ids_on(lab, S11)
+
+
+def test_a_vm_back_within_the_linger_costs_only_its_own_flows():
+    lab = Lab()
+    lab.vm(S11, 1, _mac(254, 1), "10.0.254.1")
+    held = lab.shared_flows(S11, 254)
+    lab.apply(lab.engine.port_down(S11, 1, now=1.0))
+    lab.apply(lab.engine.tick(2.0))
+    back = lab.vm(S11, 3, _mac(254, 1), "10.0.254.1")
+    assert CookieKind.TEMPLATE not in _kinds(back)
+    assert lab.shared_flows(S11, 254) == held
+    # in use again: no tick removes them
+    assert not lab.apply(lab.engine.tick(2.0 + 10 * LINGER_SECONDS)).changes.get(S11)
+    assert lab.shared_flows(S11, 254) == held
+
+
+def test_at_most_a_bounded_number_of_unused_templates_linger_per_server():
+    templates = [240, 242, 250, 252, 254]
+    assert len(templates) > MAX_IDLE_PER_SERVER
+    lab = Lab()
+    for port, template_id in enumerate(templates, start=1):
+        lab.vm(S11, port, _mac(template_id, 1), f"10.0.{template_id}.1")
+    for port in range(1, len(templates) + 1):
+        lab.apply(lab.engine.port_down(S11, port, now=1.0))
+    # the first to go idle went when the bound was passed; the last ones linger
+    assert _template_ids_on(lab, S11) == set(templates[-MAX_IDLE_PER_SERVER:])
+    lab.apply(lab.engine.tick(2.0))
+    lab.apply(lab.engine.tick(2.0 + LINGER_SECONDS))
+    assert not _template_ids_on(lab, S11)
+
+
+def test_a_rebuild_from_scratch_keeps_the_lingering_flows():
+    lab = Lab()
+    lab.vm(S11, 1, _mac(254, 1), "10.0.254.1")
+    lab.apply(lab.engine.port_down(S11, 1, now=1.0))
+    assert lab.shared_flows(S11, 254)
+    assert not lab.engine.recompute_all().changes
+    lab.apply(lab.engine.tick(2.0))
+    assert lab.apply(lab.engine.tick(2.0 + LINGER_SECONDS)).changes
     assert not lab.shared_flows(S11, 254)
-    assert not any(decode_cookie(f.cookie).template_id == 254 for f in lab.switches.flows(S11))
+
+
+def test_a_merge_flip_rewrites_only_the_merge_dependent_shared_flows():
+    # web and database share VLAN 100 behind s11's access port: the merge flips with
+    # web's arrival and departure; the vswitch ACL tables are left alone, and the
+    # switch ends as a full recompile of the new recipe says (checked after each event)
+    lab = Lab()
+    lab.vm(S11, 2, _mac(252, 2), "10.0.200.2")
+    before = lab.shared_flows(S11, 252)
+    arrived = lab.vm(S11, 1, _mac(250, 1), "10.0.100.1")
+    after = lab.shared_flows(S11, 252)
+    assert before != after
+    template = LIBRARY.get(252)
+    assert after == template_flows(S11, template, True)
+    changed = {spec for changes in arrived.changes.values()
+               for spec in changes.adds + changes.deletes
+               if decode_cookie(spec.cookie) == template_owner(252)}
+    assert changed and not any(spec.table_id in (Table.FROM_VM_ACL, Table.TO_VM_ACL)
+                               for spec in changed)
+    lab.apply(lab.engine.port_down(S11, 1, now=1.0))
+    assert lab.shared_flows(S11, 252) == before == template_flows(S11, template, False)
 
 
 def test_a_suspended_vm_keeps_only_its_drop_and_the_shared_flows_follow_the_others():
@@ -197,6 +269,8 @@ def test_a_suspended_vm_keeps_only_its_drop_and_the_shared_flows_follow_the_othe
     derived.flush(state, plan)
     lab.apply(plan)
     assert len(lab.own_flows(_mac(254, 1))) == 1
+    lab.apply(lab.engine.tick(1.0))
+    lab.apply(lab.engine.tick(1.0 + LINGER_SECONDS))    # unused: they lingered, then went
     assert not lab.shared_flows(S11, 254)
 
 
