@@ -15,7 +15,6 @@ from typing import Any, Dict, Optional, Set
 
 from ryu_apps.app.framework import app_manager, ofproto_v1_3, set_ev_cls
 
-from ryu_apps.app import barrier_tap
 from ryu_apps.app import loop_events as loop
 from ryu_apps.app.device_bus import InProcessBus
 from ryu_apps.app.options import CONF
@@ -68,7 +67,6 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         # still lost 2.3 s of probes in 1 of 22 runs (the shared fabric kept learning
         # the VM on its old pod's side), never seen without it: docs/benchmarks.md.
         self.sender = PlanSender(self.datapaths, self.logger)
-        barrier_tap.install(self._barrier_read)   # confirm where the reply is read
         self.bus = InProcessBus(self.engine)
         self.provisioning_times = ProvisioningTimes()
         self.store_sync: Optional[StoreSync] = None   # attached below; claims new VMs

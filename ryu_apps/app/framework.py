@@ -52,7 +52,6 @@ NAMES: Dict[str, Tuple[str, Optional[str]]] = {
     "hub": ("lib.hub", None),
     "ofproto_v1_3": ("ofproto.ofproto_v1_3", None),
     "ofproto_v1_3_parser": ("ofproto.ofproto_v1_3_parser", None),
-    "ofproto_parser": ("ofproto.ofproto_parser", None),   # its msg(): barrier_tap
     "ofctl_api": ("app.ofctl.api", None),
     "ofctl_exception": ("app.ofctl.exception", None),
     # Ryu's WSGI names; on os-ken, from ryu_apps.app.wsgi_routes.

@@ -144,13 +144,8 @@ class PlanSender:
             if not batch.waiting:
                 self._release(batch)
 
-    def awaits(self, dpid: int, xid: int) -> bool:
-        """Whether a plan waits for switch ``dpid``'s reply to the barrier ``xid``."""
-        return (dpid, xid) in self._batches
-
     def barrier_reply(self, dpid: int, xid: int) -> None:
-        """A switch confirmed everything sent before the barrier ``xid`` (a reply
-        seen twice, where it is read and as Ryu's event, counts once)."""
+        """A switch confirmed everything sent before the barrier ``xid``."""
         key = (dpid, xid)
         for batch in self._batches.pop(key, ()):
             batch.waiting.discard(key)

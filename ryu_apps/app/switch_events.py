@@ -41,7 +41,6 @@ class SwitchEventHandlers:
     provisioning_times: Any
     _fault_mac: str
     send_plan: Callable[..., None]
-    handler_failed: Callable[[str], None]
     _reconcile_switch: Callable[[int, str], None]
     _reconciled: Callable[[Any], None]
     _reconcile_refused: Callable[[float], None]
@@ -174,15 +173,6 @@ class SwitchEventHandlers:
     @guarded
     def _barrier_reply(self, ev) -> None:
         self.sender.barrier_reply(ev.msg.datapath.id, ev.msg.xid)
-
-    def _barrier_read(self, dpid: int, xid: int) -> None:
-        """A barrier reply as Ryu's receive loop reads it (ryu_apps.app.barrier_tap):
-        confirm the plans it ends there, not after the event queue."""
-        try:
-            if self.sender.awaits(dpid, xid):
-                self.sender.barrier_reply(dpid, xid)
-        except Exception:  # noqa: BLE001 - never into Ryu's receive loop
-            self.handler_failed("_barrier_read")
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     @guarded
