@@ -18,23 +18,28 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 
 
 def serve(port: int) -> None:
-    """Echo every connection's bytes back, one connection at a time, forever."""
+    """Echo every connection's bytes back, each in a thread of its own, forever."""
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("0.0.0.0", port))
-    server.listen(4)
+    server.listen(16)
     while True:
         conn, _ = server.accept()
-        with conn:
-            try:
-                while data := conn.recv(65536):
-                    conn.sendall(data)
-            except OSError:
-                pass
+        threading.Thread(target=_echo, args=(conn,), daemon=True).start()
+
+
+def _echo(conn: socket.socket) -> None:
+    with conn:
+        try:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+        except OSError:
+            pass
 
 
 def send(ip: str, port: int, output: str, stop_file: str, interval_ms: float) -> int:
