@@ -23,6 +23,7 @@ from ryu_apps.core.flowspec import (
     PopVlan,
     PushVlan,
     Resubmit,
+    Conntrack,
     SetField,
     WriteMetadata,
     match_from_mapping,
@@ -33,6 +34,9 @@ from ryu_apps.core.pipeline import is_dynprov_meter
 FULL_COOKIE_MASK = 0xFFFFFFFFFFFFFFFF
 #: "The packet's own in_port" in Nicira's resubmit action (OpenFlow 1.0 numbering).
 OFPP_IN_PORT_NX = 0xFFF8
+#: Nicira's ct action: the commit flag, and "no recirculation".
+NX_CT_F_COMMIT = 1
+NX_CT_RECIRC_NONE = 0xFF
 
 
 def _render_action(action):
@@ -46,6 +50,11 @@ def _render_action(action):
         return parser.OFPActionSetField(**{action.name: action.value})
     if isinstance(action, Resubmit):
         return parser.NXActionResubmitTable(in_port=OFPP_IN_PORT_NX, table_id=action.table_id)
+    if isinstance(action, Conntrack):
+        return parser.NXActionCT(
+            flags=NX_CT_F_COMMIT if action.commit else 0, zone_src="", zone_ofs_nbits=action.zone,
+            recirc_table=NX_CT_RECIRC_NONE if action.table is None else action.table,
+            alg=0, actions=[])
     raise TypeError(f"cannot render action {action!r}")
 
 
@@ -99,6 +108,10 @@ def _parse_action(action):
         return SetField(action.key, action.value)
     if isinstance(action, parser.NXActionResubmitTable):
         return Resubmit(action.table_id)
+    if isinstance(action, parser.NXActionCT) and not action.zone_src and not action.actions:
+        return Conntrack(action.zone_ofs_nbits, bool(action.flags & NX_CT_F_COMMIT),
+                         None if action.recirc_table == NX_CT_RECIRC_NONE
+                         else action.recirc_table)
     return ("unknown-action", type(action).__name__)
 
 

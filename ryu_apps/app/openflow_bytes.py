@@ -27,6 +27,7 @@ from ryu_apps.app.openflow import (
 from ryu_apps.core.cookies import KIND_SHIFT, CookieKind
 from ryu_apps.core.flowspec import (
     ApplyActions,
+    Conntrack,
     FlowSpec,
     GotoTable,
     Meter,
@@ -47,6 +48,12 @@ _BAND_DROP = struct.Struct("!HHII4x")
 _OXM_BASIC = 0x8000
 _NX_VENDOR_ID = 0x00002320
 _NXAST_RESUBMIT_TABLE = 14
+_NXAST_CT = 35
+_NX_CT_RECIRC_NONE = 0xFF
+#: Nicira's NXM_NX_CT_STATE (class NXM_1, field 105, 32 bits); Ryu orders it before
+#: every OpenFlow basic field (its class number is lower).
+_NXM_1 = 0x0001
+_CT_STATE_FIELD = 105
 #: OXM fields the encoder knows: name -> (field number, value length, kind).
 _OXM_FIELDS: Dict[str, Tuple[int, int, str]] = {
     "in_port": (0, 4, "int"), "metadata": (2, 8, "int"),
@@ -92,6 +99,9 @@ def _encode_match(match) -> bytes:
     """An ofp_match (OXM, fields in field-number order as Ryu sorts them), padded."""
     fields = []
     for name, value in match:
+        if name == "ct_state":
+            fields.append((-1, _ct_state_bytes(value)))
+            continue
         info = _OXM_FIELDS.get(name)
         if info is None:
             raise _NotEncodable(name)
@@ -110,6 +120,16 @@ def _encode_match(match) -> bytes:
     body = b"".join(f[1] for f in fields)
     length = 4 + len(body)
     return struct.pack("!HH", 1, length) + body + bytes(-length % 8)
+
+
+def _ct_state_bytes(value) -> bytes:
+    """The NXM ct_state field (value, or (value, mask))."""
+    if isinstance(value, tuple):
+        header = (_NXM_1 << 16) | (_CT_STATE_FIELD << 9) | 0x100 | 8
+        return struct.pack("!III", header, value[0] & value[1], value[1])
+    if not isinstance(value, int):
+        raise _NotEncodable(value)
+    return struct.pack("!II", (_NXM_1 << 16) | (_CT_STATE_FIELD << 9) | 4, value)
 
 
 def _encode_action(action) -> bytes:
@@ -132,6 +152,10 @@ def _encode_action(action) -> bytes:
     if isinstance(action, Resubmit):   # Nicira extension: resubmit(in_port, table)
         return struct.pack("!HHIHHB3x", ofp.OFPAT_EXPERIMENTER, 16, _NX_VENDOR_ID,
                            _NXAST_RESUBMIT_TABLE, OFPP_IN_PORT_NX, action.table_id)
+    if isinstance(action, Conntrack):   # Nicira extension: ct(commit, zone=, table=)
+        table = _NX_CT_RECIRC_NONE if action.table is None else action.table
+        return struct.pack("!HHIHHIHB3xH", ofp.OFPAT_EXPERIMENTER, 24, _NX_VENDOR_ID,
+                           _NXAST_CT, 1 if action.commit else 0, 0, action.zone, table, 0)
     raise _NotEncodable(action)
 
 

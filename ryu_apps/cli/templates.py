@@ -12,6 +12,7 @@ import re
 import sys
 from typing import Callable, List, Sequence
 
+from ryu_apps.core.conntrack import library_warnings
 from ryu_apps.core.template_model import Bandwidth, SwitchSide, Template, TemplateLibrary
 from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.loaders.library_check import LibraryChecker
@@ -47,6 +48,8 @@ def _validate(args: argparse.Namespace) -> int:
     library = _load_or_report(args.path)
     if library is None:
         return 1
+    for warning in library_warnings(library):
+        print(f"warning: {warning}")
     print(f"OK: {_count(len(library), 'template')} from "
           f"{_count(len(library.sources), 'file')} ({args.path})")
     return 0
@@ -120,6 +123,7 @@ def _describe_side(side: SwitchSide, with_bind_ip: bool) -> List[str]:
         lines.append(f"    bind ip         {'yes' if side.bind_ip else 'no'}")
         lines.append(f"    bind ipv6       {side.bind_ipv6 or 'no'}"
                      f"{' (router)' if side.router else ''}")
+        lines.append(f"    stateful        {'yes' if side.stateful else 'no'}")
     lines.append(f"    bandwidth       {format_bandwidth(side.bandwidth, with_burst=True)}")
     if not side.acl:
         lines.append("    acl             (none)")

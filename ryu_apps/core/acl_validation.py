@@ -307,3 +307,23 @@ def _ethertype_name(ethertype: int) -> str:
 
 def _protocol_name(protocol: int) -> str:
     return next(name for name, value in PROTOCOLS.items() if value == protocol)
+
+
+# -- stateful (core/conntrack.py) ----------------------------------------------
+def parse_stateful(scope: Scope, path: str, side: Mapping, vswitch: bool) -> bool:
+    """The side's ``stateful`` key (false when absent): a boolean, and only on the
+    virtual switch (the access switch's port ACL has no connection tracking)."""
+    if "stateful" not in side:
+        return False
+    value = side["stateful"]
+    where = join_path(path, "stateful")
+    if not isinstance(value, bool):
+        scope.error(where, f"expected true or false, got {show(value)}")
+        return False
+    if value and not vswitch:
+        scope.error(where, "stateful: true is only for virtual_switch (connections are "
+                           "tracked on the server's bridge, where the VM's both directions "
+                           "pass; the access switch keeps stateless port rules); move it "
+                           "to virtual_switch")
+        return False
+    return value

@@ -25,6 +25,7 @@ from typing import Dict, Iterable, List, Optional, Set
 
 from ryu_apps.core import (
     binding_ops,
+    conntrack,
     derived,
     lifecycle,
     shared_fabric,
@@ -216,6 +217,7 @@ class ProvisioningEngine:
         """Put a new (validated) library in force; re-provision affected VMs in place."""
         plan = Plan()
         vm_events.set_library(self.state, library, domain, plan)
+        plan.warnings += conntrack.library_warnings(library)
         return self._done(plan)
 
     def tick(self, now: float) -> Plan:

@@ -68,7 +68,24 @@ class Resubmit:
     table_id: int
 
 
-Action = Union[Output, PushVlan, PopVlan, SetField, Resubmit]
+@dataclass(frozen=True, slots=True)
+class Conntrack:
+    """Open vSwitch connection tracking (the Nicira ``ct`` action).
+
+    ``zone``: the conntrack zone (16 bits); ``commit``: create the connection's
+    entry; ``table``: recirculate the packet, with its ``ct_state`` set, to this
+    table (None: continue with the next action, the state unchanged).
+    """
+
+    zone: int
+    commit: bool = False
+    table: int | None = None
+
+
+#: ``ct_state`` bits (Open vSwitch's NXM_NX_CT_STATE).
+CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+Action = Union[Output, PushVlan, PopVlan, SetField, Resubmit, Conntrack]
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,13 @@ class Priority(enum.IntEnum):
     TAGGED_DROP = 11000      # a tagged frame no VLAN admission took (VMs send untagged)
     SHARED_UPLINK = 10010   # a port to the shared fabric: drop what no VLAN admits
     UPLINK_DROP = 10000
+    CT_ND = 45001           # FROM_VM_ACL/TO_VM_ACL of a stateful template: neighbour
+                            # discovery passes untracked (conntrack tracks no ND)
+    CT_TRACK = 45000        # FROM_VM_ACL/TO_VM_ACL of a stateful template: untracked
+                            # IP -> ct(zone) and back into the same table (core/conntrack.py)
+    CT_INVALID = 44002      # ... tracked and invalid -> drop (the flow's packets: the count)
+    CT_REPLY = 44001        # ... a reply of a committed connection -> pass
+    CT_RELATED = 44000      # ... related to one (ICMP errors) -> pass
     TRANSIT = 100
     MISS = 0
 
@@ -185,11 +192,13 @@ class TableContract:
 
     Action kinds: ``output`` (to a port), ``controller`` (output to the
     controller), ``push_vlan``, ``pop_vlan``, ``set:<field>``, ``meter``,
-    ``write_metadata``; ``goto`` and ``resubmit`` name the tables a flow may
-    continue in. A goto always goes to a later table (the pipeline only goes
-    forward); a resubmit is a call that comes back, and FLOOD, numbered last,
-    is visited only that way, between FORWARD and TO_VM_ACL (a group flow
-    resubmits to its chunk flows in FLOOD itself, never the other way).
+    ``write_metadata``, ``ct`` (connection tracking that recirculates to the
+    flow's own table: the only way back, core/conntrack.py), ``ct_commit``;
+    ``goto`` and ``resubmit`` name the tables a flow may continue in. A goto
+    always goes to a later table (the pipeline only goes forward); a resubmit
+    is a call that comes back, and FLOOD, numbered last, is visited only that
+    way, between FORWARD and TO_VM_ACL (a group flow resubmits to its chunk
+    flows in FLOOD itself, never the other way).
     """
 
     table: Table
@@ -215,14 +224,16 @@ CONTRACTS: Mapping[Table, TableContract] = {c.table: c for c in (
                                  "arp_spa", "ip_proto", "udp_src", "udp_dst"}
               | IPV6_GUARD_FIELDS,
               {"meter", "controller"}, {Table.FROM_VM_ACL}),
-    _contract(Table.FROM_VM_ACL, ACL_FIELDS | {"metadata"}, (), {Table.FROM_VM_PORT_ACL}),
+    _contract(Table.FROM_VM_ACL, ACL_FIELDS | {"metadata", "ct_state"}, {"ct", "ct_commit"},
+              {Table.FROM_VM_PORT_ACL}),
     _contract(Table.FROM_VM_PORT_ACL, ACL_FIELDS | {"in_port", "vlan_vid", "metadata"},
               {"push_vlan", "set:vlan_vid"}, {Table.FORWARD}),
     _contract(Table.FORWARD, {"vlan_vid", "eth_dst"},
               {"output", "pop_vlan", "set:metadata", "write_metadata"},
               {Table.TO_VM_ACL, Table.TO_VM_PORT_ACL},
               {Table.TO_VM_ACL, Table.TO_VM_PORT_ACL, Table.FLOOD}),
-    _contract(Table.TO_VM_ACL, ACL_FIELDS | {"metadata"}, (), {Table.TO_VM_PORT_ACL}),
+    _contract(Table.TO_VM_ACL, ACL_FIELDS | {"metadata", "ct_state"}, {"ct", "ct_commit"},
+              {Table.TO_VM_PORT_ACL}),
     _contract(Table.TO_VM_PORT_ACL, ACL_FIELDS | {"metadata", "vlan_vid"}, {"output"},
               {Table.OUTPUT}),
     _contract(Table.OUTPUT, {"metadata"}, {"output"}),

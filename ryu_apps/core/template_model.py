@@ -168,7 +168,8 @@ class SwitchSide:
     ``bind_ipv6`` (virtual switch only): None leaves IPv6 unguarded; ``link_local``
     lets the VM send IPv6 only from its EUI-64 link-local address, with the
     neighbour-discovery guard (docs/security.md). ``router``: the VM may send
-    router advertisements and redirects.
+    router advertisements and redirects. ``stateful``: the rules' connections are
+    tracked, their replies pass without mirror rules (core/conntrack.py).
     """
 
     default_action: Action
@@ -177,6 +178,8 @@ class SwitchSide:
     bind_ip: bool = False
     bind_ipv6: str | None = None
     router: bool = False
+    #: Connections its rules allow are tracked (virtual switch only; core/conntrack.py).
+    stateful: bool = False
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ whatever the number of its VMs:
   IPv4 and ARP are dropped (the VM's own flows allow its bound address); the
   rest passes (templates that do not bind the IP: everything passes); a
   template with ``bind_ipv6`` adds the IPv6 guard (:mod:`~ryu_apps.core.ipv6_guard`).
-- FROM_VM_ACL / TO_VM_ACL: the template's virtual-switch ACL.
+- FROM_VM_ACL / TO_VM_ACL: the template's virtual-switch ACL; a stateful one
+  with its connection-tracking flows (:mod:`~ryu_apps.core.conntrack`).
 - FROM_VM_PORT_ACL / TO_VM_PORT_ACL: tag with the VLAN on the way out and
   pass on the way in, or, where the template merge moved the port-side rules
   to the server (``merged``), the template's port-side ACL.
@@ -31,6 +32,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ryu_apps.core import ipv6_guard
+from ryu_apps.core.conntrack import stateful_acl_flows
 from ryu_apps.core.cookies import CookieKind, Owner, template_owner
 from ryu_apps.core.flow_compiler import Entry, Placement, acl_flows, needs_template
 from ryu_apps.core.flow_plan import DesiredFlows, Plan, Recipe, diff_flows
@@ -77,16 +79,7 @@ def vswitch_flows(dpid: int, template: Template) -> Set[Entry]:
     """The template's virtual-switch ACL (FROM_VM_ACL, TO_VM_ACL): the same whether
     merged or not, so a merge flip leaves them alone."""
     cookie = template_owner(template.template_id).cookie
-    tag = {"metadata": template_metadata_match(template.template_id)}
-    vswitch = template.virtual_switch
-    entries: Set[Entry] = set()
-    entries |= acl_flows(dpid, Table.FROM_VM_ACL, tag, cookie, vswitch.acl,
-                         Direction.FROM_VM, vswitch.default_action,
-                         allow=dict(goto=Table.FROM_VM_PORT_ACL))
-    entries |= acl_flows(dpid, Table.TO_VM_ACL, tag, cookie, vswitch.acl,
-                         Direction.TO_VM, vswitch.default_action,
-                         allow=dict(goto=Table.TO_VM_PORT_ACL))
-    return entries
+    return _vswitch_acl(dpid, template, cookie)
 
 
 def merge_flows(dpid: int, template: Template, merged: bool) -> Set[Entry]:
@@ -111,6 +104,24 @@ def merge_flows(dpid: int, template: Template, merged: bool) -> Set[Entry]:
     entries |= acl_flows(dpid, Table.TO_VM_PORT_ACL, tag, cookie, side.acl,
                          Direction.TO_VM, side.default_action,
                          allow=dict(goto=Table.OUTPUT))
+    return entries
+
+
+def _vswitch_acl(dpid: int, template: Template, cookie: int) -> Set[Entry]:
+    """The virtual-switch ACL in FROM_VM_ACL and TO_VM_ACL (stateful: core/conntrack.py)."""
+    vswitch = template.virtual_switch
+    tag = template_metadata_match(template.template_id)
+    entries: Set[Entry] = set()
+    for table, direction, next_table in (
+            (Table.FROM_VM_ACL, Direction.FROM_VM, Table.FROM_VM_PORT_ACL),
+            (Table.TO_VM_ACL, Direction.TO_VM, Table.TO_VM_PORT_ACL)):
+        if vswitch.stateful:
+            entries |= stateful_acl_flows(dpid, table, tag, cookie, template.template_id,
+                                          vswitch, direction, next_table)
+        else:
+            entries |= acl_flows(dpid, table, {"metadata": tag}, cookie, vswitch.acl,
+                                 direction, vswitch.default_action,
+                                 allow=dict(goto=next_table))
     return entries
 
 

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 from ryu_apps.core.acl_validation import (
+    parse_stateful,
     ACTIONS,
     MAX_ACL_ENTRIES,
     MAX_ACL_RULES,
@@ -72,7 +73,8 @@ DEFAULTS_KEYS = ("idle_timeout",)
 TEMPLATE_KEYS = ("id", "name", "description", "vlan", "idle_timeout",
                  "virtual_switch", "access_port")
 TEMPLATE_REQUIRED = ("id", "name", "description", "vlan", "virtual_switch", "access_port")
-SIDE_KEYS = ("default_action", "bind_ip", "bind_ipv6", "router", "acl", "bandwidth")
+SIDE_KEYS = ("default_action", "bind_ip", "bind_ipv6", "router", "stateful", "acl",
+             "bandwidth")
 #: Keys only the virtual-switch side takes (they guard the VM's own port).
 VSWITCH_ONLY_KEYS = ("bind_ip", "bind_ipv6", "router")
 BANDWIDTH_KEYS = ("rate_kbps", "burst_kbits")
@@ -342,10 +344,11 @@ def _switch_side(scope: Scope, path: str, value: object,
                                                    "bind_ipv6: link_local?)")
     acl = parse_field(scope, path, side, "acl", parse_acl)
     bandwidth = parse_field(scope, path, side, "bandwidth", _bandwidth)
+    stateful = parse_stateful(scope, path, side, vswitch=allow_bind_ip)
     if not scope.clean_since(mark) or default is None:   # None: reported as missing
         return None
     return SwitchSide(default, acl or (), bandwidth, bool(bind_ip), bind_ipv6 or None,
-                      bool(router))
+                      bool(router), stateful)
 
 
 def _bind_ipv6(scope: Scope, path: str, value: object) -> str | None:

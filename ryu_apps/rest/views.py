@@ -29,6 +29,7 @@ from ryu_apps.core.flowspec import (
     PopVlan,
     PushVlan,
     Resubmit,
+    Conntrack,
     SetField,
     WriteMetadata,
 )
@@ -257,6 +258,12 @@ def action_text(action: Any) -> str:
         return f"set_field:{_match_value(action.value)}->{action.name}"
     if isinstance(action, Resubmit):
         return f"resubmit(,{action.table_id})"
+    if isinstance(action, Conntrack):
+        parts = ["commit"] if action.commit else []
+        parts.append(f"zone={action.zone}")
+        if action.table is not None:
+            parts.append(f"table={action.table}")
+        return f"ct({','.join(parts)})"
     return f"unknown:{_unknown_name(action)}"
 
 

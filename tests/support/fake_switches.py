@@ -28,10 +28,18 @@ from ryu_apps.core.flowspec import (
     Output,
     PopVlan,
     PushVlan,
+    CT_EST,
+    CT_INV,
+    CT_NEW,
+    CT_RPL,
+    CT_TRK,
+    Conntrack,
     Resubmit,
     SetField,
     WriteMetadata,
 )
+
+TCP_SYN, TCP_ACK = 0x02, 0x10
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class Packet:
     ipv6_nd_target: Optional[str] = None
     ipv6_nd_sll: Optional[str] = None   # OpenFlow: 00:00:00:00:00:00 when the option is absent
     ipv6_nd_tll: Optional[str] = None
+    ct_state: int = 0                   # set by a ct action that recirculates
+    tcp_flags: Optional[int] = None     # None: an ordinary segment (the ct model)
 
 
 def tcp(src_mac, dst_mac, src_ip, dst_ip, dst_port, src_port=40000) -> Packet:
@@ -107,6 +117,10 @@ def _kinds(spec: FlowSpec) -> Tuple[List[str], List[int], List[int]]:
             for action in instruction.actions:
                 if isinstance(action, Resubmit):
                     resubmit.append(action.table_id)
+                elif isinstance(action, Conntrack):
+                    assert action.table in (None, spec.table_id), \
+                        f"ct recirculates to table {action.table}, not its own: {spec}"
+                    actions.append("ct_commit" if action.commit else "ct")
                 elif isinstance(action, Output):
                     actions.append("controller" if action.port == OFPP_CONTROLLER
                                    else "output")
@@ -132,6 +146,8 @@ class FakeSwitches:
     def __init__(self) -> None:
         self.tables: Dict[int, Dict[tuple, FlowSpec]] = {}
         self.meters: Dict[int, Dict[int, MeterSpec]] = {}
+        #: switch -> (zone, original 5-tuple) -> whether a reply was seen
+        self.conntrack: Dict[int, Dict[tuple, bool]] = {}
 
     def apply(self, plan: Plan) -> None:
         """Apply a plan's adds, then its deletes, as the app sends them."""
@@ -217,9 +233,40 @@ class FakeSwitches:
                 more, packet = self.run_pipeline(dpid, in_port, packet, action.table_id,
                                                  depth + 1)
                 outputs.extend(more)
+            elif isinstance(action, Conntrack):
+                packet, recirculate = self._conntrack(dpid, action, packet)
+                if recirculate:
+                    more, packet = self.run_pipeline(dpid, in_port, packet, action.table,
+                                                     depth + 1)
+                    outputs.extend(more)
             elif isinstance(action, Output) and action.port != in_port:
                 outputs.append((action.port, packet))
         return packet
+
+    def _conntrack(self, dpid: int, action: Conntrack, packet: Packet) -> Tuple[Packet, bool]:
+        """A small model of Open vSwitch's conntrack: connections by zone and 5-tuple;
+        a packet of a committed connection's original direction is +new until a
+        reply was seen, then +est; a reply is +est+rpl; an unknown SYN-ACK is
+        +inv (like OVS, an unknown mid-stream segment may start a connection)."""
+        table = self.conntrack.setdefault(dpid, {})
+        forward = (action.zone,) + _five_tuple(packet)
+        backward = (action.zone,) + _five_tuple(packet, swapped=True)
+        if action.commit:
+            assert packet.ct_state & CT_TRK, "ct(commit) of an untracked packet"
+            if packet.ct_state & CT_NEW and forward not in table:
+                table[forward] = False
+            return packet, False
+        if forward in table:
+            state = CT_EST if table[forward] else CT_NEW
+        elif backward in table:
+            table[backward] = True
+            state = CT_EST | CT_RPL
+        elif packet.tcp_flags is not None and packet.tcp_flags & TCP_SYN \
+                and packet.tcp_flags & TCP_ACK:
+            state = CT_INV
+        else:
+            state = CT_NEW
+        return replace(packet, ct_state=CT_TRK | state), action.table is not None
 
     def trace(self, fabric: Fabric, dpid: int, in_port: int, packet: Packet,
               max_hops: int = 32) -> List[Tuple[int, int, Packet]]:
@@ -235,12 +282,24 @@ class FakeSwitches:
         while frontier:
             here, port, pkt, hops = frontier.pop()
             assert hops <= max_hops, "forwarding loop"
-            outputs, _ = self.run_pipeline(here, port, replace(pkt, metadata=0))
+            outputs, _ = self.run_pipeline(here, port, replace(pkt, metadata=0, ct_state=0))
             for out_port, out_pkt in outputs:
-                out_pkt = replace(out_pkt, metadata=0)
+                out_pkt = replace(out_pkt, metadata=0, ct_state=0)
                 peer = fabric.peer(PortRef(here, out_port))
                 if peer is None or out_port == OFPP_CONTROLLER or peer.dpid == SHARED_FABRIC:
                     delivered.append((here, out_port, out_pkt))
                 else:
                     frontier.append((peer.dpid, peer.port, out_pkt, hops + 1))
         return delivered
+
+
+def _five_tuple(packet: Packet, swapped: bool = False) -> tuple:
+    """(source, destination, protocol, source port, destination port) of an IP packet."""
+    src = packet.ipv4_src or packet.ipv6_src
+    dst = packet.ipv4_dst or packet.ipv6_dst
+    assert src is not None and dst is not None, f"ct of a packet without IP: {packet}"
+    sport = packet.tcp_src if packet.tcp_src is not None else packet.udp_src
+    dport = packet.tcp_dst if packet.tcp_dst is not None else packet.udp_dst
+    if swapped:
+        src, dst, sport, dport = dst, src, dport, sport
+    return (src, dst, packet.ip_proto, sport, dport)

@@ -30,7 +30,7 @@ def test_a_flow_within_its_contract_is_installed():
      "table FORWARD: match field in_port not allowed"),
     (flow(1, Table.TO_VM_ACL, 100, make_match(metadata=3), COOKIE,
           actions=(Output(OFPP_CONTROLLER),)),
-     "table TO_VM_ACL: action controller not allowed (allowed: none)"),
+     "table TO_VM_ACL: action controller not allowed (allowed: ct, ct_commit)"),
     (flow(1, Table.FORWARD, 100, make_match(vlan_vid=0x1064), COOKIE, goto=Table.FROM_VM_ACL),
      "table FORWARD: goto FROM_VM_ACL not allowed"),
     (flow(1, Table.CLASSIFY, 100, make_match(in_port=3), COOKIE,

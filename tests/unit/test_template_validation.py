@@ -349,8 +349,8 @@ def test_unknown_keys_everywhere_with_hints():
                  "icmp_code); did you mean 'dst_port'?",
         prefix + "virtual_switch.bandwidth: unknown key 'burst' (expected one of: rate_kbps, "
                  "burst_kbits); did you mean 'burst_kbits'?",
-        prefix + "access_port: unknown key 'bind_ip' (expected one of: default_action, acl, "
-                 "bandwidth)",
+        prefix + "access_port: unknown key 'bind_ip' (expected one of: default_action, "
+                 "stateful, acl, bandwidth)",
         "d.yaml: defaults: unknown key 'idle' (expected one of: idle_timeout)",
     ]
 
