@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from ryu_apps import __version__
-from ryu_apps.cli import controller, demo, inspect, mac, notify, pki, store, templates
+from ryu_apps.cli import controller, demo, inspect, mac, notify, pki, store, templates, trace
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Dynamic network provisioning for VMs on Open vSwitch.")
     parser.add_argument("--version", action="version", version=f"dynprov {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (templates, mac, inspect, notify, demo, store, pki, controller):
+    for module in (templates, mac, inspect, notify, demo, store, pki, controller, trace):
         module.register(subparsers)
     return parser
 

@@ -111,6 +111,8 @@ def register(app, wsgi) -> None:
     quiet_ofctl_service()
     api = DynprovApi(app)
     wsgi.register(DynprovRestController, {"api": api})
+    from ryu_apps.rest.trace_routes import TraceRestController  # it imports this module
+    wsgi.register(TraceRestController, {"api": api})
     wsgi.register(FallbackController, {"api": api})  # after: matches what is left
     rest_server.start(app, wsgi)
 
@@ -289,8 +291,10 @@ class DynprovRestController(ControllerBase):
     @route("dynprov_index", PREFIX, methods=["GET"])
     @_answers
     def index(self, req, **_):
+        from ryu_apps.rest.trace_routes import ENDPOINTS as TRACE_ENDPOINTS
         return {"endpoints": [{"method": m, "path": p, "what": w,
-                               "role": required_role(m).label} for m, p, w in ENDPOINTS]}
+                               "role": required_role(m).label}
+                              for m, p, w in ENDPOINTS + TRACE_ENDPOINTS]}
 
     @route("dynprov_bindings", PREFIX + "/bindings", methods=["GET"])
     @_answers

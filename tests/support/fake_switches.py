@@ -10,16 +10,15 @@ its table's contract (``ryu_apps.core.pipeline.CONTRACTS``) does not allow.
 
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Dict, List, Optional, Set, Tuple
 
 from ryu_apps.core.fabric import SHARED_FABRIC, Fabric, PortRef
 from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.pipeline import contract_violations
+from ryu_apps.core.table_sim import Packet, field_matches, run_tables
 from ryu_apps.core.flowspec import (
     OFPP_CONTROLLER,
-    OFPVID_PRESENT,
     ApplyActions,
     FlowSpec,
     GotoTable,
@@ -34,61 +33,10 @@ from ryu_apps.core.flowspec import (
 )
 
 
-@dataclass(frozen=True)
-class Packet:
-    """The header fields the simulator looks at (None: header absent)."""
-
-    eth_src: str
-    eth_dst: str
-    eth_type: int = 0x0800
-    vlan_vid: int = 0  # 0: untagged; else OFPVID_PRESENT | vid
-    ip_proto: Optional[int] = None
-    ipv4_src: Optional[str] = None
-    ipv4_dst: Optional[str] = None
-    tcp_src: Optional[int] = None
-    tcp_dst: Optional[int] = None
-    udp_src: Optional[int] = None
-    udp_dst: Optional[int] = None
-    arp_spa: Optional[str] = None
-    metadata: int = 0
-    ipv6_src: Optional[str] = None
-    ipv6_dst: Optional[str] = None
-    icmpv4_type: Optional[int] = None
-    icmpv4_code: Optional[int] = None
-    icmpv6_type: Optional[int] = None
-    icmpv6_code: Optional[int] = None
-    ipv6_nd_target: Optional[str] = None
-    ipv6_nd_sll: Optional[str] = None   # OpenFlow: 00:00:00:00:00:00 when the option is absent
-    ipv6_nd_tll: Optional[str] = None
-
-
 def tcp(src_mac, dst_mac, src_ip, dst_ip, dst_port, src_port=40000) -> Packet:
     """A TCP segment between two IPv4 hosts."""
     return Packet(src_mac, dst_mac, 0x0800, ip_proto=6, ipv4_src=src_ip, ipv4_dst=dst_ip,
                   tcp_src=src_port, tcp_dst=dst_port)
-
-
-def _as_int(name: str, value) -> int:
-    if (name.startswith("eth_") and name != "eth_type") or name in ("ipv6_nd_sll",
-                                                                     "ipv6_nd_tll"):
-        return int(value.replace(":", ""), 16)
-    if name.startswith("ipv6_"):
-        return int(ipaddress.IPv6Address(value))
-    if name.startswith(("ipv4_", "arp_")):
-        return int(ipaddress.IPv4Address(value))
-    return int(value)
-
-
-def _field_matches(name: str, expected, packet: Packet, in_port: int) -> bool:
-    actual = in_port if name == "in_port" else getattr(packet, name)
-    if actual is None:
-        return False
-    value, mask = expected if isinstance(expected, tuple) else (expected, None)
-    actual_int, value_int = _as_int(name, actual), _as_int(name, value)
-    if mask is None:
-        return actual_int == value_int
-    mask_int = _as_int(name, mask)
-    return actual_int & mask_int == value_int & mask_int
 
 
 def _kinds(spec: FlowSpec) -> Tuple[List[str], List[int], List[int]]:
@@ -169,7 +117,7 @@ class FakeSwitches:
         for spec in self.tables.get(dpid, {}).values():
             if spec.table_id != table_id:
                 continue
-            if all(_field_matches(n, v, packet, in_port) for n, v in spec.match):
+            if all(field_matches(n, v, packet, in_port) for n, v in spec.match):
                 assert best is None or spec.priority != best.priority, \
                     f"ambiguous overlap at priority {spec.priority}: {spec} / {best}"
                 if best is None or spec.priority > best.priority:
@@ -178,48 +126,20 @@ class FakeSwitches:
 
     def run_pipeline(self, dpid: int, in_port: int, packet: Packet,
                      table_id: int = 0, depth: int = 0) -> Tuple[List[Tuple[int, Packet]], Packet]:
-        """(out port, packet as sent) for every copy, and the packet at the end."""
-        assert depth < 16, "resubmit loop"
-        outputs: List[Tuple[int, Packet]] = []
-        while True:
-            spec = self.lookup(dpid, table_id, packet, in_port)
-            if spec is None:
-                return outputs, packet
-            next_table = None
-            for instruction in spec.instructions:
+        """(out port, packet as sent) for every copy, and the packet at the end (the
+        shared model :func:`ryu_apps.core.table_sim.run_tables`, on these tables)."""
+        def lookup(table: int, pkt: Packet, port: int) -> Optional[FlowSpec]:
+            spec = self.lookup(dpid, table, pkt, port)
+            for instruction in spec.instructions if spec is not None else ():
                 if isinstance(instruction, Meter):
                     assert instruction.meter_id in self.meters.get(dpid, {}), \
                         f"flow uses missing meter {instruction.meter_id}"
-                elif isinstance(instruction, GotoTable):
-                    assert instruction.table_id > table_id, "goto must go forward"
-                    next_table = instruction.table_id
-                elif isinstance(instruction, WriteMetadata):
-                    mask = instruction.mask
-                    packet = replace(packet, metadata=(packet.metadata & ~mask)
-                                     | (instruction.value & mask))
-                elif isinstance(instruction, ApplyActions):
-                    packet = self._apply_actions(dpid, instruction.actions, packet,
-                                                 in_port, outputs, depth)
-            if next_table is None:
-                return outputs, packet
-            table_id = next_table
-
-    def _apply_actions(self, dpid, actions, packet: Packet, in_port: int, outputs,
-                       depth: int) -> Packet:
-        for action in actions:
-            if isinstance(action, PushVlan):
-                packet = replace(packet, vlan_vid=OFPVID_PRESENT)
-            elif isinstance(action, PopVlan):
-                packet = replace(packet, vlan_vid=0)
-            elif isinstance(action, SetField):
-                packet = replace(packet, **{action.name: action.value})
-            elif isinstance(action, Resubmit):   # what the called tables change stays, as in OVS
-                more, packet = self.run_pipeline(dpid, in_port, packet, action.table_id,
-                                                 depth + 1)
-                outputs.extend(more)
-            elif isinstance(action, Output) and action.port != in_port:
-                outputs.append((action.port, packet))
-        return packet
+            return spec
+        try:
+            run = run_tables(lookup, in_port, packet, table_id, depth)
+        except ValueError as error:   # a resubmit loop or a backward goto
+            raise AssertionError(str(error)) from None
+        return run.outputs, run.packet
 
     def trace(self, fabric: Fabric, dpid: int, in_port: int, packet: Packet,
               max_hops: int = 32) -> List[Tuple[int, int, Packet]]:
