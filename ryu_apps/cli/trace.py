@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ryu_apps.cli import rest_client
 from ryu_apps.cli.flow_listing import Runner, _run
-from ryu_apps.cli.rest_client import ControllerError, call, refusal
+from ryu_apps.cli.rest_client import ControllerError, RestTarget, call, refusal
 from ryu_apps.core.trace import PROTOCOLS, SRC_PORT, link_local
 
 READER = "reader"
@@ -48,11 +48,24 @@ def register(subparsers) -> None:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    query = {"src": args.src, "dst": args.dst, "proto": args.proto}
-    query.update({k: v for k, v in (("src_ip", args.src_ip), ("dst_ip", args.dst_ip)) if v})
-    path = "/dynprov/trace?" + urllib.parse.urlencode(query)
     try:
         target = rest_client.target_from_args(args, READER)
+    except ControllerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return show_trace(target, args.src, args.dst, args.proto, args.src_ip, args.dst_ip,
+                      check=not args.no_check, as_json=args.json)
+
+
+def show_trace(target: RestTarget, src: str, dst: str, proto: str,
+               src_ip: Optional[str] = None, dst_ip: Optional[str] = None,
+               check: bool = True, as_json: bool = False) -> int:
+    """Ask the controller for a trace, cross-check it, print it; the exit status (2: bad
+    input, 1: no answer)."""
+    query = {"src": src, "dst": dst, "proto": proto}
+    query.update({k: v for k, v in (("src_ip", src_ip), ("dst_ip", dst_ip)) if v})
+    path = "/dynprov/trace?" + urllib.parse.urlencode(query)
+    try:
         status, answer = call(target, "GET", path, timeout=HTTP_TIMEOUT)
     except ControllerError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -61,9 +74,9 @@ def _trace(args: argparse.Namespace) -> int:
         said = answer.get("error") if isinstance(answer, dict) and status == 400 else None
         print(f"error: {said or refusal(target, status, path, answer)}", file=sys.stderr)
         return 2 if status == 400 else 1
-    if not args.no_check:
+    if check:
         answer["drift"] = cross_check(answer)
-    print(json.dumps(answer, indent=2) if args.json else render(answer))
+    print(json.dumps(answer, indent=2) if as_json else render(answer))
     return 0
 
 
@@ -83,6 +96,11 @@ def render(answer: Dict) -> str:
             if step.get("rule"):
                 lines.append(f"    {'':<17} rule: {_rule(step['rule'])}")
         lines.append(f"    sent out of: {', '.join(map(str, hop['outputs'])) or 'nothing'}")
+    reply = answer.get("reply")
+    if reply:
+        decided = _rule(reply["decided_by"]) if reply.get("decided_by") else "no template rule"
+        lines.append(f"  reply {reply['probe']}: {reply['verdict'].upper()}, decided by "
+                     f"{decided}")
     drift = answer.get("drift")
     if drift is not None:
         lines.append("  switches: " + ("agree with the desired flows" if not drift

@@ -53,9 +53,11 @@ class Probe:
 
     proto: str
     port: Optional[int] = None
+    reply: bool = False   # the answer: ports swapped, echo reply
 
     def __str__(self) -> str:
-        return f"{self.proto}/{self.port}" if self.port is not None else self.proto
+        text = f"{self.proto}/{self.port}" if self.port is not None else self.proto
+        return text + " reply" if self.reply else text
 
 
 def parse_probe(text: str) -> Probe:
@@ -90,17 +92,18 @@ def build_packet(src: Endpoint, dst: Endpoint, probe: Probe) -> Packet:
     base = Packet(src.mac, dst.mac, ethertype, ip_proto=ip_proto)
     if ethertype == 0x86DD:
         return replace(base, ipv6_src=link_local(src.mac), ipv6_dst=link_local(dst.mac),
-                       icmpv6_type=128, icmpv6_code=0)
+                       icmpv6_type=129 if probe.reply else 128, icmpv6_code=0)
     for end, what in ((src, "src"), (dst, "dst")):
         if end.ipv4 is None:
             raise TraceError(what, f"VM {end.mac} has no known IPv4 address yet (it is learnt "
                                    "from its first frames); trace icmpv6, or try again later")
     base = replace(base, ipv4_src=src.ipv4, ipv4_dst=dst.ipv4)
     if probe.proto == "icmp":
-        return replace(base, icmpv4_type=8, icmpv4_code=0)
+        return replace(base, icmpv4_type=0 if probe.reply else 8, icmpv4_code=0)
+    sport, dport = (probe.port, SRC_PORT) if probe.reply else (SRC_PORT, probe.port)
     if probe.proto == "tcp":
-        return replace(base, tcp_src=SRC_PORT, tcp_dst=probe.port)
-    return replace(base, udp_src=SRC_PORT, udp_dst=probe.port)
+        return replace(base, tcp_src=sport, tcp_dst=dport)
+    return replace(base, udp_src=sport, udp_dst=dport)
 
 
 @dataclass(frozen=True)
@@ -138,11 +141,18 @@ class Trace:
     hops: List[Hop] = field(default_factory=list)
     delivered: bool = False
     to_controller: bool = False
+    #: The answer's trace (``dst`` back to ``src``), when it was traced.
+    reply: Optional["Trace"] = None
 
     @property
     def verdict(self) -> str:
         """``allowed`` or ``blocked``."""
         return "allowed" if self.delivered else "blocked"
+
+    @property
+    def connects(self) -> bool:
+        """The packet and its answer both get through (a TCP handshake, a ping)."""
+        return self.delivered and (self.reply is None or self.reply.delivered)
 
     @property
     def rules(self) -> List[RuleOrigin]:

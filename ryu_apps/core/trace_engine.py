@@ -81,7 +81,10 @@ def trace_vms(engine, src: str, dst: str, probe_text: str, src_ip: Optional[str]
             behind = (template,) if template is not None else ()
         return flow_origin(library, owner, spec.table_id, spec.priority, behind)
 
-    return trace(source, target, probe, engine.desired.on_switch, peer, origin)
+    result = trace(source, target, probe, engine.desired.on_switch, peer, origin)
+    result.reply = trace(target, source, replace(probe, reply=True), engine.desired.on_switch,
+                         peer, origin)
+    return result
 
 
 def port_groups(engine) -> Dict[PortGroup, Template]:

@@ -82,8 +82,19 @@ def trace_json(result: Trace, names: Names, drift: Optional[List[str]] = None) -
         "decided_by": deciding.as_dict() if deciding else None,
         "to_controller": result.to_controller,
         "path": [_hop_json(hop, names) for hop in result.hops],
+        "reply": _reply_json(result.reply, names),
+        "connects": result.connects,
         "drift": drift,
     }
+
+
+def _reply_json(reply: Optional[Trace], names: Names) -> Optional[Dict]:
+    if reply is None:
+        return None
+    deciding = reply.deciding
+    return {"probe": str(reply.probe), "verdict": reply.verdict,
+            "decided_by": deciding.as_dict() if deciding else None,
+            "path": [_hop_json(hop, names) for hop in reply.hops]}
 
 
 def _hop_json(hop: Hop, names: Names) -> Dict:
@@ -122,6 +133,10 @@ def trace_text(result: Trace, names: Names, drift: Optional[List[str]] = None) -
             if step.origin is not None:
                 lines.append(f"    {'':<17} rule: {step.origin.label()}")
         lines.append(f"    sent out of: {', '.join(map(str, hop.outputs)) or 'nothing'}")
+    if result.reply is not None:
+        reply = result.reply.deciding
+        lines.append(f"  reply {result.reply.probe}: {result.reply.verdict.upper()}, decided "
+                     f"by {reply.label() if reply else 'no template rule'}")
     if drift is not None:
         lines.append("  switches agree with the desired flows" if not drift
                      else "  DRIFT: " + "; ".join(drift))

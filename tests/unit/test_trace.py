@@ -34,11 +34,11 @@ def _trace(lab, src, dst, probe):
     return trace_vms(lab.engine, src, dst, probe, VMS[src][2], VMS[dst][2])
 
 
-def _really_delivered(lab, src, dst, probe) -> bool:
+def _really_delivered(lab, src, dst, probe, reply=False) -> bool:
     """What the fake switches (the unit labs' table model) do with the same packet."""
     source, target = find_vm(lab.engine, src, "src"), find_vm(lab.engine, dst, "dst")
     source, target = replace(source, ipv4=VMS[src][2]), replace(target, ipv4=VMS[dst][2])
-    packet = build_packet(source, target, parse_probe(probe))
+    packet = build_packet(source, target, replace(parse_probe(probe), reply=reply))
     copies = lab.switches.trace(lab.engine.fabric, source.dpid, source.port, packet)
     return any((dpid, port) == (target.dpid, target.port) for dpid, port, _ in copies)
 
@@ -50,8 +50,9 @@ def test_the_verdict_agrees_with_the_switches_for_every_pair_and_protocol(lab):
             result = _trace(lab, src, dst, probe)
             assert result.delivered == _really_delivered(lab, src, dst, probe), \
                 trace_text(result, hex)
-            verdicts.add(result.verdict)
-    assert verdicts == {"allowed", "blocked"}
+            assert result.reply.delivered == _really_delivered(lab, dst, src, probe, True)
+            verdicts.add((result.verdict, result.connects))
+    assert {("allowed", True), ("blocked", False)} <= verdicts
 
 
 def _line_of(origin) -> str:
