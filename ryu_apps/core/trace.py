@@ -161,7 +161,8 @@ class Trace:
 
     @property
     def deciding(self) -> Optional[RuleOrigin]:
-        """The rule that decided: the dropping rule, or the last rule that allowed."""
+        """The rule that decided: the dropping rule, else the last explicit rule that let
+        the packet through (else the last default)."""
         if not self.delivered:
             for hop in self.hops:
                 for step in hop.steps:
@@ -169,7 +170,9 @@ class Trace:
                         return step.origin
             return None
         rules = self.rules
-        return rules[-1] if rules else None
+        explicit = [rule for rule in rules if rule.index is not None]
+        chosen = explicit or rules
+        return chosen[-1] if chosen else None
 
 
 Flows = Callable[[int], Iterable[FlowSpec]]
