@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Mapping, Tuple
 
 from ryu_apps.core.cookies import CookieKind, Owner, decode_cookie
+from ryu_apps.core.rule_origin import ACL_TABLES, RuleOrigin
 
 _COOKIE = re.compile(r"cookie=(0x[0-9a-fA-F]+)")
+_TABLE = re.compile(r"\btable=(\d+)")
+_PRIORITY = re.compile(r"\bpriority=(\d+)")
 NOT_OURS = "not dynprov's"
 
 
@@ -23,6 +26,10 @@ class OwnerNames:
 
     vms: Mapping[int, str] = field(default_factory=dict)        # binding id -> VM MAC
     templates: Mapping[int, str] = field(default_factory=dict)  # template id -> name
+    #: ACL rules by ("template", id, table, priority) and ("port", dpid, port, vlan,
+    #: table, priority) (core/rule_origin.py's ``origin_index``).
+    rules: Mapping[tuple, RuleOrigin] = field(default_factory=dict)
+    dpid: str | None = None     # the bridge's datapath id (16 hex digits)
 
 
 def describe_owner(owner: Owner | None, names: OwnerNames | None = None) -> str:
@@ -40,12 +47,36 @@ def describe_owner(owner: Owner | None, names: OwnerNames | None = None) -> str:
 
 
 def annotate_line(line: str, names: OwnerNames | None = None) -> str:
-    """One ``ovs-ofctl dump-flows`` line with its owner appended."""
+    """One ``ovs-ofctl dump-flows`` line with its owner (and ACL rule) appended."""
     found = _COOKIE.search(line)
     if not found:
         return line
-    label = describe_owner(decode_cookie(int(found.group(1), 16)), names)
+    owner = decode_cookie(int(found.group(1), 16))
+    label = describe_owner(owner, names)
+    rule = flow_rule(line, owner, names)
+    if rule is not None:
+        label += f"; rule {rule.label()}"
     return f"{line.rstrip()}  # {label}"
+
+
+def flow_rule(line: str, owner: Owner | None,
+              names: OwnerNames | None) -> RuleOrigin | None:
+    """The template rule behind an ACL flow's dump-flows line, when the names know it."""
+    if owner is None or names is None or not names.rules:
+        return None
+    table, priority = _TABLE.search(line), _PRIORITY.search(line)
+    table_id = int(table.group(1)) if table else 0
+    if table_id not in ACL_TABLES or priority is None:
+        return None
+    key: tuple
+    if owner.kind is CookieKind.TEMPLATE:
+        key = ("template", owner.template_id, table_id, int(priority.group(1)))
+    elif owner.kind is CookieKind.PORT_GROUP:
+        port, vlan = divmod(owner.owner_id, 1 << 12)
+        key = ("port", names.dpid, port, vlan, table_id, int(priority.group(1)))
+    else:
+        return None
+    return names.rules.get(key)
 
 
 def strip_counters(line: str) -> str:

@@ -25,6 +25,7 @@ from ryu_apps.cli.rest_client import (
     fetch_json,
 )
 from ryu_apps.cli.flow_listing import FlowListingError, OwnerNames
+from ryu_apps.core.rule_origin import origin_index
 
 __all__ = ["ControllerError", "controller_url", "fetch_json", "register"]
 #: Seconds to wait for the controller (a listing asks every server bridge first).
@@ -161,5 +162,12 @@ def _owner_names(target: RestTarget, explicit: bool, bridge: str) -> Optional[Ow
               f"(datapath id {dpid or 'unknown'}); flows are labelled from their cookies only",
               file=sys.stderr)
         return None
+    try:   # a controller without rule origins still names VMs and templates
+        rules = origin_index(fetch_json(target, "/dynprov/rule-origins", timeout)["origins"])
+    except (ControllerError, KeyError, TypeError) as error:
+        print(f"warning: no template rules from the controller ({error}); ACL flows are "
+              "labelled without their rule", file=sys.stderr)
+        rules = {}
     return OwnerNames(vms={b["binding_id"]: b["mac"] for b in bindings},
-                      templates={t["template_id"]: t["name"] for t in templates})
+                      templates={t["template_id"]: t["name"] for t in templates}, rules=rules,
+                      dpid=dpid)

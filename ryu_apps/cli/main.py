@@ -17,6 +17,7 @@ from ryu_apps.cli import (
     pki,
     store,
     templates,
+    trace,
     vm_config,
 )
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dynprov {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in (templates, mac, vm_config, inspect, audit, notify, demo, store, pki,
-                   controller):
+                   controller, trace):
         module.register(subparsers)
     return parser
 

@@ -203,6 +203,10 @@ class TemplateLibrary:
     templates: Mapping[int, Template]
     default_idle_timeout: int
     sources: tuple[str, ...] = ()
+    #: The YAML line of each ACL rule, by (template id, side, index in the side's
+    #: ``acl``), where the loader knows it (core/rule_origin.py reads it).
+    rule_lines: Mapping[tuple[int, str, int], int] = field(
+        default_factory=dict, repr=False, compare=False)
     _by_name: Mapping[str, Template] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

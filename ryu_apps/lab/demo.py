@@ -15,6 +15,7 @@ import sys
 
 from ryu_apps.lab import testbed as lab
 from ryu_apps.cli.flow_listing import annotated_flows
+from ryu_apps.cli.trace import show_trace
 
 _PROVISIONED = re.compile(
     r"provisioned VM (\S+) on switch (\S+) port (\d+): template (\d+) '([^']*)', "
@@ -81,6 +82,10 @@ def run_checks(controller: lab.ControllerProcess, net, vms: dict) -> int:
         verdict = "reachable" if result else "blocked"
         mark = "" if result == expected else "   <-- UNEXPECTED"
         print(f"  {src:6} -> {dst:6} {check:9} {verdict:9} ({why}){mark}")
+    _banner("why: a policy trace (dynprov trace web3 db2 tcp/5432)")
+    failures += show_trace(controller.rest_target("reader"), vms["web3"].MAC(),
+                           vms["db2"].MAC(), "tcp/5432", vms["web3"].IP(),
+                           vms["db2"].IP()) != 0
     return failures
 
 

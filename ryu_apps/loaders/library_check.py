@@ -166,12 +166,12 @@ class LibraryChecker:
         if kind == "unchanged" and current is not None:
             return current
         if kind == "library":
-            _, generation, base, templates, removed, idle_timeout, sources = reply
+            _, generation, base, templates, removed, idle_timeout, sources, lines = reply
             merged = dict(current.templates) if base and current is not None else {}
             for template_id in removed:
                 merged.pop(template_id, None)
             merged.update((t.template_id, t) for t in templates)
-            library = TemplateLibrary(merged, idle_timeout, tuple(sources))
+            library = TemplateLibrary(merged, idle_timeout, tuple(sources), dict(lines))
             self._sent[origin] = (generation, library)
             return library
         if kind == "failed":

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tupl
 import yaml
 
 from ryu_apps.core.template_model import TemplateLibrary
+from ryu_apps.loaders.rule_lines import Lines, acl_lines, with_rule_lines
 from ryu_apps.core.template_validation import (
     MAX_ERRORS,
     TemplateError,
@@ -65,6 +66,11 @@ class _StrictLoader(GuardedComposer, FastSafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.problems: List[Tuple[int, str]] = []
+        self.rule_lines: Lines = {}
+
+    def construct_document(self, node):
+        self.rule_lines = acl_lines(node)
+        return super().construct_document(node)
 
     def _problem(self, line: int, message: str) -> None:
         if len(self.problems) <= MAX_ERRORS:
@@ -127,7 +133,7 @@ class LoadCache:
     """
 
     def __init__(self) -> None:
-        self.parsed: Dict[str, Tuple[str, object, List[TemplateError]]] = {}
+        self.parsed: Dict[str, Tuple[str, object, List[TemplateError], Lines]] = {}
         self.texts: Tuple[Tuple[str, str], ...] | None = None
         self.library: TemplateLibrary | None = None
         self.memo: ValidationMemo = {}   # build_library's per-template results
@@ -154,7 +160,7 @@ def load_documents(path: str | os.PathLike, cache: LoadCache | None = None,
     """
     origin = str(path)
     files, errors = _library_files(Path(path), origin)
-    documents, texts, unreadable = _read_files(files, cache, on_progress, errors)
+    documents, texts, unreadable, lines = _read_files(files, cache, on_progress, errors)
     if (cache is not None and not errors and cache.library is not None
             and cache.texts == tuple(texts)):
         return cache.library, documents
@@ -165,6 +171,7 @@ def load_documents(path: str | os.PathLike, cache: LoadCache | None = None,
         library = build_library(documents, origin=origin,
                                 require_templates=bool(files) and not unreadable,
                                 memo=cache.memo if cache is not None else None)
+        library = with_rule_lines(library, lines)
     except TemplateValidationError as failure:
         errors.extend(failure.errors)
     if errors:
@@ -178,50 +185,55 @@ def load_documents(path: str | os.PathLike, cache: LoadCache | None = None,
 def _read_files(files: List[Tuple[str, Path]], cache: LoadCache | None,
                 on_progress: Optional[Callable[[str, str], None]],
                 errors: List[TemplateError],
-                ) -> Tuple[List[Tuple[str, object]], List[Tuple[str, str]], bool]:
-    """Parse each file: its documents, texts, and whether any was unreadable.
+                ) -> Tuple[List[Tuple[str, object]], List[Tuple[str, str]], bool,
+                           Dict[str, Lines]]:
+    """Parse each file: its documents, texts, whether any was unreadable, and the
+    lines of its ACL rules.
 
     The problems found reading the files are appended to ``errors``.
     """
     documents: List[Tuple[str, object]] = []
     texts: List[Tuple[str, str]] = []
     unreadable = False
+    lines: Dict[str, Lines] = {}
     for source, file_path in files:
         if on_progress is not None:
             on_progress("reading", source)
-        document, file_errors, text = _parse_cached(source, file_path, cache)
+        document, file_errors, text, lines[source] = _parse_cached(source, file_path, cache)
         texts.append((source, text))
         errors.extend(file_errors)
         if document is _UNREADABLE:
             unreadable = True
         else:
             documents.append((source, document))
-    return documents, texts, unreadable
+    return documents, texts, unreadable, lines
 
 
-def _parse_cached(source: str, file_path: Path,
-                  cache: LoadCache | None) -> Tuple[object, List[TemplateError], str]:
-    """A file's document and problems, parsed again only when its text changed."""
+def _parse_cached(source: str, file_path: Path, cache: LoadCache | None,
+                  ) -> Tuple[object, List[TemplateError], str, Lines]:
+    """A file's document, problems, text and rule lines, parsed again only when its
+    text changed."""
     try:
         text = read_text(file_path, MAX_FILE_BYTES)
     except InputProblem as problem:
         if cache is not None:
             cache.parsed.pop(source, None)
         where = f"line {problem.line}" if problem.line else ""
-        return _UNREADABLE, [TemplateError(source, None, where, str(problem))], ""
+        return _UNREADABLE, [TemplateError(source, None, where, str(problem))], "", {}
     if cache is None:
-        return (*_parse_text(source, text), "")
+        document, problems, lines = _parse_text(source, text)
+        return document, problems, "", lines
     cached = cache.parsed.get(source)
     if cached is not None and cached[0] == text:
-        return cached[1], list(cached[2]), text
-    document, problems = _parse_text(source, text)
-    cache.parsed[source] = (text, document, problems)
-    return document, list(problems), text
+        return cached[1], list(cached[2]), text, cached[3]
+    document, problems, lines = _parse_text(source, text)
+    cache.parsed[source] = (text, document, problems, lines)
+    return document, list(problems), text, lines
 
 
 def _parse_file(source: str, file_path: Path) -> Tuple[object, List[TemplateError]]:
     """One file's YAML document (or _UNREADABLE) and the problems found reading it."""
-    document, errors, _ = _parse_cached(source, file_path, None)
+    document, errors, _, _ = _parse_cached(source, file_path, None)
     return document, errors
 
 
@@ -313,31 +325,32 @@ def _entry_problem(file_path: Path, root: Path) -> Tuple[str, int]:
     return "", info.st_size
 
 
-def _parse_text(source: str, text: str) -> Tuple[object, List[TemplateError]]:
-    """One file's YAML document (or _UNREADABLE) and the problems found parsing it."""
+def _parse_text(source: str, text: str) -> Tuple[object, List[TemplateError], Lines]:
+    """One file's YAML document (or _UNREADABLE), the problems found parsing it, and
+    the lines of its ACL rules."""
     loader = _StrictLoader(text)
     try:
         document = loader.get_single_data()
     except YamlLimitError as error:
-        return _UNREADABLE, [_limit_error(source, error)]
+        return _UNREADABLE, [_limit_error(source, error)], {}
     except yaml.MarkedYAMLError as error:
-        return _UNREADABLE, [_syntax_error(source, error)]
+        return _UNREADABLE, [_syntax_error(source, error)], {}
     except yaml.YAMLError as error:
         line = problem_line(error, text)
         problem = str(error).split("\n")[0]
         return _UNREADABLE, [TemplateError(source, None, f"line {line}" if line else "",
-                                           f"invalid YAML: {problem}")]
+                                           f"invalid YAML: {problem}")], {}
     except RecursionError:
         return _UNREADABLE, [TemplateError(source, None, "", "invalid YAML: nested too deeply "
-                                                            "to read")]
+                                                            "to read")], {}
     except (ValueError, TypeError, OverflowError, MemoryError) as error:
         return _UNREADABLE, [TemplateError(source, None, "", f"cannot read this YAML: "
                                                             f"{type(error).__name__}: "
-                                                            f"{str(error)[:200]}")]
+                                                            f"{str(error)[:200]}")], {}
     finally:
         loader.dispose()
     return document, [TemplateError(source, None, f"line {line}", message)
-                      for line, message in loader.problems]
+                      for line, message in loader.problems], loader.rule_lines
 
 
 def _limit_error(source: str, error: YamlLimitError) -> TemplateError:

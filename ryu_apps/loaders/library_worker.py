@@ -9,7 +9,8 @@ and stdout: every message is a 4-byte big-endian length and a pickle.
 - progress: ``("reading", file)`` before each file, ``("validating", path)``
   before validation, so a crash can be pinned on a file;
 - answer: ``("unchanged",)`` (the parent's library is still right),
-  ``("library", generation, base, templates, removed, idle_timeout, sources)``
+  ``("library", generation, base, templates, removed, idle_timeout, sources,
+  rule_lines)``
   (the templates that changed since generation ``base`` or all of them when
   ``base`` is 0, and the ids that left), ``("errors", [TemplateError, ...])``,
   or ``("failed", stage, source, what)`` when the worker itself failed (out
@@ -129,7 +130,7 @@ def _library_message(library, previous, generation: int, base: int) -> tuple:
                [template_id for template_id in previous.templates
                 if template_id not in library.templates])
     return ("library", generation, base, templates, removed, library.default_idle_timeout,
-            tuple(library.sources))
+            tuple(library.sources), dict(library.rule_lines))
 
 
 def _load_request(message: object) -> Tuple[str, int]:

@@ -103,6 +103,8 @@ def register(app, wsgi) -> None:
     wsgi.register(DynprovRestController, {"api": api})
     rest_audit.register(app, wsgi)
     rest_live_view.register(app, wsgi)
+    from ryu_apps.rest.trace_routes import TraceRestController  # it imports this module
+    wsgi.register(TraceRestController, {"api": api})
     wsgi.register(FallbackController, {"api": api})  # after: matches what is left
     rest_server.start(app, wsgi)
 

@@ -88,7 +88,8 @@ def canned_controller():
     routes = {"/dynprov/bindings": (200, BINDINGS),
               "/dynprov/bindings?counters=false": (200, BINDINGS),
               "/dynprov/templates": (200, TEMPLATES),
-              "/dynprov/switches": (200, SWITCHES)}
+              "/dynprov/switches": (200, SWITCHES),
+              "/dynprov/rule-origins": (200, {"origins": []})}
     handler = type("Handler", (_Canned,), {"routes": routes})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)

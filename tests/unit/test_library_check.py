@@ -50,6 +50,8 @@ def refusal(call) -> list:
 
 def test_the_checker_returns_the_library_the_validator_builds(library, checker):
     assert dict(checker.load(library).templates) == dict(load_library(library).templates)
+    assert checker.load(library).rule_lines == load_library(library).rule_lines   # file:line
+    assert load_library(library).rule_lines
 
 
 def test_the_checkers_errors_are_the_validators(library, checker):
