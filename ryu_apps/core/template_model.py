@@ -168,7 +168,11 @@ class SwitchSide:
     ``bind_ipv6`` (virtual switch only): None leaves IPv6 unguarded; ``link_local``
     lets the VM send IPv6 only from its EUI-64 link-local address, with the
     neighbour-discovery guard (docs/security.md). ``router``: the VM may send
-    router advertisements and redirects.
+    router advertisements and redirects. ``dhcp_server``: the VM may send DHCP and
+    DHCPv6 server messages (udp source port 67 or 547; the rogue-server guard drops
+    them from every other VM). ``allowed_addresses``: prefixes the VM may also send
+    from (IPv4 ones need ``bind_ip``, IPv6 ones ``bind_ipv6``), like Neutron's
+    allowed-address pairs.
     """
 
     default_action: Action
@@ -177,6 +181,8 @@ class SwitchSide:
     bind_ip: bool = False
     bind_ipv6: str | None = None
     router: bool = False
+    dhcp_server: bool = False
+    allowed_addresses: tuple[Prefix, ...] = ()
 
 
 @dataclass(frozen=True)
