@@ -36,7 +36,7 @@ LOG = logging.getLogger("dynprov.metrics")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
                    1.0, 2.0, 5.0, 10.0)
 #: Verdict labels of ``dynprov_packet_ins_total``.
-VERDICTS = ("provisioned", "refused", "known", "lldp", "ipv6_refused", "malformed")
+VERDICTS = ("provisioned", "refused", "known", "lldp", "guard_refused", "malformed")
 
 
 class Metrics:

@@ -17,7 +17,7 @@ from ryu_apps.app.framework import (
 from ryu_apps.app.readback import CONNECTED
 from ryu_apps.app.repairs import guarded
 from ryu_apps.app.verdicts import frame_in, log_verdict, verdict_label
-from ryu_apps.core import ipv6_guard, lldp
+from ryu_apps.core import address_guard, lldp
 from ryu_apps.core.pipeline import Table
 from ryu_apps.core.template_model import ETH_IPV6
 
@@ -139,10 +139,11 @@ class SwitchEventHandlers:
             self.send_plan(self.discovery.received(self.engine, dpid, in_port, msg.data,
                                                    time.time()))
             return
-        if frame.ethertype == ETH_IPV6 and getattr(msg, "table_id", None) == Table.ANTI_SPOOF:
-            self.metrics.packet_in("ipv6_refused")
-            self._ipv6_refused(dpid, in_port, frame.eth_src, msg.data)
-            return
+        if getattr(msg, "table_id", None) == Table.ANTI_SPOOF and (
+                self._guard_refused(dpid, in_port, frame.eth_src, msg.data)
+                or frame.ethertype == ETH_IPV6):
+            self.metrics.packet_in("guard_refused")
+            return   # a guard's punt, for its log only: the engine never sees it
         self._send_urgent(self.engine.arrival(dpid, in_port))
         verdict = self.engine.packet_in(dpid, in_port, frame.eth_src, msg.data,
                                         now=time.time(), sender_ip=frame.sender_ip,
@@ -156,15 +157,21 @@ class SwitchEventHandlers:
             raise RuntimeError(f"fault injected for VM {frame.eth_src} (fault_injection_mac)")
         self.send_plan(verdict.plan)
 
-    def _ipv6_refused(self, dpid: int, port: int, mac: str, data: bytes) -> None:
-        """IPv6 a VM sent that its guard dropped (core/ipv6_guard.py): logged once per VM
-        and kind; the engine never sees it."""
-        refused = ipv6_guard.refusal(data)
-        if refused is not None and self.repairs.first_failure(
-                f"ipv6 guard {mac} {refused[0]}", 0.0, quiet=-1.0):
-            self.logger.warning("IPv6 guard dropped a %s from VM %s on switch %016x port %d "
-                                "(%s); logged once per VM and kind", refused[0], mac, dpid,
-                                port, refused[1])
+    def _guard_refused(self, dpid: int, port: int, mac: str, data: bytes) -> bool:
+        """Whether a guard dropped this frame a VM sent (the IPv6 guard, core/ipv6_guard.py;
+        the rogue-DHCP-server guard, core/address_guard.py): logged once per VM and kind."""
+        binding = self.engine.bindings.get(mac)
+        template = self.engine.template_of(binding) if binding is not None else None
+        refused = address_guard.guard_refusal(
+            data, template.virtual_switch if template is not None else None)
+        if refused is None:
+            return False
+        guard, kind, detail = refused
+        if self.repairs.first_failure(f"guard {mac} {kind}", 0.0, quiet=-1.0):
+            self.logger.warning("%s guard dropped a %s from VM %s on switch %016x port %d "
+                                "(%s); logged once per VM and kind", guard, kind, mac, dpid,
+                                port, detail)
+        return True
 
     def malformed(self, dpid: int, what: str) -> None:
         """A message a switch should never send: logged once per switch and kind."""

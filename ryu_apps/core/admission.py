@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Optional
 
-from ryu_apps.core import binding_ops, shared_fabric, vm_identity
+from ryu_apps.core import address_guard, binding_ops, shared_fabric, vm_identity
 from ryu_apps.core.binding import Binding, Detection, VmState
 from ryu_apps.core.flow_plan import PacketOut
 from ryu_apps.core.identifiers import IdentifierError
@@ -67,7 +67,7 @@ def _provision(st: "EngineState", template: Template, mac: str, existing: Option
     carries one (ARP sender or IPv4 source, never 0.0.0.0): one plan provisions the
     VM and its address, as the frame's second trip through the controller would."""
     ip = existing.ip if existing else st.ports.expected_ips.pop(mac, None)
-    if ip is None and sender_ip is not None and template.virtual_switch.bind_ip:
+    if ip is None and sender_ip is not None and learns_from(template, sender_ip):
         ip = sender_ip   # no note: the provisioning line is logged, the IP is in its binding
     binding = Binding(st.table.allocate_id(), mac, template.template_id,
                       template.name, template.vlan, dpid, port, since=now,
@@ -162,10 +162,17 @@ def known_vm_spoke(st: "EngineState", binding: Binding, sender_ip: Optional[str]
         return verdict
     template = st.template_of(binding)
     if (sender_ip is None or binding.ip is not None or template is None
-            or not template.virtual_switch.bind_ip):
+            or not learns_from(template, sender_ip)):
         return verdict
     binding_ops.store(st, replace(binding, ip=sender_ip))
     verdict.plan.notes.append(f"VM {binding.mac} bound to IP {sender_ip}")
     if data:
         verdict.plan.packet_outs.append(PacketOut(binding.dpid, binding.port, data))
     return verdict
+
+
+def learns_from(template: Template, sender_ip: str) -> bool:
+    """Whether a VM of ``template`` is bound to the address it first sent from: its
+    template binds first-seen, and the address is not one of its allowed addresses."""
+    side = template.virtual_switch
+    return side.bind_ip and not address_guard.allowed_by_template(side, sender_ip)

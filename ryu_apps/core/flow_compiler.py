@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Set, Tuple, Union
 
-from ryu_apps.core import ipv6_guard
+from ryu_apps.core import address_guard, ipv6_guard
 from ryu_apps.core.acl_compiler import acl_entries, rules_for
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.cookies import Owner
@@ -199,6 +199,8 @@ def _anti_spoof(placement: Placement, cookie: int) -> Set[Entry]:
                          cookie, meter=meter_id, goto=Table.FROM_VM_ACL))
     entries |= ipv6_guard.vm_flows(dpid, port, binding.mac, placement.template.virtual_switch,
                                    cookie, meter_id)
+    entries |= address_guard.vm_flows(dpid, port, binding.mac,
+                                      placement.template.virtual_switch, cookie, meter_id)
     if not placement.template.virtual_switch.bind_ip or binding.ip is None:
         return entries
     for match in (make_match(in_port=port, eth_type=ETH_IPV4, ipv4_src=binding.ip),

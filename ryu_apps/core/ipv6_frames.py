@@ -34,7 +34,7 @@ class Ipv6Info:
     nd_lladdr: Optional[str] = None  # NS source / NA target link-layer option
 
 
-def _l3_offset(data: bytes) -> tuple[int, int]:
+def l3_offset(data: bytes) -> tuple[int, int]:
     """(ethertype, offset of the layer-3 header) after any VLAN tags."""
     ethertype = struct.unpack("!H", data[12:14])[0]
     offset = 14
@@ -53,7 +53,7 @@ def parse_ipv6(data: bytes) -> Optional[Ipv6Info]:
     """
     if len(data) < 14:
         return None
-    ethertype, offset = _l3_offset(data)
+    ethertype, offset = l3_offset(data)
     if ethertype != _ETH_IPV6 or len(data) < offset + _IPV6_HEADER:
         return None
     header = data[offset:offset + _IPV6_HEADER]

@@ -170,6 +170,11 @@ class SwitchSide:
     neighbour-discovery guard (docs/security.md). ``router``: the VM may send
     router advertisements and redirects. ``stateful``: the rules' connections are
     tracked, their replies pass without mirror rules (core/conntrack.py).
+    ``dhcp_server``: the VM may send DHCP and
+    DHCPv6 server messages (udp source port 67 or 547; the rogue-server guard drops
+    them from every other VM). ``allowed_addresses``: prefixes the VM may also send
+    from (IPv4 ones need ``bind_ip``, IPv6 ones ``bind_ipv6``), like Neutron's
+    allowed-address pairs.
     """
 
     default_action: Action
@@ -180,6 +185,8 @@ class SwitchSide:
     router: bool = False
     #: Connections its rules allow are tracked (virtual switch only; core/conntrack.py).
     stateful: bool = False
+    dhcp_server: bool = False
+    allowed_addresses: tuple[Prefix, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ whatever the number of its VMs:
   whose address is not bound yet (the learn bit) go to the controller; other
   IPv4 and ARP are dropped (the VM's own flows allow its bound address); the
   rest passes (templates that do not bind the IP: everything passes); a
-  template with ``bind_ipv6`` adds the IPv6 guard (:mod:`~ryu_apps.core.ipv6_guard`).
+  template with ``bind_ipv6`` adds the IPv6 guard (:mod:`~ryu_apps.core.ipv6_guard`),
+  one that is no ``dhcp_server`` the rogue-server guard (:mod:`~ryu_apps.core.address_guard`).
 - FROM_VM_ACL / TO_VM_ACL: the template's virtual-switch ACL; a stateful one
   with its connection-tracking flows (:mod:`~ryu_apps.core.conntrack`).
 - FROM_VM_PORT_ACL / TO_VM_PORT_ACL: tag with the VLAN on the way out and
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from ryu_apps.core import ipv6_guard
+from ryu_apps.core import address_guard, ipv6_guard
 from ryu_apps.core.conntrack import stateful_acl_flows
 from ryu_apps.core.cookies import CookieKind, Owner, template_owner
 from ryu_apps.core.flow_compiler import Entry, Placement, acl_flows, needs_template
@@ -136,6 +137,7 @@ def _anti_spoof(dpid: int, template: Template, cookie: int,
         entries.add(flow(dpid, table, Priority.BINDING, make_match(metadata=tag), cookie,
                          goto=goto))
     entries |= ipv6_guard.template_flows(dpid, template_id, template.virtual_switch, cookie)
+    entries |= address_guard.template_flows(dpid, template_id, template.virtual_switch, cookie)
     if not template.virtual_switch.bind_ip:
         return entries
     # DHCP and ARP probes carry 0.0.0.0 before the VM has an address.

@@ -24,6 +24,7 @@ from ryu_apps.core.acl_validation import (
     MAX_ACL_RULES,
     parse_acl,
 )
+from ryu_apps.core.address_validation import AddressOwners, parse_allowed_addresses
 from ryu_apps.core.ipv6_guard import BIND_IPV6_MODES
 from ryu_apps.core.template_errors import (
     MAX_ERRORS,
@@ -73,10 +74,10 @@ DEFAULTS_KEYS = ("idle_timeout",)
 TEMPLATE_KEYS = ("id", "name", "description", "vlan", "idle_timeout",
                  "virtual_switch", "access_port")
 TEMPLATE_REQUIRED = ("id", "name", "description", "vlan", "virtual_switch", "access_port")
-SIDE_KEYS = ("default_action", "bind_ip", "bind_ipv6", "router", "stateful", "acl",
-             "bandwidth")
+SIDE_KEYS = ("default_action", "bind_ip", "bind_ipv6", "router", "stateful", "dhcp_server",
+             "allowed_addresses", "acl", "bandwidth")
 #: Keys only the virtual-switch side takes (they guard the VM's own port).
-VSWITCH_ONLY_KEYS = ("bind_ip", "bind_ipv6", "router")
+VSWITCH_ONLY_KEYS = ("bind_ip", "bind_ipv6", "router", "dhcp_server", "allowed_addresses")
 BANDWIDTH_KEYS = ("rate_kbps", "burst_kbits")
 
 
@@ -94,6 +95,7 @@ class _LibraryState:
     memo: Dict[tuple, "_Checked"] | None = None
     used: Dict[tuple, "_Checked"] = dataclasses.field(default_factory=dict)
     stopped: bool = False   # more than MAX_ERRORS errors: the rest is not checked
+    addresses: AddressOwners = dataclasses.field(default_factory=AddressOwners)
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,10 @@ def _check_template(file_scope: Scope, path: str, entry: Mapping,
     scope.errors.extend(checked.head_errors)
     _check_unique(scope, checked.template_id, checked.name, state)
     scope.errors.extend(checked.tail_errors)
+    if checked.template is not None and checked.template.virtual_switch.allowed_addresses:
+        state.addresses.claim(scope, scope.path("virtual_switch", "allowed_addresses"),
+                              checked.label or path,
+                              checked.template.virtual_switch.allowed_addresses)
     if scope.clean_since(mark) and checked.template is not None:
         state.templates.append(checked.template)
 
@@ -333,8 +339,11 @@ def _switch_side(scope: Scope, path: str, value: object,
     check_keys(scope, path, side, keys, ("default_action",))
     default = parse_field(scope, path, side, "default_action", partial(choice, choices=ACTIONS))
     bind_ip = parse_field(scope, path, side, "bind_ip", parse_bool) if allow_bind_ip else None
-    bind_ipv6 = router = None
+    bind_ipv6 = router = dhcp_server = allowed = None
     if allow_bind_ip:
+        dhcp_server = parse_field(scope, path, side, "dhcp_server", parse_bool)
+        allowed = parse_field(scope, path, side, "allowed_addresses",
+                              partial(parse_allowed_addresses, side=side))
         bind_ipv6 = parse_field(scope, path, side, "bind_ipv6", _bind_ipv6)
         router = parse_field(scope, path, side, "router", parse_bool)
         if router and not side.get("bind_ipv6"):
@@ -348,7 +357,8 @@ def _switch_side(scope: Scope, path: str, value: object,
     if not scope.clean_since(mark) or default is None:   # None: reported as missing
         return None
     return SwitchSide(default, acl or (), bandwidth, bool(bind_ip), bind_ipv6 or None,
-                      bool(router), stateful)
+                      bool(router), stateful=stateful, dhcp_server=bool(dhcp_server),
+                      allowed_addresses=allowed or ())
 
 
 def _bind_ipv6(scope: Scope, path: str, value: object) -> str | None:

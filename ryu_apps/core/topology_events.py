@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Iterable, List, Set
 
-from ryu_apps.core import binding_ops, shared_fabric
+from ryu_apps.core import address_guard, binding_ops, shared_fabric
 from ryu_apps.core.access_groups import server_group
 from ryu_apps.core.binding import Binding, Detection, VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
@@ -24,6 +24,7 @@ from ryu_apps.core.transit import transit_path
 from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.flowspec import FlowSpec
 from ryu_apps.core.pipeline import Priority, Table
+from ryu_apps.core.template_model import Template
 
 if TYPE_CHECKING:
     from ryu_apps.core.engine_state import EngineState
@@ -69,7 +70,7 @@ def restore_bindings(st: "EngineState", dpid: int, observed: List, now: float,
             continue
         binding = Binding(owner.owner_id, mac, template.template_id, template.name,
                           template.vlan, dpid, port, since=now,
-                          ip=_bound_ip(observed, owner.cookie),
+                          ip=_bound_ip(observed, owner.cookie, template),
                           detected_by=Detection.RESTORED, state=VmState.ACTIVE,
                           device=st.topo.device_of(dpid))
         binding_ops.store(st, binding)
@@ -90,12 +91,14 @@ def _binding_flows(observed: List) -> List[FlowSpec]:
     return found
 
 
-def _bound_ip(observed: List, cookie: int) -> str | None:
+def _bound_ip(observed: List, cookie: int, template: Template) -> str | None:
+    """The VM's bound IPv4 (its template's allowed addresses are not its own)."""
     for spec in observed:
         if (isinstance(spec, FlowSpec) and spec.cookie == cookie
                 and spec.table_id == Table.ANTI_SPOOF):
             ip = spec.match_dict().get("ipv4_src")
-            if isinstance(ip, str) and ip != "0.0.0.0":
+            if isinstance(ip, str) and ip != "0.0.0.0" and not \
+                    address_guard.allowed_by_template(template.virtual_switch, ip):
                 return ip
     return None
 

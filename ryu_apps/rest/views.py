@@ -298,6 +298,8 @@ def side_view(side: SwitchSide) -> Json:
         "bind_ip": side.bind_ip,
         "bind_ipv6": side.bind_ipv6,
         "router": side.router,
+        "dhcp_server": side.dhcp_server,
+        "allowed_addresses": [str(prefix) for prefix in side.allowed_addresses],
     }
 
 

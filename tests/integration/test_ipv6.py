@@ -5,8 +5,9 @@ logging each refusal once per VM and kind.
 
 Topology (datacenter): s11: web1, db2; s12: web3, mgmt4 (access a1); s21: web5, db6;
 s22: web7, mgmt8 (access a2). Library tests/integration/libraries/ipv6: every template
-guards IPv6 (``bind_ipv6: link_local``); the database takes no ICMPv6 echo requests;
-management is a router.
+guards IPv6 (``bind_ipv6: link_local``); the database takes no ICMPv6 echo requests
+and is the DHCP server (the rogue-server guard drops the others' answers); web VMs may
+send from 2001:db8:100::/64 (``allowed_addresses``); management is a router.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ryu_apps.core import ipv6_guard
 from ryu_apps.core.ipv6_frames import parse_ipv6
 from ryu_apps.lab import testbed as lab
 from ryu_apps.lab.demo import ping
+from ryu_apps.lab.vmtools import forge
 from ryu_apps.lab.vmtools.forge import read_pcap
 from ryu_apps.lab.vmtools.forge6 import MARKER
 from tests.integration.attack_support import Capture, hosts_by_name
@@ -111,10 +113,10 @@ def arrivals(receiver, sender, send, expected: int = FRAMES, timeout: float = 10
     return forged(frames)
 
 
-def logged_once(controller, kind: str, vm) -> None:
+def logged_once(controller, kind: str, vm, guard: str = "IPv6") -> None:
     """The guard's refusal of ``kind`` from ``vm`` is in the log, once (though several
     frames of it were dropped)."""
-    line = f"IPv6 guard dropped a {kind} from VM {vm.MAC()} "
+    line = f"{guard} guard dropped a {kind} from VM {vm.MAC()} "
     assert controller.wait_for_log(line, timeout=5), controller.log()[-3000:]
     time.sleep(0.3)
     assert controller.log().count(line) == 1, controller.log()[-3000:]
@@ -183,6 +185,69 @@ def test_router_advertisements_pass_only_from_a_router(dc):
     got = arrivals(mgmt8, mgmt4, lambda: forge6(mgmt4, "--kind", "ra", "--src",
                                                 mgmt4.link_local, "--lladdr", mgmt4.MAC()))
     assert [(i.src, i.icmp_type) for i in got] == [(mgmt4.link_local, 134)] * FRAMES
+
+
+def test_an_allowed_global_prefix_passes_and_another_global_source_is_dropped(dc):
+    _, _, vms = dc
+    web1, web5, db2 = vms["web1"], vms["web5"], vms["db2"]
+    to_web5 = ("--kind", "echo", "--dst", web5.link_local, "--dst-mac", web5.MAC())
+    time.sleep(METER_REFILL_S)
+    got = arrivals(web5, web1, lambda: (
+        forge6(web1, "--src", "2001:db8:200::1", *to_web5),
+        forge6(web1, "--src", "2001:db8:100::7", *to_web5)))
+    assert [info.src for info in got] == ["2001:db8:100::7"] * FRAMES, got
+    # the database's template allows no global prefix
+    got = arrivals(web5, db2, lambda: (
+        forge6(db2, "--src", "2001:db8:100::8", *to_web5),
+        forge6(db2, "--src", db2.link_local, *to_web5)))
+    assert [info.src for info in got] == [db2.link_local] * FRAMES, got
+
+
+def dhcp_answers(vm, receiver) -> None:
+    """``FRAMES`` DHCP server answers (udp 67 -> 68) from ``vm``'s own addresses."""
+    command = (f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} -m ryu_apps.lab.vmtools.forge "
+               f"spoof {vm.defaultIntf()} --count {FRAMES} --kind udp --mac {vm.MAC()} "
+               f"--ip {vm.IP()} --dst-mac {receiver.MAC()} --dst-ip {receiver.IP()} "
+               "--sport 67 --dport 68")
+    out = vm.cmd(command)
+    assert f"sent {FRAMES}" in out, f"{vm.name}: {command}: {out}"
+
+
+def udp_arrivals(receiver, send, expected: int = FRAMES, timeout: float = 10.0) -> list:
+    """(source MAC, family) of the forged UDP frames ``receiver`` got, once ``expected``
+    arrived or ``timeout`` passed (the frames that must pass are sent last)."""
+    def forged(frames) -> list:
+        return [(f[6:12].hex(":"), "ipv6" if f[12:14] == b"\x86\xdd" else "ipv4")
+                for f in frames if MARKER in f or forge.MARKER in f]
+
+    capture = Capture(receiver, "udp")
+    try:
+        send()
+        deadline = time.monotonic() + timeout
+        while len(forged(read_pcap(str(capture.file)))) < expected \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        frames = capture.stop()
+    return forged(frames)
+
+
+def test_a_rogue_dhcp_server_is_dropped_and_logged_once_and_the_real_one_answers(dc):
+    controller, _, vms = dc
+    web1, web5, db2 = vms["web1"], vms["web5"], vms["db2"]
+    dhcpv6 = ("--kind", "udp", "--sport", "547", "--dport", "546", "--dst", web5.link_local,
+              "--dst-mac", web5.MAC())
+    time.sleep(METER_REFILL_S)
+    got = udp_arrivals(web5, lambda: (
+        dhcp_answers(web1, web5),
+        forge6(web1, "--src", web1.link_local, *dhcpv6),
+        dhcp_answers(db2, web5),
+        forge6(db2, "--src", db2.link_local, *dhcpv6)), expected=2 * FRAMES)
+    assert sorted(got) == sorted([(db2.MAC(), "ipv4")] * FRAMES
+                                 + [(db2.MAC(), "ipv6")] * FRAMES), got
+    logged_once(controller, "DHCP server message", web1, guard="DHCP")
+    logged_once(controller, "DHCPv6 server message", web1, guard="DHCP")
+    assert f"server message from VM {db2.MAC()}" not in controller.log()
 
 
 def test_the_switches_took_every_guard_flow_and_read_back_the_same(dc):

@@ -25,7 +25,10 @@ where a frame a VM sends must arrive:
   that does not forward (a copy to the controller at the ingress switch is the
   only thing allowed for those, since that is how VMs are detected);
 - a VM whose template binds its IPv4 address (``bind_ip``) may send IPv4 and ARP
-  only with that address, and before it is learned, only to the controller.
+  only with that address or one of its template's ``allowed_addresses``, and
+  before it is learned, only to the controller (or from an allowed address);
+- a VM whose template is no ``dhcp_server`` sends no DHCP (udp source 67) or
+  DHCPv6 (udp source 547) server message anywhere.
 
 The access port's rules apply to traffic that crosses the access port, except
 when VMs of different templates share a VLAN behind one access port (the
@@ -44,6 +47,7 @@ from ryu_apps.core.fabric import PortRef, Role
 from ryu_apps.core.template_model import (
     ETH_ARP,
     ETH_IPV4,
+    ETH_IPV6,
     IP_TCP,
     IP_UDP,
     Action,
@@ -184,9 +188,15 @@ class Oracle:
 
     def sender_may_send(self, sender: Vm, packet: Packet) -> bool:
         """Anti-spoofing and the sender's from_vm rules on its virtual switch."""
-        if sender.template.virtual_switch.bind_ip and packet.eth_type in (ETH_IPV4, ETH_ARP):
+        side = sender.template.virtual_switch
+        if not side.dhcp_server and packet.ip_proto == IP_UDP and (
+                (packet.eth_type, packet.udp_src) in ((ETH_IPV4, 67), (ETH_IPV6, 547))):
+            return False   # the rogue-DHCP-server guard
+        if side.bind_ip and packet.eth_type in (ETH_IPV4, ETH_ARP):
             source = packet.ipv4_src if packet.eth_type == ETH_IPV4 else packet.arp_spa
-            if sender.ip is None or source != sender.ip:
+            allowed = source is not None and any(
+                ipaddress.ip_address(source) in prefix for prefix in side.allowed_addresses)
+            if not allowed and (sender.ip is None or source != sender.ip):
                 return False
         return side_allows(sender.template.virtual_switch, Direction.FROM_VM, packet)
 

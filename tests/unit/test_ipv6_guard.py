@@ -10,7 +10,7 @@ import pytest
 
 from ryu_apps.core import ipv6_guard
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, Meter
-from ryu_apps.core.pipeline import IPV6_GUARD_METER, Table
+from ryu_apps.core.pipeline import IPV6_GUARD_METER, Priority, Table
 from ryu_apps.core.template_validation import TemplateValidationError, build_library
 from tests.support.fake_switches import Packet
 from tests.unit.test_shared_pipeline import S11, S12, Lab
@@ -132,11 +132,13 @@ def test_a_template_without_bind_ipv6_leaves_ipv6_alone(lab):
 
 def test_the_guard_is_per_template_once_and_per_vm_only_its_own(lab):
     shared = {f for f in lab.shared_flows(S11, GUARDED)
-              if dict(f.match).get("eth_type") == 0x86DD}
+              if dict(f.match).get("eth_type") == 0x86DD
+              and f.priority != Priority.DHCP_SERVER_DROP}   # the rogue-server guard's
     assert len(shared) == 8   # NS, NA, RA, redirect; RS and MLD from ::; the rest
     lab.vm(S11, 5, "00:a0:00:00:00:05", "10.0.0.5")
     assert {f for f in lab.shared_flows(S11, GUARDED)
-            if dict(f.match).get("eth_type") == 0x86DD} == shared
+            if dict(f.match).get("eth_type") == 0x86DD
+            and f.priority != Priority.DHCP_SERVER_DROP} == shared
     own = [f for f in lab.own_flows(VM_A) if dict(f.match).get("eth_type") == 0x86DD]
     assert len(own) == 6
     assert {dict(f.match).get("ipv6_src") for f in own} == {LL_A, "::"}

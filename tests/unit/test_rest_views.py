@@ -236,7 +236,8 @@ def test_template_view():
         "allow to_vm ethertype=ipv4,ipv6 protocol=tcp dst_port=443"]
     assert view["virtual_switch"]["bandwidth"] == {"rate_kbps": 10000, "burst_kbits": 1000}
     assert view["access_port"] == {"default_action": "allow", "acl": [], "bandwidth": None,
-                                   "bind_ip": False, "bind_ipv6": None, "router": False}
+                                   "bind_ip": False, "bind_ipv6": None, "router": False,
+                                   "dhcp_server": False, "allowed_addresses": []}
     json.dumps(view)
 
 

@@ -9,7 +9,8 @@ core only (``PYTHONPATH`` = the checkout)::
     python3 -m ryu_apps.lab.vmtools.forge tagged IFACE --vlans 300[,100] [--tpid 0x8100]
             --dst-mac MAC --dst-ip IP [--src-prefix 00:fe] [--count N] [--rate PPS]
     python3 -m ryu_apps.lab.vmtools.forge spoof IFACE --mac MAC --ip IP
-            [--kind garp|icmp|udp] [--dst-mac MAC --dst-ip IP] [--count N] [--rate PPS]
+            [--kind garp|icmp|udp] [--dst-mac MAC --dst-ip IP] [--sport N --dport N]
+            [--count N] [--rate PPS]
 
 ``lldp`` sends LLDP frames naming switch ``DPID`` (16 hex digits, or any text
 for a malformed chassis) and port ``TEXT`` (any text: ``-5``, ``0``, a huge
@@ -93,10 +94,10 @@ def icmp_echo(sequence: int) -> bytes:
     return header[:2] + struct.pack("!H", checksum(header + body)) + header[4:] + body
 
 
-def udp_datagram(sequence: int, port: int = 9) -> bytes:
+def udp_datagram(sequence: int, port: int = 9, source_port: int = 40000) -> bytes:
     """A UDP datagram (to the discard port) whose payload starts with :data:`MARKER`."""
     body = MARKER + struct.pack("!Q", sequence)
-    return struct.pack("!HHHH", 40000, port, 8 + len(body), 0) + body
+    return struct.pack("!HHHH", source_port, port, 8 + len(body), 0) + body
 
 
 def gratuitous_arp(mac: bytes, ip: bytes) -> bytes:
@@ -115,14 +116,15 @@ def tagged_echo(dst_mac: bytes, src_mac: bytes, vlans: List[int], outer_tpid: in
 
 
 def spoofed(kind: str, mac: bytes, ip: bytes, dst_mac: bytes, dst_ip: bytes,
-            sequence: int) -> bytes:
-    """A frame from another VM's ``mac`` and ``ip``: ``garp``, ``icmp`` or ``udp``."""
+            sequence: int, ports: tuple[int, int] = (40000, 9)) -> bytes:
+    """A frame from another VM's ``mac`` and ``ip``: ``garp``, ``icmp`` or ``udp``
+    (from and to ``ports``)."""
     if kind == "garp":
         return gratuitous_arp(mac, ip)
     if kind == "icmp":
         packet = ipv4_packet(ip, dst_ip, 1, icmp_echo(sequence))
     elif kind == "udp":
-        packet = ipv4_packet(ip, dst_ip, 17, udp_datagram(sequence))
+        packet = ipv4_packet(ip, dst_ip, 17, udp_datagram(sequence, ports[1], ports[0]))
     else:
         raise ValueError(f"kind: expected garp, icmp or udp, got {kind!r}")
     return _padded(dst_mac + mac + struct.pack("!H", ETH_P_IP) + packet)
@@ -206,7 +208,8 @@ def _frames(args: argparse.Namespace) -> Iterator[bytes]:
         dst_mac = mac_bytes(args.dst_mac) if args.dst_mac else BROADCAST
         dst_ip = socket.inet_aton(args.dst_ip) if args.dst_ip else b"\xff" * 4
         def build(i: int) -> bytes:
-            return spoofed(args.kind, mac, ip, dst_mac, dst_ip, i)
+            return spoofed(args.kind, mac, ip, dst_mac, dst_ip, i,
+                           (args.sport, args.dport))
     return (build(i) for i in range(args.count))
 
 
@@ -233,6 +236,8 @@ def main(argv=None) -> int:
     spoof.add_argument("--kind", choices=("garp", "icmp", "udp"), default="garp")
     spoof.add_argument("--dst-mac", help="icmp/udp destination MAC (default broadcast)")
     spoof.add_argument("--dst-ip", help="icmp/udp destination IP (default broadcast)")
+    spoof.add_argument("--sport", type=int, default=40000, help="udp source port")
+    spoof.add_argument("--dport", type=int, default=9, help="udp destination port")
     for command in (forged, replay, tagged, spoof):
         command.add_argument("interface")
         command.add_argument("--count", type=int, default=1)

@@ -1,0 +1,154 @@
+"""The rogue-DHCP-server guard and a template's ``allowed_addresses`` on a server (pure).
+
+Rogue-server guard: a VM whose template does not say ``dhcp_server: true``
+may not send DHCP server messages (IPv4 udp source port 67) nor DHCPv6 server
+messages (udp source port 547). Its template's shared flows in ANTI_SPOOF drop
+them above every allow, punted through the server's guard meter
+(:data:`~ryu_apps.core.pipeline.IPV6_GUARD_METER`, 10 packets/s) so the app
+logs each once per VM and kind (:func:`refusal`). (Router advertisements are
+the IPv6 guard's: :mod:`~ryu_apps.core.ipv6_guard`.)
+
+``allowed_addresses``: the VM's own flows in ANTI_SPOOF also allow IPv4 and
+ARP from each IPv4 prefix (with ``bind_ip``), and IPv6 from each IPv6 prefix
+(with ``bind_ipv6``), with the neighbour discovery those addresses need: a
+solicitation from the prefix with the VM's MAC (or no source link-layer
+option), an advertisement from the prefix with the VM's MAC (or no target
+link-layer option) whose target is the address itself for a /128 (OpenFlow
+1.3 cannot mask ``nd_target``, so a wider prefix's advertisements are
+checked by source and MAC only), and duplicate address detection for a /128.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from typing import Dict, Set
+
+from ryu_apps.core import ipv6_guard
+from ryu_apps.core.flowspec import OFPP_CONTROLLER, FlowSpec, MatchValue, Output, flow, \
+    make_match
+from ryu_apps.core.ipv6_frames import l3_offset
+from ryu_apps.core.pipeline import IPV6_GUARD_METER, Priority, Table, template_metadata_match
+from ryu_apps.core.switch_flows import PACKET_IN_BYTES
+from ryu_apps.core.template_model import ETH_ARP, ETH_IPV4, ETH_IPV6, IP_ICMPV6, IP_UDP, \
+    Prefix, SwitchSide
+
+DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
+DHCPV6_SERVER_PORT, DHCPV6_CLIENT_PORT = 547, 546
+#: What the rogue-server guard refused, by kind (the app logs each once per VM).
+DHCP_SERVER, DHCPV6_SERVER = "DHCP server message", "DHCPv6 server message"
+_ICMPV6_NS, _ICMPV6_NA = 135, 136
+_NO_LINK_LAYER = "00:00:00:00:00:00"
+
+
+def template_flows(dpid: int, template_id: int, side: SwitchSide,
+                   cookie: int) -> Set[FlowSpec]:
+    """The rogue-server guard every VM of a template that is no DHCP server shares."""
+    if side.dhcp_server:
+        return set()
+    tag = template_metadata_match(template_id)
+    punt = (Output(OFPP_CONTROLLER, PACKET_IN_BYTES),)
+    return {flow(dpid, Table.ANTI_SPOOF, Priority.DHCP_SERVER_DROP,
+                 make_match(metadata=tag, eth_type=ethertype, ip_proto=IP_UDP, udp_src=port),
+                 cookie, meter=IPV6_GUARD_METER, actions=punt)
+            for ethertype, port in ((ETH_IPV4, DHCP_SERVER_PORT),
+                                    (ETH_IPV6, DHCPV6_SERVER_PORT))}
+
+
+def _value(prefix: Prefix) -> MatchValue:
+    if prefix.prefixlen == prefix.max_prefixlen:
+        return str(prefix.network_address)
+    return (str(prefix.network_address), str(prefix.netmask))
+
+
+def vm_flows(dpid: int, port: int, mac: str, side: SwitchSide, cookie: int,
+             meter: int | None = None, goto: int = Table.FROM_VM_ACL) -> Set[FlowSpec]:
+    """A VM's own allows for its template's ``allowed_addresses``."""
+    entries: Set[FlowSpec] = set()
+
+    def allow(priority: int, **fields: MatchValue) -> None:
+        entries.add(flow(dpid, Table.ANTI_SPOOF, priority, make_match(in_port=port, **fields),
+                         cookie, meter=meter, goto=goto))
+
+    for prefix in side.allowed_addresses:
+        value = _value(prefix)
+        if prefix.version == 4:
+            allow(Priority.SPOOF_ALLOW, eth_type=ETH_IPV4, ipv4_src=value)
+            allow(Priority.SPOOF_ALLOW, eth_type=ETH_ARP, arp_spa=value)
+            continue
+        allow(Priority.SPOOF_ALLOW, eth_type=ETH_IPV6, ipv6_src=value)
+        _nd_allows(allow, prefix, value, mac.lower())
+    return entries
+
+
+def _nd_allows(allow, prefix: Prefix, value: MatchValue, mac: str) -> None:
+    """Neighbour discovery a VM may send for one allowed IPv6 prefix (module docstring)."""
+    nd: Dict[str, MatchValue] = dict(eth_type=ETH_IPV6, ip_proto=IP_ICMPV6)
+    single = prefix.prefixlen == prefix.max_prefixlen
+    for own in (mac, _NO_LINK_LAYER):
+        allow(Priority.ND_ALLOW, ipv6_src=value, icmpv6_type=_ICMPV6_NS, ipv6_nd_sll=own, **nd)
+        target = dict(ipv6_nd_target=value) if single else {}
+        allow(Priority.ND_ALLOW, ipv6_src=value, icmpv6_type=_ICMPV6_NA, ipv6_nd_tll=own,
+              **target, **nd)
+    if single:
+        allow(Priority.ND_ALLOW, ipv6_src="::", icmpv6_type=_ICMPV6_NS, ipv6_nd_target=value,
+              ipv6_nd_sll=_NO_LINK_LAYER, **nd)
+
+
+def refusal(frame: bytes) -> tuple[str, str] | None:
+    """(kind, detail) of a DHCP or DHCPv6 server message the guard punted, else None.
+
+    Never raises: a frame too short for its UDP header is not one."""
+    if len(frame) < 14:
+        return None
+    ethertype, offset = l3_offset(frame)
+    if ethertype == ETH_IPV4 and len(frame) >= offset + 20:
+        header = (frame[offset] & 0x0F) * 4
+        protocol, udp = frame[offset + 9], offset + header
+        source = ".".join(str(b) for b in frame[offset + 12:offset + 16])
+        kind, server = DHCP_SERVER, DHCP_SERVER_PORT
+    elif ethertype == ETH_IPV6 and len(frame) >= offset + 40:
+        protocol, udp = frame[offset + 6], offset + 40
+        source = _ipv6_text(frame[offset + 8:offset + 24])
+        kind, server = DHCPV6_SERVER, DHCPV6_SERVER_PORT
+    else:
+        return None
+    if protocol != IP_UDP or header_short(frame, udp):
+        return None
+    if struct.unpack("!H", frame[udp:udp + 2])[0] != server:
+        return None
+    return kind, f"source {source}"
+
+
+def header_short(frame: bytes, udp: int) -> bool:
+    """Whether the frame ends before the 8-byte UDP header at ``udp``."""
+    return udp < 14 or len(frame) < udp + 8
+
+
+def _ipv6_text(raw: bytes) -> str:
+    return str(ipaddress.IPv6Address(raw))
+
+
+def allowed_by_template(side: SwitchSide, address: str) -> bool:
+    """Whether ``address`` lies in one of the side's ``allowed_addresses`` (such an
+    address is never bound as the VM's own: it is the template's to allow)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in prefix for prefix in side.allowed_addresses)
+
+
+def guard_refusal(frame: bytes, side: SwitchSide | None) -> tuple[str, str, str] | None:
+    """(guard, kind, detail) of a frame a server's guards punted from ANTI_SPOOF, or None
+    for a frame no guard refused (an IPv4 or ARP frame of a VM whose address is learnt).
+
+    ``side`` is the sender's virtual-switch side (None: unknown VM). A DHCP server's
+    own server messages are never refusals; every other punted IPv6 frame is the IPv6
+    guard's (:func:`ryu_apps.core.ipv6_guard.refusal`)."""
+    if side is None or not side.dhcp_server:
+        refused = refusal(frame)
+        if refused is not None:
+            return ("DHCP",) + refused
+    refused = ipv6_guard.refusal(frame)
+    return None if refused is None else ("IPv6",) + refused
