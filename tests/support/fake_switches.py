@@ -16,7 +16,14 @@ from typing import Dict, List, Optional, Set, Tuple
 from ryu_apps.core.fabric import SHARED_FABRIC, Fabric, PortRef
 from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.pipeline import contract_violations
-from ryu_apps.core.table_sim import ConnectionTable, Packet, field_matches, run_tables
+from ryu_apps.core.table_sim import (  # noqa: F401  (TCP_* for the tests)
+    TCP_ACK,
+    TCP_SYN,
+    ConnectionTable,
+    Packet,
+    field_matches,
+    run_tables,
+)
 from ryu_apps.core.flowspec import (
     OFPP_CONTROLLER,
     ApplyActions,
