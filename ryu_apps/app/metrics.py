@@ -35,6 +35,9 @@ LOG = logging.getLogger("dynprov.metrics")
 #: from a fraction of a millisecond (one VM, idle machine) to seconds (a storm).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
                    1.0, 2.0, 5.0, 10.0)
+#: MACs whose last server is remembered to tell a migration from a new VM (the least
+#: recently seen are forgotten first: their next detection counts as a new VM).
+MAX_REMEMBERED = 200_000
 #: Verdict labels of ``dynprov_packet_ins_total``.
 VERDICTS = ("provisioned", "refused", "known", "lldp", "guard_refused", "malformed")
 
@@ -83,8 +86,10 @@ class Metrics:
     def detected(self, mac: str, dpid: int, mode: str) -> None:
         """The engine provisioned ``mac`` at server ``dpid``, found by ``mode`` (packet,
         ovsdb): a migration if it was last detected at another server."""
-        previous = self._where.get(mac)
-        self._where[mac] = dpid
+        previous = self._where.pop(mac, None)
+        self._where[mac] = dpid   # re-inserted: the dict's order is least recently seen first
+        if len(self._where) > MAX_REMEMBERED:   # bounded, whatever the churn of MACs
+            del self._where[next(iter(self._where))]
         if previous is not None and previous != dpid:
             self.migrations.labels(mode).inc()
             self._detected[mac] = mode

@@ -90,6 +90,8 @@ def test_the_openapi_document_matches_the_live_routes(bed):
     assert listed == {(m, p) for p, ops in document["paths"].items() for m in ops}
     values = {"mac": net.hosts[0].MAC(), "template_id": "250"}
     for path, operations in document["paths"].items():
+        if path.endswith("/view/events"):
+            continue   # a Server-Sent Events stream never ends: test_live_view.py reads it
         concrete = re.sub(r"\{([^}]+)\}", lambda m: values[m.group(1)], path)
         for method in operations:
             body = {} if method == "post" else None
