@@ -19,7 +19,8 @@ import pytest
 from ryu_apps.lab import testbed as lab
 from tests.integration.conftest import OPEN_LIBRARY, start_datacenter, stop_datacenter
 
-pytestmark = pytest.mark.integration
+# serial: asserts that something happens within a bounded time (scripts/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 AUDIT_S = 1.0
 #: The audit must repair within a few periods (factor 5) and the grace.

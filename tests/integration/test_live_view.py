@@ -20,7 +20,8 @@ from ryu_apps.lab.migration import live_migrate
 from tests.integration.conftest import OPEN_LIBRARY, start_datacenter, stop_datacenter
 from tests.support.headless import Browser
 
-pytestmark = pytest.mark.integration
+# serial: asserts that something happens within a bounded time (scripts/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 #: The page must show what the controller knows within this many seconds (the feed is
 #: sampled every 0.25 s; measured about 1 s to first paint on a loaded 2-core machine, x3).
