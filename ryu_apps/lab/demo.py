@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import urllib.request
 
 from ryu_apps.lab import testbed as lab
 from ryu_apps.cli.flow_listing import annotated_flows
@@ -86,7 +87,28 @@ def run_checks(controller: lab.ControllerProcess, net, vms: dict) -> int:
     failures += show_trace(controller.rest_target("reader"), vms["web3"].MAC(),
                            vms["db2"].MAC(), "tcp/5432", vms["web3"].IP(),
                            vms["db2"].IP()) != 0
+    failures += not show_operations(controller)
     return failures
+
+
+def show_operations(controller: lab.ControllerProcess) -> bool:
+    """Point at the metrics, the live view and the intent check; False if the
+    metrics do not answer."""
+    _banner("operating it: metrics, live view, intent check")
+    url = f"http://127.0.0.1:{controller.metrics_port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError as error:
+        print(f"  metrics at {url}: no answer ({error})   <-- UNEXPECTED")
+        return False
+    bindings = [line for line in text.splitlines() if line.startswith("dynprov_bindings{")]
+    print(f"  Prometheus metrics: {url} ({len(text.splitlines())} lines), e.g.")
+    for line in bindings[:3]:
+        print(f"    {line}")
+    print(f"  live view: {controller.rest_url}/dynprov/view#token=<a reader token>")
+    print("  intent check: dynprov audit [BRIDGE] (every switch is also checked once a minute)")
+    return True
 
 
 def report(failures: int) -> int:
