@@ -218,6 +218,8 @@ def _as_dict(template):
                                 "burst_kbits": s.bandwidth.burst_kbits}
         if with_bind_ip:
             out["bind_ip"] = s.bind_ip
+        if s.stateful:
+            out["stateful"] = True
         return out
     return {"id": template.template_id, "name": template.name,
             "description": template.description, "vlan": template.vlan,
@@ -241,6 +243,9 @@ def _rule(rule):
         ports = getattr(rule, name)
         if ports is not None:
             out[name] = ports.low if ports.low == ports.high else str(ports)
+    for name in ("icmp_type", "icmp_code"):
+        if getattr(rule, name, None) is not None:
+            out[name] = getattr(rule, name)
     return out
 
 
