@@ -137,7 +137,7 @@ def _rule(scope: Scope, path: str, value: object) -> AclRule | None:
     direction = parse_key("direction", partial(choice, choices=DIRECTIONS))
     ethertype = parse_key("ethertype", partial(choice, choices=ETHERTYPES))
     protocol = parse_key("protocol", partial(choice, choices=PROTOCOLS))
-    src, dst = parse_key("src", _prefix), parse_key("dst", _prefix)
+    src, dst = parse_key("src", parse_prefix), parse_key("dst", parse_prefix)
     src_port, dst_port = parse_key("src_port", _port_range), parse_key("dst_port", _port_range)
     icmp_type, icmp_code = parse_key("icmp_type", _icmp_value), parse_key("icmp_code", _icmp_code)
     if not scope.clean_since(fields_mark) or action is None or direction is None:
@@ -261,9 +261,13 @@ def _inferred_ethertype(rule: AclRule) -> int | None:
     return None
 
 
-def _prefix(scope: Scope, path: str, value: object) -> Prefix | None:
-    expected = "expected an IPv4 or IPv6 prefix like '10.0.0.0/8' or '2001:db8::/32'"
-    if not isinstance(value, str):
+def parse_prefix(scope: Scope, path: str, value: object,
+                 like: str = "'10.0.0.0/8' or '2001:db8::/32'") -> Prefix | None:
+    """An IPv4 or IPv6 prefix (an address is a /32 or /128) without host bits, or a
+    located error (with "did you mean" when only host bits are wrong); ``like``: the
+    examples the error shows."""
+    expected = f"expected an IPv4 or IPv6 prefix like {like}"
+    if not isinstance(value, str) or len(value) > 64:   # no address is longer
         scope.error(path, f"{expected}, got {show(value)}")
         return None
     try:

@@ -11,16 +11,16 @@ one VM may claim must not be another's to claim.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import List, Mapping, Tuple
 
+from ryu_apps.core.acl_validation import parse_prefix
 from ryu_apps.core.template_model import Prefix
 from ryu_apps.core.validation_checks import Scope, join_path, show
 
 #: Entries of one template's ``allowed_addresses`` (each costs a few flows per server).
 MAX_ALLOWED_ADDRESSES = 64
-_EXPECTED = "expected an IPv4 or IPv6 prefix like '10.0.1.0/24' or '2001:db8:1::/64'"
+_EXAMPLES = "'10.0.1.0/24' or '2001:db8:1::/64'"
 
 
 def parse_allowed_addresses(scope: Scope, path: str, value: object,
@@ -37,7 +37,7 @@ def parse_allowed_addresses(scope: Scope, path: str, value: object,
     found: List[Tuple[int, Prefix]] = []
     for index, item in enumerate(value):
         where = join_path(path, index)
-        prefix = _prefix(scope, where, item)
+        prefix = parse_prefix(scope, where, item, like=_EXAMPLES)
         if prefix is None:
             continue
         guard = "bind_ip" if prefix.version == 4 else "bind_ipv6"
@@ -53,25 +53,6 @@ def parse_allowed_addresses(scope: Scope, path: str, value: object,
     if not scope.clean_since(mark):
         return None
     return tuple(prefix for _, prefix in found)
-
-
-def _prefix(scope: Scope, path: str, value: object) -> Prefix | None:
-    """An address (as a /32 or /128) or a prefix without host bits."""
-    if not isinstance(value, str) or len(value) > 64:
-        scope.error(path, f"{_EXPECTED}, got {show(value)}")
-        return None
-    try:
-        return ipaddress.ip_network(value, strict=True)
-    except ValueError:
-        pass
-    try:
-        network = ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        scope.error(path, f"{_EXPECTED}, got {show(value)}")
-        return None
-    scope.error(path, f"{_EXPECTED}, got {show(value)}: host bits are set "
-                      f"(did you mean '{network}'?)")
-    return None
 
 
 @dataclass
