@@ -17,6 +17,7 @@ from ryu_apps.app.framework import app_manager, hub, ofproto_v1_3, set_ev_cls
 
 from ryu_apps.app import audit as intent_audit
 from ryu_apps.app import loop_events as loop
+from ryu_apps.app.datapath_features import ConntrackProbes
 from ryu_apps.app.device_bus import InProcessBus
 from ryu_apps.app.options import CONF
 from ryu_apps.app.metrics import (
@@ -81,6 +82,7 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         self.dispatcher = Dispatcher(self.sender, self.engine, self.bus, self.provisioning_times,
                                      lambda: self.store_sync)
         self.readbacks = ReadBacks(self.logger)
+        self.ct_probes = ConntrackProbes(self.conntrack_found)
         self.warm = WarmStart(grace=options.reconcile_grace)
         self.audit = intent_audit.IntentAudit(options.audit_interval,
                                               options.audit_report_only, self.logger,

@@ -128,6 +128,13 @@ class Requests:
     def _put_in_force(self, library, domain_libraries: Dict[str, Any]
                       ) -> Tuple[Tuple[bool, str], List[int]]:
         app = self.app
+        conflicts = app.engine.reload_conflicts(library) + [
+            line for name, domain_library in domain_libraries.items()
+            for line in app.engine.reload_conflicts(domain_library, name)]
+        if conflicts:   # core/datapath_support.py: stateful where a bridge has no ct
+            message = "\n".join(conflicts)
+            app.logger.error("library reload refused, previous library stays:\n%s", message)
+            return (False, message), []
         app.library_keeper.accept(library)
         for name, domain_library in domain_libraries.items():
             app.domain_keepers[name].accept(domain_library)

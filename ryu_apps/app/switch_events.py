@@ -46,6 +46,7 @@ class SwitchEventHandlers:
     _reconciled: Callable[[Any], None]
     _reconcile_refused: Callable[[float], None]
     _probe_switch_ports: Callable[[int], None]
+    ct_probes: Any
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     @guarded
@@ -54,11 +55,13 @@ class SwitchEventHandlers:
         if ev.state == MAIN_DISPATCHER:
             self.metrics.switch_connected(True)
             self._connecting[dpid] = datapath
+            self.ct_probes.probe(datapath)   # answered before the read-back's replies
             self._reconcile_switch(dpid, CONNECTED[dpid in self.engine.fabric.switches])
             return
         if self._connecting.get(dpid) is datapath:   # gone before it was read back
             del self._connecting[dpid]
             self.readbacks.forget(dpid)
+            self.ct_probes.forget(dpid)
         if dpid is not None and self.datapaths.get(dpid) is datapath:
             self.logger.warning("switch %016x disconnected; its flows stay in place", dpid)
             self.metrics.switch_connected(False)
@@ -173,6 +176,14 @@ class SwitchEventHandlers:
                                 port, detail)
         return True
 
+    def conntrack_found(self, dpid: int, supported: bool, detail: str) -> None:
+        """A switch's connection-tracking probe was answered: the engine is told."""
+        changed = self.engine.conntrack_found(dpid, supported, detail)
+        if not supported and changed:
+            self.logger.warning("switch %016x has no connection tracking (%s): VMs of "
+                                "stateful templates (virtual_switch.stateful: true) are "
+                                "refused on it", dpid, detail)
+
     def malformed(self, dpid: int, what: str) -> None:
         """A message a switch should never send: logged once per switch and kind."""
         if self.repairs.first_failure(f"malformed {dpid:x} {what}", 0.0, quiet=-1.0):
@@ -186,6 +197,8 @@ class SwitchEventHandlers:
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @guarded
     def _barrier_reply(self, ev) -> None:
+        if self.ct_probes.barrier(ev.msg):
+            return
         self.sender.barrier_reply(ev.msg.datapath.id, ev.msg.xid)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
@@ -194,6 +207,8 @@ class SwitchEventHandlers:
         """A switch refused a message: what it holds may differ from what the engine
         believes, so it is reconciled (ryu_apps.app.repairs says when)."""
         msg = ev.msg
+        if self.ct_probes.error(msg):
+            return   # the connection-tracking probe's answer (app/datapath_features.py)
         dpid = msg.datapath.id
         self.metrics.openflow_error(msg.type)
         self.logger.error("switch %016x refused message xid %d: type %d code %d: %s",

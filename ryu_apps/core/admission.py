@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Optional
 
-from ryu_apps.core import address_guard, binding_ops, shared_fabric, vm_identity
+from ryu_apps.core import address_guard, binding_ops, datapath_support, shared_fabric, \
+    vm_identity
 from ryu_apps.core.binding import Binding, Detection, VmState
 from ryu_apps.core.flow_plan import PacketOut
 from ryu_apps.core.identifiers import IdentifierError
@@ -104,6 +105,12 @@ def select(st: "EngineState", mac: str, raw_mac: str, dpid: int, port: int, now:
                  else f"the library of mobility domain '{domain.name}'")
         refuse(st, verdict, mac, template_id, dpid, port, now,
                f"template {template_id} (0x{template_id:04X}) is not in {where}")
+        return None
+    unsupported = datapath_support.stateful_refusal(template, st.name(dpid),
+                                                    st.datapaths.missing(dpid))
+    if unsupported is not None:
+        refuse(st, verdict, mac, template_id, dpid, port, now, unsupported)
+        return None
     return template
 
 

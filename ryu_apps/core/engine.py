@@ -26,6 +26,7 @@ from typing import Dict, Iterable, List, Optional, Set
 from ryu_apps.core import (
     binding_ops,
     conntrack,
+    datapath_support,
     derived,
     lifecycle,
     shared_fabric,
@@ -71,7 +72,7 @@ class ProvisioningEngine:
         old = self.state
         self.state = EngineState(old.libraries.main, old.scheme, old.libraries.domains,
                                  old.libraries.of_domain, old.identity_default,
-                                 old.move_hold)
+                                 old.move_hold, old.datapaths)
 
     def _done(self, plan: Plan) -> Plan:
         """Recompute the derived owners the event touched, into its plan."""
@@ -219,6 +220,21 @@ class ProvisioningEngine:
         vm_events.set_library(self.state, library, domain, plan)
         plan.warnings += conntrack.library_warnings(library)
         return self._done(plan)
+
+    def conntrack_found(self, dpid: int, supported: bool, detail: str = "") -> bool:
+        """A switch's probe answered whether its datapath has connection tracking
+        (core/datapath_support.py); whether that changed what was known."""
+        return self.state.datapaths.found(dpid, supported, detail)
+
+    def conntrack_missing(self, dpid: int) -> Optional[str]:
+        """Why a switch has no connection tracking; None: it has, or was not probed."""
+        return self.state.datapaths.missing(dpid)
+
+    def reload_conflicts(self, library: TemplateLibrary, domain: str | None = None
+                         ) -> List[str]:
+        """Located errors that refuse ``library``: it would make a template stateful on
+        a bridge without connection tracking that hosts its VMs."""
+        return datapath_support.reload_conflicts(self.state, library, domain)
 
     def tick(self, now: float) -> Plan:
         """Time passed: lift old quarantines; accept moves whose old location stayed

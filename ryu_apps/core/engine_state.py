@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple, cast
 from ryu_apps.core.access_groups import AccessGroups
 from ryu_apps.core.binding import Binding
 from ryu_apps.core.binding_table import BindingTable
+from ryu_apps.core.datapath_support import DatapathSupport
 from ryu_apps.core.derived import Dirty
 from ryu_apps.core.domains import Domain, DomainMap
 from ryu_apps.core.flow_compiler import Placement
@@ -48,7 +49,8 @@ class EngineState:
                  domains: Optional[DomainMap] = None,
                  domain_libraries: Optional[Dict[str, TemplateLibrary]] = None,
                  identity: IdentityPolicy = IdentityPolicy.AUTO,
-                 move_hold: float = MOVE_HOLD_SECONDS) -> None:
+                 move_hold: float = MOVE_HOLD_SECONDS,
+                 datapaths: Optional[DatapathSupport] = None) -> None:
         self.libraries = Libraries(library, domains or DomainMap(()),
                                    dict(domain_libraries or {}))
         self.scheme = scheme
@@ -66,6 +68,8 @@ class EngineState:
         self.groups = AccessGroups()
         self.routes = Routes()
         self.desired = SharedDesired()
+        #: What the switches' datapaths lack (connection tracking), from their probes
+        self.datapaths = datapaths or DatapathSupport()
         #: server -> the flows it reported when its mobility domain was not known yet
         #: (bindings are restored from them once its access switch is)
         self.unrestored: Dict[int, Tuple[List, float]] = {}

@@ -27,6 +27,9 @@ class FakeEngine:
         self.notices.append((notice, mac, server, template_id))
         return SimpleNamespace(plan=Plan(), message="traffic stopped, binding kept")
 
+    def reload_conflicts(self, library, domain=None):
+        return []   # every bridge has connection tracking
+
     def set_library(self, library, domain=None):
         self.libraries.append((library, domain))
         plan = Plan()
