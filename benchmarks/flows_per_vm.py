@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from typing import List, Tuple
 
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef, Role
+from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.flowspec import FlowSpec
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.loaders.library_files import load_library
@@ -33,8 +35,8 @@ def _mac(template_id: int, index: int) -> str:
     return ":".join(f"{(raw >> shift) & 0xFF:02x}" for shift in range(40, -1, -8))
 
 
-def _lab(vms: int):
-    library = load_library("templates")
+def bed(library) -> Tuple[ProvisioningEngine, FakeSwitches]:
+    """An engine with one access switch and servers S1 and S2, and their fake switches."""
     engine = ProvisioningEngine(library, PrefixScheme(16))
     switches = FakeSwitches()
     for dpid, role in ((ACCESS, Role.ACCESS), (S1, Role.SERVER), (S2, Role.SERVER)):
@@ -42,6 +44,21 @@ def _lab(vms: int):
     for server, port in ((S1, 1), (S2, 2)):
         switches.apply(engine.link_seen(PortRef(server, UPLINK), PortRef(ACCESS, port),
                                         now=0.0))
+    return engine, switches
+
+
+def add_vm(engine, switches, server: int, port: int, mac: str, ip: str) -> List[Plan]:
+    """A VM's first frame, then one carrying its IPv4: the plans, applied."""
+    plans = [engine.packet_in(server, port, mac, b"x", now=0.0).plan,
+             engine.packet_in(server, port, mac, b"x", now=0.0, sender_ip=ip).plan]
+    for plan in plans:
+        switches.apply(plan)
+    return plans
+
+
+def _lab(vms: int):
+    library = load_library("templates")
+    engine, switches = bed(library)
     port = 0
     templates = sorted(t.template_id for t in library.templates.values())
     for template_id in templates:
@@ -50,9 +67,7 @@ def _lab(vms: int):
             port += 1
             mac = _mac(template_id, index)
             ip = f"10.{template_id % 200}.{index // 250}.{index % 250 + 1}"
-            switches.apply(engine.packet_in(server, port, mac, b"x", now=0.0).plan)
-            switches.apply(engine.packet_in(server, port, mac, b"x", now=0.0,
-                                            sender_ip=ip).plan)
+            add_vm(engine, switches, server, port, mac, ip)
     return library, switches, templates
 
 
