@@ -21,8 +21,9 @@ port 5201, 7000, 7007). It prints:
   round trip on an established flow; the difference of the two between the modes is
   what a connection's first packets cost beyond ``ct``'s per-packet cost;
 - **provisioning latency** on the same bed (benchmarks/provisioning_latency.py's VM
-  ports and measurement): ``--new`` web VMs, first frame to flows confirmed, and the
-  flows on the server bridges per VM.
+  ports and measurement): ``--new`` / 2 web VMs per mode in two batches (stateless,
+  stateful, stateful, stateless), first frame to flows confirmed, and the flows they
+  added on the server bridges.
 
 ``uptime`` is printed with every round. ``--quick``: one round of 1 s, 20 connects,
 4 new VMs (the smoke test's sizes).
@@ -77,6 +78,17 @@ def library_document(stateful: bool) -> dict:
 
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def cpu_times() -> List[int]:
+    """The machine's CPU times (/proc/stat's first line: user ... steal)."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def steal_since(before: List[int]) -> float:
+    """The fraction of CPU time the hypervisor stole since ``before`` (cpu_times())."""
+    delta = [a - b for a, b in zip(cpu_times(), before)]
+    return delta[7] / sum(delta) if sum(delta) else 0.0
 
 
 # -- per new VM: the pure engine ---------------------------------------------------------
@@ -261,11 +273,14 @@ def packet_rounds(bed: Bed, rounds: int, seconds: float, count: int, workdir: Pa
         order = MODES if number % 2 == 0 else tuple(reversed(MODES))
         for mode in order:
             bed.switch_to(mode)
+            before = cpu_times()
             record = {"round": number + 1, "mode": mode, "uptime": uptime(),
                       "mbit_s": throughput(bed, seconds),
                       "rtt_ms": probe_rtt(bed, min(seconds, 2.0), workdir),
                       "connect_ms": connect_times(bed, count)}
-            print(f"round {number + 1} {mode:<9}: {record['mbit_s']:8.0f} Mbit/s, "
+            record["steal"] = steal_since(before)
+            print(f"round {number + 1} {mode:<9}: steal {record['steal']:.0%}, "
+                  f"{record['mbit_s']:8.0f} Mbit/s, "
                   f"RTT p50 {record['rtt_ms']['p50']:.3f} p99 {record['rtt_ms']['p99']:.3f} "
                   f"ms (lost {record['rtt_ms']['lost']}), connect p50 "
                   f"{record['connect_ms']['p50']:.3f} p99 {record['connect_ms']['p99']:.3f} "
@@ -286,15 +301,16 @@ def provisioning(bed: Bed, new: int) -> Dict[str, dict]:
     assert bed.controller.process is not None
     pid = bed.controller.process.pid
     servers = [bed.tag + "s11", bed.tag + "s12"]
-    out = {}
-    for number, mode in enumerate(MODES):
+    out: Dict[str, dict] = {}
+    batch = max(1, new // 2)
+    for number, mode in enumerate(MODES + tuple(reversed(MODES))):   # alternated
         bed.switch_to(mode)
         before = sum(_flow_count(b) for b in servers)
-        ports = pl.VmPorts(servers, -(-new // 2), bed.tag + "nc"[number])
+        ports = pl.VmPorts(servers, -(-batch // 2), bed.tag + "wxyz"[number])
         try:
             pl.wait_until_idle(pid)
             sent = {}
-            for index, name in enumerate(ports.names[:new]):
+            for index, name in enumerate(ports.names[:batch]):
                 mac = _mac(WEB, ((number + 1) << 16) | (index + 1))
                 frame = gratuitous_arp(bytes.fromhex(mac.replace(":", "")),
                                        socket.inet_aton(f"10.0.{150 + number}.{index + 1}"))
@@ -302,11 +318,11 @@ def provisioning(bed: Bed, new: int) -> Dict[str, dict]:
                 time.sleep(0.02)
             times = pl.wait_for_confirmations(bed.controller, set(sent), timeout=30 + new)
             figures = pl.measure(bed.controller, sent, times, servers, bed.tag + "a1")
-            figures.pop("samples_ms")
-            figures["server_flows_per_new_vm"] = \
-                (sum(_flow_count(b) for b in servers) - before) / new
+            figures["server_flows_added"] = sum(_flow_count(b) for b in servers) - before
             figures["uptime"] = uptime()
-            out[mode] = figures
+            print(f"new VMs, {mode}: {figures['confirmed']}/{batch} confirmed, p50 "
+                  f"{figures['latency_ms'].get('p50')} ms; {figures['uptime']}", flush=True)
+            out[mode] = _merge(out.get(mode), figures)
         finally:
             ports.close()
             subprocess.run(["ovs-vsctl", "--timeout=60"] + [
@@ -314,6 +330,18 @@ def provisioning(bed: Bed, new: int) -> Dict[str, dict]:
                 check=False)
         pl.wait_until_idle(pid)
     return out
+
+
+def _merge(earlier: dict | None, batch: dict) -> dict:
+    """One mode's provisioning figures over its batches."""
+    samples = (earlier or {}).get("samples_ms", []) + batch["samples_ms"]
+    merged = {key: (earlier or {}).get(key, 0) + batch[key]
+              for key in ("vms", "confirmed", "bound", "server_flows_added")}
+    merged.update(samples_ms=samples, latency_ms=summary(samples),
+                  server_flows_per_new_vm=merged["server_flows_added"] / merged["vms"],
+                  binding_flows_per_vm_server=batch["binding_flows_per_vm_server"],
+                  uptimes=(earlier or {}).get("uptimes", []) + [batch["uptime"]])
+    return merged
 
 
 def _flow_count(bridge: str) -> int:
@@ -334,12 +362,19 @@ def summarise(rounds: List[dict]) -> Dict[str, dict]:
             "connect_p99_ms": statistics.median(r["connect_ms"]["p99"] for r in mine),
             "lost": sum(r["rtt_ms"]["lost"] for r in mine),
             "failed_connects": sum(r["connect_ms"]["failed"] for r in mine)}
-    on, off = out["stateful"], out["stateless"]
-    out["ct"] = {
-        "throughput_ratio": on["mbit_s"] / off["mbit_s"] if off["mbit_s"] else None,
-        "rtt_p50_added_ms": on["rtt_p50_ms"] - off["rtt_p50_ms"],
-        "connect_beyond_rtt_added_ms": (on["connect_p50_ms"] - on["rtt_p50_ms"])
-        - (off["connect_p50_ms"] - off["rtt_p50_ms"])}
+    pairs = [(next(r for r in rounds if r["round"] == n and r["mode"] == "stateful"),
+              next(r for r in rounds if r["round"] == n and r["mode"] == "stateless"))
+             for n in sorted({r["round"] for r in rounds})]
+    out["ct"] = {   # each round's two modes ran back to back: their pairs, medians
+        "throughput_ratio": statistics.median(
+            on["mbit_s"] / off["mbit_s"] for on, off in pairs),
+        "rtt_p50_added_ms": statistics.median(
+            on["rtt_ms"]["p50"] - off["rtt_ms"]["p50"] for on, off in pairs),
+        "connect_beyond_rtt_added_ms": statistics.median(
+            (on["connect_ms"]["p50"] - on["rtt_ms"]["p50"])
+            - (off["connect_ms"]["p50"] - off["rtt_ms"]["p50"]) for on, off in pairs),
+        "connect_p50_added_ms": statistics.median(
+            on["connect_ms"]["p50"] - off["connect_ms"]["p50"] for on, off in pairs)}
     return out
 
 
@@ -352,9 +387,10 @@ def report_packets(summed: Dict[str, dict]) -> None:
                          round(f["connect_p99_ms"], 3), f["lost"], f["failed_connects"]]
                         for m, f in summed.items() if m in MODES]))
     ct = summed["ct"]
-    print(f"ct: throughput x{ct['throughput_ratio']:.2f}, RTT p50 "
-          f"{ct['rtt_p50_added_ms'] * 1000:+.0f} us, a connection's first packets "
-          f"{ct['connect_beyond_rtt_added_ms'] * 1000:+.0f} us beyond that")
+    print(f"ct, median of each round's pair: throughput x{ct['throughput_ratio']:.2f}, "
+          f"RTT p50 {ct['rtt_p50_added_ms'] * 1000:+.0f} us, connect p50 "
+          f"{ct['connect_p50_added_ms'] * 1000:+.0f} us, of which beyond the RTT's "
+          f"{ct['connect_beyond_rtt_added_ms'] * 1000:+.0f} us")
 
 
 def report_provisioning(figures: Dict[str, dict]) -> None:
@@ -396,7 +432,7 @@ def main(argv=None) -> int:
     parser.add_argument("--connects", type=int, default=300, help="TCP connects per round")
     parser.add_argument("--vms", type=int, default=20, help="(engine) VMs already there")
     parser.add_argument("--new", type=int, default=100,
-                        help="new VMs measured (engine; real OVS: --new / 4)")
+                        help="new VMs measured (engine; real OVS: --new / 2 per mode)")
     parser.add_argument("--engine-only", action="store_true", help="no OVS part")
     parser.add_argument("--quick", action="store_true", help="the smoke test's sizes")
     args = parser.parse_args(argv)
@@ -407,7 +443,7 @@ def main(argv=None) -> int:
     figures: dict = {"engine": engine_costs(args.vms, args.new)}
     report_engine(figures["engine"], args.vms)
     if not args.engine_only:
-        args.new = args.new if args.quick else args.new // 4
+        args.new = args.new if args.quick else args.new // 2
         figures.update(run_ovs(args))
     figures["parameters"] = vars(args)
     figures["uptime_end"] = uptime()

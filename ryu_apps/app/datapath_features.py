@@ -33,10 +33,10 @@ from ryu_apps.core.template_model import ETH_IPV4
 #: The probe's cookie: not dynprov's (no 0xD9 app byte) and carried by no flow.
 PROBE_COOKIE = 0x00C7_0000_0000_C7C7
 PROBE_TABLE = Table.TO_VM_ACL
-#: Nicira's error numbers for "ct not supported by the datapath" (OpenFlow 1.2+
-#: experimenter errors): the ct action, and a ct_state/ct_zone match.
+#: Nicira's error for "ct action not supported by the datapath": an OpenFlow 1.2+
+#: experimenter error of experimenter 0x2320, type 42 (what OVS 3.1 answered the probe).
 NX_EXPERIMENTER = 0x00002320
-NX_CT_ERRORS = {4250: "NXBAC_CT_DATAPATH_SUPPORT", 4251: "NXBMC_CT_DATAPATH_SUPPORT"}
+NX_CT_ERRORS = {42: "NXBAC_CT_DATAPATH_SUPPORT"}
 
 
 @dataclass

@@ -186,7 +186,7 @@ def test_an_error_to_the_probe_means_no_ct_and_is_named():
     features, probes, datapath, answers = _probed()
     probe, barrier = datapath.sent
     error = SimpleNamespace(datapath=datapath, xid=probe.xid, type=features.ofp.OFPET_EXPERIMENTER,
-                            code=0, experimenter=features.NX_EXPERIMENTER, exp_type=4250)
+                            code=0, experimenter=features.NX_EXPERIMENTER, exp_type=42)
     other = SimpleNamespace(datapath=datapath, xid=probe.xid + 50, type=1, code=2)
     assert probes.error(error) and not probes.error(other)
     assert answers == []                                   # decided at the barrier
