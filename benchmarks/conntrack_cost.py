@@ -8,13 +8,15 @@ rules (ARP; TCP 5201 and 7000 and UDP 7007 in both directions), written twice:
 ``stateful: true``, and stateless with the mirror rules its replies need (source
 port 5201, 7000, 7007). It prints:
 
-- **per new VM** (pure engine on fake switches, benchmarks/flows_per_vm.py's bed):
-  with ``--vms`` VMs of each template already on the server, the median engine µs of
-  a new VM's two events (first frame, then its IPv4), the flow-mods and OpenFlow bytes
-  of their plans (all switches), and the server bridge's flows per VM;
+- **per new VM** (pure engine on fake switches, benchmarks/flows_per_vm.py's bed): the
+  flow-mods and OpenFlow bytes of the first web VM on a server (it brings the
+  template's shared flows); then, with ``--vms`` web VMs on the server, the median
+  engine µs of a new VM's two events (first frame, then its IPv4), the flow-mods and
+  bytes of their plans (all switches), and the server bridge's flows;
 - **per packet** (real OVS, userspace datapath, one Mininet bed: web1 on s11, db2 on
   s12 behind a1; the library in force switched by SIGHUP between rounds, alternated):
-  iperf3 TCP throughput db2 -> web1 (hosts' ``tx`` offload off), and the round-trip
+  iperf3 TCP throughput db2 -> web1 (hosts' ``tx`` offload off) with ovs-vswitchd's
+  CPU time per MB carried (the userspace datapath's own cost), and the round-trip
   time of UDP probes at 1 ms (``ryu_apps.lab.vmtools.prober``, p50/p99, lost);
 - **per connection**: the time of a TCP ``connect()`` (SYN to SYN-ACK: each
   connection's first packets, tracked as new and committed) against the UDP probes'
@@ -103,7 +105,9 @@ def engine_costs(vms: int, new: int) -> Dict[str, dict]:
         library = build_library([("conntrack_cost.yaml", library_document(mode == "stateful"))])
         engine, switches = bed(library)
         add_vm(engine, switches, S2, 1, _mac(DB, 1), "10.1.0.1")
-        for index in range(1, vms + 1):
+        opening = [c for plan in add_vm(engine, switches, S1, 1, _mac(WEB, 1), "10.0.0.1")
+                 for c in plan.changes.values()]   # it brings the template's shared flows
+        for index in range(2, vms + 1):
             add_vm(engine, switches, S1, index, _mac(WEB, index), f"10.0.0.{index}")
         flows_before = len(switches.flows(S1))
         micros, mods, size = [], [], []
@@ -119,7 +123,11 @@ def engine_costs(vms: int, new: int) -> Dict[str, dict]:
             mods.append(sum(len(c.adds) + len(c.deletes) for c in changes))
             size.append(sum(len(m) for c in changes for m in encoded_messages(c)))
         total = len(switches.flows(S1))
-        out[mode] = {"engine_us_p50": statistics.median(micros),
+        out[mode] = {"first_vm_flow_mods": sum(len(c.adds) + len(c.deletes)
+                                                  for c in opening),
+                     "first_vm_bytes": sum(len(m) for c in opening
+                                           for m in encoded_messages(c)),
+                     "engine_us_p50": statistics.median(micros),
                      "flow_mods": statistics.mean(mods), "bytes": statistics.mean(size),
                      "server_flows": total, "server_flows_per_vm": total / (vms + new),
                      "flows_per_new_vm": (total - flows_before) / new}
@@ -128,11 +136,13 @@ def engine_costs(vms: int, new: int) -> Dict[str, dict]:
 
 def report_engine(figures: Dict[str, dict], vms: int) -> None:
     print(f"\nper new VM (pure engine, {vms} web VMs already on the server):")
-    print(format_table(["mode", "engine us p50", "flow-mods", "bytes", "server flows",
-                        "flows/VM", "flows per new VM"],
-                       [[m, round(f["engine_us_p50"]), f["flow_mods"], round(f["bytes"]),
-                         f["server_flows"], round(f["server_flows_per_vm"], 2),
-                         f["flows_per_new_vm"]] for m, f in figures.items()]))
+    print(format_table(["mode", "first VM: flow-mods", "bytes", "next: engine us p50",
+                        "flow-mods", "bytes", "flows per new VM", "server flows",
+                        "flows/VM"],
+                       [[m, f["first_vm_flow_mods"], f["first_vm_bytes"],
+                         round(f["engine_us_p50"]), f["flow_mods"], round(f["bytes"]),
+                         f["flows_per_new_vm"], f["server_flows"],
+                         round(f["server_flows_per_vm"], 2)] for m, f in figures.items()]))
 
 
 # -- real OVS ------------------------------------------------------------------------------
@@ -222,10 +232,21 @@ def stop_servers(workdir: Path) -> None:
                 pass
 
 
-def throughput(bed: Bed, seconds: float) -> float:
-    """iperf3 TCP db2 -> web1: Mbit/s received."""
+def vswitchd_cpu() -> float:
+    """CPU seconds ovs-vswitchd used so far (all its threads: the userspace datapath)."""
+    from benchmarks.provisioning_latency import cpu_seconds
+    pid = int(Path("/var/run/openvswitch/ovs-vswitchd.pid").read_text())
+    return cpu_seconds(pid)
+
+
+def throughput(bed: Bed, seconds: float) -> Dict[str, float]:
+    """iperf3 TCP db2 -> web1: Mbit/s received, and ovs-vswitchd's CPU µs per MB."""
+    before = vswitchd_cpu()
     out = bed.db.cmd(f"iperf3 -c {bed.web.IP()} -p {IPERF_PORT} -t {seconds:g} -J")
-    return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+    used = vswitchd_cpu() - before
+    received = json.loads(out)["end"]["sum_received"]
+    return {"mbit_s": received["bits_per_second"] / 1e6,
+            "vswitchd_us_per_mb": used * 1e6 / (received["bytes"] / 1e6)}
 
 
 def probe_rtt(bed: Bed, seconds: float, workdir: Path) -> dict:
@@ -275,12 +296,13 @@ def packet_rounds(bed: Bed, rounds: int, seconds: float, count: int, workdir: Pa
             bed.switch_to(mode)
             before = cpu_times()
             record = {"round": number + 1, "mode": mode, "uptime": uptime(),
-                      "mbit_s": throughput(bed, seconds),
+                      **throughput(bed, seconds),
                       "rtt_ms": probe_rtt(bed, min(seconds, 2.0), workdir),
                       "connect_ms": connect_times(bed, count)}
             record["steal"] = steal_since(before)
             print(f"round {number + 1} {mode:<9}: steal {record['steal']:.0%}, "
-                  f"{record['mbit_s']:8.0f} Mbit/s, "
+                  f"{record['mbit_s']:8.0f} Mbit/s ({record['vswitchd_us_per_mb']:.0f} us "
+                  f"vswitchd CPU/MB), "
                   f"RTT p50 {record['rtt_ms']['p50']:.3f} p99 {record['rtt_ms']['p99']:.3f} "
                   f"ms (lost {record['rtt_ms']['lost']}), connect p50 "
                   f"{record['connect_ms']['p50']:.3f} p99 {record['connect_ms']['p99']:.3f} "
@@ -356,6 +378,7 @@ def summarise(rounds: List[dict]) -> Dict[str, dict]:
         mine = [r for r in rounds if r["mode"] == mode]
         out[mode] = {
             "mbit_s": statistics.median(r["mbit_s"] for r in mine),
+            "vswitchd_us_per_mb": statistics.median(r["vswitchd_us_per_mb"] for r in mine),
             "rtt_p50_ms": statistics.median(r["rtt_ms"]["p50"] for r in mine),
             "rtt_p99_ms": statistics.median(r["rtt_ms"]["p99"] for r in mine),
             "connect_p50_ms": statistics.median(r["connect_ms"]["p50"] for r in mine),
@@ -368,6 +391,8 @@ def summarise(rounds: List[dict]) -> Dict[str, dict]:
     out["ct"] = {   # each round's two modes ran back to back: their pairs, medians
         "throughput_ratio": statistics.median(
             on["mbit_s"] / off["mbit_s"] for on, off in pairs),
+        "vswitchd_cpu_ratio": statistics.median(
+            on["vswitchd_us_per_mb"] / off["vswitchd_us_per_mb"] for on, off in pairs),
         "rtt_p50_added_ms": statistics.median(
             on["rtt_ms"]["p50"] - off["rtt_ms"]["p50"] for on, off in pairs),
         "connect_beyond_rtt_added_ms": statistics.median(
@@ -380,14 +405,16 @@ def summarise(rounds: List[dict]) -> Dict[str, dict]:
 
 def report_packets(summed: Dict[str, dict]) -> None:
     print("\nper packet and per connection (median over rounds):")
-    print(format_table(["mode", "Mbit/s", "RTT p50 ms", "RTT p99 ms", "connect p50 ms",
-                        "connect p99 ms", "lost", "failed"],
-                       [[m, round(f["mbit_s"]), round(f["rtt_p50_ms"], 3),
+    print(format_table(["mode", "Mbit/s", "vswitchd us/MB", "RTT p50 ms", "RTT p99 ms",
+                        "connect p50 ms", "connect p99 ms", "lost", "failed"],
+                       [[m, round(f["mbit_s"]), round(f["vswitchd_us_per_mb"]),
+                         round(f["rtt_p50_ms"], 3),
                          round(f["rtt_p99_ms"], 3), round(f["connect_p50_ms"], 3),
                          round(f["connect_p99_ms"], 3), f["lost"], f["failed_connects"]]
                         for m, f in summed.items() if m in MODES]))
     ct = summed["ct"]
     print(f"ct, median of each round's pair: throughput x{ct['throughput_ratio']:.2f}, "
+          f"vswitchd CPU per MB x{ct['vswitchd_cpu_ratio']:.2f}, "
           f"RTT p50 {ct['rtt_p50_added_ms'] * 1000:+.0f} us, connect p50 "
           f"{ct['connect_p50_added_ms'] * 1000:+.0f} us, of which beyond the RTT's "
           f"{ct['connect_beyond_rtt_added_ms'] * 1000:+.0f} us")
