@@ -32,6 +32,7 @@ from ryu_apps.app.plan_sender import Dispatcher, PlanSender
 from ryu_apps.app.readback import AUDIT, ReadBack, ReadBacks
 from ryu_apps.app.repairs import RepairSchedule, guarded
 from ryu_apps.app.requests import Requests
+from ryu_apps.app.state_changes import RESYNC, SWITCH, StateChanges
 from ryu_apps.app.switch_events import SwitchEventHandlers
 from ryu_apps.app.verdicts import log_verdict
 from ryu_apps.app.wiring import build_engine, build_link_discovery, settle_heap
@@ -79,8 +80,10 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         self.metrics = Metrics(self)   # served from start(): ryu_apps.app.metrics
         self.provisioning_times = MeteredTimes(self.metrics, lambda: self.engine)
         self.store_sync: Optional[StoreSync] = None   # attached below; claims new VMs
+        #: What the engine's state did, as it happens (the live view's feed observes it).
+        self.state_changes = StateChanges()
         self.dispatcher = Dispatcher(self.sender, self.engine, self.bus, self.provisioning_times,
-                                     lambda: self.store_sync)
+                                     lambda: self.store_sync, self.state_changes)
         self.readbacks = ReadBacks(self.logger)
         self.ct_probes = ConntrackProbes(self.conntrack_found)
         self.warm = WarmStart(grace=options.reconcile_grace)
@@ -188,6 +191,7 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
                             "from the flows they hold; deletes wait %.0f s", why,
                             self.warm.grace)
         self.engine.reset()
+        self.state_changes.publish((RESYNC,))
         self.warm.begin(now)
         for attachment, iface_id in self.servers.attachments():
             try:
@@ -238,7 +242,9 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         datapath, dpid, now = readback.datapath, readback.datapath.id, time.time()
         if self._connecting.get(dpid) is datapath:
             del self._connecting[dpid]
-        self.datapaths[dpid] = datapath
+        if self.datapaths.get(dpid) is not datapath:
+            self.datapaths[dpid] = datapath
+            self.state_changes.publish((SWITCH,))
         if self.audit.read_back(self.engine, dpid, readback.name, readback.why,
                                 readback.observed, now):   # not in report-only audits
             plan = self.readbacks.diff(self.engine, readback, self.warm.adds_only(now), now)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Set, Tuple
 
 from ryu_apps.app import openflow_bytes, prerendered
+from ryu_apps.app.state_changes import StateChanges
 from ryu_apps.core.flow_plan import PacketOut, Plan
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, OFPP_TABLE
 
@@ -197,24 +198,28 @@ class Dispatcher:
     """Sends the engine's plans for the app (in its event loop)."""
 
     def __init__(self, sender: PlanSender, engine, bus, times,
-                 store: Callable[[], Any]) -> None:
+                 store: Callable[[], Any], changes: Optional[StateChanges] = None) -> None:
         self.sender, self.engine, self.bus, self.times = sender, engine, bus, times
         self._store = store   # the store's sync, once attached (None without a store)
+        self.changes = changes or StateChanges()   # told what each plan changed
 
     def send(self, plan: Plan, now: float,
              on_confirmed: Callable[[], None] | None = None) -> None:
-        """Send ``plan``; once every switch applied it, mark its VMs active (noting the
-        time) and run ``on_confirmed``. Claim new VMs (store mode) and deliver the
+        """Send ``plan`` and tell the state's observers what it changed; once every
+        switch applied it, mark its VMs active (noting the time) and run
+        ``on_confirmed``. Claim new VMs (store mode) and deliver the
         plan's device messages, sending what their reactions planned."""
         confirms = list(plan.confirms)
 
         def confirmed() -> None:
             self.times.confirmed(confirms, time.monotonic_ns())
             self.engine.confirm(confirms)
+            self.changes.confirmed(confirms)
             if on_confirmed is not None:
                 on_confirmed()
 
         self.sender.send(plan, on_confirmed=confirmed)
+        self.changes.plan_sent(plan)
         store = self._store()
         if store is not None:
             store.bindings_changed()   # claims and releases follow every plan

@@ -16,6 +16,7 @@ from ryu_apps.app.framework import (
 
 from ryu_apps.app.readback import CONNECTED
 from ryu_apps.app.repairs import guarded
+from ryu_apps.app.state_changes import SWITCH
 from ryu_apps.app.verdicts import frame_in, log_verdict, verdict_label
 from ryu_apps.core import address_guard, lldp
 from ryu_apps.core.pipeline import Table
@@ -42,6 +43,7 @@ class SwitchEventHandlers:
     metrics: Any
     _fault_mac: str
     send_plan: Callable[..., None]
+    state_changes: Any
     _reconcile_switch: Callable[[int, str], None]
     _reconciled: Callable[[Any], None]
     _reconcile_refused: Callable[[float], None]
@@ -70,6 +72,7 @@ class SwitchEventHandlers:
             self.repairs.forget(dpid)
             self.sender.forget(dpid)
             self.send_plan(self.engine.switch_down(dpid))
+            self.state_changes.publish((SWITCH,))
 
     @set_ev_cls(ofp_event.EventOFPDescStatsReply, MAIN_DISPATCHER)
     @guarded

@@ -1,4 +1,5 @@
-"""``dynprov trace SRC DST PROTO``: would a VM reach another, and which rule decides.
+"""``dynprov trace SRC DST PROTO [--family 6]``: would a VM reach another, and which rule
+decides (over IPv4 or IPv6; a VM named by MAC, IP address or OVSDB iface-id).
 
 Asks the controller (``GET /dynprov/trace``: the pure core's table model over
 the compiled desired flows), prints the verdict, path, tables and deciding
@@ -19,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 from ryu_apps.cli import rest_client
 from ryu_apps.cli.flow_listing import Runner, _run
 from ryu_apps.cli.rest_client import ControllerError, RestTarget, call, refusal
-from ryu_apps.core.trace import PROTOCOLS, SRC_PORT, link_local
+from ryu_apps.core.trace import SRC_PORT, link_local
 
 READER = "reader"
 HTTP_TIMEOUT = 15.0
@@ -30,16 +31,27 @@ _OUTPUT = re.compile(r"^\s+output:(\d+)\s*$")
 def register(subparsers) -> None:
     """Add ``trace`` to the ``dynprov`` parser."""
     parser = subparsers.add_parser(
-        "trace", help="would VM A reach VM B (tcp/443, udp/53, icmp, icmpv6), and why",
+        "trace", help="would VM A reach VM B (tcp/443, udp/53, icmp, icmpv6; IPv4 or IPv6), "
+                      "and why",
         description="Trace a packet from one VM to another through the flows dynprov "
                     "compiled (the controller's REST API), naming each table passed and "
                     "the template rule that decided; local bridges on the path are "
-                    "cross-checked with ovs-appctl ofproto/trace (drift is reported).")
-    parser.add_argument("src", metavar="SRC", help="the sending VM: MAC or IPv4")
-    parser.add_argument("dst", metavar="DST", help="the receiving VM: MAC or IPv4")
-    parser.add_argument("proto", metavar="PROTO", help="tcp/PORT, udp/PORT, icmp or icmpv6")
-    parser.add_argument("--src-ip", help="the sender's IPv4 if its template does not bind it")
-    parser.add_argument("--dst-ip", help="the receiver's IPv4 if its template does not bind it")
+                    "cross-checked with ovs-appctl ofproto/trace (drift is reported). "
+                    "A VM is named by its MAC, IPv4, IPv6 link-local address or its "
+                    "OVSDB external_ids:iface-id.")
+    name = "MAC, IPv4, IPv6 or OVSDB iface-id"
+    parser.add_argument("src", metavar="SRC", help=f"the sending VM: {name}")
+    parser.add_argument("dst", metavar="DST", help=f"the receiving VM: {name}")
+    parser.add_argument("proto", metavar="PROTO",
+                        help="tcp/PORT, udp/PORT, icmp (IPv4) or icmpv6 (IPv6)")
+    parser.add_argument("--family", "-f", type=int, choices=(4, 6),
+                        help="trace over IPv4 or IPv6 (default: 6 for icmpv6 or an IPv6 "
+                             "address given, else 4); over IPv6 a VM sends from its "
+                             "link-local address unless --src-ip/--dst-ip say otherwise")
+    parser.add_argument("--src-ip", help="the sender's IPv4 (if its template does not bind "
+                                         "it) or IPv6 address")
+    parser.add_argument("--dst-ip", help="the receiver's IPv4 (if its template does not bind "
+                                         "it) or IPv6 address")
     parser.add_argument("--no-check", action="store_true",
                         help="skip the cross-check with ovs-appctl ofproto/trace")
     parser.add_argument("--json", action="store_true", help="print the JSON answer")
@@ -54,16 +66,18 @@ def _trace(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return show_trace(target, args.src, args.dst, args.proto, args.src_ip, args.dst_ip,
-                      check=not args.no_check, as_json=args.json)
+                      check=not args.no_check, as_json=args.json, family=args.family)
 
 
 def show_trace(target: RestTarget, src: str, dst: str, proto: str,
                src_ip: Optional[str] = None, dst_ip: Optional[str] = None,
-               check: bool = True, as_json: bool = False) -> int:
+               check: bool = True, as_json: bool = False,
+               family: Optional[int] = None) -> int:
     """Ask the controller for a trace, cross-check it, print it; the exit status (2: bad
     input, 1: no answer)."""
     query = {"src": src, "dst": dst, "proto": proto}
-    query.update({k: v for k, v in (("src_ip", src_ip), ("dst_ip", dst_ip)) if v})
+    query.update({k: str(v) for k, v in (("src_ip", src_ip), ("dst_ip", dst_ip),
+                                         ("family", family)) if v})
     path = "/dynprov/trace?" + urllib.parse.urlencode(query)
     try:
         status, answer = call(target, "GET", path, timeout=HTTP_TIMEOUT)
@@ -82,10 +96,10 @@ def show_trace(target: RestTarget, src: str, dst: str, proto: str,
 
 def render(answer: Dict) -> str:
     """The JSON answer for a terminal."""
-    src, dst = answer["src"], answer["dst"]
-    lines = [f"trace {src['mac']} ({src['ipv4'] or 'no IPv4'}, '{src['template']}') -> "
-             f"{dst['mac']} ({dst['ipv4'] or 'no IPv4'}, '{dst['template']}') "
-             f"{answer['probe']}: {answer['verdict'].upper()}"]
+    src, dst, six = answer["src"], answer["dst"], _family(answer) == 6
+    lines = [f"trace {src['mac']} ({_address(src, six)}, '{src['template']}') -> "
+             f"{dst['mac']} ({_address(dst, six)}, '{dst['template']}') "
+             f"{answer['probe']}{' over IPv6' if six else ''}: {answer['verdict'].upper()}"]
     rule = answer.get("decided_by")
     lines.append(f"  decided by: {_rule(rule) if rule else 'no template rule'}")
     for hop in answer["path"]:
@@ -106,6 +120,17 @@ def render(answer: Dict) -> str:
         lines.append("  switches: " + ("agree with the desired flows" if not drift
                                        else "DRIFT: " + "; ".join(drift)))
     return "\n".join(lines)
+
+
+def _family(answer: Dict) -> int:
+    """The trace's address family (an older controller's answer: from its protocol)."""
+    return answer.get("family") or (6 if answer["probe"].startswith("icmpv6") else 4)
+
+
+def _address(end: Dict, six: bool) -> str:
+    if six:
+        return end.get("ipv6") or link_local(end["mac"])
+    return end["ipv4"] or "no IPv4"
 
 
 def _rule(rule: Dict) -> str:
@@ -136,10 +161,13 @@ def ofproto_flow(answer: Dict, hop: Dict) -> str:
     parts = [f"in_port={hop['in_port']}", f"dl_src={src['mac']}", f"dl_dst={dst['mac']}"]
     if hop.get("vlan"):
         parts.append(f"dl_vlan={hop['vlan']}")
-    if PROTOCOLS[proto][0] == 0x86DD:
-        return ",".join(["icmp6"] + parts + [f"ipv6_src={link_local(src['mac'])}",
-                                             f"ipv6_dst={link_local(dst['mac'])}",
-                                             "icmp_type=128", "icmp_code=0"])
+    if _family(answer) == 6:
+        parts += [f"ipv6_src={_address(src, True)}", f"ipv6_dst={_address(dst, True)}"]
+        if proto == "icmpv6":
+            return ",".join(["icmp6"] + parts + ["icmp_type=128", "icmp_code=0"])
+        # ovs-vswitchd parses tp_src only for IPv4 flows; tcp_src/udp_src for both
+        return ",".join([f"{proto}6"] + parts + [f"{proto}_src={SRC_PORT}",
+                                                  f"{proto}_dst={port}"])
     parts += [f"nw_src={src['ipv4']}", f"nw_dst={dst['ipv4']}"]
     if proto == "icmp":
         return ",".join(["icmp"] + parts + ["icmp_type=8", "icmp_code=0"])

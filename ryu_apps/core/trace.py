@@ -1,7 +1,9 @@
 """The policy trace: would VM A reach VM B with this packet, and which rule decides (pure).
 
 A trace runs a packet built from the two VMs' addresses and a protocol
-(``tcp/443``, ``udp/53``, ``icmp``, ``icmpv6``) through the *compiled desired*
+(``tcp/443``, ``udp/53``, ``icmp``, ``icmpv6``) over IPv4 or IPv6 (``family``;
+over IPv6 a VM's address is its link-local one, from its MAC, unless one is
+given) through the *compiled desired*
 flows of each switch on its way (the shared table model,
 :mod:`ryu_apps.core.table_sim`), across the fabric's links, and reports the
 verdict, each switch and table passed with the flow it matched, and the
@@ -17,6 +19,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from ryu_apps.core.cookies import decode_cookie
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, FlowSpec
+from ryu_apps.core.ipv6_guard import link_local
 from ryu_apps.core.pipeline import Table
 from ryu_apps.core.rule_origin import ACL_TABLES, RuleOrigin
 from ryu_apps.core.table_sim import (
@@ -28,9 +31,13 @@ from ryu_apps.core.table_sim import (
     run_tables,
 )
 
-#: Protocols the pipeline handles: name -> (ethertype, ip_proto, has ports).
-PROTOCOLS = {"tcp": (0x0800, 6, True), "udp": (0x0800, 17, True),
-             "icmp": (0x0800, 1, False), "icmpv6": (0x86DD, 58, False)}
+#: Protocols the pipeline handles: name -> (ip_proto, has ports, address families).
+PROTOCOLS = {"tcp": (6, True, (4, 6)), "udp": (17, True, (4, 6)),
+             "icmp": (1, False, (4,)), "icmpv6": (58, False, (6,))}
+#: Address family -> ethertype.
+FAMILIES = {4: 0x0800, 6: 0x86DD}
+#: The echo of each family, named in an error about the other.
+ECHO = {4: "icmp", 6: "icmpv6"}
 MAX_HOPS = 32
 SRC_PORT = 40000
 
@@ -52,29 +59,46 @@ class Endpoint:
     port: int
     ipv4: Optional[str]
     template: str
+    #: The IPv6 address it sends from (None: its link-local one, from its MAC).
+    ipv6: Optional[str] = None
+
+    @property
+    def ipv6_address(self) -> str:
+        """The IPv6 address a trace over IPv6 uses."""
+        return self.ipv6 or link_local(self.mac)
 
 
 @dataclass(frozen=True)
 class Probe:
-    """What is sent: ``proto`` and, for TCP and UDP, the destination port."""
+    """What is sent: ``proto`` over IPv4 or IPv6 (``family``) and, for TCP and UDP,
+    the destination port."""
 
     proto: str
     port: Optional[int] = None
     reply: bool = False   # the answer: ports swapped, echo reply
+    family: int = 4
 
     def __str__(self) -> str:
         text = f"{self.proto}/{self.port}" if self.port is not None else self.proto
         return text + " reply" if self.reply else text
 
 
-def parse_probe(text: str) -> Probe:
-    """``tcp/443``, ``udp/53``, ``icmp`` or ``icmpv6`` (a TraceError otherwise)."""
+def parse_probe(text: str, family: Optional[int] = None) -> Probe:
+    """``tcp/443``, ``udp/53``, ``icmp`` or ``icmpv6`` over IPv4 or IPv6 (``family`` 4 or
+    6; None: IPv6 for icmpv6, else IPv4). A TraceError names what was wrong."""
     found = re.fullmatch(r"([a-z0-9]+)(?:/(\d{1,5}))?", text.strip().lower())
     name = found.group(1) if found else text
     if found is None or name not in PROTOCOLS:
         raise TraceError("proto", f"protocol {text!r} is not one the pipeline handles "
                                   f"(expected one of: tcp/PORT, udp/PORT, icmp, icmpv6)")
-    has_ports = PROTOCOLS[name][2]
+    _, has_ports, families = PROTOCOLS[name]
+    if family is None:
+        family = families[0]
+    if family not in FAMILIES:
+        raise TraceError("family", f"address family {family!r} is not 4 (IPv4) or 6 (IPv6)")
+    if family not in families:
+        raise TraceError("proto", f"{name} is not an IPv{family} protocol: over "
+                                  f"IPv{family} the echo is {ECHO[family]!r}")
     port = found.group(2)
     if has_ports and port is None:
         raise TraceError("port", f"{name} needs a destination port: {name}/PORT")
@@ -82,31 +106,26 @@ def parse_probe(text: str) -> Probe:
         raise TraceError("port", f"{name} has no ports: write {name!r} alone")
     if port is not None and not 0 < int(port) <= 0xFFFF:
         raise TraceError("port", f"port {port} outside 1..65535")
-    return Probe(name, int(port) if port is not None else None)
-
-
-def link_local(mac: str) -> str:
-    """The EUI-64 IPv6 link-local address of a MAC."""
-    octets = [int(x, 16) for x in mac.split(":")]
-    octets[0] ^= 0x02
-    eui = octets[:3] + [0xFF, 0xFE] + octets[3:]
-    return "fe80::" + ":".join(f"{eui[i] << 8 | eui[i + 1]:x}" for i in range(0, 8, 2))
+    return Probe(name, int(port) if port is not None else None, family=family)
 
 
 def build_packet(src: Endpoint, dst: Endpoint, probe: Probe) -> Packet:
     """The packet ``src`` sends to ``dst`` for ``probe``."""
-    ethertype, ip_proto, _ = PROTOCOLS[probe.proto]
-    base = Packet(src.mac, dst.mac, ethertype, ip_proto=ip_proto)
-    if ethertype == 0x86DD:
-        return replace(base, ipv6_src=link_local(src.mac), ipv6_dst=link_local(dst.mac),
-                       icmpv6_type=129 if probe.reply else 128, icmpv6_code=0)
-    for end, what in ((src, "src"), (dst, "dst")):
-        if end.ipv4 is None:
-            raise TraceError(what, f"VM {end.mac} has no known IPv4 address yet (it is learnt "
-                                   "from its first frames); trace icmpv6, or try again later")
-    base = replace(base, ipv4_src=src.ipv4, ipv4_dst=dst.ipv4)
-    if probe.proto == "icmp":
-        return replace(base, icmpv4_type=0 if probe.reply else 8, icmpv4_code=0)
+    ip_proto = PROTOCOLS[probe.proto][0]
+    base = Packet(src.mac, dst.mac, FAMILIES[probe.family], ip_proto=ip_proto)
+    if probe.family == 6:
+        base = replace(base, ipv6_src=src.ipv6_address, ipv6_dst=dst.ipv6_address)
+        if probe.proto == "icmpv6":
+            return replace(base, icmpv6_type=129 if probe.reply else 128, icmpv6_code=0)
+    else:
+        for end, what in ((src, "src"), (dst, "dst")):
+            if end.ipv4 is None:
+                raise TraceError(what, f"VM {end.mac} has no known IPv4 address yet (it is "
+                                       "learnt from its first frames); give it (--src-ip, "
+                                       "--dst-ip), trace over IPv6, or try again later")
+        base = replace(base, ipv4_src=src.ipv4, ipv4_dst=dst.ipv4)
+        if probe.proto == "icmp":
+            return replace(base, icmpv4_type=0 if probe.reply else 8, icmpv4_code=0)
     sport, dport = (probe.port, SRC_PORT) if probe.reply else (SRC_PORT, probe.port)
     if probe.proto == "tcp":
         return replace(base, tcp_src=sport, tcp_dst=dport)

@@ -1,4 +1,5 @@
-"""A policy trace over the engine's state: VMs by MAC or IPv4, its desired flows (pure)."""
+"""A policy trace over the engine's state: VMs by name (:mod:`ryu_apps.core.trace_names`),
+over IPv4 or IPv6, through its desired flows (pure)."""
 
 from __future__ import annotations
 
@@ -9,58 +10,33 @@ from typing import Dict, Optional, Set, Tuple
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.fabric import SHARED_FABRIC, PortRef
 from ryu_apps.core.flowspec import FlowSpec
-from ryu_apps.core.mac_address import IdentifierError, normalise_mac
 from ryu_apps.core.rule_origin import PortGroup, RuleOrigin, flow_origin, port_side_template
 from ryu_apps.core.table_sim import ConnectionTable
 from ryu_apps.core.template_model import Template
-from ryu_apps.core.trace import Endpoint, Trace, TraceError, parse_probe, trace
+from ryu_apps.core.trace import Trace, TraceError, parse_probe, trace
+from ryu_apps.core.trace_names import find_vm, with_address
 
-
-def find_vm(engine, text: str, field_name: str) -> Endpoint:
-    """The VM a user named by MAC or bound IPv4 address (a TraceError naming the field)."""
-    text = text.strip()
-    binding = None
-    try:
-        binding = engine.bindings.get(normalise_mac(text))
-    except IdentifierError:
-        matches = [b for b in engine.bindings.values() if text and _ipv4(b) == text]
-        binding = matches[0] if len(matches) == 1 else None
-    if binding is None:
-        raise TraceError(field_name, f"{field_name}: no provisioned VM has MAC or IPv4 "
-                                     f"{text!r} (dynprov bindings lists them)")
-    if binding.dpid not in engine.fabric.switches:
-        raise TraceError(field_name, f"{field_name}: VM {binding.mac} is on switch "
-                                     f"{binding.dpid:016x}, which is not connected")
-    return Endpoint(binding.mac, binding.dpid, binding.port, _ipv4(binding),
-                    binding.template_name)
-
-
-def _with_ip(end: Endpoint, text: Optional[str], field_name: str) -> Endpoint:
-    if text is None:
-        return end
-    try:
-        address = str(ipaddress.IPv4Address(text.strip()))
-    except ValueError:
-        raise TraceError(field_name, f"{field_name}: {text!r} is not an IPv4 address") from None
-    if end.ipv4 is not None and end.ipv4 != address:
-        raise TraceError(field_name, f"{field_name}: VM {end.mac} is bound to {end.ipv4}, "
-                                     f"not {address}")
-    return replace(end, ipv4=address)
-
-
-def _ipv4(binding) -> Optional[str]:
-    """A VM's bound IPv4, else the one its first frame carried."""
-    return binding.ip or binding.seen_ip
+__all__ = ["find_vm", "port_groups", "trace_vms"]
 
 
 def trace_vms(engine, src: str, dst: str, probe_text: str, src_ip: Optional[str] = None,
-              dst_ip: Optional[str] = None) -> Trace:
-    """Trace ``src`` to ``dst`` for ``probe_text`` (``tcp/443`` ...) through the desired
-    flows (a TraceError names the field that was wrong). ``src_ip``/``dst_ip`` stand for
-    the IPv4 of a VM whose template does not bind it (the controller may not know it)."""
-    probe = parse_probe(probe_text)
-    source = _with_ip(find_vm(engine, src, "src"), src_ip, "src_ip")
-    target = _with_ip(find_vm(engine, dst, "dst"), dst_ip, "dst_ip")
+              dst_ip: Optional[str] = None, family: Optional[int] = None) -> Trace:
+    """Trace ``src`` to ``dst`` (each named by MAC, IPv4, IPv6 or OVSDB iface-id) for
+    ``probe_text`` (``tcp/443`` ...) over IPv4 or IPv6 (``family``; None: IPv6 for
+    icmpv6 or when an address given is IPv6, else IPv4) through the desired flows (a
+    TraceError names the field that was wrong). ``src_ip``/``dst_ip``: the address a VM
+    sends from, when the controller does not know it (an IPv4 its template does not
+    bind, a global IPv6); one of the other family is an error when ``family`` is
+    given, and unused otherwise."""
+    given = {"src": src, "dst": dst, "src_ip": src_ip, "dst_ip": dst_ip}
+    probe = parse_probe(probe_text, family if family is not None else _family(given))
+    for name in ("src_ip", "dst_ip"):
+        version = _version(given[name])
+        if family is not None and version is not None and version != family:
+            raise TraceError(name, f"{name}: {given[name]!r} is an IPv{version} address; "
+                                   f"the trace is over IPv{probe.family}")
+    source = with_address(find_vm(engine, src, "src"), src_ip, "src_ip")
+    target = with_address(find_vm(engine, dst, "dst"), dst_ip, "dst_ip")
     if source.mac == target.mac:
         raise TraceError("dst", f"dst: {target.mac} is the source VM itself")
 
@@ -87,6 +63,19 @@ def trace_vms(engine, src: str, dst: str, probe_text: str, src_ip: Optional[str]
     result.reply = trace(target, source, replace(probe, reply=True), engine.desired.on_switch,
                          peer, origin, connections)
     return result
+
+
+def _version(text: Optional[str]) -> Optional[int]:
+    """4 or 6 when ``text`` is an IP address (a ``%scope`` ignored), else None."""
+    try:
+        return ipaddress.ip_address((text or "").strip().split("%", 1)[0]).version
+    except ValueError:
+        return None
+
+
+def _family(given: Dict[str, Optional[str]]) -> Optional[int]:
+    """IPv6 when any address given is IPv6; None (the protocol's own) otherwise."""
+    return 6 if any(_version(text) == 6 for text in given.values()) else None
 
 
 def port_groups(engine) -> Dict[PortGroup, Template]:

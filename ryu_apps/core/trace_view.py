@@ -18,7 +18,7 @@ from ryu_apps.core.flowspec import (
     WriteMetadata,
 )
 from ryu_apps.core.pipeline import Table
-from ryu_apps.core.trace import Hop, Trace
+from ryu_apps.core.trace import Endpoint, Hop, Trace
 
 #: A switch's name from its datapath id.
 Names = Callable[[int], str]
@@ -73,11 +73,10 @@ def trace_json(result: Trace, names: Names, drift: Optional[List[str]] = None) -
     """The JSON answer of a trace (``drift``: what the switches disagree on, if checked)."""
     deciding = result.deciding
     return {
-        "src": {"mac": result.src.mac, "ipv4": result.src.ipv4,
-                "template": result.src.template},
-        "dst": {"mac": result.dst.mac, "ipv4": result.dst.ipv4,
-                "template": result.dst.template},
+        "src": _end_json(result.src),
+        "dst": _end_json(result.dst),
         "probe": str(result.probe),
+        "family": result.probe.family,
         "verdict": result.verdict,
         "decided_by": deciding.as_dict() if deciding else None,
         "to_controller": result.to_controller,
@@ -86,6 +85,11 @@ def trace_json(result: Trace, names: Names, drift: Optional[List[str]] = None) -
         "connects": result.connects,
         "drift": drift,
     }
+
+
+def _end_json(end: Endpoint) -> Dict:
+    return {"mac": end.mac, "ipv4": end.ipv4, "ipv6": end.ipv6_address,
+            "template": end.template}
 
 
 def _reply_json(reply: Optional[Trace], names: Names) -> Optional[Dict]:
@@ -116,12 +120,17 @@ def _owner(spec: Optional[FlowSpec]) -> Optional[str]:
     return owner.describe() if owner is not None else None
 
 
+def address_of(end: Endpoint, family: int) -> str:
+    """The address a VM sends from in a trace over ``family``."""
+    return end.ipv6_address if family == 6 else (end.ipv4 or "no IPv4")
+
+
 def trace_text(result: Trace, names: Names, drift: Optional[List[str]] = None) -> str:
     """The trace for a terminal."""
-    src, dst = result.src, result.dst
-    lines = [f"trace {src.mac} ({src.ipv4 or 'no IPv4'}, '{src.template}') -> "
-             f"{dst.mac} ({dst.ipv4 or 'no IPv4'}, '{dst.template}') {result.probe}: "
-             f"{result.verdict.upper()}"]
+    src, dst, family = result.src, result.dst, result.probe.family
+    lines = [f"trace {src.mac} ({address_of(src, family)}, '{src.template}') -> "
+             f"{dst.mac} ({address_of(dst, family)}, '{dst.template}') {result.probe}"
+             f"{' over IPv6' if family == 6 else ''}: {result.verdict.upper()}"]
     deciding = result.deciding
     lines.append(f"  decided by: {deciding.label() if deciding else 'no template rule'}")
     for hop in result.hops:

@@ -8,10 +8,15 @@ bearer header through the REST guard, like every other call.
 
 The feed is Server-Sent Events over the REST server's WSGI: a ``state``
 event (switches, links, VMs by server and template, quarantined MACs,
-migrations under way) whenever it changed, and a ``migration`` event when a
-VM's server changed. One green thread (:class:`LiveFeed`) samples the engine
-every :data:`SAMPLE_SECONDS` while a client is connected (nothing otherwise)
-and hands each client its events through a bounded queue: a queued ``state``
+migrations under way, and the ``causes``: which kinds of change led to it)
+whenever it changed, and a ``migration`` event when a VM's server changed.
+It is pushed, not polled: the app tells its
+:class:`~ryu_apps.app.state_changes.StateChanges` what each plan the engine
+returned changed (and when a switch connects or leaves); the feed observes
+that, and its one green thread (:class:`LiveFeed`) reads the engine only
+after such a change while a client is connected (once per burst, at most
+every :data:`MIN_GAP_SECONDS`; never while nothing changes), then hands each
+client its events through a bounded queue: a queued ``state``
 is replaced by a newer one; past :data:`QUEUE_CAP` events the oldest are
 dropped and the client is sent ``resync`` (then the current state), so a slow
 or stuck client costs a fixed amount of memory; its own WSGI green thread
@@ -25,7 +30,7 @@ import collections
 import json
 import time
 from pathlib import Path
-from typing import Any, Deque, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Deque, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple
 
 from ryu_apps.app.framework import ControllerBase, Response, hub, route
 from ryu_apps.rest import views as rest_views
@@ -34,7 +39,8 @@ from ryu_apps.rest.openapi import described
 PAGE_PATH = "/dynprov/view"
 EVENTS_PATH = "/dynprov/view/events"
 PAGE_FILE = Path(__file__).parent / "static" / "view.html"
-SAMPLE_SECONDS = 0.25
+#: Least seconds between two reads of the engine (a burst of changes is read once).
+MIN_GAP_SECONDS = 0.1
 KEEPALIVE_SECONDS = 10.0
 QUEUE_CAP = 64
 MAX_CLIENTS = 16
@@ -126,18 +132,36 @@ class Client:
 
 
 class LiveFeed:
-    """Samples the app's state while clients watch and fans its changes out."""
+    """Reads the app's state when it changed, while clients watch, and fans it out.
 
-    def __init__(self, app, sample: float = SAMPLE_SECONDS) -> None:
-        self.app, self.sample = app, sample
+    :meth:`changed` is the observer of the app's
+    :class:`~ryu_apps.app.state_changes.StateChanges` (called in the event loop):
+    it only notes the change and wakes the feed's green thread, which reads the
+    engine once for every burst of changes (at most once per :data:`MIN_GAP_SECONDS`)
+    and sends what differs. While nothing changes, or nobody watches, the thread
+    sleeps on its event and the engine is not read.
+    """
+
+    def __init__(self, app, min_gap: float = MIN_GAP_SECONDS) -> None:
+        self.app, self.min_gap = app, min_gap
         self.clients: List[Client] = []
         self.state: Json = {}
         self.recent: Deque[Json] = collections.deque(maxlen=RECENT_MIGRATIONS)
+        self.causes: Set[str] = set()      # kinds of change not sent yet
+        self.wake = hub.Event()
+        self.reads = 0                     # times the engine was read (for tests)
+        self._last_read = float("-inf")
         self._thread = None
 
+    def changed(self, kinds: FrozenSet[str]) -> None:
+        """The engine's state changed (these kinds): wake the feed if anyone watches."""
+        if self.clients:
+            self.causes |= kinds
+            self.wake.set()
+
     def current(self) -> Json:
-        """The state now (a fresh sample) with the recent migrations."""
-        self._sample()
+        """The state now (read afresh) with the recent migrations."""
+        self._read()
         return {**self.state, "migrations": list(self.recent)}
 
     def join(self) -> Optional[Client]:
@@ -153,16 +177,27 @@ class LiveFeed:
     def leave(self, client: Client) -> None:
         if client in self.clients:
             self.clients.remove(client)
+        if not self.clients:
+            self.wake.set()   # the thread ends
 
     def _watch(self) -> None:
         while self.clients:
-            hub.sleep(self.sample)
+            self.wake.wait()
+            self.wake.clear()
+            if not self.clients or not self.causes:
+                continue
+            gap = self._last_read + self.min_gap - time.monotonic()
+            if gap > 0:
+                hub.sleep(gap)   # a burst of changes: one read for all of it
             try:
-                self._sample()
-            except Exception:  # noqa: BLE001 - the feed must outlive a bad sample
-                self.app.logger.exception("live view: sampling the state failed")
+                self._read()
+            except Exception:  # noqa: BLE001 - the feed must outlive a bad read
+                self.app.logger.exception("live view: reading the state failed")
 
-    def _sample(self) -> None:
+    def _read(self) -> None:
+        causes, self.causes = sorted(self.causes), set()
+        self.reads += 1
+        self._last_read = time.monotonic()
         new = state_of(self.app.engine, set(self.app.datapaths))
         if new == self.state:
             return
@@ -172,7 +207,7 @@ class LiveFeed:
         for client in list(self.clients):
             for migration in moved:
                 client.put("migration", migration)
-            client.put("state", {**new, "migrations": list(self.recent)})
+            client.put("state", {**new, "migrations": list(self.recent), "causes": causes})
 
 
 def sse(kind: str, data: Json) -> bytes:
@@ -205,7 +240,11 @@ def stream(feed: LiveFeed, client: Client, keepalive: float = KEEPALIVE_SECONDS
 def register(app, wsgi) -> None:
     """Serve the feed (before the API's catch-all route); the page is served by
     :func:`public_page` in front of the guard."""
-    wsgi.register(LiveViewController, {"feed": LiveFeed(app)})
+    feed = LiveFeed(app)
+    changes = getattr(app, "state_changes", None)
+    if changes is not None:
+        changes.subscribe(feed.changed)
+    wsgi.register(LiveViewController, {"feed": feed})
 
 
 class LiveViewController(ControllerBase):

@@ -24,7 +24,7 @@ from tests.support.headless import Browser
 pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 #: The page must show what the controller knows within this many seconds (the feed is
-#: sampled every 0.25 s; measured about 1 s to first paint on a loaded 2-core machine, x3).
+#: pushed on each change; measured about 1 s to first paint on a loaded 2-core machine, x3).
 SHOWN_WITHIN_S = 5.0
 #: ...and a migration within this many seconds after live_migrate returned (measured
 #: below 0.5 s, x3 and a margin for the 800 ms of announcements it waits).

@@ -1,10 +1,17 @@
 """The live view's parts (rest/live_view.py): bounded client queues, migrations seen
-between two states, the feed's first event, the page served without a token."""
+between two states, the feed's first event, the page served without a token; the feed
+pushed on the engine's changes (app/state_changes.py), never reading it while idle."""
 
 from __future__ import annotations
 
 import json
+import time
 
+from ryu_apps.app import state_changes
+from ryu_apps.app.framework import hub
+from ryu_apps.app.plan_sender import Dispatcher
+from ryu_apps.app.provisioning_times import ProvisioningTimes
+from ryu_apps.app.state_changes import StateChanges, kinds_of
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.loaders.library_files import load_library
@@ -17,15 +24,51 @@ LIBRARY = load_library("templates")
 WEB = "00:fa:00:00:00:01"
 
 
+class _CountingEngine:
+    """The engine, counting the reads of its state (what the live view reads)."""
+
+    def __init__(self, engine):
+        self.__dict__["inner"], self.__dict__["reads"] = engine, 0
+
+    def __getattr__(self, name):
+        self.__dict__["reads"] += 1
+        return getattr(self.__dict__["inner"], name)
+
+
+class _Sender:
+    """Applies each plan to the fake switches at once and confirms it."""
+
+    def __init__(self, switches):
+        self.switches = switches
+
+    def send(self, plan, on_confirmed=None):
+        self.switches.apply(plan)
+        if on_confirmed is not None:
+            on_confirmed()
+
+
 class _App:
     def __init__(self):
         self.engine = ProvisioningEngine(LIBRARY, PrefixScheme(16))
         self.switches = FakeSwitches()
         bring_up(self.engine, self.switches.apply)
         self.datapaths = {S11: object()}
+        self.state_changes = StateChanges()
+        self.dispatcher = Dispatcher(_Sender(self.switches), self.engine, None,
+                                     ProvisioningTimes(), lambda: None, self.state_changes)
 
     def vm(self, dpid, port, mac, now=0.0):
-        self.switches.apply(self.engine.packet_in(dpid, port, mac, b"x", now=now).plan)
+        self.dispatcher.send(self.engine.packet_in(dpid, port, mac, b"x", now=now).plan, now)
+
+
+def _next_event(client, kind, within=5.0):
+    """The next queued event of ``kind`` (skipping others), waiting at most ``within`` s."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        item = client.take(deadline - time.monotonic())
+        if item is not None and item[0] == kind:
+            return item[1]
+    return None
 
 
 def test_a_stuck_client_holds_at_most_its_cap_and_is_told_to_resync():
@@ -109,3 +152,57 @@ def test_the_page_needs_no_token_and_everything_else_goes_to_the_guard():
                          ("/dynprov/bindings", "GET")):
         serve({"PATH_INFO": path, "REQUEST_METHOD": method}, lambda *a: None)
     assert seen == ["/dynprov/view/events", "/dynprov/view", "/dynprov/bindings"]
+
+
+def test_a_plan_tells_what_it_changed_and_an_idle_one_tells_nothing():
+    app = _App()
+    told = []
+    app.state_changes.subscribe(told.append)
+    app.dispatcher.send(app.engine.tick(1.0), 1.0)             # nothing happened
+    app.dispatcher.send(app.engine.probe_round(1.0), 1.0)
+    assert told == []
+    app.vm(S11, 1, WEB)                                         # flows, then confirmed
+    assert sorted(told, key=sorted) == [frozenset({state_changes.CONFIRMED}),
+                                        frozenset({state_changes.FLOWS})]
+    assert kinds_of(app.engine.packet_in(S11, 1, WEB, b"x", now=2.0).plan) == frozenset()
+
+
+def test_with_a_view_open_and_nothing_happening_the_engine_is_not_read():
+    app = _App()
+    app.vm(S11, 1, WEB)
+    counting = app.engine = _CountingEngine(app.engine)
+    feed = LiveFeed(app)
+    app.state_changes.subscribe(feed.changed)
+    client = feed.join()
+    events = stream(feed, client, keepalive=0.0)
+    assert next(events).startswith(b"retry: 2000\n\nevent: state")
+    read_at_join = counting.reads
+    assert read_at_join > 0 and feed.reads == 1
+    for now in range(2, 12):        # idle ticks, a known VM's frames, time passing
+        app.dispatcher.send(counting.inner.tick(float(now)), float(now))
+        app.dispatcher.send(counting.inner.packet_in(S11, 1, WEB, b"x", now=now).plan, now)
+        hub.sleep(0.05)
+    assert (counting.reads, feed.reads) == (read_at_join, 1)
+    assert client.take(0.0) is None
+    events.close()
+    assert feed.clients == [] and feed.changed(frozenset({"flows"})) is None
+    assert feed.causes == set()              # nobody watches: a change is not even kept
+
+
+def test_with_a_view_open_a_migration_is_pushed_as_it_happens():
+    app = _App()
+    app.vm(S11, 1, WEB)
+    feed = LiveFeed(app)
+    app.state_changes.subscribe(feed.changed)
+    client = feed.join()
+    feed.current()
+    app.vm(S12, 2, WEB, now=1.0)              # seen elsewhere: not believed yet
+    app.dispatcher.send(app.engine.port_down(S11, 1, now=1.0), 1.0)   # now it moved
+    migration = _next_event(client, "migration")
+    assert migration is not None, "no migration event within 5 s"
+    assert (migration["mac"], migration["from"], migration["to"]) == (
+        WEB, {"server": hex(S11), "port": 1}, {"server": hex(S12), "port": 2})
+    state = _next_event(client, "state")
+    assert [(v["server"], v["port"]) for v in state["vms"]] == [(hex(S12), 2)]
+    assert state_changes.FLOWS in state["causes"]
+    feed.leave(client)

@@ -102,8 +102,9 @@ def test_the_views_carry_verdict_path_tables_and_rule(lab):
 
 
 @pytest.mark.parametrize("src, dst, probe, field, message", [
-    ("00:fa:00:00:00:99", DB, "tcp/80", "src", "no provisioned VM has MAC or IPv4"),
-    (WEB, "10.9.9.9", "tcp/80", "dst", "no provisioned VM has MAC or IPv4 '10.9.9.9'"),
+    ("00:fa:00:00:00:99", DB, "tcp/80", "src", "no provisioned VM has MAC, IPv4, IPv6 or"),
+    (WEB, "10.9.9.9", "tcp/80", "dst",
+     "no provisioned VM has MAC, IPv4, IPv6 or OVSDB iface-id '10.9.9.9'"),
     (WEB, WEB, "tcp/80", "dst", "is the source VM itself"),
     (WEB, DB, "sctp/80", "proto", "protocol 'sctp/80' is not one the pipeline handles"),
     (WEB, DB, "tcp", "port", "tcp needs a destination port: tcp/PORT"),
@@ -117,8 +118,8 @@ def test_bad_input_names_the_field(lab, src, dst, probe, field, message):
     assert raised.value.field == field and message in str(raised.value)
 
 
-def test_a_given_address_must_be_ipv4_and_agree_with_the_bound_one(lab):
-    with pytest.raises(TraceError, match="src_ip: 'x' is not an IPv4 address"):
+def test_a_given_address_must_be_an_address_and_an_ipv4_agree_with_the_bound_one(lab):
+    with pytest.raises(TraceError, match="src_ip: 'x' is not an IPv4 or IPv6 address"):
         trace_vms(lab.engine, OUT, WEB, "tcp/80", src_ip="x")
     with pytest.raises(TraceError, match="dst_ip: VM 00:fa:00:00:00:05 is bound to "
                                          "10.0.100.5, not 10.0.100.6"):
