@@ -44,3 +44,15 @@ def test_summary_at_info_keeps_the_per_vm_line_out(caplog):
     log.summary()
     assert [r.levelno for r in caplog.records] == [logging.INFO]
     assert caplog.records[0].getMessage().startswith("dynprov: 1 VM provisioned (web 1)")
+
+
+def test_the_ofctl_service_says_nothing_of_the_apps_own_barriers(caplog):
+    from ryu_apps.rest.flow_reads import quiet_ofctl_service
+    quiet_ofctl_service()
+    quiet_ofctl_service()   # once is enough; twice changes nothing
+    caplog.set_level(logging.DEBUG, logger="OfctlService")
+    logger = logging.getLogger("OfctlService")
+    logger.error("unknown barrier xid %s", 7)
+    logger.error("unknown error xid %s", 8)
+    logger.error("unknown dpid %s", 9)
+    assert [r.getMessage() for r in caplog.records] == ["unknown dpid 9"]
