@@ -34,7 +34,7 @@ from ryu_apps.app.repairs import RepairSchedule, guarded
 from ryu_apps.app.requests import Requests
 from ryu_apps.app.state_changes import RESYNC, SWITCH, StateChanges
 from ryu_apps.app.switch_events import SwitchEventHandlers
-from ryu_apps.app.verdicts import log_verdict
+from ryu_apps.app.verdicts import VmLog
 from ryu_apps.app.wiring import build_engine, build_link_discovery, settle_heap
 from ryu_apps.core.warm_start import WarmStart
 from ryu_apps.loaders.library_check import LibraryChecker
@@ -77,6 +77,7 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         # the VM on its old pod's side), never seen without it: docs/benchmarks.md.
         self.sender = PlanSender(self.datapaths, self.logger)
         self.bus = InProcessBus(self.engine)
+        self.vm_log = VmLog(self.logger)   # each VM at DEBUG, a summary each tick
         self.metrics = Metrics(self)   # served from start(): ryu_apps.app.metrics
         self.provisioning_times = MeteredTimes(self.metrics, lambda: self.engine)
         self.store_sync: Optional[StoreSync] = None   # attached below; claims new VMs
@@ -162,7 +163,7 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         verdict = self.engine.vm_attached(dpid, port, mac, now=time.time(), iface_id=iface_id)
         if verdict.provisioned is not None:
             self.provisioning_times.detected(verdict.provisioned.mac, received_ns)
-        log_verdict(self.logger, verdict, dpid, port)
+        self.vm_log.verdict(verdict, dpid, port)
         self.send_plan(verdict.plan)
         expected = self.engine.incoming.get(mac.lower())
         if self.store_sync is not None and expected is not None and \
@@ -318,6 +319,7 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
     @guarded
     def _tick(self, ev) -> None:
         self.timers.handled(loop.Tick)
+        self.vm_log.summary()
         now = time.time()
         postponed = self.repairs.resync_due(now)
         if postponed is not None:

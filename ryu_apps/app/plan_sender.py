@@ -86,6 +86,8 @@ class PlanSender:
         """Send the plan; ``on_confirmed`` runs when every switch has applied it."""
         for note in plan.notes:
             self.logger.info("%s", note)
+        for detail in plan.details:
+            self.logger.debug("%s", detail)
         for warning in plan.warnings:
             self.logger.warning("%s", warning)
         self._queue_packet_outs([out for out in plan.packet_outs if out.at_once])

@@ -17,7 +17,7 @@ from ryu_apps.app.framework import (
 from ryu_apps.app.readback import CONNECTED
 from ryu_apps.app.repairs import guarded
 from ryu_apps.app.state_changes import SWITCH
-from ryu_apps.app.verdicts import frame_in, log_verdict, verdict_label
+from ryu_apps.app.verdicts import frame_in, verdict_label
 from ryu_apps.core import address_guard, lldp
 from ryu_apps.core.pipeline import Table
 from ryu_apps.core.template_model import ETH_IPV6
@@ -41,6 +41,7 @@ class SwitchEventHandlers:
     discovery: Any
     provisioning_times: Any
     metrics: Any
+    vm_log: Any
     _fault_mac: str
     send_plan: Callable[..., None]
     state_changes: Any
@@ -156,7 +157,7 @@ class SwitchEventHandlers:
                                         tagged=frame.tagged, eth_dst=frame.eth_dst)
         if verdict.provisioned is not None:
             self.provisioning_times.detected(verdict.provisioned.mac, received_ns)
-        log_verdict(self.logger, verdict, dpid, in_port)
+        self.vm_log.verdict(verdict, dpid, in_port)
         self.metrics.packet_in(verdict_label(verdict))
         if self._fault_mac and frame.eth_src == self._fault_mac:
             self._fault_mac = ""   # once: the engine changed, its plan is never sent

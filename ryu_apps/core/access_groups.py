@@ -153,8 +153,8 @@ def _set_moved(st: "EngineState", key: GroupKey, found: List[Binding], merged: b
     changed = [b for b in found if table.set_moved(b.binding_id, merged)]
     for binding in sorted(changed, key=lambda b: b.mac):
         st.dirty.placements[binding.binding_id] = binding
-        if merged:
-            plan.notes.append(
+        if merged:   # per VM: a detail (the group's merge shows in its flows)
+            plan.details.append(
                 f"VM {binding.mac}: port-side rules of template {binding.template_id} "
                 f"moved to its virtual-switch port (templates behind access port "
                 f"{key.port} of {key.dpid:016x} in VLAN {key.vlan} conflict)")

@@ -38,6 +38,7 @@ from ryu_apps.core.domains import Domain, DomainMap
 from ryu_apps.core.fabric import Fabric, PortRef, Role
 from ryu_apps.core.flow_plan import DesiredFlows, Plan
 from ryu_apps.core.identifiers import IdentifierError, IdentifierScheme, Mac, normalise_mac
+from ryu_apps.core.mac_address import is_canonical_mac
 from ryu_apps.core.identity import MOVE_HOLD_SECONDS, IdentityPolicy, MoveGuard
 from ryu_apps.core.engine_state import EngineState
 from ryu_apps.core.lifecycle import Acknowledgement, Notice
@@ -154,7 +155,8 @@ class ProvisioningEngine:
         if tagged:
             return PacketVerdict()
         verdict = PacketVerdict()
-        mac = _mac(eth_src, f"packet-in on {dpid:016x} port {in_port}: eth_src", verdict.plan)
+        mac = Mac(eth_src) if is_canonical_mac(eth_src) else _mac(
+            eth_src, f"packet-in on {dpid:016x} port {in_port}: eth_src", verdict.plan)
         if mac is None:
             return verdict
         verdict = vm_events.packet_in(self.state, dpid, in_port, mac, data, now,

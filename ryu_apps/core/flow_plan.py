@@ -107,6 +107,8 @@ class Plan:
     packet_outs: List[PacketOut] = field(default_factory=list)
     #: What the engine decided, in words, for the controller's log.
     notes: List[str] = field(default_factory=list)
+    #: Routine per-VM details (logged at DEBUG: too many for INFO at thousands of VMs/s).
+    details: List[str] = field(default_factory=list)
     #: What an operator should look at: refused links, spoofing, flapping (logged as warnings).
     warnings: List[str] = field(default_factory=list)
     #: VMs (MACs) to mark active once every switch has applied the plan.
@@ -124,6 +126,7 @@ class Plan:
                 mine.add(spec, replacing=changes.replaces(spec))
         self.packet_outs += other.packet_outs
         self.notes += other.notes
+        self.details += other.details
         self.warnings += other.warnings
         self.confirms += other.confirms
         self.messages += other.messages
@@ -139,8 +142,8 @@ class Plan:
         This plan is left as it was.
         """
         copy = Plan(packet_outs=list(self.packet_outs), notes=list(self.notes),
-                    warnings=list(self.warnings), confirms=list(self.confirms),
-                    messages=list(self.messages))
+                    details=list(self.details), warnings=list(self.warnings),
+                    confirms=list(self.confirms), messages=list(self.messages))
         for dpid, changes in self.changes.items():
             mine = copy.for_switch(dpid)
             for spec in changes.adds:

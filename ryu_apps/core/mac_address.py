@@ -25,6 +25,8 @@ Mac = NewType("Mac", str)
 _MAC_PATTERN = re.compile(
     r"[0-9a-f]{1,2}(?P<sep>[:-])[0-9a-f]{1,2}(?:(?P=sep)[0-9a-f]{1,2}){4}",
     re.IGNORECASE)
+#: The canonical form itself (what frames.parse_frame and format_mac produce).
+_CANONICAL = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 _NUMBER_PATTERN = re.compile(r"0x[0-9a-f]+|[0-9]+", re.IGNORECASE)
 
 
@@ -66,12 +68,19 @@ def normalise_mac(value: MacLike, where: str = "") -> Mac:
     ``where`` (the field, file or entry the value came from) and says what was
     expected and what was found.
     """
+    if isinstance(value, str) and _CANONICAL.fullmatch(value):
+        return Mac(value)   # already canonical (every frame's MAC): the hot path
     try:
         return Mac(format_mac(parse_mac(value)))
     except IdentifierError as error:
         if not where:
             raise
         raise IdentifierError(f"{where}: {error}") from None
+
+
+def is_canonical_mac(value: object) -> bool:
+    """Whether ``value`` is a MAC in the canonical form already (no normalising needed)."""
+    return isinstance(value, str) and _CANONICAL.fullmatch(value) is not None
 
 
 def vm_mac_problem(mac: int) -> Optional[str]:
