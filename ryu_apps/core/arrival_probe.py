@@ -5,8 +5,10 @@ IPv4 address and a mobility domain, a search for it begins
 (:mod:`~ryu_apps.core.probe_search` keeps it and bounds it). Its candidates
 are the free VM ports of servers in the same domain that came up shortly
 before (a hypervisor creates the destination port before it removes the
-source's), the free ports of the server a migration notice named, and any port
-that comes up on a server of the domain while the search lasts. Each gets an
+source's; one added with its link down is probed too, and again when its
+link-up is reported, which a busy switch does after the guest's first frames),
+the free ports of the server a migration notice named, and any port that comes
+up on a server of the domain while the search lasts. Each gets an
 ARP request for the VM's address, addressed to the VM's MAC from
 :data:`~ryu_apps.core.identity.PROBE_MAC` with sender address 0.0.0.0, sent by
 the controller out of that port. The reply (from the VM's MAC, to PROBE_MAC,
@@ -62,10 +64,10 @@ def lost(st: "EngineState", gone: Binding, notified: Optional[int], now: float,
     search = Search(gone.mac, ip, domain, now + SEARCH_SECONDS)
     recent = sorted(key for key, since in st.ports.up_since.items()
                     if 0.0 <= now - since <= RECENT_PORT_SECONDS)   # sort the few, not all
-    for dpid, port in recent:
+    for dpid, port in recent:   # a recent port still reported down is probed too
         if (dpid, port) != (gone.dpid, gone.port) and _domain(st, dpid) == domain and \
-                free_port(st, dpid, port, gone.mac):
-            search.add((dpid, port), now)
+                free_port(st, dpid, port, gone.mac, down_too=True):
+            search.add((dpid, port), now, blind=(dpid, port) in st.ports.down)
     if notified is not None and _domain(st, notified) == domain:
         for port in sorted(st.ports.present.get(notified, ())):
             if free_port(st, notified, port, gone.mac):

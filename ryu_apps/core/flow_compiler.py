@@ -108,8 +108,10 @@ def binding_flows(placement: Placement) -> Set[Entry]:
     Suspended: only a drop at its port. Restarting or deprovisioned: nothing
     (its next packet reaches the controller). Pre-provisioned (a migration's
     destination): its port is ready and what it sends is forwarded at once, a
-    copy going to the controller to activate it, but nothing is delivered to
-    the port and no path leads there yet.
+    copy of all but its IPv4 going to the controller to activate it (an
+    announcement, ARP, neighbour discovery; its IPv4 is mostly answers, a copy
+    of each would stream to the controller until the switch drops the copying
+    flow), but nothing is delivered to the port and no path leads there yet.
     """
     binding = placement.binding
     state = binding.state
@@ -153,6 +155,11 @@ def _server_side(placement: Placement, cookie: int) -> Set[Entry]:
                      else (),
                      metadata=from_vm_metadata(binding.template_id, learn),
                      idle_timeout=0 if pre_provisioned else template.idle_timeout))
+    if pre_provisioned:   # its IPv4 (answers, mostly) forwarded without a copy each
+        entries.add(flow(dpid, Table.CLASSIFY, Priority.PRE_PROVISIONED_IPV4,
+                         make_match(in_port=port, eth_src=binding.mac, eth_type=ETH_IPV4),
+                         cookie, meter=meter, goto=Table.ANTI_SPOOF,
+                         metadata=from_vm_metadata(binding.template_id, learn)))
     entries |= _anti_spoof(placement, cookie)
     delivered = to_vm_metadata(port, binding.template_id)
     entries.add(flow(dpid, Table.OUTPUT, Priority.BINDING, make_match(metadata=delivered),

@@ -38,6 +38,7 @@ class Priority(enum.IntEnum):
     QUARANTINE = 55000
     SHARED_ANNOUNCE = 52000  # another process's announcement on a shared uplink: drop
     LIVENESS_REPLY = 51000   # a probed VM's answer to the liveness probe -> controller
+    PRE_PROVISIONED_IPV4 = 50010   # CLASSIFY: a pre-provisioned VM's IPv4, not copied
     BINDING = 50000
     DHCP_SERVER_DROP = 50005  # ANTI_SPOOF: DHCP(v6) server messages (core/address_guard.py)
     ND_ALLOW = 50004        # ANTI_SPOOF: a VM's own neighbour discovery (core/ipv6_guard.py)

@@ -36,6 +36,9 @@ class Candidate:
 
     sent: int = 0
     first: float = 0.0
+    #: Probed while its switch still reported its link down (a busy switch reports a
+    #: new port's link-up late): its probes start again, once, when the link-up comes.
+    blind: bool = False
 
     def due(self, now: float) -> bool:
         """Whether another probe of this port is due at ``now``."""
@@ -52,11 +55,14 @@ class Search:
     deadline: float
     candidates: Dict[PortKey, Candidate] = field(default_factory=dict)
 
-    def add(self, key: PortKey, now: float) -> bool:
-        """Probe ``key`` from ``now``; False if it was a candidate already."""
-        if key in self.candidates:
+    def add(self, key: PortKey, now: float, blind: bool = False) -> bool:
+        """Probe ``key`` from ``now`` (``blind``: its link is reported down); False if it
+        was a candidate already and is not re-armed. A blind candidate whose link comes
+        up is re-armed once: its probes start again from ``now``."""
+        known = self.candidates.get(key)
+        if known is not None and not (known.blind and not blind):
             return False
-        self.candidates[key] = Candidate(first=now)
+        self.candidates[key] = Candidate(first=now, blind=blind)
         self.deadline = max(self.deadline, now + SEARCH_SECONDS)
         return True
 

@@ -90,6 +90,10 @@ def move_believed(st: "EngineState", existing: Binding, dpid: int, port: int, no
                          f"VM {mac} is flapping between ports: its moves are refused for "
                          f"{moves.flap_hold:g} s", while_bound=True)
         return False
+    # The frame came in at this port, so its link is up whatever the last port status
+    # said (a busy switch reports a new port's link-up after the guest's first frames):
+    # the move it waits for is accepted when the old port goes, not dropped as "down".
+    st.ports.down.discard((dpid, port))
     target = existing.ip or existing.seen_ip
     candidate, new = moves.conflict(mac, dpid, port, now, probe_possible=target is not None)
     if candidate.deadline is not None:

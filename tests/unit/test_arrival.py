@@ -298,3 +298,39 @@ def test_a_lost_vms_mac_gets_no_address_at_a_port_up_for_long_or_with_another_ad
     lab.run(lambda e: e.packet_in(S21, NEW_PORT, WEB1, b"arp", sender_ip=other,
                                   now=lab.now))
     assert lab.engine.bindings[WEB1].ip == other        # the frame's own address
+
+
+def test_a_rarp_before_both_port_statuses_moves_the_vm_when_its_old_port_goes(lab):
+    """No OVSDB, no notice, the order seen on a busy switch: the destination port is
+    added with its link down, the VM's RARP reaches it while its old port still exists
+    (a conflict, held), and the old port's link-down arrives before the new port's
+    link-up is reported. The RARP proved the new port's link up: the held move is
+    accepted in that one event, with the VM's address (not a second search round)."""
+    lab.event(lambda e: e.port_down(S21, NEW_PORT, deleted=False, now=lab.now))   # added
+    lab.now += 0.2
+    verdict = lab.event(lambda e: e.packet_in(S21, NEW_PORT, WEB1, b"rarp", now=lab.now))
+    assert verdict.provisioned is None and "conflict" in verdict.refusal.reason
+    plan = lab.event(lambda e: e.port_down(S11, 1, deleted=False, now=lab.now))
+    binding = lab.engine.bindings[WEB1]
+    assert (binding.dpid, binding.port, binding.ip) == (S21, NEW_PORT, IPS[WEB1])
+    assert not _probes(plan), "found: no search"
+    assert lab.reached(S21, 1, WEB2, WEB1) == [(S21, NEW_PORT)]
+
+
+def test_a_silent_vms_new_port_is_probed_when_its_link_up_comes_after_the_loss(lab):
+    """The destination port was added (link down) just before the old port went: it is
+    probed at once (a busy switch reports the link-up of a guest's new port late), and
+    again when its link-up comes, that first probe not counted against it; once more
+    the link-up re-arms nothing."""
+    probe = (S21, NEW_PORT, arp_probe(IPS[WEB1], WEB1))
+    lab.event(lambda e: e.port_down(S21, NEW_PORT, deleted=False, now=lab.now))   # added
+    lab.now += 0.2
+    plan = lab.event(lambda e: e.port_down(S11, 1, deleted=False, now=lab.now))
+    assert _probes(plan) == [probe]
+    lab.now += 0.01
+    assert _probes(lab.event(lambda e: e.port_up(S21, NEW_PORT, now=lab.now))) == [probe]
+    assert not _probes(lab.event(lambda e: e.port_up(S21, NEW_PORT, now=lab.now)))
+    lab.run(lambda e: e.packet_in(S21, NEW_PORT, WEB1, b"reply", sender_ip=IPS[WEB1],
+                                  eth_dst=PROBE_MAC, now=lab.now))
+    binding = lab.engine.bindings[WEB1]
+    assert (binding.dpid, binding.port, binding.ip) == (S21, NEW_PORT, IPS[WEB1])
