@@ -72,7 +72,10 @@ def _dual_stack_library(directory):
         document = yaml.safe_load(path.read_text())
         (template,) = document["templates"]
         side = template["virtual_switch"]
-        side.update(bind_ipv6="link_local", **extra)
+        wanted = {k: v for k, v in {"bind_ipv6": "link_local", **extra}.items()
+                  if side.get(k) != v}
+        assert not set(wanted) & set(side), f"{path}: {sorted(wanted)} set otherwise"
+        side.update(wanted)
         side["acl"] += rules
         acl = "\n".join(f"        - {yaml.safe_dump(r, default_flow_style=True).strip()}"
                         for r in rules)
@@ -80,7 +83,7 @@ def _dual_stack_library(directory):
         anchor = "      bandwidth:\n" if "      bandwidth:\n" in text else None
         assert anchor, path
         options = "".join(f"      {k}: {yaml.safe_dump(v).splitlines()[0]}\n"
-                          for k, v in {"bind_ipv6": "link_local", **extra}.items())
+                          for k, v in wanted.items())
         first, rest = text.split(anchor, 1)   # the virtual switch's bandwidth ends its ACL
         path.write_text(first + acl + "\n" + options + anchor + rest)
         assert yaml.safe_load(path.read_text()) == document, path.read_text()
