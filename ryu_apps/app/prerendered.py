@@ -17,6 +17,7 @@ always goes through the general encoder. The result is byte-identical to the gen
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ryu_apps.app import openflow_bytes
@@ -37,7 +38,8 @@ from ryu_apps.core.flowspec import (
 VARIABLE_FIELDS: Dict[str, Tuple[str, int]] = {
     "in_port": ("int", 4), "metadata": ("int", 8), "eth_src": ("mac", 6),
     "eth_dst": ("mac", 6), "arp_sha": ("mac", 6), "ipv4_src": ("ipv4", 4),
-    "arp_spa": ("ipv4", 4),
+    "arp_spa": ("ipv4", 4), "ipv6_src": ("ipv6", 16), "ipv6_nd_target": ("ipv6", 16),
+    "ipv6_nd_sll": ("mac", 6), "ipv6_nd_tll": ("mac", 6),
 }
 _COOKIE, _PORT, _METER, _METADATA = ("int", 8), ("int", 4), ("int", 4), ("int", 8)
 #: Flows of these kinds are one-offs (a refused MAC, a probe): the general encoder.
@@ -160,12 +162,18 @@ def _ipv4_bytes(value: str) -> bytes:
     return bytes(int(part) for part in value.split("."))
 
 
+def _ipv6_bytes(value: str) -> bytes:
+    return ipaddress.IPv6Address(value).packed
+
+
 def _converter(kind: Kind) -> Callable[[Any], bytes]:
     form, length = kind
     if form == "mac":
         return _mac_bytes
     if form == "ipv4":
         return _ipv4_bytes
+    if form == "ipv6":
+        return _ipv6_bytes
     return lambda value: value.to_bytes(length, "big")
 
 
@@ -177,6 +185,8 @@ def _flipped(kind: Kind, value: Any) -> Any:
         return int.from_bytes(raw, "big")
     if form == "mac":
         return ":".join(f"{b:02x}" for b in raw)
+    if form == "ipv6":
+        return str(ipaddress.IPv6Address(raw))
     return ".".join(str(b) for b in raw)
 
 

@@ -34,24 +34,60 @@ def ping(src, dst, count: int = 2) -> bool:
 
 
 #: (source, destination, check, expected, why) on the default topology and library.
+#: ``tcp/PORT<SOURCE``: from that source port; ``tcp6/PORT``: to the IPv6 address.
 CHECKS = (
     ("web1", "web3", "ping", True, "web allows ICMP; same access switch"),
     ("web1", "web7", "ping", True, "across access switches and the fabric"),
-    ("web3", "db2", "tcp/5432", True, "database accepts PostgreSQL from the web tier"),
+    ("web3", "db2", "tcp/5432", True, "database accepts PostgreSQL from the web tier; "
+                                      "stateful web: its replies pass, no mirror rule"),
+    ("db6", "web1", "tcp/8080<5432", False, "... and a reply-looking SYN from port 5432 "
+                                            "(the database's mirror rule lets it out) "
+                                            "with no connection behind it is dropped"),
     ("web3", "db2", "tcp/22", False, "database allows nothing else"),
     ("db6", "db2", "ping", False, "database allows ICMP only from the web tier"),
+    ("web3", "db2", "tcp6/5432", True, "IPv6: database accepts PostgreSQL from the "
+                                       "web prefix fd00:0:0:100::/64"),
+    ("db6", "db2", "tcp6/5432", False, "... and from no other tier's"),
     ("mgmt4", "mgmt8", "ping", True, "management allows ICMP from its network"),
     ("mgmt4", "web3", "ping", False, "different VLANs, same server"),
     ("out1", "web5", "ping", True, "the edge firewall lets the outside ping the web tier"),
     ("out1", "web1", "tcp/80", True, "... and reach HTTP on it"),
     ("out1", "db2", "tcp/5432", False, "... but not the database"),
 )
+#: IPv6 in the demo: each VM's global address in its tier's prefix, the other tier's
+#: prefix on-link (web and database share VLAN 100; the templates allow the prefixes).
+IPV6_PREFIX = {"web": "fd00:0:0:100::", "db": "fd00:0:0:200::"}
+
+
+def ipv6_address(vm) -> str:
+    """The demo's global IPv6 address of a web or database VM: its tier's prefix and
+    the number in its name (web3: fd00:0:0:100::3)."""
+    tier = vm.name.rstrip("0123456789")
+    return f"{IPV6_PREFIX[tier]}{vm.name[len(tier):]}"
+
+
+def enable_ipv6(vms) -> None:
+    """Give web and database VMs IPv6: their global address (no duplicate address
+    detection, so usable at once) and both tiers' prefixes on-link."""
+    for vm in vms:
+        intf = vm.defaultIntf()
+        vm.cmd(f"sysctl -qw net.ipv6.conf.{intf}.accept_dad=0 "
+               f"net.ipv6.conf.{intf}.disable_ipv6=0")
+        vm.cmd(f"ip -6 addr add {ipv6_address(vm)}/64 dev {intf} nodad")
+        for prefix in IPV6_PREFIX.values():
+            vm.cmd(f"ip -6 route replace {prefix}/64 dev {intf}")
 
 
 def _check(vms: dict, src: str, dst: str, check: str) -> bool:
     if check == "ping":
         return ping(vms[src], vms[dst], count=2)
-    return lab.tcp_open(vms[src], vms[dst], int(check.split("/")[1]), timeout=1)
+    kind, port = check.split("/")
+    if kind == "tcp6":
+        return lab.tcp_open(vms[src], vms[dst], int(port), timeout=1,
+                            address=ipv6_address(vms[dst]))
+    port, _, source = port.partition("<")
+    return lab.tcp_open(vms[src], vms[dst], int(port), timeout=1,
+                        source_port=int(source or 0))
 
 
 def run_checks(controller: lab.ControllerProcess, net, vms: dict) -> int:
@@ -74,15 +110,17 @@ def run_checks(controller: lab.ControllerProcess, net, vms: dict) -> int:
         else:
             failures += 1
             print(f"  {vm.name:6} MAC {vm.MAC()} -> NOT provisioned")
+    enable_ipv6([vms[name] for name in ("web3", "db2", "db6")])
     lab.start_listener(vms["db2"], 5432, 22)
-    lab.start_listener(vms["web1"], 80)
+    lab.start_listener(vms["db2"], 5432, ipv6=True)
+    lab.start_listener(vms["web1"], 80, 8080)
     _banner("the templates at work")
     for src, dst, check, expected, why in CHECKS:
         result = _check(vms, src, dst, check)
         failures += result != expected
         verdict = "reachable" if result else "blocked"
         mark = "" if result == expected else "   <-- UNEXPECTED"
-        print(f"  {src:6} -> {dst:6} {check:9} {verdict:9} ({why}){mark}")
+        print(f"  {src:6} -> {dst:6} {check:13} {verdict:9} ({why}){mark}")
     _banner("why: a policy trace (dynprov trace web3 db2 tcp/5432)")
     failures += show_trace(controller.rest_target("reader"), vms["web3"].MAC(),
                            vms["db2"].MAC(), "tcp/5432", vms["web3"].IP(),

@@ -30,21 +30,26 @@ def _vmtool(module: str) -> str:
     return f"env PYTHONPATH={REPO_ROOT} {sys.executable} -m ryu_apps.lab.vmtools.{module}"
 
 
-def start_listener(host, *ports: int) -> None:
-    """Start TCP listeners on a Mininet host (killed when the host stops)."""
-    host.cmd(f"{_vmtool('tcp_probe')} listen {' '.join(map(str, ports))} "
-             f"> /tmp/dynprov-listen-{host.name}.log 2>&1 &")
+def start_listener(host, *ports: int, ipv6: bool = False) -> None:
+    """Start TCP listeners on a Mininet host (killed when the host stops), on IPv4 or
+    (``ipv6``) IPv6."""
+    family = "--ipv6" if ipv6 else ""
+    host.cmd(f"{_vmtool('tcp_probe')} listen {' '.join(map(str, ports))} {family} "
+             f"> /tmp/dynprov-listen{family and '6'}-{host.name}.log 2>&1 &")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        if all(f":{p} " in host.cmd("ss -ltn") for p in ports):
+        if all(f":{p} " in host.cmd(f"ss -ltn -{6 if ipv6 else 4}") for p in ports):
             return
         time.sleep(0.1)
     raise RuntimeError(f"{host.name}: TCP listener on {ports} did not start")
 
 
-def tcp_open(src, dst, port: int, timeout: float = 2.0) -> bool:
-    """True when ``src`` completes a TCP connection to ``dst``:``port``."""
-    out = src.cmd(f"{_vmtool('tcp_probe')} connect {dst.IP()} {port} --timeout {timeout}")
+def tcp_open(src, dst, port: int, timeout: float = 2.0, address: str | None = None,
+             source_port: int = 0) -> bool:
+    """True when ``src`` completes a TCP connection to ``dst``:``port`` (at ``address``,
+    default its IPv4 address; from ``source_port``, default any)."""
+    out = src.cmd(f"{_vmtool('tcp_probe')} connect {address or dst.IP()} {port} "
+                  f"--timeout {timeout} --source-port {source_port}")
     return out.strip().endswith("open")
 
 

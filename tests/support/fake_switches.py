@@ -138,10 +138,14 @@ class FakeSwitches:
                     best = spec
         return best
 
-    def run_pipeline(self, dpid: int, in_port: int, packet: Packet,
-                     table_id: int = 0, depth: int = 0) -> Tuple[List[Tuple[int, Packet]], Packet]:
+    def run_pipeline(self, dpid: int, in_port: int, packet: Packet, table_id: int = 0,
+                     depth: int = 0, connections: Optional[Dict[int, ConnectionTable]] = None
+                     ) -> Tuple[List[Tuple[int, Packet]], Packet]:
         """(out port, packet as sent) for every copy, and the packet at the end (the
-        shared model :func:`ryu_apps.core.table_sim.run_tables`, on these tables)."""
+        shared model :func:`ryu_apps.core.table_sim.run_tables`, on these tables);
+        ``connections``: the switches' connection trackers (default: the ones these
+        switches keep across packets)."""
+        trackers = self.conntrack if connections is None else connections
         def lookup(table: int, pkt: Packet, port: int) -> Optional[FlowSpec]:
             spec = self.lookup(dpid, table, pkt, port)
             for instruction in spec.instructions if spec is not None else ():
@@ -151,14 +155,18 @@ class FakeSwitches:
             return spec
         try:
             run = run_tables(lookup, in_port, packet, table_id, depth,
-                             connections=self.conntrack.setdefault(dpid, ConnectionTable()))
+                             connections=trackers.setdefault(dpid, ConnectionTable()))
         except ValueError as error:   # a resubmit loop or a backward goto
             raise AssertionError(str(error)) from None
         return run.outputs, run.packet
 
     def trace(self, fabric: Fabric, dpid: int, in_port: int, packet: Packet,
-              max_hops: int = 32) -> List[Tuple[int, int, Packet]]:
+              max_hops: int = 32, unsolicited: bool = False) -> List[Tuple[int, int, Packet]]:
         """Follow a packet across links; (dpid, port, packet) where copies leave.
+
+        ``unsolicited``: trace it through empty connection trackers (as the first packet
+        of its connection, whatever earlier traces committed) and leave the switches'
+        own trackers as they were.
 
         Copies sent to the controller are reported with port OFPP_CONTROLLER,
         copies sent out of a shared uplink (toward other processes' switches)
@@ -166,11 +174,13 @@ class FakeSwitches:
         comparison.
         """
         delivered: List[Tuple[int, int, Packet]] = []
+        trackers: Optional[Dict[int, ConnectionTable]] = {} if unsolicited else None
         frontier = [(dpid, in_port, packet, 0)]
         while frontier:
             here, port, pkt, hops = frontier.pop()
             assert hops <= max_hops, "forwarding loop"
-            outputs, _ = self.run_pipeline(here, port, replace(pkt, metadata=0, ct_state=0))
+            outputs, _ = self.run_pipeline(here, port, replace(pkt, metadata=0, ct_state=0),
+                                           connections=trackers)
             for out_port, out_pkt in outputs:
                 out_pkt = replace(out_pkt, metadata=0, ct_state=0)
                 peer = fabric.peer(PortRef(here, out_port))

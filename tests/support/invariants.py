@@ -192,9 +192,11 @@ class Wiring:
 
 def _trace(switches: FakeSwitches, wiring: Wiring, dpid: int, port: int,
            packet: Packet) -> Tuple[List[Exit], List[Exit]]:
-    """(exits at ports, exits to the controller) of one frame."""
+    """(exits at ports, exits to the controller) of one frame, unsolicited: the oracle
+    knows no connections, so no earlier probe's connection lets it pass a stateful side."""
     exits, controller = [], []
-    for here, out_port, out in switches.trace(wiring, dpid, port, packet):  # type: ignore[arg-type]
+    for here, out_port, out in switches.trace(wiring, dpid, port, packet,  # type: ignore[arg-type]
+                                              unsolicited=True):
         if out_port == OFPP_CONTROLLER:
             controller.append((here, out_port))
             continue

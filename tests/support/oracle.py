@@ -254,6 +254,23 @@ class Oracle:
         return next((vm for vm in self.facts.vms if vm.mac == mac), None)
 
 
+#: A VM's own flows on its server (issue #13), besides the per-VM address allows below.
+MAX_OWN_FLOWS = 6
+#: The IPv6 guard's per-VM allows (bind_ipv6: its link-local source, two NS, two NA,
+#: its DAD probe); an allowed prefix's (IPv4: source and ARP; IPv6: source, two NS,
+#: two NA, and a /128's DAD probe). docs/templates.md gives these costs.
+IPV6_GUARD_OWN_FLOWS = 6
+
+
+def own_flow_budget(side: SwitchSide) -> int:
+    """At most how many flows of its own a VM of this virtual-switch side has on its
+    server: 6, plus what its address checks cost per VM."""
+    extra = IPV6_GUARD_OWN_FLOWS if side.bind_ipv6 else 0
+    for prefix in side.allowed_addresses:
+        extra += 2 if prefix.version == 4 else 5 + (prefix.prefixlen == prefix.max_prefixlen)
+    return MAX_OWN_FLOWS + extra
+
+
 def probes(sender: Vm, receiver_mac: str, receiver_ip: str,
            sender_ip: str) -> Iterable[Packet]:
     """A few frames that exercise VLANs and the default library's rules."""

@@ -91,9 +91,12 @@ def test_show_by_id_hex_or_name(key, capsys):
     assert "  vlan          100" in lines
     assert "  idle timeout  600 s" in lines
     assert "    bind ip         yes" in lines
+    assert "    bind ipv6       link_local" in lines and "    stateful        yes" in lines
     assert "    bandwidth       100 Mbit/s, burst 10000 kbit" in lines
     assert "      [0] allow to_vm ethertype=arp" in lines
-    assert ("      [6] allow from_vm ethertype=ipv4 protocol=tcp dst=10.0.200.0/24 "
+    assert ("      [4] allow from_vm ethertype=ipv4 protocol=tcp dst=10.0.200.0/24 "
+            "dst_port=5432") in lines
+    assert ("      [5] allow from_vm ethertype=ipv6 protocol=tcp dst=fd00:0:0:200::/64 "
             "dst_port=5432") in lines
     assert lines[-1] == ("      [0] deny to_vm ethertype=ipv4 protocol=tcp src=192.0.2.0/24 "
                          "dst_port=22")

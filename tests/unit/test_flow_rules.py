@@ -36,9 +36,9 @@ def _line(cookie: int, table: int, priority: int, rest: str = "actions=drop") ->
 def test_a_template_acl_flow_is_labelled_with_side_index_and_line():
     line = annotate_line(_line(WEB, Table.TO_VM_ACL, 39998, "actions=goto_table:6"), NAMES)
     assert line.endswith("# template 250 (shared); rule 'web' virtual_switch acl[3] (to_vm) "
-                         "templates/web.yaml:17: allow to_vm ethertype=ipv4,ipv6 "
+                         "templates/web.yaml:24: allow to_vm ethertype=ipv4,ipv6 "
                          "protocol=tcp dst_port=443")
-    assert "dst_port: 443" in Path("templates/web.yaml").read_text().splitlines()[16]
+    assert "dst_port: 443" in Path("templates/web.yaml").read_text().splitlines()[23]
 
 
 def test_a_default_and_an_access_port_flow_are_labelled():
@@ -52,7 +52,7 @@ def test_a_default_and_an_access_port_flow_are_labelled():
     port = annotate_line(_line(port_group_owner(2, 100).cookie, Table.TO_VM_PORT_ACL, 40000),
                          names)
     assert port.endswith("# access port 2 vlan 100; rule 'web' access_port acl[0] (to_vm) "
-                         "templates/web.yaml:33: deny to_vm ethertype=ipv4 protocol=tcp "
+                         "templates/web.yaml:42: deny to_vm ethertype=ipv4 protocol=tcp "
                          "src=192.0.2.0/24 dst_port=22")
     other = annotate_line(_line(port_group_owner(2, 300).cookie, Table.TO_VM_PORT_ACL, 1000),
                           names)
@@ -99,7 +99,7 @@ def test_the_flows_command_reads_the_rules_from_the_controller(controller, monke
         0, '"0000000000001101"\n' if argv[0] == "ovs-vsctl" else dump + "\n", ""))
     assert run("flows", "s11", "--controller", url) == 0
     out, err = capsys.readouterr()
-    assert "rule 'web' virtual_switch acl[3] (to_vm) templates/web.yaml:17" in out
+    assert "rule 'web' virtual_switch acl[3] (to_vm) templates/web.yaml:24" in out
     assert err == "" and SWITCHES and TEMPLATES
     del routes["/dynprov/rule-origins"]
     assert run("flows", "s11", "--controller", url) == 0

@@ -1,5 +1,6 @@
 """The shared template pipeline: each template's ACLs once per server bridge, a VM's own
-flows few (at most 6 whatever its template), shared flows counted by their VMs."""
+flows few (at most 6 whatever its template, besides its per-VM address allows), shared
+flows counted by their VMs."""
 
 from __future__ import annotations
 
@@ -31,11 +32,17 @@ from ryu_apps.loaders.library_files import load_library
 from tests.support.small_fabric import S11, S12, UPLINK, bring_up
 from tests.support.fake_switches import FakeSwitches, Packet, tcp
 from tests.support.invariants import check_event
+from tests.support.oracle import MAX_OWN_FLOWS, own_flow_budget
 
 LIBRARY = load_library("templates")
-MAX_PER_VM = 6
+MAX_PER_VM = MAX_OWN_FLOWS
 #: Generated templates' first id (MACs 00:a0:..: unicast)
 GENERATED = 0xA0
+
+
+def max_per_vm(template) -> int:
+    """At most 6 own flows per VM, besides its template's per-VM address allows."""
+    return own_flow_budget(template.virtual_switch)
 
 
 def _mac(template_id: int, index: int) -> str:
@@ -103,7 +110,8 @@ def test_every_default_template_costs_at_most_6_flows_per_vm_in_every_state():
     assert len(lab.engine.bindings) == len(macs) == 6 * len(templates)
     for mac in macs:
         own = lab.own_flows(mac)
-        assert 3 <= len(own) <= MAX_PER_VM, (mac, sorted(map(str, own)))
+        template = LIBRARY.get(lab.engine.bindings[mac].template_id)
+        assert 3 <= len(own) <= max_per_vm(template), (mac, sorted(map(str, own)))
     # web and database share VLAN 100 behind each access port: the merge holds, and
     # their port-side rules are shared too (no per-VM copy of them)
     web = lab.engine.bindings[_mac(250, 1)]
@@ -113,7 +121,7 @@ def test_every_default_template_costs_at_most_6_flows_per_vm_in_every_state():
     assert len(port_side) > 2
     # a VM whose IP is not bound yet, and a pre-provisioned one, are not dearer
     lab.vm(S11, 90, _mac(254, 90))
-    assert len(lab.own_flows(_mac(254, 90))) <= MAX_PER_VM
+    assert len(lab.own_flows(_mac(254, 90))) <= max_per_vm(LIBRARY.get(254))
 
 
 def test_shared_flows_do_not_grow_with_the_vms_of_a_template():
@@ -384,5 +392,5 @@ def test_a_pre_provisioned_destination_costs_at_most_6_flows_and_brings_its_temp
     incoming = lab.engine.incoming[_mac(250, 1)]
     assert incoming.state is VmState.PRE_PROVISIONED and incoming.dpid == S12
     own = [f for f in lab.switches.flows(S12) if decode_cookie(f.cookie) == incoming.owner]
-    assert 1 <= len(own) <= MAX_PER_VM
+    assert 1 <= len(own) <= max_per_vm(LIBRARY.get(250))
     assert lab.shared_flows(S12, 250)      # what it sends passes its template's rules at once

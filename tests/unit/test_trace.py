@@ -94,11 +94,11 @@ def test_the_views_carry_verdict_path_tables_and_rule(lab):
     body = trace_json(result, lambda dpid: f"s{dpid:x}")
     assert body["verdict"] == "allowed" and body["probe"] == "tcp/5432"
     assert body["decided_by"]["file"] == "templates/database.yaml"
-    assert body["decided_by"]["line"] == 13
+    assert body["decided_by"]["line"] == 19
     tables = [t["table"] for t in body["path"][0]["tables"]]
     assert tables[:3] == ["CLASSIFY", "ANTI_SPOOF", "FROM_VM_ACL"]
     text = trace_text(result, lambda dpid: f"s{dpid:x}")
-    assert "ALLOWED" in text and "templates/database.yaml:13" in text
+    assert "ALLOWED" in text and "templates/database.yaml:19" in text
 
 
 @pytest.mark.parametrize("src, dst, probe, field, message", [
