@@ -139,6 +139,9 @@ class SwitchEventHandlers:
             self.send_plan(self.discovery.received(self.engine, dpid, in_port, msg.data,
                                                    time.time()))
             return
+        if getattr(msg, "table_id", None) == Table.ANTI_SPOOF and frame.ethertype == ETH_IPV6 \
+                and self._ipv6_source(dpid, in_port, frame.eth_src, msg.data):
+            return
         if getattr(msg, "table_id", None) == Table.ANTI_SPOOF and (
                 self._guard_refused(dpid, in_port, frame.eth_src, msg.data)
                 or frame.ethertype == ETH_IPV6):
@@ -157,6 +160,28 @@ class SwitchEventHandlers:
             raise RuntimeError(f"fault injected for VM {frame.eth_src} (fault_injection_mac)")
         self.send_plan(verdict.plan)
 
+    def _ipv6_source(self, dpid: int, port: int, mac: str, data: bytes) -> bool:
+        """Whether this was a ``bind_ipv6: first_seen`` VM's first global IPv6 source
+        (core/ipv6_binding.py): bound and passed on, or refused and logged once."""
+        verdict = self.engine.ipv6_source(dpid, port, mac, data)
+        if verdict is None:
+            return False
+        if verdict.refused is not None:
+            self.metrics.packet_in("guard_refused")
+            self._log_refusal(dpid, port, mac, ("IPv6",) + verdict.refused)
+        else:
+            self.metrics.packet_in("known")
+        self.send_plan(verdict.plan)
+        return True
+
+    def _log_refusal(self, dpid: int, port: int, mac: str,
+                     refused: tuple[str, str, str]) -> None:
+        guard, kind, detail = refused
+        if self.repairs.first_failure(f"guard {mac} {kind}", 0.0, quiet=-1.0):
+            self.logger.warning("%s guard dropped a %s from VM %s on switch %016x port %d "
+                                "(%s); logged once per VM and kind", guard, kind, mac, dpid,
+                                port, detail)
+
     def _guard_refused(self, dpid: int, port: int, mac: str, data: bytes) -> bool:
         """Whether a guard dropped this frame a VM sent (the IPv6 guard, core/ipv6_guard.py;
         the rogue-DHCP-server guard, core/address_guard.py): logged once per VM and kind."""
@@ -166,11 +191,7 @@ class SwitchEventHandlers:
             data, template.virtual_switch if template is not None else None)
         if refused is None:
             return False
-        guard, kind, detail = refused
-        if self.repairs.first_failure(f"guard {mac} {kind}", 0.0, quiet=-1.0):
-            self.logger.warning("%s guard dropped a %s from VM %s on switch %016x port %d "
-                                "(%s); logged once per VM and kind", guard, kind, mac, dpid,
-                                port, detail)
+        self._log_refusal(dpid, port, mac, refused)
         return True
 
     def malformed(self, dpid: int, what: str) -> None:

@@ -67,12 +67,14 @@ def _provision(st: "EngineState", template: Template, mac: str, existing: Option
     carries one (ARP sender or IPv4 source, never 0.0.0.0): one plan provisions the
     VM and its address, as the frame's second trip through the controller would."""
     ip = existing.ip if existing else st.ports.expected_ips.pop(mac, None)
+    ipv6 = existing.ipv6 if existing else st.ports.expected_ipv6.pop(mac, ())
     if ip is None and sender_ip is not None and learns_from(template, sender_ip):
         ip = sender_ip   # no note: the provisioning line is logged, the IP is in its binding
     binding = Binding(st.table.allocate_id(), mac, template.template_id,
                       template.name, template.vlan, dpid, port, since=now,
                       ip=ip, detected_by=detected_by, device=st.topo.device_of(dpid),
-                      seen_ip=sender_ip or (existing.seen_ip if existing else None))
+                      seen_ip=sender_ip or (existing.seen_ip if existing else None),
+                      ipv6=ipv6)
     plan = verdict.plan
     if existing is not None:
         binding_ops.unbind(st, existing, plan, f"moved to port {port} of {st.name(dpid)}")
@@ -136,6 +138,7 @@ def expect(st: "EngineState", dpid: int, port: int, mac: str, now: float) -> Pac
     incoming = Binding(st.table.allocate_id(), mac, template.template_id,
                        template.name, template.vlan, dpid, port, since=now,
                        ip=st.ports.expected_ips.pop(mac, None),
+                       ipv6=st.ports.expected_ipv6.pop(mac, ()),
                        detected_by=Detection.OVSDB, device=st.topo.device_of(dpid),
                        state=VmState.PRE_PROVISIONED)
     plan = verdict.plan

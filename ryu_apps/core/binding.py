@@ -67,6 +67,8 @@ class Binding:
     device: int | None = None
     #: The IPv4 address its first frame carried (the liveness probe asks for it).
     seen_ip: str | None = None
+    #: Its bound global IPv6 addresses (``bind_ipv6: first_seen`` or ``dhcpv6``), sorted.
+    ipv6: tuple[str, ...] = ()
 
     @property
     def owner(self) -> Owner:

@@ -146,12 +146,13 @@ def _server_side(placement: Placement, cookie: int) -> Set[Entry]:
                               vswitch.bandwidth.burst_kbits, cookie=cookie))
     pre_provisioned = binding.state is VmState.PRE_PROVISIONED
     learn = vswitch.bind_ip and binding.ip is None
+    learn_ipv6 = ipv6_guard.learns(vswitch) and not binding.ipv6
     entries.add(flow(dpid, Table.CLASSIFY, Priority.BINDING,
                      make_match(in_port=port, eth_src=binding.mac), cookie,
                      meter=meter, goto=Table.ANTI_SPOOF,
                      actions=(Output(OFPP_CONTROLLER, PACKET_IN_BYTES),) if pre_provisioned
                      else (),
-                     metadata=from_vm_metadata(binding.template_id, learn),
+                     metadata=from_vm_metadata(binding.template_id, learn, learn_ipv6),
                      idle_timeout=0 if pre_provisioned else template.idle_timeout))
     entries |= _anti_spoof(placement, cookie)
     delivered = to_vm_metadata(port, binding.template_id)
@@ -198,7 +199,7 @@ def _anti_spoof(placement: Placement, cookie: int) -> Set[Entry]:
         entries.add(flow(dpid, Table.ANTI_SPOOF, Priority.BINDING, make_match(in_port=port),
                          cookie, meter=meter_id, goto=Table.FROM_VM_ACL))
     entries |= ipv6_guard.vm_flows(dpid, port, binding.mac, placement.template.virtual_switch,
-                                   cookie, meter_id)
+                                   cookie, meter_id, bound=binding.ipv6)
     entries |= address_guard.vm_flows(dpid, port, binding.mac,
                                       placement.template.virtual_switch, cookie, meter_id)
     if not placement.template.virtual_switch.bind_ip or binding.ip is None:

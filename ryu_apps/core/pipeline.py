@@ -39,6 +39,7 @@ class Priority(enum.IntEnum):
     SHARED_ANNOUNCE = 52000  # another process's announcement on a shared uplink: drop
     LIVENESS_REPLY = 51000   # a probed VM's answer to the liveness probe -> controller
     BINDING = 50000
+    IPV6_LEARN = 50006      # ANTI_SPOOF: a first_seen VM's first global IPv6 -> controller
     DHCP_SERVER_DROP = 50005  # ANTI_SPOOF: DHCP(v6) server messages (core/address_guard.py)
     ND_ALLOW = 50004        # ANTI_SPOOF: a VM's own neighbour discovery (core/ipv6_guard.py)
     ND_DROP = 50003         # ANTI_SPOOF: any other NS/NA, and RA/redirect from a non-router
@@ -94,13 +95,14 @@ METER_LAST = LLDP_PORT_METER_BASE + 0x0FFFFFFF
 # -- pipeline metadata ---------------------------------------------------------------------
 #: The 64-bit pipeline metadata on a server bridge::
 #:
-#:     63      50  49   48   47          32 31                    0
-#:     +---------+-----+---+--------------+-----------------------+
-#:     |  zero   |learn|tag| template id  |  egress port          |
-#:     +---------+-----+---+--------------+-----------------------+
+#:     63      51   50    49   48   47          32 31                    0
+#:     +---------+------+-----+---+--------------+-----------------------+
+#:     |  zero   |learn6|learn|tag| template id  |  egress port          |
+#:     +---------+------+-----+---+--------------+-----------------------+
 #:
 #: A VM's classifier flow writes its template tag (the tag bit and its template
-#: id; the learn bit while its IPv4 is not bound yet) for the shared
+#: id; the learn bit while its IPv4 is not bound yet; the learn6 bit while a
+#: ``bind_ipv6: first_seen`` VM has no global IPv6 address bound) for the shared
 #: from-VM tables; a delivery toward a VM (its FORWARD entry, a flood's copy, a
 #: migration's delivery) writes the VM's port and its template tag for the
 #: shared to-VM tables and the VM's OUTPUT entry. Access switches keep the
@@ -112,6 +114,8 @@ TEMPLATE_FIELD_MASK = 0xFFFF << METADATA_TEMPLATE_SHIFT
 TAG_BIT = 1 << 48
 #: The VM's IPv4 is not bound yet: its IPv4 and ARP go to the controller.
 LEARN_IP_BIT = 1 << 49
+#: The VM's first global IPv6 address is not bound yet: IPv6 from one goes to the controller.
+LEARN_IPV6_BIT = 1 << 50
 #: Selects the template tag (bit and id) of the metadata.
 TAG_MASK = TAG_BIT | TEMPLATE_FIELD_MASK
 
@@ -123,9 +127,10 @@ def template_tag(template_id: int) -> int:
     return TAG_BIT | (template_id << METADATA_TEMPLATE_SHIFT)
 
 
-def from_vm_metadata(template_id: int, learn_ip: bool = False) -> int:
-    """What a VM's classifier flow writes: its template tag, and the learn bit."""
-    return template_tag(template_id) | (LEARN_IP_BIT if learn_ip else 0)
+def from_vm_metadata(template_id: int, learn_ip: bool = False, learn_ipv6: bool = False) -> int:
+    """What a VM's classifier flow writes: its template tag, and the learn bits."""
+    return (template_tag(template_id) | (LEARN_IP_BIT if learn_ip else 0)
+            | (LEARN_IPV6_BIT if learn_ipv6 else 0))
 
 
 def to_vm_metadata(port: int, template_id: int) -> int:
@@ -135,13 +140,15 @@ def to_vm_metadata(port: int, template_id: int) -> int:
     return template_tag(template_id) | port
 
 
-def template_metadata_match(template_id: int, learn_ip: bool | None = None) -> tuple:
-    """The masked metadata match of a template's shared flows (``learn_ip``: also
-    require the learn bit set (True) or clear (False))."""
+def template_metadata_match(template_id: int, learn_ip: bool | None = None,
+                            learn_ipv6: bool | None = None) -> tuple:
+    """The masked metadata match of a template's shared flows (``learn_ip``,
+    ``learn_ipv6``: also require that learn bit set (True) or clear (False))."""
     value, mask = template_tag(template_id), TAG_MASK
-    if learn_ip is not None:
-        mask |= LEARN_IP_BIT
-        value |= LEARN_IP_BIT if learn_ip else 0
+    for wanted, bit in ((learn_ip, LEARN_IP_BIT), (learn_ipv6, LEARN_IPV6_BIT)):
+        if wanted is not None:
+            mask |= bit
+            value |= bit if wanted else 0
     return (value, mask)
 
 

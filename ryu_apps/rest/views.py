@@ -129,7 +129,8 @@ def owner_view(owner: Optional[Owner]) -> Optional[Json]:
 def binding_view(binding: Binding, switches: Switches,
                  access: Optional[PortRef], template: Optional[Template] = None) -> Json:
     """One VM binding; ``counters`` is filled in by :func:`with_counters`. ``ip`` is its
-    bound IPv4; ``ipv6`` the addresses its template's IPv6 guard lets it send from."""
+    bound IPv4; ``ipv6`` the addresses its template's IPv6 guard lets it send from (its
+    link-local, then its bound global ones); ``ipv6_bound`` its bound global ones."""
     return {
         "binding_id": binding.binding_id,
         "mac": binding.mac,
@@ -144,6 +145,7 @@ def binding_view(binding: Binding, switches: Switches,
         "detected_by": binding.detected_by.value,
         "ip": binding.ip,
         "ipv6": _guarded_ipv6(binding, template),
+        "ipv6_bound": list(binding.ipv6),
         "cookie": f"0x{binding.owner.cookie:016x}",
         "counters": None,
         "counters_error": "not requested",
@@ -153,7 +155,7 @@ def binding_view(binding: Binding, switches: Switches,
 def _guarded_ipv6(binding: Binding, template: Optional[Template]) -> List[str]:
     if template is None or not ipv6_guard.guarded(template.virtual_switch):
         return []
-    return list(ipv6_guard.own_addresses(binding.mac))
+    return list(ipv6_guard.own_addresses(binding.mac, binding.ipv6))
 
 
 def binding_counters(binding: Binding, stats: Iterable[FlowStat]) -> Json:
