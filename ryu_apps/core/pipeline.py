@@ -39,7 +39,7 @@ class Priority(enum.IntEnum):
     SHARED_ANNOUNCE = 52000  # another process's announcement on a shared uplink: drop
     LIVENESS_REPLY = 51000   # a probed VM's answer to the liveness probe -> controller
     BINDING = 50000
-    IPV6_LEARN = 50006      # ANTI_SPOOF: a first_seen VM's first global IPv6 -> controller
+    IPV6_LEARN = 50007      # ANTI_SPOOF: a first_seen VM's first global IPv6 -> controller
     DHCP_SERVER_DROP = 50005  # ANTI_SPOOF: DHCP(v6) server messages (core/address_guard.py)
     ND_ALLOW = 50004        # ANTI_SPOOF: a VM's own neighbour discovery (core/ipv6_guard.py)
     ND_DROP = 50003         # ANTI_SPOOF: any other NS/NA, and RA/redirect from a non-router
