@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, List
 
 from ryu_apps.core import binding_ops, topology_events
-from ryu_apps.core.binding import Binding, VmState
+from ryu_apps.core.binding import IP_PINNED, Binding, VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.fabric import PortRef
 from ryu_apps.core.flow_plan import PacketOut, Plan
@@ -62,7 +62,7 @@ def expect_ip(st: "EngineState", mac: str, ip: str | None, plan: Plan) -> None:
     if incoming is None:
         st.ports.expected_ips[mac] = ip
     elif incoming.ip is None:
-        binding_ops.store(st, replace(incoming, ip=ip))
+        binding_ops.store(st, replace(incoming, ip=ip, ip_source=IP_PINNED))
 
 
 def arrival(st: "EngineState", dpid: int, port: int, plan: Plan) -> None:
