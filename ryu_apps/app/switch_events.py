@@ -17,7 +17,7 @@ from ryu_apps.app.framework import (
 from ryu_apps.app.readback import CONNECTED
 from ryu_apps.app.repairs import guarded
 from ryu_apps.app.verdicts import frame_in, log_verdict, verdict_label
-from ryu_apps.core import address_guard, lldp
+from ryu_apps.core import address_guard, dhcp_snooping, lldp
 from ryu_apps.core.pipeline import Table
 from ryu_apps.core.template_model import ETH_IPV6
 
@@ -139,6 +139,10 @@ class SwitchEventHandlers:
             self.send_plan(self.discovery.received(self.engine, dpid, in_port, msg.data,
                                                    time.time()))
             return
+        if dhcp_snooping.punted(getattr(msg, "table_id", None), msg.data):
+            self.metrics.packet_in("dhcp")
+            self.send_plan(self.engine.dhcp_seen(dpid, in_port, msg.data, now=time.time()))
+            return   # the pipeline delivered it: the copy is for snooping only
         if getattr(msg, "table_id", None) == Table.ANTI_SPOOF and frame.ethertype == ETH_IPV6 \
                 and self._ipv6_source(dpid, in_port, frame.eth_src, msg.data):
             return

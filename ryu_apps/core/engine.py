@@ -27,6 +27,7 @@ from ryu_apps.core import (
     binding_ops,
     conntrack,
     derived,
+    dhcp_snooping,
     ipv6_binding,
     lifecycle,
     shared_fabric,
@@ -161,6 +162,14 @@ class ProvisioningEngine:
                                       sender_ip, eth_dst)
         self._done(verdict.plan)
         return verdict
+
+    def dhcp_seen(self, dpid: int, in_port: int, data: bytes, *, now: float) -> Plan:
+        """A DHCP message the pipeline copied for snooping came in at ``in_port``
+        (core/dhcp_snooping.py): an allowed DHCPACK binds its VM's address."""
+        plan = Plan()
+        if not ipv6_binding.snooped(self.state, dpid, in_port, data, plan):   # DHCPv6
+            dhcp_snooping.snooped(self.state, dpid, in_port, data, now, plan)
+        return self._done(plan)
 
     def vm_attached(self, dpid: int, port: int, mac: str, *, now: float,
                     iface_id: str | None = None) -> PacketVerdict:

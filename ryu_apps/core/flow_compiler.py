@@ -132,9 +132,10 @@ def needs_template(binding: Binding) -> bool:
 
 
 def _server_side(placement: Placement, cookie: int) -> Set[Entry]:
-    """A VM's own flows on its server (at most 6): its classifier, the anti-spoofing of
+    """A VM's own flows on its server (at most 7): its classifier, the anti-spoofing of
     its bound IPv4, its metered pass when a merged port side limits it, its delivery
-    and its output; its template's ACLs are shared (:mod:`~ryu_apps.core.template_tables`)."""
+    and its output (with ``bind_ip: dhcp``, its DHCP output copied for snooping); its
+    template's ACLs are shared (:mod:`~ryu_apps.core.template_tables`)."""
     binding, template = placement.binding, placement.template
     dpid, port = binding.dpid, binding.port
     vswitch = template.virtual_switch
@@ -145,7 +146,7 @@ def _server_side(placement: Placement, cookie: int) -> Set[Entry]:
         entries.add(MeterSpec(dpid, meter, vswitch.bandwidth.rate_kbps,
                               vswitch.bandwidth.burst_kbits, cookie=cookie))
     pre_provisioned = binding.state is VmState.PRE_PROVISIONED
-    learn = vswitch.bind_ip and binding.ip is None
+    learn = vswitch.binds_first_seen and binding.ip is None
     learn_ipv6 = ipv6_guard.learns(vswitch) and not binding.ipv6
     entries.add(flow(dpid, Table.CLASSIFY, Priority.BINDING,
                      make_match(in_port=port, eth_src=binding.mac), cookie,
@@ -158,6 +159,9 @@ def _server_side(placement: Placement, cookie: int) -> Set[Entry]:
     delivered = to_vm_metadata(port, binding.template_id)
     entries.add(flow(dpid, Table.OUTPUT, Priority.BINDING, make_match(metadata=delivered),
                      cookie, actions=(Output(port),)))
+    if vswitch.binds_from_dhcp:
+        entries.add(address_guard.dhcp_delivery(dpid, port, delivered, cookie))
+    entries |= ipv6_guard.dhcpv6_delivery(dpid, port, delivered, vswitch, cookie)
     if not pre_provisioned:
         entries.add(flow(dpid, Table.FORWARD, Priority.BINDING,
                          make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac),

@@ -158,7 +158,8 @@ def snooped(st: "EngineState", dpid: int, port: int, data: bytes, plan: Plan) ->
         bind_addresses(st, vm, free, plan, "leased by DHCPv6")
     elif found.to_server and message.msg_type in (dhcpv6.RELEASE, dhcpv6.DECLINE):
         vm = st.table.at_port(dpid, port)
-        if vm is not None and vm.mac == _mac_text(data[6:12]) and _leases_from_dhcpv6(st, vm):
+        if vm is not None and vm.mac == _mac_text(data[6:12]) and _leases_from_dhcpv6(st, vm) \
+                and found.ipv6.src == ipv6_guard.link_local(vm.mac):
             release(st, vm, [lease.address for lease in message.leases], plan,
                     "released by DHCPv6" if message.msg_type == dhcpv6.RELEASE
                     else "declined by DHCPv6")

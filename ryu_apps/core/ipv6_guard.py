@@ -39,10 +39,10 @@ from typing import Dict, Iterable, Set
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, FlowSpec, MatchValue, Output, flow, \
     make_match
 from ryu_apps.core.ipv6_frames import parse_ipv6
-from ryu_apps.core.pipeline import IPV6_GUARD_METER, PACKET_IN_METER, Priority, Table, \
-    template_metadata_match
+from ryu_apps.core.pipeline import DHCP_SNOOP_METER, IPV6_GUARD_METER, PACKET_IN_METER, \
+    Priority, Table, template_metadata_match
 from ryu_apps.core.switch_flows import PACKET_IN_BYTES
-from ryu_apps.core.template_model import ETH_IPV6, IP_ICMPV6, SwitchSide
+from ryu_apps.core.template_model import ETH_IPV6, IP_ICMPV6, IP_UDP, SwitchSide
 
 #: ``bind_ipv6`` modes a template may give (None: IPv6 unguarded).
 LINK_LOCAL, FIRST_SEEN, DHCPV6 = "link_local", "first_seen", "dhcpv6"
@@ -52,6 +52,9 @@ GLOBAL_PREFIXES = (ipaddress.IPv6Network("2000::/3"), ipaddress.IPv6Network("fc0
 
 ICMPV6_RS, ICMPV6_RA, ICMPV6_NS, ICMPV6_NA, ICMPV6_REDIRECT = 133, 134, 135, 136, 137
 ICMPV6_MLD2_REPORT, ICMPV6_MLD1_REPORT = 143, 131
+DHCPV6_CLIENT, DHCPV6_SERVER = 546, 547
+#: Bytes of a snooped DHCPv6 frame sent to the controller (a whole non-jumbo frame).
+DHCPV6_PUNT_BYTES = 1514
 UNSPECIFIED = "::"
 NO_LINK_LAYER = "00:00:00:00:00:00"   # OpenFlow's nd_sll/nd_tll when the option is absent
 
@@ -136,6 +139,13 @@ def vm_flows(dpid: int, port: int, mac: str, side: SwitchSide, cookie: int,
                     meter=meter, goto=goto)
 
     entries: Set[FlowSpec] = set()
+    if side.bind_ipv6 == DHCPV6:   # its DHCPv6 client messages, copied (a Release unbinds)
+        entries.add(flow(dpid, table, Priority.DHCP_SNOOP,
+                         make_match(in_port=port, eth_type=ETH_IPV6, ipv6_src=link_local(mac),
+                                    ip_proto=IP_UDP, udp_src=DHCPV6_CLIENT,
+                                    udp_dst=DHCPV6_SERVER),
+                         cookie, meter=DHCP_SNOOP_METER if meter is None else meter,
+                         actions=(Output(OFPP_CONTROLLER, DHCPV6_PUNT_BYTES),), goto=goto))
     for address in own_addresses(mac, bound if side.bind_ipv6 != LINK_LOCAL else ()):
         entries.add(allow(Priority.SPOOF_ALLOW, eth_type=ETH_IPV6, ipv6_src=address))
         for own_mac in (mac, NO_LINK_LAYER):
@@ -146,6 +156,19 @@ def vm_flows(dpid: int, port: int, mac: str, side: SwitchSide, cookie: int,
         entries.add(allow(Priority.ND_ALLOW, ipv6_src=UNSPECIFIED, ipv6_nd_target=address,
                           ipv6_nd_sll=NO_LINK_LAYER, **_icmpv6(icmpv6_type=ICMPV6_NS)))
     return entries
+
+
+def dhcpv6_delivery(dpid: int, port: int, delivered: int, side: SwitchSide,
+                    cookie: int) -> Set[FlowSpec]:
+    """A ``bind_ipv6: dhcpv6`` VM's OUTPUT flow for DHCPv6 server messages: to the VM and a
+    copy to the controller (``delivered``: the metadata its deliveries write), metered."""
+    if side.bind_ipv6 != DHCPV6:
+        return set()
+    return {flow(dpid, Table.OUTPUT, Priority.DHCP_SNOOP,
+                 make_match(metadata=delivered, eth_type=ETH_IPV6, ip_proto=IP_UDP,
+                            udp_src=DHCPV6_SERVER, udp_dst=DHCPV6_CLIENT),
+                 cookie, meter=DHCP_SNOOP_METER,
+                 actions=(Output(port), Output(OFPP_CONTROLLER, DHCPV6_PUNT_BYTES)))}
 
 
 def own_addresses(mac: str, bound: Iterable[str] = ()) -> tuple[str, ...]:

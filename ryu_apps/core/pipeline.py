@@ -40,6 +40,9 @@ class Priority(enum.IntEnum):
     LIVENESS_REPLY = 51000   # a probed VM's answer to the liveness probe -> controller
     BINDING = 50000
     IPV6_LEARN = 50007      # ANTI_SPOOF: a first_seen VM's first global IPv6 -> controller
+    DHCP_SNOOP = 50006      # ANTI_SPOOF: a `bind_ip: dhcp` VM's DHCP client messages pass,
+                            # copied to the controller; OUTPUT: DHCP server messages to it
+                            # are delivered and copied (core/dhcp_snooping.py)
     DHCP_SERVER_DROP = 50005  # ANTI_SPOOF: DHCP(v6) server messages (core/address_guard.py)
     ND_ALLOW = 50004        # ANTI_SPOOF: a VM's own neighbour discovery (core/ipv6_guard.py)
     ND_DROP = 50003         # ANTI_SPOOF: any other NS/NA, and RA/redirect from a non-router
@@ -84,6 +87,9 @@ LLDP_OTHER_METER = METER_BASE + 0x0FFFFFFE
 LIVENESS_METER = METER_BASE + 0x0FFFFFFD
 #: What a server bridge's IPv6 guard drops, punted to be logged (once per VM and kind).
 IPV6_GUARD_METER = METER_BASE + 0x0FFFFFFC
+#: DHCP messages to and from `bind_ip: dhcp` VMs, delivered and copied to the controller
+#: for snooping (core/dhcp_snooping.py): one meter per server bridge bounds both.
+DHCP_SNOOP_METER = METER_BASE + 0x0FFFFFFB
 #: Port-group meters (aggregate limits on access ports) start here.
 PORT_METER_BASE = METER_BASE + 0x10000000
 #: LLDP from one link port: base + port.
@@ -182,6 +188,11 @@ LIVENESS_BURST = 20
 #: IPv6 guard drops per second a server bridge may punt for the log, and burst.
 IPV6_GUARD_RATE_PPS = 10
 IPV6_GUARD_BURST = 10
+#: DHCP messages per second a server bridge delivers to and from `bind_ip: dhcp` VMs
+#: (each copied to the controller), and burst; beyond it they are dropped and the
+#: clients retry, as a switch's DHCP snooping rate limit does.
+DHCP_SNOOP_RATE_PPS = 100
+DHCP_SNOOP_BURST = 100
 
 
 # -- table contracts ---------------------------------------------------------------------
@@ -244,7 +255,10 @@ CONTRACTS: Mapping[Table, TableContract] = {c.table: c for c in (
               {Table.TO_VM_PORT_ACL}),
     _contract(Table.TO_VM_PORT_ACL, ACL_FIELDS | {"metadata", "vlan_vid"}, {"output"},
               {Table.OUTPUT}),
-    _contract(Table.OUTPUT, {"metadata"}, {"output"}),
+    # OUTPUT: a VM's delivery; DHCP server messages to a `bind_ip: dhcp` VM are also
+    # copied to the controller, metered (core/dhcp_snooping.py).
+    _contract(Table.OUTPUT, {"metadata", "eth_type", "ip_proto", "udp_src", "udp_dst"},
+              {"output", "controller", "meter"}),
     _contract(Table.FLOOD, {"metadata"}, {"set:metadata"}, (), {Table.FLOOD, Table.TO_VM_ACL}),
 )}
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, List
 
 from ryu_apps.core import binding_ops, topology_events
-from ryu_apps.core.binding import Binding, VmState
+from ryu_apps.core.binding import IP_PINNED, Binding, VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.fabric import PortRef
 from ryu_apps.core.flow_plan import PacketOut, Plan
@@ -69,7 +69,7 @@ def expect_ip(st: "EngineState", mac: str, ip: str | None, plan: Plan,
         return
     changed = incoming
     if ip and incoming.ip is None:
-        changed = replace(changed, ip=ip)
+        changed = replace(changed, ip=ip, ip_source=IP_PINNED)
     if ipv6 and not incoming.ipv6:
         changed = replace(changed, ipv6=tuple(sorted(ipv6)))
     if changed is not incoming:

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Iterable, List, Set
 
-from ryu_apps.core import address_guard, binding_ops, ipv6_guard, shared_fabric
+from ryu_apps.core import address_guard, binding_ops, dhcp_snooping, ipv6_guard, \
+    shared_fabric
 from ryu_apps.core.access_groups import server_group
 from ryu_apps.core.binding import Binding, Detection, VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
@@ -68,9 +69,10 @@ def restore_bindings(st: "EngineState", dpid: int, observed: List, now: float,
         if (not isinstance(mac, str) or not isinstance(port, int) or template is None
                 or mac in st.table.bindings or st.table.id_in_use(owner.owner_id)):
             continue
+        ip = _bound_ip(observed, owner.cookie, template)
         binding = Binding(owner.owner_id, mac, template.template_id, template.name,
-                          template.vlan, dpid, port, since=now,
-                          ip=_bound_ip(observed, owner.cookie, template),
+                          template.vlan, dpid, port, since=now, ip=ip,
+                          ip_source=dhcp_snooping.restored_ip_source(template, ip),
                           ipv6=_bound_ipv6(observed, owner.cookie, template),
                           detected_by=Detection.RESTORED, state=VmState.ACTIVE,
                           device=st.topo.device_of(dpid))

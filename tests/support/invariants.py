@@ -18,7 +18,7 @@ import ipaddress
 import struct
 from typing import AbstractSet, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
-from ryu_apps.core.binding import VmState
+from ryu_apps.core.binding import IP_DHCP, VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef
@@ -26,6 +26,7 @@ from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, Meter, MeterSpec
 from ryu_apps.core.lifecycle import Notice
 from ryu_apps.core.pipeline import BINDING_METER_BASE, MAX_BINDING_ID, MOVED_PORT_METER_OFFSET
+from tests.support.dhcp_peer import dhcp_ack
 from tests.support.fake_switches import FakeSwitches, Packet
 from tests.support.oracle import Exit, Facts, Oracle, Vm, arp_broadcast, probes
 
@@ -110,7 +111,8 @@ def dhcpv6_reply(mac: str, address: str) -> bytes:
 def fresh_engine(engine: ProvisioningEngine) -> Tuple[ProvisioningEngine, FakeSwitches]:
     """A new engine fed the facts ``engine`` holds, and the switches its plans built.
 
-    Each VM speaks at its port (with its address, if one is bound), gets the
+    Each VM speaks at its port (with its address, if one is bound; a DHCPACK through
+    the server's uplink for an address bound from DHCP), gets the
     template it is bound with (a notice, where a template change gave it another
     than its MAC's), is confirmed if active and suspended if suspended.
     """
@@ -129,7 +131,10 @@ def fresh_engine(engine: ProvisioningEngine) -> Tuple[ProvisioningEngine, FakeSw
         if binding.state not in _REPLAYABLE:
             continue
         feed(fresh.packet_in(binding.dpid, binding.port, binding.mac, b"frame", now=0.0).plan)
-        if binding.ip is not None:
+        if binding.ip is not None and binding.ip_source == IP_DHCP:
+            feed(fresh.dhcp_seen(binding.dpid, min(engine.fabric.link_ports(binding.dpid)),
+                                 dhcp_ack(binding.mac, binding.ip), now=0.0))
+        elif binding.ip is not None:
             feed(fresh.packet_in(binding.dpid, binding.port, binding.mac, b"frame",
                                  sender_ip=binding.ip, now=0.0).plan)
         for address in binding.ipv6:

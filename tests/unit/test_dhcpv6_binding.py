@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from ryu_apps.core import ipv6_guard
 from ryu_apps.core.flowspec import OFPP_CONTROLLER
 from ryu_apps.core.template_validation import build_library
 from tests.support.invariants import dhcpv6_reply, ipv6_from
@@ -59,6 +60,7 @@ def test_a_reply_from_an_allowed_server_binds_the_leased_address(lab):
         if trusted == 2:
             assert f"VM {VM} bound to IPv6 {LEASE} (leased by DHCPv6)" in plan.notes
         release = udp6_frame(message(8, ia_na(1, iaaddr(LEASE))), ports=(546, 547),
+                             src=ipv6_guard.link_local(VM), dst="ff02::1:2",
                              dst_mac="33:33:00:01:00:02", src_mac=VM)
         snoop(lab, S11, 2, release)                          # not the VM's port: ignored
         assert lab.engine.bindings[VM].ipv6 == (LEASE,)
@@ -93,3 +95,29 @@ def test_a_withdrawn_lease_unbinds_and_non_dhcpv6_frames_are_not_snooped(lab):
     assert lab.engine.dhcpv6_snooped(S11, 2, ipv6_from(VM, LEASE)) is None
     assert lab.engine.dhcpv6_snooped(S11, 2, udp6_frame(message(7), ports=(53, 546))) is None
     assert lab.engine.dhcpv6_snooped(S11, 2, b"\x00" * 20) is None
+
+
+def test_the_pipeline_copies_replies_to_the_vm_and_its_client_messages(lab):
+    reply = v6(DHCP, ipv6_guard.link_local(DHCP), VM, ipv6_guard.link_local(VM),
+               udp_src=547, udp_dst=546)
+    assert outputs(lab, S11, 2, reply) == {(S11, 1), (S11, OFPP_CONTROLLER)}
+    # a first_seen VM's replies are not copied
+    to_rogue = v6(DHCP, ipv6_guard.link_local(DHCP), ROGUE, ipv6_guard.link_local(ROGUE),
+                  udp_src=547, udp_dst=546)
+    assert outputs(lab, S11, 2, to_rogue) == {(S11, 3)}
+    solicit = v6(VM, ipv6_guard.link_local(VM), "33:33:00:01:00:02", "ff02::1:2",
+                 udp_src=546, udp_dst=547)
+    assert (S11, OFPP_CONTROLLER) in outputs(lab, S11, 1, solicit)
+    assert (S11, 2) in outputs(lab, S11, 1, solicit)
+    # ... from its own link-local only
+    spoofed = v6(VM, "fe80::99", "33:33:00:01:00:02", "ff02::1:2", udp_src=546, udp_dst=547)
+    assert outputs(lab, S11, 1, spoofed) == {(S11, OFPP_CONTROLLER)}   # the guard's punt
+
+
+def test_a_snooped_release_from_a_spoofed_source_unbinds_nothing(lab):
+    snoop(lab, S11, 2, dhcpv6_reply(VM, LEASE))
+    release = udp6_frame(message(8, ia_na(1, iaaddr(LEASE))), ports=(546, 547),
+                         src="fe80::99", dst="ff02::1:2", dst_mac="33:33:00:01:00:02",
+                         src_mac=VM)
+    snoop(lab, S11, 1, release)
+    assert lab.engine.bindings[VM].ipv6 == (LEASE,)
