@@ -39,7 +39,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
 #: recently seen are forgotten first: their next detection counts as a new VM).
 MAX_REMEMBERED = 200_000
 #: Verdict labels of ``dynprov_packet_ins_total``.
-VERDICTS = ("provisioned", "refused", "known", "lldp", "guard_refused", "malformed")
+VERDICTS = ("provisioned", "refused", "known", "lldp", "guard_refused", "dhcp", "malformed")
 
 
 class Metrics:

@@ -17,8 +17,8 @@ from ryu_apps.app.framework import (
 from ryu_apps.app.readback import CONNECTED
 from ryu_apps.app.repairs import guarded
 from ryu_apps.app.state_changes import SWITCH
-from ryu_apps.app.verdicts import frame_in, verdict_label
-from ryu_apps.core import address_guard, lldp
+from ryu_apps.app.verdicts import frame_in, log_verdict, verdict_label
+from ryu_apps.core import address_guard, dhcp_snooping, lldp
 from ryu_apps.core.pipeline import Table
 from ryu_apps.core.template_model import ETH_IPV6
 
@@ -146,6 +146,13 @@ class SwitchEventHandlers:
             self.send_plan(self.discovery.received(self.engine, dpid, in_port, msg.data,
                                                    time.time()))
             return
+        if dhcp_snooping.punted(getattr(msg, "table_id", None), msg.data):
+            self.metrics.packet_in("dhcp")
+            self.send_plan(self.engine.dhcp_seen(dpid, in_port, msg.data, now=time.time()))
+            return   # the pipeline delivered it: the copy is for snooping only
+        if getattr(msg, "table_id", None) == Table.ANTI_SPOOF and frame.ethertype == ETH_IPV6 \
+                and self._ipv6_source(dpid, in_port, frame.eth_src, msg.data):
+            return
         if getattr(msg, "table_id", None) == Table.ANTI_SPOOF and (
                 self._guard_refused(dpid, in_port, frame.eth_src, msg.data)
                 or frame.ethertype == ETH_IPV6):
@@ -164,6 +171,28 @@ class SwitchEventHandlers:
             raise RuntimeError(f"fault injected for VM {frame.eth_src} (fault_injection_mac)")
         self.send_plan(verdict.plan)
 
+    def _ipv6_source(self, dpid: int, port: int, mac: str, data: bytes) -> bool:
+        """Whether this was a ``bind_ipv6: first_seen`` VM's first global IPv6 source
+        (core/ipv6_binding.py): bound and passed on, or refused and logged once."""
+        verdict = self.engine.ipv6_source(dpid, port, mac, data)
+        if verdict is None:
+            return False
+        if verdict.refused is not None:
+            self.metrics.packet_in("guard_refused")
+            self._log_refusal(dpid, port, mac, ("IPv6",) + verdict.refused)
+        else:
+            self.metrics.packet_in("known")
+        self.send_plan(verdict.plan)
+        return True
+
+    def _log_refusal(self, dpid: int, port: int, mac: str,
+                     refused: tuple[str, str, str]) -> None:
+        guard, kind, detail = refused
+        if self.repairs.first_failure(f"guard {mac} {kind}", 0.0, quiet=-1.0):
+            self.logger.warning("%s guard dropped a %s from VM %s on switch %016x port %d "
+                                "(%s); logged once per VM and kind", guard, kind, mac, dpid,
+                                port, detail)
+
     def _guard_refused(self, dpid: int, port: int, mac: str, data: bytes) -> bool:
         """Whether a guard dropped this frame a VM sent (the IPv6 guard, core/ipv6_guard.py;
         the rogue-DHCP-server guard, core/address_guard.py): logged once per VM and kind."""
@@ -173,11 +202,7 @@ class SwitchEventHandlers:
             data, template.virtual_switch if template is not None else None)
         if refused is None:
             return False
-        guard, kind, detail = refused
-        if self.repairs.first_failure(f"guard {mac} {kind}", 0.0, quiet=-1.0):
-            self.logger.warning("%s guard dropped a %s from VM %s on switch %016x port %d "
-                                "(%s); logged once per VM and kind", guard, kind, mac, dpid,
-                                port, detail)
+        self._log_refusal(dpid, port, mac, refused)
         return True
 
     def conntrack_found(self, dpid: int, supported: bool, detail: str) -> None:

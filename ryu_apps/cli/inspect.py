@@ -33,7 +33,7 @@ HTTP_TIMEOUT = 15.0
 #: Seconds to try the default controller when ``flows`` was not given one.
 PROBE_TIMEOUT = 2.0
 BINDING_COLUMNS = ("MAC", "TEMPLATE", "VLAN", "SERVER:PORT", "ACCESS:PORT", "STATE",
-                   "SINCE (UTC)", "SENT PKTS/BYTES", "RECEIVED PKTS/BYTES")
+                   "SINCE (UTC)", "SENT PKTS/BYTES", "RECEIVED PKTS/BYTES", "ADDRESSES")
 
 
 def register(subparsers) -> None:
@@ -91,7 +91,14 @@ def binding_row(binding: dict) -> Sequence[str]:
             str(binding["vlan"]), _where(binding.get("server")),
             _where(binding.get("access")), binding.get("state", "?"),
             _since(binding.get("since")), _count(counters.get("sent")),
-            _count(counters.get("received")))
+            _count(counters.get("received")), _addresses(binding))
+
+
+def _addresses(binding: dict) -> str:
+    """Its bound IPv4 address and bound global IPv6 addresses, or "-"."""
+    bound = ([binding["ip"]] if binding.get("ip") else []) + list(binding.get("ipv6_bound")
+                                                                   or [])
+    return ",".join(bound) or "-"
 
 
 def _where(ref: Optional[dict]) -> str:

@@ -8,6 +8,15 @@ them above every allow, punted through the server's guard meter
 logs each once per VM and kind (:func:`refusal`). (Router advertisements are
 the IPv6 guard's: :mod:`~ryu_apps.core.ipv6_guard`.)
 
+DHCP snooping (``bind_ip: dhcp``, :mod:`~ryu_apps.core.dhcp_snooping`): the
+template's shared flows in ANTI_SPOOF pass the VM's DHCP client messages (udp
+68 -> 67, any source) with a copy to the controller (a DHCPRELEASE unbinds), and
+ARP probes from 0.0.0.0; every other IPv4 and ARP frame is dropped unless the
+VM's own flows allow it (its bound address, its ``allowed_addresses``). Each
+VM's own OUTPUT flow delivers DHCP server messages (udp 67 -> 68) to it with a
+copy to the controller (a DHCPACK binds). Both go through the server's
+:data:`~ryu_apps.core.pipeline.DHCP_SNOOP_METER`: never a storm path.
+
 ``allowed_addresses``: the VM's own flows in ANTI_SPOOF also allow IPv4 and
 ARP from each IPv4 prefix (with ``bind_ip``), and IPv6 from each IPv6 prefix
 (with ``bind_ipv6``), with the neighbour discovery those addresses need: a
@@ -28,7 +37,8 @@ from ryu_apps.core import ipv6_guard
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, FlowSpec, MatchValue, Output, flow, \
     make_match
 from ryu_apps.core.ipv6_frames import l3_offset
-from ryu_apps.core.pipeline import IPV6_GUARD_METER, Priority, Table, template_metadata_match
+from ryu_apps.core.pipeline import DHCP_SNOOP_METER, IPV6_GUARD_METER, Priority, Table, \
+    template_metadata_match
 from ryu_apps.core.switch_flows import PACKET_IN_BYTES
 from ryu_apps.core.template_model import ETH_ARP, ETH_IPV4, ETH_IPV6, IP_ICMPV6, IP_UDP, \
     Prefix, SwitchSide
@@ -53,6 +63,40 @@ def template_flows(dpid: int, template_id: int, side: SwitchSide,
                  cookie, meter=IPV6_GUARD_METER, actions=punt)
             for ethertype, port in ((ETH_IPV4, DHCP_SERVER_PORT),
                                     (ETH_IPV6, DHCPV6_SERVER_PORT))}
+
+
+#: Bytes of a snooped DHCP frame sent to the controller: a whole non-jumbo frame (the
+#: options snooping reads follow a 236-byte BOOTP header).
+DHCP_PUNT_BYTES = 1514
+
+
+def dhcp_template_flows(dpid: int, template_id: int, cookie: int) -> Set[FlowSpec]:
+    """ANTI_SPOOF of a ``bind_ip: dhcp`` template (module docstring): DHCP client messages
+    pass, copied to the controller; ARP probes pass; other IPv4 and ARP are dropped."""
+    tag = template_metadata_match(template_id)
+    table, goto = Table.ANTI_SPOOF, Table.FROM_VM_ACL
+    return {
+        flow(dpid, table, Priority.DHCP_SNOOP,
+             make_match(metadata=tag, eth_type=ETH_IPV4, ip_proto=IP_UDP,
+                        udp_src=DHCP_CLIENT_PORT, udp_dst=DHCP_SERVER_PORT),
+             cookie, meter=DHCP_SNOOP_METER,
+             actions=(Output(OFPP_CONTROLLER, DHCP_PUNT_BYTES),), goto=goto),
+        flow(dpid, table, Priority.SPOOF_ALLOW,
+             make_match(metadata=tag, eth_type=ETH_ARP, arp_spa="0.0.0.0"), cookie, goto=goto),
+        flow(dpid, table, Priority.SPOOF_LEARN, make_match(metadata=tag, eth_type=ETH_IPV4),
+             cookie),
+        flow(dpid, table, Priority.SPOOF_LEARN, make_match(metadata=tag, eth_type=ETH_ARP),
+             cookie)}
+
+
+def dhcp_delivery(dpid: int, port: int, delivered: int, cookie: int) -> FlowSpec:
+    """A ``bind_ip: dhcp`` VM's OUTPUT flow for DHCP server messages: to the VM, and a
+    copy to the controller (``delivered``: the metadata its deliveries write)."""
+    return flow(dpid, Table.OUTPUT, Priority.DHCP_SNOOP,
+                make_match(metadata=delivered, eth_type=ETH_IPV4, ip_proto=IP_UDP,
+                           udp_src=DHCP_SERVER_PORT, udp_dst=DHCP_CLIENT_PORT),
+                cookie, meter=DHCP_SNOOP_METER,
+                actions=(Output(port), Output(OFPP_CONTROLLER, DHCP_PUNT_BYTES)))
 
 
 def _value(prefix: Prefix) -> MatchValue:

@@ -1,4 +1,8 @@
-"""Validation of a template's address keys: ``allowed_addresses`` and ``dhcp_server`` (pure).
+"""Validation of a template's address keys: ``bind_ip``, ``allowed_addresses`` (pure).
+
+``bind_ip`` is a mode of :data:`~ryu_apps.core.template_model.BIND_IP_MODES`
+(``true`` is accepted as ``first_seen``, so libraries written before the modes
+load unchanged) or ``false``.
 
 ``allowed_addresses`` (virtual switch only) lists IPv4 and IPv6 prefixes a VM
 of the template may send from besides its bound addresses. Each entry is a
@@ -11,16 +15,36 @@ one VM may claim must not be another's to claim.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import List, Mapping, Tuple
 
 from ryu_apps.core.acl_validation import parse_prefix
-from ryu_apps.core.template_model import Prefix
+from ryu_apps.core.template_model import BIND_IP_FIRST_SEEN, BIND_IP_MODES, Prefix
 from ryu_apps.core.validation_checks import Scope, join_path, show
 
 #: Entries of one template's ``allowed_addresses`` (each costs a few flows per server).
 MAX_ALLOWED_ADDRESSES = 64
 _EXAMPLES = "'10.0.1.0/24' or '2001:db8:1::/64'"
+
+
+def parse_bind_ip(scope: Scope, path: str, value: object) -> str | None:
+    """A ``bind_ip`` mode, ``true`` (its alias ``first_seen``), or ``false`` (None)."""
+    if value is True:
+        return BIND_IP_FIRST_SEEN
+    if value is False:
+        return None
+    if isinstance(value, str) and value in BIND_IP_MODES:
+        return value
+    modes = " or ".join(repr(mode) for mode in BIND_IP_MODES)
+    message = f"expected {modes} (true means {BIND_IP_FIRST_SEEN!r}) or false, got {show(value)}"
+    if isinstance(value, str) and len(value) <= 64:
+        close = difflib.get_close_matches(value.lower().replace("-", "_"), BIND_IP_MODES,
+                                          n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+    scope.error(path, message)
+    return None
 
 
 def parse_allowed_addresses(scope: Scope, path: str, value: object,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ryu_apps.core import address_guard, binding_ops, datapath_support, shared_fabric, \
     vm_identity
-from ryu_apps.core.binding import Binding, Detection, VmState
+from ryu_apps.core.binding import IP_FIRST_SEEN, IP_PINNED, Binding, Detection, VmState
 from ryu_apps.core.flow_plan import PacketOut
 from ryu_apps.core.identifiers import IdentifierError
 from ryu_apps.core.quarantine import Refusal
@@ -68,12 +68,16 @@ def _provision(st: "EngineState", template: Template, mac: str, existing: Option
     carries one (ARP sender or IPv4 source, never 0.0.0.0): one plan provisions the
     VM and its address, as the frame's second trip through the controller would."""
     ip = existing.ip if existing else st.ports.expected_ips.pop(mac, None)
+    ipv6 = existing.ipv6 if existing else st.ports.expected_ipv6.pop(mac, ())
+    source = existing.ip_source if existing else IP_PINNED if ip is not None else None
     if ip is None and sender_ip is not None and learns_from(template, sender_ip):
-        ip = sender_ip   # no note: the provisioning line is logged, the IP is in its binding
+        ip, source = sender_ip, IP_FIRST_SEEN   # no note: the provisioning line is logged
     binding = Binding(st.table.allocate_id(), mac, template.template_id,
                       template.name, template.vlan, dpid, port, since=now,
-                      ip=ip, detected_by=detected_by, device=st.topo.device_of(dpid),
-                      seen_ip=sender_ip or (existing.seen_ip if existing else None))
+                      ip=ip, ip_source=source, detected_by=detected_by,
+                      device=st.topo.device_of(dpid),
+                      seen_ip=sender_ip or (existing.seen_ip if existing else None),
+                      ipv6=ipv6)
     plan = verdict.plan
     if existing is not None:
         binding_ops.unbind(st, existing, plan, f"moved to port {port} of {st.name(dpid)}")
@@ -140,9 +144,11 @@ def expect(st: "EngineState", dpid: int, port: int, mac: str, now: float) -> Pac
     template = select(st, mac, mac, dpid, port, now, verdict)
     if template is None:
         return verdict
+    expected_ip = st.ports.expected_ips.pop(mac, None)
     incoming = Binding(st.table.allocate_id(), mac, template.template_id,
                        template.name, template.vlan, dpid, port, since=now,
-                       ip=st.ports.expected_ips.pop(mac, None),
+                       ip=expected_ip, ip_source=IP_PINNED if expected_ip else None,
+                       ipv6=st.ports.expected_ipv6.pop(mac, ()),
                        detected_by=Detection.OVSDB, device=st.topo.device_of(dpid),
                        state=VmState.PRE_PROVISIONED)
     plan = verdict.plan
@@ -171,7 +177,7 @@ def known_vm_spoke(st: "EngineState", binding: Binding, sender_ip: Optional[str]
     if (sender_ip is None or binding.ip is not None or template is None
             or not learns_from(template, sender_ip)):
         return verdict
-    binding_ops.store(st, replace(binding, ip=sender_ip))
+    binding_ops.store(st, replace(binding, ip=sender_ip, ip_source=IP_FIRST_SEEN))
     verdict.plan.notes.append(f"VM {binding.mac} bound to IP {sender_ip}")
     if data:
         verdict.plan.packet_outs.append(PacketOut(binding.dpid, binding.port, data))
@@ -180,6 +186,7 @@ def known_vm_spoke(st: "EngineState", binding: Binding, sender_ip: Optional[str]
 
 def learns_from(template: Template, sender_ip: str) -> bool:
     """Whether a VM of ``template`` is bound to the address it first sent from: its
-    template binds first-seen, and the address is not one of its allowed addresses."""
+    template binds first-seen (not from DHCP), and the address is not one of its
+    allowed addresses."""
     side = template.virtual_switch
-    return side.bind_ip and not address_guard.allowed_by_template(side, sender_ip)
+    return side.binds_first_seen and not address_guard.allowed_by_template(side, sender_ip)

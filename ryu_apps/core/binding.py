@@ -40,6 +40,12 @@ del _state
 BindingState = VmState
 
 
+#: How a binding's IPv4 address was bound: the first address the VM sent from, a
+#: snooped DHCPACK (core/dhcp_snooping.py), or given with the VM from outside the
+#: packets (a hand-off's store row, a moved VM's search, the switch's flows read back).
+IP_FIRST_SEEN, IP_DHCP, IP_PINNED = "first_seen", "dhcp", "pinned"
+
+
 class Detection(enum.Enum):
     """How the VM was found."""
 
@@ -67,6 +73,10 @@ class Binding:
     device: int | None = None
     #: The IPv4 address its first frame carried (the liveness probe asks for it).
     seen_ip: str | None = None
+    #: How ``ip`` was bound: :data:`IP_FIRST_SEEN`, :data:`IP_DHCP` or :data:`IP_PINNED`.
+    ip_source: str | None = None
+    #: Its bound global IPv6 addresses (``bind_ipv6: first_seen`` or ``dhcpv6``), sorted.
+    ipv6: tuple[str, ...] = ()
 
     @property
     def owner(self) -> Owner:

@@ -8,7 +8,7 @@ between network devices.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class MigrationNotice:
     source_device: int
     destination_device: int
     destination_server: int
+    #: Its bound global IPv6 addresses (kept by the moved VM, like its IPv4).
+    ipv6: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ from ryu_apps.core import (
     conntrack,
     datapath_support,
     derived,
+    dhcp_snooping,
+    ipv6_binding,
     lifecycle,
     shared_fabric,
     topology_events,
@@ -164,6 +166,14 @@ class ProvisioningEngine:
         self._done(verdict.plan)
         return verdict
 
+    def dhcp_seen(self, dpid: int, in_port: int, data: bytes, *, now: float) -> Plan:
+        """A DHCP message the pipeline copied for snooping came in at ``in_port``
+        (core/dhcp_snooping.py): an allowed DHCPACK binds its VM's address."""
+        plan = Plan()
+        if not ipv6_binding.snooped(self.state, dpid, in_port, data, plan):   # DHCPv6
+            dhcp_snooping.snooped(self.state, dpid, in_port, data, now, plan)
+        return self._done(plan)
+
     def vm_attached(self, dpid: int, port: int, mac: str, *, now: float,
                     iface_id: str | None = None) -> PacketVerdict:
         """The server's OVSDB says VM ``mac`` is attached to ``port`` (it may be silent).
@@ -284,12 +294,35 @@ class ProvisioningEngine:
         shared_fabric.shared_uplink_seen(self.state, end, origin, now, plan)
         return self._done(plan)
 
-    def expect_ip(self, mac: str, ip: str | None) -> Plan:
-        """A VM handed over to this process is bound to ``ip`` (the store's row says so)."""
+    def expect_ip(self, mac: str, ip: str | None, ipv6: tuple[str, ...] = ()) -> Plan:
+        """A VM handed over to this process is bound to ``ip`` and the global IPv6
+        addresses ``ipv6`` (the store's row says so)."""
         plan = Plan()
         checked = _mac(mac, "expected address", plan)
         if checked is not None:
-            shared_fabric.expect_ip(self.state, checked, ip, plan)
+            shared_fabric.expect_ip(self.state, checked, ip, plan, ipv6)
+        return self._done(plan)
+
+    def ipv6_source(self, dpid: int, port: int, eth_src: str,
+                    data: bytes) -> ipv6_binding.SourceVerdict | None:
+        """IPv6 a ``bind_ipv6: first_seen`` VM sent from a global source before one was
+        bound (None: not such a packet, the IPv6 guard's log takes it)."""
+        plan = Plan()
+        mac = _mac(eth_src, f"packet-in on {dpid:016x} port {port}: eth_src", plan)
+        if mac is None:
+            return None
+        verdict = ipv6_binding.learn(self.state, dpid, port, mac, data)
+        if verdict is not None:
+            self._done(verdict.plan)
+        return verdict
+
+    def dhcpv6_snooped(self, dpid: int, port: int, data: bytes) -> Plan | None:
+        """A DHCPv6 message copied to the controller at (dpid, port): a trusted server's
+        Reply binds a ``bind_ipv6: dhcpv6`` VM's leased addresses, the VM's Release
+        unbinds them (None: the frame is no DHCPv6 message)."""
+        plan = Plan()
+        if not ipv6_binding.snooped(self.state, dpid, port, data, plan):
+            return None
         return self._done(plan)
 
     def arrival(self, dpid: int, port: int) -> Plan:

@@ -134,9 +134,10 @@ def needs_template(binding: Binding) -> bool:
 
 
 def _server_side(placement: Placement, cookie: int) -> Set[Entry]:
-    """A VM's own flows on its server (at most 6): its classifier, the anti-spoofing of
+    """A VM's own flows on its server (at most 7): its classifier, the anti-spoofing of
     its bound IPv4, its metered pass when a merged port side limits it, its delivery
-    and its output; its template's ACLs are shared (:mod:`~ryu_apps.core.template_tables`)."""
+    and its output (with ``bind_ip: dhcp``, its DHCP output copied for snooping); its
+    template's ACLs are shared (:mod:`~ryu_apps.core.template_tables`)."""
     binding, template = placement.binding, placement.template
     dpid, port = binding.dpid, binding.port
     vswitch = template.virtual_switch
@@ -147,13 +148,14 @@ def _server_side(placement: Placement, cookie: int) -> Set[Entry]:
         entries.add(MeterSpec(dpid, meter, vswitch.bandwidth.rate_kbps,
                               vswitch.bandwidth.burst_kbits, cookie=cookie))
     pre_provisioned = binding.state is VmState.PRE_PROVISIONED
-    learn = vswitch.bind_ip and binding.ip is None
+    learn = vswitch.binds_first_seen and binding.ip is None
+    learn_ipv6 = ipv6_guard.learns(vswitch) and not binding.ipv6
     entries.add(flow(dpid, Table.CLASSIFY, Priority.BINDING,
                      make_match(in_port=port, eth_src=binding.mac), cookie,
                      meter=meter, goto=Table.ANTI_SPOOF,
                      actions=(Output(OFPP_CONTROLLER, PACKET_IN_BYTES),) if pre_provisioned
                      else (),
-                     metadata=from_vm_metadata(binding.template_id, learn),
+                     metadata=from_vm_metadata(binding.template_id, learn, learn_ipv6),
                      idle_timeout=0 if pre_provisioned else template.idle_timeout))
     if pre_provisioned:   # its IPv4 (answers, mostly) forwarded without a copy each
         entries.add(flow(dpid, Table.CLASSIFY, Priority.PRE_PROVISIONED_IPV4,
@@ -164,6 +166,9 @@ def _server_side(placement: Placement, cookie: int) -> Set[Entry]:
     delivered = to_vm_metadata(port, binding.template_id)
     entries.add(flow(dpid, Table.OUTPUT, Priority.BINDING, make_match(metadata=delivered),
                      cookie, actions=(Output(port),)))
+    if vswitch.binds_from_dhcp:
+        entries.add(address_guard.dhcp_delivery(dpid, port, delivered, cookie))
+    entries |= ipv6_guard.dhcpv6_delivery(dpid, port, delivered, vswitch, cookie)
     if not pre_provisioned:
         entries.add(flow(dpid, Table.FORWARD, Priority.BINDING,
                          make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac),
@@ -205,7 +210,7 @@ def _anti_spoof(placement: Placement, cookie: int) -> Set[Entry]:
         entries.add(flow(dpid, Table.ANTI_SPOOF, Priority.BINDING, make_match(in_port=port),
                          cookie, meter=meter_id, goto=Table.FROM_VM_ACL))
     entries |= ipv6_guard.vm_flows(dpid, port, binding.mac, placement.template.virtual_switch,
-                                   cookie, meter_id)
+                                   cookie, meter_id, bound=binding.ipv6)
     entries |= address_guard.vm_flows(dpid, port, binding.mac,
                                       placement.template.virtual_switch, cookie, meter_id)
     if not placement.template.virtual_switch.bind_ip or binding.ip is None:

@@ -37,7 +37,7 @@ def binding_record(engine, binding: Binding) -> BindingRecord:
     return BindingRecord(binding.mac, binding.template_id,
                          "" if domain is None or domain.templates is None else domain.name,
                          info.name if info else f"{binding.dpid:016x}", binding.port,
-                         binding.ip, _STATES.get(binding.state, "active"))
+                         binding.ip, _STATES.get(binding.state, "active"), binding.ipv6)
 
 
 def view_of(engine, ports: Mapping[int, AbstractSet[int]]) -> EngineView:
@@ -87,7 +87,7 @@ def _expect_arrival(engine, command: ExpectArrival,
                     now: float) -> Tuple[List[Plan], List[Note]]:
     """Pre-provision a VM a source process hands to us, its bound IP kept."""
     mac, server = command.mac, command.server
-    plans = [engine.expect_ip(mac, command.ip)]
+    plans = [engine.expect_ip(mac, command.ip, command.ipv6)]
     try:
         ack = engine.notify(Notice.STARTED, mac, server, now=now)
     except NotificationError as error:

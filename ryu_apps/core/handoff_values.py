@@ -29,6 +29,8 @@ class BindingRecord:
     port: int
     ip: Optional[str]
     state: str
+    #: Its bound global IPv6 addresses, sorted.
+    ipv6: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class BindingRow:
     requested_owner: Optional[str] = None
     requested_server: Optional[str] = None
     ip: Optional[str] = None
+    ipv6: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -215,12 +218,13 @@ class Cede:
 @dataclass(frozen=True)
 class ExpectArrival:
     """A source process names us as the VM's next owner: pre-provision it on
-    ``server`` (bound to ``ip``); ``received``: when the request reached us."""
+    ``server`` (bound to ``ip`` and ``ipv6``); ``received``: when the request reached us."""
 
     mac: str
     server: Optional[str]
     ip: Optional[str]
     received: float
+    ipv6: Tuple[str, ...] = ()
 
 
 Command = Union[HandOver, StopHandingOver, Cede, ExpectArrival]

@@ -19,6 +19,7 @@ _FRAGMENT, _AUTH, _NO_NEXT = 44, 51, 59
 #: At most this many extension headers are walked (a chain of junk ends the walk).
 MAX_EXTENSION_HEADERS = 8
 _ICMPV6, _ND_NS, _ND_NA = 58, 135, 136
+_UDP = 17
 _ND_OPTION_SLL, _ND_OPTION_TLL = 1, 2
 
 
@@ -69,6 +70,22 @@ def parse_ipv6(data: bytes) -> Optional[Ipv6Info]:
         wanted = _ND_OPTION_SLL if icmp_type == _ND_NS else _ND_OPTION_TLL
         lladdr = _nd_option(data, upper + 24, wanted)
     return Ipv6Info(src, dst, protocol, icmp_type, target, lladdr)
+
+
+def udp_payload(data: bytes) -> Optional[tuple[Ipv6Info, tuple[int, int], bytes]]:
+    """(IPv6 header, (source port, destination port), payload) of a UDP-over-IPv6 frame;
+    None if it is not one or its UDP header is cut. The payload is cut to the UDP
+    length (or the frame's end). Never raises."""
+    info = parse_ipv6(data)
+    if info is None or info.protocol != _UDP:
+        return None
+    ethertype, offset = l3_offset(data)
+    _, upper = _upper_layer(data, data[offset + 6], offset + _IPV6_HEADER)
+    if upper is None or len(data) < upper + 8:
+        return None
+    sport, dport, length = struct.unpack("!HHH", data[upper:upper + 6])
+    end = min(len(data), upper + length) if length >= 8 else len(data)
+    return info, (sport, dport), data[upper + 8:end]
 
 
 def _upper_layer(data: bytes, next_header: int, offset: int) -> tuple[Optional[int],

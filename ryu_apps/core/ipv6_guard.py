@@ -4,7 +4,12 @@ For a template whose virtual switch says ``bind_ipv6: link_local``, a VM may
 send IPv6 only from its link-local address, the modified EUI-64 of its MAC
 (RFC 4291 appendix A; fixed by the MAC the VM is admitted with, so nothing is
 learnt), and from ``::`` only what duplicate address detection and joining
-its groups need. Its neighbour discovery may only claim what is its own: a
+its groups need. ``first_seen`` also binds the first global address (2000::/3
+or fc00::/7) the VM sends from: while it has none, such a packet goes to the
+controller (:mod:`~ryu_apps.core.ipv6_binding` binds it, or refuses an address
+another VM holds); ``dhcpv6`` binds the addresses a trusted DHCPv6 server's
+Reply gives it. A bound global address is the VM's own like its link-local.
+Its neighbour discovery may only claim what is its own: a
 neighbour solicitation from its own address carries its own MAC (or no
 source link-layer option), a neighbour advertisement targets its own address
 with its own MAC (or no target link-layer option), and a DAD probe from
@@ -16,10 +21,12 @@ so the app logs it once per VM and kind (:func:`refusal` names the kind).
 The flows live in ANTI_SPOOF: the template's (per server, matched by its
 metadata tag) drop, the VM's own (matched by its port) allow::
 
-    ND_ALLOW  (VM)       NS from its address (SLL = its MAC or none), DAD NS for its
-                         address, NA for its address (TLL = its MAC or none)
+    IPV6_LEARN (tmpl)    first_seen, no global bound yet (learn6 bit): IPv6 from a
+                         global source -> controller (metered)
+    ND_ALLOW  (VM)       NS from its addresses (SLL = its MAC or none), DAD NS for
+                         them, NA for each (TLL = its MAC or none)
     ND_DROP   (template) every other NS and NA; RA and redirect unless router: punted
-    SPOOF_ALLOW (VM)     IPv6 from its link-local address
+    SPOOF_ALLOW (VM)     IPv6 from its link-local and bound global addresses
     SPOOF_ALLOW (tmpl)   MLD reports and router solicitations from ::
     SPOOF_LEARN (tmpl)   every other IPv6: punted (metered), so dropped
 """
@@ -32,15 +39,22 @@ from typing import Dict, Iterable, Set
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, FlowSpec, MatchValue, Output, flow, \
     make_match
 from ryu_apps.core.ipv6_frames import parse_ipv6
-from ryu_apps.core.pipeline import IPV6_GUARD_METER, Priority, Table, template_metadata_match
+from ryu_apps.core.pipeline import DHCP_SNOOP_METER, IPV6_GUARD_METER, PACKET_IN_METER, \
+    Priority, Table, template_metadata_match
 from ryu_apps.core.switch_flows import PACKET_IN_BYTES
-from ryu_apps.core.template_model import ETH_IPV6, IP_ICMPV6, SwitchSide
+from ryu_apps.core.template_model import ETH_IPV6, IP_ICMPV6, IP_UDP, SwitchSide
 
 #: ``bind_ipv6`` modes a template may give (None: IPv6 unguarded).
-BIND_IPV6_MODES = ("link_local",)
+LINK_LOCAL, FIRST_SEEN, DHCPV6 = "link_local", "first_seen", "dhcpv6"
+BIND_IPV6_MODES = (LINK_LOCAL, FIRST_SEEN, DHCPV6)
+#: The global unicast (2000::/3) and unique local (fc00::/7) sources a VM may be bound to.
+GLOBAL_PREFIXES = (ipaddress.IPv6Network("2000::/3"), ipaddress.IPv6Network("fc00::/7"))
 
 ICMPV6_RS, ICMPV6_RA, ICMPV6_NS, ICMPV6_NA, ICMPV6_REDIRECT = 133, 134, 135, 136, 137
 ICMPV6_MLD2_REPORT, ICMPV6_MLD1_REPORT = 143, 131
+DHCPV6_CLIENT, DHCPV6_SERVER = 546, 547
+#: Bytes of a snooped DHCPv6 frame sent to the controller (a whole non-jumbo frame).
+DHCPV6_PUNT_BYTES = 1514
 UNSPECIFIED = "::"
 NO_LINK_LAYER = "00:00:00:00:00:00"   # OpenFlow's nd_sll/nd_tll when the option is absent
 
@@ -48,6 +62,20 @@ NO_LINK_LAYER = "00:00:00:00:00:00"   # OpenFlow's nd_sll/nd_tll when the option
 def guarded(side: SwitchSide) -> bool:
     """Whether a template's virtual switch guards the IPv6 its VMs send."""
     return side.bind_ipv6 is not None
+
+
+def learns(side: SwitchSide) -> bool:
+    """Whether a template binds its VMs' first global IPv6 source (``first_seen``)."""
+    return side.bind_ipv6 == FIRST_SEEN
+
+
+def is_global(address: str) -> bool:
+    """Whether ``address`` is an IPv6 address a VM may be bound to (global or unique local)."""
+    try:
+        parsed = ipaddress.IPv6Address(address)
+    except ValueError:
+        return False
+    return any(parsed in prefix for prefix in GLOBAL_PREFIXES)
 
 
 def link_local(mac: str) -> str:
@@ -85,36 +113,67 @@ def template_flows(dpid: int, template_id: int, side: SwitchSide, cookie: int,
     entries.add(flow(dpid, table, Priority.SPOOF_LEARN,
                      make_match(metadata=tag, eth_type=ETH_IPV6), cookie,
                      meter=IPV6_GUARD_METER, actions=punt))
+    if learns(side):
+        learning = template_metadata_match(template_id, learn_ipv6=True)
+        entries |= {flow(dpid, table, Priority.IPV6_LEARN,
+                         make_match(metadata=learning, eth_type=ETH_IPV6,
+                                    ipv6_src=(str(prefix.network_address),
+                                              str(prefix.netmask))),
+                         cookie, meter=PACKET_IN_METER, actions=punt)
+                    for prefix in GLOBAL_PREFIXES}
     return entries
 
 
 def vm_flows(dpid: int, port: int, mac: str, side: SwitchSide, cookie: int,
-             meter: int | None = None, goto: int = Table.FROM_VM_ACL) -> Set[FlowSpec]:
-    """A guarded VM's own allows: its link-local address and its own ND."""
+             meter: int | None = None, goto: int = Table.FROM_VM_ACL,
+             bound: Iterable[str] = ()) -> Set[FlowSpec]:
+    """A guarded VM's own allows: its link-local and ``bound`` global addresses, and
+    its own ND for each."""
     if not guarded(side):
         return set()
     mac = mac.lower()
-    address = link_local(mac)
     table = Table.ANTI_SPOOF
 
     def allow(priority: int, **fields: MatchValue) -> FlowSpec:
         return flow(dpid, table, priority, make_match(in_port=port, **fields), cookie,
                     meter=meter, goto=goto)
 
-    entries = {allow(Priority.SPOOF_ALLOW, eth_type=ETH_IPV6, ipv6_src=address)}
-    for own_mac in (mac, NO_LINK_LAYER):
-        entries.add(allow(Priority.ND_ALLOW, ipv6_src=address, ipv6_nd_sll=own_mac,
-                          **_icmpv6(icmpv6_type=ICMPV6_NS)))
-        entries.add(allow(Priority.ND_ALLOW, ipv6_src=address, ipv6_nd_target=address,
-                          ipv6_nd_tll=own_mac, **_icmpv6(icmpv6_type=ICMPV6_NA)))
-    entries.add(allow(Priority.ND_ALLOW, ipv6_src=UNSPECIFIED, ipv6_nd_target=address,
-                      ipv6_nd_sll=NO_LINK_LAYER, **_icmpv6(icmpv6_type=ICMPV6_NS)))
+    entries: Set[FlowSpec] = set()
+    if side.bind_ipv6 == DHCPV6:   # its DHCPv6 client messages, copied (a Release unbinds)
+        entries.add(flow(dpid, table, Priority.DHCP_SNOOP,
+                         make_match(in_port=port, eth_type=ETH_IPV6, ipv6_src=link_local(mac),
+                                    ip_proto=IP_UDP, udp_src=DHCPV6_CLIENT,
+                                    udp_dst=DHCPV6_SERVER),
+                         cookie, meter=DHCP_SNOOP_METER if meter is None else meter,
+                         actions=(Output(OFPP_CONTROLLER, DHCPV6_PUNT_BYTES),), goto=goto))
+    for address in own_addresses(mac, bound if side.bind_ipv6 != LINK_LOCAL else ()):
+        entries.add(allow(Priority.SPOOF_ALLOW, eth_type=ETH_IPV6, ipv6_src=address))
+        for own_mac in (mac, NO_LINK_LAYER):
+            entries.add(allow(Priority.ND_ALLOW, ipv6_src=address, ipv6_nd_sll=own_mac,
+                              **_icmpv6(icmpv6_type=ICMPV6_NS)))
+            entries.add(allow(Priority.ND_ALLOW, ipv6_src=address, ipv6_nd_target=address,
+                              ipv6_nd_tll=own_mac, **_icmpv6(icmpv6_type=ICMPV6_NA)))
+        entries.add(allow(Priority.ND_ALLOW, ipv6_src=UNSPECIFIED, ipv6_nd_target=address,
+                          ipv6_nd_sll=NO_LINK_LAYER, **_icmpv6(icmpv6_type=ICMPV6_NS)))
     return entries
 
 
-def own_addresses(mac: str) -> Iterable[str]:
-    """The IPv6 addresses a guarded VM may send from (its link-local, in this slice)."""
-    return (link_local(mac),)
+def dhcpv6_delivery(dpid: int, port: int, delivered: int, side: SwitchSide,
+                    cookie: int) -> Set[FlowSpec]:
+    """A ``bind_ipv6: dhcpv6`` VM's OUTPUT flow for DHCPv6 server messages: to the VM and a
+    copy to the controller (``delivered``: the metadata its deliveries write), metered."""
+    if side.bind_ipv6 != DHCPV6:
+        return set()
+    return {flow(dpid, Table.OUTPUT, Priority.DHCP_SNOOP,
+                 make_match(metadata=delivered, eth_type=ETH_IPV6, ip_proto=IP_UDP,
+                            udp_src=DHCPV6_SERVER, udp_dst=DHCPV6_CLIENT),
+                 cookie, meter=DHCP_SNOOP_METER,
+                 actions=(Output(port), Output(OFPP_CONTROLLER, DHCPV6_PUNT_BYTES)))}
+
+
+def own_addresses(mac: str, bound: Iterable[str] = ()) -> tuple[str, ...]:
+    """The IPv6 addresses a guarded VM may send from: its link-local, then ``bound``."""
+    return (link_local(mac),) + tuple(bound)
 
 
 #: What the guard refused, by kind (the app logs each once per VM).

@@ -166,7 +166,8 @@ def _migrating(st: "EngineState", mac: str, server: Optional[str],
         st.table.add(replace(binding, state=VmState.MIGRATING_OUT))
     plan.messages.append(MigrationNotice(
         mac, binding.binding_id, binding.template_id, binding.ip,
-        binding.device if binding.device is not None else -1, destination_device, dpid))
+        binding.device if binding.device is not None else -1, destination_device, dpid,
+        ipv6=binding.ipv6))
     return (f"destination {st.name(destination_device)} told to pre-provision "
             f"{st.name(dpid)}")
 

@@ -40,6 +40,10 @@ class Priority(enum.IntEnum):
     LIVENESS_REPLY = 51000   # a probed VM's answer to the liveness probe -> controller
     PRE_PROVISIONED_IPV4 = 50010   # CLASSIFY: a pre-provisioned VM's IPv4, not copied
     BINDING = 50000
+    IPV6_LEARN = 50007      # ANTI_SPOOF: a first_seen VM's first global IPv6 -> controller
+    DHCP_SNOOP = 50006      # ANTI_SPOOF: a `bind_ip: dhcp` VM's DHCP client messages pass,
+                            # copied to the controller; OUTPUT: DHCP server messages to it
+                            # are delivered and copied (core/dhcp_snooping.py)
     DHCP_SERVER_DROP = 50005  # ANTI_SPOOF: DHCP(v6) server messages (core/address_guard.py)
     ND_ALLOW = 50004        # ANTI_SPOOF: a VM's own neighbour discovery (core/ipv6_guard.py)
     ND_DROP = 50003         # ANTI_SPOOF: any other NS/NA, and RA/redirect from a non-router
@@ -84,6 +88,9 @@ LLDP_OTHER_METER = METER_BASE + 0x0FFFFFFE
 LIVENESS_METER = METER_BASE + 0x0FFFFFFD
 #: What a server bridge's IPv6 guard drops, punted to be logged (once per VM and kind).
 IPV6_GUARD_METER = METER_BASE + 0x0FFFFFFC
+#: DHCP messages to and from `bind_ip: dhcp` VMs, delivered and copied to the controller
+#: for snooping (core/dhcp_snooping.py): one meter per server bridge bounds both.
+DHCP_SNOOP_METER = METER_BASE + 0x0FFFFFFB
 #: Port-group meters (aggregate limits on access ports) start here.
 PORT_METER_BASE = METER_BASE + 0x10000000
 #: LLDP from one link port: base + port.
@@ -95,13 +102,14 @@ METER_LAST = LLDP_PORT_METER_BASE + 0x0FFFFFFF
 # -- pipeline metadata ---------------------------------------------------------------------
 #: The 64-bit pipeline metadata on a server bridge::
 #:
-#:     63      50  49   48   47          32 31                    0
-#:     +---------+-----+---+--------------+-----------------------+
-#:     |  zero   |learn|tag| template id  |  egress port          |
-#:     +---------+-----+---+--------------+-----------------------+
+#:     63      51   50    49   48   47          32 31                    0
+#:     +---------+------+-----+---+--------------+-----------------------+
+#:     |  zero   |learn6|learn|tag| template id  |  egress port          |
+#:     +---------+------+-----+---+--------------+-----------------------+
 #:
 #: A VM's classifier flow writes its template tag (the tag bit and its template
-#: id; the learn bit while its IPv4 is not bound yet) for the shared
+#: id; the learn bit while its IPv4 is not bound yet; the learn6 bit while a
+#: ``bind_ipv6: first_seen`` VM has no global IPv6 address bound) for the shared
 #: from-VM tables; a delivery toward a VM (its FORWARD entry, a flood's copy, a
 #: migration's delivery) writes the VM's port and its template tag for the
 #: shared to-VM tables and the VM's OUTPUT entry. Access switches keep the
@@ -113,6 +121,8 @@ TEMPLATE_FIELD_MASK = 0xFFFF << METADATA_TEMPLATE_SHIFT
 TAG_BIT = 1 << 48
 #: The VM's IPv4 is not bound yet: its IPv4 and ARP go to the controller.
 LEARN_IP_BIT = 1 << 49
+#: The VM's first global IPv6 address is not bound yet: IPv6 from one goes to the controller.
+LEARN_IPV6_BIT = 1 << 50
 #: Selects the template tag (bit and id) of the metadata.
 TAG_MASK = TAG_BIT | TEMPLATE_FIELD_MASK
 
@@ -124,9 +134,10 @@ def template_tag(template_id: int) -> int:
     return TAG_BIT | (template_id << METADATA_TEMPLATE_SHIFT)
 
 
-def from_vm_metadata(template_id: int, learn_ip: bool = False) -> int:
-    """What a VM's classifier flow writes: its template tag, and the learn bit."""
-    return template_tag(template_id) | (LEARN_IP_BIT if learn_ip else 0)
+def from_vm_metadata(template_id: int, learn_ip: bool = False, learn_ipv6: bool = False) -> int:
+    """What a VM's classifier flow writes: its template tag, and the learn bits."""
+    return (template_tag(template_id) | (LEARN_IP_BIT if learn_ip else 0)
+            | (LEARN_IPV6_BIT if learn_ipv6 else 0))
 
 
 def to_vm_metadata(port: int, template_id: int) -> int:
@@ -136,13 +147,15 @@ def to_vm_metadata(port: int, template_id: int) -> int:
     return template_tag(template_id) | port
 
 
-def template_metadata_match(template_id: int, learn_ip: bool | None = None) -> tuple:
-    """The masked metadata match of a template's shared flows (``learn_ip``: also
-    require the learn bit set (True) or clear (False))."""
+def template_metadata_match(template_id: int, learn_ip: bool | None = None,
+                            learn_ipv6: bool | None = None) -> tuple:
+    """The masked metadata match of a template's shared flows (``learn_ip``,
+    ``learn_ipv6``: also require that learn bit set (True) or clear (False))."""
     value, mask = template_tag(template_id), TAG_MASK
-    if learn_ip is not None:
-        mask |= LEARN_IP_BIT
-        value |= LEARN_IP_BIT if learn_ip else 0
+    for wanted, bit in ((learn_ip, LEARN_IP_BIT), (learn_ipv6, LEARN_IPV6_BIT)):
+        if wanted is not None:
+            mask |= bit
+            value |= bit if wanted else 0
     return (value, mask)
 
 
@@ -176,6 +189,11 @@ LIVENESS_BURST = 20
 #: IPv6 guard drops per second a server bridge may punt for the log, and burst.
 IPV6_GUARD_RATE_PPS = 10
 IPV6_GUARD_BURST = 10
+#: DHCP messages per second a server bridge delivers to and from `bind_ip: dhcp` VMs
+#: (each copied to the controller), and burst; beyond it they are dropped and the
+#: clients retry, as a switch's DHCP snooping rate limit does.
+DHCP_SNOOP_RATE_PPS = 100
+DHCP_SNOOP_BURST = 100
 
 
 # -- table contracts ---------------------------------------------------------------------
@@ -238,7 +256,10 @@ CONTRACTS: Mapping[Table, TableContract] = {c.table: c for c in (
               {Table.TO_VM_PORT_ACL}),
     _contract(Table.TO_VM_PORT_ACL, ACL_FIELDS | {"metadata", "vlan_vid"}, {"output"},
               {Table.OUTPUT}),
-    _contract(Table.OUTPUT, {"metadata"}, {"output"}),
+    # OUTPUT: a VM's delivery; DHCP server messages to a `bind_ip: dhcp` VM are also
+    # copied to the controller, metered (core/dhcp_snooping.py).
+    _contract(Table.OUTPUT, {"metadata", "eth_type", "ip_proto", "udp_src", "udp_dst"},
+              {"output", "controller", "meter"}),
     _contract(Table.FLOOD, {"metadata"}, {"set:metadata"}, (), {Table.FLOOD, Table.TO_VM_ACL}),
 )}
 

@@ -33,6 +33,10 @@ class PortState:
     unannounced: Set[PortKey] = field(default_factory=set)
     #: MAC -> IPv4 of a VM handed over to this process.
     expected_ips: Dict[str, str] = field(default_factory=dict)
+    #: MAC -> bound global IPv6 addresses of a VM handed over to this process.
+    expected_ipv6: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    #: MAC -> (IPv4, when its DHCP lease ends) of a VM bound from a DHCPACK.
+    leases: Dict[str, Tuple[str, float]] = field(default_factory=dict)
     #: MAC -> the server a migration notice named.
     notified: Dict[str, int] = field(default_factory=dict)
     #: MAC -> when a pre-provisioning made by a notice alone (no OVSDB) expires.

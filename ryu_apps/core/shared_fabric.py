@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, List
 
 from ryu_apps.core import binding_ops, topology_events
-from ryu_apps.core.binding import Binding, VmState
+from ryu_apps.core.binding import IP_PINNED, Binding, VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.fabric import PortRef
 from ryu_apps.core.flow_plan import PacketOut, Plan
@@ -53,16 +53,27 @@ def shared_uplink_seen(st: "EngineState", end: PortRef, origin: str, now: float,
                 announce(st, binding, plan)
 
 
-def expect_ip(st: "EngineState", mac: str, ip: str | None, plan: Plan) -> None:
-    """A VM handed over to this process is bound to ``ip`` (the store's row says so):
-    its anti-spoofing here need not learn it from its first packet again."""
-    if not ip or mac in st.table.bindings:
+def expect_ip(st: "EngineState", mac: str, ip: str | None, plan: Plan,
+              ipv6: tuple[str, ...] = ()) -> None:
+    """A VM handed over to this process is bound to ``ip`` and the global IPv6
+    addresses ``ipv6`` (the store's row says so): its anti-spoofing here need not
+    learn them from its packets again."""
+    if (not ip and not ipv6) or mac in st.table.bindings:
         return
     incoming = st.table.incoming.get(mac)
     if incoming is None:
-        st.ports.expected_ips[mac] = ip
-    elif incoming.ip is None:
-        binding_ops.store(st, replace(incoming, ip=ip))
+        if ip:
+            st.ports.expected_ips[mac] = ip
+        if ipv6:
+            st.ports.expected_ipv6[mac] = tuple(sorted(ipv6))
+        return
+    changed = incoming
+    if ip and incoming.ip is None:
+        changed = replace(changed, ip=ip, ip_source=IP_PINNED)
+    if ipv6 and not incoming.ipv6:
+        changed = replace(changed, ipv6=tuple(sorted(ipv6)))
+    if changed is not incoming:
+        binding_ops.store(st, changed)
 
 
 def arrival(st: "EngineState", dpid: int, port: int, plan: Plan) -> None:

@@ -35,6 +35,9 @@ from ryu_apps.core.flowspec import (
 )
 from ryu_apps.core.lldp import BEACON_MULTICAST
 from ryu_apps.core.pipeline import (
+    DHCP_SNOOP_BURST,
+    DHCP_SNOOP_METER,
+    DHCP_SNOOP_RATE_PPS,
     IPV6_GUARD_BURST,
     IPV6_GUARD_METER,
     IPV6_GUARD_RATE_PPS,
@@ -101,6 +104,8 @@ def _vm_host_flows(fabric: Fabric, dpid: int) -> Set[Entry]:
         MeterSpec(dpid, LIVENESS_METER, LIVENESS_RATE_PPS, LIVENESS_BURST, packets=True,
                   cookie=cookie),
         MeterSpec(dpid, IPV6_GUARD_METER, IPV6_GUARD_RATE_PPS, IPV6_GUARD_BURST,
+                  packets=True, cookie=cookie),
+        MeterSpec(dpid, DHCP_SNOOP_METER, DHCP_SNOOP_RATE_PPS, DHCP_SNOOP_BURST,
                   packets=True, cookie=cookie),
         flow(dpid, Table.CLASSIFY, Priority.TAGGED_DROP, make_match(vlan_vid=_ANY_VLAN),
              cookie),

@@ -28,6 +28,14 @@ ETH_IPV6 = 0x86DD
 ETH_ARP = 0x0806
 IP_TCP = 6
 IP_UDP = 17
+
+#: ``bind_ip`` modes (virtual switch only; None: IPv4 unguarded). ``first_seen``: the
+#: VM is bound to the first IPv4 address it sends from (``bind_ip: true`` is its alias);
+#: ``dhcp``: only to the address a DHCPACK from an allowed server gave it
+#: (core/dhcp_snooping.py).
+BIND_IP_FIRST_SEEN = "first_seen"
+BIND_IP_DHCP = "dhcp"
+BIND_IP_MODES = (BIND_IP_FIRST_SEEN, BIND_IP_DHCP)
 IP_ICMP = 1
 IP_ICMPV6 = 58
 
@@ -165,6 +173,9 @@ class Bandwidth:
 class SwitchSide:
     """ACL, default and bandwidth limit enforced at one place in the network.
 
+    ``bind_ip`` (virtual switch only): None leaves IPv4 unguarded; a mode of
+    :data:`BIND_IP_MODES` binds the VM's IPv4 address first-seen or from DHCP
+    (``True`` given here stands for ``first_seen``, ``False`` for None).
     ``bind_ipv6`` (virtual switch only): None leaves IPv6 unguarded; ``link_local``
     lets the VM send IPv6 only from its EUI-64 link-local address, with the
     neighbour-discovery guard (docs/security.md). ``router``: the VM may send
@@ -180,13 +191,27 @@ class SwitchSide:
     default_action: Action
     acl: tuple[AclRule, ...]
     bandwidth: Bandwidth | None
-    bind_ip: bool = False
+    bind_ip: str | None = None
     bind_ipv6: str | None = None
     router: bool = False
     #: Connections its rules allow are tracked (virtual switch only; core/conntrack.py).
     stateful: bool = False
     dhcp_server: bool = False
     allowed_addresses: tuple[Prefix, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.bind_ip is True or self.bind_ip is False:   # the boolean spelling
+            object.__setattr__(self, "bind_ip", BIND_IP_FIRST_SEEN if self.bind_ip else None)
+
+    @property
+    def binds_from_dhcp(self) -> bool:
+        """Whether the VM's IPv4 address is bound only from a snooped DHCPACK."""
+        return self.bind_ip == BIND_IP_DHCP
+
+    @property
+    def binds_first_seen(self) -> bool:
+        """Whether the VM's IPv4 address is bound to the first one it sends from."""
+        return self.bind_ip == BIND_IP_FIRST_SEEN
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,8 @@ def _anti_spoof(dpid: int, template: Template, cookie: int,
     entries |= address_guard.template_flows(dpid, template_id, template.virtual_switch, cookie)
     if not template.virtual_switch.bind_ip:
         return entries
+    if template.virtual_switch.binds_from_dhcp:
+        return entries | address_guard.dhcp_template_flows(dpid, template_id, cookie)
     # DHCP and ARP probes carry 0.0.0.0 before the VM has an address.
     entries.add(flow(dpid, table, Priority.SPOOF_ALLOW,
                      make_match(metadata=tag, eth_type=ETH_IPV4, ipv4_src="0.0.0.0",

@@ -24,7 +24,8 @@ from ryu_apps.core.acl_validation import (
     MAX_ACL_RULES,
     parse_acl,
 )
-from ryu_apps.core.address_validation import AddressOwners, parse_allowed_addresses
+from ryu_apps.core.address_validation import AddressOwners, parse_allowed_addresses, \
+    parse_bind_ip
 from ryu_apps.core.ipv6_guard import BIND_IPV6_MODES
 from ryu_apps.core.template_errors import (
     MAX_ERRORS,
@@ -338,7 +339,7 @@ def _switch_side(scope: Scope, path: str, value: object,
                                                  if k not in VSWITCH_ONLY_KEYS)
     check_keys(scope, path, side, keys, ("default_action",))
     default = parse_field(scope, path, side, "default_action", partial(choice, choices=ACTIONS))
-    bind_ip = parse_field(scope, path, side, "bind_ip", parse_bool) if allow_bind_ip else None
+    bind_ip = parse_field(scope, path, side, "bind_ip", parse_bind_ip) if allow_bind_ip else None
     bind_ipv6 = router = dhcp_server = allowed = None
     if allow_bind_ip:
         dhcp_server = parse_field(scope, path, side, "dhcp_server", parse_bool)
@@ -356,7 +357,7 @@ def _switch_side(scope: Scope, path: str, value: object,
     stateful = parse_stateful(scope, path, side, vswitch=allow_bind_ip)
     if not scope.clean_since(mark) or default is None:   # None: reported as missing
         return None
-    return SwitchSide(default, acl or (), bandwidth, bool(bind_ip), bind_ipv6 or None,
+    return SwitchSide(default, acl or (), bandwidth, bind_ip or None, bind_ipv6 or None,
                       bool(router), stateful=stateful, dhcp_server=bool(dhcp_server),
                       allowed_addresses=allowed or ())
 

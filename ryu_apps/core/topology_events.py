@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Iterable, List, Set
 
-from ryu_apps.core import address_guard, binding_ops, shared_fabric
+from ryu_apps.core import address_guard, binding_ops, dhcp_snooping, ipv6_guard, \
+    shared_fabric
 from ryu_apps.core.access_groups import server_group
 from ryu_apps.core.binding import Binding, Detection, VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
@@ -68,9 +69,11 @@ def restore_bindings(st: "EngineState", dpid: int, observed: List, now: float,
         if (not isinstance(mac, str) or not isinstance(port, int) or template is None
                 or mac in st.table.bindings or st.table.id_in_use(owner.owner_id)):
             continue
+        ip = _bound_ip(observed, owner.cookie, template)
         binding = Binding(owner.owner_id, mac, template.template_id, template.name,
-                          template.vlan, dpid, port, since=now,
-                          ip=_bound_ip(observed, owner.cookie, template),
+                          template.vlan, dpid, port, since=now, ip=ip,
+                          ip_source=dhcp_snooping.restored_ip_source(template, ip),
+                          ipv6=_bound_ipv6(observed, owner.cookie, template),
                           detected_by=Detection.RESTORED, state=VmState.ACTIVE,
                           device=st.topo.device_of(dpid))
         binding_ops.store(st, binding)
@@ -101,6 +104,23 @@ def _bound_ip(observed: List, cookie: int, template: Template) -> str | None:
                     address_guard.allowed_by_template(template.virtual_switch, ip):
                 return ip
     return None
+
+
+def _bound_ipv6(observed: List, cookie: int, template: Template) -> tuple[str, ...]:
+    """The VM's bound global IPv6 addresses, from its IPv6 allows (not its template's
+    allowed addresses)."""
+    side = template.virtual_switch
+    if side.bind_ipv6 not in (ipv6_guard.FIRST_SEEN, ipv6_guard.DHCPV6):
+        return ()
+    found = set()
+    for spec in observed:
+        if (isinstance(spec, FlowSpec) and spec.cookie == cookie
+                and spec.table_id == Table.ANTI_SPOOF and spec.priority == Priority.SPOOF_ALLOW):
+            ip = spec.match_dict().get("ipv6_src")
+            if isinstance(ip, str) and ipv6_guard.is_global(ip) and not \
+                    address_guard.allowed_by_template(side, ip):
+                found.add(ip)
+    return tuple(sorted(found))
 
 
 # -- links ---------------------------------------------------------------------------

@@ -129,7 +129,8 @@ def owner_view(owner: Optional[Owner]) -> Optional[Json]:
 def binding_view(binding: Binding, switches: Switches,
                  access: Optional[PortRef], template: Optional[Template] = None) -> Json:
     """One VM binding; ``counters`` is filled in by :func:`with_counters`. ``ip`` is its
-    bound IPv4; ``ipv6`` the addresses its template's IPv6 guard lets it send from."""
+    bound IPv4; ``ipv6`` the addresses its template's IPv6 guard lets it send from (its
+    link-local, then its bound global ones); ``ipv6_bound`` its bound global ones."""
     return {
         "binding_id": binding.binding_id,
         "mac": binding.mac,
@@ -143,7 +144,9 @@ def binding_view(binding: Binding, switches: Switches,
         "since_unix": binding.since,
         "detected_by": binding.detected_by.value,
         "ip": binding.ip,
+        "ip_source": binding.ip_source if binding.ip else None,
         "ipv6": _guarded_ipv6(binding, template),
+        "ipv6_bound": list(binding.ipv6),
         "cookie": f"0x{binding.owner.cookie:016x}",
         "counters": None,
         "counters_error": "not requested",
@@ -153,7 +156,7 @@ def binding_view(binding: Binding, switches: Switches,
 def _guarded_ipv6(binding: Binding, template: Optional[Template]) -> List[str]:
     if template is None or not ipv6_guard.guarded(template.virtual_switch):
         return []
-    return list(ipv6_guard.own_addresses(binding.mac))
+    return list(ipv6_guard.own_addresses(binding.mac, binding.ipv6))
 
 
 def binding_counters(binding: Binding, stats: Iterable[FlowStat]) -> Json:
@@ -295,7 +298,7 @@ def side_view(side: SwitchSide) -> Json:
         "default_action": side.default_action.value,
         "acl": [rule.describe() for rule in side.acl],
         "bandwidth": _bandwidth_view(side.bandwidth),
-        "bind_ip": side.bind_ip,
+        "bind_ip": side.bind_ip or False,
         "bind_ipv6": side.bind_ipv6,
         "router": side.router,
         "dhcp_server": side.dhcp_server,

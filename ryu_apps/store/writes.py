@@ -109,7 +109,16 @@ def binding_row(values: Mapping[str, object]) -> BindingRow:
 
     return BindingRow(str(values["mac"]), str(values.get("owner") or ""),
                       str(values.get("server") or ""), text("requested_owner"),
-                      text("requested_server"), text("ip"))
+                      text("requested_server"), text("ip"),
+                      _texts(values.get("ipv6")))
+
+
+def _texts(value: object) -> tuple[str, ...]:
+    """A set column's strings, sorted (None or a lone value as the replica gives them)."""
+    if not value:
+        return ()
+    items = value if isinstance(value, (list, tuple, set, frozenset)) else [value]
+    return tuple(sorted(str(item) for item in items))
 
 
 def write_of(intent: Write, owner: str) -> Callable:
@@ -158,6 +167,7 @@ def claim_binding(record: BindingRecord, owner: str) -> Callable:
         row.template_id, row.domain = record.template_id, record.domain
         row.server, row.port, row.state = record.server, record.port, record.state
         row.ip = [record.ip] if record.ip else []
+        row.ipv6 = list(record.ipv6)
         row.requested_owner, row.requested_server, row.requested_port = [], [], []
         return version
     return write
@@ -184,7 +194,8 @@ def _matches(row, record: BindingRecord, owner: str) -> bool:
     return (row.owner == owner and row.template_id == record.template_id
             and row.domain == record.domain and row.server == record.server
             and row.port == record.port and row.state == record.state
-            and list(row.ip) == ([record.ip] if record.ip else []))
+            and list(row.ip) == ([record.ip] if record.ip else [])
+            and sorted(row.ipv6) == list(record.ipv6))
 
 
 def request_owner(mac: str, source: str, destination: str, server: str,

@@ -7,7 +7,9 @@ Topology (datacenter): s11: web1, db2; s12: web3, mgmt4 (access a1); s21: web5, 
 s22: web7, mgmt8 (access a2). Library tests/integration/libraries/ipv6: every template
 guards IPv6 (``bind_ipv6: link_local``); the database takes no ICMPv6 echo requests
 and is the DHCP server (the rogue-server guard drops the others' answers); web VMs may
-send from 2001:db8:100::/64 (``allowed_addresses``); management is a router.
+send from 2001:db8:100::/64 (``allowed_addresses``) and from what a DHCPv6 server
+leases them (``bind_ipv6: dhcpv6``); management is a router whose
+VMs are bound to the first global address they send from (``bind_ipv6: first_seen``).
 """
 
 from __future__ import annotations
@@ -248,6 +250,89 @@ def test_a_rogue_dhcp_server_is_dropped_and_logged_once_and_the_real_one_answers
     logged_once(controller, "DHCP server message", web1, guard="DHCP")
     logged_once(controller, "DHCPv6 server message", web1, guard="DHCP")
     assert f"server message from VM {db2.MAC()}" not in controller.log()
+
+
+def add_global(vm, address: str) -> None:
+    vm.cmd(f"ip -6 addr add {address}/64 dev {vm.defaultIntf()} nodad")
+
+
+def ping6_to(src, address: str, count: int = 2) -> bool:
+    out = src.cmd(f"ping -6 -c{count} -W1 -i0.2 {address}")
+    return bool(re.search(r" [1-9]\d* received", out))
+
+
+MGMT4_GLOBAL, MGMT8_GLOBAL = "2001:db8:300::4", "2001:db8:300::8"
+
+
+def test_first_seen_binds_each_vm_s_first_global_address_and_it_reaches_its_peer(dc):
+    controller, _, vms = dc
+    mgmt4, mgmt8 = vms["mgmt4"], vms["mgmt8"]
+    add_global(mgmt4, MGMT4_GLOBAL)
+    add_global(mgmt8, MGMT8_GLOBAL)
+    # the first solicitation from each global address reaches the controller, which
+    # binds it and passes the packet on: the ping's first probes may be that late
+    assert ping6_to(mgmt4, MGMT8_GLOBAL, count=4)
+    for vm, address in ((mgmt4, MGMT4_GLOBAL), (mgmt8, MGMT8_GLOBAL)):
+        assert controller.wait_for_log(f"VM {vm.MAC()} bound to IPv6 {address}", timeout=5), \
+            controller.log()[-3000:]
+    assert ping6_to(mgmt8, MGMT4_GLOBAL)
+    assert not ping6_to(vms["web3"], MGMT4_GLOBAL, count=1)   # another VLAN still
+
+
+def test_a_second_global_source_of_a_bound_vm_is_dropped_and_logged_once(dc):
+    controller, _, vms = dc
+    mgmt4, mgmt8 = vms["mgmt4"], vms["mgmt8"]
+    to_mgmt8 = ("--kind", "echo", "--dst", MGMT8_GLOBAL, "--dst-mac", mgmt8.MAC())
+    time.sleep(METER_REFILL_S)
+    got = arrivals(mgmt8, mgmt4, lambda: (
+        forge6(mgmt4, "--src", "2001:db8:300::99", *to_mgmt8),
+        forge6(mgmt4, "--src", MGMT4_GLOBAL, *to_mgmt8)))
+    assert [info.src for info in got] == [MGMT4_GLOBAL] * FRAMES, got
+    logged_once(controller, "spoofed source", mgmt4)
+
+
+def test_a_neighbour_advertisement_for_another_vm_s_global_address_is_dropped(dc):
+    controller, _, vms = dc
+    mgmt4, mgmt8 = vms["mgmt4"], vms["mgmt8"]
+    time.sleep(METER_REFILL_S)
+    advert = ("--kind", "na", "--src", MGMT4_GLOBAL, "--dst", MGMT8_GLOBAL,
+              "--dst-mac", mgmt8.MAC(), "--lladdr", mgmt4.MAC())
+    got = arrivals(mgmt8, mgmt4, lambda: (
+        forge6(mgmt4, *advert, "--target", MGMT8_GLOBAL),
+        forge6(mgmt4, *advert, "--target", MGMT4_GLOBAL)))
+    assert [(i.icmp_type, i.nd_target) for i in got] == [(136, MGMT4_GLOBAL)] * FRAMES, got
+    logged_once(controller, "neighbour advertisement", mgmt4)
+
+
+def dhcpv6_reply(server, client, address: str) -> None:
+    """``server`` sends ``client`` one DHCPv6 Reply leasing ``address``."""
+    command = (f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} -m tests.support.dhcpv6_peer "
+               f"{server.defaultIntf()} --from {server.link_local} --to {client.link_local} "
+               f"--to-mac {client.MAC()} --address {address}")
+    out = server.cmd(command)
+    assert "sent reply" in out, f"{server.name}: {command}: {out}"
+
+
+def test_a_dhcpv6_lease_from_the_server_is_bound_and_one_from_another_vm_is_not(dc):
+    controller, _, vms = dc
+    web1, web3, web5, web7, db2 = (vms[n] for n in ("web1", "web3", "web5", "web7", "db2"))
+    leased, rogue_lease = "2001:db8:1::3", "2001:db8:1::5"
+    to_web7 = ("--kind", "echo", "--dst", web7.link_local, "--dst-mac", web7.MAC())
+    dhcpv6_reply(web1, web5, rogue_lease)     # web1 is no DHCP server: dropped at its port
+    dhcpv6_reply(db2, web3, leased)           # the database is
+    assert controller.wait_for_log(
+        f"VM {web3.MAC()} bound to IPv6 {leased} (leased by DHCPv6)", timeout=5), \
+        controller.log()[-3000:]
+    time.sleep(METER_REFILL_S)
+    got = arrivals(web7, web3, lambda: (
+        forge6(web3, "--src", "2001:db8:1::33", *to_web7),
+        forge6(web3, "--src", leased, *to_web7)))
+    assert [info.src for info in got] == [leased] * FRAMES, got
+    got = arrivals(web7, web5, lambda: (
+        forge6(web5, "--src", rogue_lease, *to_web7),
+        forge6(web5, "--src", web5.link_local, *to_web7)))
+    assert [info.src for info in got] == [web5.link_local] * FRAMES, got
+    assert f"bound to IPv6 {rogue_lease}" not in controller.log()
 
 
 def test_the_switches_took_every_guard_flow_and_read_back_the_same(dc):

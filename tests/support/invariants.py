@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+import struct
 from typing import AbstractSet, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
-from ryu_apps.core.binding import VmState
+from ryu_apps.core.binding import IP_DHCP, VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef
@@ -24,6 +26,7 @@ from ryu_apps.core.flow_plan import Plan
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, Meter, MeterSpec
 from ryu_apps.core.lifecycle import Notice
 from ryu_apps.core.pipeline import BINDING_METER_BASE, MAX_BINDING_ID, MOVED_PORT_METER_OFFSET
+from tests.support.dhcp_peer import dhcp_ack
 from tests.support.fake_switches import FakeSwitches, Packet
 from tests.support.oracle import Exit, Facts, Oracle, Vm, arp_broadcast, probes
 
@@ -83,10 +86,33 @@ def replayable(engine: ProvisioningEngine) -> bool:
         b.state in _REPLAYABLE for b in engine.bindings.values())
 
 
+def ipv6_from(mac: str, address: str) -> bytes:
+    """A UDP datagram VM ``mac`` sends from IPv6 ``address`` (the fact its binding is)."""
+    src = bytes.fromhex(mac.replace(":", ""))
+    body = struct.pack("!HHHH", 40000, 9, 8, 0)
+    header = struct.pack("!IHBB", 6 << 28, len(body), 17, 64) \
+        + ipaddress.IPv6Address(address).packed + ipaddress.IPv6Address("ff02::1").packed
+    return bytes.fromhex("333300000001") + src + struct.pack("!H", 0x86DD) + header + body
+
+
+def dhcpv6_reply(mac: str, address: str) -> bytes:
+    """A DHCPv6 Reply leasing ``address`` to VM ``mac`` (the fact its binding is)."""
+    iaaddr = struct.pack("!HH", 5, 24) + ipaddress.IPv6Address(address).packed \
+        + struct.pack("!II", 3600, 7200)
+    ia_na = struct.pack("!HHIII", 3, 12 + len(iaaddr), 1, 1800, 2880) + iaaddr
+    payload = bytes([7, 0, 0, 1]) + ia_na
+    udp = struct.pack("!HHHH", 547, 546, 8 + len(payload), 0) + payload
+    header = struct.pack("!IHBB", 6 << 28, len(udp), 17, 64) \
+        + ipaddress.IPv6Address("fe80::1").packed + ipaddress.IPv6Address("fe80::2").packed
+    return bytes.fromhex(mac.replace(":", "")) + bytes.fromhex("020000000001") \
+        + struct.pack("!H", 0x86DD) + header + udp
+
+
 def fresh_engine(engine: ProvisioningEngine) -> Tuple[ProvisioningEngine, FakeSwitches]:
     """A new engine fed the facts ``engine`` holds, and the switches its plans built.
 
-    Each VM speaks at its port (with its address, if one is bound), gets the
+    Each VM speaks at its port (with its address, if one is bound; a DHCPACK through
+    the server's uplink for an address bound from DHCP), gets the
     template it is bound with (a notice, where a template change gave it another
     than its MAC's), is confirmed if active and suspended if suspended.
     """
@@ -105,9 +131,23 @@ def fresh_engine(engine: ProvisioningEngine) -> Tuple[ProvisioningEngine, FakeSw
         if binding.state not in _REPLAYABLE:
             continue
         feed(fresh.packet_in(binding.dpid, binding.port, binding.mac, b"frame", now=0.0).plan)
-        if binding.ip is not None:
+        if binding.ip is not None and binding.ip_source == IP_DHCP:
+            feed(fresh.dhcp_seen(binding.dpid, min(engine.fabric.link_ports(binding.dpid)),
+                                 dhcp_ack(binding.mac, binding.ip), now=0.0))
+        elif binding.ip is not None:
             feed(fresh.packet_in(binding.dpid, binding.port, binding.mac, b"frame",
                                  sender_ip=binding.ip, now=0.0).plan)
+        for address in binding.ipv6:
+            learnt = fresh.ipv6_source(binding.dpid, binding.port, binding.mac,
+                                       ipv6_from(binding.mac, address))
+            if learnt is not None:
+                feed(learnt.plan)
+            else:   # leased: a trusted server's DHCPv6 reply, through the server's uplink
+                uplink = next(end.port for link in fresh.fabric.links() for end in link
+                              if end.dpid == binding.dpid)
+                leased = fresh.dhcpv6_snooped(binding.dpid, uplink,
+                                              dhcpv6_reply(binding.mac, address))
+                feed(leased or Plan())
         if fresh.bindings[binding.mac].template_id != binding.template_id:
             feed(fresh.notify(Notice.TEMPLATE_CHANGE, binding.mac,
                               template_id=binding.template_id, now=0.0).plan)
@@ -123,9 +163,9 @@ def check_recompute(engine: ProvisioningEngine, switches: FakeSwitches) -> None:
     if not replayable(engine):
         return
     fresh, rebuilt = fresh_engine(engine)
-    assert {m: (b.dpid, b.port, b.template_id, b.state, b.ip)
+    assert {m: (b.dpid, b.port, b.template_id, b.state, b.ip, b.ipv6)
             for m, b in fresh.bindings.items()} == \
-        {m: (b.dpid, b.port, b.template_id, b.state, b.ip)
+        {m: (b.dpid, b.port, b.template_id, b.state, b.ip, b.ipv6)
          for m, b in engine.bindings.items()}, "the facts did not rebuild the same bindings"
     names = {b.binding_id: b.mac for b in engine.bindings.values()}
     fresh_names = {b.binding_id: b.mac for b in fresh.bindings.values()}

@@ -29,7 +29,8 @@ BINDINGS = [
      "template_name": "database", "vlan": 200,
      "server": {"dpid": "0000000000001102", "name": "s12", "port": 3}, "access": None,
      "state": "active", "since": "2024-05-01T12:00:04.000Z", "since_unix": 1714564804.0,
-     "detected_by": "restored", "ip": "10.0.200.2", "cookie": "0xd9100fc000000001",
+     "detected_by": "restored", "ip": "10.0.200.2", "ipv6_bound": ["2001:db8::2"],
+     "cookie": "0xd9100fc000000001",
      "counters": None, "counters_error": "server bridge s12: switch not connected"},
 ]
 SWITCHES = [{"dpid": "0000000000001101", "name": "s11", "role": "server",
@@ -134,10 +135,12 @@ def test_bindings_table(controller, capsys):
     out, err = capsys.readouterr()
     header, web1, db = out.splitlines()
     assert header.split("  ")[0] == "MAC" and "SENT PKTS/BYTES" in header
+    assert header.endswith("ADDRESSES")
     assert web1.split() == [WEB1, "250", "web", "100", "s11:2", "a1:2", "active",
-                            "2024-05-01", "12:00:03", "5/396", "4/352"]
+                            "2024-05-01", "12:00:03", "5/396", "4/352", "-"]
     assert db.split() == ["00:fc:00:00:00:02", "252", "database", "200", "s12:3", "-",
-                          "active", "2024-05-01", "12:00:04", "-", "-"]
+                          "active", "2024-05-01", "12:00:04", "-", "-",
+                          "10.0.200.2,2001:db8::2"]
     assert err == ("note: 00:fc:00:00:00:02: no counters: server bridge s12: "
                    "switch not connected\n")
 

@@ -157,10 +157,12 @@ def test_bind_ipv6_and_router_are_validated_and_located():
     assert LIBRARY.get(OPEN).virtual_switch.bind_ipv6 is None
     prefix = "t.yaml: template 1 't': virtual_switch."
     assert _errors(bind_ipv6="link-local") == [
-        f"{prefix}bind_ipv6: expected 'link_local' or false, got 'link-local'; "
+        f"{prefix}bind_ipv6: expected 'link_local' or 'first_seen' or 'dhcpv6' or false, "
+        "got 'link-local'; "
         "did you mean 'link_local'?"]
     assert _errors(bind_ipv6=True) == [
-        f"{prefix}bind_ipv6: expected 'link_local' or false, got true (a boolean)"]
+        f"{prefix}bind_ipv6: expected 'link_local' or 'first_seen' or 'dhcpv6' or false, "
+        "got true (a boolean)"]
     assert _errors(router=True) == _errors(router=True, bind_ipv6=False) == [
         f"{prefix}router: has no effect without bind_ipv6 (router advertisements are only "
         "guarded with it; did you mean to add bind_ipv6: link_local?)"]

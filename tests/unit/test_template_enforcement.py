@@ -217,7 +217,7 @@ def _as_dict(template):
             out["bandwidth"] = {"rate_kbps": s.bandwidth.rate_kbps,
                                 "burst_kbits": s.bandwidth.burst_kbits}
         if with_bind_ip:
-            out["bind_ip"] = s.bind_ip
+            out["bind_ip"] = s.bind_ip or False   # None: unguarded
         if s.stateful:
             out["stateful"] = True
         return out

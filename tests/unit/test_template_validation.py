@@ -90,7 +90,7 @@ def test_minimal_template_builds_with_builtin_defaults():
     assert template.source == SOURCE
     assert template.virtual_switch.default_action is Action.DENY
     assert template.virtual_switch.acl == () and template.virtual_switch.bandwidth is None
-    assert template.virtual_switch.bind_ip is False
+    assert template.virtual_switch.bind_ip is None   # IPv4 unguarded
     assert template.access_port.default_action is Action.ALLOW
 
 
@@ -108,7 +108,7 @@ def test_full_template_builds_every_field():
                      "bandwidth": {"rate_kbps": 500000}},
     )).get(0x00FA)
     assert template.idle_timeout == 600
-    assert template.virtual_switch.bind_ip is True
+    assert template.virtual_switch.bind_ip == "first_seen"   # true is its alias
     assert template.virtual_switch.bandwidth == Bandwidth(100000, 5000)
     assert template.access_port.bandwidth == Bandwidth(500000, 50000)
     assert template.virtual_switch.acl == (AclRule(
@@ -240,7 +240,8 @@ def test_template_without_valid_id_and_name_is_named_by_position():
                              "got nothing (null)"),
     ({"virtual_switch": "deny"}, "virtual_switch: expected a mapping, got 'deny'"),
     ({"virtual_switch": {"default_action": "deny", "bind_ip": "yes"}},
-     "virtual_switch.bind_ip: expected true or false, got 'yes'"),
+     "virtual_switch.bind_ip: expected 'first_seen' or 'dhcp' (true means 'first_seen') "
+     "or false, got 'yes'"),
     ({"virtual_switch": {"default_action": "permit"}},
      "virtual_switch.default_action: expected one of 'allow', 'deny', got 'permit'"),
     ({"virtual_switch": {"default_action": "deny", "acl": None}},
@@ -631,7 +632,8 @@ def raw_templates(draw) -> dict:
         "id": draw(st.sampled_from([template_id, f"0x{template_id:04X}"])),
         "name": draw(NAMES), "description": draw(DESCRIPTIONS),
         "vlan": draw(st.integers(1, 4094)), "idle_timeout": draw(st.integers(1, 86400)),
-        "virtual_switch": {**side, "bind_ip": draw(st.booleans())},
+        "virtual_switch": {**side, "bind_ip": draw(st.sampled_from(
+            [True, False, "first_seen", "dhcp"]))},
         "access_port": {"default_action": "allow"},
     }
 
@@ -650,7 +652,8 @@ def test_valid_templates_round_trip_through_validation(raw):
     assert template.description == raw["description"].strip()
     side, raw_side = template.virtual_switch, raw["virtual_switch"]
     assert side.default_action.value == raw_side["default_action"]
-    assert side.bind_ip == raw_side["bind_ip"]
+    assert side.bind_ip == {True: "first_seen", False: None}.get(raw_side["bind_ip"],
+                                                                  raw_side["bind_ip"])
     if "bandwidth" in raw_side:
         assert side.bandwidth == Bandwidth(**raw_side["bandwidth"])
     assert [(r.action.value, r.direction.value, r.dst_port.low, r.src and str(r.src))
