@@ -16,6 +16,7 @@ from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.core.pipeline import DHCP_SNOOP_METER, Table
 from ryu_apps.core.template_model import BIND_IP_DHCP, BIND_IP_FIRST_SEEN
 from ryu_apps.core.template_validation import TemplateValidationError, build_library
+from ryu_apps.rest import views as rest_views
 from tests.support.dhcp_peer import ACK, DECLINE, NAK, OFFER, RELEASE, REQUEST, dhcp_frame
 from tests.support.fake_switches import Packet
 from tests.support.small_fabric import UPLINK, bring_up
@@ -201,6 +202,16 @@ def test_the_lease_s_end_unbinds_and_a_renewal_extends_it(lab):
     plan = lab.apply(lab.engine.tick(1100.0))
     assert ip_of(lab, VM_A) == (None, None)
     assert any("its DHCP lease ended" in note for note in plan.notes)
+
+
+def test_the_rest_view_says_how_the_address_was_bound(lab):
+    def view(mac):
+        return rest_views.binding_view(lab.engine.bindings[mac], lab.engine.fabric.switches,
+                                       None)
+    assert (view(VM_A)["ip"], view(VM_A)["ip_source"]) == (None, None)
+    snoop(lab, S11, 3, server_message(ACK, "10.0.50.100"))
+    assert (view(VM_A)["ip"], view(VM_A)["ip_source"]) == ("10.0.50.100", "dhcp")
+    assert (view(DHCPD)["ip"], view(DHCPD)["ip_source"]) == (SERVER_IP, "first_seen")
 
 
 def test_a_dhcp_binding_survives_a_reconnect_and_a_restart(lab):
