@@ -225,6 +225,20 @@ def test_a_dhcp_binding_survives_a_reconnect_and_a_restart(lab):
     assert fresh.bindings[ROGUE].ip_source == IP_FIRST_SEEN
 
 
+def test_a_reload_to_dhcp_unbinds_a_first_seen_address_and_keeps_a_dhcp_one(lab):
+    snoop(lab, S11, 3, server_message(ACK, "10.0.50.100"))
+    swapped = build_library([("lab.yaml", {"templates": [
+        _template(CLIENT, "client", bind_ip="first_seen", allowed_addresses=["10.0.9.0/24"]),
+        _template(SERVER, "dhcpd", bind_ip=True, dhcp_server=True),
+        _template(PLAIN, "plain", bind_ip="dhcp"),
+    ]})])
+    plan = lab.apply(lab.engine.set_library(swapped))
+    assert ip_of(lab, ROGUE) == (None, None)
+    assert any("its template 'plain' binds from DHCP now" in note for note in plan.notes)
+    assert ip_of(lab, VM_A) == ("10.0.50.100", IP_DHCP)
+    assert outputs(lab, S11, 4, udp(ROGUE, ROGUE_IP, 4000, 4000)) == set()
+
+
 def test_only_snooping_copies_take_the_dhcp_route():
     client = client_message(REQUEST)
     server = server_message(ACK, "10.0.50.100")
