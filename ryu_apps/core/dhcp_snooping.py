@@ -185,6 +185,20 @@ def expire(st: "EngineState", now: float, plan: Plan) -> None:
             release(st, binding, plan, "its DHCP lease ended")
 
 
+def reloaded(st: "EngineState", binding: Binding, template: Template, plan: Plan) -> Binding:
+    """The binding once its template (changed by a reload) is in force: a template that
+    now binds from DHCP unbinds an address bound otherwise (the VM asks its server
+    again; an address bound from DHCP stays under any mode, until its lease ends)."""
+    if not template.virtual_switch.binds_from_dhcp or binding.ip is None \
+            or binding.ip_source == IP_DHCP:
+        return binding
+    changed = replace(binding, ip=None, ip_source=None)
+    binding_ops.store(st, changed)
+    plan.notes.append(f"VM {binding.mac} unbound from IP {binding.ip}: its template "
+                      f"'{template.name}' binds from DHCP now")
+    return changed
+
+
 def restored_ip_source(template: Template, ip: Optional[str]) -> Optional[str]:
     """How a VM's address read back from its switch's flows was bound: as its template
     binds (its lease is unknown until the VM renews it)."""

@@ -200,6 +200,7 @@ def set_library(st: "EngineState", library: TemplateLibrary, domain: Optional[st
             binding_ops.unbind(st, binding, plan,
                                f"template {binding.template_id} left the library")
             continue
+        binding = dhcp_snooping.reloaded(st, binding, template, plan)
         if (template.name, template.vlan) != (binding.template_name, binding.vlan):
             binding_ops.rebind(st, binding, replace(binding, template_name=template.name,
                                                     vlan=template.vlan), plan)

@@ -129,8 +129,9 @@ def owner_view(owner: Optional[Owner]) -> Optional[Json]:
 def binding_view(binding: Binding, switches: Switches,
                  access: Optional[PortRef], template: Optional[Template] = None) -> Json:
     """One VM binding; ``counters`` is filled in by :func:`with_counters`. ``ip`` is its
-    bound IPv4; ``ipv6`` the addresses its template's IPv6 guard lets it send from (its
-    link-local, then its bound global ones); ``ipv6_bound`` its bound global ones."""
+    bound IPv4 (``ip_source``: how it was bound, first_seen, dhcp or pinned); ``ipv6``
+    the addresses its template's IPv6 guard lets it send from (its link-local, then its
+    bound global ones); ``ipv6_bound`` its bound global ones."""
     return {
         "binding_id": binding.binding_id,
         "mac": binding.mac,

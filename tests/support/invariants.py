@@ -18,7 +18,7 @@ import ipaddress
 import struct
 from typing import AbstractSet, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
-from ryu_apps.core.binding import IP_DHCP, VmState
+from ryu_apps.core.binding import VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef
@@ -131,7 +131,9 @@ def fresh_engine(engine: ProvisioningEngine) -> Tuple[ProvisioningEngine, FakeSw
         if binding.state not in _REPLAYABLE:
             continue
         feed(fresh.packet_in(binding.dpid, binding.port, binding.mac, b"frame", now=0.0).plan)
-        if binding.ip is not None and binding.ip_source == IP_DHCP:
+        template = engine.template_of(binding)
+        if binding.ip is not None and template is not None \
+                and template.virtual_switch.binds_from_dhcp:
             feed(fresh.dhcp_seen(binding.dpid, min(engine.fabric.link_ports(binding.dpid)),
                                  dhcp_ack(binding.mac, binding.ip), now=0.0))
         elif binding.ip is not None:

@@ -16,6 +16,7 @@ from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.core.pipeline import DHCP_SNOOP_METER, Table
 from ryu_apps.core.template_model import BIND_IP_DHCP, BIND_IP_FIRST_SEEN
 from ryu_apps.core.template_validation import TemplateValidationError, build_library
+from ryu_apps.rest import views as rest_views
 from tests.support.dhcp_peer import ACK, DECLINE, NAK, OFFER, RELEASE, REQUEST, dhcp_frame
 from tests.support.fake_switches import Packet
 from tests.support.small_fabric import UPLINK, bring_up
@@ -203,6 +204,16 @@ def test_the_lease_s_end_unbinds_and_a_renewal_extends_it(lab):
     assert any("its DHCP lease ended" in note for note in plan.notes)
 
 
+def test_the_rest_view_says_how_the_address_was_bound(lab):
+    def view(mac):
+        return rest_views.binding_view(lab.engine.bindings[mac], lab.engine.fabric.switches,
+                                       None)
+    assert (view(VM_A)["ip"], view(VM_A)["ip_source"]) == (None, None)
+    snoop(lab, S11, 3, server_message(ACK, "10.0.50.100"))
+    assert (view(VM_A)["ip"], view(VM_A)["ip_source"]) == ("10.0.50.100", "dhcp")
+    assert (view(DHCPD)["ip"], view(DHCPD)["ip_source"]) == (SERVER_IP, "first_seen")
+
+
 def test_a_dhcp_binding_survives_a_reconnect_and_a_restart(lab):
     snoop(lab, S11, 3, server_message(ACK, "10.0.50.100"))
     plan = lab.engine.switch_up(S11, Role.SERVER, hex(S11), lab.switches.entries(S11), now=1.0)
@@ -212,6 +223,20 @@ def test_a_dhcp_binding_survives_a_reconnect_and_a_restart(lab):
     assert (fresh.bindings[VM_A].ip, fresh.bindings[VM_A].ip_source) == ("10.0.50.100",
                                                                           IP_DHCP)
     assert fresh.bindings[ROGUE].ip_source == IP_FIRST_SEEN
+
+
+def test_a_reload_to_dhcp_unbinds_a_first_seen_address_and_keeps_a_dhcp_one(lab):
+    snoop(lab, S11, 3, server_message(ACK, "10.0.50.100"))
+    swapped = build_library([("lab.yaml", {"templates": [
+        _template(CLIENT, "client", bind_ip="first_seen", allowed_addresses=["10.0.9.0/24"]),
+        _template(SERVER, "dhcpd", bind_ip=True, dhcp_server=True),
+        _template(PLAIN, "plain", bind_ip="dhcp"),
+    ]})])
+    plan = lab.apply(lab.engine.set_library(swapped))
+    assert ip_of(lab, ROGUE) == (None, None)
+    assert any("its template 'plain' binds from DHCP now" in note for note in plan.notes)
+    assert ip_of(lab, VM_A) == ("10.0.50.100", IP_DHCP)
+    assert outputs(lab, S11, 4, udp(ROGUE, ROGUE_IP, 4000, 4000)) == set()
 
 
 def test_only_snooping_copies_take_the_dhcp_route():
