@@ -17,7 +17,7 @@ from ryu_apps.app.framework import (
 from ryu_apps.app.readback import CONNECTED
 from ryu_apps.app.repairs import guarded
 from ryu_apps.app.state_changes import SWITCH
-from ryu_apps.app.verdicts import frame_in, log_verdict, verdict_label
+from ryu_apps.app.verdicts import frame_in, verdict_label
 from ryu_apps.core import address_guard, dhcp_snooping, lldp
 from ryu_apps.core.pipeline import Table
 from ryu_apps.core.template_model import ETH_IPV6
