@@ -232,8 +232,9 @@ def test_flows_names_each_acl_flow_s_rule(dc, capsys):
     server = next(s.name for s in net.switches if s.name.endswith("s11"))
     assert _cli(["flows", server, *controller.rest_cli_args("reader")]) == 0
     out = capsys.readouterr().out
-    assert re.search(rf"table=5, .*# template 252 \(shared\); rule 'database' virtual_switch "
-                     rf"acl\[2\] \(to_vm\) \S*database\.yaml:{DB_RULE_2_LINE}: allow to_vm", out), out
+    rule = (r"table=5, .*# template 252 \(shared\); rule 'database' virtual_switch "
+            rf"acl\[2\] \(to_vm\) \S*database\.yaml:{DB_RULE_2_LINE}: allow to_vm")
+    assert re.search(rule, out), out
 
 
 def _cli(argv) -> int:
