@@ -22,9 +22,9 @@ ARP from each IPv4 prefix (with ``bind_ip``), and IPv6 from each IPv6 prefix
 (with ``bind_ipv6``), with the neighbour discovery those addresses need: a
 solicitation from the prefix with the VM's MAC (or no source link-layer
 option), an advertisement from the prefix with the VM's MAC (or no target
-link-layer option) whose target is the address itself for a /128 (OpenFlow
-1.3 cannot mask ``nd_target``, so a wider prefix's advertisements are
-checked by source and MAC only), and duplicate address detection for a /128.
+link-layer option) whose target lies in the prefix (``nd_target`` with the
+prefix's mask: Open vSwitch takes a masked target, an extension of OpenFlow
+1.3), and duplicate address detection for a /128.
 """
 
 from __future__ import annotations
@@ -131,9 +131,8 @@ def _nd_allows(allow, prefix: Prefix, value: MatchValue, mac: str) -> None:
     single = prefix.prefixlen == prefix.max_prefixlen
     for own in (mac, _NO_LINK_LAYER):
         allow(Priority.ND_ALLOW, ipv6_src=value, icmpv6_type=_ICMPV6_NS, ipv6_nd_sll=own, **nd)
-        target = dict(ipv6_nd_target=value) if single else {}
         allow(Priority.ND_ALLOW, ipv6_src=value, icmpv6_type=_ICMPV6_NA, ipv6_nd_tll=own,
-              **target, **nd)
+              ipv6_nd_target=value, **nd)
     if single:
         allow(Priority.ND_ALLOW, ipv6_src="::", icmpv6_type=_ICMPV6_NS, ipv6_nd_target=value,
               ipv6_nd_sll=_NO_LINK_LAYER, **nd)

@@ -124,6 +124,15 @@ def test_neighbour_discovery_claims_only_allowed_addresses_with_the_vm_s_own_mac
     assert delivered(lab, S12, 4, forged) == set()
     dad = icmp6(VIP, "::", 135, ipv6_nd_target="2001:db8:8::7")
     assert (S12, 2) in delivered(lab, S12, 4, dad)
+    # from a prefix: the advertised target must lie in it too (the source alone does not
+    # make another VM's link-local address, or an address outside the prefix, its to claim)
+    inside = icmp6(VIP, "2001:db8:9::5", 136, dst_mac=VM_B, ipv6_nd_target="2001:db8:9::6",
+                   ipv6_nd_tll=VIP)
+    assert (S12, 2) in delivered(lab, S12, 4, inside)
+    for target in (ipv6_guard.link_local(VM_A), "2001:db8:7::1"):
+        claim = icmp6(VIP, "2001:db8:9::5", 136, dst_mac=VM_B, ipv6_nd_target=target,
+                      ipv6_nd_tll=VIP)
+        assert delivered(lab, S12, 4, claim) == set(), target
 
 
 def test_an_allowed_address_is_never_bound_as_the_vm_s_own():
