@@ -78,7 +78,8 @@ class Bed:
         self.reloads = 0
         self.mode = "stateful"
         self._write("stateful")
-        self.controller = lab.ControllerProcess(templates=self.library, verbose=False).start()
+        # verbose: each VM's "provisioned VM" line is a DEBUG one (both modes pay the same)
+        self.controller = lab.ControllerProcess(templates=self.library, verbose=True).start()
         self.net = None
         try:
             self.net = lab.build_network(self.controller.of_port, prefix=self.tag, access=1,

@@ -48,9 +48,19 @@ if what == "arp":
                        socket.inet_aton("%(target)s"))
     frame = b"\\xff" * 6 + src + b"\\x08\\x06" + body
 else:
+    # valid checksums: a stateful template's connection tracker drops a bad one (+inv)
+    def csum(data):
+        data += bytes(len(data) %% 2)
+        total = sum(struct.unpack("!%%dH" %% (len(data) // 2), data))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        return ~total & 0xFFFF
+    dip = socket.inet_aton("10.0.200.255")
     tcp = struct.pack("!HHIIBBHHH", %(sport)d, %(dport)d, 1, 0, 5 << 4, 2, 1024, 0, 0)
-    head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, sip,
-                       socket.inet_aton("10.0.200.255"))
+    pseudo = sip + dip + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
+    head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, sip, dip)
+    head = head[:10] + struct.pack("!H", csum(head)) + head[12:]
     frame = b"\\xff" * 6 + src + b"\\x08\\x00" + head + tcp
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind((intf, 0))
