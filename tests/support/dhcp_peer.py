@@ -23,21 +23,14 @@ import struct
 import sys
 import time
 
+from ryu_apps.lab.vmtools.prober import checksum
+
 MAGIC = b"\x63\x82\x53\x63"
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE = range(1, 8)
 
 
 def _mac_bytes(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", ""))
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def dhcp_frame(eth_src: str, eth_dst: str, ip_src: str, ip_dst: str, *, sport: int,
@@ -62,7 +55,7 @@ def dhcp_frame(eth_src: str, eth_dst: str, ip_src: str, ip_dst: str, *, sport: i
     udp = struct.pack("!HHHH", sport, dport, 8 + len(bootp), 0) + bootp
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
                          socket.inet_aton(ip_src), socket.inet_aton(ip_dst))
-    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
     return _mac_bytes(eth_dst) + _mac_bytes(eth_src) + b"\x08\x00" + header + udp
 
 
