@@ -53,6 +53,16 @@ def tcp_open(src, dst, port: int, timeout: float = 2.0, address: str | None = No
     return out.strip().endswith("open")
 
 
+def probe_many(src, targets: list[str], timeout: float) -> list[dict]:
+    """Probe every target from ``src`` at once (``icmp:IP``, ``tcp:IP:PORT``); one
+    ``{"target", "open", "seconds"}`` per target, in order (vmtools.probe_many)."""
+    out = src.cmd(f"{_vmtool('probe_many')} --timeout {timeout} {' '.join(targets)}")
+    results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    if [r["target"] for r in results] != list(targets):
+        raise RuntimeError(f"probe_many from {src.name} failed: {out}")
+    return results
+
+
 class PingStream:
     """A background ``ping -i INTERVAL`` from one host to another, counted at the end.
 

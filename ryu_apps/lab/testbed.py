@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from ryu_apps.lab.controller_process import (ControllerProcess, lab_pki, ovsdb_ssl_options,
                                              tls_verified)
-from ryu_apps.lab.host_traffic import PingStream, ProberRun, announce, start_listener, tcp_open
+from ryu_apps.lab.host_traffic import (PingStream, ProberRun, announce, probe_many,
+                                       start_listener, tcp_open)
 from ryu_apps.lab.network import (add_vm, build_network, controller_tls, datapath_settled,
                                   dump_flows, ovs_bridges, run_ofctl, running_datacenter,
                                   stop_network, switch_links, wait_for_fabric)
@@ -25,7 +26,7 @@ from ryu_apps.lab.project import (DEFAULT_TEMPLATES, REPO_ROOT, TOPOLOGY_FILE,
 
 __all__ = [
     "ControllerProcess", "lab_pki", "ovsdb_ssl_options", "tls_verified",
-    "PingStream", "ProberRun", "announce", "start_listener", "tcp_open",
+    "PingStream", "ProberRun", "announce", "probe_many", "start_listener", "tcp_open",
     "add_vm", "build_network", "controller_tls", "datapath_settled", "dump_flows",
     "ovs_bridges", "run_ofctl",
     "running_datacenter", "stop_network", "switch_links", "wait_for_fabric",

@@ -1,14 +1,15 @@
-"""The policy trace and the rule labels on real OVS: for every pair of a few VMs of the
-datacenter bed and a few protocols, over IPv4 and IPv6, the trace's verdict (the packet
-and its answer) agrees with real traffic, ``ofproto/trace`` on the bridges agrees with
-the desired flows (no drift), ``dynprov flows`` names each ACL flow's rule, and a VM is
-traced by its OVSDB iface-id.
+"""The policy trace and the rule labels on real OVS: for every ordered pair of hosts of the
+datacenter bed (its eight VMs and the outside host) over IPv4, and a few VMs over IPv6, and
+a few protocols, the trace's verdict (the packet and its answer) agrees with real traffic,
+``ofproto/trace`` on the bridges agrees with the desired flows (no drift), ``dynprov flows``
+names each ACL flow's rule, and a VM is traced by its OVSDB iface-id.
 
 Topology (datacenter): s11: web1, db2; s12: web3, mgmt4 (access a1); s21: web5, db6;
-s22: web7, mgmt8 (access a2). Library: the default one, where web and database also
-guard IPv6 (``bind_ipv6: link_local``), web allows tcp/443, udp/53 and ICMPv6 both ways
-(stateless) and the database is stateful and takes udp/53 and ICMPv6 from link-local
-addresses (:func:`_dual_stack_library`). The VMs know each other's link-local
+s22: web7, mgmt8 (access a2); the edge device e1 with the outside host out1 (192.0.2.10,
+template 'outside', the edge firewall) on the fabric. Library: the default one, where web
+and database also guard IPv6 (``bind_ipv6: link_local``), web allows tcp/443, udp/53 and
+ICMPv6 both ways (stateless) and the database is stateful and takes udp/53 and ICMPv6 from
+link-local addresses (:func:`_dual_stack_library`). The VMs know each other's link-local
 neighbours (static entries): the trace models the packet, not neighbour discovery.
 """
 
@@ -24,16 +25,29 @@ import yaml
 from ryu_apps.cli import trace
 from ryu_apps.core.ipv6_guard import link_local
 from ryu_apps.lab import testbed as lab
-from ryu_apps.lab.demo import ping
 from tests.integration.conftest import start_datacenter, stop_datacenter, unique_prefix
 from tests.integration.test_ipv6 import enable_ipv6, wait_for_link_local
 
 pytestmark = pytest.mark.integration
 
-#: Same server, same access switch, across the fabric, another VLAN.
-VMS = ("web1", "db2", "mgmt4", "web5")
+#: Every host of the bed, probed over IPv4 (listeners on each): every ordered pair.
+HOSTS = ("web1", "db2", "web3", "mgmt4", "web5", "db6", "web7", "mgmt8", "out1")
 PORTS = (5432, 22)
-#: Probed over IPv6 (listeners on every VM of VMS).
+PROBES = ("icmp",) + tuple(f"tcp/{p}" for p in PORTS)
+#: Probes no pair of the bed may make: management VMs take SSH from 10.0.30.0/24, but no
+#: template lets a VM open it (management only lets replies from port 22 out).
+BLOCKED_EVERYWHERE = ("tcp/22",)
+#: Seconds each IPv4 probe waits for its answer; every probe of one source runs at once
+#: (24 of them), so a source costs one timeout. Measured (from the probes' start, the
+#: helper's process start not counted): the slowest allowed one took 0.171 s at load 3.1
+#: and 0.073 s at load 2.0 on the 2-core machine; about x3.5. A probe that found blocked
+#: what the trace allows is probed once more with RECHECK_TIMEOUT_S, so a loaded machine
+#: slows the test instead of failing it; a real disagreement still fails.
+PROBE_MANY_TIMEOUT_S = 0.6
+RECHECK_TIMEOUT_S = 5.0
+#: IPv6 in these (same server, same access switch, across the fabric, another VLAN).
+VMS6 = ("web1", "db2", "mgmt4", "web5")
+#: Probed over IPv6 (listeners on every VM of VMS6).
 TCP6, UDP6 = (443,), (53,)
 PROBES6 = ("icmpv6", "tcp/443", "udp/53")
 #: Pairs probed over IPv6: every pair of VLAN 100's VMs, and one across VLANs (each
@@ -116,16 +130,18 @@ def _listen6(vm) -> None:
 @pytest.fixture(scope="module")
 def dc(tmp_path_factory):
     library = _dual_stack_library(tmp_path_factory.mktemp("trace") / "templates")
-    controller, net = start_datacenter(library, "r" + unique_prefix()[1:])
+    controller, net = start_datacenter(library, "r" + unique_prefix()[1:], edge=1)
     try:
         vms = {re.sub(r"^r\d{3}", "", h.name): h for h in net.hosts}
-        for name in VMS:
+        assert sorted(vms) == sorted(HOSTS), sorted(vms)
+        for name in HOSTS:
             lab.start_listener(vms[name], *PORTS)
+        for name in VMS6:
             enable_ipv6(vms[name])
-        for name in VMS:
+        for name in VMS6:
             assert wait_for_link_local(vms[name]) == link_local(vms[name].MAC())
             _listen6(vms[name])
-            for other in VMS:
+            for other in VMS6:
                 if other != name:
                     vms[name].cmd(f"ip -6 neigh replace {link_local(vms[other].MAC())} "
                                   f"lladdr {vms[other].MAC()} dev {vms[name].defaultIntf()} "
@@ -145,22 +161,35 @@ def _trace(controller, src, dst, probe):
     return answer
 
 
-def _really(src, dst, probe) -> bool:
+def _target(dst, probe) -> str:
     if probe == "icmp":
-        return ping(src, dst, count=1)
-    return lab.tcp_open(src, dst, int(probe.split("/")[1]), timeout=1)
+        return f"icmp:{dst.IP()}"
+    return f"tcp:{dst.IP()}:{probe.split('/')[1]}"
 
 
 def test_the_trace_agrees_with_real_traffic_for_every_pair(dc):
     controller, _, vms = dc
-    seen = set()
-    for a, b in itertools.permutations(VMS, 2):
-        for probe in ("icmp",) + tuple(f"tcp/{p}" for p in PORTS):
+    seen, slowest, disagree, rechecked = set(), 0.0, [], []
+    for a in HOSTS:
+        cases = [(b, probe) for b in HOSTS if b != a for probe in PROBES]
+        results = lab.probe_many(vms[a], [_target(vms[b], p) for b, p in cases],
+                                 PROBE_MANY_TIMEOUT_S)
+        for (b, probe), result in zip(cases, results):
             answer = _trace(controller, vms[a], vms[b], probe)
-            really = _really(vms[a], vms[b], probe)
-            assert answer["connects"] == really, (a, b, probe, answer)
-            seen.add(really)
-    assert seen == {True, False}
+            if result["open"]:
+                slowest = max(slowest, result["seconds"])
+            if answer["connects"] and not result["open"]:
+                (result,) = lab.probe_many(vms[a], [_target(vms[b], probe)],
+                                           RECHECK_TIMEOUT_S)
+                rechecked.append((a, b, probe, result))
+            if answer["connects"] != result["open"]:
+                disagree.append((a, b, probe, answer))
+            seen.add((probe, result["open"]))
+    print(f"{len(HOSTS) * (len(HOSTS) - 1)} pairs x {PROBES}; "
+          f"slowest allowed IPv4 probe: {slowest:.3f} s; rechecked: {rechecked}")
+    assert not disagree, disagree
+    assert seen == {(p, r) for p in PROBES for r in (True, False)
+                    if r is False or p not in BLOCKED_EVERYWHERE}, seen
 
 
 def _trace6(controller, src, dst, probe):
