@@ -75,6 +75,10 @@ def spoof(attacker, victim, peer, seconds: float) -> int:
     return sent
 
 
+#: Bytes of a pcap file's global header (the frames follow it).
+PCAP_FILE_HEADER = 24
+
+
 class Capture:
     """tcpdump on a host's interface, into a pcap file; :meth:`stop` gives the frames."""
 
@@ -90,6 +94,16 @@ class Capture:
             host.cmd(f"kill {self.pid}")
             raise RuntimeError(f"tcpdump on {host.name} did not start: "
                                f"{self.log.read_text() if self.log.exists() else ''}")
+
+    def wait_for_frame(self, timeout: float) -> bool:
+        """Whether a frame was captured within ``timeout`` seconds (``-U``: tcpdump writes
+        each frame to the file as it comes, after the file's 24-byte header)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.file.exists() and self.file.stat().st_size > PCAP_FILE_HEADER:
+                return True
+            time.sleep(0.05)
+        return False
 
     def stop(self, keep: bool = False) -> List[bytes]:
         """Stop tcpdump (it flushes on SIGINT); every frame it captured. The pcap file
