@@ -98,6 +98,21 @@ def forge6(vm, *args: str, count: int = FRAMES) -> None:
     assert f"sent {count}" in out, f"{vm.name}: {command}: {out}"
 
 
+def _captured(receiver, bpf: str, send, forged, expected: int, timeout: float) -> list:
+    """``forged(frames)`` of what ``receiver`` captured (``bpf``) while ``send()`` ran,
+    once ``expected`` of them arrived or ``timeout`` passed."""
+    capture = Capture(receiver, bpf)
+    try:
+        send()
+        deadline = time.monotonic() + timeout
+        while len(forged(read_pcap(str(capture.file)))) < expected \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        frames = capture.stop()
+    return forged(frames)
+
+
 def arrivals(receiver, sender, send, expected: int = FRAMES, timeout: float = 10.0) -> list:
     """The frames ``sender`` forged (parsed) that ``receiver`` got, once ``expected`` of
     them arrived or ``timeout`` passed. Every check sends the frames that must be
@@ -109,16 +124,7 @@ def arrivals(receiver, sender, send, expected: int = FRAMES, timeout: float = 10
     def forged(frames) -> list:
         return [parse_ipv6(f) for f in frames if MARKER in f and f[6:12] == sender_mac]
 
-    capture = Capture(receiver, "ip6")
-    try:
-        send()
-        deadline = time.monotonic() + timeout
-        while len(forged(read_pcap(str(capture.file)))) < expected \
-                and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        frames = capture.stop()
-    return forged(frames)
+    return _captured(receiver, "ip6", send, forged, expected, timeout)
 
 
 def logged_once(controller, kind: str, vm, guard: str = "IPv6") -> None:
@@ -228,16 +234,7 @@ def udp_arrivals(receiver, send, expected: int = FRAMES, timeout: float = 10.0) 
         return [(f[6:12].hex(":"), "ipv6" if f[12:14] == b"\x86\xdd" else "ipv4")
                 for f in frames if MARKER in f or forge.MARKER in f]
 
-    capture = Capture(receiver, "udp")
-    try:
-        send()
-        deadline = time.monotonic() + timeout
-        while len(forged(read_pcap(str(capture.file)))) < expected \
-                and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        frames = capture.stop()
-    return forged(frames)
+    return _captured(receiver, "udp", send, forged, expected, timeout)
 
 
 def test_a_rogue_dhcp_server_is_dropped_and_logged_once_and_the_real_one_answers(dc):
