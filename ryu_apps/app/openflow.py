@@ -19,7 +19,9 @@ from ryu_apps.core.flowspec import (
     GotoTable,
     Meter,
     MeterSpec,
+    Move,
     Output,
+    OutputField,
     PopVlan,
     PushVlan,
     Resubmit,
@@ -37,6 +39,9 @@ OFPP_IN_PORT_NX = 0xFFF8
 #: Nicira's ct action: the commit flag, and "no recirculation".
 NX_CT_F_COMMIT = 1
 NX_CT_RECIRC_NONE = 0xFF
+#: Open vSwitch answers a move with Nicira (NXM) field names: their OXM names.
+_NXM_NAMES = {"eth_src_nxm": "eth_src", "eth_dst_nxm": "eth_dst", "nd_sll": "ipv6_nd_sll",
+              "nd_tll": "ipv6_nd_tll"}
 
 
 def _render_action(action):
@@ -55,6 +60,12 @@ def _render_action(action):
             flags=NX_CT_F_COMMIT if action.commit else 0, zone_src="", zone_ofs_nbits=action.zone,
             recirc_table=NX_CT_RECIRC_NONE if action.table is None else action.table,
             alg=0, actions=[])
+    if isinstance(action, Move):
+        return parser.NXActionRegMove(src_field=action.src, dst_field=action.dst,
+                                      n_bits=action.n_bits)
+    if isinstance(action, OutputField):
+        return parser.NXActionOutputReg(ofs_nbits=(action.start << 6) | (action.n_bits - 1),
+                                        src=action.field, max_len=0)
     raise TypeError(f"cannot render action {action!r}")
 
 
@@ -112,6 +123,12 @@ def _parse_action(action):
         return Conntrack(action.zone_ofs_nbits, bool(action.flags & NX_CT_F_COMMIT),
                          None if action.recirc_table == NX_CT_RECIRC_NONE
                          else action.recirc_table)
+    if isinstance(action, parser.NXActionRegMove) and not action.src_ofs \
+            and not action.dst_ofs:
+        return Move(_NXM_NAMES.get(action.src_field, action.src_field),
+                    _NXM_NAMES.get(action.dst_field, action.dst_field), action.n_bits)
+    if isinstance(action, (parser.NXActionOutputReg, parser.NXActionOutputReg2)):
+        return OutputField(action.src, action.ofs_nbits >> 6, (action.ofs_nbits & 0x3F) + 1)
     return ("unknown-action", type(action).__name__)
 
 

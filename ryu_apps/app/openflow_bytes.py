@@ -32,7 +32,9 @@ from ryu_apps.core.flowspec import (
     GotoTable,
     Meter,
     MeterSpec,
+    Move,
     Output,
+    OutputField,
     PopVlan,
     PushVlan,
     Resubmit,
@@ -49,6 +51,7 @@ _OXM_BASIC = 0x8000
 _NX_VENDOR_ID = 0x00002320
 _NXAST_RESUBMIT_TABLE = 14
 _NXAST_CT = 35
+_NXAST_REG_MOVE, _NXAST_OUTPUT_REG = 6, 15
 _NX_CT_RECIRC_NONE = 0xFF
 #: Nicira's NXM_NX_CT_STATE (class NXM_1, field 105, 32 bits); Ryu orders it before
 #: every OpenFlow basic field (its class number is lower).
@@ -156,7 +159,23 @@ def _encode_action(action) -> bytes:
         table = _NX_CT_RECIRC_NONE if action.table is None else action.table
         return struct.pack("!HHIHHIHB3xH", ofp.OFPAT_EXPERIMENTER, 24, _NX_VENDOR_ID,
                            _NXAST_CT, 1 if action.commit else 0, 0, action.zone, table, 0)
+    if isinstance(action, Move):   # Nicira extension: move:src[]->dst[]
+        return struct.pack("!HHIHHHHII", ofp.OFPAT_EXPERIMENTER, 24, _NX_VENDOR_ID,
+                           _NXAST_REG_MOVE, action.n_bits, 0, 0, _oxm_header(action.src),
+                           _oxm_header(action.dst))
+    if isinstance(action, OutputField):   # Nicira extension: output:field[start..end]
+        return struct.pack("!HHIHHIH6x", ofp.OFPAT_EXPERIMENTER, 24, _NX_VENDOR_ID,
+                           _NXAST_OUTPUT_REG, (action.start << 6) | (action.n_bits - 1),
+                           _oxm_header(action.field), 0)
     raise _NotEncodable(action)
+
+
+def _oxm_header(name: str) -> int:
+    """The OXM header of an OpenFlow basic field the encoder knows."""
+    info = _OXM_FIELDS.get(name)
+    if info is None:
+        raise _NotEncodable(name)
+    return (_OXM_BASIC << 16) | (info[0] << 9) | info[1]
 
 
 #: Encoded actions by the identity of the action object, which the entry holds (so

@@ -17,21 +17,22 @@ VM's own OUTPUT flow delivers DHCP server messages (udp 67 -> 68) to it with a
 copy to the controller (a DHCPACK binds). Both go through the server's
 :data:`~ryu_apps.core.pipeline.DHCP_SNOOP_METER`: never a storm path.
 
-``allowed_addresses``: the VM's own flows in ANTI_SPOOF also allow IPv4 and
-ARP from each IPv4 prefix (with ``bind_ip``), and IPv6 from each IPv6 prefix
-(with ``bind_ipv6``), with the neighbour discovery those addresses need: a
-solicitation from the prefix with the VM's MAC (or no source link-layer
-option), an advertisement from the prefix with the VM's MAC (or no target
-link-layer option) whose target lies in the prefix (``nd_target`` with the
+``allowed_addresses``: the template's shared flows in ANTI_SPOOF (matched by
+the tag the VM's classifier wrote after proving its port and MAC) allow IPv4
+and ARP from each IPv4 prefix (with ``bind_ip``), and IPv6 from each IPv6
+prefix (with ``bind_ipv6``), with the advertisements those addresses need: an
+NA from the prefix whose target lies in the prefix (``nd_target`` with the
 prefix's mask: Open vSwitch takes a masked target, an extension of OpenFlow
-1.3), and duplicate address detection for a /128.
+1.3). A solicitation from the prefix passes as its source does; the IPv6
+guard's shared flows set either message's link-layer option to the VM's MAC
+and allow DAD probes (:mod:`~ryu_apps.core.ipv6_guard`). No flow per VM.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import struct
-from typing import Dict, Set
+from typing import Set
 
 from ryu_apps.core import ipv6_guard
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, FlowSpec, MatchValue, Output, flow, \
@@ -47,8 +48,7 @@ DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
 DHCPV6_SERVER_PORT, DHCPV6_CLIENT_PORT = 547, 546
 #: What the rogue-server guard refused, by kind (the app logs each once per VM).
 DHCP_SERVER, DHCPV6_SERVER = "DHCP server message", "DHCPv6 server message"
-_ICMPV6_NS, _ICMPV6_NA = 135, 136
-_NO_LINK_LAYER = "00:00:00:00:00:00"
+_ICMPV6_NA = 136
 
 
 def template_flows(dpid: int, template_id: int, side: SwitchSide,
@@ -105,14 +105,16 @@ def _value(prefix: Prefix) -> MatchValue:
     return (str(prefix.network_address), str(prefix.netmask))
 
 
-def vm_flows(dpid: int, port: int, mac: str, side: SwitchSide, cookie: int,
-             meter: int | None = None, goto: int = Table.FROM_VM_ACL) -> Set[FlowSpec]:
-    """A VM's own allows for its template's ``allowed_addresses``."""
+def prefix_flows(dpid: int, template_id: int, side: SwitchSide,
+                 cookie: int) -> Set[FlowSpec]:
+    """The template's shared allows for its ``allowed_addresses`` (module docstring): each
+    prefix's source (IPv4: and ARP), and (IPv6) its NA for a target in the prefix."""
+    tag = template_metadata_match(template_id)
     entries: Set[FlowSpec] = set()
 
     def allow(priority: int, **fields: MatchValue) -> None:
-        entries.add(flow(dpid, Table.ANTI_SPOOF, priority, make_match(in_port=port, **fields),
-                         cookie, meter=meter, goto=goto))
+        entries.add(flow(dpid, Table.ANTI_SPOOF, priority, make_match(metadata=tag, **fields),
+                         cookie, goto=Table.FROM_VM_ACL))
 
     for prefix in side.allowed_addresses:
         value = _value(prefix)
@@ -121,21 +123,9 @@ def vm_flows(dpid: int, port: int, mac: str, side: SwitchSide, cookie: int,
             allow(Priority.SPOOF_ALLOW, eth_type=ETH_ARP, arp_spa=value)
             continue
         allow(Priority.SPOOF_ALLOW, eth_type=ETH_IPV6, ipv6_src=value)
-        _nd_allows(allow, prefix, value, mac.lower())
+        allow(Priority.ND_ALLOW, eth_type=ETH_IPV6, ip_proto=IP_ICMPV6, icmpv6_type=_ICMPV6_NA,
+              ipv6_src=value, ipv6_nd_target=value)
     return entries
-
-
-def _nd_allows(allow, prefix: Prefix, value: MatchValue, mac: str) -> None:
-    """Neighbour discovery a VM may send for one allowed IPv6 prefix (module docstring)."""
-    nd: Dict[str, MatchValue] = dict(eth_type=ETH_IPV6, ip_proto=IP_ICMPV6)
-    single = prefix.prefixlen == prefix.max_prefixlen
-    for own in (mac, _NO_LINK_LAYER):
-        allow(Priority.ND_ALLOW, ipv6_src=value, icmpv6_type=_ICMPV6_NS, ipv6_nd_sll=own, **nd)
-        allow(Priority.ND_ALLOW, ipv6_src=value, icmpv6_type=_ICMPV6_NA, ipv6_nd_tll=own,
-              ipv6_nd_target=value, **nd)
-    if single:
-        allow(Priority.ND_ALLOW, ipv6_src="::", icmpv6_type=_ICMPV6_NS, ipv6_nd_target=value,
-              ipv6_nd_sll=_NO_LINK_LAYER, **nd)
 
 
 def refusal(frame: bytes) -> tuple[str, str] | None:

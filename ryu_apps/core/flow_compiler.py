@@ -35,7 +35,6 @@ from ryu_apps.core.flowspec import (
 )
 from ryu_apps.core.pipeline import (
     BINDING_METER_BASE,
-    MOVED_PORT_METER_OFFSET,
     Priority,
     Table,
     from_vm_metadata,
@@ -134,19 +133,22 @@ def needs_template(binding: Binding) -> bool:
 
 
 def _server_side(placement: Placement, cookie: int) -> Set[Entry]:
-    """A VM's own flows on its server (at most 7): its classifier, the anti-spoofing of
-    its bound IPv4, its metered pass when a merged port side limits it, its delivery
-    and its output (with ``bind_ip: dhcp``, its DHCP output copied for snooping); its
-    template's ACLs are shared (:mod:`~ryu_apps.core.template_tables`)."""
+    """A VM's own flows on its server (at most 6): its classifier (through its meter:
+    :func:`vm_limit`), the anti-spoofing of its bound IPv4 (and IPv6:
+    :mod:`~ryu_apps.core.ipv6_guard`), its delivery (with ``bind_ip: dhcp``, its DHCP output copied
+    for snooping); its template's ACLs are shared
+    (:mod:`~ryu_apps.core.template_tables`), and so is the OUTPUT table's flow that
+    sends a delivery out of the port it wrote into the metadata
+    (:func:`~ryu_apps.core.switch_flows.infra_flows`)."""
     binding, template = placement.binding, placement.template
     dpid, port = binding.dpid, binding.port
     vswitch = template.virtual_switch
     entries: Set[Entry] = set()
     meter = None
-    if vswitch.bandwidth is not None:
+    limit = vm_limit(placement)
+    if limit is not None:
         meter = BINDING_METER_BASE + binding.binding_id
-        entries.add(MeterSpec(dpid, meter, vswitch.bandwidth.rate_kbps,
-                              vswitch.bandwidth.burst_kbits, cookie=cookie))
+        entries.add(MeterSpec(dpid, meter, limit[0], limit[1], cookie=cookie))
     pre_provisioned = binding.state is VmState.PRE_PROVISIONED
     learn = vswitch.binds_first_seen and binding.ip is None
     learn_ipv6 = ipv6_guard.learns(vswitch) and not binding.ipv6
@@ -164,8 +166,6 @@ def _server_side(placement: Placement, cookie: int) -> Set[Entry]:
                          metadata=from_vm_metadata(binding.template_id, learn)))
     entries |= _anti_spoof(placement, cookie)
     delivered = to_vm_metadata(port, binding.template_id)
-    entries.add(flow(dpid, Table.OUTPUT, Priority.BINDING, make_match(metadata=delivered),
-                     cookie, actions=(Output(port),)))
     if vswitch.binds_from_dhcp:
         entries.add(address_guard.dhcp_delivery(dpid, port, delivered, cookie))
     entries |= ipv6_guard.dhcpv6_delivery(dpid, port, delivered, vswitch, cookie)
@@ -177,48 +177,41 @@ def _server_side(placement: Placement, cookie: int) -> Set[Entry]:
     return entries
 
 
-def moved_port_meter(placement: Placement, cookie: int | None = None) -> Optional[MeterSpec]:
-    """The per-VM meter of a merged template's port-side limit, if it has one."""
-    side = placement.template.access_port
-    if not placement.port_rules_on_vswitch or side.bandwidth is None:
+def vm_limit(placement: Placement) -> Optional[Tuple[int, int]]:
+    """(rate kbit/s, burst kbit) of the VM's one meter, or None: its virtual switch's
+    bandwidth and, where the template merge moved its port side here, that side's
+    (counted per VM), whichever is tighter (two drop meters in a row pass what the
+    tighter passes; one meter keeps every other flow of the VM shared)."""
+    template = placement.template
+    limits = [template.virtual_switch.bandwidth]
+    if placement.port_rules_on_vswitch:
+        limits.append(template.access_port.bandwidth)
+    present = [b for b in limits if b is not None]
+    if not present:
         return None
-    binding = placement.binding
-    return MeterSpec(binding.dpid, MOVED_PORT_METER_OFFSET + binding.binding_id,
-                     side.bandwidth.rate_kbps, side.bandwidth.burst_kbits,
-                     cookie=binding.owner.cookie if cookie is None else cookie)
+    return (min(b.rate_kbps for b in present), min(b.burst_kbits for b in present))
 
 
 def _anti_spoof(placement: Placement, cookie: int) -> Set[Entry]:
     """A VM sends only with its own MAC (CLASSIFY) and, if bound, its own IPv4.
 
     The template's shared flows (selected by the tag the classifier wrote)
-    allow DHCP and ARP probes from 0.0.0.0, send IPv4 and ARP of a VM whose
-    address is not bound yet to the controller, drop other IPv4 and ARP, and
-    pass the rest; the VM's own flows allow its bound address. Where a merged
-    template's port side limits each VM, the VM's own flows pass its frames
-    through that meter (then the template has no shared pass). With ``bind_ipv6``
-    the VM's IPv6 and neighbour discovery are guarded (:mod:`~ryu_apps.core.ipv6_guard`).
+    allow DHCP and ARP probes from 0.0.0.0 and the template's allowed
+    prefixes, send IPv4 and ARP of a VM whose address is not bound yet to the
+    controller, drop other IPv4 and ARP, and pass the rest; the VM's own flows
+    allow its bound address. With ``bind_ipv6`` the VM's IPv6 and neighbour
+    discovery are guarded (:mod:`~ryu_apps.core.ipv6_guard`).
     """
     binding = placement.binding
     dpid, port = binding.dpid, binding.port
-    entries: Set[Entry] = set()
-    port_meter = moved_port_meter(placement, cookie)
-    meter_id = None
-    if port_meter is not None:
-        meter_id = port_meter.meter_id
-        entries.add(port_meter)
-        entries.add(flow(dpid, Table.ANTI_SPOOF, Priority.BINDING, make_match(in_port=port),
-                         cookie, meter=meter_id, goto=Table.FROM_VM_ACL))
-    entries |= ipv6_guard.vm_flows(dpid, port, binding.mac, placement.template.virtual_switch,
-                                   cookie, meter_id, bound=binding.ipv6)
-    entries |= address_guard.vm_flows(dpid, port, binding.mac,
-                                      placement.template.virtual_switch, cookie, meter_id)
+    entries: Set[Entry] = set(ipv6_guard.vm_flows(
+        dpid, port, binding.mac, placement.template.virtual_switch, cookie, bound=binding.ipv6))
     if not placement.template.virtual_switch.bind_ip or binding.ip is None:
         return entries
     for match in (make_match(in_port=port, eth_type=ETH_IPV4, ipv4_src=binding.ip),
                   make_match(in_port=port, eth_type=ETH_ARP, arp_spa=binding.ip)):
         entries.add(flow(dpid, Table.ANTI_SPOOF, Priority.SPOOF_ALLOW, match, cookie,
-                         meter=meter_id, goto=Table.FROM_VM_ACL))
+                         goto=Table.FROM_VM_ACL))
     return entries
 
 

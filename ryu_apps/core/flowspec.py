@@ -82,10 +82,31 @@ class Conntrack:
     table: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Copy the whole of one field into another (Nicira ``move``, NXAST_REG_MOVE),
+    fields by OXM name. Open vSwitch rewrites a neighbour-discovery link-layer field
+    only where the message carries that option (a frame without one is unchanged)."""
+
+    src: str
+    dst: str
+    n_bits: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutputField:
+    """Send the packet out of the port held in ``n_bits`` bits of a field from bit
+    ``start`` (Nicira ``output:field[start..end]``, NXAST_OUTPUT_REG)."""
+
+    field: str = "metadata"
+    start: int = 0
+    n_bits: int = 16
+
+
 #: ``ct_state`` bits (Open vSwitch's NXM_NX_CT_STATE).
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
-Action = Union[Output, PushVlan, PopVlan, SetField, Resubmit, Conntrack]
+Action = Union[Output, PushVlan, PopVlan, SetField, Resubmit, Conntrack, Move, OutputField]
 
 
 @dataclass(frozen=True, slots=True)

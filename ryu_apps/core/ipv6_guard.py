@@ -9,26 +9,39 @@ or fc00::/7) the VM sends from: while it has none, such a packet goes to the
 controller (:mod:`~ryu_apps.core.ipv6_binding` binds it, or refuses an address
 another VM holds); ``dhcpv6`` binds the addresses a trusted DHCPv6 server's
 Reply gives it. A bound global address is the VM's own like its link-local.
-Its neighbour discovery may only claim what is its own: a
-neighbour solicitation from its own address carries its own MAC (or no
-source link-layer option), a neighbour advertisement targets its own address
-with its own MAC (or no target link-layer option), and a DAD probe from
-``::`` targets its own address. Router advertisements and redirects pass only
-when the template says ``router: true``. Everything else IPv6 is dropped, and
-punted through the server's :data:`~ryu_apps.core.pipeline.IPV6_GUARD_METER`
-so the app logs it once per VM and kind (:func:`refusal` names the kind).
+Its neighbour discovery may only claim what is its own: a neighbour
+advertisement comes from one of its addresses and targets that address, a
+neighbour solicitation comes from one of its addresses (its source check), and
+a DAD probe comes from ``::`` without a source link-layer option to a
+solicited-node group (ff02::1:ff00:0/104). The link-layer option is not
+enumerated but normalised: after the ACL table's checks a shared flow copies
+the frame's Ethernet source (proven by the classifier: port and MAC) into the
+solicitation's source or the advertisement's target link-layer option, so an
+NS or NA leaves with the VM's own MAC whatever it claimed; a message without
+the option leaves without it (Open vSwitch only rewrites an option that is
+there, and fixes the ICMPv6 checksum). Like OVN, the DAD probe is not tied to
+the VM's own address: during another VM's DAD window a VM may probe for its
+address too, which only makes that VM's DAD see a duplicate (docs/security.md).
+Router advertisements and redirects pass only when the template says
+``router: true``. Everything else IPv6 is dropped, and punted through the
+server's :data:`~ryu_apps.core.pipeline.IPV6_GUARD_METER` so the app logs it
+once per VM and kind (:func:`refusal` names the kind).
 
-The flows live in ANTI_SPOOF: the template's (per server, matched by its
-metadata tag) drop, the VM's own (matched by its port) allow::
+The flows live in ANTI_SPOOF (the template's, per server and matched by its
+metadata tag; the VM's own, matched by its port) and FROM_VM_ACL::
 
     IPV6_LEARN (tmpl)    first_seen, no global bound yet (learn6 bit): IPv6 from a
                          global source -> controller (metered)
-    ND_ALLOW  (VM)       NS from its addresses (SLL = its MAC or none), DAD NS for
-                         them, NA for each (TLL = its MAC or none)
-    ND_DROP   (template) every other NS and NA; RA and redirect unless router: punted
-    SPOOF_ALLOW (VM)     IPv6 from its link-local and bound global addresses
+    ND_ALLOW  (VM)       NA from each of its addresses for that address
+    ND_ALLOW  (tmpl)     DAD probe: NS from ::, no SLL, to a solicited-node group
+    ND_DROP   (template) every other NA; RA and redirect unless router: punted
+    SPOOF_ALLOW (VM)     IPv6 from its link-local and bound global addresses (so its NS)
     SPOOF_ALLOW (tmpl)   MLD reports and router solicitations from ::
     SPOOF_LEARN (tmpl)   every other IPv6: punted (metered), so dropped
+    FROM_VM_ACL ND_NORMALISE (tmpl): NS -> SLL := eth_src, NA -> TLL := eth_src, pass
+
+A VM's own are two flows per address (a web VM: its link-local's source and
+NA).
 """
 
 from __future__ import annotations
@@ -36,8 +49,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Dict, Iterable, Set
 
-from ryu_apps.core.flowspec import OFPP_CONTROLLER, FlowSpec, MatchValue, Output, flow, \
-    make_match
+from ryu_apps.core.flowspec import OFPP_CONTROLLER, FlowSpec, MatchValue, Move, Output, \
+    flow, make_match
 from ryu_apps.core.ipv6_frames import parse_ipv6
 from ryu_apps.core.pipeline import DHCP_SNOOP_METER, IPV6_GUARD_METER, PACKET_IN_METER, \
     Priority, Table, template_metadata_match
@@ -57,6 +70,11 @@ DHCPV6_CLIENT, DHCPV6_SERVER = 546, 547
 DHCPV6_PUNT_BYTES = 1514
 UNSPECIFIED = "::"
 NO_LINK_LAYER = "00:00:00:00:00:00"   # OpenFlow's nd_sll/nd_tll when the option is absent
+#: Solicited-node multicast groups (RFC 4291 2.7.1), where DAD probes go.
+SOLICITED_NODE = ("ff02::1:ff00:0", "ffff:ffff:ffff:ffff:ffff:ffff:ff00:0")
+#: The shared actions that set an NS's or NA's link-layer option to the sender's MAC.
+SET_SLL = Move("eth_src", "ipv6_nd_sll", 48)
+SET_TLL = Move("eth_src", "ipv6_nd_tll", 48)
 
 
 def guarded(side: SwitchSide) -> bool:
@@ -93,12 +111,12 @@ def _icmpv6(**fields: MatchValue) -> Dict[str, MatchValue]:
 
 def template_flows(dpid: int, template_id: int, side: SwitchSide, cookie: int,
                    goto: int = Table.FROM_VM_ACL) -> Set[FlowSpec]:
-    """The guard's flows every VM of a guarded template shares on one server."""
+    """The guard's ANTI_SPOOF flows every VM of a guarded template shares on one server."""
     if not guarded(side):
         return set()
     tag = template_metadata_match(template_id)
     table = Table.ANTI_SPOOF
-    dropped = [ICMPV6_NS, ICMPV6_NA]
+    dropped = [ICMPV6_NA]
     if not side.router:
         dropped += [ICMPV6_RA, ICMPV6_REDIRECT]
     punt = (Output(OFPP_CONTROLLER, PACKET_IN_BYTES),)
@@ -106,6 +124,10 @@ def template_flows(dpid: int, template_id: int, side: SwitchSide, cookie: int,
                     make_match(metadata=tag, **_icmpv6(icmpv6_type=kind)), cookie,
                     meter=IPV6_GUARD_METER, actions=punt)
                for kind in dropped}
+    entries.add(flow(dpid, table, Priority.ND_ALLOW,
+                     make_match(metadata=tag, ipv6_src=UNSPECIFIED, ipv6_dst=SOLICITED_NODE,
+                                ipv6_nd_sll=NO_LINK_LAYER, **_icmpv6(icmpv6_type=ICMPV6_NS)),
+                     cookie, goto=goto))
     for kind in (ICMPV6_RS, ICMPV6_MLD1_REPORT, ICMPV6_MLD2_REPORT):
         entries.add(flow(dpid, table, Priority.SPOOF_ALLOW,
                          make_match(metadata=tag, ipv6_src=UNSPECIFIED,
@@ -124,11 +146,24 @@ def template_flows(dpid: int, template_id: int, side: SwitchSide, cookie: int,
     return entries
 
 
+def normalise_flows(dpid: int, template_id: int, side: SwitchSide, cookie: int,
+                    goto: int = Table.FROM_VM_PORT_ACL) -> Set[FlowSpec]:
+    """FROM_VM_ACL of a guarded template: the NS and NA its VMs' guard let through pass
+    the ACL (as OVN's ACL stages pass ND), their link-layer option set to the sender's
+    MAC, which the classifier proved (a message without the option keeps none)."""
+    if not guarded(side):
+        return set()
+    tag = template_metadata_match(template_id)
+    return {flow(dpid, Table.FROM_VM_ACL, Priority.ND_NORMALISE,
+                 make_match(metadata=tag, **_icmpv6(icmpv6_type=kind)), cookie,
+                 actions=(action,), goto=goto)
+            for kind, action in ((ICMPV6_NS, SET_SLL), (ICMPV6_NA, SET_TLL))}
+
+
 def vm_flows(dpid: int, port: int, mac: str, side: SwitchSide, cookie: int,
-             meter: int | None = None, goto: int = Table.FROM_VM_ACL,
-             bound: Iterable[str] = ()) -> Set[FlowSpec]:
-    """A guarded VM's own allows: its link-local and ``bound`` global addresses, and
-    its own ND for each."""
+             goto: int = Table.FROM_VM_ACL, bound: Iterable[str] = ()) -> Set[FlowSpec]:
+    """A guarded VM's own allows: its link-local and ``bound`` global addresses as
+    sources, and an NA for each."""
     if not guarded(side):
         return set()
     mac = mac.lower()
@@ -136,7 +171,7 @@ def vm_flows(dpid: int, port: int, mac: str, side: SwitchSide, cookie: int,
 
     def allow(priority: int, **fields: MatchValue) -> FlowSpec:
         return flow(dpid, table, priority, make_match(in_port=port, **fields), cookie,
-                    meter=meter, goto=goto)
+                    goto=goto)
 
     entries: Set[FlowSpec] = set()
     if side.bind_ipv6 == DHCPV6:   # its DHCPv6 client messages, copied (a Release unbinds)
@@ -144,17 +179,12 @@ def vm_flows(dpid: int, port: int, mac: str, side: SwitchSide, cookie: int,
                          make_match(in_port=port, eth_type=ETH_IPV6, ipv6_src=link_local(mac),
                                     ip_proto=IP_UDP, udp_src=DHCPV6_CLIENT,
                                     udp_dst=DHCPV6_SERVER),
-                         cookie, meter=DHCP_SNOOP_METER if meter is None else meter,
+                         cookie, meter=DHCP_SNOOP_METER,
                          actions=(Output(OFPP_CONTROLLER, DHCPV6_PUNT_BYTES),), goto=goto))
     for address in own_addresses(mac, bound if side.bind_ipv6 != LINK_LOCAL else ()):
         entries.add(allow(Priority.SPOOF_ALLOW, eth_type=ETH_IPV6, ipv6_src=address))
-        for own_mac in (mac, NO_LINK_LAYER):
-            entries.add(allow(Priority.ND_ALLOW, ipv6_src=address, ipv6_nd_sll=own_mac,
-                              **_icmpv6(icmpv6_type=ICMPV6_NS)))
-            entries.add(allow(Priority.ND_ALLOW, ipv6_src=address, ipv6_nd_target=address,
-                              ipv6_nd_tll=own_mac, **_icmpv6(icmpv6_type=ICMPV6_NA)))
-        entries.add(allow(Priority.ND_ALLOW, ipv6_src=UNSPECIFIED, ipv6_nd_target=address,
-                          ipv6_nd_sll=NO_LINK_LAYER, **_icmpv6(icmpv6_type=ICMPV6_NS)))
+        entries.add(allow(Priority.ND_ALLOW, ipv6_src=address, ipv6_nd_target=address,
+                          **_icmpv6(icmpv6_type=ICMPV6_NA)))
     return entries
 
 

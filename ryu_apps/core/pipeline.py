@@ -25,7 +25,8 @@ class Table(enum.IntEnum):
     TO_VM_ACL = 5           # server: the template's virtual-switch ACL, to_vm rules
     TO_VM_PORT_ACL = 6      # access: port ACL toward a server port; output
                             # server: a template's port-side rules (merged) or pass
-    OUTPUT = 7              # server: a VM's delivery to its port, after its ACLs
+    OUTPUT = 7              # server: delivery to the port a delivery wrote into the
+                            # metadata (one shared flow), after the VM's ACLs
     FLOOD = 8               # server: a VLAN's flood copies to its VMs, in chunks; reached
                             # only by resubmit from FORWARD (ryu_apps.core.server_flood)
 
@@ -58,6 +59,8 @@ class Priority(enum.IntEnum):
     TAGGED_DROP = 11000      # a tagged frame no VLAN admission took (VMs send untagged)
     SHARED_UPLINK = 10010   # a port to the shared fabric: drop what no VLAN admits
     UPLINK_DROP = 10000
+    ND_NORMALISE = 45002    # FROM_VM_ACL of a guarded template: NS and NA pass, their
+                            # link-layer option set to the VM's (proven) MAC (ipv6_guard)
     CT_ND = 45001           # FROM_VM_ACL/TO_VM_ACL of a stateful template: neighbour
                             # discovery passes untracked (conntrack tracks no ND)
     CT_TRACK = 45000        # FROM_VM_ACL/TO_VM_ACL of a stateful template: untracked
@@ -202,8 +205,11 @@ ACL_FIELDS = frozenset({"eth_type", "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_sr
                         "ipv6_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
                         "icmpv4_type", "icmpv4_code", "icmpv6_type", "icmpv6_code"})
 #: The fields the IPv6 guard matches in ANTI_SPOOF (core/ipv6_guard.py).
-IPV6_GUARD_FIELDS = frozenset({"ipv6_src", "icmpv6_type", "ipv6_nd_target",
+IPV6_GUARD_FIELDS = frozenset({"ipv6_src", "ipv6_dst", "icmpv6_type", "ipv6_nd_target",
                                "ipv6_nd_sll", "ipv6_nd_tll"})
+#: The OUTPUT table's shared flow sends a delivery out of the port in these low bits of
+#: the metadata (Open vSwitch port numbers are 16 bits; real ports stay below 0xFF00).
+OUTPUT_PORT_BITS = 16
 
 
 @dataclass(frozen=True)
@@ -212,7 +218,8 @@ class TableContract:
 
     Action kinds: ``output`` (to a port), ``controller`` (output to the
     controller), ``push_vlan``, ``pop_vlan``, ``set:<field>``, ``meter``,
-    ``write_metadata``, ``ct`` (connection tracking that recirculates to the
+    ``write_metadata``, ``move:<field>`` (a copy into the field), ``output_field``
+    (output to the port a field holds), ``ct`` (connection tracking that recirculates to the
     flow's own table: the only way back, core/conntrack.py), ``ct_commit``;
     ``goto`` and ``resubmit`` name the tables a flow may continue in. A goto
     always goes to a later table (the pipeline only goes forward); a resubmit
@@ -244,7 +251,10 @@ CONTRACTS: Mapping[Table, TableContract] = {c.table: c for c in (
                                  "arp_spa", "ip_proto", "udp_src", "udp_dst"}
               | IPV6_GUARD_FIELDS,
               {"meter", "controller"}, {Table.FROM_VM_ACL}),
-    _contract(Table.FROM_VM_ACL, ACL_FIELDS | {"metadata", "ct_state"}, {"ct", "ct_commit"},
+    # FROM_VM_ACL: a guarded template's NS/NA pass with their link-layer option set to
+    # the sender's MAC (ryu_apps.core.ipv6_guard.normalise_flows).
+    _contract(Table.FROM_VM_ACL, ACL_FIELDS | {"metadata", "ct_state"},
+              {"ct", "ct_commit", "move:ipv6_nd_sll", "move:ipv6_nd_tll"},
               {Table.FROM_VM_PORT_ACL}),
     _contract(Table.FROM_VM_PORT_ACL, ACL_FIELDS | {"in_port", "vlan_vid", "metadata"},
               {"push_vlan", "set:vlan_vid"}, {Table.FORWARD}),
@@ -256,10 +266,11 @@ CONTRACTS: Mapping[Table, TableContract] = {c.table: c for c in (
               {Table.TO_VM_PORT_ACL}),
     _contract(Table.TO_VM_PORT_ACL, ACL_FIELDS | {"metadata", "vlan_vid"}, {"output"},
               {Table.OUTPUT}),
-    # OUTPUT: a VM's delivery; DHCP server messages to a `bind_ip: dhcp` VM are also
-    # copied to the controller, metered (core/dhcp_snooping.py).
+    # OUTPUT: one shared flow outputs to the metadata's port (output_field); DHCP server
+    # messages to a `bind_ip: dhcp` VM are delivered by its own flow and copied to the
+    # controller, metered (core/dhcp_snooping.py).
     _contract(Table.OUTPUT, {"metadata", "eth_type", "ip_proto", "udp_src", "udp_dst"},
-              {"output", "controller", "meter"}),
+              {"output", "output_field", "controller", "meter"}),
     _contract(Table.FLOOD, {"metadata"}, {"set:metadata"}, (), {Table.FLOOD, Table.TO_VM_ACL}),
 )}
 

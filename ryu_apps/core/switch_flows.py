@@ -9,7 +9,9 @@
   are dropped at the start of its pipeline (ANTI_SPOOF), a tagged frame from a
   port no VLAN admission takes is dropped, link ports drop what their VLAN
   admissions do not take, and the table miss goes to the controller through
-  the packet-in meter; the liveness-probe meter exists for VMs' answers.
+  the packet-in meter; the liveness-probe meter exists for VMs' answers; the
+  OUTPUT table's one flow sends a delivery out of the port it wrote into the
+  metadata (a VM's delivery, a flood's copy, a migration's delivery).
 - On access and fabric switches: frames from a link to another managed
   switch go to FORWARD; a server-facing port drops what its VLAN admissions
   do not take; a shared uplink drops the rest and other processes'
@@ -30,6 +32,7 @@ from ryu_apps.core.flowspec import (
     FlowSpec,
     MeterSpec,
     Output,
+    OutputField,
     flow,
     make_match,
 )
@@ -49,9 +52,11 @@ from ryu_apps.core.pipeline import (
     LLDP_OTHER_RATE_PPS,
     LLDP_PORT_BURST,
     LLDP_PORT_RATE_PPS,
+    OUTPUT_PORT_BITS,
     PACKET_IN_BURST,
     PACKET_IN_METER,
     PACKET_IN_RATE_PPS,
+    TAG_BIT,
     Priority,
     Table,
     lldp_port_meter,
@@ -64,6 +69,8 @@ BEACON_ADDRESS = ":".join(f"{b:02x}" for b in BEACON_MULTICAST)
 #: Bytes of a new VM's packet sent to the controller (headers are enough).
 PACKET_IN_BYTES = 128
 _ANY_VLAN = (OFPVID_PRESENT, OFPVID_PRESENT)
+#: OUTPUT's one action: out of the port a delivery wrote into the metadata's low bits.
+DELIVER = OutputField("metadata", 0, OUTPUT_PORT_BITS)
 
 
 def infra_flows(fabric: Fabric, dpid: int) -> Set[Entry]:
@@ -113,6 +120,8 @@ def _vm_host_flows(fabric: Fabric, dpid: int) -> Set[Entry]:
              make_match(eth_type=ETH_TYPE_LLDP), cookie),
         flow(dpid, Table.ANTI_SPOOF, Priority.VM_FRAME_DROP, make_match(vlan_vid=_ANY_VLAN),
              cookie),
+        flow(dpid, Table.OUTPUT, Priority.BINDING, make_match(metadata=(TAG_BIT, TAG_BIT)),
+             cookie, actions=(DELIVER,)),
     }
     for port in fabric.link_ports(dpid):
         entries.add(flow(dpid, Table.CLASSIFY, Priority.UPLINK_DROP, make_match(in_port=port),

@@ -28,7 +28,9 @@ from ryu_apps.core.flowspec import (
     Conntrack,
     FlowSpec,
     GotoTable,
+    Move,
     Output,
+    OutputField,
     PopVlan,
     PushVlan,
     Resubmit,
@@ -228,9 +230,37 @@ def _apply(lookup: Lookup, actions, packet: Packet, in_port: int, run: Run,
             if recirculate and action.table is not None:   # ct(table=T): on in table T
                 packet = run_tables(lookup, in_port, packet, action.table, depth + 1,
                                     run).packet
+        elif isinstance(action, Move):
+            packet = _move(action, packet)
         elif isinstance(action, Output) and action.port != in_port:
             run.outputs.append((action.port, packet))
+        elif isinstance(action, OutputField):
+            port = field_bits(action, packet)
+            if port != in_port:
+                run.outputs.append((port, packet))
     return packet
+
+
+#: Neighbour-discovery link-layer fields: Open vSwitch rewrites one only where the
+#: message carries that option (OpenFlow reads an absent one as all zeros).
+_ND_OPTIONS = {"ipv6_nd_sll": 135, "ipv6_nd_tll": 136}
+_NO_OPTION = "00:00:00:00:00:00"
+
+
+def _move(action: Move, packet: Packet) -> Packet:
+    """The packet after a whole-field copy (the model knows MAC fields and metadata)."""
+    value = getattr(packet, action.src)
+    option_of = _ND_OPTIONS.get(action.dst)
+    if option_of is not None and (packet.icmpv6_type != option_of
+                                  or getattr(packet, action.dst) in (None, _NO_OPTION)):
+        return packet
+    return replace(packet, **{action.dst: value})
+
+
+def field_bits(action: OutputField, packet: Packet) -> int:
+    """The port an output-from-field action reads."""
+    value = as_int(action.field, getattr(packet, action.field))
+    return (value >> action.start) & ((1 << action.n_bits) - 1)
 
 
 def to_controller(port: int) -> bool:

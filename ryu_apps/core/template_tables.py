@@ -69,9 +69,9 @@ MAX_IDLE_PER_SERVER = 4
 def template_flows(dpid: int, template: Template, merged: bool) -> Set[Entry]:
     """A template's shared flows on one server bridge.
 
-    ``merged``: its port-side rules sit on the server (the template merge);
-    then a port-side limit is metered per VM by the VM's own flows, and the
-    template has no shared pass in ANTI_SPOOF.
+    ``merged``: its port-side rules sit on the server (the template merge;
+    a port-side limit is then counted per VM, by the VM's own meter:
+    :func:`~ryu_apps.core.flow_compiler.vm_limit`).
     """
     return vswitch_flows(dpid, template) | merge_flows(dpid, template, merged)
 
@@ -89,8 +89,7 @@ def merge_flows(dpid: int, template: Template, merged: bool) -> Set[Entry]:
     cookie = template_owner(template.template_id).cookie
     tag = {"metadata": template_metadata_match(template.template_id)}
     side = template.access_port
-    metered_per_vm = merged and side.bandwidth is not None
-    entries = _anti_spoof(dpid, template, cookie, shared_pass=not metered_per_vm)
+    entries = _anti_spoof(dpid, template, cookie)
     push = (PushVlan(), SetField("vlan_vid", tagged(template.vlan)))
     if not merged:
         match = make_match(**tag)
@@ -116,6 +115,8 @@ def _vswitch_acl(dpid: int, template: Template, cookie: int) -> Set[Entry]:
     for table, direction, next_table in (
             (Table.FROM_VM_ACL, Direction.FROM_VM, Table.FROM_VM_PORT_ACL),
             (Table.TO_VM_ACL, Direction.TO_VM, Table.TO_VM_PORT_ACL)):
+        if direction is Direction.FROM_VM:   # the IPv6 guard's NS/NA, normalised
+            entries |= ipv6_guard.normalise_flows(dpid, template.template_id, vswitch, cookie)
         if vswitch.stateful:
             entries |= stateful_acl_flows(dpid, table, tag, cookie, template.template_id,
                                           vswitch, direction, next_table)
@@ -126,16 +127,15 @@ def _vswitch_acl(dpid: int, template: Template, cookie: int) -> Set[Entry]:
     return entries
 
 
-def _anti_spoof(dpid: int, template: Template, cookie: int,
-                shared_pass: bool) -> Set[Entry]:
+def _anti_spoof(dpid: int, template: Template, cookie: int) -> Set[Entry]:
     """The anti-spoofing every VM of the template shares (see the module's docstring)."""
     template_id = template.template_id
     table, goto = Table.ANTI_SPOOF, Table.FROM_VM_ACL
     tag = template_metadata_match(template_id)
     entries: Set[Entry] = set()
-    if shared_pass:
-        entries.add(flow(dpid, table, Priority.BINDING, make_match(metadata=tag), cookie,
-                         goto=goto))
+    entries.add(flow(dpid, table, Priority.BINDING, make_match(metadata=tag), cookie,
+                     goto=goto))
+    entries |= address_guard.prefix_flows(dpid, template_id, template.virtual_switch, cookie)
     entries |= ipv6_guard.template_flows(dpid, template_id, template.virtual_switch, cookie)
     entries |= address_guard.template_flows(dpid, template_id, template.virtual_switch, cookie)
     if not template.virtual_switch.bind_ip:

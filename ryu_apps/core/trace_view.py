@@ -10,7 +10,9 @@ from ryu_apps.core.flowspec import (
     FlowSpec,
     GotoTable,
     Meter,
+    Move,
     Output,
+    OutputField,
     PopVlan,
     PushVlan,
     Resubmit,
@@ -59,6 +61,10 @@ def _action(action) -> str:
         return f"set:{action.name}={action.value}"
     if isinstance(action, Resubmit):
         return f"resubmit:{_table(action.table_id)}"
+    if isinstance(action, Move):
+        return f"move:{action.src}->{action.dst}"
+    if isinstance(action, OutputField):
+        return f"output:{action.field}[{action.start}..{action.start + action.n_bits - 1}]"
     return {PushVlan: "push_vlan", PopVlan: "pop_vlan"}.get(type(action), str(action))
 
 

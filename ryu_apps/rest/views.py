@@ -25,7 +25,9 @@ from ryu_apps.core.flowspec import (
     FlowSpec,
     GotoTable,
     Meter,
+    Move,
     Output,
+    OutputField,
     PopVlan,
     PushVlan,
     Resubmit,
@@ -268,6 +270,10 @@ def action_text(action: Any) -> str:
         if action.table is not None:
             parts.append(f"table={action.table}")
         return f"ct({','.join(parts)})"
+    if isinstance(action, Move):
+        return f"move:{action.src}->{action.dst}"
+    if isinstance(action, OutputField):
+        return f"output:{action.field}[{action.start}..{action.start + action.n_bits - 1}]"
     return f"unknown:{_unknown_name(action)}"
 
 

@@ -118,7 +118,7 @@ def test_each_vm_owns_at_most_its_budget_on_its_server_and_templates_are_shared(
         # one set of shared flows per template whose VMs are on this bridge, no other
         assert {o.template_id for o in owners if o.kind is CookieKind.TEMPLATE} == here, name
         for owner, count in bindings.items():
-            budget = own_flow_budget(LIBRARY.get(owner.template_id).virtual_switch)
+            budget = own_flow_budget()
             assert count <= budget, (name, owner.describe(), count, budget)
             per_template.setdefault(LIBRARY.get(owner.template_id).name, []).append(count)
     assert set(per_template) == {t.name for t in LIBRARY}      # every default template

@@ -32,7 +32,9 @@ from ryu_apps.core.flowspec import (
     GotoTable,
     Meter,
     MeterSpec,
+    Move,
     Output,
+    OutputField,
     PopVlan,
     PushVlan,
     Resubmit,
@@ -68,6 +70,10 @@ def _kinds(spec: FlowSpec) -> Tuple[List[str], List[int], List[int]]:
                                    else "output")
                 elif isinstance(action, SetField):
                     actions.append(f"set:{action.name}")
+                elif isinstance(action, Move):
+                    actions.append(f"move:{action.dst}")
+                elif isinstance(action, OutputField):
+                    actions.append("output_field")
                 elif isinstance(action, Conntrack):
                     assert action.table in (None, spec.table_id), \
                         f"ct recirculates to table {action.table}, not its own: {spec}"

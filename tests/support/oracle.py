@@ -256,19 +256,21 @@ class Oracle:
 
 #: A VM's own flows on its server (issue #13), besides the per-VM address allows below.
 MAX_OWN_FLOWS = 6
-#: The IPv6 guard's per-VM allows (bind_ipv6: its link-local source, two NS, two NA,
-#: its DAD probe); an allowed prefix's (IPv4: source and ARP; IPv6: source, two NS,
-#: two NA, and a /128's DAD probe). docs/templates.md gives these costs.
-IPV6_GUARD_OWN_FLOWS = 6
+#: The IPv6 guard's per-VM allows (bind_ipv6: its link-local's source and NA; the OUTPUT
+#: flow is shared, so a guarded VM fits in 6 too); allowed prefixes are the template's.
+#: docs/templates.md gives these costs.
+IPV6_GUARD_OWN_FLOWS = 2
 
 
-def own_flow_budget(side: SwitchSide) -> int:
-    """At most how many flows of its own a VM of this virtual-switch side has on its
-    server: 6, plus what its address checks cost per VM."""
-    extra = IPV6_GUARD_OWN_FLOWS if side.bind_ipv6 else 0
-    for prefix in side.allowed_addresses:
-        extra += 2 if prefix.version == 4 else 5 + (prefix.prefixlen == prefix.max_prefixlen)
-    return MAX_OWN_FLOWS + extra
+def own_flow_budget(bound_ipv6: int = 0) -> int:
+    """At most how many flows of its own a VM has on its server: 6 (its classifier, IPv4
+    and ARP source checks, delivery, and the IPv6 guard's two), and two more for each
+    global IPv6 address bound to it (``bind_ipv6: first_seen`` or ``dhcpv6``).
+
+    (A merged template whose port side meters each VM also gives each VM a metered
+    pass, and with ``bind_ipv6`` its DAD probes and allowed prefixes; no default
+    template does.)"""
+    return MAX_OWN_FLOWS + IPV6_GUARD_OWN_FLOWS * bound_ipv6
 
 
 def probes(sender: Vm, receiver_mac: str, receiver_ip: str,

@@ -49,8 +49,11 @@ def echo(mac: str, src: str, dst_mac: str = ALL_NODES_MAC, dst: str = "ff02::1")
 
 
 def nd(mac: str, src: str, kind: str, target: str, lladdr: str | None = None) -> bytes:
+    """An NS or NA (from ::, an NS is a DAD probe: to the target's solicited-node group)."""
+    from tests.unit.test_ipv6_guard import solicited_node
+    dst = solicited_node(target) if src == "::" else "ff02::1"
     return frame(mac_bytes(mac), ALL_NODES_MAC, icmpv6_packet(
-        src, "ff02::1", ipv6_guard.ICMPV6_NS if kind == "ns" else ipv6_guard.ICMPV6_NA,
+        src, dst, ipv6_guard.ICMPV6_NS if kind == "ns" else ipv6_guard.ICMPV6_NA,
         icmpv6_body(kind, 0, target, lladdr)))
 
 
@@ -64,7 +67,7 @@ def packet_of(data: bytes, mac: str):
         nd_fields["ipv6_nd_target"] = info.nd_target
     if info.nd_lladdr is not None:
         nd_fields["ipv6_nd_sll" if info.icmp_type == 135 else "ipv6_nd_tll"] = info.nd_lladdr
-    return icmp6(mac, info.src, info.icmp_type, **nd_fields)
+    return icmp6(mac, info.src, info.icmp_type, dst=info.dst, **nd_fields)
 
 
 @pytest.fixture()

@@ -4,6 +4,7 @@ and redirects pass only from a router's template."""
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 
 import pytest
@@ -53,8 +54,9 @@ def v6(src_mac: str, src: str, dst_mac: str = ALL_NODES, dst: str = "ff02::1",
                   ipv6_src=src, ipv6_dst=dst, **fields)
 
 
-def icmp6(src_mac: str, src: str, kind: int, dst_mac: str = ALL_NODES, **nd) -> Packet:
-    return v6(src_mac, src, dst_mac, ip_proto=58, icmpv6_type=kind, icmpv6_code=0,
+def icmp6(src_mac: str, src: str, kind: int, dst_mac: str = ALL_NODES, dst: str = "ff02::1",
+          **nd) -> Packet:
+    return v6(src_mac, src, dst_mac, dst, ip_proto=58, icmpv6_type=kind, icmpv6_code=0,
               **{"ipv6_nd_sll": ipv6_guard.NO_LINK_LAYER if kind == 135 else None,
                  "ipv6_nd_tll": ipv6_guard.NO_LINK_LAYER if kind == 136 else None, **nd})
 
@@ -63,6 +65,25 @@ def delivered(lab: Lab, dpid: int, port: int, packet: Packet) -> set:
     """Where copies of ``packet`` go, but the controller (the guard's punts for its log)."""
     return {(d, p) for d, p, _ in lab.switches.trace(lab.engine.fabric, dpid, port, packet)
             if p != OFPP_CONTROLLER}
+
+
+def arrivals(lab: Lab, dpid: int, port: int, packet: Packet) -> dict:
+    """The copies of ``packet`` that leave by a port (not the controller), by exit."""
+    return {(d, p): sent for d, p, sent in lab.switches.trace(lab.engine.fabric, dpid, port,
+                                                              packet)
+            if p != OFPP_CONTROLLER}
+
+
+def solicited_node(address: str) -> str:
+    """The solicited-node multicast group of ``address`` (where its DAD probe goes)."""
+    low = int(ipaddress.IPv6Address(address)) & 0xFFFFFF
+    return str(ipaddress.IPv6Address(int(ipaddress.IPv6Address("ff02::1:ff00:0")) | low))
+
+
+def dad(mac: str, target: str, **fields) -> Packet:
+    """A DAD probe from ``mac`` for ``target``: from ::, no option, to its group."""
+    return icmp6(mac, "::", 135, dst=fields.pop("dst", solicited_node(target)),
+                 ipv6_nd_target=target, **fields)
 
 
 def punted(lab: Lab, dpid: int, port: int, packet: Packet) -> bool:
@@ -96,8 +117,7 @@ def test_the_vm_s_own_neighbour_discovery_passes(lab):
     for tll in (VM_A, ipv6_guard.NO_LINK_LAYER):
         advert = icmp6(VM_A, LL_A, 136, dst_mac=VM_B, ipv6_nd_target=LL_A, ipv6_nd_tll=tll)
         assert (S12, 2) in delivered(lab, S11, 1, advert)
-    dad = icmp6(VM_A, "::", 135, ipv6_nd_target=LL_A)
-    assert (S12, 2) in delivered(lab, S11, 1, dad)
+    assert (S12, 2) in delivered(lab, S11, 1, dad(VM_A, LL_A))
     mld = icmp6(VM_A, "::", 143, dst_mac="33:33:00:00:00:16")
     assert (S12, 2) in delivered(lab, S11, 1, mld)
 
@@ -105,13 +125,32 @@ def test_the_vm_s_own_neighbour_discovery_passes(lab):
 def test_neighbour_discovery_claiming_another_vm_is_dropped(lab):
     for packet in (
             icmp6(VM_A, LL_A, 136, dst_mac=VM_B, ipv6_nd_target=LL_B),    # NA for B's address
-            icmp6(VM_A, LL_A, 136, ipv6_nd_target=LL_A, ipv6_nd_tll=VM_B),  # its own, B's MAC
-            icmp6(VM_A, LL_A, 135, ipv6_nd_target=LL_GW, ipv6_nd_sll=VM_B),  # NS, B's MAC
+            icmp6(VM_A, LL_B, 136, dst_mac=VM_B, ipv6_nd_target=LL_B),    # ... from B's
+            icmp6(VM_A, LL_B, 136, dst_mac=VM_B, ipv6_nd_target=LL_A),    # NA from B's
             icmp6(VM_A, LL_B, 135, ipv6_nd_target=LL_GW),                # NS from B's address
-            icmp6(VM_A, "::", 135, ipv6_nd_target=LL_B),                 # DAD for B's address
+            dad(VM_A, LL_A, ipv6_nd_sll=VM_A),                           # DAD with an option
+            dad(VM_A, LL_A, dst="ff02::1"),                              # DAD to all nodes
             icmp6(VM_A, "::", 136, ipv6_nd_target=LL_A)):                # NA from ::
         assert delivered(lab, S11, 1, packet) == set(), packet
         assert punted(lab, S11, 1, packet), packet
+
+
+def test_a_link_layer_option_leaves_as_the_vm_s_own_mac_and_none_stays_none(lab):
+    """The option is normalised to the sender's MAC (which the classifier proved): an NS
+    or NA that claims another VM's MAC arrives claiming its own; one without the option
+    arrives without it."""
+    no_option = ipv6_guard.NO_LINK_LAYER
+    for kind, field in ((135, "ipv6_nd_sll"), (136, "ipv6_nd_tll")):
+        for claimed, expected in ((VM_B, VM_A), (GW, VM_A), (VM_A, VM_A),
+                                  (no_option, no_option)):
+            packet = icmp6(VM_A, LL_A, kind, dst_mac=VM_B, ipv6_nd_target=LL_A,
+                           **{field: claimed})
+            out = arrivals(lab, S11, 1, packet)
+            assert set(out) == {(S12, 2)}, (kind, claimed)
+            assert getattr(out[(S12, 2)], field) == expected, (kind, claimed)
+    # a DAD probe has no option and gets none
+    out = arrivals(lab, S11, 1, dad(VM_A, LL_A))
+    assert out[(S12, 2)].ipv6_nd_sll == no_option
 
 
 def test_router_advertisements_and_redirects_pass_only_from_a_router(lab):
@@ -134,14 +173,15 @@ def test_the_guard_is_per_template_once_and_per_vm_only_its_own(lab):
     shared = {f for f in lab.shared_flows(S11, GUARDED)
               if dict(f.match).get("eth_type") == 0x86DD
               and f.priority != Priority.DHCP_SERVER_DROP}   # the rogue-server guard's
-    assert len(shared) == 8   # NS, NA, RA, redirect; RS and MLD from ::; the rest
+    # NA, RA, redirect dropped; DAD, RS and MLD from ::; the rest; NS and NA normalised
+    assert len(shared) == 10
     lab.vm(S11, 5, "00:a0:00:00:00:05", "10.0.0.5")
     assert {f for f in lab.shared_flows(S11, GUARDED)
             if dict(f.match).get("eth_type") == 0x86DD
             and f.priority != Priority.DHCP_SERVER_DROP} == shared
     own = [f for f in lab.own_flows(VM_A) if dict(f.match).get("eth_type") == 0x86DD]
-    assert len(own) == 6
-    assert {dict(f.match).get("ipv6_src") for f in own} == {LL_A, "::"}
+    assert len(own) == 2   # its link-local's source and NA
+    assert {dict(f.match).get("ipv6_src") for f in own} == {LL_A}
 
 
 # -- the template keys ---------------------------------------------------------------------
@@ -174,23 +214,20 @@ def test_bind_ipv6_and_router_are_validated_and_located():
         build_library([("t.yaml", {"templates": [template]})])
 
 
-def _oracle(src: str, kind: int | None, target: str | None, lladdr: str | None,
+def _oracle(src: str, dst: str, kind: int | None, target: str | None, lladdr: str | None,
             router: bool) -> bool:
-    """Whether the guard lets a VM (whose own MAC is VM_A or GW) send this packet."""
+    """Whether the guard lets a VM (whose own address is LL_A or LL_GW) send this packet
+    (its link-layer option, if any, then leaves as its own MAC)."""
     own = LL_GW if router else LL_A
-    own_mac = GW if router else VM_A
-    no_option = ipv6_guard.NO_LINK_LAYER
     if src == "::":
-        if kind == ipv6_guard.ICMPV6_NS:
-            return target == own and lladdr == no_option
+        if kind == ipv6_guard.ICMPV6_NS:   # a DAD probe: no option, to a solicited-node group
+            return lladdr == ipv6_guard.NO_LINK_LAYER and dst == solicited_node(target)
         return kind in (ipv6_guard.ICMPV6_RS, ipv6_guard.ICMPV6_MLD1_REPORT,
                         ipv6_guard.ICMPV6_MLD2_REPORT)
     if src != own:
         return False
-    if kind == ipv6_guard.ICMPV6_NS:
-        return lladdr in (own_mac, no_option)
     if kind == ipv6_guard.ICMPV6_NA:
-        return target == own and lladdr in (own_mac, no_option)
+        return target == own
     if kind in (ipv6_guard.ICMPV6_RA, ipv6_guard.ICMPV6_REDIRECT):
         return router
     return True
@@ -199,20 +236,28 @@ def _oracle(src: str, kind: int | None, target: str | None, lladdr: str | None,
 def test_every_combination_of_source_type_target_and_option_meets_the_oracle(lab):
     sources = (LL_A, LL_GW, LL_B, "::", "2001:db8::1")
     kinds = (None, 128, 131, 133, 134, 135, 136, 137, 143)
+    no_option = ipv6_guard.NO_LINK_LAYER
     for router in (False, True):
         mac, port = (GW, 3) if router else (VM_A, 1)
         for src, kind in itertools.product(sources, kinds):
             nd = kind in (ipv6_guard.ICMPV6_NS, ipv6_guard.ICMPV6_NA)
-            for target, lladdr in itertools.product(
+            for target, lladdr, group in itertools.product(
                     (LL_A, LL_GW, LL_B) if nd else (None,),
-                    (VM_A, GW, VM_B, ipv6_guard.NO_LINK_LAYER) if nd else (None,)):
+                    (VM_A, GW, VM_B, no_option) if nd else (None,), (False, True)):
+                dst = solicited_node(target) if group and nd else "ff02::1"
+                field = {ipv6_guard.ICMPV6_NS: "ipv6_nd_sll",
+                         ipv6_guard.ICMPV6_NA: "ipv6_nd_tll"}.get(kind or 0)
                 packet = v6(mac, src, VM_B, LL_B) if kind is None else icmp6(
-                    mac, src, kind, dst_mac=VM_B, ipv6_nd_target=target,
-                    ipv6_nd_sll=lladdr if kind == ipv6_guard.ICMPV6_NS else None,
-                    ipv6_nd_tll=lladdr if kind == ipv6_guard.ICMPV6_NA else None)
-                passed = (S12, 2) in delivered(lab, S11, port, packet)
-                assert passed == _oracle(src, kind, target, lladdr, router), packet
+                    mac, src, kind, dst_mac=VM_B, dst=dst, ipv6_nd_target=target,
+                    ipv6_nd_sll=lladdr if field == "ipv6_nd_sll" else None,
+                    ipv6_nd_tll=lladdr if field == "ipv6_nd_tll" else None)
+                out = arrivals(lab, S11, port, packet)
+                passed = (S12, 2) in out
+                assert passed == _oracle(src, dst, kind, target, lladdr, router), packet
                 assert passed != punted(lab, S11, port, packet), packet
+                if passed and field is not None:   # the option: the sender's MAC, or none
+                    assert getattr(out[(S12, 2)], field) == (
+                        no_option if lladdr == no_option else mac), packet
 
 
 def test_a_refusal_names_its_kind_and_what_the_frame_claimed():

@@ -150,3 +150,26 @@ def test_packet_outs_encode_like_ryu():
         openflow.packet_out_to_pipeline(_Datapath, 7, frame))
     assert openflow_bytes.encoded_packet_out(ofp.OFPP_CONTROLLER, 3, frame) == _ryu(
         openflow.packet_out_to_port(_Datapath, 3, frame))
+
+
+def test_the_nicira_move_and_output_from_the_metadata_encode_like_ryu():
+    from ryu_apps.core.flowspec import Move, OutputField
+    for actions in ((Move("eth_src", "ipv6_nd_sll", 48),), (Move("eth_src", "ipv6_nd_tll", 48),),
+                    (OutputField("metadata", 0, 16),), (OutputField("metadata", 4, 12),)):
+        spec = flow(7, 2, 45002, make_match(eth_type=0x86DD, ip_proto=58, icmpv6_type=135),
+                    0xD9200000000064, actions=actions, goto=3)
+        openflow_bytes._encode_flow_add(spec)   # on the fast path, not Ryu's
+        assert openflow_bytes.encoded_flow_add(spec) == _ryu(openflow.flow_add(_Datapath, spec))
+
+
+def test_what_open_vswitch_answers_for_them_reads_back_as_the_same_actions():
+    """OVS answers a move with Nicira (NXM) field names and the output with the metadata's
+    OXM name (checked against ovs-vswitchd 3.1): both read back as the specs' actions."""
+    from ryu_apps.app.framework import ofproto_v1_3_parser as parser
+    from ryu_apps.core import ipv6_guard, switch_flows
+    answered = [parser.NXActionRegMove(src_field="eth_src_nxm", dst_field="nd_sll", n_bits=48),
+                parser.NXActionRegMove(src_field="eth_src", dst_field="ipv6_nd_tll", n_bits=48),
+                parser.NXActionOutputReg(ofs_nbits=15, src="metadata", max_len=0),
+                parser.NXActionOutputReg2(ofs_nbits=15, src="metadata", max_len=0)]
+    assert [openflow._parse_action(a) for a in answered] == [
+        ipv6_guard.SET_SLL, ipv6_guard.SET_TLL, switch_flows.DELIVER, switch_flows.DELIVER]
