@@ -25,7 +25,8 @@ from ryu_apps.core.trace import SRC_PORT, link_local
 READER = "reader"
 HTTP_TIMEOUT = 15.0
 _STEP = re.compile(r"^\s*(\d+)\. (?:No match\.|.*, priority (\d+), cookie (0x[0-9a-f]+))")
-_OUTPUT = re.compile(r"^\s+output:(\d+)\s*$")
+#: An output to a port, or the port an output from a field (the OUTPUT table's) chose.
+_OUTPUT = re.compile(r"^\s+(?:output:|-> output port is )(\d+)\s*$")
 
 
 def register(subparsers) -> None:

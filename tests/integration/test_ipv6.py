@@ -1,7 +1,8 @@
 """IPv6 on real OVS with dual-stack Mininet hosts: pings per template in both families,
 and the IPv6 guard (spoofed sources, neighbour advertisements for another VM's address,
 router advertisements from a non-router) dropping what it must and nothing else, and
-logging each refusal once per VM and kind.
+logging each refusal once per VM and kind; the link-layer option of a VM's own NS and
+NA leaves with its MAC (rewritten by the switch, checksum and all).
 
 Topology (datacenter): s11: web1, db2; s12: web3, mgmt4 (access a1); s21: web5, db6;
 s22: web7, mgmt8 (access a2). Library tests/integration/libraries/ipv6: every template
@@ -15,6 +16,7 @@ VMs are bound to the first global address they send from (``bind_ipv6: first_see
 from __future__ import annotations
 
 import re
+import struct
 import sys
 import time
 
@@ -27,6 +29,7 @@ from ryu_apps.lab.demo import ping
 from ryu_apps.lab.vmtools import forge
 from ryu_apps.lab.vmtools.forge import read_pcap
 from ryu_apps.lab.vmtools.forge6 import MARKER
+from ryu_apps.lab.vmtools.prober import checksum
 from tests.integration.attack_support import Capture, hosts_by_name
 from tests.integration.conftest import LIBRARIES, start_datacenter, stop_datacenter, \
     unique_prefix
@@ -167,18 +170,38 @@ def test_a_spoofed_ipv6_source_is_dropped(dc):
     logged_once(dc[0], "spoofed source", web1)
 
 
-def test_a_neighbour_advertisement_for_another_vm_s_address_is_dropped(dc):
+def icmpv6_checksum_ok(frame: bytes) -> bool:
+    """Whether an untagged IPv6 frame's ICMPv6 checksum is right (its sum checks to 0)."""
+    ip = frame[14:]
+    message = ip[40:40 + struct.unpack("!H", ip[4:6])[0]]
+    pseudo = ip[8:40] + struct.pack("!I3xB", len(message), 58)
+    return checksum(pseudo + message) == 0
+
+
+def test_neighbour_discovery_claims_only_its_own_address_and_leaves_with_its_own_mac(dc):
+    """An NA for another VM's address is dropped (and logged); the link-layer option of
+    the VM's own NS and NA is rewritten to its MAC by the switch (another VM's MAC
+    in it arrives as its own; no option arrives as none), with a valid checksum."""
     _, _, vms = dc
     web1, web5, db2 = vms["web1"], vms["web5"], vms["db2"]
     time.sleep(METER_REFILL_S)
-    advert = ("--kind", "na", "--src", web1.link_local, "--dst", web5.link_local,
-              "--dst-mac", web5.MAC())
-    got = arrivals(web5, web1, lambda: (
-        forge6(web1, *advert, "--target", db2.link_local, "--lladdr", web1.MAC()),
-        forge6(web1, *advert, "--target", web1.link_local, "--lladdr", db2.MAC()),
-        forge6(web1, *advert, "--target", web1.link_local, "--lladdr", web1.MAC())))
-    assert [(i.icmp_type, i.nd_target, i.nd_lladdr) for i in got] == \
-        [(136, web1.link_local, web1.MAC())] * FRAMES, got
+    to_web5 = ("--src", web1.link_local, "--dst", web5.link_local, "--dst-mac", web5.MAC(),
+               "--target")
+    advert, solicit = ("--kind", "na") + to_web5, ("--kind", "ns") + to_web5
+    sender = bytes.fromhex(web1.MAC().replace(":", ""))
+    frames = _captured(web5, "ip6", lambda: (
+        forge6(web1, *advert, db2.link_local, "--lladdr", web1.MAC()),    # dropped
+        forge6(web1, *advert, web1.link_local, "--lladdr", db2.MAC()),    # -> its own MAC
+        forge6(web1, *solicit, web5.link_local, "--lladdr", db2.MAC()),   # -> its own MAC
+        forge6(web1, *advert, web1.link_local)),                          # no option: none
+        lambda captured: [f for f in captured if MARKER in f and f[6:12] == sender],
+        3 * FRAMES, timeout=10.0)
+    got = sorted((i.icmp_type, i.nd_target, i.nd_lladdr or "none")
+                 for i in map(parse_ipv6, frames))
+    assert got == sorted([(136, web1.link_local, web1.MAC())] * FRAMES
+                         + [(135, web5.link_local, web1.MAC())] * FRAMES
+                         + [(136, web1.link_local, "none")] * FRAMES), got
+    assert all(icmpv6_checksum_ok(f) for f in frames)
     logged_once(dc[0], "neighbour advertisement", web1)
 
 

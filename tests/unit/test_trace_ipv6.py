@@ -215,3 +215,24 @@ def test_the_cli_takes_the_family_and_sends_it_to_the_controller(monkeypatch, ca
     assert args.func(args) == 2
     assert asked == ["/dynprov/trace?src=vm-a&dst=vm-b&proto=icmp&family=6"]
     assert "icmp is not an IPv6 protocol" in capsys.readouterr().err
+
+
+def test_the_cli_reads_the_port_the_output_table_chose_from_the_metadata():
+    """The OUTPUT table outputs to the port in the metadata: ofproto/trace names it on
+    the line after the action."""
+    from ryu_apps.cli import trace as cli_trace
+    text = """bridge("s11")
+-------------
+ 4. dl_vlan=100,dl_dst=00:fa:00:00:00:01, priority 50000, cookie 0xd9100fa00000001
+    pop_vlan
+    write_metadata:0x100fa00000003
+    goto_table:5
+ 7. metadata=0x1000000000000/0x1000000000000, priority 50000, cookie 0xdf00000000000000
+    output:OXM_OF_METADATA[0..15]
+     -> output port is 3
+ 8. No match.
+    output:2
+"""
+    steps, outputs = cli_trace.parse_ofproto_trace(text)
+    assert [step[:2] for step in steps] == [(4, 50000), (7, 50000), (8, None)]
+    assert outputs == [3, 2]
