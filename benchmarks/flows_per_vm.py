@@ -8,7 +8,8 @@ plus one VM of every template on the second (so web and database share VLAN
 100 behind both access ports: the template merge applies). For each template
 it prints the flows a VM owns on its server (cookie kind BINDING), the flows
 shared by all the VMs of that template on the server (cookie kind TEMPLATE,
-none before the shared pipeline) and the server's flows per VM overall.
+none before the shared pipeline) and the server's flows per VM overall, then the
+server's other flows by cookie kind.
 """
 
 from __future__ import annotations
@@ -78,11 +79,13 @@ def main() -> None:
     library, switches, templates = _lab(args.vms)
     own: Counter = Counter()
     shared: Counter = Counter()
+    kinds: Counter = Counter()
     flows = [f for f in switches.flows(S1) if isinstance(f, FlowSpec)]
     for spec in flows:
         owner = decode_cookie(spec.cookie)
         if owner is None:
             continue
+        kinds[owner.kind.name] += 1
         if owner.kind is CookieKind.BINDING:
             own[owner.template_id] += 1
         elif owner.kind.name == "TEMPLATE":
@@ -95,6 +98,10 @@ def main() -> None:
         overall = (own[template_id] + shared[template_id]) / args.vms
         print(f"{name + f' {template_id}':<12}{per_vm:>8.1f}{shared[template_id]:>8}"
               f"{overall:>22.1f}")
+    print("the server's other flows, by cookie kind (INFRA: LLDP, table miss, drops, the "
+          "OUTPUT table's one flow):",
+          ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())
+                    if kind not in ("BINDING", "TEMPLATE")))
 
 
 if __name__ == "__main__":
