@@ -166,6 +166,8 @@ class SwitchEventHandlers:
         if verdict.provisioned is not None:
             self.provisioning_times.detected(verdict.provisioned.mac, received_ns)
         self.vm_log.verdict(verdict, dpid, in_port)
+        if verdict.address_refused is not None:   # its first IPv4 source is another VM's
+            self._log_refusal(dpid, in_port, frame.eth_src, ("IPv4",) + verdict.address_refused)
         self.metrics.packet_in(verdict_label(verdict))
         if self._fault_mac and frame.eth_src == self._fault_mac:
             self._fault_mac = ""   # once: the engine changed, its plan is never sent
