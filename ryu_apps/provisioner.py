@@ -27,6 +27,7 @@ from ryu_apps.app.metrics import (
     reconciliation_reason,
     serve,
 )
+from ryu_apps.app.meter_writes import MeterRetries, desired_meter
 from ryu_apps.app.ovsdb_watcher import ServerWatchers
 from ryu_apps.app.plan_sender import Dispatcher, PlanSender
 from ryu_apps.app.readback import AUDIT, ReadBack, ReadBacks
@@ -87,6 +88,9 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
                                      lambda: self.store_sync, self.state_changes)
         self.readbacks = ReadBacks(self.logger)
         self.ct_probes = ConntrackProbes(self.conntrack_found)
+        self.meter_retries = MeterRetries(
+            lambda dpid, meter_id: desired_meter(self.engine, dpid, meter_id),
+            self.sender.send, self.logger)
         self.warm = WarmStart(grace=options.reconcile_grace)
         self.audit = intent_audit.IntentAudit(options.audit_interval,
                                               options.audit_report_only, self.logger,

@@ -50,6 +50,7 @@ class SwitchEventHandlers:
     _reconcile_refused: Callable[[float], None]
     _probe_switch_ports: Callable[[int], None]
     ct_probes: Any
+    meter_retries: Any
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     @guarded
@@ -165,6 +166,8 @@ class SwitchEventHandlers:
         if verdict.provisioned is not None:
             self.provisioning_times.detected(verdict.provisioned.mac, received_ns)
         self.vm_log.verdict(verdict, dpid, in_port)
+        if verdict.address_refused is not None:   # its first IPv4 source is another VM's
+            self._log_refusal(dpid, in_port, frame.eth_src, ("IPv4",) + verdict.address_refused)
         self.metrics.packet_in(verdict_label(verdict))
         if self._fault_mac and frame.eth_src == self._fault_mac:
             self._fault_mac = ""   # once: the engine changed, its plan is never sent
@@ -239,6 +242,8 @@ class SwitchEventHandlers:
         if self.ct_probes.error(msg):
             return   # the connection-tracking probe's answer (app/datapath_features.py)
         dpid = msg.datapath.id
+        if self.meter_retries.error(dpid, msg.type, msg.code, bytes(msg.data or b"")):
+            return   # a meter write the switch wanted as the other command (meter_writes.py)
         self.metrics.openflow_error(msg.type)
         self.logger.error("switch %016x refused message xid %d: type %d code %d: %s",
                           dpid or 0, msg.xid, msg.type, msg.code,

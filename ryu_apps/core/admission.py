@@ -8,13 +8,14 @@ asked; a refusal quarantines the MAC at its port.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from ryu_apps.core import address_guard, binding_ops, datapath_support, shared_fabric, \
     vm_identity
 from ryu_apps.core.binding import IP_FIRST_SEEN, IP_PINNED, Binding, Detection, VmState
 from ryu_apps.core.flow_plan import PacketOut
 from ryu_apps.core.identifiers import IdentifierError
+from ryu_apps.core.ipv6_binding import HELD_ADDRESS
 from ryu_apps.core.quarantine import Refusal
 from ryu_apps.core.template_model import Template
 from ryu_apps.core.verdict import PacketVerdict
@@ -71,7 +72,9 @@ def _provision(st: "EngineState", template: Template, mac: str, existing: Option
     ipv6 = existing.ipv6 if existing else st.ports.expected_ipv6.pop(mac, ())
     source = existing.ip_source if existing else IP_PINNED if ip is not None else None
     if ip is None and sender_ip is not None and learns_from(template, sender_ip):
-        ip, source = sender_ip, IP_FIRST_SEEN   # no note: the provisioning line is logged
+        verdict.address_refused = held_elsewhere(st, template, mac, sender_ip)
+        if verdict.address_refused is None:   # no note: the provisioning line is logged
+            ip, source = sender_ip, IP_FIRST_SEEN
     binding = Binding(st.table.allocate_id(), mac, template.template_id,
                       template.name, template.vlan, dpid, port, since=now,
                       ip=ip, ip_source=source, detected_by=detected_by,
@@ -83,7 +86,7 @@ def _provision(st: "EngineState", template: Template, mac: str, existing: Option
         binding_ops.unbind(st, existing, plan, f"moved to port {port} of {st.name(dpid)}")
     binding_ops.drop_incoming(st, mac, plan)
     binding_ops.bind(st, binding, plan)
-    if data:
+    if data and verdict.address_refused is None:
         plan.packet_outs.append(PacketOut(dpid, port, data))
     return binding
 
@@ -177,11 +180,26 @@ def known_vm_spoke(st: "EngineState", binding: Binding, sender_ip: Optional[str]
     if (sender_ip is None or binding.ip is not None or template is None
             or not learns_from(template, sender_ip)):
         return verdict
+    verdict.address_refused = held_elsewhere(st, template, binding.mac, sender_ip)
+    if verdict.address_refused is not None:
+        return verdict   # dropped: the VM stays unbound
     binding_ops.store(st, replace(binding, ip=sender_ip, ip_source=IP_FIRST_SEEN))
     verdict.plan.notes.append(f"VM {binding.mac} bound to IP {sender_ip}")
     if data:
         verdict.plan.packet_outs.append(PacketOut(binding.dpid, binding.port, data))
     return verdict
+
+
+def held_elsewhere(st: "EngineState", template: Template, mac: str,
+                   sender_ip: str) -> Optional[Tuple[str, str]]:
+    """(kind, detail) when another VM holds the IPv4 address VM ``mac`` first sent from
+    (it is then not bound, as DHCP snooping and IPv6 binding refuse a held address)."""
+    other = st.table.ip_holder(sender_ip, mac)
+    if other is None:
+        return None
+    return (HELD_ADDRESS, f"source {sender_ip} is bound to VM {other.mac} (binding "
+                          f"{other.binding_id}); VM {mac} of template '{template.name}' "
+                          f"({template.template_id}, bind_ip: first_seen) stays unbound")
 
 
 def learns_from(template: Template, sender_ip: str) -> bool:

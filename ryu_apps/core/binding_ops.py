@@ -149,6 +149,7 @@ def activate(st: "EngineState", incoming: Binding, plan: Plan, why: str) -> None
     active = replace(incoming, state=VmState.PROVISIONING)
     if source is not None and moving:
         st.table.hand_out(source)
+        st.dirty.placements[source.binding_id] = source   # its way in is the new one's
     store(st, active)
     if source is not None and moving:
         set_path(st, Route(route_owner(active), Way.REDIRECT, source, active), plan)

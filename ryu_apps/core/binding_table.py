@@ -49,6 +49,7 @@ class BindingTable:
         #: (server, VLAN) -> template id -> present bindings of it (incoming ones too)
         self.present_templates: Dict[PortKey, Dict[int, int]] = {}
         self._by_port: Dict[PortKey, Binding] = {}
+        self._by_ip: Dict[str, Set[str]] = {}   # bound IPv4 -> MACs of current bindings
         self._next_id = 1
         self._on_member = on_member
 
@@ -58,6 +59,8 @@ class BindingTable:
         table = self._table_of(binding)
         previous = table.get(binding.mac)
         table[binding.mac] = binding
+        if table is self.bindings and (previous is None or previous.ip != binding.ip):
+            self._hold_ip(previous, binding)
         if previous is None or not self.index.swap(previous, binding):
             if previous is not None:
                 self._unindex(previous)
@@ -78,6 +81,8 @@ class BindingTable:
         if stored is not None and _same(stored, binding):
             del table[binding.mac]
             self._unindex(stored)
+            if table is self.bindings and stored.ip is not None:
+                self._hold_ip(stored, None)
         self._release_port(binding)
         if final_state is not None:
             self.history[binding.mac] = final_state
@@ -120,6 +125,13 @@ class BindingTable:
     def at_port(self, dpid: int, port: int) -> Optional[Binding]:
         """The binding (current, incoming or outgoing) that holds this port."""
         return self._by_port.get((dpid, port))
+
+    def ip_holder(self, ip: str, mac: str) -> Optional[Binding]:
+        """Another VM's current binding that holds IPv4 ``ip``, if any."""
+        for holder in self._by_ip.get(ip, ()):
+            if holder != mac:
+                return self.bindings[holder]
+        return None
 
     def id_in_use(self, binding_id: int) -> bool:
         """Whether a binding of any table holds this id (outgoing ones are few: the
@@ -167,6 +179,16 @@ class BindingTable:
                 if not counts:
                     del self.present_templates[key]
         self._on_member(binding, delta)
+
+    def _hold_ip(self, old: Optional[Binding], new: Optional[Binding]) -> None:
+        """A current binding's IPv4 changed from ``old``'s to ``new``'s."""
+        if old is not None and old.ip is not None:
+            holders = self._by_ip.get(old.ip, set())
+            holders.discard(old.mac)
+            if not holders:
+                self._by_ip.pop(old.ip, None)
+        if new is not None and new.ip is not None:
+            self._by_ip.setdefault(new.ip, set()).add(new.mac)
 
     def _release_port(self, binding: Binding) -> None:
         key = (binding.dpid, binding.port)

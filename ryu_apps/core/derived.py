@@ -20,7 +20,7 @@ and flushed, and the result replaces the incremental one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, Set, Tuple
+from typing import TYPE_CHECKING, Dict, Set, Tuple, cast
 
 from ryu_apps.core import access_groups
 from ryu_apps.core.access_groups import AccessGroups, GroupKey
@@ -30,7 +30,8 @@ from ryu_apps.core.cookies import INFRA_OWNER, liveness_owner, quarantine_owner,
 from ryu_apps.core.fabric import SHARED_FABRIC
 from ryu_apps.core.server_flood import ServerFloods, delivery
 from ryu_apps.core.vlan_compiler import server_vlan_flows, vlan_switch_flows
-from ryu_apps.core.flow_plan import DesiredFlows, Plan, diff_flows
+from ryu_apps.core.flow_compiler import Placement, handed_out
+from ryu_apps.core.flow_plan import DesiredFlows, Plan, Recipe, diff_flows
 from ryu_apps.core.routes import probe_flows
 from ryu_apps.core.switch_flows import infra_flows
 from ryu_apps.core.template_tables import SharedDesired
@@ -86,12 +87,15 @@ def _flush_placements(st: "EngineState", plan: Plan) -> None:
     table = st.table
     for binding_id, binding in sorted(marked.items()):
         current = table.index.by_id.get(binding_id)
-        if current is None:
-            outgoing = table.outgoing.get(binding.mac)
-            if outgoing is None or outgoing.binding_id != binding_id:
-                continue   # gone meanwhile: its owner was emptied when it went
-            current = outgoing
-        st.desired.place(current.owner, st.placement(current), plan)
+        if current is not None:
+            st.desired.place(current.owner, st.placement(current), plan)
+            continue
+        outgoing = table.outgoing.get(binding.mac)
+        if outgoing is None or outgoing.binding_id != binding_id:
+            continue   # gone meanwhile: its owner was emptied when it went
+        # the VM left it: the way to the VM is the new binding's
+        recipe = handed_out(cast(Placement, st.placement(outgoing)))
+        st.desired.place(outgoing.owner, cast(Recipe, recipe), plan)
 
 
 def _flush_vlans(st: "EngineState", plan: Plan) -> None:

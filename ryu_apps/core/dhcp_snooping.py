@@ -147,9 +147,9 @@ def unusable(st: "EngineState", binding: Binding, address: str) -> Optional[str]
     if template is not None and address_guard.allowed_by_template(template.virtual_switch,
                                                                   address):
         return "lies in the template's allowed_addresses (never a VM's own)"
-    for other in st.table.bindings.values():
-        if other.ip == address and other.mac != binding.mac:
-            return f"is bound to VM {other.mac} (binding {other.binding_id}): a conflict"
+    other = st.table.ip_holder(address, binding.mac)
+    if other is not None:
+        return f"is bound to VM {other.mac} (binding {other.binding_id}): a conflict"
     return None
 
 

@@ -96,8 +96,40 @@ class Placement:
 
     def same_home(self, other: "Placement") -> bool:
         """True when only the path differs (the server's flows are the same)."""
-        return (self.binding == other.binding and self.template is other.template
+        return (type(self) is type(other) and self.binding == other.binding
+                and self.template is other.template
                 and self.port_rules_on_vswitch == other.port_rules_on_vswitch)
+
+
+@dataclass(frozen=True, slots=True)
+class HandedOut(Placement):
+    """A migration's source once the VM is active elsewhere, until MigrationDone releases
+    it: it keeps what its port needs, but not the way to the VM (its FORWARD entries, on
+    its server and its path, matched on the VM's VLAN and MAC alone). Those are the new
+    binding's now: one switch entry can have one owner, and the redirect
+    (:mod:`~ryu_apps.core.migration_paths`) covers the old path."""
+
+    def flows(self) -> Set["Entry"]:
+        """The binding's flows and meters but its FORWARD entries."""
+        return {f for f in binding_flows(self) if not _forwards_to_vm(f)}
+
+    def flows_on(self, dpid: int) -> Set["Entry"]:
+        """Its flows and meters on its server (it has none elsewhere)."""
+        return {f for f in self.flows() if f.dpid == dpid}
+
+    def away(self) -> Set["Entry"]:
+        """None: its path's entries are the new binding's."""
+        return set()
+
+
+def handed_out(placement: Placement) -> HandedOut:
+    """The placement of a source the VM left (see :class:`HandedOut`)."""
+    return HandedOut(placement.binding, placement.template, placement.port_rules_on_vswitch,
+                     placement.path)
+
+
+def _forwards_to_vm(entry: Entry) -> bool:
+    return isinstance(entry, FlowSpec) and entry.table_id == Table.FORWARD
 
 
 # -- one VM -------------------------------------------------------------------

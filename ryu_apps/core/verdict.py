@@ -17,3 +17,6 @@ class PacketVerdict:
     provisioned: Binding | None = None
     refusal: Refusal | None = None
     first_refusal: bool = False
+    #: (kind, detail) when the VM's first IPv4 source was not bound (another VM holds
+    #: it): the VM stays unbound; the app logs it once per VM and kind.
+    address_refused: tuple[str, str] | None = None
