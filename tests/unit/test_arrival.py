@@ -330,3 +330,29 @@ def test_a_silent_vms_new_port_is_probed_when_its_link_up_comes_after_the_loss(l
                                   eth_dst=PROBE_MAC, now=lab.now))
     binding = lab.engine.bindings[WEB1]
     assert (binding.dpid, binding.port, binding.ip) == (S21, NEW_PORT, IPS[WEB1])
+
+
+# -- a move's plan is written before the next queued event -----------------------------------
+def test_a_packets_only_moves_plan_is_urgent_and_delivers_at_once_in_both_orders(lab):
+    """No OVSDB, no notice. Whether the VM's first frame at its new port comes before its
+    old port's link-down (a conflict, then the move) or after it (a lost VM, then found),
+    the plan that moves it is urgent (the app writes it before the next queued event) and
+    alone makes the VM reachable at its new port; the conflict's and the loss's plans,
+    and a new VM's provisioning, are not urgent. The oracle checks every step."""
+    lab.event(lambda e: e.port_down(S21, NEW_PORT, deleted=False, now=lab.now))   # added
+    lab.now += 0.2
+    held = lab.event(lambda e: e.packet_in(S21, NEW_PORT, WEB1, b"rarp", now=lab.now))
+    assert held.provisioned is None and not held.plan.urgent
+    moved = lab.event(lambda e: e.port_down(S11, 1, deleted=False, now=lab.now))
+    assert moved.urgent and lab.reached(S21, 1, WEB2, WEB1) == [(S21, NEW_PORT)]
+    lab.now += 2.0
+    lab.event(lambda e: e.port_down(S11, 6, deleted=False, now=lab.now))   # added
+    lab.now += 0.2
+    lost = lab.event(lambda e: e.port_down(S21, NEW_PORT, deleted=False, now=lab.now))
+    assert WEB1 not in lab.engine.bindings and not lost.urgent
+    found = lab.event(lambda e: e.packet_in(S11, 6, WEB1, b"rarp", now=lab.now))
+    assert found.provisioned is not None and found.plan.urgent
+    assert lab.engine.bindings[WEB1].ip == IPS[WEB1]
+    assert lab.reached(S21, 1, WEB2, WEB1) == [(S11, 6)]
+    fresh = lab.event(lambda e: e.packet_in(S21, 2, WEB3, b"frame", now=lab.now))
+    assert fresh.provisioned is not None and not fresh.plan.urgent
