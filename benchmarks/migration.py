@@ -148,6 +148,7 @@ def _timeline(bed: Testbed, times, notified_ns: List[int], results: list,
         "port_created_ms": (times.port_created_ns - zero) / 1e6,
         "notified_ms": [(t - zero) / 1e6 for t in notified_ns],
         "announcements_ms": [(t - zero) / 1e6 for t in times.announcements_ns],
+        "old_deleted_ms": (times.old_deleted_ns - zero) / 1e6,
         "source_port_removed_ms": (times.source_port_removed_ns - zero) / 1e6,
         "probes": {name: [[(p.sent_ns - zero) / 1e6, p.received_ns is not None]
                           for p in probes if -300e6 <= p.sent_ns - zero <= 600e6]

@@ -154,6 +154,8 @@ def timeline_of(record: dict, messages: List[dict], names: Dict[int, str],
     zero_mono = line["zero_ns"]
     events: List[Tuple[float, str]] = [
         (line["guest_up_ms"], "VM: new interface up (in the VM)"),
+        *([(line["old_deleted_ms"], "VM: old interface deleted (its ip link del returned)")]
+          if "old_deleted_ms" in line else []),
         (line["source_port_removed_ms"], "VM: source port deleted"),
         *[(t, "VM: announcement sent") for t in line["announcements_ms"]],
         *[(t, f"flows {bridge}: {kind}") for bridge, t, kind in line["flow_events"]],

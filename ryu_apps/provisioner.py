@@ -213,6 +213,10 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         """Send a plan (ryu_apps.app.plan_sender.Dispatcher); ``on_confirmed`` runs once
         every switch has applied it."""
         self.dispatcher.send(plan, time.time(), on_confirmed)
+        if plan.urgent:
+            # A moved VM's traffic waits for these writes: let the switches' send loops
+            # write them now, not after the events queued behind this one.
+            hub.sleep(0)
 
     # -- REST and SIGHUP: callers in other green threads, work in the event loop ---------
     @set_ev_cls(loop.ApplyNotice)

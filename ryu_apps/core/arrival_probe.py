@@ -158,7 +158,9 @@ def _admit_searched(st: "EngineState", dpid: int, port: int, mac: str, ip: str, 
     search knows for it."""
     st.ports.expected_ips[mac] = ip
     try:
-        return admission.admit(st, dpid, port, mac, now, Detection.PACKET, data,
-                               sender_ip=sender_ip, trusted_move=trusted_move)
+        verdict = admission.admit(st, dpid, port, mac, now, Detection.PACKET, data,
+                                  sender_ip=sender_ip, trusted_move=trusted_move)
     finally:
         st.ports.expected_ips.pop(mac, None)
+    verdict.plan.urgent = verdict.provisioned is not None   # a lost VM's traffic waits
+    return verdict

@@ -115,6 +115,9 @@ class Plan:
     confirms: List[str] = field(default_factory=list)
     #: Messages for other network devices (ryu_apps.core.device_messages).
     messages: List[object] = field(default_factory=list)
+    #: A VM moved and its traffic waits for this plan: write it before handling the
+    #: next queued event (the app yields to its send loops).
+    urgent: bool = False
 
     def extend(self, other: "Plan") -> "Plan":
         """Append another plan's changes, packet-outs, notes and messages."""
@@ -130,6 +133,7 @@ class Plan:
         self.warnings += other.warnings
         self.confirms += other.confirms
         self.messages += other.messages
+        self.urgent = self.urgent or other.urgent
         return self
 
     def for_switch(self, dpid: int) -> SwitchChanges:

@@ -13,8 +13,10 @@ The **identity policy** of a mobility domain says whom to believe:
   or away, or when the VM stayed silent at its old port to the controller's
   liveness probe (an ARP request for its IP) for ``hold`` seconds. Accepted
   moves are rate-limited: a MAC that moves ``flap_limit`` times within
-  ``flap_window`` seconds is *flapping*; further moves are refused for
-  ``flap_hold`` seconds and an alarm is raised.
+  ``flap_window`` seconds is *flapping*: for ``flap_hold`` seconds its moves
+  are refused on the VM's word (the liveness hold) and an alarm is raised; the
+  old port going down or away, which a spoofer cannot cause, still moves it
+  (the search that follows that loss would find it at the new port anyway).
 - ``auto`` (the default): the hypervisor where it speaks, the ``packets``
   rules elsewhere: a port that OVSDB names a VM on accepts only that MAC, and
   a MAC that OVSDB places somewhere is provisioned only there; ports and MACs

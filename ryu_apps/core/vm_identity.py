@@ -86,9 +86,15 @@ def move_believed(st: "EngineState", existing: Binding, dpid: int, port: int, no
         moving(st, mac, now, verdict.plan)
         return True
     if moves.flapping(mac, now):
+        # Refused on the VM's word (no liveness hold, no probe); its old port going
+        # away is the network's word, which a spoofer cannot give: the move waits for it
+        # (else the search that follows the old port's loss finds it here anyway).
+        st.ports.down.discard((dpid, port))
+        moves.conflict(mac, dpid, port, now, probe_possible=False)
         admission.refuse(st, verdict, mac, existing.template_id, dpid, port, now,
                          f"VM {mac} is flapping between ports: its moves are refused for "
-                         f"{moves.flap_hold:g} s", while_bound=True)
+                         f"{moves.flap_hold:g} s unless its port {existing.port} on "
+                         f"{st.name(existing.dpid)} goes away", while_bound=True)
         return False
     # The frame came in at this port, so its link is up whatever the last port status
     # said (a busy switch reports a new port's link-up after the guest's first frames):
@@ -119,6 +125,7 @@ def moving(st: "EngineState", mac: str, now: float, plan: Plan) -> None:
     moves = st.moves
     moves.take(mac)
     st.ports.notified.pop(mac, None)
+    plan.urgent = True
     if moves.moved(mac, now):
         plan.warnings.append(
             f"VM {mac} is flapping: {moves.flap_limit} moves within "
