@@ -70,12 +70,11 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         #: Switches that connected and are being read back for the first time.
         self._connecting: Dict[int, Any] = {}
         self.ports: Dict[int, Set[int]] = {}
-        # Each plan is written at once. Batching a turn's plans into one write and
-        # barrier per switch (schedule=hub.spawn; 1.11x the VMs/s) stays off: with it,
-        # a VM moving between processes in tests/integration/test_distributed.py
-        # still lost 2.3 s of probes in 1 of 22 runs (the shared fabric kept learning
-        # the VM on its old pod's side), never seen without it: docs/benchmarks.md.
-        self.sender = PlanSender(self.datapaths, self.logger)
+        # Plans of one event-loop turn share one write and one barrier per switch
+        # (schedule=hub.spawn): 1.09x the VMs/s. Off from session 8 to 10 after a
+        # cross-process move in tests/integration/test_distributed.py lost 2.3 s of
+        # probes in 1 of 22 runs; on again after clean runs: docs/benchmarks.md.
+        self.sender = PlanSender(self.datapaths, self.logger, schedule=hub.spawn)
         self.bus = InProcessBus(self.engine)
         self.vm_log = VmLog(self.logger)   # each VM at DEBUG, a summary each tick
         self.metrics = Metrics(self)   # served from start(): ryu_apps.app.metrics
