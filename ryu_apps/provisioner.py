@@ -71,12 +71,12 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         #: Switches that connected and are being read back for the first time.
         self._connecting: Dict[int, Any] = {}
         self.ports: Dict[int, Set[int]] = {}
-        # Each plan is written at once. Batching a turn's plans into one write and
-        # barrier per switch (schedule=hub.spawn; 1.11x the VMs/s) stays off: with it,
-        # a VM moving between processes in tests/integration/test_distributed.py
-        # still lost 2.3 s of probes in 1 of 22 runs (the shared fabric kept learning
-        # the VM on its old pod's side), never seen without it: docs/benchmarks.md.
-        self.sender = PlanSender(self.datapaths, self.logger)
+        # Plans of one event-loop turn share one write and one barrier per switch
+        # (1.28x the VMs/s); a plan with nothing else queued behind it is written at
+        # once (no added latency). Off from session 8 to 10 after a cross-process
+        # move in tests/integration/test_distributed.py lost 2.3 s of probes in 1 of
+        # 22 runs; on again after clean runs: docs/benchmarks.md.
+        self.sender = PlanSender(self.datapaths, self.logger, schedule=self._schedule_flush)
         self.bus = InProcessBus(self.engine)
         self.vm_log = VmLog(self.logger)   # each VM at DEBUG, a summary each tick
         self.metrics = Metrics(self)   # served from start(): ryu_apps.app.metrics
@@ -125,6 +125,14 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         self.discovery = build_link_discovery(options, self.store_sync, self.logger,
                                               listen_port(CONF))
         signal.signal(signal.SIGHUP, lambda *_: self.requests.reload_wanted.set())
+
+    def _schedule_flush(self, flush) -> None:
+        """Write the turn's plans now when no other event waits in the app's queue
+        (a lone VM pays no delay), else once the loop has handled what is queued."""
+        if self.events.empty():
+            flush()
+        else:
+            hub.spawn(flush)
 
     def start(self):
         """Start the event loop, then what posts to it (Ryu calls this once every app is

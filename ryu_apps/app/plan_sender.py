@@ -13,6 +13,7 @@ written at once, as its own turn.
 
 from __future__ import annotations
 
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Set, Tuple
@@ -60,6 +61,22 @@ def next_xid(datapath: Datapath) -> int:
     """A fresh transaction id from the datapath's own counter (as Ryu's set_xid)."""
     datapath.xid = (datapath.xid + 1) & 0xFFFFFFFF
     return datapath.xid
+
+
+_XID = struct.Struct("!I")
+
+
+def stamped(messages: List[bytes], datapath: Datapath) -> Tuple[bytes, int]:
+    """``messages`` as one buffer, each with the next transaction id of the datapath's
+    counter (as :func:`next_xid` one by one); the buffer and the last id given."""
+    buf = bytearray().join(messages)
+    xid, offset, pack = datapath.xid, 4, _XID.pack_into
+    for message in messages:
+        xid = (xid + 1) & 0xFFFFFFFF
+        pack(buf, offset, xid)
+        offset += len(message)
+    datapath.xid = xid
+    return bytes(buf), xid
 
 
 class PlanSender:
@@ -134,15 +151,14 @@ class PlanSender:
             if datapath is None:
                 orphans.extend(part.batches)   # gone meanwhile: reconciled when it returns
                 continue
-            chunks = [openflow_bytes.with_xid(message, next_xid(datapath))
-                      for message in part.chunks]
             if part.batches:
-                xid = next_xid(datapath)
-                chunks.append(openflow_bytes.with_xid(_BARRIER, xid))
+                part.chunks.append(_BARRIER)
+            data, xid = stamped(part.chunks, datapath)
+            if part.batches:   # the barrier is the last message: ``xid`` is its id
                 for batch in part.batches:
                     batch.waiting.add((dpid, xid))
                 self._batches[(dpid, xid)] = part.batches
-            datapath.send(b"".join(chunks))
+            datapath.send(data)
         for batch in orphans:
             if not batch.waiting:
                 self._release(batch)

@@ -18,6 +18,7 @@ always goes through the general encoder. The result is byte-identical to the gen
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ryu_apps.app import openflow_bytes
@@ -62,37 +63,40 @@ _WMETA, _OUT, _SET, _METER_MARK, _APPLY = "=wmeta", "=out", "=set", "=meter", "=
 
 def _split_flow(spec: FlowSpec) -> Tuple[tuple, List[Any]]:
     """The shape of a flow add (hashable) and its values in order, the cookie first.
-    A value's place in the shape is a marker (:func:`_kinds` reads them back)."""
+    A value's place in the shape is a marker (:func:`_kinds` reads them back).
+    Instructions are told apart by their exact class, as :func:`_join_flow` does."""
     values: List[Any] = [spec.cookie]
     shape: List[Any] = ["add", spec.table_id, spec.priority, spec.idle_timeout,
                         spec.hard_timeout]
-    for name, value in spec.match:
+    add_shape, add_value = shape.append, values.append
+    for item in spec.match:
+        name, value = item
         if name in VARIABLE_FIELDS and value.__class__ is not tuple:
-            shape.append(name)
-            values.append(value)
+            add_shape(name)
+            add_value(value)
         else:
-            shape.append((name, value))
+            add_shape(item)
     for instruction in spec.instructions:
-        if isinstance(instruction, Meter):
-            shape.append(_METER_MARK)
-            values.append(instruction.meter_id)
-        elif isinstance(instruction, WriteMetadata):
-            shape.append((_WMETA, instruction.mask))
-            values.append(instruction.value)
-        elif isinstance(instruction, ApplyActions):
-            shape.append((_APPLY, _split_actions(instruction.actions, values)))
+        if type(instruction) is Meter:
+            add_shape(_METER_MARK)
+            add_value(instruction.meter_id)
+        elif type(instruction) is WriteMetadata:
+            add_shape((_WMETA, instruction.mask))
+            add_value(instruction.value)
+        elif type(instruction) is ApplyActions:
+            add_shape((_APPLY, _split_actions(instruction.actions, values)))
         else:
-            shape.append(instruction)
+            add_shape(instruction)
     return tuple(shape), values
 
 
 def _split_actions(actions: Sequence[Any], values: List[Any]) -> tuple:
     shape: List[Any] = []
     for action in actions:
-        if isinstance(action, Output):
+        if type(action) is Output:
             shape.append((_OUT, action.max_len))
             values.append(action.port)
-        elif isinstance(action, SetField) and action.name in VARIABLE_FIELDS \
+        elif type(action) is SetField and action.name in VARIABLE_FIELDS \
                 and action.value.__class__ is not tuple:
             shape.append((_SET, action.name))
             values.append(action.value)
@@ -129,15 +133,15 @@ def _join_flow(spec: FlowSpec, values: List[Any]) -> FlowSpec:
     feed = iter(values)
     cookie = next(feed)
     match = tuple((name, next(feed)) if name in VARIABLE_FIELDS
-                  and not isinstance(value, tuple) else (name, value)
+                  and value.__class__ is not tuple else (name, value)
                   for name, value in spec.match)
     instructions = []
     for instruction in spec.instructions:
-        if isinstance(instruction, Meter):
+        if type(instruction) is Meter:
             instruction = Meter(next(feed))
-        elif isinstance(instruction, WriteMetadata):
+        elif type(instruction) is WriteMetadata:
             instruction = WriteMetadata(next(feed), instruction.mask)
-        elif isinstance(instruction, ApplyActions):
+        elif type(instruction) is ApplyActions:
             instruction = ApplyActions(tuple(_join_action(a, feed) for a in instruction.actions))
         instructions.append(instruction)
     return FlowSpec(spec.dpid, spec.table_id, spec.priority, match, tuple(instructions),
@@ -145,10 +149,10 @@ def _join_flow(spec: FlowSpec, values: List[Any]) -> FlowSpec:
 
 
 def _join_action(action: Any, feed) -> Any:
-    if isinstance(action, Output):
+    if type(action) is Output:
         return Output(next(feed), action.max_len)
-    if isinstance(action, SetField) and action.name in VARIABLE_FIELDS \
-            and not isinstance(action.value, tuple):
+    if type(action) is SetField and action.name in VARIABLE_FIELDS \
+            and action.value.__class__ is not tuple:
         return SetField(action.name, next(feed))
     return action
 
@@ -159,11 +163,14 @@ def _mac_bytes(value: str) -> bytes:
 
 
 def _ipv4_bytes(value: str) -> bytes:
-    return bytes(int(part) for part in value.split("."))
+    return bytes(map(int, value.split(".")))
 
 
 def _ipv6_bytes(value: str) -> bytes:
-    return ipaddress.IPv6Address(value).packed
+    try:   # the C parser; the general encoder's for what it does not take (a scope)
+        return socket.inet_pton(socket.AF_INET6, value)
+    except (OSError, TypeError):
+        return ipaddress.IPv6Address(value).packed
 
 
 def _converter(kind: Kind) -> Callable[[Any], bytes]:
@@ -192,23 +199,51 @@ def _flipped(kind: Kind, value: Any) -> Any:
 
 # -- shapes ------------------------------------------------------------------------------
 class _Shape:
-    """A shape's bytes (with the first spec's values) and where each value goes."""
+    """A shape's bytes (with the first spec's values) and where each value goes.
 
-    __slots__ = ("base", "slots")
+    Rendering joins the constant pieces between the slots with the values'
+    bytes (``pieces``: per slot in byte order, the value's index, its converter,
+    its length and the constant bytes after it; ``head``: the bytes before the
+    first slot)."""
+
+    __slots__ = ("base", "slots", "head", "pieces")
 
     def __init__(self, base: bytes, slots: List[Tuple[int, int, Callable[[Any], bytes]]]
                  ) -> None:
         self.base, self.slots = base, slots
+        self.head = base
+        self.pieces: List[Tuple[int, Callable[[Any], bytes], int, bytes]] = []
+
+    def seal(self) -> bool:
+        """Lay out the pieces from the slots; False when two slots overlap."""
+        order = sorted(range(len(self.slots)), key=lambda i: self.slots[i][0])
+        ends = [self.slots[i][0] for i in order[1:]] + [len(self.base)]
+        pieces: List[Tuple[int, Callable[[Any], bytes], int, bytes]] = []
+        last = 0
+        for index, end in zip(order, ends):
+            start, stop, convert = self.slots[index]
+            if start < last or stop > end:
+                return False
+            pieces.append((index, convert, stop - start, self.base[stop:end]))
+            last = stop
+        self.head = self.base[:self.slots[order[0]][0]] if order else self.base
+        self.pieces = pieces
+        return True
 
     def render(self, values: List[Any]) -> Optional[bytes]:
         """The bytes with ``values`` patched in; None when a value does not fit its slot."""
-        buf = bytearray(self.base)
+        parts = [self.head]
+        append = parts.append
         try:
-            for (start, end, convert), value in zip(self.slots, values):
-                buf[start:end] = convert(value)
-        except (ValueError, TypeError, OverflowError, AttributeError):
+            for index, convert, length, after in self.pieces:
+                raw = convert(values[index])
+                if len(raw) != length:
+                    return None
+                append(raw)
+                append(after)
+        except (ValueError, TypeError, OverflowError, AttributeError, IndexError):
             return None
-        return bytes(buf) if len(buf) == len(self.base) else None
+        return b"".join(parts)
 
 
 _UNPATCHABLE = _Shape(b"", [])
@@ -233,7 +268,7 @@ def _learn(values: List[Any], kinds: List[Kind], encode: Callable[[List[Any]], b
                 return _UNPATCHABLE
             shape.slots.append((diff[0], diff[0] + kind[1], _converter(kind)))
             checks.append((changed, other))
-        if any(shape.render(changed) != other for changed, other in checks):
+        if not shape.seal() or any(shape.render(changed) != other for changed, other in checks):
             return _UNPATCHABLE
     except (ValueError, TypeError, OverflowError, AttributeError):
         return _UNPATCHABLE
@@ -281,9 +316,11 @@ def flow_add(spec: FlowSpec) -> bytes:
     if _long(spec):   # a new version of it each time: encoded, not split, not cached
         return openflow_bytes.encode_flow_add_uncached(spec)
     key, values = _split_flow(spec)
-    shape = _shape_of(key, values, lambda: _kinds(key),
-                      lambda changed: openflow_bytes.encode_flow_add_uncached(
-                          _join_flow(spec, changed)))
+    shape = _SHAPES.get(key)
+    if shape is None:
+        shape = _shape_of(key, values, lambda: _kinds(key),
+                          lambda changed: openflow_bytes.encode_flow_add_uncached(
+                              _join_flow(spec, changed)))
     data = shape.render(values) if shape is not _UNPATCHABLE else None
     return data if data is not None else openflow_bytes.encoded_flow_add(spec)
 

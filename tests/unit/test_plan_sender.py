@@ -167,3 +167,39 @@ def test_a_plan_sent_while_a_write_waits_never_overtakes_an_earlier_one_on_any_s
         cookies = [int.from_bytes(data[8:16], "big") & 0xFF
                    for kind, _, data in datapath.sent if kind == OFPT_FLOW_MOD]
         assert cookies == [1, 2], (dpid, cookies)   # the plans' own cookies, in order
+
+
+def test_a_turn_is_stamped_with_the_datapath_counter_s_next_ids_across_the_wrap():
+    datapath = RecordingDatapath()
+    datapath.xid = 0xFFFFFFFE
+    sender = PlanSender({1: datapath}, logging.getLogger("test"))
+    plan = _plan()
+    plan.for_switch(1).add(flow(1, 4, 90, make_match(in_port=2), 0xD9F0000000000000))
+    sender.send(plan)
+    assert [xid for _, xid, _ in datapath.sent] == [0xFFFFFFFF, 0, 1]
+    assert [kind for kind, _, _ in datapath.sent] == [OFPT_FLOW_MOD, OFPT_FLOW_MOD,
+                                                      OFPT_BARRIER_REQUEST]
+    assert datapath.xid == 1
+    sender.barrier_reply(1, 1)      # the barrier's id is the one awaited
+    assert not sender._batches
+
+
+class _Events:
+    def __init__(self, waiting):
+        self.waiting = waiting
+
+    def empty(self):
+        return not self.waiting
+
+
+def test_the_app_writes_a_lone_plan_at_once_and_batches_behind_queued_events(monkeypatch):
+    from ryu_apps import provisioner
+    spawned, flushed = [], []
+    monkeypatch.setattr(provisioner.hub, "spawn", spawned.append)
+    app = type("App", (), {"events": _Events(0)})()
+    provisioner.DynprovProvisioner._schedule_flush(app, lambda: flushed.append("now"))
+    assert flushed == ["now"] and spawned == []
+    app.events = _Events(3)          # packet-ins wait: they join the turn's writes
+    later = lambda: flushed.append("later")   # noqa: E731
+    provisioner.DynprovProvisioner._schedule_flush(app, later)
+    assert flushed == ["now"] and spawned == [later]
