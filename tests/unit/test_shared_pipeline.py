@@ -131,6 +131,31 @@ def test_every_default_template_costs_at_most_6_flows_per_vm_in_every_state():
     assert len(lab.own_flows(_mac(254, 90))) <= max_per_vm(LIBRARY.get(254))
 
 
+def test_a_merged_vm_has_one_meter_the_tighter_of_its_two_limits():
+    """Where the merge moved a port side with a limit onto the server, the VM's one meter
+    (at its classifier) takes the tighter rate and burst; no second, per-VM port meter
+    and no per-VM metered pass keep its other anti-spoofing flows from being shared."""
+    tight = {"id": GENERATED, "name": "tight", "description": "port side tighter",
+             "vlan": 100,
+             "virtual_switch": {"default_action": "allow", "bind_ip": True,
+                                "bandwidth": {"rate_kbps": 100000, "burst_kbits": 10000}},
+             "access_port": {"default_action": "allow", "acl": [
+                 {"action": "deny", "direction": "to_vm", "protocol": "tcp", "dst_port": 22}],
+                 "bandwidth": {"rate_kbps": 30000, "burst_kbits": 20000}}}
+    other = {"id": GENERATED + 1, "name": "other", "description": "shares the VLAN",
+             "vlan": 100, "virtual_switch": {"default_action": "allow"},
+             "access_port": {"default_action": "allow"}}
+    lab = Lab(build_library([("t.yaml", {"templates": [tight, other]})]))
+    lab.vm(S11, 1, _mac(GENERATED, 1), "10.0.0.1")
+    lab.vm(S11, 2, _mac(GENERATED + 1, 1), "10.0.0.2")
+    binding = lab.engine.bindings[_mac(GENERATED, 1)]
+    assert binding.binding_id in lab.engine.state.table.moved   # the merge holds
+    meters = [m for m in lab.switches.meters[S11].values() if m.cookie == binding.owner.cookie]
+    assert [(m.rate_kbps, m.burst_kbits) for m in meters] == [(30000, 10000)]
+    own = lab.own_flows(_mac(GENERATED, 1))
+    assert len(own) == 4 and not [f for f in own if f.match == (("in_port", 1),)]
+
+
 def test_shared_flows_do_not_grow_with_the_vms_of_a_template():
     one, many = Lab(), Lab(checking=False)
     templates = sorted(LIBRARY.templates)
