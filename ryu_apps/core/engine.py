@@ -294,13 +294,14 @@ class ProvisioningEngine:
         shared_fabric.shared_uplink_seen(self.state, end, origin, now, plan)
         return self._done(plan)
 
-    def expect_ip(self, mac: str, ip: str | None, ipv6: tuple[str, ...] = ()) -> Plan:
-        """A VM handed over to this process is bound to ``ip`` and the global IPv6
-        addresses ``ipv6`` (the store's row says so)."""
+    def expect_ip(self, mac: str, ip: str | None, ipv6: tuple[str, ...] = (),
+                  ip_source: str | None = None) -> Plan:
+        """A VM handed over to this process is bound to ``ip`` (as ``ip_source`` says;
+        None: pinned) and the global IPv6 addresses ``ipv6`` (the store's row says so)."""
         plan = Plan()
         checked = _mac(mac, "expected address", plan)
         if checked is not None:
-            shared_fabric.expect_ip(self.state, checked, ip, plan, ipv6)
+            shared_fabric.expect_ip(self.state, checked, ip, plan, ipv6, ip_source)
         return self._done(plan)
 
     def ipv6_source(self, dpid: int, port: int, eth_src: str,

@@ -33,6 +33,8 @@ class PortState:
     unannounced: Set[PortKey] = field(default_factory=set)
     #: MAC -> IPv4 of a VM handed over to this process.
     expected_ips: Dict[str, str] = field(default_factory=dict)
+    #: MAC -> how that IPv4 was bound at the source process (``Binding.ip_source``).
+    expected_ip_sources: Dict[str, str] = field(default_factory=dict)
     #: MAC -> bound global IPv6 addresses of a VM handed over to this process.
     expected_ipv6: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     #: MAC -> (IPv4, when its DHCP lease ends) of a VM bound from a DHCPACK.
