@@ -39,6 +39,8 @@ class PortState:
     expected_ipv6: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     #: MAC -> (IPv4, when its DHCP lease ends) of a VM bound from a DHCPACK.
     leases: Dict[str, Tuple[str, float]] = field(default_factory=dict)
+    #: MAC -> {IPv6 address: when its DHCPv6 lease ends} of a VM bound from a Reply.
+    leases6: Dict[str, Dict[str, float]] = field(default_factory=dict)
     #: MAC -> the server a migration notice named.
     notified: Dict[str, int] = field(default_factory=dict)
     #: MAC -> when a pre-provisioning made by a notice alone (no OVSDB) expires.
