@@ -70,7 +70,7 @@ def _provision(st: "EngineState", template: Template, mac: str, existing: Option
     VM and its address, as the frame's second trip through the controller would."""
     ip = existing.ip if existing else st.ports.expected_ips.pop(mac, None)
     ipv6 = existing.ipv6 if existing else st.ports.expected_ipv6.pop(mac, ())
-    source = existing.ip_source if existing else IP_PINNED if ip is not None else None
+    source = existing.ip_source if existing else _expected_source(st, mac, ip)
     if ip is None and sender_ip is not None and learns_from(template, sender_ip):
         verdict.address_refused = held_elsewhere(st, template, mac, sender_ip)
         if verdict.address_refused is None:   # no note: the provisioning line is logged
@@ -89,6 +89,14 @@ def _provision(st: "EngineState", template: Template, mac: str, existing: Option
     if data and verdict.address_refused is None:
         plan.packet_outs.append(PacketOut(dpid, port, data))
     return binding
+
+
+def _expected_source(st: "EngineState", mac: str, ip: Optional[str]) -> Optional[str]:
+    """How a VM's address given from outside its packets was bound (a hand-off's row
+    says; pinned otherwise); None without an address."""
+    if ip is None:
+        return None
+    return st.ports.expected_ip_sources.pop(mac, IP_PINNED)
 
 
 def select(st: "EngineState", mac: str, raw_mac: str, dpid: int, port: int, now: float,
@@ -150,7 +158,7 @@ def expect(st: "EngineState", dpid: int, port: int, mac: str, now: float) -> Pac
     expected_ip = st.ports.expected_ips.pop(mac, None)
     incoming = Binding(st.table.allocate_id(), mac, template.template_id,
                        template.name, template.vlan, dpid, port, since=now,
-                       ip=expected_ip, ip_source=IP_PINNED if expected_ip else None,
+                       ip=expected_ip, ip_source=_expected_source(st, mac, expected_ip),
                        ipv6=st.ports.expected_ipv6.pop(mac, ()),
                        detected_by=Detection.OVSDB, device=st.topo.device_of(dpid),
                        state=VmState.PRE_PROVISIONED)

@@ -42,8 +42,11 @@ BindingState = VmState
 
 #: How a binding's IPv4 address was bound: the first address the VM sent from, a
 #: snooped DHCPACK (core/dhcp_snooping.py), or given with the VM from outside the
-#: packets (a hand-off's store row, a moved VM's search, the switch's flows read back).
+#: packets (a moved VM's search, a hand-off's store row that does not say how: one an
+#: older dynprov wrote; a row that says keeps it).
 IP_FIRST_SEEN, IP_DHCP, IP_PINNED = "first_seen", "dhcp", "pinned"
+#: Every way an address is bound (what a store row may say).
+IP_SOURCES = (IP_FIRST_SEEN, IP_DHCP, IP_PINNED)
 
 
 class Detection(enum.Enum):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ryu_apps.core.ipv6_frames import Ipv6Info, udp_payload
 
@@ -23,6 +23,8 @@ OPTION_CLIENTID, OPTION_SERVERID, OPTION_IA_NA, OPTION_IAADDR = 1, 2, 3, 5
 OPTION_STATUS_CODE = 13
 #: At most this many options are read per level (a flood of tiny options ends the walk).
 MAX_OPTIONS = 64
+#: A lifetime that never ends (RFC 8415 section 7.7).
+INFINITY = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,20 @@ class Message:
     client_duid: Optional[bytes] = None
     server_duid: Optional[bytes] = None
     leases: Tuple[Lease, ...] = ()
+
+    def ends(self, now: float) -> Dict[str, Optional[float]]:
+        """When each address it leases (valid lifetime above 0) stops being valid: ``now``
+        plus its longest valid lifetime; None for an infinite one (0xffffffff)."""
+        ends: Dict[str, Optional[float]] = {}
+        for lease in self.leases:
+            if not lease.valid:
+                continue
+            end = None if lease.valid == INFINITY else now + lease.valid
+            if lease.address in ends:
+                held = ends[lease.address]
+                end = None if held is None or end is None else max(held, end)
+            ends[lease.address] = end
+        return ends
 
     @property
     def addresses(self) -> Tuple[str, ...]:

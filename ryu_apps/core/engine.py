@@ -170,7 +170,7 @@ class ProvisioningEngine:
         """A DHCP message the pipeline copied for snooping came in at ``in_port``
         (core/dhcp_snooping.py): an allowed DHCPACK binds its VM's address."""
         plan = Plan()
-        if not ipv6_binding.snooped(self.state, dpid, in_port, data, plan):   # DHCPv6
+        if not ipv6_binding.snooped(self.state, dpid, in_port, data, now, plan):   # DHCPv6
             dhcp_snooping.snooped(self.state, dpid, in_port, data, now, plan)
         return self._done(plan)
 
@@ -294,13 +294,14 @@ class ProvisioningEngine:
         shared_fabric.shared_uplink_seen(self.state, end, origin, now, plan)
         return self._done(plan)
 
-    def expect_ip(self, mac: str, ip: str | None, ipv6: tuple[str, ...] = ()) -> Plan:
-        """A VM handed over to this process is bound to ``ip`` and the global IPv6
-        addresses ``ipv6`` (the store's row says so)."""
+    def expect_ip(self, mac: str, ip: str | None, ipv6: tuple[str, ...] = (),
+                  ip_source: str | None = None) -> Plan:
+        """A VM handed over to this process is bound to ``ip`` (as ``ip_source`` says;
+        None: pinned) and the global IPv6 addresses ``ipv6`` (the store's row says so)."""
         plan = Plan()
         checked = _mac(mac, "expected address", plan)
         if checked is not None:
-            shared_fabric.expect_ip(self.state, checked, ip, plan, ipv6)
+            shared_fabric.expect_ip(self.state, checked, ip, plan, ipv6, ip_source)
         return self._done(plan)
 
     def ipv6_source(self, dpid: int, port: int, eth_src: str,
@@ -316,12 +317,13 @@ class ProvisioningEngine:
             self._done(verdict.plan)
         return verdict
 
-    def dhcpv6_snooped(self, dpid: int, port: int, data: bytes) -> Plan | None:
+    def dhcpv6_snooped(self, dpid: int, port: int, data: bytes, *,
+                       now: float) -> Plan | None:
         """A DHCPv6 message copied to the controller at (dpid, port): a trusted server's
         Reply binds a ``bind_ipv6: dhcpv6`` VM's leased addresses, the VM's Release
         unbinds them (None: the frame is no DHCPv6 message)."""
         plan = Plan()
-        if not ipv6_binding.snooped(self.state, dpid, port, data, plan):
+        if not ipv6_binding.snooped(self.state, dpid, port, data, now, plan):
             return None
         return self._done(plan)
 

@@ -37,7 +37,8 @@ def binding_record(engine, binding: Binding) -> BindingRecord:
     return BindingRecord(binding.mac, binding.template_id,
                          "" if domain is None or domain.templates is None else domain.name,
                          info.name if info else f"{binding.dpid:016x}", binding.port,
-                         binding.ip, _STATES.get(binding.state, "active"), binding.ipv6)
+                         binding.ip, _STATES.get(binding.state, "active"), binding.ipv6,
+                         binding.ip_source if binding.ip else None)
 
 
 def view_of(engine, ports: Mapping[int, AbstractSet[int]]) -> EngineView:
@@ -87,7 +88,7 @@ def _expect_arrival(engine, command: ExpectArrival,
                     now: float) -> Tuple[List[Plan], List[Note]]:
     """Pre-provision a VM a source process hands to us, its bound IP kept."""
     mac, server = command.mac, command.server
-    plans = [engine.expect_ip(mac, command.ip, command.ipv6)]
+    plans = [engine.expect_ip(mac, command.ip, command.ipv6, command.ip_source)]
     try:
         ack = engine.notify(Notice.STARTED, mac, server, now=now)
     except NotificationError as error:

@@ -31,6 +31,8 @@ class BindingRecord:
     state: str
     #: Its bound global IPv6 addresses, sorted.
     ipv6: Tuple[str, ...] = ()
+    #: How ``ip`` was bound (``Binding.ip_source``: first_seen, dhcp, pinned).
+    ip_source: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class BindingRow:
     requested_server: Optional[str] = None
     ip: Optional[str] = None
     ipv6: Tuple[str, ...] = ()
+    ip_source: Optional[str] = None   # None in a row an older dynprov wrote
 
 
 @dataclass(frozen=True)
@@ -218,13 +221,15 @@ class Cede:
 @dataclass(frozen=True)
 class ExpectArrival:
     """A source process names us as the VM's next owner: pre-provision it on
-    ``server`` (bound to ``ip`` and ``ipv6``); ``received``: when the request reached us."""
+    ``server`` (bound to ``ip``, as ``ip_source`` says, and ``ipv6``); ``received``: when
+    the request reached us."""
 
     mac: str
     server: Optional[str]
     ip: Optional[str]
     received: float
     ipv6: Tuple[str, ...] = ()
+    ip_source: Optional[str] = None
 
 
 Command = Union[HandOver, StopHandingOver, Cede, ExpectArrival]

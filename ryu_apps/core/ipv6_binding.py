@@ -18,7 +18,7 @@ DHCPv6 snooping decided (:mod:`~ryu_apps.core.dhcpv6`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional
 
 from ryu_apps.core import address_guard, binding_ops, dhcpv6, ipv6_guard
 from ryu_apps.core.binding import Binding
@@ -110,7 +110,9 @@ def bind_addresses(st: "EngineState", binding: Binding, addresses: Iterable[str]
 def release(st: "EngineState", binding: Binding, addresses: Iterable[str],
             plan: Plan, why: str) -> Binding:
     """Unbind ``addresses`` from the VM (those it holds); its flows recompiled."""
-    gone = set(addresses) & set(binding.ipv6)
+    addresses = set(addresses)
+    _time_leases(st, binding.mac, dict.fromkeys(addresses))
+    gone = addresses & set(binding.ipv6)
     if not gone:
         return binding
     changed = replace(binding, ipv6=tuple(a for a in binding.ipv6 if a not in gone))
@@ -135,10 +137,12 @@ def trusted_server(st: "EngineState", dpid: int, port: int) -> bool:
     return template is not None and template.virtual_switch.dhcp_server
 
 
-def snooped(st: "EngineState", dpid: int, port: int, data: bytes, plan: Plan) -> bool:
+def snooped(st: "EngineState", dpid: int, port: int, data: bytes, now: float,
+            plan: Plan) -> bool:
     """A DHCPv6 message copied to the controller at (dpid, port): a Reply from an allowed
     server binds the IA_NA addresses it gives a ``bind_ipv6: dhcpv6`` VM (the frame's
-    destination MAC, on this server); a Release from such a VM unbinds those it names.
+    destination MAC, on this server) until their valid lifetime ends (:func:`expire`;
+    a later Reply renews them); a Release from such a VM unbinds those it names.
     True when it was a DHCPv6 message (whatever became of it)."""
     found = dhcpv6.from_frame(data)
     if found is None:
@@ -156,6 +160,8 @@ def snooped(st: "EngineState", dpid: int, port: int, data: bytes, plan: Plan) ->
         vm = release(st, vm, withdrawn, plan, "its DHCPv6 lease withdrawn")
         free = [a for a in message.addresses if _free_for(st, a, vm.mac, plan)]
         bind_addresses(st, vm, free, plan, "leased by DHCPv6")
+        _time_leases(st, vm.mac, {a: end for a, end in message.ends(now).items()
+                                  if a in free})
     elif found.to_server and message.msg_type in (dhcpv6.RELEASE, dhcpv6.DECLINE):
         vm = st.table.at_port(dpid, port)
         if vm is not None and vm.mac == _mac_text(data[6:12]) and _leases_from_dhcpv6(st, vm) \
@@ -164,6 +170,31 @@ def snooped(st: "EngineState", dpid: int, port: int, data: bytes, plan: Plan) ->
                     "released by DHCPv6" if message.msg_type == dhcpv6.RELEASE
                     else "declined by DHCPv6")
     return True
+
+
+def expire(st: "EngineState", now: float, plan: Plan) -> None:
+    """Unbind the DHCPv6-leased addresses whose valid lifetime ended (the engine's tick)."""
+    for mac, ends in list(st.ports.leases6.items()):
+        ended = [address for address, end in ends.items() if end <= now]
+        if not ended:
+            continue
+        binding = st.table.bindings.get(mac)
+        if binding is not None:
+            release(st, binding, ended, plan, "its DHCPv6 lease ended")
+        else:
+            _time_leases(st, mac, dict.fromkeys(ended))
+
+
+def _time_leases(st: "EngineState", mac: str, ends: Mapping[str, Optional[float]]) -> None:
+    """Each address's lease of VM ``mac`` ends at its time now (None: never, or no lease)."""
+    held = st.ports.leases6.setdefault(mac, {})
+    for address, end in ends.items():
+        if end is None:
+            held.pop(address, None)
+        else:
+            held[address] = end
+    if not held:
+        del st.ports.leases6[mac]
 
 
 def _leases_from_dhcpv6(st: "EngineState", vm: Binding) -> bool:

@@ -33,10 +33,14 @@ class PortState:
     unannounced: Set[PortKey] = field(default_factory=set)
     #: MAC -> IPv4 of a VM handed over to this process.
     expected_ips: Dict[str, str] = field(default_factory=dict)
+    #: MAC -> how that IPv4 was bound at the source process (``Binding.ip_source``).
+    expected_ip_sources: Dict[str, str] = field(default_factory=dict)
     #: MAC -> bound global IPv6 addresses of a VM handed over to this process.
     expected_ipv6: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
     #: MAC -> (IPv4, when its DHCP lease ends) of a VM bound from a DHCPACK.
     leases: Dict[str, Tuple[str, float]] = field(default_factory=dict)
+    #: MAC -> {IPv6 address: when its DHCPv6 lease ends} of a VM bound from a Reply.
+    leases6: Dict[str, Dict[str, float]] = field(default_factory=dict)
     #: MAC -> the server a migration notice named.
     notified: Dict[str, int] = field(default_factory=dict)
     #: MAC -> when a pre-provisioning made by a notice alone (no OVSDB) expires.

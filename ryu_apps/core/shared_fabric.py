@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, List
 
 from ryu_apps.core import binding_ops, topology_events
-from ryu_apps.core.binding import IP_PINNED, Binding, VmState
+from ryu_apps.core.binding import IP_PINNED, IP_SOURCES, Binding, VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.fabric import PortRef
 from ryu_apps.core.flow_plan import PacketOut, Plan
@@ -54,22 +54,25 @@ def shared_uplink_seen(st: "EngineState", end: PortRef, origin: str, now: float,
 
 
 def expect_ip(st: "EngineState", mac: str, ip: str | None, plan: Plan,
-              ipv6: tuple[str, ...] = ()) -> None:
-    """A VM handed over to this process is bound to ``ip`` and the global IPv6
-    addresses ``ipv6`` (the store's row says so): its anti-spoofing here need not
-    learn them from its packets again."""
+              ipv6: tuple[str, ...] = (), ip_source: str | None = None) -> None:
+    """A VM handed over to this process is bound to ``ip`` (as ``ip_source`` says, the
+    source process's; pinned when unknown) and the global IPv6 addresses ``ipv6``
+    (the store's row says so): its anti-spoofing here need not learn them from its
+    packets again."""
     if (not ip and not ipv6) or mac in st.table.bindings:
         return
+    source = ip_source if ip_source in IP_SOURCES else IP_PINNED
     incoming = st.table.incoming.get(mac)
     if incoming is None:
         if ip:
             st.ports.expected_ips[mac] = ip
+            st.ports.expected_ip_sources[mac] = source
         if ipv6:
             st.ports.expected_ipv6[mac] = tuple(sorted(ipv6))
         return
     changed = incoming
     if ip and incoming.ip is None:
-        changed = replace(changed, ip=ip, ip_source=IP_PINNED)
+        changed = replace(changed, ip=ip, ip_source=source)
     if ipv6 and not incoming.ipv6:
         changed = replace(changed, ipv6=tuple(sorted(ipv6)))
     if changed is not incoming:

@@ -18,6 +18,7 @@ from ryu_apps.core import (
     binding_ops,
     derived,
     dhcp_snooping,
+    ipv6_binding,
     topology_events,
     vm_identity,
 )
@@ -218,7 +219,7 @@ def tick(st: "EngineState", now: float, plan: Plan) -> None:
     """Time passed: lift quarantines older than QUARANTINE_SECONDS; accept the moves
     whose old location stayed silent to the liveness probe; expire notice-only
     pre-provisionings; send the searches' probes that are due; remove the templates'
-    shared flows that lingered unused long enough; unbind ended DHCP leases."""
+    shared flows that lingered unused long enough; unbind ended DHCP and DHCPv6 leases."""
     ports, notes = st.quarantine.expire(now)
     for dpid, port in ports:
         binding_ops.quarantine_changed(st, dpid, port)
@@ -228,6 +229,7 @@ def tick(st: "EngineState", now: float, plan: Plan) -> None:
     arrival_probe.tick(st, now, plan)
     st.desired.expire_templates(now, plan)
     dhcp_snooping.expire(st, now, plan)
+    ipv6_binding.expire(st, now, plan)
 
 
 def _changed_templates(old: Optional[TemplateLibrary], new: TemplateLibrary) -> Set[int]:

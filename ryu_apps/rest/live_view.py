@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Deque, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple
 
 from ryu_apps.app.framework import ControllerBase, Response, hub, route
+from ryu_apps.core import ipv6_guard
 from ryu_apps.rest import views as rest_views
 from ryu_apps.rest.openapi import described
 
@@ -68,20 +69,28 @@ def state_of(engine, connected: Set[int]) -> Json:
                       "connected": d in connected} for d, i in sorted(switches.items())],
         "links": [{"a": rest_views.port_ref(a, switches), "b": rest_views.port_ref(b, switches),
                    "on_tree": a.port in fabric.tree_ports(a.dpid)} for a, b in fabric.links()],
-        "vms": sorted((_vm(b, switches) for b in list(engine.bindings.values())),
+        "vms": sorted((_vm(engine, b, switches) for b in list(engine.bindings.values())),
                       key=lambda v: (v["server"] or "", v["port"], v["mac"])),
-        "incoming": sorted((_vm(b, switches) for b in list(engine.incoming.values())),
+        "incoming": sorted((_vm(engine, b, switches)
+                            for b in list(engine.incoming.values())),
                            key=lambda v: v["mac"]),
         "quarantined": [rest_views.refusal_view(r, switches)
                         for _, r in sorted(engine.refused.items())],
     }
 
 
-def _vm(binding, switches) -> Json:
+def _vm(engine, binding, switches) -> Json:
+    """One VM: where, its template and state, its IPv4, and its IPv6 addresses: the
+    link-local one its template's IPv6 guard lets it send from (None when the template
+    does not guard IPv6), and its bound global ones."""
     info = switches.get(binding.dpid)
+    template = engine.template_of(binding)
+    guarded = template is not None and ipv6_guard.guarded(template.virtual_switch)
     return {"mac": binding.mac, "server": info.name if info else None, "port": binding.port,
             "template_id": binding.template_id, "template": binding.template_name,
-            "vlan": binding.vlan, "state": binding.state.value, "ip": binding.ip}
+            "vlan": binding.vlan, "state": binding.state.value, "ip": binding.ip,
+            "ipv6_link_local": ipv6_guard.link_local(binding.mac) if guarded else None,
+            "ipv6": list(binding.ipv6)}
 
 
 def migrations(old: Json, new: Json, now: float) -> List[Json]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Mapping, Optional, Sequence
 
+from ryu_apps.core.binding import IP_SOURCES
 from ryu_apps.core.handoff_values import (
     Adopt,
     BindingRecord,
@@ -110,7 +111,7 @@ def binding_row(values: Mapping[str, object]) -> BindingRow:
     return BindingRow(str(values["mac"]), str(values.get("owner") or ""),
                       str(values.get("server") or ""), text("requested_owner"),
                       text("requested_server"), text("ip"),
-                      _texts(values.get("ipv6")))
+                      _texts(values.get("ipv6")), text("ip_source"))
 
 
 def _texts(value: object) -> tuple[str, ...]:
@@ -168,6 +169,7 @@ def claim_binding(record: BindingRecord, owner: str) -> Callable:
         row.server, row.port, row.state = record.server, record.port, record.state
         row.ip = [record.ip] if record.ip else []
         row.ipv6 = list(record.ipv6)
+        row.ip_source = _ip_source(record)
         row.requested_owner, row.requested_server, row.requested_port = [], [], []
         return version
     return write
@@ -195,7 +197,13 @@ def _matches(row, record: BindingRecord, owner: str) -> bool:
             and row.domain == record.domain and row.server == record.server
             and row.port == record.port and row.state == record.state
             and list(row.ip) == ([record.ip] if record.ip else [])
-            and sorted(row.ipv6) == list(record.ipv6))
+            and sorted(row.ipv6) == list(record.ipv6)
+            and list(row.ip_source) == _ip_source(record))
+
+
+def _ip_source(record: BindingRecord) -> list:
+    """The row's ``ip_source`` column: how its address was bound (none without one)."""
+    return [record.ip_source] if record.ip and record.ip_source in IP_SOURCES else []
 
 
 def request_owner(mac: str, source: str, destination: str, server: str,

@@ -148,7 +148,7 @@ def fresh_engine(engine: ProvisioningEngine) -> Tuple[ProvisioningEngine, FakeSw
                 uplink = next(end.port for link in fresh.fabric.links() for end in link
                               if end.dpid == binding.dpid)
                 leased = fresh.dhcpv6_snooped(binding.dpid, uplink,
-                                              dhcpv6_reply(binding.mac, address))
+                                              dhcpv6_reply(binding.mac, address), now=0.0)
                 feed(leased or Plan())
         if fresh.bindings[binding.mac].template_id != binding.template_id:
             feed(fresh.notify(Notice.TEMPLATE_CHANGE, binding.mac,

@@ -40,8 +40,8 @@ def lab() -> Lab:
     return lab
 
 
-def snoop(lab: Lab, dpid: int, port: int, data: bytes):
-    plan = lab.engine.dhcpv6_snooped(dpid, port, data)
+def snoop(lab: Lab, dpid: int, port: int, data: bytes, now: float = 0.0):
+    plan = lab.engine.dhcpv6_snooped(dpid, port, data, now=now)
     if plan is not None:
         lab.apply(plan)
     return plan
@@ -92,9 +92,10 @@ def test_a_withdrawn_lease_unbinds_and_non_dhcpv6_frames_are_not_snooped(lab):
     frame = udp6_frame(withdraw, dst_mac=VM)
     snoop(lab, S11, 2, frame)
     assert lab.engine.bindings[VM].ipv6 == (OTHER,)
-    assert lab.engine.dhcpv6_snooped(S11, 2, ipv6_from(VM, LEASE)) is None
-    assert lab.engine.dhcpv6_snooped(S11, 2, udp6_frame(message(7), ports=(53, 546))) is None
-    assert lab.engine.dhcpv6_snooped(S11, 2, b"\x00" * 20) is None
+    assert lab.engine.dhcpv6_snooped(S11, 2, ipv6_from(VM, LEASE), now=0.0) is None
+    assert lab.engine.dhcpv6_snooped(S11, 2, udp6_frame(message(7), ports=(53, 546)),
+                                     now=0.0) is None
+    assert lab.engine.dhcpv6_snooped(S11, 2, b"\x00" * 20, now=0.0) is None
 
 
 def test_the_pipeline_copies_replies_to_the_vm_and_its_client_messages(lab):
@@ -121,3 +122,64 @@ def test_a_snooped_release_from_a_spoofed_source_unbinds_nothing(lab):
                          src_mac=VM)
     snoop(lab, S11, 1, release)
     assert lab.engine.bindings[VM].ipv6 == (LEASE,)
+
+
+# -- the lease's valid lifetime --------------------------------------------------------------
+def reply(*leases: bytes) -> bytes:
+    """A server's Reply to VM leasing IAADDR options ``leases``."""
+    return udp6_frame(message(7, ia_na(1, *leases)), dst_mac=VM)
+
+
+def tick(lab: Lab, now: float):
+    plan = lab.engine.tick(now)
+    lab.apply(plan)
+    return plan
+
+
+def test_a_lease_ends_with_its_valid_lifetime_and_a_renewal_extends_it(lab):
+    snoop(lab, S11, 2, reply(iaaddr(LEASE, 600, 1000)), now=100.0)
+    tick(lab, 1099.0)
+    assert lab.engine.bindings[VM].ipv6 == (LEASE,)
+    snoop(lab, S11, 2, reply(iaaddr(LEASE, 600, 1000)), now=1000.0)   # renewed: to 2000
+    tick(lab, 1999.0)
+    assert lab.engine.bindings[VM].ipv6 == (LEASE,)
+    assert (S12, 4) in sends(lab, LEASE)
+    plan = tick(lab, 2000.0)
+    assert lab.engine.bindings[VM].ipv6 == ()
+    assert f"VM {VM} released IPv6 {LEASE} (its DHCPv6 lease ended)" in plan.notes
+    assert sends(lab, LEASE) == {(S11, OFPP_CONTROLLER)}     # the guard's again
+    assert not lab.engine.state.ports.leases6
+    snoop(lab, S11, 2, reply(iaaddr(LEASE, 600, 1000)), now=3000.0)   # leased again
+    assert lab.engine.bindings[VM].ipv6 == (LEASE,)
+
+
+def test_each_address_ends_on_its_own_and_an_infinite_one_never(lab):
+    snoop(lab, S11, 2, reply(iaaddr(LEASE, 100, 500), iaaddr(OTHER, 0xFFFFFFFF, 0xFFFFFFFF)),
+          now=0.0)
+    assert lab.engine.bindings[VM].ipv6 == (LEASE, OTHER)
+    tick(lab, 500.0)
+    assert lab.engine.bindings[VM].ipv6 == (OTHER,)
+    tick(lab, 10.0 ** 9)
+    assert lab.engine.bindings[VM].ipv6 == (OTHER,)
+
+
+def test_a_released_lease_leaves_no_timer_and_a_gone_vm_none_either(lab):
+    snoop(lab, S11, 2, reply(iaaddr(LEASE)), now=0.0)
+    release = udp6_frame(message(8, ia_na(1, iaaddr(LEASE))), ports=(546, 547),
+                         src=ipv6_guard.link_local(VM), dst="ff02::1:2",
+                         dst_mac="33:33:00:01:00:02", src_mac=VM)
+    snoop(lab, S11, 1, release, now=10.0)
+    assert lab.engine.bindings[VM].ipv6 == () and not lab.engine.state.ports.leases6
+    snoop(lab, S11, 2, reply(iaaddr(LEASE)), now=20.0)
+    lab.apply(lab.engine.port_down(S11, 1, now=30.0))        # the VM is gone
+    assert VM not in lab.engine.bindings
+    tick(lab, 10000.0)
+    assert not lab.engine.state.ports.leases6
+
+
+def test_a_reply_says_when_each_lease_ends():
+    from ryu_apps.core import dhcpv6
+    parsed = dhcpv6.parse(message(7, ia_na(1, iaaddr(LEASE, 10, 100), iaaddr(OTHER, 0, 0)),
+                                  ia_na(2, iaaddr(LEASE, 10, 300),
+                                        iaaddr("2001:db8::52", 1, 0xFFFFFFFF))))
+    assert parsed.ends(50.0) == {LEASE: 350.0, "2001:db8::52": None}

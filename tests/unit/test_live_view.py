@@ -12,16 +12,19 @@ from ryu_apps.app.framework import hub
 from ryu_apps.app.plan_sender import Dispatcher
 from ryu_apps.app.provisioning_times import ProvisioningTimes
 from ryu_apps.app.state_changes import StateChanges, kinds_of
+from ryu_apps.core import ipv6_guard
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.loaders.library_files import load_library
 from ryu_apps.rest import live_view
-from ryu_apps.rest.live_view import Client, LiveFeed, migrations, state_of, stream
+from ryu_apps.rest.live_view import PAGE_FILE, Client, LiveFeed, migrations, state_of, stream
 from tests.support.fake_switches import FakeSwitches
+from tests.support.headless import Browser
 from tests.support.small_fabric import S11, S12, bring_up
 
 LIBRARY = load_library("templates")
 WEB = "00:fa:00:00:00:01"
+MANAGEMENT = "00:fe:00:00:00:01"
 
 
 class _CountingEngine:
@@ -69,6 +72,42 @@ def _next_event(client, kind, within=5.0):
         if item is not None and item[0] == kind:
             return item[1]
     return None
+
+
+def test_the_state_shows_each_vms_ipv4_and_ipv6_link_local_and_bound():
+    app = _App()
+    app.dispatcher.send(app.engine.expect_ip(WEB, "10.0.100.1", ("2001:db8::1",)), 0.0)
+    app.vm(S11, 1, WEB)                                  # web: IPv6 guarded (link_local)
+    app.vm(S12, 2, MANAGEMENT)                           # management: IPv6 unguarded
+    vms = {v["mac"]: v for v in state_of(app.engine, set(app.datapaths))["vms"]}
+    assert (vms[WEB]["ip"], vms[WEB]["ipv6_link_local"], vms[WEB]["ipv6"]) == \
+        ("10.0.100.1", ipv6_guard.link_local(WEB), ["2001:db8::1"])
+    assert vms[WEB]["ipv6_link_local"] == "fe80::2fa:ff:fe00:1"
+    assert (vms[MANAGEMENT]["ipv6_link_local"], vms[MANAGEMENT]["ipv6"]) == (None, [])
+
+
+def test_the_page_shows_the_ipv6_addresses_it_is_sent():
+    """The page (in headless Chromium, from its file) renders the feed's state: each VM's
+    row has its IPv4 and, in the IPv6 column, its link-local then its bound addresses."""
+    app = _App()
+    app.dispatcher.send(app.engine.expect_ip(WEB, "10.0.100.1", ("2001:db8::1",)), 0.0)
+    app.vm(S11, 1, WEB)
+    app.vm(S12, 2, MANAGEMENT)
+    state = {**state_of(app.engine, set(app.datapaths)), "migrations": []}
+    browser = Browser()
+    try:
+        browser.open(PAGE_FILE.as_uri())
+        assert browser.wait_for("document.readyState === 'complete'", 10.0)
+        browser.evaluate(f"render({json.dumps(state)})")
+        cells = browser.evaluate(
+            "[...document.querySelectorAll('#vms tr')].map(r => [...r.children]"
+            ".map(c => c.innerText))")
+    finally:
+        browser.close()
+    assert cells[0][-2:] == ["IPv4", "IPv6"]
+    rows = {row[0]: row for row in cells if len(row) == 7}
+    assert rows[WEB][-2:] == ["10.0.100.1", "fe80::2fa:ff:fe00:1\n2001:db8::1"]
+    assert rows[MANAGEMENT][-1] == ""
 
 
 def test_a_stuck_client_holds_at_most_its_cap_and_is_told_to_resync():
