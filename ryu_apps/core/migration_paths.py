@@ -22,10 +22,11 @@ ordinary entry.
 On activation these entries give way, in the same plan, to the ordinary path
 toward the new port and to a *redirect* on the old server (frames for the
 VM go up toward its new place instead of to its old port) and on each switch
-between the old server and the root whose per-VM entry for the source still
-leads down to it (per-VM entries live only on a server's ancestors, so the
-new side's entries do not cover those switches), which lasts until the source
-side is released: no switch ever falls back to the old port.
+between the old server and the root that the new side's entries do not cover
+(per-VM entries live only on a server's ancestors; the handed-out source keeps
+what its port needs but none of its FORWARD entries, one owner per switch
+entry), which lasts until the source side is released: no switch ever falls
+back to the old port.
 
 Across controller processes the other end is the shared fabric: once another
 process has taken the VM over, its frames go both to its old port here and
@@ -146,8 +147,8 @@ def redirect_flows(fabric: Fabric, source: Binding, destination: Binding,
                    cookie: int) -> Set[FlowSpec]:
     """Once the VM is active at ``destination``: the old server sends its frames up
     there, and so does every switch between the old server and the root whose
-    per-VM entry for the source still leads down to it (the source keeps its
-    entries until it is released)."""
+    ordinary entry for the VM would lead down to it (the handed-out source owns no
+    FORWARD entry: :class:`~ryu_apps.core.flow_compiler.HandedOut`)."""
     uplink = fabric.next_hop_port(source.dpid, destination.dpid)
     if source.dpid == destination.dpid or uplink is None:
         return set()
