@@ -47,6 +47,10 @@ QUEUE_CAP = 64
 MAX_CLIENTS = 16
 #: Migrations kept in the state (the most recent).
 RECENT_MIGRATIONS = 20
+#: A VM gone from one read that comes back at another server or port within this many
+#: seconds moved (a packets-only move may end the binding at its old port's loss
+#: before its first frame at the new one creates it again, and a read can fall between).
+DEPARTED_SECONDS = 30.0
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
                                "style-src 'unsafe-inline'; connect-src 'self'; "
@@ -93,9 +97,11 @@ def _vm(engine, binding, switches) -> Json:
             "ipv6": list(binding.ipv6)}
 
 
-def migrations(old: Json, new: Json, now: float) -> List[Json]:
-    """VMs whose server or port changed between two states."""
-    before = {v["mac"]: v for v in old.get("vms", ())}
+def migrations(old: Json, new: Json, now: float,
+               departed: Optional[Dict[str, Json]] = None) -> List[Json]:
+    """VMs whose server or port changed between two states, or since they left
+    (``departed``: VMs by MAC that an earlier state had and a later one lost)."""
+    before = {**(departed or {}), **{v["mac"]: v for v in old.get("vms", ())}}
     found = []
     for vm in new.get("vms", ()):
         was = before.get(vm["mac"])
@@ -156,6 +162,7 @@ class LiveFeed:
         self.clients: List[Client] = []
         self.state: Json = {}
         self.recent: Deque[Json] = collections.deque(maxlen=RECENT_MIGRATIONS)
+        self.departed: Dict[str, Tuple[Json, float]] = {}   # MAC: (VM, when it left)
         self.causes: Set[str] = set()      # kinds of change not sent yet
         self.wake = hub.Event()
         self.reads = 0                     # times the engine was read (for tests)
@@ -203,6 +210,20 @@ class LiveFeed:
             except Exception:  # noqa: BLE001 - the feed must outlive a bad read
                 self.app.logger.exception("live view: reading the state failed")
 
+    def _departed(self, new: Json) -> Dict[str, Json]:
+        """VMs that left within :data:`DEPARTED_SECONDS` (by MAC), noting those the
+        previous state had and ``new`` lacks; a VM back in ``new`` is forgotten."""
+        now = time.monotonic()
+        present = {v["mac"] for v in new.get("vms", ())}
+        for vm in self.state.get("vms", ()):
+            if vm["mac"] not in present:
+                self.departed[vm["mac"]] = (vm, now)
+        recent = {mac: vm for mac, (vm, left) in self.departed.items()
+                  if now - left <= DEPARTED_SECONDS}
+        self.departed = {mac: entry for mac, entry in self.departed.items()
+                         if mac in recent and mac not in present}
+        return recent
+
     def _read(self) -> None:
         causes, self.causes = sorted(self.causes), set()
         self.reads += 1
@@ -210,7 +231,8 @@ class LiveFeed:
         new = state_of(self.app.engine, set(self.app.datapaths))
         if new == self.state:
             return
-        moved = migrations(self.state, new, time.time()) if self.state else []
+        moved = migrations(self.state, new, time.time(), self._departed(new)) \
+            if self.state else []
         self.state = new
         self.recent.extend(moved)
         for client in list(self.clients):

@@ -245,3 +245,24 @@ def test_with_a_view_open_a_migration_is_pushed_as_it_happens():
     assert [(v["server"], v["port"]) for v in state["vms"]] == [(hex(S12), 2)]
     assert state_changes.FLOWS in state["causes"]
     feed.leave(client)
+
+
+def test_a_vm_gone_from_one_read_and_back_elsewhere_in_the_next_is_a_migration():
+    # A packets-only move may end the binding at its old port's loss before the VM's
+    # first frame at the new port makes it again: a read between sees no VM.
+    app = _App()
+    app.vm(S11, 1, WEB)
+    feed = LiveFeed(app)
+    at_source = state_of(app.engine, set(app.datapaths))
+    (vm,) = at_source["vms"]
+    gone = {**at_source, "vms": []}
+    back = {**at_source, "vms": [{**vm, "server": hex(S12), "port": 4}]}
+    feed.state = at_source
+    assert migrations(feed.state, gone, 1.0, feed._departed(gone)) == []
+    feed.state = gone
+    (migration,) = migrations(feed.state, back, 2.0, feed._departed(back))
+    assert migration["from"] == {"server": hex(S11), "port": 1}
+    assert migration["to"] == {"server": hex(S12), "port": 4}
+    feed.state = back
+    assert feed.departed == {}   # back: forgotten, so a later read repeats nothing
+    assert migrations(feed.state, back, 3.0, feed._departed(back)) == []
