@@ -86,14 +86,20 @@ class Node:
         self.ports[dpid].add(port)
 
 
-@pytest.fixture
-def world():
+def two_processes():
+    """A data center of two pods, their store and one process per pod, both past
+    their start's grace: (dc, store, p1, p2)."""
     dc = DataCenter()
     dc.beacons()
     store = FakeStore()
     p1, p2 = Node(dc.p1, store, 0.0), Node(dc.p2, store, 0.0)
-    p1.now = p2.now = 100.0   # both past their start's grace
+    p1.now = p2.now = 100.0
     return dc, store, p1, p2
+
+
+@pytest.fixture
+def world():
+    return two_processes()
 
 
 def _where(delivered):

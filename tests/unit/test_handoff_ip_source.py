@@ -20,10 +20,9 @@ from tests.support.dhcp_peer import RELEASE
 from tests.support.small_fabric import S11, S12
 from tests.unit.test_dhcp_snooping import ACK, DHCPD, LIBRARY as DHCP_LIBRARY, VM_A, \
     client_message, server_message, snoop
-from tests.support.fake_store import FakeStore
 from tests.unit import test_shared_fabric
-from tests.unit.test_handoff import Node
-from tests.unit.test_shared_fabric import S11 as P1_S11, S21, WEB1, WEB3, DataCenter
+from tests.unit.test_handoff import two_processes
+from tests.unit.test_shared_fabric import S11 as P1_S11, S21, WEB1, WEB3
 from tests.unit.test_shared_pipeline import Lab
 
 #: test_handoff's two processes, their web VMs' IPv4 bound first-seen.
@@ -36,12 +35,7 @@ BOUND = build_library([("test.yaml", {"templates": [
 @pytest.fixture
 def world(monkeypatch):
     monkeypatch.setattr(test_shared_fabric, "LIBRARY", BOUND)
-    dc = DataCenter()
-    dc.beacons()
-    store = FakeStore()
-    p1, p2 = Node(dc.p1, store, 0.0), Node(dc.p2, store, 0.0)
-    p1.now = p2.now = 100.0   # both past their start's grace
-    return dc, store, p1, p2
+    return two_processes()
 
 
 def _row(store, mac: str):
