@@ -30,6 +30,7 @@ and allow DAD probes (:mod:`~ryu_apps.core.ipv6_guard`). No flow per VM.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from typing import Set
@@ -99,7 +100,10 @@ def dhcp_delivery(dpid: int, port: int, delivered: int, cookie: int) -> FlowSpec
                 actions=(Output(port), Output(OFPP_CONTROLLER, DHCP_PUNT_BYTES)))
 
 
+@functools.lru_cache(maxsize=4096)
 def _value(prefix: Prefix) -> MatchValue:
+    """A prefix as a match value (its address, masked unless a host's); computed once
+    per prefix (the template's prefixes are the same objects on every server)."""
     if prefix.prefixlen == prefix.max_prefixlen:
         return str(prefix.network_address)
     return (str(prefix.network_address), str(prefix.netmask))

@@ -101,8 +101,12 @@ def link_local(mac: str) -> str:
     raw = bytes.fromhex(mac.replace(":", "").replace("-", ""))
     if len(raw) != 6:
         raise ValueError(f"expected a 48-bit MAC, got {mac!r}")
-    eui = bytes([raw[0] ^ 0x02]) + raw[1:3] + b"\xff\xfe" + raw[3:6]
-    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + eui))
+    # fe80:0:0:0:g4:g5:g6:g7; g5 ends in ff and g6 starts with fe, so never 0: the
+    # longest run of zero groups is always the one after fe80 (with g4 when it is 0),
+    # which is how ipaddress compresses it (RFC 5952).
+    head = ((raw[0] ^ 0x02) << 8) | raw[1]
+    tail = f"{(raw[2] << 8) | 0xFF:x}:{0xFE00 | raw[3]:x}:{(raw[4] << 8) | raw[5]:x}"
+    return f"fe80::{head:x}:{tail}" if head else f"fe80::{tail}"
 
 
 def _icmpv6(**fields: MatchValue) -> Dict[str, MatchValue]:

@@ -8,6 +8,8 @@ import ipaddress
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ryu_apps.core import ipv6_guard
 from ryu_apps.core.flowspec import OFPP_CONTROLLER, Meter
@@ -100,6 +102,26 @@ def test_the_link_local_address_is_the_modified_eui64_of_the_mac():
     assert ipv6_guard.link_local("02:00:5e:10:00:00") == "fe80::5eff:fe10:0"
     with pytest.raises(ValueError, match="expected a 48-bit MAC"):
         ipv6_guard.link_local("00:11")
+
+
+def _link_local_by_ipaddress(mac: bytes) -> str:
+    """The reference: RFC 4291 appendix A, formatted by the standard library."""
+    eui = bytes([mac[0] ^ 0x02]) + mac[1:3] + b"\xff\xfe" + mac[3:6]
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + eui))
+
+
+_MAC_BYTES = st.one_of(st.binary(min_size=6, max_size=6),   # any, and the zero-run cases
+                       st.tuples(st.sampled_from([0x00, 0x02, 0x03]), st.sampled_from([0, 1]),
+                                 st.integers(0, 255), st.integers(0, 255),
+                                 st.sampled_from([0, 1, 255]), st.sampled_from([0, 1, 255]))
+                       .map(bytes))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_MAC_BYTES, st.booleans())
+def test_the_link_local_text_is_the_one_ipaddress_formats(mac, upper):
+    text = ":".join(f"{b:02X}" if upper else f"{b:02x}" for b in mac)
+    assert ipv6_guard.link_local(text) == _link_local_by_ipaddress(mac)
 
 
 def test_a_vm_s_own_ipv6_passes_and_a_spoofed_source_is_dropped(lab):
