@@ -119,5 +119,10 @@ def test_a_200_ms_cut_is_measured_within_the_band(pair):
     assert inner - MS <= report.outage_ns <= outer + ALLOWANCE_NS
     assert report.outage_run.start_ns >= add_start - MS
     assert abs(report.sent - 1200) <= 1 and report.expected_probes <= 1210
-    assert report.max_send_gap_ns < 20 * MS  # kept sending while nothing came back
+    # Kept sending while nothing came back: one probe per interval inside the
+    # cut (a prober that waited for answers would lose a handful, not ~200).
+    # Not the largest gap between sends: a loaded machine can stall the whole
+    # prober for tens of ms (86.7 ms once in CI, answers late as long), after
+    # which it catches up on its schedule.
+    assert report.outage_run.count >= 0.9 * report.outage_ns / MS
     assert report.lost <= report.outage_ns // MS + 10  # no other loss worth the name
