@@ -37,6 +37,7 @@ from ryu_apps.app.state_changes import RESYNC, SWITCH, StateChanges
 from ryu_apps.app.switch_events import SwitchEventHandlers
 from ryu_apps.app.verdicts import VmLog
 from ryu_apps.app.wiring import build_engine, build_link_discovery, settle_heap
+from ryu_apps.core.shared_fabric import ANNOUNCE_ROUND_SECONDS
 from ryu_apps.core.warm_start import WarmStart
 from ryu_apps.loaders.library_check import LibraryChecker
 from ryu_apps.rest import api as rest_api
@@ -140,6 +141,7 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         thread = super().start()
         self.timers.every(self.options.lldp_interval, loop.ProbeRound)
         self.timers.every(TICK_SECONDS, loop.Tick)
+        self.timers.every(ANNOUNCE_ROUND_SECONDS, loop.AnnounceRound)
         if self.audit.step > 0:
             self.timers.every(self.audit.step, loop.Audit)
         self.timers.once(self.warm.grace + GRACE_MARGIN, loop.GraceOver(self.warm.started))
@@ -330,6 +332,14 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
         for dpid in sorted(ev.ticket.pending):
             if self.readbacks.running(dpid) is None:
                 self._reconcile_switch(dpid, AUDIT)
+
+    @set_ev_cls(loop.AnnounceRound)
+    @guarded
+    def _announce_round(self, ev) -> None:
+        self.timers.handled(loop.AnnounceRound)
+        plan = self.engine.announce_rounds()
+        if plan is not None:
+            self.send_plan(plan)
 
     @set_ev_cls(loop.Tick)
     @guarded

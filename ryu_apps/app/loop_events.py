@@ -29,6 +29,10 @@ class Tick(event.EventBase):
     """A second passed."""
 
 
+class AnnounceRound(event.EventBase):
+    """Time to announce again, to the shared fabric, the VMs that arrived lately."""
+
+
 class Audit(event.EventBase):
     """Time to read every switch back and reconcile it."""
 

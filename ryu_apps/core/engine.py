@@ -333,6 +333,15 @@ class ProvisioningEngine:
         shared_fabric.arrival(self.state, dpid, port, plan)
         return self._done(plan)
 
+    def announce_rounds(self) -> Plan | None:
+        """An announcement round passed (every ``ANNOUNCE_ROUND_SECONDS``): announce
+        again to the shared fabric the VMs that arrived lately; None when none is due."""
+        if not self.state.ports.announcing:
+            return None
+        plan = Plan()
+        shared_fabric.announce_rounds(self.state, plan)
+        return self._done(plan) if plan.packet_outs else None
+
     # -- state, for the app, the REST API and the tests ---------------------------------------
     @property
     def bindings(self) -> Dict[str, Binding]:

@@ -31,6 +31,9 @@ class PortState:
     down: Set[PortKey] = field(default_factory=set)
     #: VM ports to announce to the shared fabric when their link is up.
     unannounced: Set[PortKey] = field(default_factory=set)
+    #: MAC -> (its port, announcement rounds elapsed) of a VM announced to the shared
+    #: fabric lately, announced again a few times (see shared_fabric.REANNOUNCE_ROUNDS).
+    announcing: Dict[str, Tuple[PortKey, int]] = field(default_factory=dict)
     #: MAC -> IPv4 of a VM handed over to this process.
     expected_ips: Dict[str, str] = field(default_factory=dict)
     #: MAC -> how that IPv4 was bound at the source process (``Binding.ip_source``).

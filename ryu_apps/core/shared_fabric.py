@@ -5,8 +5,11 @@ fabric counts as a member of every VLAN with a VM here (so VLANs reach it, see
 :meth:`~ryu_apps.core.topology_state.Topology.member` and
 :func:`~ryu_apps.core.vlan_compiler.vlan_switch_flows`); a VM that starts
 forwarding here is announced out of the uplink so the learning fabric follows
-it, at once when it arrives on a pre-provisioned port; a handed-over VM's IP
-may be known before it arrives.
+it, at once when it arrives on a pre-provisioned port, and again a few times
+after (a frame the VM sent at its old place, still in flight through the other
+pod, can teach the fabric the old way back; nothing else would correct it while
+the VM talks only inside this pod); a handed-over VM's IP may be known before it
+arrives.
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ from ryu_apps.core.routes import Route, Way, end_path, route_owner, set_path
 
 if TYPE_CHECKING:
     from ryu_apps.core.engine_state import EngineState
+
+#: The edge calls :func:`announce_rounds` every this many seconds.
+ANNOUNCE_ROUND_SECONDS = 0.05
+#: Rounds after the first announcement at which a VM is announced again (about 50,
+#: 150, 400 and 1,000 ms later, like QEMU's own announcement rounds).
+REANNOUNCE_ROUNDS = (1, 3, 8, 20)
 
 
 def shared_uplink_seen(st: "EngineState", end: PortRef, origin: str, now: float,
@@ -50,7 +59,7 @@ def shared_uplink_seen(st: "EngineState", end: PortRef, origin: str, now: float,
         topology_events.fabric_changed(st, plan, {end.dpid})
         for binding in list(st.table.bindings.values()):
             if fabric.shared_uplink_from(binding.dpid) == end:
-                announce(st, binding, plan)
+                announce(st, binding, plan, again=False)
 
 
 def expect_ip(st: "EngineState", mac: str, ip: str | None, plan: Plan,
@@ -89,11 +98,14 @@ def arrival(st: "EngineState", dpid: int, port: int, plan: Plan) -> None:
         announce(st, replace(binding, state=VmState.ACTIVE), plan, at_once=True)
 
 
-def announce(st: "EngineState", binding: Binding, plan: Plan, at_once: bool = False) -> None:
+def announce(st: "EngineState", binding: Binding, plan: Plan, at_once: bool = False,
+             again: bool = True) -> None:
     """Tell the shared fabric (a learning bridge) that the VM is reached through here,
     once the plan's flows are in place (``at_once``: when entries already deliver
     its frames here): frames from other processes' VMs follow. On a port whose
-    link is down (the VM is not there yet), when the link comes up."""
+    link is down (the VM is not there yet), when the link comes up. ``again``: in
+    the next announcement rounds too (a VM that arrived; not every VM behind a
+    new uplink)."""
     uplink = st.topo.fabric.shared_uplink_from(binding.dpid)
     if uplink is None or not binding.state.forwards:
         return
@@ -104,6 +116,34 @@ def announce(st: "EngineState", binding: Binding, plan: Plan, at_once: bool = Fa
         binding.mac, binding.vlan), out_port=uplink.port, at_once=at_once))
     plan.notes.append(f"VM {binding.mac} announced to the shared fabric by "
                       f"{st.name(uplink.dpid)}:{uplink.port}")
+    if again:
+        st.ports.announcing[binding.mac] = ((binding.dpid, binding.port), 0)
+    else:
+        st.ports.announcing.pop(binding.mac, None)
+
+
+def announce_rounds(st: "EngineState", plan: Plan) -> None:
+    """One announcement round passed: announce again the VMs due in this round
+    (:data:`REANNOUNCE_ROUNDS`) that are still forwarding where they were announced."""
+    announcing = st.ports.announcing
+    for mac, (where, elapsed) in list(announcing.items()):
+        elapsed += 1
+        binding = st.table.bindings.get(mac)
+        uplink = (st.topo.fabric.shared_uplink_from(binding.dpid)
+                  if binding is not None else None)
+        if (binding is None or (binding.dpid, binding.port) != where or uplink is None
+                or not binding.state.forwards or where in st.ports.down):
+            del announcing[mac]   # gone, moved (announced there) or not forwarding
+            continue
+        if elapsed in REANNOUNCE_ROUNDS:
+            plan.packet_outs.append(PacketOut(uplink.dpid, 0, build_announcement(
+                mac, binding.vlan), out_port=uplink.port, at_once=True))
+            plan.details.append(f"VM {mac} announced to the shared fabric again "
+                                f"(round {elapsed})")
+        if elapsed >= REANNOUNCE_ROUNDS[-1]:
+            del announcing[mac]
+        else:
+            announcing[mac] = (where, elapsed)
 
 
 def port_up(st: "EngineState", dpid: int, port: int, plan: Plan) -> None:

@@ -9,7 +9,7 @@ process learns that from the other's beacons.
 
 import pytest
 
-from ryu_apps.core import lldp
+from ryu_apps.core import lldp, shared_fabric
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import SHARED_FABRIC, PortRef, Role
@@ -436,3 +436,64 @@ def test_a_vm_behind_the_other_access_switch_reaches_the_shared_fabric_by_the_ca
     assert [(d, port) for d, port, _ in p.trace(S21, 1, Packet(WEB3, elsewhere))] == \
         [(A1, TO_FABRIC)]
     assert p.engine.recompute_all().flow_count() == 0
+
+
+def _moved_to_p2(dc):
+    """WEB1, served by p1 on s11, resumes on p2's pre-provisioned s21 port 3 while p1
+    delivers its frames at the old port and to the shared fabric (a hand-off)."""
+    dc.beacons()
+    dc.send(dc.p1, S11, 1, WEB1, BROADCAST)       # the fabric has WEB1 behind a1
+    dc.p1.apply(dc.p1.engine.handing_over(WEB1))
+    engine = dc.p2.engine
+    dc.p2.apply(engine.port_down(S21, 3, deleted=False, now=0.0))
+    dc.p2.apply(engine.vm_attached(S21, 3, WEB1, now=0.0).plan)
+    dc.p2.apply(engine.arrival(S21, 3))
+    dc.p2.apply(engine.port_up(S21, 3))
+    assert dc.bridge.table[(0x1000 | WEB_VLAN, WEB1)] == 2
+    dc.p1.apply(dc.p1.engine.port_down(S11, 1, now=0.0))   # the old port goes away
+
+
+def _rounds(process, count):
+    """``count`` announcement rounds of the process's timer; the rounds that sent."""
+    sent = []
+    for number in range(1, count + 1):
+        plan = process.engine.announce_rounds()
+        if plan is not None:
+            process.apply(plan)
+            sent.append(number)
+    return sent
+
+
+def test_a_stale_frame_that_teaches_the_fabric_the_old_way_is_corrected_by_a_round(dc):
+    """A frame WEB1 sent at its old place, delivered by the fabric after the new
+    place's announcement, teaches the fabric the old way back: frames from p1's
+    pod then hairpin at the fabric and are lost while WEB1 talks only inside p2's
+    pod. The next announcement round corrects the fabric."""
+    _moved_to_p2(dc)
+    dc.bridge.table[(0x1000 | WEB_VLAN, WEB1)] = 1    # the stale frame, behind a1
+    assert dc.send(dc.p1, S12, 1, WEB2, WEB1) == []   # lost at the fabric
+    assert _rounds(dc.p2, 1) == [1]
+    assert dc.bridge.table[(0x1000 | WEB_VLAN, WEB1)] == 2 and dc.stray == []
+    assert _where(dc.send(dc.p1, S12, 1, WEB2, WEB1)) == [("p2", S21, 3)]
+
+
+def test_announcement_rounds_repeat_a_few_times_then_stop(dc):
+    _moved_to_p2(dc)
+    announced = len(dc.announced)
+    assert _rounds(dc.p2, 30) == list(shared_fabric.REANNOUNCE_ROUNDS)
+    assert dc.announced[announced:] == [("p2", WEB1)] * len(shared_fabric.REANNOUNCE_ROUNDS)
+    assert dc.p2.engine.announce_rounds() is None    # nothing pending, nothing sent
+
+
+def test_announcement_rounds_stop_when_the_vm_leaves_or_moves_on(dc):
+    _moved_to_p2(dc)
+    dc.p2.apply(dc.p2.engine.port_down(S21, 3, now=0.0))   # gone before round 1
+    assert _rounds(dc.p2, 30) == []
+    dc.p2.vm(S21, 4, WEB1)                                 # back on another port
+    assert _rounds(dc.p2, 1) == [1]
+    dc.p2.apply(dc.p2.engine.port_down(S21, 4, now=0.0))   # and moved on again
+    dc.p2.vm(S21, 5, WEB1)
+    assert dc.p2.engine.bindings[WEB1].port == 5
+    announced = len(dc.announced)
+    assert _rounds(dc.p2, 30) == list(shared_fabric.REANNOUNCE_ROUNDS)   # from port 5
+    assert dc.announced[announced:] == [("p2", WEB1)] * len(shared_fabric.REANNOUNCE_ROUNDS)
