@@ -107,7 +107,7 @@ def announce(st: "EngineState", binding: Binding, plan: Plan, at_once: bool = Fa
     the next announcement rounds too (a VM that arrived; not every VM behind a
     new uplink)."""
     uplink = st.topo.fabric.shared_uplink_from(binding.dpid)
-    if uplink is None or not binding.state.forwards:
+    if uplink is None or not binding.state.forwards or handed_over(st, binding):
         return
     if (binding.dpid, binding.port) in st.ports.down:
         st.ports.unannounced.add((binding.dpid, binding.port))
@@ -132,7 +132,8 @@ def announce_rounds(st: "EngineState", plan: Plan) -> None:
         uplink = (st.topo.fabric.shared_uplink_from(binding.dpid)
                   if binding is not None else None)
         if (binding is None or (binding.dpid, binding.port) != where or uplink is None
-                or not binding.state.forwards or where in st.ports.down):
+                or not binding.state.forwards or where in st.ports.down
+                or handed_over(st, binding)):
             del announcing[mac]   # gone, moved (announced there) or not forwarding
             continue
         if elapsed in REANNOUNCE_ROUNDS:
@@ -144,6 +145,13 @@ def announce_rounds(st: "EngineState", plan: Plan) -> None:
             del announcing[mac]
         else:
             announcing[mac] = (where, elapsed)
+
+
+def handed_over(st: "EngineState", binding: Binding) -> bool:
+    """Whether another process is taking the VM over (its frames go toward the shared
+    fabric too): announcing it here would pull the fabric back to its old pod."""
+    route = st.routes.paths.get(route_owner(binding).cookie)
+    return route is not None and route.way is Way.SHARED
 
 
 def port_up(st: "EngineState", dpid: int, port: int, plan: Plan) -> None:

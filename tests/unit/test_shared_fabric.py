@@ -497,3 +497,15 @@ def test_announcement_rounds_stop_when_the_vm_leaves_or_moves_on(dc):
     announced = len(dc.announced)
     assert _rounds(dc.p2, 30) == list(shared_fabric.REANNOUNCE_ROUNDS)   # from port 5
     assert dc.announced[announced:] == [("p2", WEB1)] * len(shared_fabric.REANNOUNCE_ROUNDS)
+
+
+def test_a_vm_being_handed_over_is_never_announced_by_its_source(dc):
+    """The source's announcement would pull the fabric back to the pod the VM left."""
+    dc.p1.apply(dc.p1.engine.handing_over(WEB1))   # before the uplink is known
+    dc.beacons()                                     # a new uplink announces its VMs
+    assert ("p1", WEB2) in dc.announced and ("p1", WEB1) not in dc.announced
+    assert _rounds(dc.p1, 30) == []
+    dc.p1.apply(dc.p1.engine.stop_handing_over(WEB1))   # withdrawn: announced as before
+    dc.p1.apply(dc.p1.engine.port_down(S11, 1, now=0.0))
+    dc.p1.vm(S11, 1, WEB1)
+    assert dc.announced[-1] == ("p1", WEB1)
