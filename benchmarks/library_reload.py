@@ -4,7 +4,7 @@ Writes a generated library (YAML files of 50 templates each, realistic ACLs:
 ARP, a few TCP services from prefixes, ICMP, replies, bandwidth limits,
 port-side rules) to a temporary directory, then measures on the real paths:
 
-- validate: :class:`ryu_apps.loaders.library_files.LibraryKeeper` loading the
+- validate: :class:`ryu_apps.loaders.library_keeper.LibraryKeeper` loading the
   directory (YAML parsing and :func:`build_library`), also split into the two;
 - apply: ``engine.set_library`` with live bindings (10k by default, on the
   scale benchmark's data center, templates drawn half from 20 popular ones,
@@ -98,7 +98,8 @@ def measure_validation(directory: Path, count: int, repeats: int):
     """Time loading a library of ``count`` templates: the keeper, then YAML and validation
     apart (once); returns the figures and the last keeper."""
     from ryu_apps.core.template_validation import build_library
-    from ryu_apps.loaders.library_files import LibraryKeeper, _library_files, _parse_file
+    from ryu_apps.loaders.library_files import _library_files, _parse_file
+    from ryu_apps.loaders.library_keeper import LibraryKeeper
 
     write_library(directory, count)
     keeper_s = []

@@ -409,7 +409,7 @@ def checker_reloads(counts: List[int]) -> List[dict]:
     from benchmarks.library_reload import template_ids
     from benchmarks.library_reload import write_library as write_templates
     from ryu_apps.loaders.library_check import LibraryChecker
-    from ryu_apps.loaders.library_files import LibraryKeeper
+    from ryu_apps.loaders.library_keeper import LibraryKeeper
 
     rows = []
     for count in counts:

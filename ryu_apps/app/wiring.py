@@ -18,7 +18,7 @@ from ryu_apps.core.identity import IdentityPolicy
 from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.loaders.domain_files import load_domains
 from ryu_apps.loaders.library_check import LibraryChecker
-from ryu_apps.loaders.library_files import LibraryKeeper
+from ryu_apps.loaders.library_keeper import LibraryKeeper
 from ryu_apps.loaders.scheme_config import load_scheme
 from ryu_apps.store import hook as store_hook
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Dict, Optional, Tuple
 import yaml
 
 from ryu_apps.core.domains import DomainError, DomainMap, build_domains
-from ryu_apps.loaders.library_files import LibraryKeeper
+from ryu_apps.loaders.library_keeper import LibraryKeeper
 from ryu_apps.loaders.safe_yaml import (FastSafeLoader, GuardedComposer, InputProblem, harden,
                                         read_text)
 

@@ -11,7 +11,8 @@ import pytest
 
 from ryu_apps.core.template_validation import TemplateValidationError
 from ryu_apps.loaders.library_check import LibraryChecker
-from ryu_apps.loaders.library_files import LibraryKeeper, load_library
+from ryu_apps.loaders.library_files import load_library
+from ryu_apps.loaders.library_keeper import LibraryKeeper
 from ryu_apps.loaders.library_worker import decode, encode
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from ryu_apps.core.template_validation import TemplateValidationError
-from ryu_apps.loaders.library_files import LibraryKeeper, load_library
+from ryu_apps.loaders.library_files import load_library
+from ryu_apps.loaders.library_keeper import LibraryKeeper
 
 DEFAULT_LIBRARY = Path(__file__).resolve().parents[2] / "templates"
 

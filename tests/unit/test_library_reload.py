@@ -12,7 +12,8 @@ from ryu_apps.core.engine import ProvisioningEngine
 from ryu_apps.core.fabric import PortRef, Role
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.core.template_model import Action
-from ryu_apps.loaders.library_files import LibraryKeeper, load_library
+from ryu_apps.loaders.library_files import load_library
+from ryu_apps.loaders.library_keeper import LibraryKeeper
 from tests.support.fake_switches import FakeSwitches
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
