@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from ryu_apps.core import lldp
 from ryu_apps.lab import testbed as lab
 from ryu_apps.cli.notify import send
 from ryu_apps.lab.distributed import load_templates
@@ -257,6 +258,50 @@ def _wait_until(condition, what, timeout=10.0):
         if time.monotonic() > deadline:
             raise AssertionError(f"not so after {timeout} s: {what}")
         time.sleep(0.1)
+
+
+def _fabric_port_toward(dist, pod: int) -> tuple:
+    """(fabric switch, its port number toward the access switch of process ``pod``)."""
+    fabric = next(s for s in dist.net.switches if dist.pod_of(s.name) is None)
+    access = dist.net.get(dist.switches[f"a{pod}"])
+    link = dist.net.linksBetween(fabric, access)[0]
+    intf = link.intf1 if link.intf1.node is fabric else link.intf2
+    return fabric, fabric.ports[intf]
+
+
+def _fabric_entry(fabric, mac: str):
+    """(port, VLAN) where the shared fabric has learnt ``mac``, or None."""
+    for line in fabric.cmd("ovs-appctl fdb/show", fabric.name).splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[2].lower() == mac:
+            return int(fields[0]), int(fields[1])
+    return None
+
+
+def test_a_stale_frame_from_the_pod_a_vm_left_is_undone_by_the_announcement_rounds(dist):
+    """After web1 moves to p2's pod, one frame from its MAC enters the learning fabric
+    from p1's pod (as a frame it sent at its old port just before the switchover
+    can): the fabric learns the old way back, and p1's VMs would lose every frame
+    to web1 while web1 talks only inside its pod. p2 announces web1 again in the
+    next rounds (within about 1 s of its arrival): the fabric follows it back."""
+    p2, web1 = dist.controllers[1], dist.vms["web1"]
+    announced = f"VM {WEB1_MAC} announced to the shared fabric by"
+    before = p2.log().count(announced)
+    live_migrate(dist.net, web1, dist.switches["s22"], announce="garp",
+                 wait_announcements=False)
+    assert p2.wait_for_log(announced, timeout=5, count=before + 1)
+    fabric, toward_p1 = _fabric_port_toward(dist, 1)
+    _, toward_p2 = _fabric_port_toward(dist, 2)
+    _wait_until(lambda: (_fabric_entry(fabric, WEB1_MAC) or (0,))[0] == toward_p2,
+                "the fabric learnt web1 behind p2's pod", timeout=2)
+    vlan = _fabric_entry(fabric, WEB1_MAC)[1]
+    stale = lldp.build_announcement(WEB1_MAC, vlan).hex()
+    lab.run_ofctl("packet-out", fabric.name, f"in_port={toward_p1},packet={stale},"
+                                             "actions=NORMAL")
+    assert _fabric_entry(fabric, WEB1_MAC)[0] == toward_p1    # the stale frame took
+    _wait_until(lambda: _fabric_entry(fabric, WEB1_MAC)[0] == toward_p2,
+                "the announcement rounds moved web1 back behind p2's pod", timeout=2)
+    assert " 0% packet loss" in dist.vms["web3"].cmd(f"ping -c 2 -W 1 {web1.IP()}")
 
 
 def test_no_process_logged_a_store_client_error(dist):
