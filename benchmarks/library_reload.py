@@ -117,7 +117,7 @@ def measure_validation(directory: Path, count: int, repeats: int):
 
 def measure_apply(directory: Path, keeper, count: int, bindings: int, repeats: int) -> dict:
     """Reload with live bindings: unchanged files, then one popular template changed."""
-    from benchmarks.scale import DataCenter
+    from benchmarks.scale_bed import DataCenter
     from ryu_apps.core.cookies import CookieKind, decode_cookie
 
     ids = template_ids(count)

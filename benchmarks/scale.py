@@ -1,11 +1,9 @@
 """Scale of one controller: memory per binding, flows per VM, per-event cost vs binding count.
 
-Drives the real pure core (:class:`ryu_apps.core.engine.ProvisioningEngine`) in
-one process, as the Ryu app does, on a generated data center: 2 fabric
-switches, access switches with 40 servers each, 30 VMs per server, the default
-template library (web and database share VLAN 100 with different port-side
-rules, so those servers carry the template merge). Links arrive by
-``link_seen`` as LLDP would report them. At each size it measures:
+Drives the real pure core in one process, as the Ryu app does, on the generated
+data center of :mod:`benchmarks.scale_bed` (2 fabric switches, 40 servers per
+access switch, 30 VMs per server, the default library; links by ``link_seen``
+as LLDP reports them). At each size it measures:
 
 - memory: tracemalloc (after gc) of what the engine allocates for the last
   2,000 VMs provisioned at that size, per binding; and the process's RSS
@@ -35,102 +33,15 @@ from __future__ import annotations
 
 import argparse
 import gc
-import random
 import time
 import tracemalloc
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
-from benchmarks.common import (PLOTS_DIR, format_table, print_machine, publish, pyplot,
-                               read_results, replot, save_figure, summary, write_results)
-
-ROOT = Path(__file__).resolve().parent.parent
-VMS_PER_SERVER = 30
-SERVERS_PER_ACCESS = 40
-FABRIC_SWITCHES = 2
-UPLINK = 100            # a server's port toward its access switch
-FREE_PORT_BASE = 200    # ports above this are free on every server (new VMs, migrations)
-TEMPLATE_MIX = (250, 250, 250, 252, 252, 254, 240)   # web, web, web, db, db, mgmt, quarantine
-
-EVENTS = ("new_vm", "known_vm", "idle_timeout", "port_down", "migration", "link_flap",
-          "render_new_vm", "bytes_new_vm")
-
-
-class DataCenter:
-    """The generated fabric and the engine driven over it."""
-
-    def __init__(self, bindings: int, seed: int = 1, library=None,
-                 choose_template: Callable[[random.Random], int] | None = None,
-                 vms_per_server: int = VMS_PER_SERVER) -> None:
-        from ryu_apps.core.engine import ProvisioningEngine
-        from ryu_apps.core.identifiers import PrefixScheme
-        from ryu_apps.loaders.library_files import load_library
-
-        self.rng = random.Random(seed)
-        self.library = library if library is not None else load_library(ROOT / "templates")
-        self.choose_template = choose_template or (lambda rng: rng.choice(TEMPLATE_MIX))
-        self.engine = ProvisioningEngine(self.library, PrefixScheme(16))
-        self.vms_per_server = vms_per_server
-        self.servers = max(1, -(-bindings // vms_per_server))
-        self.access = max(1, -(-self.servers // SERVERS_PER_ACCESS))
-        self.fabric = [0x10000 + i for i in range(FABRIC_SWITCHES)]
-        self.access_dpids = [0x20000 + i for i in range(self.access)]
-        self.server_dpids = [0x30000 + i for i in range(self.servers)]
-        self.vms: List[tuple] = []      # (dpid, port, mac)
-        self._serial = 0
-        first_free = max(FREE_PORT_BASE, self.vm_port(vms_per_server) + 1)
-        self._next_free: Dict[int, int] = {d: first_free for d in self.server_dpids}
-
-    # -- building ------------------------------------------------------------
-    def build_fabric(self) -> None:
-        from ryu_apps.core.fabric import PortRef, Role
-        engine = self.engine
-        for i, dpid in enumerate(self.fabric):
-            engine.switch_up(dpid, Role.FABRIC, f"f{i}", [], now=0.0)
-        for i, dpid in enumerate(self.access_dpids):
-            engine.switch_up(dpid, Role.ACCESS, f"a{i}", [], now=0.0)
-        for i, dpid in enumerate(self.server_dpids):
-            engine.switch_up(dpid, Role.SERVER, f"s{i}", [], now=0.0)
-        for i, access in enumerate(self.access_dpids):
-            for j, fabric in enumerate(self.fabric):
-                engine.link_seen(PortRef(access, 1 + j), PortRef(fabric, 1 + i), now=0.0)
-        for i, server in enumerate(self.server_dpids):
-            self.uplink_of(i, server)
-            engine.link_seen(PortRef(server, UPLINK), self.uplink_of(i, server), now=0.0)
-
-    def uplink_of(self, index: int, server: int):
-        from ryu_apps.core.fabric import PortRef
-        return PortRef(self.access_dpids[index // SERVERS_PER_ACCESS],
-                       10 + index % SERVERS_PER_ACCESS)
-
-    def new_mac(self) -> str:
-        self._serial += 1
-        template = self.choose_template(self.rng)
-        value = (template << 32) | self._serial
-        return ":".join(f"{(value >> s) & 0xFF:02x}" for s in range(40, -8, -8))
-
-    def populate(self, bindings: int, start: int = 0) -> None:
-        """Provision VMs ``start`` to ``bindings``, ``vms_per_server`` per server, by first
-        packet."""
-        engine = self.engine
-        for n in range(start, bindings):
-            dpid = self.server_dpids[n // self.vms_per_server]
-            port = self.vm_port(n % self.vms_per_server)
-            mac = self.new_mac()
-            verdict = engine.packet_in(dpid, port, mac, b"", now=0.0)
-            engine.confirm(verdict.plan.confirms)
-            self.vms.append((dpid, port, mac))
-
-    @staticmethod
-    def vm_port(index: int) -> int:
-        """The port of a server's ``index``-th VM (ports from 1, the uplink skipped)."""
-        return index + 1 if index + 1 < UPLINK else index + 2
-
-    def free_port(self, dpid: int) -> int:
-        port = self._next_free[dpid]
-        self._next_free[dpid] = port + 1
-        return port
-
+from benchmarks.common import (format_table, print_machine, publish, replot, summary, write_results)
+from benchmarks.scale_bed import (SERVERS_PER_ACCESS, UPLINK, VMS_PER_SERVER, DataCenter,
+                                  end_searches)
+from benchmarks.scale_report import EVENTS, plot, print_tables
 
 def _time(call: Callable[..., Any], *args: object, **kwargs: object) -> tuple[float, Any]:
     """Microseconds ``call(*args, **kwargs)`` took, and what it returned."""
@@ -246,7 +157,7 @@ def measure_events(bindings: int, samples: int) -> dict:
         dpid = rng.choice(dc.server_dpids)
         port, mac = dc.free_port(dpid), dc.new_mac()
         took, verdict = _time(engine.packet_in, dpid, port, mac, b"frame", now=0.0,
-                              sender_ip=_ip_of(dc))
+                              sender_ip=dc.fresh_ip())
         times["new_vm"].append(took)
         if renderer is not None:
             times["render_new_vm"].append(_time(renderer, verdict.plan)[0])
@@ -320,23 +231,6 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def end_searches(engine) -> None:
-    """The search for a VM whose port went down ends, as it would SEARCH_SECONDS later.
-
-    The benchmark's clock stands still (every event at 0.0), so without this every
-    sample's search would last for the rest of the run and each new VM would pay
-    for all of them (a scan of the searches when its port is taken), a cost of the
-    benchmark's sample count, not of the bindings."""
-    from ryu_apps.core.probe_search import SEARCH_SECONDS
-    engine.tick(SEARCH_SECONDS)
-
-
-def _ip_of(dc: DataCenter) -> str:
-    """A fresh VM's IPv4 address (its first frame carries it)."""
-    serial = dc._serial
-    return f"10.{(serial >> 16) & 0xFF}.{(serial >> 8) & 0xFF}.{serial & 0xFF or 1}"
-
-
 def measure_per_server(bindings: int, vms_per_server: int, samples: int) -> dict:
     """A new VM's engine cost with ``bindings`` VMs, ``vms_per_server`` on each server."""
     dc = DataCenter(bindings, vms_per_server=vms_per_server)
@@ -348,7 +242,7 @@ def measure_per_server(bindings: int, vms_per_server: int, samples: int) -> dict
         dpid = rng.choice(dc.server_dpids)
         port, mac = dc.free_port(dpid), dc.new_mac()
         spent, verdict = _time(engine.packet_in, dpid, port, mac, b"frame", now=0.0,
-                               sender_ip=_ip_of(dc))
+                               sender_ip=dc.fresh_ip())
         took.append(spent)
         engine.confirm(verdict.plan.confirms)
         engine.port_down(dpid, port, now=0.0)
@@ -384,7 +278,7 @@ def measure_gc_pauses(bindings: int, vms: int = 3000) -> dict:
                 dpid = dc.rng.choice(dc.server_dpids)
                 port, mac = dc.free_port(dpid), dc.new_mac()
                 verdict = engine.packet_in(dpid, port, mac, b"f", now=0.0,
-                                           sender_ip=_ip_of(dc))
+                                           sender_ip=dc.fresh_ip())
                 engine.confirm(verdict.plan.confirms)
                 engine.port_down(dpid, port, now=0.0)
             full = [t for generation, t in pauses if generation == 2]
@@ -448,118 +342,6 @@ def run(sizes: List[int], samples: int, per_server: List[int],
         figures["per_server"][str(count)] = measure_per_server(per_server_bindings, count,
                                                                samples)
     return figures
-
-
-def print_tables(figures: dict) -> None:
-    sizes = figures["sizes"]
-    rows = []
-    for size, rec in sizes.items():
-        mem, flows = rec["memory"], rec["flows"]
-        rows.append([int(size), rec["switches"], round(mem["bytes_per_binding"]),
-                     round(rec["rss_per_binding_bytes"]), round(rec["populate_us_per_vm"]),
-                     round(flows["server_entries_per_vm"], 1),
-                     round(flows["access_transit_per_vm_in_dc"], 2),
-                     round(flows["access_shared_per_local_vm"], 2),
-                     flows["access_entries"], flows["fabric_entries"]])
-    print(format_table(["bindings", "switches", "B/binding", "RSS B/binding", "fill us/VM",
-                        "server flows/VM", "access transit/VM", "access shared/VM",
-                        "access flows", "fabric flows"], rows))
-    print()
-    rows = []
-    for size, rec in sizes.items():
-        for event, s in rec["events_us"].items():
-            rows.append([int(size), event, s["n"], round(s["p50"]), round(s["p90"]),
-                         round(s["p99"]), round(s["max"])])
-    print(format_table(["bindings", "event", "n", "p50 us", "p90 us", "p99 us", "max us"],
-                       rows))
-    print()
-    rows = []
-    for size, rec in sizes.items():
-        r = rec["reconcile"]
-        rows.append([int(size), r["server_entries"], round(r["server_full_ms"], 2),
-                     r["server_full_changes"], round(r["server_empty_ms"], 2),
-                     r["access_entries"], round(r["access_full_ms"], 2),
-                     r["access_full_changes"], round(r["access_empty_ms"], 2),
-                     r["access_empty_changes"]])
-    print(format_table(["bindings", "server flows", "server full ms", "changes",
-                        "server empty ms", "access flows", "access full ms", "changes",
-                        "access empty ms", "adds"], rows))
-    rows = [[int(count), rec["bindings"], rec["servers"], rec["new_vm_us"]["n"],
-             round(rec["new_vm_us"]["p50"]), round(rec["new_vm_us"]["p90"]),
-             round(rec["new_vm_us"]["p99"]), round(rec["new_vm_us"]["max"])]
-            for count, rec in figures.get("per_server", {}).items()]
-    if rows:
-        print()
-        print(format_table(["VMs/server", "bindings", "servers", "n", "new_vm p50 us",
-                            "p90 us", "p99 us", "max us"], rows))
-
-
-def plot(record: dict, outdir: Path = PLOTS_DIR) -> List[Path]:
-    """Per-event cost and memory per binding vs binding count."""
-    plt = pyplot()
-
-    figures = record["figures"]
-    sizes = sorted(figures["sizes"], key=int)
-    xs = [int(s) for s in sizes]
-    stem = record.get("benchmark", "scale").replace("-", "_")
-    paths = []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for event in EVENTS:
-        p50 = [figures["sizes"][s]["events_us"].get(event, {}).get("p50") for s in sizes]
-        p99 = [figures["sizes"][s]["events_us"].get(event, {}).get("p99") for s in sizes]
-        if None in p50:
-            continue
-        axes[0].plot(xs, p50, marker="o", label=event)
-        axes[1].plot(xs, p99, marker="o", label=event)
-    before = _before(record)
-    if before is not None:
-        bsizes = sorted(before["sizes"], key=int)
-        for event in ("new_vm", "migration"):
-            for ax, stat in zip(axes, ("p50", "p99")):
-                ax.plot([int(s) for s in bsizes],
-                        [before["sizes"][s]["events_us"][event][stat] for s in bsizes],
-                        linestyle="--", marker="x", color="grey",
-                        label=f"{event} before indexing")
-    for ax, title in zip(axes, ("p50", "p99")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("bindings in the controller")
-        ax.set_ylabel("engine call (µs)")
-        ax.set_title(f"per-event cost, {title}")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=7)
-    path = save_figure(fig, outdir / f"{stem}_event_cost.png")
-    paths.append(path)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(xs, [figures["sizes"][s]["memory"]["bytes_per_binding"] for s in sizes],
-            marker="o", label="tracemalloc (engine state)")
-    ax.plot(xs, [figures["sizes"][s]["rss_per_binding_bytes"] for s in sizes],
-            marker="s", label="RSS growth")
-    if before is not None:
-        ax.plot([int(s) for s in bsizes],
-                [before["sizes"][s]["memory"]["bytes_per_binding"] for s in bsizes],
-                marker="x", linestyle="--", color="grey", label="tracemalloc, before indexing")
-        ax.set_yscale("log")
-    ax.axhline(2048, color="red", linestyle="--", label="target 2 KB")
-    ax.set_xscale("log")
-    ax.set_xlabel("bindings in the controller")
-    ax.set_ylabel("bytes per binding")
-    ax.set_title("controller memory per binding")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    path = save_figure(fig, outdir / f"{stem}_memory.png")
-    paths.append(path)
-    return paths
-
-
-def _before(record: dict) -> dict | None:
-    """The pre-refactor engine's figures (scale-before.json), for the full run's plots."""
-    if record.get("benchmark") != "scale":
-        return None
-    try:
-        return read_results("scale-before")["figures"]
-    except (OSError, ValueError):
-        return None
 
 
 def main(argv: List[str] | None = None) -> None:

@@ -5,7 +5,7 @@ process, as the Ryu app does, and prints:
 
 - on the demo topology (``topologies/dynprov_topo.py``: f1, e1, a1, a2, four
   servers, two VMs each, out1 behind the edge) and on the generated data
-  center of ``benchmarks/scale.py`` (2 fabric switches, 40 servers per access
+  center of ``benchmarks/scale_bed.py`` (2 fabric switches, 40 servers per access
   switch, 30 VMs per server): the per-VM flows (cookie kind "binding") and the
   per-VLAN flows on every switch that hosts no VMs, by role;
 - for one new VM: the flow-mods and bytes (OpenFlow 1.3, as
@@ -116,7 +116,7 @@ def _root(engine, dpid: int) -> int:
 
 
 def report_scale(sizes: List[int]) -> None:
-    from benchmarks.scale import DataCenter
+    from benchmarks.scale_bed import DataCenter
     for size in sizes:
         dc = DataCenter(size)
         dc.build_fabric()
