@@ -13,7 +13,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 
-from benchmarks.template_fuzz import mutated_library, write_library
+from benchmarks.template_mutations import mutated_library, write_library
 
 from ryu_apps.loaders import library_files
 from ryu_apps.core.domains import DomainError
