@@ -78,10 +78,13 @@ class Priority(enum.IntEnum):
 METER_BASE = 0xC0000000
 #: A binding's meter is this base + its binding id.
 BINDING_METER_BASE = METER_BASE
-#: A merged template's port-side limit on a VM's port: offset + binding id.
+#: Reserved: earlier versions metered a merged template's port-side limit on a VM's
+#: port at offset + binding id (now folded into the VM's one meter). Nothing is
+#: allocated here any more; such a meter read back from a switch lies in the block,
+#: so reconciliation deletes it.
 MOVED_PORT_METER_OFFSET = METER_BASE + 0x08000000
-#: Binding ids stay below this, so moved-port meters never reach the switch-wide
-#: meters at the top 16 ids below PORT_METER_BASE.
+#: Binding ids stay below this, so the reserved range above never reaches the
+#: switch-wide meters at the top 16 ids below PORT_METER_BASE.
 MAX_BINDING_ID = 0x08000000 - 16
 #: The meter that limits packet-ins from a server bridge's table miss.
 PACKET_IN_METER = METER_BASE + 0x0FFFFFFF
