@@ -296,13 +296,17 @@ class ProvisioningEngine(EngineViews):
         return self._done(plan)
 
     def expect_ip(self, mac: str, ip: str | None, ipv6: tuple[str, ...] = (),
-                  ip_source: str | None = None) -> Plan:
+                  ip_source: str | None = None, *, lease_end: float | None = None,
+                  lease6_ends: Iterable[tuple[str, float]] = ()) -> Plan:
         """A VM handed over to this process is bound to ``ip`` (as ``ip_source`` says;
-        None: pinned) and the global IPv6 addresses ``ipv6`` (the store's row says so)."""
+        None: pinned) and the global IPv6 addresses ``ipv6`` (the store's row says so);
+        a DHCP lease of ``ip`` ends at ``lease_end``, DHCPv6 ones as ``lease6_ends``
+        says (wall-clock seconds, as ``now``), and then they expire here."""
         plan = Plan()
         checked = _mac(mac, "expected address", plan)
         if checked is not None:
-            shared_fabric.expect_ip(self.state, checked, ip, plan, ipv6, ip_source)
+            shared_fabric.expect_ip(self.state, checked, ip, plan, ipv6, ip_source,
+                                    lease_end, tuple(lease6_ends))
         return self._done(plan)
 
     def ipv6_source(self, dpid: int, port: int, eth_src: str,

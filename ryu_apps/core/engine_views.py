@@ -9,7 +9,7 @@ and the tests set directly (the default identity policy, the main library).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 from ryu_apps.core.binding import Binding, VmState
 from ryu_apps.core.domains import Domain, DomainMap
@@ -162,6 +162,19 @@ class EngineViews:
     def bindings_of_device(self, device: int) -> List[Binding]:
         """The VMs one network device (access switch) holds, in every state."""
         return self.state.table.of_device(device)
+
+    def lease_ends(self, binding: Binding
+                   ) -> Tuple[Optional[float], Tuple[Tuple[str, float], ...]]:
+        """When the DHCP lease of the VM's bound IPv4 ends (None: no lease, or one that
+        never ends), and the DHCPv6 lease of each bound IPv6 address that has one
+        (sorted); wall-clock seconds, as ``now``."""
+        ports = self.state.ports
+        lease = ports.leases.get(binding.mac)
+        end = lease[1] if lease is not None and lease[0] == binding.ip else None
+        held6 = ports.leases6.get(binding.mac)
+        ends6 = tuple(sorted((address, until) for address, until in held6.items()
+                             if address in binding.ipv6)) if held6 else ()
+        return end, ends6
 
     def moved_port_rules(self) -> Set[str]:
         """MACs whose template's port-side rules were moved to their vswitch port."""
