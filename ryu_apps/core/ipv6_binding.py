@@ -42,12 +42,10 @@ class SourceVerdict:
     refused: Optional[tuple[str, str]] = None
 
 
-def holder(st: "EngineState", address: str) -> Optional[Binding]:
-    """The VM the global IPv6 ``address`` is bound to, if any (this process's bindings)."""
-    for binding in st.table.bindings.values():
-        if address in binding.ipv6:
-            return binding
-    return None
+def holder(st: "EngineState", address: str, mac: Optional[str] = None) -> Optional[Binding]:
+    """The VM the global IPv6 ``address`` is bound to, if any (this process's bindings;
+    another VM than ``mac``): a look-up in the binding table's index, no scan."""
+    return st.table.ipv6_holder(address, mac)
 
 
 def learn(st: "EngineState", dpid: int, port: int, mac: str,
@@ -73,7 +71,7 @@ def learn(st: "EngineState", dpid: int, port: int, mac: str,
         verdict.refused = ipv6_guard.refusal(data)
         return verdict
     if not address_guard.allowed_by_template(side, info.src):
-        other = holder(st, info.src)
+        other = holder(st, info.src, mac)
         if other is not None:
             verdict.refused = (HELD_ADDRESS, f"source {info.src} is bound to VM {other.mac}")
             return verdict
@@ -210,8 +208,8 @@ def _leases_from_dhcpv6(st: "EngineState", vm: Binding) -> bool:
 
 def _free_for(st: "EngineState", address: str, mac: str, plan: Plan) -> bool:
     """Whether ``address`` may be bound to VM ``mac`` (global, held by no other VM)."""
-    other = holder(st, address)
-    if other is not None and other.mac != mac:
+    other = holder(st, address, mac)
+    if other is not None:
         plan.warnings.append(f"DHCPv6 leased {address} to VM {mac}, but it is bound to VM "
                              f"{other.mac}: not bound")
         return False
