@@ -192,9 +192,9 @@ class SwitchEventHandlers:
                      refused: tuple[str, str, str]) -> None:
         guard, kind, detail = refused
         if self.repairs.first_failure(f"guard {mac} {kind}", 0.0, quiet=-1.0):
-            self.logger.warning("%s guard dropped a %s from VM %s on switch %016x port %d "
-                                "(%s); logged once per VM and kind", guard, kind, mac, dpid,
-                                port, detail)
+            self.logger.warning("%s guard dropped %s from VM %s on switch %016x port %d "
+                                "(%s); logged once per VM and kind", guard, with_article(kind),
+                                mac, dpid, port, detail)
 
     def _guard_refused(self, dpid: int, port: int, mac: str, data: bytes) -> bool:
         """Whether a guard dropped this frame a VM sent (the IPv6 guard, core/ipv6_guard.py;
@@ -251,3 +251,9 @@ class SwitchEventHandlers:
         if dpid in self.datapaths:
             self.repairs.switch_refused(dpid, f"OpenFlow error type {msg.type} code {msg.code}")
             self._reconcile_refused(time.time())
+
+
+def with_article(kind: str) -> str:
+    """``kind`` (a guard's refusal: "spoofed source", "address bound to another VM",
+    "DHCP server message", ...) after its indefinite article, "a" or "an"."""
+    return f"{'an' if kind[:1].lower() in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind}"

@@ -3,8 +3,9 @@
 Three tables by MAC: ``bindings`` (where each VM is now), ``incoming``
 (pre-provisioned migration destinations) and ``outgoing`` (sources that wait
 for :class:`~ryu_apps.core.device_messages.MigrationDone`). Their indexes (by
-port, ids in use, :class:`~ryu_apps.core.binding_index.BindingIndex`, the
-bindings whose port-side rules moved, the last state of every VM) change only
+port, by bound IPv4 and IPv6 address, ids in use,
+:class:`~ryu_apps.core.binding_index.BindingIndex`, the bindings whose
+port-side rules moved, the last state of every VM) change only
 through :meth:`BindingTable.add`, :meth:`~BindingTable.replace`,
 :meth:`~BindingTable.remove`, :meth:`~BindingTable.hand_out` and
 :meth:`~BindingTable.release`; no handler edits an index. A binding joining or
@@ -50,6 +51,7 @@ class BindingTable:
         self.present_templates: Dict[PortKey, Dict[int, int]] = {}
         self._by_port: Dict[PortKey, Binding] = {}
         self._by_ip: Dict[str, Set[str]] = {}   # bound IPv4 -> MACs of current bindings
+        self._by_ipv6: Dict[str, Set[str]] = {}   # bound global IPv6 -> MACs, the same
         self._next_id = 1
         self._on_member = on_member
 
@@ -59,8 +61,11 @@ class BindingTable:
         table = self._table_of(binding)
         previous = table.get(binding.mac)
         table[binding.mac] = binding
-        if table is self.bindings and (previous is None or previous.ip != binding.ip):
-            self._hold_ip(previous, binding)
+        if table is self.bindings:
+            if previous is None or previous.ip != binding.ip:
+                self._hold_ip(previous, binding)
+            if previous is None or previous.ipv6 != binding.ipv6:
+                self._hold_ipv6(previous, binding)
         if previous is None or not self.index.swap(previous, binding):
             if previous is not None:
                 self._unindex(previous)
@@ -81,8 +86,11 @@ class BindingTable:
         if stored is not None and _same(stored, binding):
             del table[binding.mac]
             self._unindex(stored)
-            if table is self.bindings and stored.ip is not None:
-                self._hold_ip(stored, None)
+            if table is self.bindings:
+                if stored.ip is not None:
+                    self._hold_ip(stored, None)
+                if stored.ipv6:
+                    self._hold_ipv6(stored, None)
         self._release_port(binding)
         if final_state is not None:
             self.history[binding.mac] = final_state
@@ -132,6 +140,15 @@ class BindingTable:
             if holder != mac:
                 return self.bindings[holder]
         return None
+
+    def ipv6_holder(self, address: str, mac: Optional[str] = None) -> Optional[Binding]:
+        """A current binding that holds global IPv6 ``address``, another VM's than
+        ``mac`` (any VM's when None); of several, the lowest MAC's."""
+        holders = self._by_ipv6.get(address)
+        if not holders:
+            return None
+        found = min((h for h in holders if h != mac), default=None)
+        return None if found is None else self.bindings[found]
 
     def id_in_use(self, binding_id: int) -> bool:
         """Whether a binding of any table holds this id (outgoing ones are few: the
@@ -189,6 +206,18 @@ class BindingTable:
                 self._by_ip.pop(old.ip, None)
         if new is not None and new.ip is not None:
             self._by_ip.setdefault(new.ip, set()).add(new.mac)
+
+    def _hold_ipv6(self, old: Optional[Binding], new: Optional[Binding]) -> None:
+        """A current binding's global IPv6 addresses changed from ``old``'s to ``new``'s."""
+        if old is not None:
+            for address in old.ipv6:
+                holders = self._by_ipv6.get(address, set())
+                holders.discard(old.mac)
+                if not holders:
+                    self._by_ipv6.pop(address, None)
+        if new is not None:
+            for address in new.ipv6:
+                self._by_ipv6.setdefault(address, set()).add(new.mac)
 
     def _release_port(self, binding: Binding) -> None:
         key = (binding.dpid, binding.port)

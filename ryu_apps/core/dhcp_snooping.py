@@ -123,10 +123,8 @@ def _bind(st: "EngineState", binding: Binding, message: dhcp.DhcpMessage, now: f
                           f"the VM keeps {binding.ip or 'no address'}")
         return
     lease = message.lease_time
-    if lease is None or lease == INFINITE_LEASE:
-        st.ports.leases.pop(binding.mac, None)
-    else:
-        st.ports.leases[binding.mac] = (address, now + lease)
+    st.ports.time_lease(binding.mac, address,
+                        None if lease is None or lease == INFINITE_LEASE else now + lease)
     if binding.ip == address and binding.ip_source == IP_DHCP:
         return   # a renewal (or the same ACK again): nothing to change
     binding_ops.store(st, replace(binding, ip=address, ip_source=IP_DHCP))
@@ -175,14 +173,23 @@ def release(st: "EngineState", binding: Binding, plan: Plan, why: str) -> None:
 
 
 def expire(st: "EngineState", now: float, plan: Plan) -> None:
-    """Unbind the addresses whose DHCP lease ended (the engine's tick)."""
+    """Unbind the addresses whose DHCP lease ended (the engine's tick): from the VM's
+    binding, its pre-provisioned one, and the address a VM handed over by another
+    process is expected with."""
     for mac, (address, until) in list(st.ports.leases.items()):
         if until > now:
             continue
         del st.ports.leases[mac]
-        binding = st.table.bindings.get(mac)
-        if binding is not None and binding.ip == address:
-            release(st, binding, plan, "its DHCP lease ended")
+        for binding in (st.table.bindings.get(mac), st.table.incoming.get(mac)):
+            if binding is not None and binding.ip == address:
+                release(st, binding, plan, "its DHCP lease ended")
+        if st.ports.expected_ips.get(mac) == address \
+                and st.ports.expected_ip_sources.get(mac) == IP_DHCP:
+            del st.ports.expected_ips[mac]
+            st.ports.expected_ip_sources.pop(mac, None)
+            plan.notes.append(f"VM {mac}, handed over by another process, will not be "
+                              f"bound to IP {address} here: its DHCP lease ended before "
+                              "it arrived")
 
 
 def reloaded(st: "EngineState", binding: Binding, template: Template, plan: Plan) -> Binding:

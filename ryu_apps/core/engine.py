@@ -12,6 +12,8 @@ clock or touches a socket: time comes in as ``now``, a required keyword.
 handled by a function of a topic module (switches and links, VMs, identity,
 lifecycle, shared fabric), and the derived owners the handler marked dirty are
 recomputed once, before the plan is returned (:func:`ryu_apps.core.derived.flush`).
+Its read side (the state's tables and parts, and the queries over them) is
+:class:`~ryu_apps.core.engine_views.EngineViews`, which it extends.
 
 Each access switch is a network device: a VM belongs to the device its server
 hangs off, has a :class:`~ryu_apps.core.binding.VmState` there, and devices
@@ -21,7 +23,7 @@ plan carries out and the app delivers.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Set
+from typing import Dict, Iterable, List, Optional
 
 from ryu_apps.core import (
     binding_ops,
@@ -35,31 +37,30 @@ from ryu_apps.core import (
     topology_events,
     vm_events,
 )
-from ryu_apps.core.binding import Binding, VmState
-from ryu_apps.core.domains import Domain, DomainMap
-from ryu_apps.core.fabric import Fabric, PortRef, Role
-from ryu_apps.core.flow_plan import DesiredFlows, Plan
-from ryu_apps.core.identifiers import IdentifierError, IdentifierScheme, Mac, normalise_mac
-from ryu_apps.core.mac_address import is_canonical_mac
-from ryu_apps.core.identity import MOVE_HOLD_SECONDS, IdentityPolicy, MoveGuard
+from ryu_apps.core.domains import DomainMap
 from ryu_apps.core.engine_state import EngineState
+from ryu_apps.core.engine_views import EngineViews
+from ryu_apps.core.fabric import PortRef, Role
+from ryu_apps.core.flow_plan import Plan
+from ryu_apps.core.identifiers import IdentifierError, IdentifierScheme, Mac, normalise_mac
+from ryu_apps.core.identity import MOVE_HOLD_SECONDS, IdentityPolicy
 from ryu_apps.core.lifecycle import Acknowledgement, Notice
-from ryu_apps.core.link_guard import LinkGuard
+from ryu_apps.core.mac_address import is_canonical_mac
 from ryu_apps.core.quarantine import (  # noqa: F401 (re-exported for callers)
     QUARANTINE_MACS_PER_PORT,
     QUARANTINE_SECONDS,
-    Quarantine,
     Refusal,
 )
-from ryu_apps.core.template_model import Template, TemplateLibrary
+from ryu_apps.core.template_model import TemplateLibrary
 from ryu_apps.core.verdict import PacketVerdict
 
 __all__ = ["ProvisioningEngine", "PacketVerdict", "QUARANTINE_MACS_PER_PORT",
            "QUARANTINE_SECONDS", "Refusal"]
 
 
-class ProvisioningEngine:
-    """Bindings, fabric and desired flows of one controller (pure state machine)."""
+class ProvisioningEngine(EngineViews):
+    """Bindings, fabric and desired flows of one controller (pure state machine); what
+    it holds is read through :class:`~ryu_apps.core.engine_views.EngineViews`."""
 
     def __init__(self, library: TemplateLibrary, scheme: IdentifierScheme,
                  domains: DomainMap | None = None,
@@ -295,13 +296,17 @@ class ProvisioningEngine:
         return self._done(plan)
 
     def expect_ip(self, mac: str, ip: str | None, ipv6: tuple[str, ...] = (),
-                  ip_source: str | None = None) -> Plan:
+                  ip_source: str | None = None, *, lease_end: float | None = None,
+                  lease6_ends: Iterable[tuple[str, float]] = ()) -> Plan:
         """A VM handed over to this process is bound to ``ip`` (as ``ip_source`` says;
-        None: pinned) and the global IPv6 addresses ``ipv6`` (the store's row says so)."""
+        None: pinned) and the global IPv6 addresses ``ipv6`` (the store's row says so);
+        a DHCP lease of ``ip`` ends at ``lease_end``, DHCPv6 ones as ``lease6_ends``
+        says (wall-clock seconds, as ``now``), and then they expire here."""
         plan = Plan()
         checked = _mac(mac, "expected address", plan)
         if checked is not None:
-            shared_fabric.expect_ip(self.state, checked, ip, plan, ipv6, ip_source)
+            shared_fabric.expect_ip(self.state, checked, ip, plan, ipv6, ip_source,
+                                    lease_end, tuple(lease6_ends))
         return self._done(plan)
 
     def ipv6_source(self, dpid: int, port: int, eth_src: str,
@@ -341,146 +346,6 @@ class ProvisioningEngine:
         plan = Plan()
         shared_fabric.announce_rounds(self.state, plan)
         return self._done(plan) if plan.packet_outs else None
-
-    # -- state, for the app, the REST API and the tests ---------------------------------------
-    @property
-    def bindings(self) -> Dict[str, Binding]:
-        """Where each VM is now, by MAC."""
-        return self.state.table.bindings
-
-    @property
-    def incoming(self) -> Dict[str, Binding]:
-        """Pre-provisioned migration destinations, by MAC."""
-        return self.state.table.incoming
-
-    @property
-    def outgoing(self) -> Dict[str, Binding]:
-        """Migration sources awaiting MigrationDone, by MAC."""
-        return self.state.table.outgoing
-
-    @property
-    def history(self) -> Dict[str, VmState]:
-        """The last state of every VM ever seen."""
-        return self.state.table.history
-
-    @property
-    def desired(self) -> DesiredFlows:
-        """The desired flows of every owner."""
-        return self.state.desired
-
-    @property
-    def fabric(self) -> Fabric:
-        """Switches and links."""
-        return self.state.topo.fabric
-
-    @property
-    def links(self) -> LinkGuard:
-        """Link damping and ageing."""
-        return self.state.topo.links
-
-    @property
-    def moves(self) -> MoveGuard:
-        """Move conflicts and flapping."""
-        return self.state.moves
-
-    @property
-    def quarantine(self) -> Quarantine:
-        """Refused MACs and forged probes."""
-        return self.state.quarantine
-
-    @property
-    def attachments(self) -> Dict[tuple, str]:
-        """(dpid, port) -> MAC, from OVSDB."""
-        return self.state.ports.attachments
-
-    @property
-    def refused(self) -> Dict:
-        """Refused MACs and why (the REST API lists them)."""
-        return self.state.quarantine.refused
-
-    @property
-    def scheme(self) -> IdentifierScheme:
-        """How a MAC selects a template."""
-        return self.state.scheme
-
-    @property
-    def identity_default(self) -> IdentityPolicy:
-        """Whom to believe about a port's VM where the domain does not say."""
-        return self.state.identity_default
-
-    @identity_default.setter
-    def identity_default(self, policy: IdentityPolicy) -> None:
-        self.state.identity_default = policy
-
-    @property
-    def domains(self) -> DomainMap:
-        """The mobility domains."""
-        return self.state.libraries.domains
-
-    @property
-    def domain_libraries(self) -> Dict[str, TemplateLibrary]:
-        """Libraries of domains that have their own."""
-        return self.state.libraries.of_domain
-
-    @property
-    def main_library(self) -> TemplateLibrary:
-        """The main library (the default domain's)."""
-        return self.state.libraries.main
-
-    @main_library.setter
-    def main_library(self, library: TemplateLibrary) -> None:
-        self.state.libraries.main = library
-
-    @property
-    def library(self) -> TemplateLibrary:
-        """The main library (the default domain's)."""
-        return self.state.libraries.main
-
-    @library.setter
-    def library(self, library: TemplateLibrary) -> None:
-        self.state.libraries.main = library
-
-    # -- queries -----------------------------------------------------------------------------
-    def library_of_switch(self, server_dpid: int) -> Optional[TemplateLibrary]:
-        """The library of the mobility domain a server belongs to (None: no domain)."""
-        return self.state.library_of_switch(server_dpid)
-
-    def domain_of_server(self, server_dpid: int) -> Optional[Domain]:
-        """The mobility domain of a server, through its access switch."""
-        return self.state.domain_of_server(server_dpid)
-
-    def template_of(self, binding: Binding) -> Optional[Template]:
-        """The template in force for a binding (from its domain's library)."""
-        return self.state.template_of(binding)
-
-    def policy_of(self, server: int) -> IdentityPolicy:
-        """The identity policy of the mobility domain the server is in."""
-        return self.state.policy_of(server)
-
-    def binding_by_id(self, binding_id: int) -> Binding | None:
-        """The binding with this id, if any."""
-        return self.state.table.index.by_id.get(binding_id)
-
-    def hosts_vm(self, dpid: int, port: int) -> bool:
-        """Whether a VM (bound or pre-provisioned) is behind this port, so no switch is."""
-        return self.state.table.at_port(dpid, port) is not None
-
-    def access_switch_of(self, server_dpid: int) -> PortRef | None:
-        """The access-switch port a server hangs off (on the tree)."""
-        return self.state.topo.access_switch_of(server_dpid)
-
-    def access_port_of(self, binding: Binding) -> PortRef | None:
-        """The access-switch port the binding's server hangs off (on the tree)."""
-        return self.state.topo.access_switch_of(binding.dpid)
-
-    def bindings_of_device(self, device: int) -> List[Binding]:
-        """The VMs one network device (access switch) holds, in every state."""
-        return self.state.table.of_device(device)
-
-    def moved_port_rules(self) -> Set[str]:
-        """MACs whose template's port-side rules were moved to their vswitch port."""
-        moved = self.state.table.moved
-        return {b.mac for b in self.state.table if b.binding_id in moved}
 
 
 def _mac(text: str, where: str, plan: Plan) -> Optional[Mac]:

@@ -131,7 +131,8 @@ def _row_changed(state: HandoffState, event: RowChanged, now: float, step: Step)
     if row.requested_owner == state.name and row.owner != state.name:
         state.arriving.add(mac)
         step.commands.append(ExpectArrival(mac, row.requested_server, row.ip, now,
-                                                   row.ipv6, row.ip_source))
+                                           row.ipv6, row.ip_source, row.lease_end,
+                                           row.lease6_ends))
     elif row.owner == state.name and row.requested_owner and mac in state.published:
         state.handing.add(mac)   # another process asked for our VM (its port is there)
         step.commands.append(HandOver(mac))

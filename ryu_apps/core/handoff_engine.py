@@ -8,7 +8,7 @@ and the unit tests use the same two functions.
 
 from __future__ import annotations
 
-from typing import AbstractSet, Dict, List, Mapping, Tuple
+from typing import AbstractSet, Dict, List, Mapping, Optional, Tuple
 
 from ryu_apps.core.binding import Binding, Detection, VmState
 from ryu_apps.core.flow_plan import Plan
@@ -20,25 +20,32 @@ from ryu_apps.core.handoff_values import (
     ExpectArrival,
     HandOver,
     HeldBinding,
+    LeaseEnds6,
     Note,
     StopHandingOver,
 )
 from ryu_apps.core.lifecycle import Notice
 from ryu_apps.core.notification_errors import NotificationError
 
+#: A binding's DHCP lease end and DHCPv6 lease ends (``engine.lease_ends``).
+Leases = Tuple[Optional[float], LeaseEnds6]
+
 _STATES = {VmState.PRE_PROVISIONED: "pre-provisioned", VmState.MIGRATING_OUT: "migrating",
            VmState.SUSPENDED: "suspended", VmState.RESTARTING: "suspended"}
 
 
-def binding_record(engine, binding: Binding) -> BindingRecord:
-    """What the store holds about a binding of this engine."""
+def binding_record(engine, binding: Binding, leases: Optional[Leases] = None
+                   ) -> BindingRecord:
+    """What the store holds about a binding of this engine (``leases``: its
+    ``engine.lease_ends``, when the caller has them)."""
     domain = engine.domain_of_server(binding.dpid)
     info = engine.fabric.switches.get(binding.dpid)
+    lease_end, lease6_ends = engine.lease_ends(binding) if leases is None else leases
     return BindingRecord(binding.mac, binding.template_id,
                          "" if domain is None or domain.templates is None else domain.name,
                          info.name if info else f"{binding.dpid:016x}", binding.port,
                          binding.ip, _STATES.get(binding.state, "active"), binding.ipv6,
-                         binding.ip_source if binding.ip else None)
+                         binding.ip_source if binding.ip else None, lease_end, lease6_ends)
 
 
 def view_of(engine, ports: Mapping[int, AbstractSet[int]]) -> EngineView:
@@ -48,19 +55,21 @@ def view_of(engine, ports: Mapping[int, AbstractSet[int]]) -> EngineView:
 
 class EngineViewer:
     """:func:`view_of`, read again and again: the record of a binding the engine still
-    holds as the same object is not built again."""
+    holds as the same object, with the same lease ends (a renewal changes only
+    them), is not built again."""
 
     def __init__(self) -> None:
-        self._records: Dict[str, Tuple[Binding, BindingRecord]] = {}
+        self._records: Dict[str, Tuple[Binding, Leases, BindingRecord]] = {}
 
     def view(self, engine, ports: Mapping[int, AbstractSet[int]]) -> EngineView:
-        records: Dict[str, Tuple[Binding, BindingRecord]] = {}
+        records: Dict[str, Tuple[Binding, Leases, BindingRecord]] = {}
         bindings: Dict[str, HeldBinding] = {}
         for mac, binding in engine.bindings.items():
             cached = self._records.get(mac)
-            record = (cached[1] if cached is not None and cached[0] is binding
-                      else binding_record(engine, binding))
-            records[mac] = (binding, record)
+            leases = engine.lease_ends(binding)
+            record = (cached[2] if cached is not None and cached[0] is binding
+                      and cached[1] == leases else binding_record(engine, binding, leases))
+            records[mac] = (binding, leases, record)
             bindings[mac] = HeldBinding(binding.binding_id, record,
                                         binding.detected_by is Detection.RESTORED,
                                         binding.port in ports.get(binding.dpid, ()))
@@ -88,7 +97,9 @@ def _expect_arrival(engine, command: ExpectArrival,
                     now: float) -> Tuple[List[Plan], List[Note]]:
     """Pre-provision a VM a source process hands to us, its bound IP kept."""
     mac, server = command.mac, command.server
-    plans = [engine.expect_ip(mac, command.ip, command.ipv6, command.ip_source)]
+    plans = [engine.expect_ip(mac, command.ip, command.ipv6, command.ip_source,
+                              lease_end=command.lease_end,
+                              lease6_ends=command.lease6_ends)]
     try:
         ack = engine.notify(Notice.STARTED, mac, server, now=now)
     except NotificationError as error:

@@ -16,6 +16,9 @@ from typing import FrozenSet, List, Mapping, Optional, Tuple, Union
 
 from ryu_apps.core.notification_errors import NotificationError
 
+#: (IPv6 address, when its DHCPv6 lease ends), sorted by address.
+LeaseEnds6 = Tuple[Tuple[str, float], ...]
+
 
 # -- rows and bindings -----------------------------------------------------------
 @dataclass(frozen=True)
@@ -33,6 +36,12 @@ class BindingRecord:
     ipv6: Tuple[str, ...] = ()
     #: How ``ip`` was bound (``Binding.ip_source``: first_seen, dhcp, pinned).
     ip_source: Optional[str] = None
+    #: When the DHCP lease of a dhcp-bound ``ip`` ends (None: it never does, or is not
+    #: known). Lease ends are wall-clock seconds (the engine's ``now``, ``time.time()``
+    #: at the edge): every process of a store reads the same clock.
+    lease_end: Optional[float] = None
+    #: When the DHCPv6 lease of each leased address of ``ipv6`` ends.
+    lease6_ends: LeaseEnds6 = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,8 @@ class BindingRow:
     ip: Optional[str] = None
     ipv6: Tuple[str, ...] = ()
     ip_source: Optional[str] = None   # None in a row an older dynprov wrote
+    lease_end: Optional[float] = None   # as BindingRecord's (none in an older row)
+    lease6_ends: LeaseEnds6 = ()
 
 
 @dataclass(frozen=True)
@@ -221,8 +232,9 @@ class Cede:
 @dataclass(frozen=True)
 class ExpectArrival:
     """A source process names us as the VM's next owner: pre-provision it on
-    ``server`` (bound to ``ip``, as ``ip_source`` says, and ``ipv6``); ``received``: when
-    the request reached us."""
+    ``server`` (bound to ``ip``, as ``ip_source`` says, and ``ipv6``, their DHCP and
+    DHCPv6 leases ending as the source's did); ``received``: when the request
+    reached us."""
 
     mac: str
     server: Optional[str]
@@ -230,6 +242,8 @@ class ExpectArrival:
     received: float
     ipv6: Tuple[str, ...] = ()
     ip_source: Optional[str] = None
+    lease_end: Optional[float] = None
+    lease6_ends: LeaseEnds6 = ()
 
 
 Command = Union[HandOver, StopHandingOver, Cede, ExpectArrival]

@@ -18,7 +18,7 @@ DHCPv6 snooping decided (:mod:`~ryu_apps.core.dhcpv6`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Iterable, Optional, Tuple
 
 from ryu_apps.core import address_guard, binding_ops, dhcpv6, ipv6_guard
 from ryu_apps.core.binding import Binding
@@ -42,12 +42,10 @@ class SourceVerdict:
     refused: Optional[tuple[str, str]] = None
 
 
-def holder(st: "EngineState", address: str) -> Optional[Binding]:
-    """The VM the global IPv6 ``address`` is bound to, if any (this process's bindings)."""
-    for binding in st.table.bindings.values():
-        if address in binding.ipv6:
-            return binding
-    return None
+def holder(st: "EngineState", address: str, mac: Optional[str] = None) -> Optional[Binding]:
+    """The VM the global IPv6 ``address`` is bound to, if any (this process's bindings;
+    another VM than ``mac``): a look-up in the binding table's index, no scan."""
+    return st.table.ipv6_holder(address, mac)
 
 
 def learn(st: "EngineState", dpid: int, port: int, mac: str,
@@ -73,7 +71,7 @@ def learn(st: "EngineState", dpid: int, port: int, mac: str,
         verdict.refused = ipv6_guard.refusal(data)
         return verdict
     if not address_guard.allowed_by_template(side, info.src):
-        other = holder(st, info.src)
+        other = holder(st, info.src, mac)
         if other is not None:
             verdict.refused = (HELD_ADDRESS, f"source {info.src} is bound to VM {other.mac}")
             return verdict
@@ -111,7 +109,7 @@ def release(st: "EngineState", binding: Binding, addresses: Iterable[str],
             plan: Plan, why: str) -> Binding:
     """Unbind ``addresses`` from the VM (those it holds); its flows recompiled."""
     addresses = set(addresses)
-    _time_leases(st, binding.mac, dict.fromkeys(addresses))
+    st.ports.time_leases6(binding.mac, dict.fromkeys(addresses))
     gone = addresses & set(binding.ipv6)
     if not gone:
         return binding
@@ -160,7 +158,7 @@ def snooped(st: "EngineState", dpid: int, port: int, data: bytes, now: float,
         vm = release(st, vm, withdrawn, plan, "its DHCPv6 lease withdrawn")
         free = [a for a in message.addresses if _free_for(st, a, vm.mac, plan)]
         bind_addresses(st, vm, free, plan, "leased by DHCPv6")
-        _time_leases(st, vm.mac, {a: end for a, end in message.ends(now).items()
+        st.ports.time_leases6(vm.mac, {a: end for a, end in message.ends(now).items()
                                   if a in free})
     elif found.to_server and message.msg_type in (dhcpv6.RELEASE, dhcpv6.DECLINE):
         vm = st.table.at_port(dpid, port)
@@ -173,28 +171,34 @@ def snooped(st: "EngineState", dpid: int, port: int, data: bytes, now: float,
 
 
 def expire(st: "EngineState", now: float, plan: Plan) -> None:
-    """Unbind the DHCPv6-leased addresses whose valid lifetime ended (the engine's tick)."""
+    """Unbind the DHCPv6-leased addresses whose valid lifetime ended (the engine's tick):
+    from the VM's binding, its pre-provisioned one, and the addresses a VM handed
+    over by another process is expected with."""
     for mac, ends in list(st.ports.leases6.items()):
         ended = [address for address, end in ends.items() if end <= now]
         if not ended:
             continue
-        binding = st.table.bindings.get(mac)
-        if binding is not None:
-            release(st, binding, ended, plan, "its DHCPv6 lease ended")
-        else:
-            _time_leases(st, mac, dict.fromkeys(ended))
+        st.ports.time_leases6(mac, dict.fromkeys(ended))
+        for binding in (st.table.bindings.get(mac), st.table.incoming.get(mac)):
+            if binding is not None:
+                release(st, binding, ended, plan, "its DHCPv6 lease ended")
+        expected = st.ports.expected_ipv6.get(mac, ())
+        if set(ended) & set(expected):
+            _unexpect_ipv6(st, mac, expected, ended, plan)
 
 
-def _time_leases(st: "EngineState", mac: str, ends: Mapping[str, Optional[float]]) -> None:
-    """Each address's lease of VM ``mac`` ends at its time now (None: never, or no lease)."""
-    held = st.ports.leases6.setdefault(mac, {})
-    for address, end in ends.items():
-        if end is None:
-            held.pop(address, None)
-        else:
-            held[address] = end
-    if not held:
-        del st.ports.leases6[mac]
+def _unexpect_ipv6(st: "EngineState", mac: str, expected: Tuple[str, ...],
+                   ended: Iterable[str], plan: Plan) -> None:
+    """A VM handed over but not here yet will not get its ended addresses here."""
+    gone = sorted(set(ended) & set(expected))
+    kept = tuple(a for a in expected if a not in gone)
+    if kept:
+        st.ports.expected_ipv6[mac] = kept
+    else:
+        del st.ports.expected_ipv6[mac]
+    plan.notes.append(f"VM {mac}, handed over by another process, will not be bound to "
+                      f"IPv6 {', '.join(gone)} here: its DHCPv6 lease ended before it "
+                      "arrived")
 
 
 def _leases_from_dhcpv6(st: "EngineState", vm: Binding) -> bool:
@@ -204,8 +208,8 @@ def _leases_from_dhcpv6(st: "EngineState", vm: Binding) -> bool:
 
 def _free_for(st: "EngineState", address: str, mac: str, plan: Plan) -> bool:
     """Whether ``address`` may be bound to VM ``mac`` (global, held by no other VM)."""
-    other = holder(st, address)
-    if other is not None and other.mac != mac:
+    other = holder(st, address, mac)
+    if other is not None:
         plan.warnings.append(f"DHCPv6 leased {address} to VM {mac}, but it is bound to VM "
                              f"{other.mac}: not bound")
         return False

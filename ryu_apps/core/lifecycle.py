@@ -246,7 +246,9 @@ def _server(st: "EngineState", server: Optional[str]) -> int:
     for dpid, info in st.topo.fabric.switches.items():
         if server in (info.name, f"{dpid:016x}", f"{dpid:x}", str(dpid)):
             if not info.role.hosts_vms:
-                raise NotApplicable(f"{server} is a {info.role.value} switch, not a "
+                role = info.role.value   # access or fabric
+                article = "an" if role[:1] in ("a", "e", "i", "o", "u") else "a"
+                raise NotApplicable(f"{server} is {article} {role} switch, not a "
                                     "server's virtual switch")
             return dpid
     raise UnknownServer(f"unknown server {server!r}: no connected server bridge has "

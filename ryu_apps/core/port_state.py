@@ -10,7 +10,7 @@ VMs whose port went away (:mod:`~ryu_apps.core.arrival_probe`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Set, Tuple
+from typing import Dict, Mapping, Optional, Set, Tuple
 
 from ryu_apps.core.probe_search import Searches
 
@@ -40,7 +40,8 @@ class PortState:
     expected_ip_sources: Dict[str, str] = field(default_factory=dict)
     #: MAC -> bound global IPv6 addresses of a VM handed over to this process.
     expected_ipv6: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
-    #: MAC -> (IPv4, when its DHCP lease ends) of a VM bound from a DHCPACK.
+    #: MAC -> (IPv4, when its DHCP lease ends) of a VM bound from a DHCPACK (here or at
+    #: the process that handed it over: lease ends are wall-clock seconds, ``now``).
     leases: Dict[str, Tuple[str, float]] = field(default_factory=dict)
     #: MAC -> {IPv6 address: when its DHCPv6 lease ends} of a VM bound from a Reply.
     leases6: Dict[str, Dict[str, float]] = field(default_factory=dict)
@@ -72,6 +73,25 @@ class PortState:
             places.discard((dpid, port))
             if not places:
                 del self.attached_at[mac]
+
+    def time_lease(self, mac: str, address: str, end: Optional[float]) -> None:
+        """VM ``mac``'s DHCP lease of ``address`` ends at ``end`` (None: never)."""
+        if end is None:
+            self.leases.pop(mac, None)
+        else:
+            self.leases[mac] = (address, end)
+
+    def time_leases6(self, mac: str, ends: Mapping[str, Optional[float]]) -> None:
+        """Each DHCPv6 lease of VM ``mac`` named in ``ends`` ends at its time there
+        (None: never, or no lease any more)."""
+        held = self.leases6.setdefault(mac, {})
+        for address, end in ends.items():
+            if end is None:
+                held.pop(address, None)
+            else:
+                held[address] = end
+        if not held:
+            del self.leases6[mac]
 
     def port_seen(self, dpid: int, port: int, now: Optional[float]) -> None:
         """The switch has this port (``now``: it was just added or came up)."""

@@ -14,11 +14,12 @@ arrives.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING, List, Optional
 
 from ryu_apps.core import binding_ops, topology_events
-from ryu_apps.core.binding import IP_PINNED, IP_SOURCES, Binding, VmState
+from ryu_apps.core.binding import IP_DHCP, IP_PINNED, IP_SOURCES, Binding, VmState
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.core.fabric import PortRef
 from ryu_apps.core.flow_plan import PacketOut, Plan
@@ -63,11 +64,15 @@ def shared_uplink_seen(st: "EngineState", end: PortRef, origin: str, now: float,
 
 
 def expect_ip(st: "EngineState", mac: str, ip: str | None, plan: Plan,
-              ipv6: tuple[str, ...] = (), ip_source: str | None = None) -> None:
+              ipv6: tuple[str, ...] = (), ip_source: str | None = None,
+              lease_end: float | None = None,
+              lease6_ends: tuple[tuple[str, float], ...] = ()) -> None:
     """A VM handed over to this process is bound to ``ip`` (as ``ip_source`` says, the
     source process's; pinned when unknown) and the global IPv6 addresses ``ipv6``
     (the store's row says so): its anti-spoofing here need not learn them from its
-    packets again."""
+    packets again. A DHCP lease of ``ip`` ends at ``lease_end`` and DHCPv6 leases as
+    ``lease6_ends`` says (wall-clock seconds, as the source process's ``now``): they
+    expire here like leases snooped here, before the VM arrives too."""
     if (not ip and not ipv6) or mac in st.table.bindings:
         return
     source = ip_source if ip_source in IP_SOURCES else IP_PINNED
@@ -78,14 +83,39 @@ def expect_ip(st: "EngineState", mac: str, ip: str | None, plan: Plan,
             st.ports.expected_ip_sources[mac] = source
         if ipv6:
             st.ports.expected_ipv6[mac] = tuple(sorted(ipv6))
-        return
-    changed = incoming
-    if ip and incoming.ip is None:
-        changed = replace(changed, ip=ip, ip_source=source)
-    if ipv6 and not incoming.ipv6:
-        changed = replace(changed, ipv6=tuple(sorted(ipv6)))
-    if changed is not incoming:
-        binding_ops.store(st, changed)
+        held_ip, held6 = ip, tuple(ipv6)
+    else:
+        changed = incoming
+        if ip and incoming.ip is None:
+            changed = replace(changed, ip=ip, ip_source=source)
+        if ipv6 and not incoming.ipv6:
+            changed = replace(changed, ipv6=tuple(sorted(ipv6)))
+        if changed is not incoming:
+            binding_ops.store(st, changed)
+        held_ip, held6 = changed.ip, changed.ipv6
+    if ip and held_ip == ip and source == IP_DHCP:
+        st.ports.time_lease(mac, ip, _moment(lease_end, f"VM {mac}'s DHCP lease", plan))
+    ends6 = dict(lease6_ends)
+    addresses = [a for a in ipv6 if a in held6]
+    stray = sorted(set(ends6) - set(addresses))
+    if stray:
+        plan.warnings.append(f"hand-off of VM {mac}: DHCPv6 lease ends of "
+                             f"{', '.join(stray)} ignored (not among its addresses)")
+    if addresses:
+        st.ports.time_leases6(mac, {a: _moment(ends6.get(a), f"VM {mac}'s DHCPv6 lease of "
+                                               f"{a}", plan) for a in addresses})
+
+
+def _moment(end: object, what: str, plan: Plan) -> Optional[float]:
+    """A lease end a hand-off carried, if it is a time (None: no end, with a warning
+    when the value was there but no finite number)."""
+    if end is None:
+        return None
+    if isinstance(end, bool) or not isinstance(end, (int, float)) or not math.isfinite(end):
+        plan.warnings.append(f"hand-off: {what} ends at {end!r}, no time: kept without "
+                             "an end")
+        return None
+    return float(end)
 
 
 def arrival(st: "EngineState", dpid: int, port: int, plan: Plan) -> None:

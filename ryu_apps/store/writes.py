@@ -16,12 +16,13 @@ from __future__ import annotations
 import time
 from typing import Callable, Mapping, Optional, Sequence
 
-from ryu_apps.core.binding import IP_SOURCES
+from ryu_apps.core.binding import IP_DHCP, IP_SOURCES
 from ryu_apps.core.handoff_values import (
     Adopt,
     BindingRecord,
     BindingRow,
     Claim,
+    LeaseEnds6,
     Release,
     ReportDevices,
     RequestFromOwner,
@@ -108,10 +109,22 @@ def binding_row(values: Mapping[str, object]) -> BindingRow:
         value = values.get(name)
         return str(value) if value else None
 
+    lease_end = values.get("lease_end")
     return BindingRow(str(values["mac"]), str(values.get("owner") or ""),
                       str(values.get("server") or ""), text("requested_owner"),
                       text("requested_server"), text("ip"),
-                      _texts(values.get("ipv6")), text("ip_source"))
+                      _texts(values.get("ipv6")), text("ip_source"),
+                      float(lease_end) if isinstance(lease_end, (int, float)) else None,
+                      _lease_ends(values.get("lease6_ends")))
+
+
+def _lease_ends(value: object) -> LeaseEnds6:
+    """The ``lease6_ends`` map column as (address, end) pairs, sorted (none when absent,
+    in a row an older dynprov wrote)."""
+    if not isinstance(value, Mapping):
+        return ()
+    return tuple(sorted((str(address), float(end)) for address, end in value.items()
+                        if isinstance(end, (int, float))))
 
 
 def _texts(value: object) -> tuple[str, ...]:
@@ -170,6 +183,8 @@ def claim_binding(record: BindingRecord, owner: str) -> Callable:
         row.ip = [record.ip] if record.ip else []
         row.ipv6 = list(record.ipv6)
         row.ip_source = _ip_source(record)
+        row.lease_end = _lease_end(record)
+        row.lease6_ends = dict(record.lease6_ends)
         row.requested_owner, row.requested_server, row.requested_port = [], [], []
         return version
     return write
@@ -198,7 +213,17 @@ def _matches(row, record: BindingRecord, owner: str) -> bool:
             and row.port == record.port and row.state == record.state
             and list(row.ip) == ([record.ip] if record.ip else [])
             and sorted(row.ipv6) == list(record.ipv6)
-            and list(row.ip_source) == _ip_source(record))
+            and list(row.ip_source) == _ip_source(record)
+            and list(row.lease_end) == _lease_end(record)
+            and dict(row.lease6_ends) == dict(record.lease6_ends))
+
+
+def _lease_end(record: BindingRecord) -> list:
+    """The row's ``lease_end`` column: when the DHCP lease of its address ends, as
+    wall-clock seconds (every process of the store reads the same clock); none
+    without an address bound from DHCP, or with a lease that never ends."""
+    return [record.lease_end] if record.ip and record.ip_source == IP_DHCP \
+        and record.lease_end is not None else []
 
 
 def _ip_source(record: BindingRecord) -> list:

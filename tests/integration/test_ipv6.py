@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+from ryu_apps.app.switch_events import with_article
 from ryu_apps.core import ipv6_guard
 from ryu_apps.core.ipv6_frames import parse_ipv6
 from ryu_apps.lab import testbed as lab
@@ -133,7 +134,7 @@ def arrivals(receiver, sender, send, expected: int = FRAMES, timeout: float = 10
 def logged_once(controller, kind: str, vm, guard: str = "IPv6") -> None:
     """The guard's refusal of ``kind`` from ``vm`` is in the log, once (though several
     frames of it were dropped)."""
-    line = f"{guard} guard dropped a {kind} from VM {vm.MAC()} "
+    line = f"{guard} guard dropped {with_article(kind)} from VM {vm.MAC()} "
     assert controller.wait_for_log(line, timeout=5), controller.log()[-3000:]
     time.sleep(0.3)
     assert controller.log().count(line) == 1, controller.log()[-3000:]

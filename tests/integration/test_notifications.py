@@ -113,6 +113,6 @@ def test_bad_requests_say_what_is_wrong(dc):
         "error": "event: expected one of started, shutdown, suspended, resumed, restarting, "
                  "migrating, template-change, got 'exploded'"})
     status, answer = _notify(api, "migrating", vms["web1"].MAC(), server=a1)
-    assert status == 409 and "is a access switch" in answer["error"]
+    assert status == 409 and "is an access switch" in answer["error"]
     status, answer = _notify(api, "template-change", vms["web1"].MAC(), template=4000)
     assert status == 409 and "template 4000 (0x0FA0) is not in" in answer["error"]

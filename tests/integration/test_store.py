@@ -11,6 +11,7 @@ from ryu_apps.store.client import StoreClient
 from ryu_apps.store.server import CLUSTER, STANDALONE, Store
 from ryu_apps.store.writes import (
     BindingRecord,
+    binding_row,
     claim_binding,
     release_binding,
     request_from_owner,
@@ -182,6 +183,30 @@ def test_a_destination_asks_the_owner_for_a_vm_it_expects(cluster):
     finally:
         for client in clients.values():
             client.stop()
+
+
+def test_a_bindings_lease_ends_travel_through_a_real_store(tmp_path):
+    """A claim's DHCP and DHCPv6 lease ends (schema 1.4.0) come back to another process's
+    replica as written, and claiming the same record again writes nothing."""
+    store = Store.create(tmp_path / "store", STANDALONE).start()
+    seen: list = []
+    leased = BindingRecord("00:fa:00:00:5e:02", 250, "", "s11", 3, "10.0.100.1", "active",
+                           ("2001:db8::50",), "dhcp", 1_800_000_600.5,
+                           (("2001:db8::50", 1_800_007_200.25),))
+    owner = StoreClient(store.remote, lambda changes: None).start()
+    reader = StoreClient(store.remote, seen.extend).start()
+    try:
+        assert owner.synced.wait() and reader.synced.wait()
+        assert owner.submit(claim_binding(leased, "p1")).wait(10).value == 1
+        _wait_for(lambda: any(c.values.get("mac") == leased.mac for c in seen))
+        row = binding_row([c for c in seen if c.values.get("mac") == leased.mac][-1].values)
+        assert (row.ip, row.ip_source, row.lease_end, row.lease6_ends) == (
+            "10.0.100.1", "dhcp", 1_800_000_600.5, (("2001:db8::50", 1_800_007_200.25),))
+        assert owner.submit(claim_binding(leased, "p1")).wait(10).value == 1   # unchanged
+    finally:
+        owner.stop()
+        reader.stop()
+        store.destroy()
 
 
 def _macs(client):

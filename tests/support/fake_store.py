@@ -21,7 +21,8 @@ from ryu_apps.store.writes import binding_row, write_of
 
 _DEFAULTS = {
     BINDING: {"mac": "", "template_id": 0, "domain": "", "server": "", "port": 0, "ip": [],
-              "ipv6": [], "ip_source": [], "state": "active", "owner": "",
+              "ipv6": [], "ip_source": [], "lease_end": [], "lease6_ends": {},
+              "state": "active", "owner": "",
               "requested_owner": [], "requested_server": [], "requested_port": [],
               "since": 0.0, "version": 0},
     PROCESS: {"name": "", "devices": [], "library_generation": 0, "library_applied": 0.0,
@@ -144,4 +145,5 @@ def _values(row: FakeRow) -> dict:
             "requested_owner": (row.requested_owner or [None])[0],
             "requested_server": (row.requested_server or [None])[0],
             "ip": (row.ip or [None])[0], "ipv6": list(row.ipv6),
-            "ip_source": (row.ip_source or [None])[0]}
+            "ip_source": (row.ip_source or [None])[0],
+            "lease_end": (row.lease_end or [None])[0], "lease6_ends": dict(row.lease6_ends)}

@@ -11,6 +11,7 @@ def check_indexes(engine) -> None:
     """Assert every index of ``engine`` equals its recomputation from scratch."""
     held = list(engine.bindings.values()) + list(engine.incoming.values())
     index = engine.state.table.index
+    check_address_indexes(engine.state.table)
     assert index.by_id == {b.binding_id: b for b in held}
     for dpid in {b.dpid for b in held} | index.servers():
         assert index.on_server(dpid) == sorted((b for b in held if b.dpid == dpid),
@@ -43,6 +44,20 @@ def check_indexes(engine) -> None:
         assert path.hops == tuple(expected), hex(server)
         assert path == transit_path(fabric, server)
     check_recompute(engine)
+
+
+def check_address_indexes(table) -> None:
+    """Assert the binding table's indexes by bound IPv4 and IPv6 address equal their
+    recomputation from its current bindings."""
+    by_ip: dict = {}
+    by_ipv6: dict = {}
+    for binding in table.bindings.values():
+        if binding.ip is not None:
+            by_ip.setdefault(binding.ip, set()).add(binding.mac)
+        for address in binding.ipv6:
+            by_ipv6.setdefault(address, set()).add(binding.mac)
+    assert table._by_ip == by_ip
+    assert table._by_ipv6 == by_ipv6
 
 
 def _vlan_owner(vlan: int):

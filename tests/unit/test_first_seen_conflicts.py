@@ -12,7 +12,7 @@ import pytest
 
 from ryu_apps.app.framework import ofproto_v1_3 as ofp
 from ryu_apps.app.repairs import RepairSchedule
-from ryu_apps.app.switch_events import SwitchEventHandlers
+from ryu_apps.app.switch_events import SwitchEventHandlers, with_article
 from ryu_apps.core.flowspec import OFPP_CONTROLLER
 from ryu_apps.core.lifecycle import Notice
 from ryu_apps.core.pipeline import Table
@@ -135,4 +135,17 @@ def test_the_app_logs_the_refusal_once_per_vm_naming_both_vms(lab, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1, lines
     assert all(named in lines[0] for named in (HELD, OWNER, INTRUDER, "'first'")), lines[0]
+    assert lines[0].startswith(f"IPv4 guard dropped an address bound to another VM from VM "
+                               f"{INTRUDER} on switch"), lines[0]
     assert lab.engine.bindings[INTRUDER].ip is None
+
+
+@pytest.mark.parametrize("kind, phrase", [
+    ("address bound to another VM", "an address bound to another VM"),
+    ("spoofed source", "a spoofed source"),
+    ("neighbour advertisement", "a neighbour advertisement"),
+    ("DHCPv6 server message", "a DHCPv6 server message"),
+    ("", "a "),
+])
+def test_a_guard_s_refusal_takes_its_article(kind, phrase):
+    assert with_article(kind) == phrase

@@ -112,7 +112,8 @@ def test_a_store_of_the_previous_schema_converts_and_its_rows_load(tmp_path: Pat
     row reads as before, with no ip_source."""
     previous = json.loads(SCHEMA_PATH.read_text())
     previous["version"] = "1.2.0"
-    del previous["tables"][BINDING]["columns"]["ip_source"]
+    for column in ("ip_source", "lease_end", "lease6_ends"):   # 1.3.0's, 1.4.0's
+        del previous["tables"][BINDING]["columns"][column]
     old_schema, db = tmp_path / "old.ovsschema", tmp_path / "store.db"
     old_schema.write_text(json.dumps(previous))
     subprocess.run(["ovsdb-tool", "create", str(db), str(old_schema)], check=True)
@@ -124,7 +125,7 @@ def test_a_store_of_the_previous_schema_converts_and_its_rows_load(tmp_path: Pat
     subprocess.run(["ovsdb-tool", "convert", str(db), str(SCHEMA_PATH)], check=True)
     version = subprocess.run(["ovsdb-tool", "db-version", str(db)], check=True,
                              capture_output=True, text=True).stdout.strip()
-    assert version == schema_version() == "1.3.0"
+    assert version == schema_version()
     out = subprocess.run(["ovsdb-tool", "query", str(db), json.dumps(
         [DB_NAME, {"op": "select", "table": BINDING, "where": []}])],
         check=True, capture_output=True, text=True).stdout

@@ -122,7 +122,7 @@ def test_template_change_reprovisions_in_place(lab):
 def test_notifications_name_unknown_servers(lab):
     with pytest.raises(NotificationError, match="unknown server 's99'"):
         lab.notify(Notice.MIGRATING, WEB1, server="s99")
-    with pytest.raises(NotificationError, match="a1 is a access switch"):
+    with pytest.raises(NotificationError, match="a1 is an access switch"):
         lab.notify(Notice.MIGRATING, WEB1, server="a1")
 
 

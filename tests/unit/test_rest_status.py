@@ -287,7 +287,7 @@ def test_a_notification_that_does_not_apply_now_is_409(guard, app):
         f"template 4000 (0x0FA0) is not in the library of VM {WEB1}'s domain"))
     answer = _notify(guard, event="migrating", mac=WEB1, server="a1")
     assert (answer.status, answer.body["error"]) == (409, (
-        "a1 is a access switch, not a server's virtual switch"))
+        "a1 is an access switch, not a server's virtual switch"))
 
 
 def test_status_comes_from_the_error_type_not_its_words():
