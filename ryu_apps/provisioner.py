@@ -13,16 +13,7 @@ import signal
 import time
 from typing import Any, Dict, Optional, Set
 
-from ryu_apps.app.framework import (
-    DEAD_DISPATCHER,
-    app_manager,
-    controller,
-    hub,
-    ofp_event,
-    ofproto_parser,
-    ofproto_v1_3,
-    set_ev_cls,
-)
+from ryu_apps.app.framework import app_manager, hub, ofproto_v1_3, set_ev_cls
 
 from ryu_apps.app import audit as intent_audit
 from ryu_apps.app import loop_events as loop
@@ -40,7 +31,6 @@ from ryu_apps.app.meter_writes import MeterRetries, desired_meter
 from ryu_apps.app.ovsdb_watcher import ServerWatchers
 from ryu_apps.app.plan_sender import Dispatcher, PlanSender
 from ryu_apps.app.readback import AUDIT, ReadBack, ReadBacks
-from ryu_apps.app import receive_loop
 from ryu_apps.app.repairs import RepairSchedule, guarded
 from ryu_apps.app.requests import Requests
 from ryu_apps.app.state_changes import RESYNC, SWITCH, StateChanges
@@ -73,8 +63,6 @@ class DynprovProvisioner(app_manager.RyuApp, SwitchEventHandlers):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # every switch's messages read as they arrive, not two reads per message
-        receive_loop.install(controller, ofproto_parser, ofp_event, hub, DEAD_DISPATCHER)
         self.options = options = CONF.dynprov
         self.library_checker = LibraryChecker.from_options(options)  # validates off-process
         self.engine, self.library_keeper, self.domain_keepers = build_engine(

@@ -52,8 +52,6 @@ NAMES: Dict[str, Tuple[str, Optional[str]]] = {
     "hub": ("lib.hub", None),
     "ofproto_v1_3": ("ofproto.ofproto_v1_3", None),
     "ofproto_v1_3_parser": ("ofproto.ofproto_v1_3_parser", None),
-    "ofproto_parser": ("ofproto.ofproto_parser", None),
-    "controller": ("controller.controller", None),
     "ofctl_api": ("app.ofctl.api", None),
     "ofctl_exception": ("app.ofctl.exception", None),
     # Ryu's WSGI names; on os-ken, from ryu_apps.app.wsgi_routes.
@@ -104,8 +102,6 @@ def __getattr__(name: str) -> Any:
     if name not in NAMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module_name, attribute = NAMES[name]
-    if name == "controller":
-        __getattr__("app_manager")   # the controller module imports it: first, or a cycle
     if NAME == OS_KEN:
         select_osken_hub(strict=name == "hub")
     if NAME == OS_KEN and module_name == WSGI_MODULE:
