@@ -3,10 +3,11 @@
 For each seed: a library and VMs from ``sweep_library.generate``, a controller
 that loads that library from a temporary directory, a ``datacenter`` topology of
 the seed's size with no default VMs, the VMs plugged in and announced, then a
-sample of ordered VM pairs probed (ICMP echo; TCP and UDP to ports the pair's
-rules name and to one they do not, each from its own source port) and every
-outcome compared with ``sweep_oracle``. Static neighbour entries take ARP out
-of the question: the probes test the IPv4 rules. A probe that disagrees with
+sample of ordered VM pairs probed (ICMP echo; an ARP request, broadcast, and its
+reply; TCP and UDP to ports the pair's rules name and to one they do not, each
+from its own source port) and every outcome compared with ``sweep_oracle``.
+Static neighbour entries keep the kernels' ARP out of the IPv4 probes (the ARP
+probe sends its own request). A probe that disagrees with
 the oracle is probed again alone, with a longer timeout, before it counts as a
 mismatch; each mismatch is written with the seed, the pair, the oracle's
 deciding rule and ``ovs-ofctl dump-flows`` of both servers.
@@ -33,7 +34,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from ryu_apps.lab import testbed as lab
-from ryu_apps.lab.sweep_library import SERVICE_PORTS, SweepCase, VmPlan, generate
+from ryu_apps.lab.sweep_library import SERVICE_PORTS, SweepCase, VmPlan, generate, id_of
 from ryu_apps.lab.sweep_oracle import Endpoint, Oracle, Probe, Verdict, port_range
 
 #: Ports no generated rule names as a single port (ranges may still cover them).
@@ -111,7 +112,7 @@ def plan_probes(case: SweepCase, max_pairs: int) -> List[Tuple[str, str, Probe]]
     by_name = {vm.name: vm for vm in case.vms}
     wanted: List[Tuple[str, str, str, Optional[int]]] = []
     for src, dst in pairs:
-        wanted.append((src, dst, "icmp", None))
+        wanted += [(src, dst, "icmp", None), (src, dst, "arp", None)]
         templates = [case.template(by_name[n].template_id) for n in (src, dst)]
         for protocol, count in (("tcp", 2), ("udp", 1)):
             named = sorted({p for t in templates for p in rule_ports(t, protocol)})
@@ -146,8 +147,8 @@ def _vmtool() -> str:
 
 def _target(case: SweepCase, dst: str, probe: Probe) -> str:
     ip = next(vm.ip for vm in case.vms if vm.name == dst)
-    if probe.protocol == "icmp":
-        return f"icmp:{ip}"
+    if probe.protocol in ("icmp", "arp"):
+        return f"{probe.protocol}:{ip}"
     return f"{probe.protocol}:{ip}:{probe.port}:{probe.source_port}"
 
 
@@ -160,7 +161,9 @@ def _run_probes(case: SweepCase, hosts: Dict[str, object],
     running = []
     for src, indexes in by_source.items():
         targets = [_target(case, probes[i][1], probes[i][2]) for i in indexes]
-        command = f"{_vmtool()} probe --timeout {timeout} {' '.join(targets)}"
+        intf = hosts[src].defaultIntf()   # type: ignore[attr-defined]
+        command = (f"{_vmtool()} probe --timeout {timeout} --interface {intf} "
+                   f"{' '.join(targets)}")
         running.append((indexes, targets, hosts[src].popen(   # type: ignore[attr-defined]
             command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
     results: List[bool] = [False] * len(probes)
@@ -185,12 +188,19 @@ def _udp_arrivals(logs: Dict[str, Path]) -> set:
     return arrived
 
 
-def write_library(case: SweepCase, directory: Path) -> Path:
-    """The seed's library as one YAML file in ``directory``."""
-    path = directory / "sweep.yaml"
-    path.write_text(f"# conformance sweep, seed {case.seed}\n"
-                    + yaml.safe_dump(case.library, sort_keys=False))
-    return path
+def write_library(case: SweepCase, directory: Path) -> None:
+    """The seed's library in ``directory``: one file, or (every other seed) one file per
+    template and a ``defaults`` file."""
+    header = f"# conformance sweep, seed {case.seed}\n"
+    if case.seed % 2:
+        (directory / "sweep.yaml").write_text(
+            header + yaml.safe_dump(case.library, sort_keys=False))
+        return
+    (directory / "00-defaults.yml").write_text(
+        header + yaml.safe_dump({"defaults": {"idle_timeout": 3600}, "templates": []}))
+    for index, template in enumerate(case.library["templates"]):
+        (directory / f"{index + 1:02d}-{template['name']}.yaml").write_text(
+            header + yaml.safe_dump({"templates": [template]}, sort_keys=False))
 
 
 def run_seed(seed: int, prefix: str, max_pairs: int = 24,
@@ -264,7 +274,7 @@ def _flush_conntrack(case: SweepCase) -> None:
     """Forget earlier runs' connections in this seed's stateful templates' zones."""
     for template in case.library["templates"]:
         if template["virtual_switch"].get("stateful"):
-            subprocess.run(["ovs-appctl", "dpctl/flush-conntrack", f"zone={template['id']}"],
+            subprocess.run(["ovs-appctl", "dpctl/flush-conntrack", f"zone={id_of(template)}"],
                            capture_output=True, check=False)
 
 

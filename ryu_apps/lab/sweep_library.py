@@ -4,13 +4,14 @@ The conformance sweep (``ryu_apps.lab.sweep``) runs dynprov on libraries and
 topologies other than the demo's. From one seed (``random.Random(seed)``, no
 wall-clock randomness) this module draws:
 
-- 3-5 templates with random 16-bit ids usable under ``prefix/16`` (bit 0x0100,
-  the MAC's I/G bit, clear; never 0; never the default library's 0x00F0-0x00FF,
-  whose conntrack zones other test beds on this machine use), names, VLANs (in
-  most seeds two templates share one), and both sides with random ACL rules:
-  ICMP (with or without an echo type), TCP and UDP with ports and port ranges,
-  prefixes drawn from the VMs' /16, allow and deny, default actions, ``bind_ip``
-  and, on some templates, ``stateful: true``;
+- 3-5 templates with random 16-bit ids (some written as hex strings) usable
+  under ``prefix/16`` (bit 0x0100, the MAC's I/G bit, clear; never 0; never the
+  default library's 0x00F0-0x00FF, whose conntrack zones other test beds on
+  this machine use), names, VLANs (in most seeds two templates share one), and
+  both sides with random ACL rules: ICMP (with or without an echo type), rules
+  of every IPv4 protocol, TCP and UDP with ports and port ranges, prefixes
+  drawn from the VMs' /16, allow and deny, default actions, ``bind_ip`` and, on
+  some templates, ``stateful: true``;
 - a topology size (access switches 1-3, servers per access switch 1-2) and the
   VMs: 1-3 per server (3 at least), each with a template, a ``prefix/16`` MAC and an address
   in its template's /24.
@@ -68,7 +69,13 @@ class SweepCase:
 
     def template(self, template_id: int) -> dict:
         """The library entry of ``template_id``."""
-        return next(t for t in self.library["templates"] if t["id"] == template_id)
+        return next(t for t in self.library["templates"] if id_of(t) == template_id)
+
+
+def id_of(template: dict) -> int:
+    """A library entry's id, written as an integer or a hex string (``"0x00FA"``)."""
+    value = template["id"]
+    return int(value, 16) if isinstance(value, str) else int(value)
 
 
 def mac_of(template_id: int, unique_id: int) -> str:
@@ -117,6 +124,11 @@ def _rule(rng: random.Random, subnets: List[ipaddress.IPv4Network],
           hosts: List[str]) -> dict:
     rule: dict = {"action": rng.choice(("allow", "allow", "allow", "deny")),
                   "direction": rng.choice(("to_vm", "from_vm"))}
+    if rng.random() < 0.15:
+        rule["ethertype"] = "ipv4"
+    if rng.random() < 0.12:   # every IPv4 packet from or to a prefix, whatever its protocol
+        rule[rng.choice(("src", "dst"))] = _prefix(rng, subnets, hosts)
+        return rule
     protocol = rng.choice(("icmp", "tcp", "tcp", "udp"))
     rule["protocol"] = protocol
     for field in ("src", "dst"):
@@ -125,6 +137,8 @@ def _rule(rng: random.Random, subnets: List[ipaddress.IPv4Network],
     if protocol == "icmp":
         if rng.random() < 0.4:
             rule["icmp_type"] = rng.choice(("echo-request", "echo-reply", 8, 0))
+            if rng.random() < 0.3:
+                rule["icmp_code"] = 0
     else:
         if rng.random() < 0.8:
             rule["dst_port"] = _ports(rng)
@@ -182,7 +196,8 @@ def generate(seed: int) -> SweepCase:
     templates = []
     for index, template_id in enumerate(ids):
         templates.append({
-            "id": template_id, "name": f"t{template_id:04x}",
+            "id": f"0x{template_id:04X}" if rng.random() < 0.3 else template_id,
+            "name": f"t{template_id:04x}",
             "description": f"sweep seed {seed}, template {index}",
             "vlan": vlans[index],
             "virtual_switch": _side(rng, subnets, hosts, rng.randint(0, 6), True),
@@ -212,7 +227,7 @@ def _prune_unreachable(library: dict) -> None:
                 template_id = _error_template_id(library, error)
                 drops.setdefault((template_id, side), []).append(int(found.group(1)))
             for (template_id, side), indexes in drops.items():
-                entry = next(t for t in library["templates"] if t["id"] == template_id)
+                entry = next(t for t in library["templates"] if id_of(t) == template_id)
                 acl = entry[side]["acl"]
                 for index in sorted(set(indexes), reverse=True):
                     del acl[index]
@@ -224,6 +239,6 @@ def _prune_unreachable(library: dict) -> None:
 def _error_template_id(library: dict, error: object) -> int:
     text = str(getattr(error, "template", "")) + " "
     for entry in library["templates"]:
-        if text.startswith(f"template {entry['id']} "):
-            return int(entry["id"])
+        if text.startswith(f"template {id_of(entry)} "):
+            return id_of(entry)
     raise RuntimeError(f"sweep generator: cannot tell which template {error} is about")

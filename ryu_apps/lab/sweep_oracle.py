@@ -27,8 +27,10 @@ IPv6 off). What it states:
   and passes that connection's replies without any rule; the access port is
   always stateless; the original direction is judged by the rules again.
 
-A probe is an exchange: ICMP echo (request type 8, reply type 0), or TCP or UDP
-from a fixed source port; it works when the request and the reply both pass.
+A probe is an exchange: ICMP echo (request type 8, reply type 0), an ARP request
+and its reply (rules of ethertype ``arp`` and rules that match every frame judge
+them; never tracked), or TCP or UDP from a fixed source port; it works when the
+request and the reply both pass.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class Endpoint:
 class Packet:
     """One IPv4 packet's fields the rules can match."""
 
-    protocol: str                       # icmp, tcp or udp
+    protocol: str                       # icmp, tcp, udp, or arp
     src_ip: str
     dst_ip: str
     src_port: Optional[int] = None
@@ -73,15 +75,16 @@ class Packet:
 
 @dataclass(frozen=True)
 class Probe:
-    """What is sent: ``icmp``, or ``tcp``/``udp`` to ``port`` from ``source_port``."""
+    """What is sent: ``icmp``, ``arp`` (a request), or ``tcp``/``udp`` to ``port`` from
+    ``source_port``."""
 
     protocol: str
     port: Optional[int] = None
     source_port: Optional[int] = None
 
     def __str__(self) -> str:
-        if self.protocol == "icmp":
-            return "icmp"
+        if self.protocol in ("icmp", "arp"):
+            return self.protocol
         return f"{self.protocol}/{self.port}<{self.source_port}"
 
 
@@ -117,7 +120,7 @@ class Oracle:
     """Expected verdicts for one library (its YAML mapping) and one set of VMs."""
 
     def __init__(self, library: dict, vms: Iterable[Endpoint]) -> None:
-        self.templates: Dict[int, dict] = {int(t["id"]): t for t in library["templates"]}
+        self.templates: Dict[int, dict] = {_id(t["id"]): t for t in library["templates"]}
         self.vms: Dict[str, Endpoint] = {vm.name: vm for vm in vms}
 
     def vlan(self, vm: Endpoint) -> int:
@@ -144,6 +147,8 @@ class Oracle:
                                          f"{self.vlan(dst)}", ())
         if probe.protocol == "icmp":
             packet = Packet("icmp", src.ip, dst.ip, icmp_type=8)
+        elif probe.protocol == "arp":
+            packet = Packet("arp", src.ip, dst.ip)
         else:
             packet = Packet(probe.protocol, src.ip, dst.ip, probe.source_port, probe.port)
         ports = self.port_rules_apply(src, dst)
@@ -152,7 +157,8 @@ class Oracle:
         denied = _first_deny(forward)
         if denied is not None:
             return Verdict(False, False, f"request: {denied}", tuple(steps))
-        committed = {vm.name for vm in (src, dst) if self._stateful(vm)}
+        committed = {vm.name for vm in (src, dst)
+                     if self._stateful(vm) and packet.protocol != "arp"}   # ARP: untracked
         reverse = self._path(dst, src, packet.reply(), ports, committed)
         steps += reverse
         denied = _first_deny(reverse)
@@ -193,13 +199,26 @@ def judge(template: dict, side: str, direction: str, packet: Packet, vm: str = "
     entries = template[side]
     for index, rule in enumerate(entries.get("acl") or ()):
         if rule["direction"] == direction and rule_matches(rule, packet):
-            return Step(vm, int(template["id"]), side, direction, index, rule["action"])
-    return Step(vm, int(template["id"]), side, direction, None, entries["default_action"],
+            return Step(vm, _id(template["id"]), side, direction, index, rule["action"])
+    return Step(vm, _id(template["id"]), side, direction, None, entries["default_action"],
                 "default")
 
 
+def _id(value: object) -> int:
+    """A template id as YAML gives it: an integer or a hex string like ``"0x00FA"``."""
+    return int(value, 16) if isinstance(value, str) else int(str(value))
+
+
+#: Fields that make a rule without ``ethertype`` an IP rule (inferred IPv4 or IPv6).
+IP_FIELDS = ("protocol", "src", "dst", "src_port", "dst_port", "icmp_type", "icmp_code")
+
+
 def rule_matches(rule: dict, packet: Packet) -> bool:
-    """Whether one ACL rule (as written in YAML) matches an IPv4 packet."""
+    """Whether one ACL rule (as written in YAML) matches an IPv4 packet or an ARP frame."""
+    if packet.protocol == "arp":   # ethertype arp, or a rule that matches every frame
+        if rule.get("ethertype") is None:
+            return not any(key in rule for key in IP_FIELDS)
+        return rule["ethertype"] == "arp"
     if rule.get("ethertype") not in (None, "ipv4"):
         return False
     if rule.get("protocol") not in (None, packet.protocol):

@@ -138,3 +138,20 @@ def test_a_stateful_default_allow_passes_its_replies():
     verdict = Oracle(library, vms).verdict("a", "b", Probe("tcp", 80, 40000))
     assert verdict.passes
     assert not Oracle(library, vms).verdict("b", "a", Probe("tcp", 80, 40000)).forward
+
+
+def test_arp_is_judged_by_arp_rules_and_rules_of_every_frame_both_ways_untracked():
+    arp = Packet("arp", "10.0.0.1", "10.0.0.2")
+    assert rule_matches({"ethertype": "arp"}, arp)
+    assert rule_matches({"action": "deny", "direction": "to_vm"}, arp)   # every frame
+    assert not rule_matches({"ethertype": "ipv4"}, arp)
+    assert not rule_matches({"src": "10.0.0.0/8"}, arp)                  # an IPv4 rule
+    assert not rule_matches({"protocol": "tcp"}, arp)
+    oracle = _oracle()
+    assert oracle.verdict("web1", "web3", Probe("arp")).passes         # ARP rules both ways
+    library = {"templates": [_template(1, 10, {"default_action": "deny", "stateful": True,
+                                               "acl": ARP[:1]})]}
+    vms = [Endpoint("a", 1, "10.0.0.1", (1, 1)), Endpoint("b", 1, "10.0.0.2", (1, 2))]
+    verdict = Oracle(library, vms).verdict("a", "b", Probe("arp"))
+    # the request leaves a by no rule: the stateful side's default denies ARP
+    assert verdict.reason == "request: deny by a's template 1 virtual_switch from_vm default"

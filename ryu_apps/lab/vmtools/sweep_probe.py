@@ -4,12 +4,15 @@ Inside a Mininet host::
 
     python3 -m ryu_apps.lab.vmtools.sweep_probe listen --tcp P [P ...] --udp P [P ...] \
         --log FILE
-    python3 -m ryu_apps.lab.vmtools.sweep_probe probe [--timeout S] TARGET [TARGET ...]
+    python3 -m ryu_apps.lab.vmtools.sweep_probe probe [--timeout S] [--interface IF] \
+        TARGET [TARGET ...]
 
 ``listen`` greets every TCP connection (``tcp_probe``'s greeting) and echoes
 every UDP datagram, and appends ``udp SOURCE_IP SOURCE_PORT PORT`` to FILE for
 each datagram that arrived (what one-way delivery the sweep checks). A TARGET
-is ``icmp:IP`` (one ping), ``tcp:IP:PORT:SOURCE_PORT`` (a connection from that
+is ``icmp:IP`` (one ping), ``arp:IP`` (an ARP request, broadcast from
+``--interface``'s MAC and address, that must be answered; the kernel's
+neighbour table plays no part), ``tcp:IP:PORT:SOURCE_PORT`` (a connection from that
 source port that must be greeted) or ``udp:IP:PORT:SOURCE_PORT`` (a datagram
 from that source port that must be echoed). Every probe starts at once and waits
 at most ``--timeout`` s; one JSON line per target, in order:
@@ -22,12 +25,17 @@ import argparse
 import json
 import selectors
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 
+from ryu_apps.lab.vmtools.announce import interface_addresses
 from ryu_apps.lab.vmtools.tcp_probe import GREETING
+
+ETH_P_ARP = 0x0806
+BROADCAST = b"\xff" * 6
 
 
 def listen(tcp_ports: list[int], udp_ports: list[int], log_path: str) -> None:
@@ -91,13 +99,41 @@ def _udp(ip: str, port: int, source_port: int, deadline: float) -> bool:
     return False
 
 
+def _arp(ifname: str, ip: str, deadline: float) -> bool:
+    """True when ``ip`` answers an ARP request sent from ``ifname``."""
+    mac, own_ip = interface_addresses(ifname)
+    target = socket.inet_aton(ip)
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, own_ip, bytes(6), target)
+    frame = BROADCAST + mac + struct.pack("!H", ETH_P_ARP) + arp
+    frame += bytes(max(0, 60 - len(frame)))
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
+        sock.bind((ifname, ETH_P_ARP))
+        sent = 0.0
+        while time.monotonic() < deadline:
+            if time.monotonic() - sent > 0.3:
+                sock.send(frame)
+                sent = time.monotonic()
+            sock.settimeout(max(min(0.1, deadline - time.monotonic()), 0.01))
+            try:
+                data = sock.recv(128)
+            except OSError:
+                continue
+            if len(data) < 42 or data[12:14] != b"\x08\x06":
+                continue
+            operation, sender, receiver = struct.unpack("!H", data[20:22])[0], data[28:32], \
+                data[38:42]
+            if operation == 2 and sender == target and receiver == own_ip:
+                return True
+    return False
+
+
 def _icmp(ip: str, timeout: float) -> bool:
     done = subprocess.run(["ping", "-n", "-q", "-c1", f"-W{max(int(timeout), 1)}", ip],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return done.returncode == 0
 
 
-def probe(targets: list[str], timeout: float) -> list[dict]:
+def probe(targets: list[str], timeout: float, interface: str = "") -> list[dict]:
     """Probe every target concurrently; one result per target, in order."""
     results: list[dict] = [{} for _ in targets]
     deadline = time.monotonic() + timeout
@@ -107,6 +143,8 @@ def probe(targets: list[str], timeout: float) -> list[dict]:
         try:
             if kind == "icmp":
                 answered = _icmp(rest, timeout)
+            elif kind == "arp":
+                answered = _arp(interface, rest, deadline)
             else:
                 ip, port, source = rest.split(":")
                 check = _tcp if kind == "tcp" else _udp
@@ -133,12 +171,13 @@ def main(argv=None) -> int:
     listener.add_argument("--log", required=True)
     prober = sub.add_parser("probe")
     prober.add_argument("--timeout", type=float, default=1.5)
+    prober.add_argument("--interface", default="", help="the VM's interface (ARP probes)")
     prober.add_argument("targets", nargs="+")
     args = parser.parse_args(argv)
     if args.mode == "listen":
         listen(args.tcp, args.udp, args.log)
         return 0
-    for result in probe(args.targets, args.timeout):
+    for result in probe(args.targets, args.timeout, args.interface):
         print(json.dumps(result), flush=True)
     return 0
 
