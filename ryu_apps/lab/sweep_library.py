@@ -66,6 +66,7 @@ class SweepCase:
     servers: int
     vms: Tuple[VmPlan, ...]
     network: str                 # the VMs' /16
+    subnets: Tuple[str, ...]     # each template's /24, in library order
 
     def template(self, template_id: int) -> dict:
         """The library entry of ``template_id``."""
@@ -204,7 +205,26 @@ def generate(seed: int) -> SweepCase:
             "access_port": _side(rng, subnets, hosts, rng.randint(0, 3), False)})
     library = {"templates": templates}
     _prune_unreachable(library)
-    return SweepCase(seed, library, access, servers, tuple(vms), str(network))
+    return SweepCase(seed, library, access, servers, tuple(vms), str(network),
+                     tuple(str(s) for s in subnets))
+
+
+def redraw(case: SweepCase) -> SweepCase:
+    """A reload's library for ``case``: the same templates (ids, names) and VMs, new
+    VLANs and new sides (rules, default actions, ``bind_ip``, ``stateful``)."""
+    rng = random.Random(case.seed * 1000003 + 7)
+    subnets = [ipaddress.IPv4Network(s) for s in case.subnets]
+    hosts = [vm.ip for vm in case.vms]
+    vlans = _vlans(rng, len(subnets))
+    templates = [dict(entry, vlan=vlans[index],
+                      description=f"sweep seed {case.seed}, template {index}, reloaded",
+                      virtual_switch=_side(rng, subnets, hosts, rng.randint(0, 6), True),
+                      access_port=_side(rng, subnets, hosts, rng.randint(0, 3), False))
+                 for index, entry in enumerate(case.library["templates"])]
+    library = {"templates": templates}
+    _prune_unreachable(library)
+    return SweepCase(case.seed, library, case.access, case.servers, case.vms, case.network,
+                     case.subnets)
 
 
 def _prune_unreachable(library: dict) -> None:

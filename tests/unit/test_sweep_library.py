@@ -2,7 +2,7 @@
 
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.core.template_validation import build_library
-from ryu_apps.lab.sweep_library import generate
+from ryu_apps.lab.sweep_library import generate, id_of, redraw
 
 SEEDS = range(1, 41)
 
@@ -35,3 +35,14 @@ def test_the_seeds_cover_shared_vlans_stateful_sides_and_port_ranges():
                       for side in ("virtual_switch", "access_port")
                       for r in t[side].get("acl", ()))
     assert shared > 20 and stateful > 10 and ranges > 10
+
+
+def test_a_reload_keeps_the_templates_and_vms_and_redraws_the_rest():
+    for seed in range(1, 11):
+        case = generate(seed)
+        again = redraw(case)
+        build_library([("sweep.yaml", again.library)])
+        assert again.vms == case.vms and redraw(case) == again
+        assert [id_of(t) for t in again.library["templates"]] == [
+            id_of(t) for t in case.library["templates"]]
+        assert again.library != case.library
