@@ -5,15 +5,17 @@ topologies other than the demo's. From one seed (``random.Random(seed)``, no
 wall-clock randomness) this module draws:
 
 - 3-5 templates with random 16-bit ids (some written as hex strings) usable
-  under ``prefix/16`` (bit 0x0100, the MAC's I/G bit, clear; never 0; never the
-  default library's 0x00F0-0x00FF, whose conntrack zones other test beds on
-  this machine use), names, VLANs (in most seeds two templates share one), and
+  under ``prefix/16`` (bit 0x0100, the MAC's I/G bit, clear; in some seeds one
+  of 0-15; never the default library's 0x00F0-0x00FF, whose conntrack zones
+  other test beds on this machine use), names, VLANs (in most seeds two
+  templates share one; sometimes 1 or 4094), and
   both sides with random ACL rules: ICMP (with or without an echo type), rules
   of every IPv4 protocol, TCP and UDP with ports and port ranges, prefixes
   drawn from the VMs' /16, allow and deny, default actions, ``bind_ip`` and, on
   some templates, ``stateful: true``;
 - a topology size (access switches 1-3, servers per access switch 1-2) and the
-  VMs: 1-3 per server (3 at least), each with a template, a ``prefix/16`` MAC and an address
+  VMs: 1-3 per server (3 at least; in some seeds 7-9 on one server, more than a
+  flood chunk's 6 ports), each with a template, a ``prefix/16`` MAC and an address
   in its template's /24.
 
 The library is a plain YAML-level mapping (what a file would hold), so the
@@ -87,8 +89,9 @@ def mac_of(template_id: int, unique_id: int) -> str:
 
 def _template_ids(rng: random.Random, count: int) -> List[int]:
     ids: List[int] = []
+    small = rng.random() < 0.25    # one id of 0-15: zone 0, the lowest tags and cookies
     while len(ids) < count:
-        candidate = rng.randrange(1, 0x10000)
+        candidate = rng.randrange(0, 16) if small and not ids else rng.randrange(1, 0x10000)
         if candidate & 0x0100 or 0x00F0 <= candidate <= 0x00FF or candidate in ids:
             continue
         ids.append(candidate)
@@ -97,7 +100,9 @@ def _template_ids(rng: random.Random, count: int) -> List[int]:
 
 def _vlans(rng: random.Random, count: int) -> List[int]:
     distinct = count if rng.random() < 0.15 else rng.randint(1, max(1, count // 2))
-    pool = rng.sample(range(2, 4095), distinct)
+    pool = rng.sample(range(2, 4094), distinct)
+    if rng.random() < 0.2:                     # the ends of the range
+        pool[0] = rng.choice((1, 4094))
     vlans = pool + [rng.choice(pool) for _ in range(count - distinct)]
     rng.shuffle(vlans)
     return vlans
@@ -178,9 +183,11 @@ def generate(seed: int) -> SweepCase:
     access, servers = rng.randint(1, 3), rng.randint(1, 2)
     vms: List[VmPlan] = []
     used_hosts: Dict[int, int] = {}
+    dense = (rng.randint(1, access), rng.randint(1, servers)) if rng.random() < 0.2 else None
     for a in range(1, access + 1):
         for s in range(1, servers + 1):
-            for _ in range(rng.randint(1, 3)):
+            # a dense server: more VMs than one flood chunk (6 ports) holds
+            for _ in range(rng.randint(7, 9) if (a, s) == dense else rng.randint(1, 3)):
                 index = rng.randrange(count)
                 used_hosts[index] = used_hosts.get(index, 9) + 1
                 ip = str(subnets[index].network_address + used_hosts[index])
