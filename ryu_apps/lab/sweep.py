@@ -207,7 +207,7 @@ def _record(result: SeedResult, out_dir: Path) -> None:
                          "port": o.probe.port, "source_port": o.probe.source_port,
                          "observed": o.observed, "arrived": o.arrived,
                          "expected": o.verdict.passes, "reason": o.verdict.reason,
-                         "phase": o.phase})
+                         "phase": o.phase, "retried": o.retried})
              for o in result.outcomes]
     (out_dir / f"sweep-seed-{result.seed}.jsonl").write_text("\n".join(lines) + "\n")
 
@@ -237,8 +237,9 @@ def main(argv=None) -> int:
         begun = time.monotonic()
         result = run_seed(seed, args.prefix, args.pairs, args.out, reload=not args.no_reload)
         works = sum(1 for o in result.outcomes if o.verdict.passes)
-        print(f"  {len(result.outcomes)} probes ({works} expected to work), "
-              f"{len(result.mismatches)} mismatches, "
+        retried = sum(1 for o in result.outcomes if o.retried)
+        print(f"  {len(result.outcomes)} probes ({works} expected to work, {retried} agreed "
+              f"only when probed again), {len(result.mismatches)} mismatches, "
               f"{time.monotonic() - begun:.1f} s", flush=True)
         for outcome in result.mismatches:
             print("  MISMATCH " + outcome.describe(), flush=True)

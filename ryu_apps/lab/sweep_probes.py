@@ -40,6 +40,7 @@ class Outcome:
     observed: bool
     arrived: Optional[bool] = None          # UDP: the request reached the listener
     phase: int = 0                          # 0: the first library, 1: after the reload
+    retried: bool = False                   # agreed only when probed again, slower
 
     @property
     def mismatch(self) -> bool:
@@ -210,7 +211,11 @@ def start_listeners(case: SweepCase, hosts: Dict[str, object],
 def confirm(case: SweepCase, hosts: Dict[str, object], outcome: Outcome,
             avoid: Dict[str, set]) -> Outcome:
     """Probe a disagreeing outcome again, alone and slower, from a new source port (not
-    in ``avoid``, updated)."""
+    in ``avoid``, updated). Only a probe that should have worked gets the second try:
+    slowness blocks, it never opens, so traffic that passed where the oracle says it
+    must not is a mismatch even if it stops."""
+    if not outcome.verdict.passes or outcome.arrived not in (None, outcome.verdict.forward):
+        return outcome
     probe = outcome.probe
     if probe.source_port is not None:
         taken = avoid.setdefault(outcome.src, set())
@@ -220,7 +225,8 @@ def confirm(case: SweepCase, hosts: Dict[str, object], outcome: Outcome,
         taken.add(port)
         probe = Probe(probe.protocol, probe.port, port)
     seen = run_probes(case, hosts, [(outcome.src, outcome.dst, probe)], CONFIRM_TIMEOUT)[0]
+    # a slow first try (a loaded machine): the probe agrees when given more time
     if seen == outcome.verdict.passes and outcome.arrived in (None, outcome.verdict.forward):
         return Outcome(outcome.src, outcome.dst, outcome.probe, outcome.verdict,
-                       outcome.verdict.passes, outcome.arrived, outcome.phase)   # a slow first try
+                       outcome.verdict.passes, outcome.arrived, outcome.phase, True)
     return outcome
