@@ -178,8 +178,8 @@ def _flush_conntrack(case: SweepCase) -> None:
 
 def _evidence(cases: List[SweepCase], net, prefix: str, result: SeedResult,
               out_dir: Path) -> Path:
-    """Write the mismatches, the libraries and the servers' flows (now: after the last
-    phase); the file's path."""
+    """Write the mismatches, the libraries and the flows of the servers involved and their
+    access switches (now: after the last phase); the file's path."""
     case = cases[0]
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"sweep-seed-{case.seed}.txt"
@@ -193,8 +193,9 @@ def _evidence(cases: List[SweepCase], net, prefix: str, result: SeedResult,
     for number, phase in enumerate(cases):
         parts += ["", "library" + (" after the reload:" if number else ":"),
                   yaml.safe_dump(phase.library, sort_keys=False)]
-    for access, server in servers:
-        name = f"{prefix}s{access}{server}"
+    bridges = [f"{prefix}s{a}{s}" for a, s in servers]    # the access ports' rules too
+    bridges += sorted({f"{prefix}a{a}" for a, _ in servers})
+    for name in bridges:
         parts += [f"ovs-ofctl -O OpenFlow13 dump-flows {name}:", lab.dump_flows(name)]
     path.write_text("\n".join(parts))
     return path

@@ -59,14 +59,14 @@ class Outcome:
 
 
 def rule_ports(template: dict, protocol: str) -> List[int]:
-    """One port per single port or range the template's ``protocol`` rules name."""
+    """The ports the template's ``protocol`` rules name: a single port, or both ends of a
+    range (where an off-by-one would show)."""
     ports: List[int] = []
     for side in ("virtual_switch", "access_port"):
         for rule in template[side].get("acl") or ():
             if rule.get("protocol") != protocol or "dst_port" not in rule:
                 continue
-            low, high = port_range(rule["dst_port"])
-            ports.append(low if low == high else min(low + 1, high))
+            ports.extend(port_range(rule["dst_port"]))
     return sorted(set(ports))
 
 
