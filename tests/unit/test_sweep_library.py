@@ -46,3 +46,22 @@ def test_a_reload_keeps_the_templates_and_vms_and_redraws_the_rest():
         assert [id_of(t) for t in again.library["templates"]] == [
             id_of(t) for t in case.library["templates"]]
         assert again.library != case.library
+
+
+def test_source_ports_are_unique_and_never_a_port_any_phase_listens_on():
+    from ryu_apps.lab.sweep_probes import listened_ports, plan_probes, plan_targets
+
+    for seed in range(1, 21):
+        case = generate(seed)
+        phases = [case, redraw(case)]
+        targets = [plan_targets(c, 24, n) for n, c in enumerate(phases)]
+        listened = listened_ports(*targets)
+        avoid = listened_ports(*targets)
+        used: dict = {}
+        for number, phase in enumerate(phases):
+            for src, _, probe in plan_probes(phase, targets[number], avoid, number):
+                if probe.source_port is None:
+                    continue
+                assert probe.source_port not in listened.get(src, set())
+                assert probe.source_port not in used.setdefault(src, set())
+                used[src].add(probe.source_port)
