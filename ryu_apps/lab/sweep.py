@@ -1,0 +1,256 @@
+"""The conformance sweep: generated libraries and topologies on real OVS, probed.
+
+For each seed: a library and VMs from ``sweep_library.generate``, a controller
+that loads that library from a temporary directory, a ``datacenter`` topology of
+the seed's size with no default VMs, the VMs plugged in and announced, then a
+sample of ordered VM pairs probed (ICMP echo; an ARP request, broadcast, and its
+reply; TCP and UDP to ports the pair's rules name and to one they do not, each
+from its own source port) and every outcome compared with ``sweep_oracle``.
+Static neighbour entries keep the kernels' ARP out of the IPv4 probes (the ARP
+probe sends its own request). A probe that disagrees with
+the oracle is probed again alone, with a longer timeout, before it counts as a
+mismatch; each mismatch is written with the seed, the pair, the oracle's
+deciding rule and ``ovs-ofctl dump-flows`` of both servers.
+
+Run as root from the checkout (it starts Mininet and a controller)::
+
+    .venv/bin/python -m ryu_apps.lab.sweep --seeds 1-20 [--pairs 24] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import yaml
+
+from ryu_apps.lab import testbed as lab
+from ryu_apps.lab.sweep_library import SweepCase, VmPlan, generate, id_of, redraw
+from ryu_apps.lab.sweep_oracle import Endpoint, Oracle
+from ryu_apps.lab.sweep_probes import (PROBE_TIMEOUT, Outcome, Target, confirm, listened_ports,
+                                       plan_probes, plan_targets, run_probes, start_listeners,
+                                       udp_arrivals)
+
+@dataclass
+class SeedResult:
+    """Every outcome of one seed, its mismatches and where their evidence is."""
+
+    seed: int
+    summary: str
+    outcomes: List[Outcome] = field(default_factory=list)
+    evidence: Optional[Path] = None
+
+    @property
+    def mismatches(self) -> List[Outcome]:
+        return [o for o in self.outcomes if o.mismatch]
+
+
+def endpoints(case: SweepCase) -> List[Endpoint]:
+    return [Endpoint(vm.name, vm.template_id, vm.ip, vm.server_key) for vm in case.vms]
+
+
+def write_library(case: SweepCase, directory: Path, split: Optional[bool] = None) -> None:
+    """The seed's library in ``directory``: one file, or (``split``, by default every
+    other seed) one file per template and a ``defaults`` file."""
+    header = f"# conformance sweep, seed {case.seed}\n"
+    if not (case.seed % 2 == 0 if split is None else split):
+        (directory / "sweep.yaml").write_text(
+            header + yaml.safe_dump(case.library, sort_keys=False))
+        return
+    (directory / "00-defaults.yml").write_text(
+        header + yaml.safe_dump({"defaults": {"idle_timeout": 3600}, "templates": []}))
+    for index, template in enumerate(case.library["templates"]):
+        (directory / f"{index + 1:02d}-{template['name']}.yaml").write_text(
+            header + yaml.safe_dump({"templates": [template]}, sort_keys=False))
+
+
+def run_seed(seed: int, prefix: str, max_pairs: int = 24,
+             out_dir: Optional[Path] = None, log=print, reload: bool = True) -> SeedResult:
+    """Generate, start, probe and compare one seed, then (``reload``) put a redrawn
+    library in force with a REST reload and probe again; stops everything it started."""
+    case = generate(seed)
+    workdir = Path(tempfile.mkdtemp(prefix=f"dynprov-sweep-{seed}-"))
+    library_dir = workdir / "library"
+    library_dir.mkdir()
+    write_library(case, library_dir)
+    summary = (f"seed {seed}: {len(case.library['templates'])} templates, "
+               f"{case.access}x{case.servers} servers, {len(case.vms)} VMs")
+    log(summary)
+    dpid_base = ((os.getpid() + seed) % 4096) << 24
+    controller = lab.ControllerProcess(templates=library_dir).start()
+    net = None
+    result = SeedResult(seed, summary)
+    try:
+        net = lab.build_network(controller.of_port, prefix=prefix, access=case.access,
+                                servers=case.servers, vms=0, edge=0, dpid_base=dpid_base)
+        lab.wait_for_fabric(controller, net)
+        hosts = _start_vms(case, net, controller, prefix)
+        cases = [case, redraw(case)] if reload else [case]
+        probing = _Probing(hosts, workdir, [plan_targets(c, max_pairs, n)
+                                            for n, c in enumerate(cases)])
+        result.outcomes += probing.phase(case, 0)
+        if reload:
+            for old in library_dir.iterdir():
+                old.unlink()
+            write_library(cases[1], library_dir, split=not seed % 2 == 0)
+            status, answer = controller.rest("POST", "/dynprov/library/reload")
+            if status != 200:
+                raise RuntimeError(f"seed {seed}: reload refused ({status}): {answer}")
+            result.outcomes += probing.phase(cases[1], 1)
+        if result.mismatches:
+            result.evidence = _evidence(cases, net, prefix, result, out_dir or workdir)
+        _record(result, out_dir or workdir)
+        return result
+    finally:
+        if net is not None:
+            lab.stop_network(net)
+        controller.stop()
+
+
+class _Probing:
+    """One seed's probe phases on running VMs: listeners kept, source ports never reused."""
+
+    def __init__(self, hosts: Dict[str, object], workdir: Path,
+                 targets: List[List[Target]]) -> None:
+        self.hosts, self.workdir, self.targets = hosts, workdir, targets
+        self.avoid: Dict[str, set] = listened_ports(*targets)
+        self.served: Dict[str, set] = {}
+        self.logs: List[Tuple[str, Path]] = []
+
+    def phase(self, case: SweepCase, number: int) -> List[Outcome]:
+        _flush_conntrack(case)
+        oracle = Oracle(case.library, endpoints(case))
+        probes = plan_probes(case, self.targets[number], self.avoid, number)
+        self.logs += start_listeners(case, self.hosts, probes, self.workdir, self.served,
+                                     number).items()
+        lab.datapath_settled()
+        observed = run_probes(case, self.hosts, probes, PROBE_TIMEOUT)
+        arrivals = udp_arrivals(self.logs)
+        by_name = {vm.name: vm for vm in case.vms}
+        outcomes = []
+        for (src, dst, probe), seen in zip(probes, observed):
+            arrived = None
+            if probe.protocol == "udp":
+                arrived = (dst, by_name[src].ip, probe.source_port, probe.port) in arrivals
+            outcome = Outcome(src, dst, probe, oracle.verdict(src, dst, probe), seen, arrived,
+                              number)
+            if outcome.mismatch:
+                outcome = confirm(case, self.hosts, outcome, self.avoid)
+            outcomes.append(outcome)
+        return outcomes
+
+
+def _start_vms(case: SweepCase, net, controller, prefix: str) -> Dict[str, object]:
+    hosts: Dict[str, object] = {}
+    for vm in case.vms:
+        server = net.get(f"{prefix}s{vm.access}{vm.server}")
+        hosts[vm.name] = lab.add_vm(net, server, prefix + vm.name, vm.mac, f"{vm.ip}/16")
+    for vm in case.vms:
+        host = hosts[vm.name]
+        intf = host.defaultIntf()   # type: ignore[attr-defined]
+        neighbours = "; ".join(
+            f"ip neigh replace {other.ip} lladdr {other.mac} dev {intf} nud permanent"
+            for other in case.vms if other is not vm)
+        host.cmd(neighbours)   # type: ignore[attr-defined]
+    for vm in case.vms:
+        lab.announce(hosts[vm.name])
+    if not controller.wait_for_log("provisioned VM", timeout=20, count=len(case.vms)):
+        raise RuntimeError(f"seed {case.seed}: not every VM was provisioned:\n"
+                           + controller.log()[-3000:])
+    return hosts
+
+
+def _flush_conntrack(case: SweepCase) -> None:
+    """Forget earlier runs' connections in this seed's stateful templates' zones."""
+    for template in case.library["templates"]:
+        if template["virtual_switch"].get("stateful"):
+            subprocess.run(["ovs-appctl", "dpctl/flush-conntrack", f"zone={id_of(template)}"],
+                           capture_output=True, check=False)
+
+
+def _evidence(cases: List[SweepCase], net, prefix: str, result: SeedResult,
+              out_dir: Path) -> Path:
+    """Write the mismatches, the libraries and the flows of the servers involved and their
+    access switches (now: after the last phase); the file's path."""
+    case = cases[0]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"sweep-seed-{case.seed}.txt"
+    by_name: Dict[str, VmPlan] = {vm.name: vm for vm in case.vms}
+    servers = sorted({by_name[n].server_key for o in result.mismatches for n in (o.src, o.dst)})
+    parts = [result.summary, "", "mismatches:"]
+    for outcome in result.mismatches:
+        parts.append("  " + outcome.describe())
+        parts += [f"    step: {step}" for step in outcome.verdict.steps]
+    parts += ["", "VMs:"] + [f"  {vm}" for vm in case.vms]
+    for number, phase in enumerate(cases):
+        parts += ["", "library" + (" after the reload:" if number else ":"),
+                  yaml.safe_dump(phase.library, sort_keys=False)]
+    bridges = [f"{prefix}s{a}{s}" for a, s in servers]    # the access ports' rules too
+    bridges += sorted({f"{prefix}a{a}" for a, _ in servers})
+    for name in bridges:
+        parts += [f"ovs-ofctl -O OpenFlow13 dump-flows {name}:", lab.dump_flows(name)]
+    path.write_text("\n".join(parts))
+    return path
+
+
+def _record(result: SeedResult, out_dir: Path) -> None:
+    """Every probe of the seed and what it did, as JSON lines (for re-checking offline)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"src": o.src, "dst": o.dst, "protocol": o.probe.protocol,
+                         "port": o.probe.port, "source_port": o.probe.source_port,
+                         "observed": o.observed, "arrived": o.arrived,
+                         "expected": o.verdict.passes, "reason": o.verdict.reason,
+                         "phase": o.phase, "retried": o.retried})
+             for o in result.outcomes]
+    (out_dir / f"sweep-seed-{result.seed}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def parse_seeds(text: str) -> List[int]:
+    """``1-20`` or ``3,7,9-11`` -> the seeds."""
+    seeds: List[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        seeds.extend(range(int(low), int(high or low) + 1))
+    return seeds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="1-5", help="e.g. 1-20 or 3,7,9-11")
+    parser.add_argument("--pairs", type=int, default=24, help="VM pairs probed per seed")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/dynprov-sweep"),
+                        help="where each mismatching seed's evidence is written")
+    parser.add_argument("--prefix", default=f"w{os.getpid() % 1000:03d}")
+    parser.add_argument("--no-reload", action="store_true",
+                        help="probe the first library only (no reload phase)")
+    args = parser.parse_args(argv)
+    failed = 0
+    started = time.monotonic()
+    for seed in parse_seeds(args.seeds):
+        begun = time.monotonic()
+        result = run_seed(seed, args.prefix, args.pairs, args.out, reload=not args.no_reload)
+        works = sum(1 for o in result.outcomes if o.verdict.passes)
+        retried = sum(1 for o in result.outcomes if o.retried)
+        print(f"  {len(result.outcomes)} probes ({works} expected to work, {retried} agreed "
+              f"only when probed again), {len(result.mismatches)} mismatches, "
+              f"{time.monotonic() - begun:.1f} s", flush=True)
+        for outcome in result.mismatches:
+            print("  MISMATCH " + outcome.describe(), flush=True)
+        if result.evidence:
+            print(f"  evidence: {result.evidence}", flush=True)
+            failed += 1
+    print(f"{failed} of {len(parse_seeds(args.seeds))} seeds with mismatches "
+          f"({time.monotonic() - started:.0f} s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""The conformance sweep's oracle: what a probe between two VMs must do, from the docs.
+
+Written from ``docs/templates.md`` and ``docs/architecture.md`` ("Which rules
+go where", "Template merge") alone, on the library as its YAML text says it:
+it imports nothing of ``ryu_apps.core`` (no parser, compiler, trace or table
+model), so a defect there cannot hide in it. IPv4 only (the sweep's VMs have
+IPv6 off). What it states:
+
+- VMs of different VLANs never reach each other;
+- a packet a VM sends is judged by its template's ``virtual_switch`` rules of
+  direction ``from_vm``, then (where it crosses the access port) its template's
+  ``access_port`` ``from_vm`` rules, the receiver's ``access_port`` ``to_vm``
+  rules, then the receiver's ``virtual_switch`` ``to_vm`` rules; in each side
+  the first rule of that direction that matches decides, else the side's
+  ``default_action``;
+- a rule field left out matches anything; ``ethertype`` ``arp`` or an IPv6
+  prefix never matches IPv4; a plain address is a /32; a port range is
+  inclusive; an ICMP type name is the ``icmp`` family's number; a rule without
+  ``icmp_code`` matches every code;
+- the access port's rules apply where traffic crosses the access port (VMs on
+  different servers); between VMs of one server they apply only under the
+  template merge: VMs of different templates share a VLAN on that server and
+  their ``access_port`` sections differ, and then every VM of that VLAN there
+  is held to its own template's port-side rules for all it sends and receives;
+- a ``stateful`` virtual-switch side commits what it allows (a rule or, read
+  from the code's side of an ambiguity the docs leave, its ``default_action``)
+  and passes that connection's replies without any rule; the access port is
+  always stateless; the original direction is judged by the rules again.
+
+A probe is an exchange: ICMP echo (request type 8, reply type 0), an ARP request
+and its reply (rules of ethertype ``arp`` and rules that match every frame judge
+them; never tracked), or TCP or UDP from a fixed source port; it works when the
+request and the reply both pass.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Tuple
+
+#: ICMP (IPv4) type names of docs/templates.md.
+ICMP_TYPES = {"echo-reply": 0, "destination-unreachable": 3, "redirect": 5,
+              "echo-request": 8, "router-advertisement": 9, "router-solicitation": 10,
+              "time-exceeded": 11, "parameter-problem": 12}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A VM as the oracle sees it: name, template id, IPv4 address, its server."""
+
+    name: str
+    template_id: int
+    ip: str
+    server: Tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One IPv4 packet's fields the rules can match."""
+
+    protocol: str                       # icmp, tcp, udp, or arp
+    src_ip: str
+    dst_ip: str
+    src_port: Optional[int] = None
+    dst_port: Optional[int] = None
+    icmp_type: Optional[int] = None
+
+    def reply(self) -> "Packet":
+        """The answer: addresses and ports swapped, an echo request answered."""
+        icmp = 0 if self.icmp_type == 8 else self.icmp_type
+        return Packet(self.protocol, self.dst_ip, self.src_ip, self.dst_port, self.src_port,
+                      icmp)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What is sent: ``icmp``, ``arp`` (a request), or ``tcp``/``udp`` to ``port`` from
+    ``source_port``."""
+
+    protocol: str
+    port: Optional[int] = None
+    source_port: Optional[int] = None
+
+    def __str__(self) -> str:
+        if self.protocol in ("icmp", "arp"):
+            return self.protocol
+        return f"{self.protocol}/{self.port}<{self.source_port}"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One side's decision on one packet."""
+
+    vm: str
+    template_id: int
+    side: str                          # virtual_switch or access_port
+    direction: str                     # from_vm or to_vm
+    rule: Optional[int]                # acl index, None: the default action or a reply
+    action: str                        # allow or deny
+    why: str = ""                      # "default", "established reply"
+
+    def __str__(self) -> str:
+        where = f"acl[{self.rule}]" if self.rule is not None else self.why
+        return (f"{self.action} by {self.vm}'s template {self.template_id} {self.side} "
+                f"{self.direction} {where}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the request arrives (``forward``) and the exchange works (``passes``)."""
+
+    forward: bool
+    passes: bool
+    reason: str                        # what decided: a deny step, the VLANs, or all allowed
+    steps: Tuple[Step, ...]
+
+
+class Oracle:
+    """Expected verdicts for one library (its YAML mapping) and one set of VMs."""
+
+    def __init__(self, library: dict, vms: Iterable[Endpoint]) -> None:
+        self.templates: Dict[int, dict] = {_id(t["id"]): t for t in library["templates"]}
+        self.vms: Dict[str, Endpoint] = {vm.name: vm for vm in vms}
+
+    def vlan(self, vm: Endpoint) -> int:
+        return int(self.templates[vm.template_id]["vlan"])
+
+    def merged(self, server: Tuple[int, int], vlan: int) -> bool:
+        """The template merge on ``server`` for ``vlan``: templates whose port sides differ."""
+        sides = {}
+        for vm in self.vms.values():
+            if vm.server == server and self.vlan(vm) == vlan:
+                sides[vm.template_id] = self.templates[vm.template_id]["access_port"]
+        return len(sides) > 1 and any(s != next(iter(sides.values())) for s in sides.values())
+
+    def port_rules_apply(self, src: Endpoint, dst: Endpoint) -> bool:
+        if src.server != dst.server:
+            return True
+        return self.merged(src.server, self.vlan(src))
+
+    def verdict(self, src_name: str, dst_name: str, probe: Probe) -> Verdict:
+        """The expected outcome of ``probe`` from VM ``src_name`` to VM ``dst_name``."""
+        src, dst = self.vms[src_name], self.vms[dst_name]
+        if self.vlan(src) != self.vlan(dst):
+            return Verdict(False, False, f"different VLANs {self.vlan(src)} and "
+                                         f"{self.vlan(dst)}", ())
+        if probe.protocol == "icmp":
+            packet = Packet("icmp", src.ip, dst.ip, icmp_type=8)
+        elif probe.protocol == "arp":
+            packet = Packet("arp", src.ip, dst.ip)
+        else:
+            packet = Packet(probe.protocol, src.ip, dst.ip, probe.source_port, probe.port)
+        ports = self.port_rules_apply(src, dst)
+        forward = self._path(src, dst, packet, ports, committed=set())
+        steps = list(forward)
+        denied = _first_deny(forward)
+        if denied is not None:
+            return Verdict(False, False, f"request: {denied}", tuple(steps))
+        committed = {vm.name for vm in (src, dst)
+                     if self._stateful(vm) and packet.protocol != "arp"}   # ARP: untracked
+        reverse = self._path(dst, src, packet.reply(), ports, committed)
+        steps += reverse
+        denied = _first_deny(reverse)
+        if denied is not None:
+            return Verdict(True, False, f"reply: {denied}", tuple(steps))
+        return Verdict(True, True, "every side allows the request and the reply", tuple(steps))
+
+    def _stateful(self, vm: Endpoint) -> bool:
+        return self.templates[vm.template_id]["virtual_switch"].get("stateful") is True
+
+    def _path(self, sender: Endpoint, receiver: Endpoint, packet: Packet, ports: bool,
+              committed: set) -> List[Step]:
+        """Each side's step for one packet, in order, up to the first deny."""
+        sides = [(sender, "virtual_switch", "from_vm")]
+        if ports:
+            sides += [(sender, "access_port", "from_vm"), (receiver, "access_port", "to_vm")]
+        sides.append((receiver, "virtual_switch", "to_vm"))
+        steps: List[Step] = []
+        for vm, side, direction in sides:
+            if side == "virtual_switch" and vm.name in committed:
+                step = Step(vm.name, vm.template_id, side, direction, None, "allow",
+                            "established reply")
+            else:
+                step = judge(self.templates[vm.template_id], side, direction, packet, vm.name)
+            steps.append(step)
+            if step.action == "deny":
+                break
+        return steps
+
+
+def _first_deny(steps: List[Step]) -> Optional[Step]:
+    return next((s for s in steps if s.action == "deny"), None)
+
+
+def judge(template: dict, side: str, direction: str, packet: Packet, vm: str = "") -> Step:
+    """The first rule of ``direction`` in ``template``'s ``side`` that matches, or the
+    side's default action."""
+    entries = template[side]
+    for index, rule in enumerate(entries.get("acl") or ()):
+        if rule["direction"] == direction and rule_matches(rule, packet):
+            return Step(vm, _id(template["id"]), side, direction, index, rule["action"])
+    return Step(vm, _id(template["id"]), side, direction, None, entries["default_action"],
+                "default")
+
+
+def _id(value: object) -> int:
+    """A template id as YAML gives it: an integer or a hex string like ``"0x00FA"``."""
+    return int(value, 16) if isinstance(value, str) else int(str(value))
+
+
+#: Fields that make a rule without ``ethertype`` an IP rule (inferred IPv4 or IPv6).
+IP_FIELDS = ("protocol", "src", "dst", "src_port", "dst_port", "icmp_type", "icmp_code")
+
+
+def rule_matches(rule: dict, packet: Packet) -> bool:
+    """Whether one ACL rule (as written in YAML) matches an IPv4 packet or an ARP frame."""
+    if packet.protocol == "arp":   # ethertype arp, or a rule that matches every frame
+        if rule.get("ethertype") is None:
+            return not any(key in rule for key in IP_FIELDS)
+        return rule["ethertype"] == "arp"
+    if rule.get("ethertype") not in (None, "ipv4"):
+        return False
+    if rule.get("protocol") not in (None, packet.protocol):
+        return False
+    for key, address in (("src", packet.src_ip), ("dst", packet.dst_ip)):
+        if key in rule:
+            network = ipaddress.ip_network(str(rule[key]), strict=True)
+            if network.version != 4 or ipaddress.ip_address(address) not in network:
+                return False
+    for key, port in (("src_port", packet.src_port), ("dst_port", packet.dst_port)):
+        if key in rule:
+            low, high = port_range(rule[key])
+            if port is None or not low <= port <= high:
+                return False
+    if "icmp_type" in rule:
+        wanted = rule["icmp_type"]
+        number = ICMP_TYPES[wanted] if isinstance(wanted, str) else int(wanted)
+        if packet.icmp_type != number:
+            return False
+        if "icmp_code" in rule and int(rule["icmp_code"]) != 0:   # echo is code 0
+            return False
+    return True
+
+
+def port_range(value: object) -> Tuple[int, int]:
+    """``443`` -> (443, 443); ``"1024-65535"`` -> (1024, 65535)."""
+    if isinstance(value, int):
+        return value, value
+    low, _, high = str(value).partition("-")
+    return int(low), int(high or low)

@@ -1,0 +1,232 @@
+"""The conformance sweep's probes: which to send, listeners for them, sending them.
+
+``plan_probes`` picks, for a sample of ordered VM pairs, an ICMP echo, an ARP
+request and TCP and UDP probes to ports the pair's rules name and to one they do
+not, each from a source port of its own; ``start_listeners`` serves those ports
+in the destination VMs (``vmtools.sweep_probe listen``); ``run_probes`` sends
+every source's probes at once, all sources in parallel; ``confirm`` probes a
+disagreement with the oracle again, alone and slower, before it counts.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ryu_apps.lab import testbed as lab
+from ryu_apps.lab.sweep_library import SERVICE_PORTS, SweepCase
+from ryu_apps.lab.sweep_oracle import Probe, Verdict, port_range
+
+#: Ports no generated rule names as a single port (ranges may still cover them).
+SPARE_PORTS = (7, 1999, 2999, 31337, 61000)
+PROBE_TIMEOUT = 2.0
+CONFIRM_TIMEOUT = 4.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One probe: what the oracle expects and what the network did."""
+
+    src: str
+    dst: str
+    probe: Probe
+    verdict: Verdict
+    observed: bool
+    arrived: Optional[bool] = None          # UDP: the request reached the listener
+    phase: int = 0                          # 0: the first library, 1: after the reload
+    retried: bool = False                   # agreed only when probed again, slower
+
+    @property
+    def mismatch(self) -> bool:
+        if self.observed != self.verdict.passes:
+            return True
+        return self.arrived is not None and self.arrived != self.verdict.forward
+
+    def describe(self) -> str:
+        seen = "works" if self.observed else "blocked"
+        wanted = "works" if self.verdict.passes else "blocked"
+        extra = "" if self.arrived is None else (
+            f"; request arrived: {self.arrived} (expected {self.verdict.forward})")
+        when = " after the reload" if self.phase else ""
+        return (f"{self.src} -> {self.dst} {self.probe}{when}: {seen}, expected {wanted} "
+                f"({self.verdict.reason}){extra}")
+
+
+def rule_ports(template: dict, protocol: str) -> List[int]:
+    """The ports the template's ``protocol`` rules name: a single port, or both ends of a
+    range (where an off-by-one would show)."""
+    ports: List[int] = []
+    for side in ("virtual_switch", "access_port"):
+        for rule in template[side].get("acl") or ():
+            if rule.get("protocol") != protocol or "dst_port" not in rule:
+                continue
+            ports.extend(port_range(rule["dst_port"]))
+    return sorted(set(ports))
+
+
+Target = Tuple[str, str, str, Optional[int]]   # source VM, destination VM, protocol, port
+
+
+def plan_targets(case: SweepCase, max_pairs: int, phase: int = 0) -> List[Target]:
+    """What a phase probes: for a sample of ordered VM pairs, ICMP, ARP, and TCP and UDP
+    to ports the pair's rules name and to one they do not."""
+    rng = random.Random(case.seed * 7919 + 1 + phase)
+    names = [vm.name for vm in case.vms]
+    pairs = [(a, b) for a in names for b in names if a != b]
+    if len(pairs) > max_pairs:
+        pairs = sorted(rng.sample(pairs, max_pairs))
+    by_name = {vm.name: vm for vm in case.vms}
+    wanted: List[Target] = []
+    for src, dst in pairs:
+        wanted += [(src, dst, "icmp", None), (src, dst, "arp", None)]
+        templates = [case.template(by_name[n].template_id) for n in (src, dst)]
+        for protocol, count in (("tcp", 2), ("udp", 1)):
+            named = sorted({p for t in templates for p in rule_ports(t, protocol)})
+            chosen = rng.sample(named, min(count, len(named))) + [rng.choice(SPARE_PORTS)]
+            wanted += [(src, dst, protocol, port) for port in sorted(set(chosen))]
+    return wanted
+
+
+def listened_ports(*phases: List[Target]) -> Dict[str, set]:
+    """The ports each destination VM serves in any of ``phases``."""
+    listened: Dict[str, set] = {}
+    for targets in phases:
+        for _, dst, _, port in targets:
+            if port is not None:
+                listened.setdefault(dst, set()).add(port)
+    return listened
+
+
+def plan_probes(case: SweepCase, targets: List[Target], avoid: Dict[str, set],
+                phase: int = 0) -> List[Tuple[str, str, Probe]]:
+    """``targets`` with a source port each: unique per source VM, never in ``avoid``
+    (every port the VM serves in any phase, every source port it used; updated here:
+    a port a client used may stay held, in LAST_ACK say, and refuse a listener)."""
+    rng = random.Random(case.seed * 104729 + 3 + phase)
+    next_port: Dict[str, int] = {}
+
+    def source_port(src: str) -> int:
+        taken = avoid.setdefault(src, set())
+        low = [p for p in SERVICE_PORTS if p not in taken]
+        if low and rng.random() < 0.2:
+            port = rng.choice(low)
+        else:
+            port = next_port.get(src) or rng.randint(33000, 58000)
+            while port in taken:
+                port += 1
+            next_port[src] = port + 1
+        taken.add(port)
+        return port
+
+    return [(src, dst, Probe(protocol) if port is None
+             else Probe(protocol, port, source_port(src)))
+            for src, dst, protocol, port in targets]
+
+
+def _vmtool() -> str:
+    return (f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} "
+            "-m ryu_apps.lab.vmtools.sweep_probe")
+
+
+def target(case: SweepCase, dst: str, probe: Probe) -> str:
+    ip = next(vm.ip for vm in case.vms if vm.name == dst)
+    if probe.protocol in ("icmp", "arp"):
+        return f"{probe.protocol}:{ip}"
+    return f"{probe.protocol}:{ip}:{probe.port}:{probe.source_port}"
+
+
+def run_probes(case: SweepCase, hosts: Dict[str, object],
+                probes: Sequence[Tuple[str, str, Probe]], timeout: float) -> List[bool]:
+    """Every probe, each source's at once and all sources in parallel; open or not."""
+    by_source: Dict[str, List[int]] = {}
+    for index, (src, _, _) in enumerate(probes):
+        by_source.setdefault(src, []).append(index)
+    running = []
+    for src, indexes in by_source.items():
+        targets = [target(case, probes[i][1], probes[i][2]) for i in indexes]
+        intf = hosts[src].defaultIntf()   # type: ignore[attr-defined]
+        command = (f"{_vmtool()} probe --timeout {timeout} --interface {intf} "
+                   f"{' '.join(targets)}")
+        running.append((indexes, targets, hosts[src].popen(   # type: ignore[attr-defined]
+            command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    results: List[bool] = [False] * len(probes)
+    for indexes, targets, process in running:
+        out, err = process.communicate(timeout=timeout * 4 + 30)
+        lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        errors = [line for line in lines if "error" in line]
+        if [line.get("target") for line in lines] != targets or errors:
+            raise RuntimeError(f"sweep probes failed: {errors or out + err}")
+        for index, line in zip(indexes, lines):
+            results[index] = bool(line["open"])
+    return results
+
+
+def udp_arrivals(logs: Sequence[Tuple[str, Path]]) -> set:
+    """(VM, source IP, source port, port) of every datagram the listeners logged."""
+    arrived = set()
+    for name, path in logs:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                _, ip, source, port = line.split()
+                arrived.add((name, ip, int(source), int(port)))
+    return arrived
+
+
+def start_listeners(case: SweepCase, hosts: Dict[str, object],
+                    probes: Sequence[Tuple[str, str, Probe]], workdir: Path,
+                    served: Dict[str, set], phase: int = 0) -> Dict[str, Path]:
+    """Listeners for the probes' ports that ``served`` ((protocol, port) per VM, updated)
+    lacks; each new listener's UDP log by VM."""
+    ports: Dict[str, Dict[str, set]] = {vm.name: {"tcp": set(), "udp": set()} for vm in case.vms}
+    for _, dst, probe in probes:
+        if probe.port is not None and (probe.protocol, probe.port) not in served.get(dst, ()):
+            ports[dst][probe.protocol].add(probe.port)
+            served.setdefault(dst, set()).add((probe.protocol, probe.port))
+    logs: Dict[str, Path] = {}
+    for name, wanted in ports.items():
+        if not wanted["tcp"] and not wanted["udp"]:
+            continue
+        logs[name] = workdir / f"udp-{name}-{phase}.log"
+        host = hosts[name]
+        host.cmd(f"{_vmtool()} listen --tcp {' '.join(map(str, sorted(wanted['tcp'])))} "   # type: ignore[attr-defined]
+                 f"--udp {' '.join(map(str, sorted(wanted['udp'])))} --log {logs[name]} "
+                 f"> {workdir}/listen-{name}-{phase}.out 2>&1 &")
+    deadline = time.monotonic() + 10
+    for name in logs:
+        out = workdir / f"listen-{name}-{phase}.out"
+        while not (out.exists() and "listening" in out.read_text()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"seed {case.seed}: listener on {name} did not start: "
+                                   + (out.read_text() if out.exists() else "no output"))
+            time.sleep(0.05)
+    return logs
+
+
+def confirm(case: SweepCase, hosts: Dict[str, object], outcome: Outcome,
+            avoid: Dict[str, set]) -> Outcome:
+    """Probe a disagreeing outcome again, alone and slower, from a new source port (not
+    in ``avoid``, updated). Only a probe that should have worked gets the second try:
+    slowness blocks, it never opens, so traffic that passed where the oracle says it
+    must not is a mismatch even if it stops."""
+    if not outcome.verdict.passes or outcome.arrived not in (None, outcome.verdict.forward):
+        return outcome
+    probe = outcome.probe
+    if probe.source_port is not None:
+        taken = avoid.setdefault(outcome.src, set())
+        port = 59000
+        while port in taken:
+            port += 1
+        taken.add(port)
+        probe = Probe(probe.protocol, probe.port, port)
+    seen = run_probes(case, hosts, [(outcome.src, outcome.dst, probe)], CONFIRM_TIMEOUT)[0]
+    # a slow first try (a loaded machine): the probe agrees when given more time
+    if seen == outcome.verdict.passes and outcome.arrived in (None, outcome.verdict.forward):
+        return Outcome(outcome.src, outcome.dst, outcome.probe, outcome.verdict,
+                       outcome.verdict.passes, outcome.arrived, outcome.phase, True)
+    return outcome

@@ -1,0 +1,186 @@
+"""The conformance sweep's probes from inside a VM (standard library and ping).
+
+Inside a Mininet host::
+
+    python3 -m ryu_apps.lab.vmtools.sweep_probe listen --tcp P [P ...] --udp P [P ...] \
+        --log FILE
+    python3 -m ryu_apps.lab.vmtools.sweep_probe probe [--timeout S] [--interface IF] \
+        TARGET [TARGET ...]
+
+``listen`` greets every TCP connection (``tcp_probe``'s greeting) and echoes
+every UDP datagram, and appends ``udp SOURCE_IP SOURCE_PORT PORT`` to FILE for
+each datagram that arrived (what one-way delivery the sweep checks). A TARGET
+is ``icmp:IP`` (one ping), ``arp:IP`` (an ARP request, broadcast from
+``--interface``'s MAC and address, that must be answered; the kernel's
+neighbour table plays no part), ``tcp:IP:PORT:SOURCE_PORT`` (a connection from that
+source port that must be greeted) or ``udp:IP:PORT:SOURCE_PORT`` (a datagram
+from that source port that must be echoed). Every probe starts at once and waits
+at most ``--timeout`` s; one JSON line per target, in order:
+``{"target": T, "open": true|false}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import selectors
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+from ryu_apps.lab.vmtools.announce import interface_addresses
+from ryu_apps.lab.vmtools.tcp_probe import GREETING
+
+ETH_P_ARP = 0x0806
+BROADCAST = b"\xff" * 6
+
+
+def listen(tcp_ports: list[int], udp_ports: list[int], log_path: str) -> None:
+    """Serve every port until killed."""
+    selector = selectors.DefaultSelector()
+    for port in tcp_ports:
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("0.0.0.0", port))
+        server.listen(64)
+        server.setblocking(False)
+        selector.register(server, selectors.EVENT_READ, ("tcp", port))
+    for port in udp_ports:
+        datagrams = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        datagrams.bind(("0.0.0.0", port))
+        selector.register(datagrams, selectors.EVENT_READ, ("udp", port))
+    with open(log_path, "a", buffering=1) as log:
+        print("listening", flush=True)
+        while True:
+            for key, _ in selector.select():
+                kind, port = key.data
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if kind == "tcp":
+                    try:
+                        connection, _ = sock.accept()
+                    except OSError:
+                        continue
+                    with connection:
+                        connection.sendall(GREETING)
+                    continue
+                data, peer = sock.recvfrom(2048)
+                log.write(f"udp {peer[0]} {peer[1]} {port}\n")
+                sock.sendto(data, peer)
+
+
+def _tcp(ip: str, port: int, source_port: int, deadline: float) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=max(deadline - time.monotonic(), 0.01),
+                                      source_address=("", source_port)) as sock:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            return sock.recv(len(GREETING)) == GREETING
+    except OSError:
+        return False
+
+
+def _udp(ip: str, port: int, source_port: int, deadline: float) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("", source_port))
+        payload = b"dynprov-sweep %d" % source_port
+        while time.monotonic() < deadline:      # a datagram may meet a flow being set up
+            sock.sendto(payload, (ip, port))
+            sock.settimeout(min(0.3, max(deadline - time.monotonic(), 0.01)))
+            try:
+                data, _ = sock.recvfrom(2048)
+            except OSError:
+                continue
+            if data == payload:
+                return True
+    return False
+
+
+def _arp(ifname: str, ip: str, deadline: float) -> bool:
+    """True when ``ip`` answers an ARP request sent from ``ifname``."""
+    mac, own_ip = interface_addresses(ifname)
+    target = socket.inet_aton(ip)
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, own_ip, bytes(6), target)
+    frame = BROADCAST + mac + struct.pack("!H", ETH_P_ARP) + arp
+    frame += bytes(max(0, 60 - len(frame)))
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
+        sock.bind((ifname, ETH_P_ARP))
+        sent = 0.0
+        while time.monotonic() < deadline:
+            if time.monotonic() - sent > 0.3:
+                sock.send(frame)
+                sent = time.monotonic()
+            sock.settimeout(max(min(0.1, deadline - time.monotonic()), 0.01))
+            try:
+                data = sock.recv(128)
+            except OSError:
+                continue
+            if len(data) < 42 or data[12:14] != b"\x08\x06":
+                continue
+            operation, sender, receiver = struct.unpack("!H", data[20:22])[0], data[28:32], \
+                data[38:42]
+            if operation == 2 and sender == target and receiver == own_ip:
+                return True
+    return False
+
+
+def _icmp(ip: str, timeout: float) -> bool:
+    done = subprocess.run(["ping", "-n", "-q", "-c1", f"-W{max(int(timeout), 1)}", ip],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return done.returncode == 0
+
+
+def probe(targets: list[str], timeout: float, interface: str = "") -> list[dict]:
+    """Probe every target concurrently; one result per target, in order."""
+    results: list[dict] = [{} for _ in targets]
+    deadline = time.monotonic() + timeout
+
+    def run(index: int, target: str) -> None:
+        kind, _, rest = target.partition(":")
+        try:
+            if kind == "icmp":
+                answered = _icmp(rest, timeout)
+            elif kind == "arp":
+                answered = _arp(interface, rest, deadline)
+            else:
+                ip, port, source = rest.split(":")
+                check = _tcp if kind == "tcp" else _udp
+                answered = check(ip, int(port), int(source), deadline)
+        except Exception as error:   # noqa: BLE001 (reported, never a silent "closed")
+            results[index] = {"target": target, "open": False, "error": repr(error)}
+            return
+        results[index] = {"target": target, "open": answered}
+
+    threads = [threading.Thread(target=run, args=(i, t)) for i, t in enumerate(targets)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode", required=True)
+    listener = sub.add_parser("listen")
+    listener.add_argument("--tcp", nargs="*", type=int, default=[])
+    listener.add_argument("--udp", nargs="*", type=int, default=[])
+    listener.add_argument("--log", required=True)
+    prober = sub.add_parser("probe")
+    prober.add_argument("--timeout", type=float, default=1.5)
+    prober.add_argument("--interface", default="", help="the VM's interface (ARP probes)")
+    prober.add_argument("targets", nargs="+")
+    args = parser.parse_args(argv)
+    if args.mode == "listen":
+        listen(args.tcp, args.udp, args.log)
+        return 0
+    for result in probe(args.targets, args.timeout, args.interface):
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The conformance sweep's generator: seeded, valid, and varied where it matters."""
+
+from ryu_apps.core.identifiers import PrefixScheme
+from ryu_apps.core.template_validation import build_library
+from ryu_apps.lab.sweep_library import generate, id_of, redraw
+
+SEEDS = range(1, 41)
+
+
+def test_a_seed_always_draws_the_same_case():
+    assert generate(7) == generate(7)
+    assert generate(7) != generate(8)
+
+
+def test_every_library_validates_and_every_vm_mac_selects_its_template():
+    scheme = PrefixScheme(16)
+    for seed in SEEDS:
+        case = generate(seed)
+        library = build_library([("sweep.yaml", case.library)])
+        assert 3 <= len(list(library)) <= 5
+        for vm in case.vms:
+            assert scheme.decode(vm.mac) == vm.template_id
+            assert library.get(vm.template_id) is not None
+        assert 1 <= case.access <= 3 and 1 <= case.servers <= 2
+
+
+def test_the_seeds_cover_shared_vlans_stateful_sides_and_port_ranges():
+    shared = stateful = ranges = 0
+    for seed in SEEDS:
+        templates = generate(seed).library["templates"]
+        vlans = [t["vlan"] for t in templates]
+        shared += len(set(vlans)) < len(vlans)
+        stateful += any(t["virtual_switch"].get("stateful") for t in templates)
+        ranges += any("-" in str(r.get("dst_port", "")) for t in templates
+                      for side in ("virtual_switch", "access_port")
+                      for r in t[side].get("acl", ()))
+    assert shared > 20 and stateful > 10 and ranges > 10
+
+
+def test_a_reload_keeps_the_templates_and_vms_and_redraws_the_rest():
+    for seed in range(1, 11):
+        case = generate(seed)
+        again = redraw(case)
+        build_library([("sweep.yaml", again.library)])
+        assert again.vms == case.vms and redraw(case) == again
+        assert [id_of(t) for t in again.library["templates"]] == [
+            id_of(t) for t in case.library["templates"]]
+        assert again.library != case.library
+
+
+def test_source_ports_are_unique_and_never_a_port_any_phase_listens_on():
+    from ryu_apps.lab.sweep_probes import listened_ports, plan_probes, plan_targets
+
+    for seed in range(1, 21):
+        case = generate(seed)
+        phases = [case, redraw(case)]
+        targets = [plan_targets(c, 24, n) for n, c in enumerate(phases)]
+        listened = listened_ports(*targets)
+        avoid = listened_ports(*targets)
+        used: dict = {}
+        for number, phase in enumerate(phases):
+            for src, _, probe in plan_probes(phase, targets[number], avoid, number):
+                if probe.source_port is None:
+                    continue
+                assert probe.source_port not in listened.get(src, set())
+                assert probe.source_port not in used.setdefault(src, set())
+                used[src].add(probe.source_port)

@@ -1,0 +1,157 @@
+"""The conformance sweep's oracle on hand-written cases from docs/templates.md."""
+
+from ryu_apps.lab.sweep_oracle import Endpoint, Oracle, Packet, Probe, judge, rule_matches
+
+WEB, DB, MGMT = 250, 252, 254
+ARP = [{"action": "allow", "direction": d, "ethertype": "arp"} for d in ("to_vm", "from_vm")]
+
+
+def _template(template_id, vlan, vswitch, port=None):
+    return {"id": template_id, "name": f"t{template_id}", "description": "d", "vlan": vlan,
+            "virtual_switch": vswitch, "access_port": port or {"default_action": "allow"}}
+
+
+#: The default library's shape: a stateful web tier without mirror rules, a stateless
+#: database with them (docs/templates.md, "The default library").
+LIBRARY = {"templates": [
+    _template(WEB, 100, {"default_action": "deny", "stateful": True, "acl": ARP + [
+        {"action": "allow", "direction": "to_vm", "protocol": "tcp", "dst_port": 443},
+        {"action": "allow", "direction": "from_vm", "protocol": "tcp", "dst": "10.0.200.0/24",
+         "dst_port": 5432},
+        {"action": "allow", "direction": "to_vm", "protocol": "icmp"},
+        {"action": "allow", "direction": "from_vm", "protocol": "icmp"}]}),
+    _template(DB, 100, {"default_action": "deny", "acl": ARP + [
+        {"action": "allow", "direction": "to_vm", "protocol": "tcp", "src": "10.0.100.0/24",
+         "dst_port": 5432},
+        {"action": "allow", "direction": "from_vm", "protocol": "tcp", "dst": "10.0.100.0/24",
+         "src_port": 5432},
+        {"action": "allow", "direction": "to_vm", "protocol": "icmp", "icmp_type": "echo-request"},
+        {"action": "allow", "direction": "from_vm", "protocol": "tcp", "dst_port": "8000-8099"}]},
+              {"default_action": "allow", "acl": [
+                  {"action": "deny", "direction": "to_vm", "src": "10.0.100.9"}]}),
+    _template(MGMT, 300, {"default_action": "allow"})]}
+
+VMS = [Endpoint("web1", WEB, "10.0.100.1", (1, 1)), Endpoint("db2", DB, "10.0.200.2", (1, 1)),
+       Endpoint("web3", WEB, "10.0.100.3", (1, 2)), Endpoint("mgmt4", MGMT, "10.0.30.4", (1, 2)),
+       Endpoint("db6", DB, "10.0.200.6", (2, 1)), Endpoint("web9", WEB, "10.0.100.9", (2, 2))]
+
+
+def _oracle(vms=VMS, library=LIBRARY):
+    return Oracle(library, vms)
+
+
+def test_web_reaches_postgres_and_its_replies_pass_by_the_database_mirror_rule():
+    verdict = _oracle().verdict("web3", "db2", Probe("tcp", 5432, 40000))
+    assert verdict.passes and verdict.forward
+    reply = [s for s in verdict.steps if s.vm == "db2" and s.direction == "from_vm"]
+    assert reply[0].rule == 3          # acl[3]: the mirror rule (src_port 5432)
+    assert [s.why for s in verdict.steps if s.vm == "web3" and s.direction == "to_vm"
+            and s.side == "virtual_switch"] == ["established reply"]
+
+
+def test_a_reply_looking_syn_to_the_stateful_tier_is_judged_like_a_new_connection():
+    # docs: "a reply-looking packet without a connection ... is judged by the rules"
+    verdict = _oracle().verdict("db6", "web1", Probe("tcp", 8080, 5432))
+    assert not verdict.forward and not verdict.passes
+    assert "web1's template 250 virtual_switch to_vm default" in verdict.reason
+
+
+def test_first_match_and_default_action_decide():
+    oracle = _oracle()
+    assert oracle.verdict("web3", "db2", Probe("tcp", 22, 40001)).reason == (
+        "request: deny by web3's template 250 virtual_switch from_vm default")
+    assert oracle.verdict("db6", "db2", Probe("tcp", 8080, 40002)).reason == (
+        "request: deny by db2's template 252 virtual_switch to_vm default")   # not web's /24
+    library = {"templates": [_template(1, 10, {"default_action": "allow", "acl": [
+        {"action": "deny", "direction": "to_vm", "protocol": "tcp", "dst_port": "80-90"},
+        {"action": "allow", "direction": "to_vm", "protocol": "tcp", "dst_port": 80}]})]}
+    vms = [Endpoint("a", 1, "10.0.0.1", (1, 1)), Endpoint("b", 1, "10.0.0.2", (1, 2))]
+    verdict = Oracle(library, vms).verdict("a", "b", Probe("tcp", 80, 40000))
+    assert verdict.reason == "request: deny by b's template 1 virtual_switch to_vm acl[0]"
+
+
+def test_vlans_isolate_whatever_the_rules():
+    verdict = _oracle().verdict("mgmt4", "web3", Probe("icmp"))
+    assert not verdict.passes and verdict.reason == "different VLANs 300 and 100"
+
+
+def test_a_stateless_side_needs_the_reply_rule_too():
+    # db allows echo requests in but no ICMP out: the request arrives, the reply does not
+    verdict = _oracle().verdict("web3", "db6", Probe("icmp"))
+    assert verdict.forward and not verdict.passes
+    assert verdict.reason.startswith("reply: deny by db6's template 252 virtual_switch from_vm")
+
+
+def test_access_port_rules_apply_across_servers():
+    # db's access port denies what comes from 10.0.100.9 (web9, another server)
+    verdict = _oracle().verdict("web9", "db6", Probe("tcp", 5432, 40003))
+    assert not verdict.forward
+    assert "db6's template 252 access_port to_vm acl[0]" in verdict.reason
+
+
+def test_on_one_server_port_rules_apply_only_under_the_template_merge():
+    lone = [Endpoint("web9", WEB, "10.0.100.9", (1, 1)), Endpoint("db2", DB, "10.0.200.2", (1, 1))]
+    oracle = _oracle(lone)
+    # web and db share VLAN 100 on server (1, 1) and their access ports differ: merged
+    assert oracle.merged((1, 1), 100)
+    assert not oracle.verdict("web9", "db2", Probe("tcp", 5432, 40004)).forward
+    same = {"templates": [dict(t, access_port=LIBRARY["templates"][1]["access_port"])
+                          for t in LIBRARY["templates"]]}
+    unmerged = _oracle(lone, same)
+    assert not unmerged.merged((1, 1), 100)    # equal port sides: no merge, rules not crossed
+    assert unmerged.verdict("web9", "db2", Probe("tcp", 5432, 40004)).passes
+
+
+def test_rule_fields():
+    packet = Packet("tcp", "10.0.0.1", "10.0.0.2", 40000, 8080)
+    assert rule_matches({"direction": "to_vm", "action": "allow"}, packet)   # matches all
+    assert not rule_matches({"ethertype": "arp"}, packet)
+    assert not rule_matches({"protocol": "tcp", "dst": "fd00::/64"}, packet)
+    assert rule_matches({"protocol": "tcp", "dst": "10.0.0.2"}, packet)      # a /32
+    assert rule_matches({"protocol": "tcp", "dst_port": "8000-8080"}, packet)  # inclusive
+    assert not rule_matches({"protocol": "tcp", "dst_port": "8081-8099"}, packet)
+    assert not rule_matches({"protocol": "udp"}, packet)
+    assert not rule_matches({"protocol": "tcp", "src_port": 80}, packet)
+    echo = Packet("icmp", "10.0.0.1", "10.0.0.2", icmp_type=8)
+    assert rule_matches({"protocol": "icmp", "icmp_type": "echo-request"}, echo)
+    assert rule_matches({"protocol": "icmp", "icmp_type": 8, "icmp_code": 0}, echo)
+    assert not rule_matches({"protocol": "icmp", "icmp_type": "echo-reply"}, echo)
+    assert rule_matches({"protocol": "icmp", "icmp_type": "echo-reply"}, echo.reply())
+    assert not rule_matches({"protocol": "icmp", "dst_port": 1}, echo)
+
+
+def test_rules_of_the_other_direction_are_skipped():
+    template = _template(1, 10, {"default_action": "deny", "acl": [
+        {"action": "allow", "direction": "from_vm", "protocol": "udp"}]})
+    step = judge(template, "virtual_switch", "to_vm", Packet("udp", "10.0.0.1", "10.0.0.2", 1, 2))
+    assert (step.action, step.rule, step.why) == ("deny", None, "default")
+
+
+def test_a_stateful_default_allow_passes_its_replies():
+    # Docs: "an IPv4 or IPv6 packet a rule allows is committed"; the default action is no
+    # rule. Read as the code does (conntrack.stateful_entries commits the default allow too).
+    library = {"templates": [
+        _template(1, 10, {"default_action": "allow", "stateful": True, "acl": [
+            {"action": "deny", "direction": "to_vm", "protocol": "tcp"}]}),
+        _template(2, 10, {"default_action": "allow"})]}
+    vms = [Endpoint("a", 1, "10.0.0.1", (1, 1)), Endpoint("b", 2, "10.0.0.2", (1, 2))]
+    verdict = Oracle(library, vms).verdict("a", "b", Probe("tcp", 80, 40000))
+    assert verdict.passes
+    assert not Oracle(library, vms).verdict("b", "a", Probe("tcp", 80, 40000)).forward
+
+
+def test_arp_is_judged_by_arp_rules_and_rules_of_every_frame_both_ways_untracked():
+    arp = Packet("arp", "10.0.0.1", "10.0.0.2")
+    assert rule_matches({"ethertype": "arp"}, arp)
+    assert rule_matches({"action": "deny", "direction": "to_vm"}, arp)   # every frame
+    assert not rule_matches({"ethertype": "ipv4"}, arp)
+    assert not rule_matches({"src": "10.0.0.0/8"}, arp)                  # an IPv4 rule
+    assert not rule_matches({"protocol": "tcp"}, arp)
+    oracle = _oracle()
+    assert oracle.verdict("web1", "web3", Probe("arp")).passes         # ARP rules both ways
+    library = {"templates": [_template(1, 10, {"default_action": "deny", "stateful": True,
+                                               "acl": ARP[:1]})]}
+    vms = [Endpoint("a", 1, "10.0.0.1", (1, 1)), Endpoint("b", 1, "10.0.0.2", (1, 2))]
+    verdict = Oracle(library, vms).verdict("a", "b", Probe("arp"))
+    # the request leaves a by no rule: the stateful side's default denies ARP
+    assert verdict.reason == "request: deny by a's template 1 virtual_switch from_vm default"
