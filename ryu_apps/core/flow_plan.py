@@ -138,7 +138,10 @@ class Plan:
 
     def for_switch(self, dpid: int) -> SwitchChanges:
         """The (possibly new) change list of one switch."""
-        return self.changes.setdefault(dpid, SwitchChanges())
+        changes = self.changes.get(dpid)
+        if changes is None:   # not setdefault: it would build a throwaway list each call
+            changes = self.changes[dpid] = SwitchChanges()
+        return changes
 
     def without_deletes(self) -> "Plan":
         """A new plan: this one minus every delete (a warm start must not remove yet).
@@ -173,8 +176,12 @@ def diff_flows(old: Iterable[Entry], new: Iterable[Entry], plan: Plan) -> None:
     """
     old_by_key = {f.key: f for f in old}
     if not old_by_key:   # a new owner (a new VM): every entry is an add
+        dpid, changes = None, None
         for spec in new:
-            plan.for_switch(spec.dpid).add(spec)
+            if spec.dpid != dpid:   # a VM's entries are mostly on its server
+                dpid, changes = spec.dpid, plan.for_switch(spec.dpid)
+            assert changes is not None
+            changes.add(spec)
         return
     new_by_key = {f.key: f for f in new}
     for key, spec in old_by_key.items():
