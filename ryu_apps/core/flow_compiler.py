@@ -220,6 +220,9 @@ def vm_limit(placement: Placement) -> Optional[Tuple[int, int]]:
     (counted per VM), whichever is tighter (two drop meters in a row pass what the
     tighter passes; one meter keeps every other flow of the VM shared)."""
     template = placement.template
+    if not placement.port_rules_on_vswitch:   # the common case: its own bandwidth alone
+        own = template.virtual_switch.bandwidth
+        return None if own is None else (own.rate_kbps, own.burst_kbits)
     limits = [template.virtual_switch.bandwidth]
     if placement.port_rules_on_vswitch:
         limits.append(template.access_port.bandwidth)
