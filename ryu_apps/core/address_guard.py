@@ -169,6 +169,8 @@ def _ipv6_text(raw: bytes) -> str:
 def allowed_by_template(side: SwitchSide, address: str) -> bool:
     """Whether ``address`` lies in one of the side's ``allowed_addresses`` (such an
     address is never bound as the VM's own: it is the template's to allow)."""
+    if not side.allowed_addresses:
+        return False
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:

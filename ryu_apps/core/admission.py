@@ -108,7 +108,7 @@ def select(st: "EngineState", mac: str, raw_mac: str, dpid: int, port: int, now:
         refuse(st, verdict, mac, None, dpid, port, now, str(error))
         return None
     domain = st.domain_of_server(dpid)
-    library = st.library_of_switch(dpid)
+    library = st.library_of_domain(domain)
     if domain is None or library is None:
         refuse(st, verdict, mac, template_id, dpid, port, now,
                f"server {st.name(dpid)} is in no mobility domain "

@@ -95,7 +95,10 @@ class EngineState:
 
     def library_of_switch(self, server: int) -> Optional[TemplateLibrary]:
         """The library of the mobility domain a server belongs to (None: no domain)."""
-        domain = self.domain_of_server(server)
+        return self.library_of_domain(self.domain_of_server(server))
+
+    def library_of_domain(self, domain: Optional[Domain]) -> Optional[TemplateLibrary]:
+        """The library of a mobility domain (None: no domain)."""
         if domain is None:
             return None
         if domain.templates is None:

@@ -50,7 +50,7 @@ from ryu_apps.core.template_model import (
     SwitchSide,
     Template,
 )
-from ryu_apps.core.transit import NO_PATH, TransitPath, transit_flow, transit_flows
+from ryu_apps.core.transit import NO_PATH, TransitPath, to_vm_match, transit_flow, transit_flows
 
 Entry = Union[FlowSpec, MeterSpec]
 
@@ -87,7 +87,7 @@ class Placement:
         if hop is None or not self.binding.state.forwards:
             return set()
         binding = self.binding
-        match = make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac)
+        match = to_vm_match(binding.vlan, binding.mac)
         return {transit_flow(dpid, *hop, match, binding.owner.cookie)}
 
     def away(self) -> Set["Entry"]:
@@ -148,7 +148,7 @@ def binding_flows(placement: Placement) -> Set[Entry]:
     state = binding.state
     if state is VmState.SUSPENDED:
         return {flow(binding.dpid, Table.CLASSIFY, Priority.BINDING,
-                     make_match(in_port=binding.port, eth_src=binding.mac),
+                     _from_vm_match(binding.port, binding.mac),
                      binding.owner.cookie)}
     if state in (VmState.RESTARTING, VmState.DEPROVISIONED, VmState.DETECTED):
         return set()
@@ -157,6 +157,11 @@ def binding_flows(placement: Placement) -> Set[Entry]:
     if state is VmState.PRE_PROVISIONED:
         return entries
     return entries | transit_flows(binding, placement.path, cookie)
+
+
+def _from_vm_match(port: int, mac: str) -> tuple:
+    """``make_match(in_port=port, eth_src=mac)``, spelt out (built per VM)."""
+    return (("eth_src", mac), ("in_port", port))
 
 
 def needs_template(binding: Binding) -> bool:
@@ -185,7 +190,7 @@ def _server_side(placement: Placement, cookie: int) -> Set[Entry]:
     learn = vswitch.binds_first_seen and binding.ip is None
     learn_ipv6 = ipv6_guard.learns(vswitch) and not binding.ipv6
     entries.add(flow(dpid, Table.CLASSIFY, Priority.BINDING,
-                     make_match(in_port=port, eth_src=binding.mac), cookie,
+                     _from_vm_match(port, binding.mac), cookie,
                      meter=meter, goto=Table.ANTI_SPOOF,
                      actions=(Output(OFPP_CONTROLLER, PACKET_IN_BYTES),) if pre_provisioned
                      else (),
@@ -203,7 +208,7 @@ def _server_side(placement: Placement, cookie: int) -> Set[Entry]:
     entries |= ipv6_guard.dhcpv6_delivery(dpid, port, delivered, vswitch, cookie)
     if not pre_provisioned:
         entries.add(flow(dpid, Table.FORWARD, Priority.BINDING,
-                         make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac),
+                         to_vm_match(binding.vlan, binding.mac),
                          cookie, actions=(PopVlan(),), metadata=delivered,
                          goto=Table.TO_VM_ACL))
     return entries
@@ -215,6 +220,9 @@ def vm_limit(placement: Placement) -> Optional[Tuple[int, int]]:
     (counted per VM), whichever is tighter (two drop meters in a row pass what the
     tighter passes; one meter keeps every other flow of the VM shared)."""
     template = placement.template
+    if not placement.port_rules_on_vswitch:   # the common case: its own bandwidth alone
+        own = template.virtual_switch.bandwidth
+        return None if own is None else (own.rate_kbps, own.burst_kbits)
     limits = [template.virtual_switch.bandwidth]
     if placement.port_rules_on_vswitch:
         limits.append(template.access_port.bandwidth)
@@ -240,8 +248,9 @@ def _anti_spoof(placement: Placement, cookie: int) -> Set[Entry]:
         dpid, port, binding.mac, placement.template.virtual_switch, cookie, bound=binding.ipv6))
     if not placement.template.virtual_switch.bind_ip or binding.ip is None:
         return entries
-    for match in (make_match(in_port=port, eth_type=ETH_IPV4, ipv4_src=binding.ip),
-                  make_match(in_port=port, eth_type=ETH_ARP, arp_spa=binding.ip)):
+    # make_match's order, spelt out (sorted by field name): built per VM
+    for match in ((("eth_type", ETH_IPV4), ("in_port", port), ("ipv4_src", binding.ip)),
+                  (("arp_spa", binding.ip), ("eth_type", ETH_ARP), ("in_port", port))):
         entries.add(flow(dpid, Table.ANTI_SPOOF, Priority.SPOOF_ALLOW, match, cookie,
                          goto=Table.FROM_VM_ACL))
     return entries

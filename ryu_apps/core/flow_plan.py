@@ -52,21 +52,23 @@ class SwitchChanges:
 
     def add(self, spec: Entry, replacing: bool = False) -> None:
         """Install ``spec``; ``replacing`` when the switch already has its key."""
-        if self._deletes.pop(spec.key, None) is not None:
+        key = spec.key   # a property that builds a tuple: once per call
+        if self._deletes and self._deletes.pop(key, None) is not None:
             replacing = True  # the switch holds the entry this plan was deleting
-        self._adds[spec.key] = spec
+        self._adds[key] = spec
         if replacing:
-            self._replacing.add(spec.key)
+            self._replacing.add(key)
 
     def delete(self, spec: Entry) -> None:
         """Remove ``spec`` (exactly: by its key and cookie)."""
-        pending = self._adds.get(spec.key)
+        key = spec.key
+        pending = self._adds.get(key)
         if pending is not None and pending.cookie != spec.cookie:
             return  # another owner's add of this entry replaces it anyway
-        if self._adds.pop(spec.key, None) is not None and spec.key not in self._replacing:
+        if self._adds.pop(key, None) is not None and key not in self._replacing:
             return  # added earlier in this plan only: nothing to remove on the switch
-        self._replacing.discard(spec.key)
-        self._deletes[spec.key] = spec
+        self._replacing.discard(key)
+        self._deletes[key] = spec
 
     @property
     def adds(self) -> List[Entry]:
@@ -138,7 +140,10 @@ class Plan:
 
     def for_switch(self, dpid: int) -> SwitchChanges:
         """The (possibly new) change list of one switch."""
-        return self.changes.setdefault(dpid, SwitchChanges())
+        changes = self.changes.get(dpid)
+        if changes is None:   # not setdefault: it would build a throwaway list each call
+            changes = self.changes[dpid] = SwitchChanges()
+        return changes
 
     def without_deletes(self) -> "Plan":
         """A new plan: this one minus every delete (a warm start must not remove yet).
@@ -173,8 +178,12 @@ def diff_flows(old: Iterable[Entry], new: Iterable[Entry], plan: Plan) -> None:
     """
     old_by_key = {f.key: f for f in old}
     if not old_by_key:   # a new owner (a new VM): every entry is an add
+        dpid, changes = None, None
         for spec in new:
-            plan.for_switch(spec.dpid).add(spec)
+            if spec.dpid != dpid:   # a VM's entries are mostly on its server
+                dpid, changes = spec.dpid, plan.for_switch(spec.dpid)
+            assert changes is not None
+            changes.add(spec)
         return
     new_by_key = {f.key: f for f in new}
     for key, spec in old_by_key.items():

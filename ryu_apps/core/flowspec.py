@@ -225,6 +225,9 @@ def flow(
     idle_timeout: int = 0,
 ) -> FlowSpec:
     """Build a FlowSpec with instructions in the order OpenFlow 1.3 requires."""
+    if meter is None and metadata is None and not actions:   # most flows: a goto at most
+        return FlowSpec(dpid, int(table_id), int(priority), match,
+                        () if goto is None else (_goto(goto),), cookie, idle_timeout)
     instructions: list = []
     if meter is not None:
         instructions.append(Meter(meter))

@@ -172,11 +172,6 @@ def vm_flows(dpid: int, port: int, mac: str, side: SwitchSide, cookie: int,
         return set()
     mac = mac.lower()
     table = Table.ANTI_SPOOF
-
-    def allow(priority: int, **fields: MatchValue) -> FlowSpec:
-        return flow(dpid, table, priority, make_match(in_port=port, **fields), cookie,
-                    goto=goto)
-
     entries: Set[FlowSpec] = set()
     if side.bind_ipv6 == DHCPV6:   # its DHCPv6 client messages, copied (a Release unbinds)
         entries.add(flow(dpid, table, Priority.DHCP_SNOOP,
@@ -186,9 +181,15 @@ def vm_flows(dpid: int, port: int, mac: str, side: SwitchSide, cookie: int,
                          cookie, meter=DHCP_SNOOP_METER,
                          actions=(Output(OFPP_CONTROLLER, DHCPV6_PUNT_BYTES),), goto=goto))
     for address in own_addresses(mac, bound if side.bind_ipv6 != LINK_LOCAL else ()):
-        entries.add(allow(Priority.SPOOF_ALLOW, eth_type=ETH_IPV6, ipv6_src=address))
-        entries.add(allow(Priority.ND_ALLOW, ipv6_src=address, ipv6_nd_target=address,
-                          **_icmpv6(icmpv6_type=ICMPV6_NA)))
+        # make_match's order (sorted by field name), spelt out: built per VM
+        entries.add(flow(dpid, table, Priority.SPOOF_ALLOW,
+                         (("eth_type", ETH_IPV6), ("in_port", port), ("ipv6_src", address)),
+                         cookie, goto=goto))
+        entries.add(flow(dpid, table, Priority.ND_ALLOW,
+                         (("eth_type", ETH_IPV6), ("icmpv6_type", ICMPV6_NA),
+                          ("in_port", port), ("ip_proto", IP_ICMPV6),
+                          ("ipv6_nd_target", address), ("ipv6_src", address)),
+                         cookie, goto=goto))
     return entries
 
 

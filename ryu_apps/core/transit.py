@@ -13,7 +13,7 @@ from typing import Optional, Set, Tuple
 
 from ryu_apps.core.binding import Binding
 from ryu_apps.core.fabric import Fabric
-from ryu_apps.core.flowspec import FlowSpec, Output, flow, make_match, tagged
+from ryu_apps.core.flowspec import FlowSpec, Output, flow, tagged
 from ryu_apps.core.pipeline import Priority, Table
 
 
@@ -62,9 +62,14 @@ def transit_flows(binding: Binding, path: TransitPath,
         return set()
     if cookie is None:
         cookie = binding.owner.cookie
-    match = make_match(vlan_vid=tagged(binding.vlan), eth_dst=binding.mac)
+    match = to_vm_match(binding.vlan, binding.mac)
     return {transit_flow(dpid, port, to_server, match, cookie)
             for dpid, port, to_server in path.hops}
+
+
+def to_vm_match(vlan: int, mac: str) -> tuple:
+    """``make_match(vlan_vid=tagged(vlan), eth_dst=mac)``, spelt out (built per VM)."""
+    return (("eth_dst", mac), ("vlan_vid", tagged(vlan)))
 
 
 def transit_flow(dpid: int, port: int, to_server: bool, match, cookie: int) -> FlowSpec:

@@ -44,7 +44,10 @@ def iface_clash(st: "EngineState", dpid: int, port: int, mac: str) -> Optional[s
 
 def anchors(st: "EngineState", mac: str) -> List[PortKey]:
     """Where OVSDB places VM ``mac`` on servers this controller manages."""
-    return sorted(place for place in st.ports.attached_at.get(mac, ())
+    attached = st.ports.attached_at.get(mac)
+    if not attached:   # most MACs (asked for every new VM's first frame)
+        return []
+    return sorted(place for place in attached
                   if st.topo.hosts_vms(place[0]))
 
 
