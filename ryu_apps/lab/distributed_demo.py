@@ -105,18 +105,33 @@ def migrate_across(setup: DistributedLab, destination: str, notify: bool) -> Mov
     }
 
 
+class MoveNotPlanned(RuntimeError):
+    """A move cannot start: the store does not say where the VM is."""
+
+
 def _plan_move(setup: DistributedLab, destination: str) -> _Move:
     """web1, its destination, and the source and destination processes (from the store)."""
     prefix = setup.prefix
     vm = setup.net.get(prefix + MIGRATING_VM)
     mac = vm.MAC()
     owners = {row["mac"]: row["owner"] for row in setup.bindings()}
-    source_process = owners[mac]
+    source_process = owners.get(mac)
+    if source_process is None:
+        raise MoveNotPlanned(f"VM {mac} has no binding in the store: no process owns it "
+                             "(the previous move was never claimed)")
     destination_process = f"p{setup.pod_of(prefix + destination)}"
     return _Move(vm, mac, setup.net.get(prefix + destination), _server_of(vm),
                  source_process, destination_process,
                  setup.controllers[int(source_process[1:]) - 1],
                  setup.controllers[int(destination_process[1:]) - 1])
+
+
+def _print_controller_tails(setup: DistributedLab, lines: int = 25) -> None:
+    """What each controller process logged last (a move that did not converge)."""
+    for number, controller in enumerate(setup.controllers, start=1):
+        print(f"  --- the last {lines} lines of process p{number}'s log:")
+        for line in controller.log().splitlines()[-lines:]:
+            print(f"  p{number}| {line}")
 
 
 def _start_probers(setup: DistributedLab, vm) -> Dict[str, lab.ProberRun]:
@@ -215,8 +230,10 @@ def print_move(figures: MoveFigures) -> None:
 
 
 def converged(figures: MoveFigures) -> bool:
-    """Whether every peer reached the VM again after the move."""
-    return all(seen["recovered"] for seen in figures["peers"].values())
+    """Whether every peer reached the VM again after the move and the destination
+    process claimed it in the store."""
+    return (figures["claimed_after_switchover_ms"] is not None
+            and all(seen["recovered"] for seen in figures["peers"].values()))
 
 
 def run_distributed_demo() -> int:
@@ -239,9 +256,16 @@ def run_distributed_demo() -> int:
             print(f"  {row['mac']}  owner {row['owner']}  {row['server']} port {row['port']}")
         for destination, notify in (("s21", False), ("s12", True)):
             print(f"\n=== live migration of {MIGRATING_VM} to {destination}", flush=True)
-            figures = migrate_across(setup, destination, notify)
+            try:
+                figures = migrate_across(setup, destination, notify)
+            except MoveNotPlanned as error:
+                print(f"  cannot move: {error}")
+                failures += 1
+                break
             print_move(figures)
-            failures += not converged(figures)
+            if not converged(figures):
+                failures += 1
+                _print_controller_tails(setup)
     finally:
         setup.stop()
     print("\nOK: both moves converged" if not failures else f"\nFAILED: {failures} move(s)")

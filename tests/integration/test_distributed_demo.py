@@ -5,7 +5,11 @@ import pytest
 
 from ryu_apps.cli.main import main as dynprov
 
-pytestmark = pytest.mark.integration
+# serial: its moves must converge within the demo's waits (a 3-member Raft store and
+# two controller processes); in a loaded parallel phase one move's claim never
+# reached the store within 15 s once (session 11): the demo now prints both
+# processes' last log lines when a move does not converge.
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 def test_distributed_demo_moves_a_vm_between_processes(capsys):
