@@ -5,8 +5,6 @@ a DHCP-bound address stays one (the VM's DHCPRELEASE unbinds it there)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,9 +12,10 @@ import pytest
 from ryu_apps.core.binding import IP_DHCP, IP_FIRST_SEEN, IP_PINNED
 from ryu_apps.core.handoff_values import BindingsChanged, HandOffAsked
 from ryu_apps.core.template_validation import build_library
-from ryu_apps.store.schema import BINDING, DB_NAME, SCHEMA_PATH, schema_version
+from ryu_apps.store.schema import BINDING
 from ryu_apps.store.writes import binding_row
 from tests.support.dhcp_peer import RELEASE
+from tests.support.old_store import converted_row
 from tests.support.small_fabric import S11, S12
 from tests.unit.test_dhcp_snooping import ACK, DHCPD, LIBRARY as DHCP_LIBRARY, VM_A, \
     client_message, server_message, snoop
@@ -110,26 +109,9 @@ def test_the_binding_record_the_store_gets_says_how(world):
 def test_a_store_of_the_previous_schema_converts_and_its_rows_load(tmp_path: Path):
     """ovsdb-tool converts a 1.2.0 store holding a binding to this checkout's schema; the
     row reads as before, with no ip_source."""
-    previous = json.loads(SCHEMA_PATH.read_text())
-    previous["version"] = "1.2.0"
-    for column in ("ip_source", "lease_end", "lease6_ends"):   # 1.3.0's, 1.4.0's
-        del previous["tables"][BINDING]["columns"][column]
-    old_schema, db = tmp_path / "old.ovsschema", tmp_path / "store.db"
-    old_schema.write_text(json.dumps(previous))
-    subprocess.run(["ovsdb-tool", "create", str(db), str(old_schema)], check=True)
-    row = {"mac": WEB1, "template_id": 250, "domain": "", "server": "s11", "port": 1,
-           "ip": "10.0.100.1", "state": "active", "owner": "p1"}
-    subprocess.run(["ovsdb-tool", "transact", str(db), json.dumps(
-        [DB_NAME, {"op": "insert", "table": BINDING, "row": row}])],
-        check=True, capture_output=True)
-    subprocess.run(["ovsdb-tool", "convert", str(db), str(SCHEMA_PATH)], check=True)
-    version = subprocess.run(["ovsdb-tool", "db-version", str(db)], check=True,
-                             capture_output=True, text=True).stdout.strip()
-    assert version == schema_version()
-    out = subprocess.run(["ovsdb-tool", "query", str(db), json.dumps(
-        [DB_NAME, {"op": "select", "table": BINDING, "where": []}])],
-        check=True, capture_output=True, text=True).stdout
-    (stored,) = json.loads(out)[0]["rows"]
+    stored = converted_row(tmp_path, "1.2.0", ("ip_source", "lease_end", "lease6_ends"), {
+        "mac": WEB1, "template_id": 250, "domain": "", "server": "s11", "port": 1,
+        "ip": "10.0.100.1", "state": "active", "owner": "p1"})   # 1.3.0's, 1.4.0's columns
     assert stored["ip_source"] == ["set", []]
     loaded = binding_row({"mac": stored["mac"], "owner": stored["owner"], "ip": stored["ip"],
                           "ip_source": None})

@@ -6,8 +6,6 @@ wall-clock seconds (the engine's ``now``): every process of a store reads one cl
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,10 +13,11 @@ import pytest
 from ryu_apps.core.binding import IP_DHCP
 from ryu_apps.core.handoff_values import HandOffAsked
 from ryu_apps.core.template_validation import build_library
-from ryu_apps.store.schema import BINDING, DB_NAME, SCHEMA_PATH, schema_version
+from ryu_apps.store.schema import BINDING, schema_version
 from ryu_apps.store.writes import binding_row
 from tests.support.fake_store import FakeStore
 from tests.support.invariants import dhcpv6_reply
+from tests.support.old_store import converted_row
 from tests.support.small_fabric import UPLINK
 from tests.unit import test_shared_fabric
 from tests.unit.test_dhcp_snooping import ACK, server_message
@@ -147,26 +146,10 @@ def test_a_row_of_an_older_dynprov_or_a_lease_end_that_is_no_time_keeps_the_addr
 def test_a_store_of_schema_1_3_converts_and_its_rows_load_without_lease_ends(tmp_path: Path):
     """ovsdb-tool converts a 1.3.0 store holding a DHCP-bound binding to this checkout's
     schema (as the store does at start); the row reads as before, with no lease end."""
-    previous = json.loads(SCHEMA_PATH.read_text())
-    previous["version"] = "1.3.0"
-    for column in ("lease_end", "lease6_ends"):
-        del previous["tables"][BINDING]["columns"][column]
-    old_schema, db = tmp_path / "old.ovsschema", tmp_path / "store.db"
-    old_schema.write_text(json.dumps(previous))
-    subprocess.run(["ovsdb-tool", "create", str(db), str(old_schema)], check=True)
-    row = {"mac": WEB1, "template_id": 250, "domain": "", "server": "s11", "port": 1,
-           "ip": ADDRESS, "ip_source": "dhcp", "state": "active", "owner": "p1"}
-    subprocess.run(["ovsdb-tool", "transact", str(db), json.dumps(
-        [DB_NAME, {"op": "insert", "table": BINDING, "row": row}])],
-        check=True, capture_output=True)
-    subprocess.run(["ovsdb-tool", "convert", str(db), str(SCHEMA_PATH)], check=True)
-    version = subprocess.run(["ovsdb-tool", "db-version", str(db)], check=True,
-                             capture_output=True, text=True).stdout.strip()
-    assert version == schema_version() == "1.4.0"
-    out = subprocess.run(["ovsdb-tool", "query", str(db), json.dumps(
-        [DB_NAME, {"op": "select", "table": BINDING, "where": []}])],
-        check=True, capture_output=True, text=True).stdout
-    (stored,) = json.loads(out)[0]["rows"]
+    stored = converted_row(tmp_path, "1.3.0", ("lease_end", "lease6_ends"), {
+        "mac": WEB1, "template_id": 250, "domain": "", "server": "s11", "port": 1,
+        "ip": ADDRESS, "ip_source": "dhcp", "state": "active", "owner": "p1"})
+    assert schema_version() == "1.4.0"
     assert stored["lease_end"] == ["set", []] and stored["lease6_ends"] == ["map", []]
     loaded = binding_row({"mac": stored["mac"], "owner": stored["owner"], "ip": stored["ip"],
                           "ip_source": stored["ip_source"], "lease_end": None,
