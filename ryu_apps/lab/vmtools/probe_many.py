@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Callable
 
 from ryu_apps.lab.vmtools.tcp_probe import GREETING
 
@@ -60,12 +61,18 @@ def probe(targets: list[str], timeout: float) -> list[dict]:
         results[index] = {"target": target, "open": answered,
                           "seconds": round(time.monotonic() - started, 4)}
 
+    run_all(targets, run)
+    return results
+
+
+def run_all(targets: list[str], run: Callable[[int, str], None]) -> None:
+    """``run(index, target)`` for every target, each in a thread of its own, all at
+    once; returns when every one has."""
     threads = [threading.Thread(target=run, args=(i, t)) for i, t in enumerate(targets)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return results
 
 
 def main(argv=None) -> int:

@@ -28,10 +28,10 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 
 from ryu_apps.lab.vmtools.announce import interface_addresses
+from ryu_apps.lab.vmtools.probe_many import run_all
 from ryu_apps.lab.vmtools.tcp_probe import GREETING
 
 ETH_P_ARP = 0x0806
@@ -154,11 +154,7 @@ def probe(targets: list[str], timeout: float, interface: str = "") -> list[dict]
             return
         results[index] = {"target": target, "open": answered}
 
-    threads = [threading.Thread(target=run, args=(i, t)) for i, t in enumerate(targets)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_all(targets, run)
     return results
 
 
