@@ -223,9 +223,7 @@ def vm_limit(placement: Placement) -> Optional[Tuple[int, int]]:
     if not placement.port_rules_on_vswitch:   # the common case: its own bandwidth alone
         own = template.virtual_switch.bandwidth
         return None if own is None else (own.rate_kbps, own.burst_kbits)
-    limits = [template.virtual_switch.bandwidth]
-    if placement.port_rules_on_vswitch:
-        limits.append(template.access_port.bandwidth)
+    limits = (template.virtual_switch.bandwidth, template.access_port.bandwidth)
     present = [b for b in limits if b is not None]
     if not present:
         return None
