@@ -11,6 +11,11 @@ import subprocess
 
 import pytest
 
+# CI runs without a login shell's environment: no SHELL, which Mininet's
+# ``popen(..., shell=True)`` reads. Drop it here too, so such a call fails on
+# every machine, not only in CI.
+os.environ.pop("SHELL", None)
+
 
 def integration_problem() -> str | None:
     """Why integration tests cannot run here, or None."""

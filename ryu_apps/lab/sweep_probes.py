@@ -11,6 +11,7 @@ disagreement with the oracle again, alone and slower, before it counts.
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -151,10 +152,11 @@ def run_probes(case: SweepCase, hosts: Dict[str, object],
     for src, indexes in by_source.items():
         targets = [target(case, probes[i][1], probes[i][2]) for i in indexes]
         intf = hosts[src].defaultIntf()   # type: ignore[attr-defined]
-        command = (f"{_vmtool()} probe --timeout {timeout} --interface {intf} "
-                   f"{' '.join(targets)}")
+        argv = [sys.executable, "-m", "ryu_apps.lab.vmtools.sweep_probe", "probe",
+                "--timeout", str(timeout), "--interface", str(intf), *targets]
         running.append((indexes, targets, hosts[src].popen(   # type: ignore[attr-defined]
-            command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+            argv, env=dict(os.environ, PYTHONPATH=str(lab.REPO_ROOT)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
     results: List[bool] = [False] * len(probes)
     for indexes, targets, process in running:
         out, err = process.communicate(timeout=timeout * 4 + 30)
