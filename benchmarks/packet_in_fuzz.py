@@ -35,8 +35,8 @@ from typing import Optional
 
 from benchmarks import common
 from benchmarks.hostile import controller_watch as watch
-from benchmarks.hostile.fuzz_driver import (CATEGORY_WEIGHTS, FuzzConfig, Fuzzer,
-                                            summarise_sent)
+from benchmarks.hostile.fuzz_driver import FuzzConfig, Fuzzer, summarise_sent
+from benchmarks.hostile.fuzz_messages import CATEGORY_WEIGHTS
 from ryu_apps.lab import testbed as lab
 from ryu_apps.store.hook import default_process_name
 
