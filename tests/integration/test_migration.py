@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.serial]
 #: (one further run hit a 345 ms datapath stall and did not recover: it fails on
 #: `recovered` whatever the bound); without one (qemu RARPs, one gratuitous ARP,
 #: no announcement) 0-78 lost, and up to 267 in runs with the machine's datapath
-#: stalls (docs/benchmarks.md: 100-590 ms with no move at all). Bound: 3x the
+#: stalls (docs/benchmarks-history.md: 100-590 ms with no move at all). Bound: 3x the
 #: worst measured figure.
 MAX_LOST_WITH_NOTICE = 45     # 3 x 15
 MAX_LOST_PROBES = 800         # 3 x 267

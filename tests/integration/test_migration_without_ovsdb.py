@@ -96,7 +96,7 @@ def _lost_at_move(report, times) -> int:
     """Probes lost in the loss runs that began from the destination port's creation
     (adding a port to a userspace bridge stalls its datapath for a moment; the
     notice follows the creation) until shortly after the old port went: the move's cost,
-    without the datapath stalls elsewhere in the run (docs/benchmarks.md: 100-590 ms
+    without the datapath stalls elsewhere in the run (docs/benchmarks-history.md: 100-590 ms
     with no move at all)."""
     start = times.port_created_ns - PORT_CREATION_NS
     end = max(times.source_port_removed_ns, times.old_deleted_ns) + MOVE_WINDOW_NS
