@@ -64,8 +64,10 @@ def migrate_once(net, controller, vms, source, destination, notify: bool) -> lis
         print(f"  {name:5} -> {vm.name}: outage {run.outage_ns / 1e6:.1f} ms, "
               f"{run.lost} of {run.sent} probes lost"
               f"{'' if run.recovered else ', NOT RECOVERED'}")
-    print(f"  ({vm.name} itself was off the network for {times.downtime_ns / 1e6:.1f} ms "
-          "while its interface was replaced; the outage includes that)")
+    swap = (f"{vm.name}'s interface swap took {times.downtime_ns / 1e6:.1f} ms by its own "
+            "clock, measured around the commands")
+    lost = any(run.lost for run in reports)
+    print(f"  ({swap}; {'the outage includes it' if lost else 'no probe went unanswered'})")
     return reports
 
 
