@@ -28,6 +28,9 @@ from ryu_apps.lab.sweep_oracle import Probe, Verdict, port_range
 SPARE_PORTS = (7, 1999, 2999, 31337, 61000)
 PROBE_TIMEOUT = 2.0
 CONFIRM_TIMEOUT = 4.0
+#: How a phase's outcomes are named: 0 the first library, 1 after the reload, 2 after
+#: the moves (which run between 0 and 1).
+PHASES = {0: "", 1: " after the reload", 2: " after the moves"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class Outcome:
     verdict: Verdict
     observed: bool
     arrived: Optional[bool] = None          # UDP: the request reached the listener
-    phase: int = 0                          # 0: the first library, 1: after the reload
+    phase: int = 0                          # a key of PHASES
     retried: bool = False                   # agreed only when probed again, slower
 
     @property
@@ -54,7 +57,7 @@ class Outcome:
         wanted = "works" if self.verdict.passes else "blocked"
         extra = "" if self.arrived is None else (
             f"; request arrived: {self.arrived} (expected {self.verdict.forward})")
-        when = " after the reload" if self.phase else ""
+        when = PHASES.get(self.phase, f" in phase {self.phase}")
         return (f"{self.src} -> {self.dst} {self.probe}{when}: {seen}, expected {wanted} "
                 f"({self.verdict.reason}){extra}")
 
