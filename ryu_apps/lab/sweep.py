@@ -10,11 +10,14 @@ Static neighbour entries keep the kernels' ARP out of the IPv4 probes (the ARP
 probe sends its own request). A probe that disagrees with
 the oracle is probed again alone, with a longer timeout, before it counts as a
 mismatch; each mismatch is written with the seed, the pair, the oracle's
-deciding rule and ``ovs-ofctl dump-flows`` of both servers.
+deciding rule and ``ovs-ofctl dump-flows`` of both servers. Between the first
+phase and the reload, ``sweep_moves`` live-migrates 1-3 VMs in the seed's
+detection mode and move shape, checks each move converged with nothing left
+behind, and the pairs of the moved VMs are probed again (phase 2).
 
 Run as root from the checkout (it starts Mininet and a controller)::
 
-    .venv/bin/python -m ryu_apps.lab.sweep --seeds 1-20 [--pairs 24] [--out DIR]
+    .venv/bin/python -m ryu_apps.lab.sweep --seeds 1-40 [--pairs 24] [--out DIR]
 """
 
 from __future__ import annotations
@@ -277,7 +280,8 @@ def main(argv=None) -> int:
         works = sum(1 for o in result.outcomes if o.verdict.passes)
         retried = sum(1 for o in result.outcomes if o.retried)
         settled = ", ".join(f"{r.move.vm} {r.settle_s:.2f} s" if r.settle_s is not None
-                            else f"{r.move.vm} not settled" for r in result.moves)
+                            else f"{r.move.vm} not settled"
+                            for r in result.moves)
         print(f"  {len(result.outcomes)} probes ({works} expected to work, {retried} agreed "
               f"only when probed again), {len(result.mismatches)} mismatches, "
               f"{time.monotonic() - begun:.1f} s"

@@ -16,11 +16,10 @@ new; kind BINDING or MIGRATION) on the switches that left the VM's path (the
 source server and, across access switches, the source's access switch: the
 root fabric switch stays on every path, docs/architecture.md "Transit").
 
-docs/migration.md ("Detection modes"): with packets only, a VM whose binding
-has no IPv4 address is not searched for, so a silent one (shape ``none``) is
-found only when it speaks. Such a move must leave the VM unbound until then;
-the sweep checks that, makes the VM send one gratuitous ARP and expects the
-move to converge after it.
+Every move is expected to converge by itself: with packets only and no
+announcement, the old port going away starts the controller's search, which asks
+for the VM's address (docs/migration.md, "Detection modes"), and every VM of the
+sweep has sent its address in its first frame (its gratuitous ARP).
 """
 
 from __future__ import annotations
@@ -42,9 +41,12 @@ SHAPES = ("qemu", "garp", "none")
 LOCAL_OVSDB = "unix:/var/run/openvswitch/db.sock"
 #: Destination port created (and noticed) to switchover, as benchmarks/migration.py.
 PRECOPY_S = 0.2
-#: How long after the switchover a move may take to converge. Measured with this
-#: bound at 30 s: see docs/operator-guide.md "Conformance sweep" (set below).
-SETTLE_BOUND_S = 30.0
+#: How long after the switchover a move may take to converge: 20 x the worst of 70
+#: moves measured (0.17 s; median 0.06 s, about the first check's own delay:
+#: seeds 1-40, 2026-12-04 23:27-23:34 UTC, load 1-2.9, sweep alone in the
+#: shared lock). The factor covers this machine's datapath stalls of up to 0.6 s
+#: with no move at all (docs/migration.md) and a controller slowed by a busy CPU.
+SETTLE_BOUND_S = 3.5
 #: Kinds of cookie whose owner id is the VM's binding (docs/architecture.md).
 BINDING_KINDS = (CookieKind.BINDING, CookieKind.MIGRATION)
 
@@ -117,7 +119,6 @@ class MoveReport:
     move: Move
     settle_s: Optional[float] = None
     problems: List[str] = field(default_factory=list)
-    note: str = ""
 
 
 class Mover:
@@ -164,22 +165,10 @@ class Mover:
         port = times.destination.ofport
         expect = (f"binding active on {target} port {port}, no flow of binding "
                   f"{sorted(owners)} on {', '.join(left)}")
-        silent = (self.plan.mode == "packets" and self.plan.shape == "none"
-                  and before.get("ip") is None)
         seen = self._wait(mac, target, port, left, owners, times.switchover_ns)
-        if silent and seen[0] is None:
-            status, _ = self.controller.rest("GET", f"/dynprov/bindings/{mac}", role="reader")
-            if status != 404:
-                report.problems.append(
-                    f"{what}: expected no binding while the VM, silent and with no bound "
-                    f"address, cannot be searched for (docs/migration.md); saw {seen[1]}")
-                return report
-            report.note = "silent, unbound until it spoke"
-            lab.announce(host)
-            seen = self._wait(mac, target, port, left, owners, time.monotonic_ns())
         report.settle_s = seen[0]
         if seen[0] is None:
-            report.problems.append(f"{what}: did not converge within {self.bound_s:.0f} s "
+            report.problems.append(f"{what}: did not converge within {self.bound_s:.1f} s "
                                    f"after the switchover: expected {expect}; saw {seen[1]}")
         return report
 
