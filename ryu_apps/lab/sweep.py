@@ -124,9 +124,11 @@ def run_seed(seed: int, prefix: str, max_pairs: int = 24,
         targets.append(move_targets(case, after, plan, first) if plan else [])
         probing = _Probing(hosts, workdir, targets)
         result.outcomes += probing.phase(case, 0)
-        if plan and plan.moves:
-            result.moves = Mover(case, plan, net, controller, prefix, hosts).run()
+        mover = Mover(case, plan, net, controller, prefix, hosts) if plan else None
+        if mover and plan and plan.moves:
+            result.moves = mover.run()
             result.outcomes += probing.phase(after, 2)
+            mover.leftovers("after the move phase's probes")
         if reload:
             for old in library_dir.iterdir():
                 old.unlink()
@@ -135,6 +137,8 @@ def run_seed(seed: int, prefix: str, max_pairs: int = 24,
             if status != 200:
                 raise RuntimeError(f"seed {seed}: reload refused ({status}): {answer}")
             result.outcomes += probing.phase(cases[1], 1)
+            if mover:
+                mover.leftovers("after the reload and its probes")
         if result.failed:
             result.evidence = _evidence(case, after, cases[1] if reload else None, net,
                                         prefix, result, out_dir or workdir)

@@ -7,7 +7,8 @@ destination port carries ``attached-mac``; ``notice``: no OVSDB, a
 ``packets``: neither), a move shape (``qemu``: hypervisor-style RARPs, ``garp``:
 one gratuitous ARP, ``none``) and 1-3 moves of distinct VMs, alternating
 between another server behind the same access switch and one behind another
-access switch where the topology has them. ``Mover.run`` moves the VMs one at a
+access switch where the topology has them; in some seeds with room for a third
+move, the first VM moves back where it started. ``Mover.run`` moves the VMs one at a
 time with ``migration.live_migrate`` (destination port first, interface
 swapped, then the announcements) and waits for each move to converge
 (``converged``): the binding in ``GET /dynprov/bindings/{mac}`` active at the
@@ -70,11 +71,13 @@ class MovePlan:
     moves: Tuple[Move, ...]
 
     def describe(self, case: SweepCase) -> str:
-        where = {vm.name: vm for vm in case.vms}
-        moves = ", ".join(
-            f"{m.vm} s{where[m.vm].access}{where[m.vm].server}->s{m.access}{m.server}"
-            + (" (other access)" if m.cross else "") for m in self.moves) or "none (one server)"
-        return f"moves {self.mode}/{self.shape}: {moves}"
+        where = {vm.name: vm.server_key for vm in case.vms}
+        parts = []
+        for m in self.moves:
+            parts.append(f"{m.vm} s{where[m.vm][0]}{where[m.vm][1]}->s{m.access}{m.server}"
+                         + (" (other access)" if m.cross else ""))
+            where[m.vm] = (m.access, m.server)
+        return f"moves {self.mode}/{self.shape}: {', '.join(parts) or 'none (one server)'}"
 
 
 def plan_moves(case: SweepCase, candidates: Optional[Set[str]] = None) -> MovePlan:
@@ -96,11 +99,14 @@ def plan_moves(case: SweepCase, candidates: Optional[Set[str]] = None) -> MovePl
                    and (a, s) != vm.server_key]
         access, server = rng.choice(choices)
         moves.append(Move(name, access, server, access != vm.access))
+    if 0 < len(moves) < 3 and rng.random() < 0.4:   # the first one back where it started
+        home = by_name[moves[0].vm]
+        moves.append(Move(home.name, home.access, home.server, moves[0].cross))
     return MovePlan(mode, shape, tuple(moves))
 
 
 def moved(case: SweepCase, plan: MovePlan) -> SweepCase:
-    """``case`` with its VMs where ``plan`` puts them."""
+    """``case`` with its VMs where ``plan`` leaves them (a VM's last move counts)."""
     to = {m.vm: m for m in plan.moves}
     vms = tuple(replace(vm, access=to[vm.name].access, server=to[vm.name].server)
                 if vm.name in to else vm for vm in case.vms)
@@ -119,6 +125,8 @@ class MoveReport:
     move: Move
     settle_s: Optional[float] = None
     problems: List[str] = field(default_factory=list)
+    left: List[str] = field(default_factory=list)      # switches that left its path
+    owners: Set[int] = field(default_factory=set)      # its binding ids, old and new
 
 
 class Mover:
@@ -129,9 +137,23 @@ class Mover:
         self.case, self.plan, self.net, self.controller = case, plan, net, controller
         self.prefix, self.hosts, self.bound_s = prefix, hosts, bound_s
         self.where: Dict[str, VmPlan] = {vm.name: vm for vm in case.vms}
+        self.reports: List[MoveReport] = []
 
     def run(self) -> List[MoveReport]:
-        return [self._one(move) for move in self.plan.moves]
+        self.reports = [self._one(move) for move in self.plan.moves]
+        return self.reports
+
+    def leftovers(self, when: str) -> None:
+        """Check again, ``when`` (e.g. after the probes), that no flow of a converged
+        move's binding came back on a switch that left its path; a problem per move."""
+        for report in self.reports:
+            if report.settle_s is None:
+                continue
+            stale = stale_flows(report.left, report.owners)
+            if stale:
+                report.problems.append(
+                    f"{report.move.vm}: {when}, flows of binding {sorted(report.owners)} "
+                    f"are back where it left: " + "; ".join(stale))
 
     def _bridge(self, access: int, server: int) -> str:
         return f"{self.prefix}s{access}{server}"
@@ -147,8 +169,8 @@ class Mover:
         if status != 200:
             report.problems.append(f"{what}: no binding before the move ({status}: {before})")
             return report
-        left = [source] + ([f"{self.prefix}a{vm.access}"] if move.cross else [])
-        owners = {int(before["binding_id"])}
+        left = report.left = [source] + ([f"{self.prefix}a{vm.access}"] if move.cross else [])
+        owners = report.owners = {int(before["binding_id"])}
 
         def hook() -> None:
             if self.plan.mode == "notice":
