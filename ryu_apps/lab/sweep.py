@@ -36,7 +36,8 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 
 from ryu_apps.lab import testbed as lab
-from ryu_apps.lab.sweep_library import SweepCase, VmPlan, generate, id_of, redraw
+from ryu_apps.lab.sweep_ipv6 import ipv6_off, ipv6_on
+from ryu_apps.lab.sweep_library import SweepCase, VmPlan, generate, id_of, ip6_of, redraw
 from ryu_apps.lab.sweep_moves import (MovePlan, MoveReport, Mover, controller_options,
                                       move_targets, moved, plan_moves)
 from ryu_apps.lab.sweep_oracle import Endpoint, Oracle
@@ -70,7 +71,8 @@ class SeedResult:
 
 
 def endpoints(case: SweepCase) -> List[Endpoint]:
-    return [Endpoint(vm.name, vm.template_id, vm.ip, vm.server_key) for vm in case.vms]
+    return [Endpoint(vm.name, vm.template_id, vm.ip, vm.server_key,
+                     ip6_of(vm.ip) if case.ipv6 else None) for vm in case.vms]
 
 
 def write_library(case: SweepCase, directory: Path, split: Optional[bool] = None) -> None:
@@ -125,6 +127,9 @@ def run_seed(seed: int, prefix: str, max_pairs: int = 24,
         probing = _Probing(hosts, workdir, targets)
         result.outcomes += probing.phase(case, 0)
         mover = Mover(case, plan, net, controller, prefix, hosts) if plan else None
+        if mover and case.ipv6:
+            mover.before_move = lambda name: ipv6_off(hosts[name])
+            mover.after_move = lambda vm: ipv6_on(hosts[vm.name], vm, after)
         if mover and plan and plan.moves:
             result.moves = mover.run()
             result.outcomes += probing.phase(after, 2)
@@ -173,8 +178,9 @@ class _Probing:
         outcomes = []
         for (src, dst, probe), seen in zip(probes, observed):
             arrived = None
-            if probe.protocol == "udp":
-                arrived = (dst, by_name[src].ip, probe.source_port, probe.port) in arrivals
+            if probe.protocol in ("udp", "udp6"):
+                ip = ip6_of(by_name[src].ip) if probe.ipv6 else by_name[src].ip
+                arrived = (dst, ip, probe.source_port, probe.port) in arrivals
             outcome = Outcome(src, dst, probe, oracle.verdict(src, dst, probe), seen, arrived,
                               number)
             if outcome.mismatch:
@@ -200,6 +206,9 @@ def _start_vms(case: SweepCase, net, controller, prefix: str) -> Dict[str, objec
     if not controller.wait_for_log("provisioned VM", timeout=20, count=len(case.vms)):
         raise RuntimeError(f"seed {case.seed}: not every VM was provisioned:\n"
                            + controller.log()[-3000:])
+    if case.ipv6:   # after the first frames: each VM's first one is its IPv4 announcement
+        for vm in case.vms:
+            ipv6_on(hosts[vm.name], vm, case)
     return hosts
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.lab import testbed as lab
@@ -138,6 +138,10 @@ class Mover:
         self.prefix, self.hosts, self.bound_s = prefix, hosts, bound_s
         self.where: Dict[str, VmPlan] = {vm.name: vm for vm in case.vms}
         self.reports: List[MoveReport] = []
+        #: Called with the VM's name before its move, and with its new plan after the
+        #: move converged or timed out (the sweep's IPv6 seeds: ``sweep_ipv6``).
+        self.before_move: Callable[[str], None] = lambda name: None
+        self.after_move: Callable[[VmPlan], None] = lambda vm: None
 
     def run(self) -> List[MoveReport]:
         self.reports = [self._one(move) for move in self.plan.moves]
@@ -181,6 +185,7 @@ class Mover:
                     report.problems.append(f"{what}: migrating notice refused: {answer}")
             time.sleep(PRECOPY_S)
 
+        self.before_move(move.vm)
         times = live_migrate(self.net, host, self.net.get(target), announce=self.plan.shape,
                              before_switchover=hook, wait_announcements=False)
         self.where[move.vm] = replace(vm, access=move.access, server=move.server)
@@ -188,6 +193,7 @@ class Mover:
         expect = (f"binding active on {target} port {port}, no flow of binding "
                   f"{sorted(owners)} on {', '.join(left)}")
         seen = self._wait(mac, target, port, left, owners, times.switchover_ns)
+        self.after_move(self.where[move.vm])
         report.settle_s = seen[0]
         if seen[0] is None:
             report.problems.append(f"{what}: did not converge within {self.bound_s:.1f} s "
