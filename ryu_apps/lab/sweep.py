@@ -119,40 +119,53 @@ def run_seed(seed: int, prefix: str, max_pairs: int = 24,
                                 servers=case.servers, vms=0, edge=0, dpid_base=dpid_base)
         lab.wait_for_fabric(controller, net)
         hosts = _start_vms(case, net, controller, prefix)
-        cases = [case, redraw(after)] if reload else [case]
-        targets = [first] + [plan_targets(c, max_pairs, n) for n, c in enumerate(cases) if n]
-        if not reload:
-            targets.append([])
-        targets.append(move_targets(case, after, plan, first) if plan else [])
-        probing = _Probing(hosts, workdir, targets)
+        reloaded = redraw(after) if reload else None
+        probing = _Probing(hosts, workdir, [
+            first, plan_targets(reloaded, max_pairs, 1) if reloaded else [],
+            move_targets(case, after, plan, first) if plan else []])
         result.outcomes += probing.phase(case, 0)
-        mover = Mover(case, plan, net, controller, prefix, hosts) if plan else None
-        if mover and case.ipv6:
-            mover.before_move = lambda name: ipv6_off(hosts[name])
-            mover.after_move = lambda vm: ipv6_on(hosts[vm.name], vm, after)
-        if mover and plan and plan.moves:
+        mover = _mover(case, after, plan, net, controller, prefix, hosts)
+        if mover is not None:
             result.moves = mover.run()
             result.outcomes += probing.phase(after, 2)
             mover.leftovers("after the move phase's probes")
-        if reload:
-            for old in library_dir.iterdir():
-                old.unlink()
-            write_library(cases[1], library_dir, split=not seed % 2 == 0)
-            status, answer = controller.rest("POST", "/dynprov/library/reload")
-            if status != 200:
-                raise RuntimeError(f"seed {seed}: reload refused ({status}): {answer}")
-            result.outcomes += probing.phase(cases[1], 1)
-            if mover:
+        if reloaded is not None:
+            _reload(controller, reloaded, library_dir)
+            result.outcomes += probing.phase(reloaded, 1)
+            if mover is not None:
                 mover.leftovers("after the reload and its probes")
         if result.failed:
-            result.evidence = _evidence(case, after, cases[1] if reload else None, net,
-                                        prefix, result, out_dir or workdir)
+            result.evidence = _evidence(case, after, reloaded, net, prefix, result,
+                                        out_dir or workdir)
         _record(result, out_dir or workdir)
         return result
     finally:
         if net is not None:
             lab.stop_network(net)
         controller.stop()
+
+
+def _mover(case: SweepCase, after: SweepCase, plan: Optional[MovePlan], net, controller,
+           prefix: str, hosts: Dict[str, object]) -> Optional[Mover]:
+    """The seed's mover, or None without moves; in an IPv6 seed a moving VM's IPv6 is off
+    while it moves (``sweep_ipv6``)."""
+    if plan is None or not plan.moves:
+        return None
+    mover = Mover(case, plan, net, controller, prefix, hosts)
+    if case.ipv6:
+        mover.before_move = lambda name: ipv6_off(hosts[name])
+        mover.after_move = lambda vm: ipv6_on(hosts[vm.name], vm, after)
+    return mover
+
+
+def _reload(controller, reloaded: SweepCase, library_dir: Path) -> None:
+    """Put ``reloaded``'s library in force (split the other way) with a REST reload."""
+    for old in library_dir.iterdir():
+        old.unlink()
+    write_library(reloaded, library_dir, split=not reloaded.seed % 2 == 0)
+    status, answer = controller.rest("POST", "/dynprov/library/reload")
+    if status != 200:
+        raise RuntimeError(f"seed {reloaded.seed}: reload refused ({status}): {answer}")
 
 
 class _Probing:
