@@ -301,8 +301,13 @@ def main(argv=None) -> int:
     started = time.monotonic()
     for seed in parse_seeds(args.seeds):
         begun = time.monotonic()
-        result = run_seed(seed, args.prefix, args.pairs, args.out, reload=not args.no_reload,
-                          moves=not args.no_moves)
+        try:
+            result = run_seed(seed, args.prefix, args.pairs, args.out,
+                              reload=not args.no_reload, moves=not args.no_moves)
+        except Exception as error:   # noqa: BLE001 (one seed's failure ends only that seed)
+            print(f"  ERROR seed {seed} did not run to its end: {error!r}", flush=True)
+            failed += 1
+            continue
         works = sum(1 for o in result.outcomes if o.verdict.passes)
         retried = sum(1 for o in result.outcomes if o.retried)
         settled = ", ".join(f"{r.move.vm} {r.settle_s:.2f} s" if r.settle_s is not None
@@ -319,7 +324,7 @@ def main(argv=None) -> int:
         if result.evidence:
             print(f"  evidence: {result.evidence}", flush=True)
             failed += 1
-    print(f"{failed} of {len(parse_seeds(args.seeds))} seeds with mismatches "
+    print(f"{failed} of {len(parse_seeds(args.seeds))} seeds with mismatches or errors "
           f"({time.monotonic() - started:.0f} s)")
     return 1 if failed else 0
 
