@@ -190,12 +190,12 @@ class Mover:
                              before_switchover=hook, wait_announcements=False)
         self.where[move.vm] = replace(vm, access=move.access, server=move.server)
         port = times.destination.ofport
-        expect = (f"binding active on {target} port {port}, no flow of binding "
-                  f"{sorted(owners)} on {', '.join(left)}")
         seen = self._wait(mac, target, port, left, owners, times.switchover_ns)
         self.after_move(self.where[move.vm])
         report.settle_s = seen[0]
         if seen[0] is None:
+            expect = (f"binding active on {target} port {port}, no flow of binding "
+                      f"{' or '.join(map(str, sorted(owners)))} on {', '.join(left)}")
             report.problems.append(f"{what}: did not converge within {self.bound_s:.1f} s "
                                    f"after the switchover: expected {expect}; saw {seen[1]}")
         return report
