@@ -36,6 +36,7 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 
 from ryu_apps.lab import testbed as lab
+from ryu_apps.lab.sweep_held import HeldConnections
 from ryu_apps.lab.sweep_ipv6 import ipv6_off, ipv6_on
 from ryu_apps.lab.sweep_library import SweepCase, VmPlan, generate, id_of, ip6_of, redraw
 from ryu_apps.lab.sweep_moves import (MovePlan, MoveReport, Mover, controller_options,
@@ -125,8 +126,11 @@ def run_seed(seed: int, prefix: str, max_pairs: int = 24,
             move_targets(case, after, plan, first) if plan else []])
         result.outcomes += probing.phase(case, 0)
         mover = _mover(case, after, plan, net, controller, prefix, hosts)
-        if mover is not None:
+        if mover is not None and plan is not None:
+            held = HeldConnections(case, after, plan, hosts, first, probing.avoid, workdir)
+            held.start()
             result.moves = mover.run()
+            result.outcomes += held.finish()
             result.outcomes += probing.phase(after, 2)
             mover.leftovers("after the move phase's probes")
         if reloaded is not None:

@@ -30,8 +30,8 @@ SPARE_PORTS = (7, 1999, 2999, 31337, 61000)
 PROBE_TIMEOUT = 2.0
 CONFIRM_TIMEOUT = 4.0
 #: How a phase's outcomes are named: 0 the first library, 1 after the reload, 2 after
-#: the moves (which run between 0 and 1).
-PHASES = {0: "", 1: " after the reload", 2: " after the moves"}
+#: the moves (which run between 0 and 1), 3 a connection held open across the moves.
+PHASES = {0: "", 1: " after the reload", 2: " after the moves", 3: " held across the moves"}
 
 
 @dataclass(frozen=True)

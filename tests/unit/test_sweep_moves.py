@@ -99,3 +99,29 @@ def test_stale_flows_are_the_ones_whose_cookie_names_the_binding(monkeypatch):
     assert len(found) == 4
     assert all(hex(ours) in f or hex(redirect) in f for f in found)
     assert stale_flows(["s11"], {7}) == []
+
+
+def test_held_connections_are_tcp_of_a_moved_vm_that_work_before_and_after(tmp_path):
+    from ryu_apps.lab.sweep_held import MOST, HeldConnections
+    from ryu_apps.lab.sweep_probes import listened_ports
+
+    held_any = 0
+    for seed in SEEDS:
+        case = generate(seed)
+        first = plan_targets(case, 24, 0)
+        plan = plan_moves(case)
+        after = moved(case, plan)
+        avoid = listened_ports(first)
+        listened = {name: set(ports) for name, ports in avoid.items()}
+        held = HeldConnections(case, after, plan, {}, first, avoid, tmp_path)
+        assert len(held.held) <= MOST
+        movers = {m.vm for m in plan.moves}
+        sources = set()
+        for (src, dst, probe), verdict in zip(held.held, held.verdicts):
+            assert probe.protocol == "tcp" and {src, dst} & movers and verdict.passes
+            assert (src, dst, "tcp", probe.port) in first
+            assert probe.source_port not in listened.get(src, ())
+            assert (src, probe.source_port) not in sources
+            sources.add((src, probe.source_port))
+        held_any += bool(held.held)
+    assert held_any > 5
