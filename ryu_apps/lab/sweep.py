@@ -11,9 +11,11 @@ probe sends its own request). A probe that disagrees with
 the oracle is probed again alone, with a longer timeout, before it counts as a
 mismatch; each mismatch is written with the seed, the pair, the oracle's
 deciding rule and ``ovs-ofctl dump-flows`` of both servers. Between the first
-phase and the reload, ``sweep_moves`` live-migrates 1-3 VMs in the seed's
-detection mode and move shape, checks each move converged with nothing left
-behind, and the pairs of the moved VMs are probed again (phase 2).
+phase and the reload, ``sweep_moves`` live-migrates VMs in the seed's detection
+mode and move shape, checks each move converged with nothing left behind, the
+TCP connections ``sweep_held`` opened before the moves must still carry data
+(phase 3), and the pairs of the moved VMs are probed again (phase 2). IPv6
+seeds (``sweep_ipv6``) probe over IPv6 too.
 
 Run as root from the checkout (it starts Mininet and a controller)::
 

@@ -5,10 +5,11 @@ Each seed draws its own template ids, VLANs (shared between templates), ACLs
 (stateful sides, port ranges, access-port rules), topology size and VMs
 (``ryu_apps.lab.sweep_library``), and its moves (``ryu_apps.lab.sweep_moves``: a
 detection mode, a move shape, 1-3 VMs to other servers); ``ryu_apps.lab.sweep``
-plugs the VMs in and probes, live-migrates the moved VMs, checks each move
-converged with nothing left behind and probes their pairs again, then reloads a
-redrawn library (new VLANs and rules, the same templates) through the REST API
-and probes again.
+plugs the VMs in and probes (over IPv6 too in seeds 10 and 41), live-migrates
+the moved VMs, checks each move converged with nothing left behind, that TCP
+connections opened before the moves still carry data, and probes their pairs
+again, then reloads a redrawn library (new VLANs and rules, the same templates)
+through the REST API and probes again.
 The seeds were picked for what they cover: 10 (template id 15, hex-string ids, a
 library split into files, a stateful side, the template merge on a server; packets
 only, hypervisor RARPs, three moves across access switches), 42 (3x2 servers,
