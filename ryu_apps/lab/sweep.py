@@ -10,11 +10,16 @@ Static neighbour entries keep the kernels' ARP out of the IPv4 probes (the ARP
 probe sends its own request). A probe that disagrees with
 the oracle is probed again alone, with a longer timeout, before it counts as a
 mismatch; each mismatch is written with the seed, the pair, the oracle's
-deciding rule and ``ovs-ofctl dump-flows`` of both servers.
+deciding rule and ``ovs-ofctl dump-flows`` of both servers. Between the first
+phase and the reload, ``sweep_moves`` live-migrates VMs in the seed's detection
+mode and move shape, checks each move converged with nothing left behind, the
+TCP connections ``sweep_held`` opened before the moves must still carry data
+(phase 3), and the pairs of the moved VMs are probed again (phase 2). IPv6
+seeds (``sweep_ipv6``) probe over IPv6 too.
 
 Run as root from the checkout (it starts Mininet and a controller)::
 
-    .venv/bin/python -m ryu_apps.lab.sweep --seeds 1-20 [--pairs 24] [--out DIR]
+    .venv/bin/python -m ryu_apps.lab.sweep --seeds 1-40 [--pairs 24] [--out DIR]
 """
 
 from __future__ import annotations
@@ -33,7 +38,11 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 
 from ryu_apps.lab import testbed as lab
-from ryu_apps.lab.sweep_library import SweepCase, VmPlan, generate, id_of, redraw
+from ryu_apps.lab.sweep_held import HeldConnections
+from ryu_apps.lab.sweep_ipv6 import ipv6_off, ipv6_on
+from ryu_apps.lab.sweep_library import SweepCase, VmPlan, generate, id_of, ip6_of, redraw
+from ryu_apps.lab.sweep_moves import (MovePlan, MoveReport, Mover, controller_options,
+                                      move_targets, moved, plan_moves)
 from ryu_apps.lab.sweep_oracle import Endpoint, Oracle
 from ryu_apps.lab.sweep_probes import (PROBE_TIMEOUT, Outcome, Target, confirm, listened_ports,
                                        plan_probes, plan_targets, run_probes, start_listeners,
@@ -47,14 +56,26 @@ class SeedResult:
     summary: str
     outcomes: List[Outcome] = field(default_factory=list)
     evidence: Optional[Path] = None
+    plan: Optional[MovePlan] = None
+    moves: List[MoveReport] = field(default_factory=list)
 
     @property
     def mismatches(self) -> List[Outcome]:
         return [o for o in self.outcomes if o.mismatch]
 
+    @property
+    def move_problems(self) -> List[str]:
+        """Moves that did not converge, or left state behind (each a line)."""
+        return [problem for report in self.moves for problem in report.problems]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.mismatches or self.move_problems)
+
 
 def endpoints(case: SweepCase) -> List[Endpoint]:
-    return [Endpoint(vm.name, vm.template_id, vm.ip, vm.server_key) for vm in case.vms]
+    return [Endpoint(vm.name, vm.template_id, vm.ip, vm.server_key,
+                     ip6_of(vm.ip) if case.ipv6 else None) for vm in case.vms]
 
 
 def write_library(case: SweepCase, directory: Path, split: Optional[bool] = None) -> None:
@@ -73,46 +94,84 @@ def write_library(case: SweepCase, directory: Path, split: Optional[bool] = None
 
 
 def run_seed(seed: int, prefix: str, max_pairs: int = 24,
-             out_dir: Optional[Path] = None, log=print, reload: bool = True) -> SeedResult:
-    """Generate, start, probe and compare one seed, then (``reload``) put a redrawn
-    library in force with a REST reload and probe again; stops everything it started."""
+             out_dir: Optional[Path] = None, log=print, reload: bool = True,
+             moves: bool = True) -> SeedResult:
+    """Generate, start, probe and compare one seed, then (``moves``) live-migrate the
+    seed's VMs (``sweep_moves``) and probe their pairs again, then (``reload``) put a
+    redrawn library in force with a REST reload and probe again; stops everything it
+    started."""
     case = generate(seed)
+    first = plan_targets(case, max_pairs, 0)
+    plan = plan_moves(case, {t[0] for t in first} | {t[1] for t in first}) if moves else None
+    after = moved(case, plan) if plan else case
     workdir = Path(tempfile.mkdtemp(prefix=f"dynprov-sweep-{seed}-"))
     library_dir = workdir / "library"
     library_dir.mkdir()
     write_library(case, library_dir)
     summary = (f"seed {seed}: {len(case.library['templates'])} templates, "
-               f"{case.access}x{case.servers} servers, {len(case.vms)} VMs")
+               f"{case.access}x{case.servers} servers, {len(case.vms)} VMs"
+               + (f"; {plan.describe(case)}" if plan else ""))
     log(summary)
     dpid_base = ((os.getpid() + seed) % 4096) << 24
-    controller = lab.ControllerProcess(templates=library_dir).start()
+    controller = lab.ControllerProcess(
+        templates=library_dir, extra_options=controller_options(plan) if plan else "").start()
     net = None
-    result = SeedResult(seed, summary)
+    result = SeedResult(seed, summary, plan=plan)
     try:
         net = lab.build_network(controller.of_port, prefix=prefix, access=case.access,
                                 servers=case.servers, vms=0, edge=0, dpid_base=dpid_base)
         lab.wait_for_fabric(controller, net)
         hosts = _start_vms(case, net, controller, prefix)
-        cases = [case, redraw(case)] if reload else [case]
-        probing = _Probing(hosts, workdir, [plan_targets(c, max_pairs, n)
-                                            for n, c in enumerate(cases)])
+        reloaded = redraw(after) if reload else None
+        probing = _Probing(hosts, workdir, [
+            first, plan_targets(reloaded, max_pairs, 1) if reloaded else [],
+            move_targets(case, after, plan, first) if plan else []])
         result.outcomes += probing.phase(case, 0)
-        if reload:
-            for old in library_dir.iterdir():
-                old.unlink()
-            write_library(cases[1], library_dir, split=not seed % 2 == 0)
-            status, answer = controller.rest("POST", "/dynprov/library/reload")
-            if status != 200:
-                raise RuntimeError(f"seed {seed}: reload refused ({status}): {answer}")
-            result.outcomes += probing.phase(cases[1], 1)
-        if result.mismatches:
-            result.evidence = _evidence(cases, net, prefix, result, out_dir or workdir)
+        mover = _mover(case, after, plan, net, controller, prefix, hosts)
+        if mover is not None and plan is not None:
+            held = HeldConnections(case, after, plan, hosts, first, probing.avoid, workdir)
+            held.start()
+            result.moves = mover.run()
+            result.outcomes += held.finish()
+            result.outcomes += probing.phase(after, 2)
+            mover.leftovers("after the move phase's probes")
+        if reloaded is not None:
+            _reload(controller, reloaded, library_dir)
+            result.outcomes += probing.phase(reloaded, 1)
+            if mover is not None:
+                mover.leftovers("after the reload and its probes")
+        if result.failed:
+            result.evidence = _evidence(case, after, reloaded, net, prefix, result,
+                                        out_dir or workdir)
         _record(result, out_dir or workdir)
         return result
     finally:
         if net is not None:
             lab.stop_network(net)
         controller.stop()
+
+
+def _mover(case: SweepCase, after: SweepCase, plan: Optional[MovePlan], net, controller,
+           prefix: str, hosts: Dict[str, object]) -> Optional[Mover]:
+    """The seed's mover, or None without moves; in an IPv6 seed a moving VM's IPv6 is off
+    while it moves (``sweep_ipv6``)."""
+    if plan is None or not plan.moves:
+        return None
+    mover = Mover(case, plan, net, controller, prefix, hosts)
+    if case.ipv6:
+        mover.before_move = lambda name: ipv6_off(hosts[name])
+        mover.after_move = lambda vm: ipv6_on(hosts[vm.name], vm, after)
+    return mover
+
+
+def _reload(controller, reloaded: SweepCase, library_dir: Path) -> None:
+    """Put ``reloaded``'s library in force (split the other way) with a REST reload."""
+    for old in library_dir.iterdir():
+        old.unlink()
+    write_library(reloaded, library_dir, split=not reloaded.seed % 2 == 0)
+    status, answer = controller.rest("POST", "/dynprov/library/reload")
+    if status != 200:
+        raise RuntimeError(f"seed {reloaded.seed}: reload refused ({status}): {answer}")
 
 
 class _Probing:
@@ -138,8 +197,9 @@ class _Probing:
         outcomes = []
         for (src, dst, probe), seen in zip(probes, observed):
             arrived = None
-            if probe.protocol == "udp":
-                arrived = (dst, by_name[src].ip, probe.source_port, probe.port) in arrivals
+            if probe.protocol in ("udp", "udp6"):
+                ip = ip6_of(by_name[src].ip) if probe.ipv6 else by_name[src].ip
+                arrived = (dst, ip, probe.source_port, probe.port) in arrivals
             outcome = Outcome(src, dst, probe, oracle.verdict(src, dst, probe), seen, arrived,
                               number)
             if outcome.mismatch:
@@ -165,6 +225,9 @@ def _start_vms(case: SweepCase, net, controller, prefix: str) -> Dict[str, objec
     if not controller.wait_for_log("provisioned VM", timeout=20, count=len(case.vms)):
         raise RuntimeError(f"seed {case.seed}: not every VM was provisioned:\n"
                            + controller.log()[-3000:])
+    if case.ipv6:   # after the first frames: each VM's first one is its IPv4 announcement
+        for vm in case.vms:
+            ipv6_on(hosts[vm.name], vm, case)
     return hosts
 
 
@@ -176,24 +239,30 @@ def _flush_conntrack(case: SweepCase) -> None:
                            capture_output=True, check=False)
 
 
-def _evidence(cases: List[SweepCase], net, prefix: str, result: SeedResult,
-              out_dir: Path) -> Path:
-    """Write the mismatches, the libraries and the flows of the servers involved and their
-    access switches (now: after the last phase); the file's path."""
-    case = cases[0]
+def _evidence(case: SweepCase, after: SweepCase, reloaded: Optional[SweepCase], net,
+              prefix: str, result: SeedResult, out_dir: Path) -> Path:
+    """Write the mismatches and move problems, the libraries and the flows of the servers
+    involved (where the VMs are now, and where moved ones were) and their access switches
+    (now: after the last phase); the file's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"sweep-seed-{case.seed}.txt"
-    by_name: Dict[str, VmPlan] = {vm.name: vm for vm in case.vms}
-    servers = sorted({by_name[n].server_key for o in result.mismatches for n in (o.src, o.dst)})
+    by_name: Dict[str, VmPlan] = {vm.name: vm for vm in after.vms}
+    before: Dict[str, VmPlan] = {vm.name: vm for vm in case.vms}
+    servers = {by_name[n].server_key for o in result.mismatches for n in (o.src, o.dst)}
+    servers |= {vm.server_key for r in result.moves if r.problems
+                for vm in (by_name[r.move.vm], before[r.move.vm])}
     parts = [result.summary, "", "mismatches:"]
     for outcome in result.mismatches:
         parts.append("  " + outcome.describe())
         parts += [f"    step: {step}" for step in outcome.verdict.steps]
-    parts += ["", "VMs:"] + [f"  {vm}" for vm in case.vms]
-    for number, phase in enumerate(cases):
-        parts += ["", "library" + (" after the reload:" if number else ":"),
-                  yaml.safe_dump(phase.library, sort_keys=False)]
-    bridges = [f"{prefix}s{a}{s}" for a, s in servers]    # the access ports' rules too
+    parts += ["", "moves that did not converge:"] + [f"  {p}" for p in result.move_problems]
+    parts += ["", "VMs (where they started):"] + [f"  {vm}" for vm in case.vms]
+    if after is not case:
+        parts += ["", "VMs after the moves:"] + [f"  {vm}" for vm in after.vms]
+    for title, phase in (("library:", case), ("library after the reload:", reloaded)):
+        if phase is not None:
+            parts += ["", title, yaml.safe_dump(phase.library, sort_keys=False)]
+    bridges = [f"{prefix}s{a}{s}" for a, s in sorted(servers)]   # the access ports' rules too
     bridges += sorted({f"{prefix}a{a}" for a, _ in servers})
     for name in bridges:
         parts += [f"ovs-ofctl -O OpenFlow13 dump-flows {name}:", lab.dump_flows(name)]
@@ -231,23 +300,37 @@ def main(argv=None) -> int:
     parser.add_argument("--prefix", default=f"w{os.getpid() % 1000:03d}")
     parser.add_argument("--no-reload", action="store_true",
                         help="probe the first library only (no reload phase)")
+    parser.add_argument("--no-moves", action="store_true",
+                        help="no move phase (and no OVSDB watching)")
     args = parser.parse_args(argv)
     failed = 0
     started = time.monotonic()
     for seed in parse_seeds(args.seeds):
         begun = time.monotonic()
-        result = run_seed(seed, args.prefix, args.pairs, args.out, reload=not args.no_reload)
+        try:
+            result = run_seed(seed, args.prefix, args.pairs, args.out,
+                              reload=not args.no_reload, moves=not args.no_moves)
+        except Exception as error:   # noqa: BLE001 (one seed's failure ends only that seed)
+            print(f"  ERROR seed {seed} did not run to its end: {error!r}", flush=True)
+            failed += 1
+            continue
         works = sum(1 for o in result.outcomes if o.verdict.passes)
         retried = sum(1 for o in result.outcomes if o.retried)
+        settled = ", ".join(f"{r.move.vm} {r.settle_s:.2f} s" if r.settle_s is not None
+                            else f"{r.move.vm} not settled"
+                            for r in result.moves)
         print(f"  {len(result.outcomes)} probes ({works} expected to work, {retried} agreed "
               f"only when probed again), {len(result.mismatches)} mismatches, "
-              f"{time.monotonic() - begun:.1f} s", flush=True)
+              f"{time.monotonic() - begun:.1f} s"
+              + (f"; moves settled: {settled}" if settled else ""), flush=True)
         for outcome in result.mismatches:
             print("  MISMATCH " + outcome.describe(), flush=True)
+        for problem in result.move_problems:
+            print("  MOVE " + problem, flush=True)
         if result.evidence:
             print(f"  evidence: {result.evidence}", flush=True)
             failed += 1
-    print(f"{failed} of {len(parse_seeds(args.seeds))} seeds with mismatches "
+    print(f"{failed} of {len(parse_seeds(args.seeds))} seeds with mismatches or errors "
           f"({time.monotonic() - started:.0f} s)")
     return 1 if failed else 0
 

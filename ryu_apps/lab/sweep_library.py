@@ -16,7 +16,12 @@ wall-clock randomness) this module draws:
 - a topology size (access switches 1-3, servers per access switch 1-2) and the
   VMs: 1-3 per server (3 at least; in some seeds 7-9 on one server, more than a
   flood chunk's 6 ports), each with a template, a ``prefix/16`` MAC and an address
-  in its template's /24.
+  in its template's /24;
+- in about half the seeds (drawn apart, so the rest of a seed is the same either
+  way) IPv6 too: each VM also gets ``ip6_of`` its IPv4 address (the template's /24
+  ``10.a.b.0`` maps to the /64 ``fd00:0:a:b::``, the /16 to the /48) and each side
+  0-3 IPv6 rules among its others (ICMPv6 with or without an echo type, TCP and
+  UDP with an IPv6 prefix, ``ethertype: ipv6``).
 
 The library is a plain YAML-level mapping (what a file would hold), so the
 oracle (``sweep_oracle``) reads the same text an operator writes, not dynprov's
@@ -69,10 +74,25 @@ class SweepCase:
     vms: Tuple[VmPlan, ...]
     network: str                 # the VMs' /16
     subnets: Tuple[str, ...]     # each template's /24, in library order
+    ipv6: bool = False           # the VMs have IPv6 addresses (``ip6_of``) too
 
     def template(self, template_id: int) -> dict:
         """The library entry of ``template_id``."""
         return next(t for t in self.library["templates"] if id_of(t) == template_id)
+
+
+def ip6_of(address: str) -> str:
+    """The IPv6 address a sweep VM pairs with IPv4 ``address``: 10.a.b.c -> fd00:0:a:b::c
+    (hex); the same map takes a /24 to a /64 and a /16 to a /48."""
+    _, a, b, c = (int(part) for part in address.split("/")[0].split("."))
+    return f"fd00:0:{a:x}:{b:x}::{c:x}"
+
+
+def _net6(network: str) -> ipaddress.IPv6Network:
+    """``ip6_of`` for a /24 or a /16."""
+    net = ipaddress.IPv4Network(network)
+    return ipaddress.IPv6Network((ip6_of(str(net.network_address)),
+                                  64 if net.prefixlen == 24 else 48))
 
 
 def id_of(template: dict) -> int:
@@ -211,9 +231,12 @@ def generate(seed: int) -> SweepCase:
             "virtual_switch": _side(rng, subnets, hosts, rng.randint(0, 6), True),
             "access_port": _side(rng, subnets, hosts, rng.randint(0, 3), False)})
     library = {"templates": templates}
+    ipv6 = random.Random(seed * 15485863 + 6).random() < 0.5
+    if ipv6:
+        _add_ipv6_rules(random.Random(seed * 7 + 6), library, [str(s) for s in subnets], hosts)
     _prune_unreachable(library)
     return SweepCase(seed, library, access, servers, tuple(vms), str(network),
-                     tuple(str(s) for s in subnets))
+                     tuple(str(s) for s in subnets), ipv6)
 
 
 def redraw(case: SweepCase) -> SweepCase:
@@ -229,9 +252,63 @@ def redraw(case: SweepCase) -> SweepCase:
                       access_port=_side(rng, subnets, hosts, rng.randint(0, 3), False))
                  for index, entry in enumerate(case.library["templates"])]
     library = {"templates": templates}
+    if case.ipv6:
+        _add_ipv6_rules(random.Random(case.seed * 7 + 66), library, list(case.subnets), hosts)
     _prune_unreachable(library)
     return SweepCase(case.seed, library, case.access, case.servers, case.vms, case.network,
-                     case.subnets)
+                     case.subnets, case.ipv6)
+
+
+def _prefix6(rng: random.Random, subnets: List[ipaddress.IPv6Network], hosts: List[str]) -> str:
+    kind = rng.random()
+    if kind < 0.4:
+        return str(rng.choice(subnets))
+    if kind < 0.6:
+        return str(list(rng.choice(subnets).subnets(new_prefix=65))[rng.randrange(2)])
+    if kind < 0.85 and hosts:
+        return ip6_of(rng.choice(hosts))
+    return str(subnets[0].supernet(new_prefix=48))
+
+
+def _rule6(rng: random.Random, subnets: List[ipaddress.IPv6Network], hosts: List[str]) -> dict:
+    """An IPv6-only rule: ICMPv6, all IPv6 (from or to a prefix), or TCP/UDP with a prefix."""
+    rule: dict = {"action": rng.choice(("allow", "allow", "deny")),
+                  "direction": rng.choice(("to_vm", "from_vm"))}
+    kind = rng.random()
+    if kind < 0.3:
+        rule["protocol"] = "icmpv6"
+        if rng.random() < 0.6:
+            rule["icmp_type"] = rng.choice(("echo-request", "echo-reply", 128, 129))
+        if rng.random() < 0.3:
+            rule[rng.choice(("src", "dst"))] = _prefix6(rng, subnets, hosts)
+        return rule
+    if kind < 0.45:
+        rule["ethertype"] = "ipv6"
+        if rng.random() < 0.6:
+            rule[rng.choice(("src", "dst"))] = _prefix6(rng, subnets, hosts)
+        return rule
+    if rng.random() < 0.3:
+        rule["ethertype"] = "ipv6"
+    rule["protocol"] = rng.choice(("tcp", "udp"))
+    rule[rng.choice(("src", "dst"))] = _prefix6(rng, subnets, hosts)
+    if rng.random() < 0.8:
+        rule["dst_port"] = _ports(rng)
+    if rng.random() < 0.2:
+        rule["src_port"] = _ports(rng)
+    return rule
+
+
+def _add_ipv6_rules(rng: random.Random, library: dict, subnets: List[str],
+                    hosts: List[str]) -> None:
+    """0-3 IPv6 rules (0-2 on the access port) at random places in every side's ACL."""
+    nets = [_net6(s) for s in subnets]
+    for template in library["templates"]:
+        for side, most in (("virtual_switch", 3), ("access_port", 2)):
+            acl = template[side].setdefault("acl", [])
+            for _ in range(rng.randint(0, most)):
+                acl.insert(rng.randint(0, len(acl)), _rule6(rng, nets, hosts))
+            if not acl:
+                del template[side]["acl"]
 
 
 def _prune_unreachable(library: dict) -> None:

@@ -3,8 +3,9 @@
 Written from ``docs/templates.md`` and ``docs/architecture.md`` ("Which rules
 go where", "Template merge") alone, on the library as its YAML text says it:
 it imports nothing of ``ryu_apps.core`` (no parser, compiler, trace or table
-model), so a defect there cannot hide in it. IPv4 only (the sweep's VMs have
-IPv6 off). What it states:
+model), so a defect there cannot hide in it. IPv4, and IPv6 for seeds that give
+their VMs an IPv6 address (no ``bind_ipv6``: the IPv6 guard stays off, and
+static neighbours keep neighbour discovery out of the probes). What it states:
 
 - VMs of different VLANs never reach each other;
 - a packet a VM sends is judged by its template's ``virtual_switch`` rules of
@@ -13,10 +14,12 @@ IPv6 off). What it states:
   rules, then the receiver's ``virtual_switch`` ``to_vm`` rules; in each side
   the first rule of that direction that matches decides, else the side's
   ``default_action``;
-- a rule field left out matches anything; ``ethertype`` ``arp`` or an IPv6
-  prefix never matches IPv4; a plain address is a /32; a port range is
-  inclusive; an ICMP type name is the ``icmp`` family's number; a rule without
-  ``icmp_code`` matches every code;
+- a rule field left out matches anything; ``ethertype`` ``arp`` never matches IP;
+  a rule's family is its ``ethertype``, else its prefixes' family, else its
+  protocol's (``icmp`` IPv4, ``icmpv6`` IPv6), else both (a ``tcp`` rule with no
+  prefix matches IPv4 and IPv6: "one rule for both where none is"); a plain
+  address is a /32 or /128; a port range is inclusive; an ICMP type name is its
+  protocol's family's number; a rule without ``icmp_code`` matches every code;
 - the access port's rules apply where traffic crosses the access port (VMs on
   different servers); between VMs of one server they apply only under the
   template merge: VMs of different templates share a VLAN on that server and
@@ -27,7 +30,8 @@ IPv6 off). What it states:
   and passes that connection's replies without any rule; the access port is
   always stateless; the original direction is judged by the rules again.
 
-A probe is an exchange: ICMP echo (request type 8, reply type 0), an ARP request
+A probe is an exchange: ICMP echo (request type 8, reply type 0; ICMPv6 128 and
+129), an ARP request
 and its reply (rules of ethertype ``arp`` and rules that match every frame judge
 them; never tracked), or TCP or UDP from a fixed source port; it works when the
 request and the reply both pass.
@@ -43,23 +47,32 @@ from typing import Dict, Iterable, List, Optional, Tuple
 ICMP_TYPES = {"echo-reply": 0, "destination-unreachable": 3, "redirect": 5,
               "echo-request": 8, "router-advertisement": 9, "router-solicitation": 10,
               "time-exceeded": 11, "parameter-problem": 12}
+#: ICMPv6 type names of docs/templates.md.
+ICMP6_TYPES = {"destination-unreachable": 1, "packet-too-big": 2, "time-exceeded": 3,
+               "parameter-problem": 4, "echo-request": 128, "echo-reply": 129,
+               "router-solicitation": 133, "router-advertisement": 134,
+               "neighbor-solicitation": 135, "neighbor-advertisement": 136, "redirect": 137}
+#: Echo request and reply types per ICMP protocol.
+ECHO = {"icmp": (8, 0), "icmpv6": (128, 129)}
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A VM as the oracle sees it: name, template id, IPv4 address, its server."""
+    """A VM as the oracle sees it: name, template id, IPv4 address, its server, and its
+    IPv6 address if it has one."""
 
     name: str
     template_id: int
     ip: str
     server: Tuple[int, int]
+    ip6: Optional[str] = None
 
 
 @dataclass(frozen=True)
 class Packet:
-    """One IPv4 packet's fields the rules can match."""
+    """One IP packet's (or ARP frame's) fields the rules can match."""
 
-    protocol: str                       # icmp, tcp, udp, or arp
+    protocol: str                       # icmp, icmpv6, tcp, udp, or arp
     src_ip: str
     dst_ip: str
     src_port: Optional[int] = None
@@ -68,24 +81,34 @@ class Packet:
 
     def reply(self) -> "Packet":
         """The answer: addresses and ports swapped, an echo request answered."""
-        icmp = 0 if self.icmp_type == 8 else self.icmp_type
+        echo = ECHO.get(self.protocol)
+        icmp = echo[1] if echo and self.icmp_type == echo[0] else self.icmp_type
         return Packet(self.protocol, self.dst_ip, self.src_ip, self.dst_port, self.src_port,
                       icmp)
+
+    @property
+    def family(self) -> int:
+        """4 or 6 (ARP: 4, by its addresses)."""
+        return ipaddress.ip_address(self.src_ip).version
 
 
 @dataclass(frozen=True)
 class Probe:
     """What is sent: ``icmp``, ``arp`` (a request), or ``tcp``/``udp`` to ``port`` from
-    ``source_port``."""
+    ``source_port``; ``icmp6``, ``tcp6`` and ``udp6`` the same over IPv6."""
 
     protocol: str
     port: Optional[int] = None
     source_port: Optional[int] = None
 
     def __str__(self) -> str:
-        if self.protocol in ("icmp", "arp"):
+        if self.protocol in ("icmp", "arp", "icmp6"):
             return self.protocol
         return f"{self.protocol}/{self.port}<{self.source_port}"
+
+    @property
+    def ipv6(self) -> bool:
+        return self.protocol.endswith("6")
 
 
 @dataclass(frozen=True)
@@ -145,12 +168,17 @@ class Oracle:
         if self.vlan(src) != self.vlan(dst):
             return Verdict(False, False, f"different VLANs {self.vlan(src)} and "
                                          f"{self.vlan(dst)}", ())
-        if probe.protocol == "icmp":
-            packet = Packet("icmp", src.ip, dst.ip, icmp_type=8)
+        src_ip, dst_ip = (src.ip6, dst.ip6) if probe.ipv6 else (src.ip, dst.ip)
+        if src_ip is None or dst_ip is None:
+            raise ValueError(f"{probe} between {src.name} and {dst.name}: no IPv6 address")
+        if probe.protocol in ("icmp", "icmp6"):
+            protocol = "icmpv6" if probe.ipv6 else "icmp"
+            packet = Packet(protocol, src_ip, dst_ip, icmp_type=ECHO[protocol][0])
         elif probe.protocol == "arp":
-            packet = Packet("arp", src.ip, dst.ip)
+            packet = Packet("arp", src_ip, dst_ip)
         else:
-            packet = Packet(probe.protocol, src.ip, dst.ip, probe.source_port, probe.port)
+            packet = Packet(probe.protocol.rstrip("6"), src_ip, dst_ip, probe.source_port,
+                            probe.port)
         ports = self.port_rules_apply(src, dst)
         forward = self._path(src, dst, packet, ports, committed=set())
         steps = list(forward)
@@ -214,19 +242,19 @@ IP_FIELDS = ("protocol", "src", "dst", "src_port", "dst_port", "icmp_type", "icm
 
 
 def rule_matches(rule: dict, packet: Packet) -> bool:
-    """Whether one ACL rule (as written in YAML) matches an IPv4 packet or an ARP frame."""
+    """Whether one ACL rule (as written in YAML) matches an IP packet or an ARP frame."""
     if packet.protocol == "arp":   # ethertype arp, or a rule that matches every frame
         if rule.get("ethertype") is None:
             return not any(key in rule for key in IP_FIELDS)
         return rule["ethertype"] == "arp"
-    if rule.get("ethertype") not in (None, "ipv4"):
+    if packet.family not in rule_families(rule):
         return False
     if rule.get("protocol") not in (None, packet.protocol):
         return False
     for key, address in (("src", packet.src_ip), ("dst", packet.dst_ip)):
         if key in rule:
             network = ipaddress.ip_network(str(rule[key]), strict=True)
-            if network.version != 4 or ipaddress.ip_address(address) not in network:
+            if ipaddress.ip_address(address) not in network:
                 return False
     for key, port in (("src_port", packet.src_port), ("dst_port", packet.dst_port)):
         if key in rule:
@@ -235,12 +263,25 @@ def rule_matches(rule: dict, packet: Packet) -> bool:
                 return False
     if "icmp_type" in rule:
         wanted = rule["icmp_type"]
-        number = ICMP_TYPES[wanted] if isinstance(wanted, str) else int(wanted)
+        names = ICMP6_TYPES if packet.protocol == "icmpv6" else ICMP_TYPES
+        number = names[wanted] if isinstance(wanted, str) else int(wanted)
         if packet.icmp_type != number:
             return False
         if "icmp_code" in rule and int(rule["icmp_code"]) != 0:   # echo is code 0
             return False
     return True
+
+
+def rule_families(rule: dict) -> Tuple[int, ...]:
+    """The IP families a rule applies to: its ethertype's, else its prefixes', else its
+    protocol's (icmp: 4, icmpv6: 6), else both; () for an ARP rule."""
+    ethertype = rule.get("ethertype")
+    if ethertype is not None:
+        return {"ipv4": (4,), "ipv6": (6,)}.get(str(ethertype), ())
+    for key in ("src", "dst"):
+        if key in rule:
+            return (ipaddress.ip_network(str(rule[key]), strict=True).version,)
+    return {"icmp": (4,), "icmpv6": (6,)}.get(str(rule.get("protocol")), (4, 6))
 
 
 def port_range(value: object) -> Tuple[int, int]:

@@ -2,7 +2,8 @@
 
 ``plan_probes`` picks, for a sample of ordered VM pairs, an ICMP echo, an ARP
 request and TCP and UDP probes to ports the pair's rules name and to one they do
-not, each from a source port of its own; ``start_listeners`` serves those ports
+not, each from a source port of its own (in IPv6 seeds also an ICMPv6 echo, TCP
+to one such port and UDP to one more over IPv6); ``start_listeners`` serves those ports
 in the destination VMs (``vmtools.sweep_probe listen``); ``run_probes`` sends
 every source's probes at once, all sources in parallel; ``confirm`` probes a
 disagreement with the oracle again, alone and slower, before it counts.
@@ -21,13 +22,16 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ryu_apps.lab import testbed as lab
-from ryu_apps.lab.sweep_library import SERVICE_PORTS, SweepCase
+from ryu_apps.lab.sweep_library import SERVICE_PORTS, SweepCase, ip6_of
 from ryu_apps.lab.sweep_oracle import Probe, Verdict, port_range
 
 #: Ports no generated rule names as a single port (ranges may still cover them).
 SPARE_PORTS = (7, 1999, 2999, 31337, 61000)
 PROBE_TIMEOUT = 2.0
 CONFIRM_TIMEOUT = 4.0
+#: How a phase's outcomes are named: 0 the first library, 1 after the reload, 2 after
+#: the moves (which run between 0 and 1), 3 a connection held open across the moves.
+PHASES = {0: "", 1: " after the reload", 2: " after the moves", 3: " held across the moves"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class Outcome:
     verdict: Verdict
     observed: bool
     arrived: Optional[bool] = None          # UDP: the request reached the listener
-    phase: int = 0                          # 0: the first library, 1: after the reload
+    phase: int = 0                          # a key of PHASES
     retried: bool = False                   # agreed only when probed again, slower
 
     @property
@@ -54,7 +58,7 @@ class Outcome:
         wanted = "works" if self.verdict.passes else "blocked"
         extra = "" if self.arrived is None else (
             f"; request arrived: {self.arrived} (expected {self.verdict.forward})")
-        when = " after the reload" if self.phase else ""
+        when = PHASES.get(self.phase, f" in phase {self.phase}")
         return (f"{self.src} -> {self.dst} {self.probe}{when}: {seen}, expected {wanted} "
                 f"({self.verdict.reason}){extra}")
 
@@ -91,6 +95,20 @@ def plan_targets(case: SweepCase, max_pairs: int, phase: int = 0) -> List[Target
             named = sorted({p for t in templates for p in rule_ports(t, protocol)})
             chosen = rng.sample(named, min(count, len(named))) + [rng.choice(SPARE_PORTS)]
             wanted += [(src, dst, protocol, port) for port in sorted(set(chosen))]
+        if case.ipv6:
+            wanted += _ipv6_targets(random.Random(f"{case.seed} {phase} {src} {dst}"),
+                                    src, dst, templates)
+    return wanted
+
+
+def _ipv6_targets(rng: random.Random, src: str, dst: str, templates: List[dict]) -> List[Target]:
+    """An IPv6 seed's probes of one pair: ICMPv6 echo, TCP to a port the rules name or
+    not, UDP likewise (a random draw of its own, so the IPv4 probes stay the same)."""
+    wanted: List[Target] = [(src, dst, "icmp6", None)]
+    for protocol in ("tcp", "udp"):
+        named = sorted({p for t in templates for p in rule_ports(t, protocol)})
+        port = rng.choice(named) if named and rng.random() < 0.7 else rng.choice(SPARE_PORTS)
+        wanted.append((src, dst, protocol + "6", port))
     return wanted
 
 
@@ -137,7 +155,9 @@ def _vmtool() -> str:
 
 def target(case: SweepCase, dst: str, probe: Probe) -> str:
     ip = next(vm.ip for vm in case.vms if vm.name == dst)
-    if probe.protocol in ("icmp", "arp"):
+    if probe.ipv6:
+        ip = ip6_of(ip)
+    if probe.protocol in ("icmp", "arp", "icmp6"):
         return f"{probe.protocol}:{ip}"
     return f"{probe.protocol}:{ip}:{probe.port}:{probe.source_port}"
 
@@ -187,9 +207,10 @@ def start_listeners(case: SweepCase, hosts: Dict[str, object],
     lacks; each new listener's UDP log by VM."""
     ports: Dict[str, Dict[str, set]] = {vm.name: {"tcp": set(), "udp": set()} for vm in case.vms}
     for _, dst, probe in probes:
-        if probe.port is not None and (probe.protocol, probe.port) not in served.get(dst, ()):
-            ports[dst][probe.protocol].add(probe.port)
-            served.setdefault(dst, set()).add((probe.protocol, probe.port))
+        protocol = probe.protocol.rstrip("6")    # a listener serves both families
+        if probe.port is not None and (protocol, probe.port) not in served.get(dst, ()):
+            ports[dst][protocol].add(probe.port)
+            served.setdefault(dst, set()).add((protocol, probe.port))
     logs: Dict[str, Path] = {}
     for name, wanted in ports.items():
         if not wanted["tcp"] and not wanted["udp"]:
@@ -198,6 +219,7 @@ def start_listeners(case: SweepCase, hosts: Dict[str, object],
         host = hosts[name]
         host.cmd(f"{_vmtool()} listen --tcp {' '.join(map(str, sorted(wanted['tcp'])))} "   # type: ignore[attr-defined]
                  f"--udp {' '.join(map(str, sorted(wanted['udp'])))} --log {logs[name]} "
+                 + ("--ipv6 " if case.ipv6 else "") +
                  f"> {workdir}/listen-{name}-{phase}.out 2>&1 &")
     deadline = time.monotonic() + 10
     for name in logs:

@@ -1,17 +1,22 @@
 """The conformance sweep on three fixed seeds: generated libraries and topologies on real
-OVS, every probe's outcome compared with the documentation's oracle.
+OVS, every probe's outcome compared with the documentation's oracle, VMs live-migrated.
 
 Each seed draws its own template ids, VLANs (shared between templates), ACLs
 (stateful sides, port ranges, access-port rules), topology size and VMs
-(``ryu_apps.lab.sweep_library``); ``ryu_apps.lab.sweep`` plugs them in and probes,
-then reloads a redrawn library (new VLANs and rules, the same templates) through
-the REST API and probes again.
-The seeds were picked for what their first library covers: 10 (template id 15,
-hex-string ids, a library split into files, a stateful side, the template merge
-on a server), 33 (3x2 servers, template id 7, three stateful templates), 43 (8
-VMs on one server: more than one flood chunk, the merge, a stateful side).
-A wider run
-is ``python -m ryu_apps.lab.sweep --seeds 1-20`` (docs/operator-guide.md).
+(``ryu_apps.lab.sweep_library``), and its moves (``ryu_apps.lab.sweep_moves``: a
+detection mode, a move shape, 1-3 VMs to other servers); ``ryu_apps.lab.sweep``
+plugs the VMs in and probes (over IPv6 too in seeds 10 and 41), live-migrates
+the moved VMs, checks each move converged with nothing left behind, that TCP
+connections opened before the moves still carry data, and probes their pairs
+again, then reloads a redrawn library (new VLANs and rules, the same templates)
+through the REST API and probes again.
+The seeds were picked for what they cover: 10 (template id 15, hex-string ids, a
+library split into files, a stateful side, the template merge on a server; packets
+only, hypervisor RARPs, three moves across access switches), 42 (3x2 servers,
+template id 8, four stateful templates, the merge; notice only, RARPs, a move
+behind the same access switch and one across), 41 (8 VMs on one server: more than
+one flood chunk, the merge; OVSDB watched, one gratuitous ARP, two moves across).
+A wider run is ``python -m ryu_apps.lab.sweep --seeds 1-40`` (docs/operator-guide.md).
 """
 
 import pytest
@@ -22,11 +27,14 @@ from tests.integration.conftest import unique_prefix
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("seed", [10, 33, 43])
-def test_generated_library_and_topology_behave_as_documented(seed, tmp_path):
+@pytest.mark.parametrize("seed, mode", [(10, "packets"), (42, "notice"), (41, "ovsdb")])
+def test_generated_library_and_topology_behave_as_documented(seed, mode, tmp_path):
     result = run_seed(seed, "c" + unique_prefix()[1:], out_dir=tmp_path)
     expected = [o.verdict.passes for o in result.outcomes]
     assert any(expected) and not all(expected), result.summary   # the seed tests both ways
+    assert result.plan is not None and result.plan.mode == mode, result.summary
+    assert result.moves and any(o.phase == 2 for o in result.outcomes), result.summary
     evidence = result.evidence.read_text() if result.evidence else ""
-    assert not result.mismatches, "\n".join(
-        [result.summary] + [o.describe() for o in result.mismatches] + [evidence])
+    assert not result.failed, "\n".join(
+        [result.summary] + [o.describe() for o in result.mismatches] + result.move_problems
+        + [evidence])

@@ -65,3 +65,22 @@ def test_source_ports_are_unique_and_never_a_port_any_phase_listens_on():
                 assert probe.source_port not in listened.get(src, set())
                 assert probe.source_port not in used.setdefault(src, set())
                 used[src].add(probe.source_port)
+
+
+def test_about_half_the_seeds_have_ipv6_addresses_and_ipv6_rules_that_validate():
+    from ryu_apps.lab.sweep_library import ip6_of
+    from ryu_apps.lab.sweep_oracle import rule_families
+
+    assert ip6_of("10.200.17.12") == "fd00:0:c8:11::c"
+    cases = [generate(seed) for seed in SEEDS]
+    with_ipv6 = [c for c in cases if c.ipv6]
+    assert 10 < len(with_ipv6) < 30
+    for case in with_ipv6:
+        for library in (case.library, redraw(case).library):
+            build_library([("sweep.yaml", library)])
+        rules = [r for t in case.library["templates"] for side in ("virtual_switch", "access_port")
+                 for r in t[side].get("acl", ())]
+        assert any(rule_families(r) == (6,) for r in rules), case.seed
+    assert not any(rule_families(r) == (6,) for c in cases if not c.ipv6
+                   for t in c.library["templates"] for side in ("virtual_switch", "access_port")
+                   for r in t[side].get("acl", ()))

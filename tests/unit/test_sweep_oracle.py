@@ -155,3 +155,46 @@ def test_arp_is_judged_by_arp_rules_and_rules_of_every_frame_both_ways_untracked
     verdict = Oracle(library, vms).verdict("a", "b", Probe("arp"))
     # the request leaves a by no rule: the stateful side's default denies ARP
     assert verdict.reason == "request: deny by a's template 1 virtual_switch from_vm default"
+
+
+def test_ipv6_rules_by_family_as_docs_templates_md_writes_them():
+    # "a rule with an IPv6 prefix is an IPv6 rule, ... one rule for both where none is"
+    tcp6 = Packet("tcp", "fd00:0:0:100::1", "fd00:0:0:200::2", 40000, 443)
+    tcp4 = Packet("tcp", "10.0.100.1", "10.0.200.2", 40000, 443)
+    both = {"action": "allow", "direction": "to_vm", "protocol": "tcp", "dst_port": 443}
+    v4 = dict(both, dst="10.0.200.0/24")
+    v6 = dict(both, dst="fd00:0:0:200::/64")
+    assert rule_matches(both, tcp6) and rule_matches(both, tcp4)
+    assert not rule_matches(v4, tcp6) and rule_matches(v4, tcp4)
+    assert rule_matches(v6, tcp6) and not rule_matches(v6, tcp4)
+    assert rule_matches({"action": "deny", "direction": "to_vm", "ethertype": "ipv6"}, tcp6)
+    assert not rule_matches({"action": "deny", "direction": "to_vm", "ethertype": "ipv6"}, tcp4)
+    assert not rule_matches({"action": "deny", "direction": "to_vm", "ethertype": "ipv4"}, tcp6)
+    echo6 = Packet("icmpv6", "fd00::1", "fd00::2", icmp_type=128)
+    assert not rule_matches({"action": "allow", "direction": "to_vm", "protocol": "icmp"}, echo6)
+    assert rule_matches({"action": "allow", "direction": "to_vm", "protocol": "icmpv6",
+                         "icmp_type": "echo-request"}, echo6)
+    assert not rule_matches({"action": "allow", "direction": "to_vm", "protocol": "icmpv6",
+                             "icmp_type": 8}, echo6)
+    assert echo6.reply().icmp_type == 129
+    assert not rule_matches({"action": "allow", "direction": "to_vm", "ethertype": "ipv6"},
+                            Packet("arp", "10.0.0.1", "10.0.0.2"))
+
+
+def test_an_icmpv6_echo_needs_its_reply_allowed_on_a_stateless_side():
+    def oracle(to_vm_icmpv6):
+        library = {"templates": [_template(1, 10, {"default_action": "deny", "acl": [
+            dict({"action": "allow", "direction": "to_vm", "protocol": "icmpv6"},
+                 **to_vm_icmpv6),
+            {"action": "allow", "direction": "from_vm", "protocol": "icmpv6"},
+            {"action": "allow", "direction": "to_vm", "protocol": "icmp"}]})]}
+        return Oracle(library, [Endpoint("a", 1, "10.0.0.1", (1, 1), "fd00::1"),
+                                Endpoint("b", 1, "10.0.0.2", (1, 2), "fd00::2")])
+
+    assert oracle({}).verdict("a", "b", Probe("icmp6")).passes
+    only_requests = oracle({"icmp_type": "echo-request"}).verdict("a", "b", Probe("icmp6"))
+    assert only_requests.forward and not only_requests.passes
+    assert only_requests.reason == "reply: deny by a's template 1 virtual_switch to_vm default"
+    assert not oracle({}).verdict("a", "b", Probe("icmp")).passes   # ICMP out: default deny
+    verdict = oracle({}).verdict("a", "b", Probe("tcp6", 22, 40000))
+    assert verdict.reason == "request: deny by a's template 1 virtual_switch from_vm default"

@@ -3,26 +3,36 @@
 Inside a Mininet host::
 
     python3 -m ryu_apps.lab.vmtools.sweep_probe listen --tcp P [P ...] --udp P [P ...] \
-        --log FILE
+        --log FILE [--ipv6]
     python3 -m ryu_apps.lab.vmtools.sweep_probe probe [--timeout S] [--interface IF] \
         TARGET [TARGET ...]
+    python3 -m ryu_apps.lab.vmtools.sweep_probe hold --go FILE [--timeout S] TARGET ...
 
-``listen`` greets every TCP connection (``tcp_probe``'s greeting) and echoes
-every UDP datagram, and appends ``udp SOURCE_IP SOURCE_PORT PORT`` to FILE for
-each datagram that arrived (what one-way delivery the sweep checks). A TARGET
-is ``icmp:IP`` (one ping), ``arp:IP`` (an ARP request, broadcast from
+``listen`` greets every TCP connection (``tcp_probe``'s greeting), then echoes
+what it sends until it closes, and echoes every UDP datagram, and appends
+``udp SOURCE_IP SOURCE_PORT PORT`` to FILE for each datagram that arrived (what
+one-way delivery the sweep checks); with ``--ipv6`` on IPv6 too (a socket per
+family). A TARGET is ``icmp:IP`` (one ping), ``arp:IP`` (an ARP request, broadcast from
 ``--interface``'s MAC and address, that must be answered; the kernel's
 neighbour table plays no part), ``tcp:IP:PORT:SOURCE_PORT`` (a connection from that
 source port that must be greeted) or ``udp:IP:PORT:SOURCE_PORT`` (a datagram
-from that source port that must be echoed). Every probe starts at once and waits
+from that source port that must be echoed); ``icmp6:IP``, ``tcp6:IP:PORT:SOURCE_PORT``
+and ``udp6:...`` the same over IPv6. Every probe starts at once and waits
 at most ``--timeout`` s; one JSON line per target, in order:
 ``{"target": T, "open": true|false}``.
+
+``hold`` opens each ``tcp:IP:PORT:SOURCE_PORT`` TARGET, checks the greeting and
+one echo (``{"target": T, "open": ...}``), prints ``held``, waits for FILE to
+exist, then sends on each connection again and prints ``{"target": T, "kept":
+true|false}``: whether the connection still carries data both ways (a live
+migration in between must not cut it, docs/templates.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import selectors
 import socket
 import struct
@@ -38,20 +48,29 @@ ETH_P_ARP = 0x0806
 BROADCAST = b"\xff" * 6
 
 
-def listen(tcp_ports: list[int], udp_ports: list[int], log_path: str) -> None:
-    """Serve every port until killed."""
+def _bound(family: int, kind: int, port: int) -> socket.socket:
+    sock = socket.socket(family, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+    return sock
+
+
+def listen(tcp_ports: list[int], udp_ports: list[int], log_path: str,
+           ipv6: bool = False) -> None:
+    """Serve every port (``ipv6``: on both families) until killed."""
     selector = selectors.DefaultSelector()
-    for port in tcp_ports:
-        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("0.0.0.0", port))
-        server.listen(64)
-        server.setblocking(False)
-        selector.register(server, selectors.EVENT_READ, ("tcp", port))
-    for port in udp_ports:
-        datagrams = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        datagrams.bind(("0.0.0.0", port))
-        selector.register(datagrams, selectors.EVENT_READ, ("udp", port))
+    families = (socket.AF_INET, socket.AF_INET6) if ipv6 else (socket.AF_INET,)
+    for family in families:
+        for port in tcp_ports:
+            server = _bound(family, socket.SOCK_STREAM, port)
+            server.listen(64)
+            server.setblocking(False)
+            selector.register(server, selectors.EVENT_READ, ("tcp", port))
+        for port in udp_ports:
+            selector.register(_bound(family, socket.SOCK_DGRAM, port), selectors.EVENT_READ,
+                              ("udp", port))
     with open(log_path, "a", buffering=1) as log:
         print("listening", flush=True)
         while True:
@@ -62,10 +81,22 @@ def listen(tcp_ports: list[int], udp_ports: list[int], log_path: str) -> None:
                 if kind == "tcp":
                     try:
                         connection, _ = sock.accept()
+                        connection.sendall(GREETING)
                     except OSError:
                         continue
-                    with connection:
-                        connection.sendall(GREETING)
+                    connection.setblocking(False)
+                    selector.register(connection, selectors.EVENT_READ, ("echo", port))
+                    continue
+                if kind == "echo":
+                    try:
+                        data = sock.recv(4096)
+                        if data:
+                            sock.sendall(data)
+                            continue
+                    except OSError:
+                        pass
+                    selector.unregister(sock)
+                    sock.close()
                     continue
                 data, peer = sock.recvfrom(2048)
                 log.write(f"udp {peer[0]} {peer[1]} {port}\n")
@@ -82,8 +113,52 @@ def _tcp(ip: str, port: int, source_port: int, deadline: float) -> bool:
         return False
 
 
+def _echoed(sock: socket.socket, data: bytes) -> bool:
+    """Send ``data`` and read it back (the socket's timeout applies)."""
+    sock.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        chunk = sock.recv(len(data) - len(got))
+        if not chunk:
+            return False
+        got += chunk
+    return got == data
+
+
+def hold(targets: list[str], go: str, timeout: float) -> None:
+    """Open, hold until ``go`` exists, use again: the module docstring's ``hold``."""
+    held: list = []
+    for target in targets:
+        _, _, rest = target.partition(":")
+        ip, port, source = rest.rsplit(":", 2)
+        sock = None
+        try:
+            sock = socket.create_connection((ip, int(port)), timeout=timeout,
+                                            source_address=("", int(source)))
+            sock.settimeout(timeout)
+            opened = sock.recv(len(GREETING)) == GREETING and _echoed(sock, b"before\n")
+        except OSError:
+            opened = False
+        held.append(sock if opened else None)
+        print(json.dumps({"target": target, "open": opened}), flush=True)
+    print("held", flush=True)
+    deadline = time.monotonic() + 600
+    while not os.path.exists(go) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for target, sock in zip(targets, held):
+        kept = False
+        if sock is not None:
+            try:
+                kept = _echoed(sock, b"after\n")
+            except OSError:
+                kept = False
+            sock.close()
+        print(json.dumps({"target": target, "kept": kept}), flush=True)
+
+
 def _udp(ip: str, port: int, source_port: int, deadline: float) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("", source_port))
         payload = b"dynprov-sweep %d" % source_port
@@ -128,7 +203,8 @@ def _arp(ifname: str, ip: str, deadline: float) -> bool:
 
 
 def _icmp(ip: str, timeout: float) -> bool:
-    done = subprocess.run(["ping", "-n", "-q", "-c1", f"-W{max(int(timeout), 1)}", ip],
+    family = ["-6"] if ":" in ip else []
+    done = subprocess.run(["ping", *family, "-n", "-q", "-c1", f"-W{max(int(timeout), 1)}", ip],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return done.returncode == 0
 
@@ -141,13 +217,13 @@ def probe(targets: list[str], timeout: float, interface: str = "") -> list[dict]
     def run(index: int, target: str) -> None:
         kind, _, rest = target.partition(":")
         try:
-            if kind == "icmp":
+            if kind in ("icmp", "icmp6"):
                 answered = _icmp(rest, timeout)
             elif kind == "arp":
                 answered = _arp(interface, rest, deadline)
             else:
-                ip, port, source = rest.split(":")
-                check = _tcp if kind == "tcp" else _udp
+                ip, port, source = rest.rsplit(":", 2)
+                check = _tcp if kind in ("tcp", "tcp6") else _udp
                 answered = check(ip, int(port), int(source), deadline)
         except Exception as error:   # noqa: BLE001 (reported, never a silent "closed")
             results[index] = {"target": target, "open": False, "error": repr(error)}
@@ -165,13 +241,21 @@ def main(argv=None) -> int:
     listener.add_argument("--tcp", nargs="*", type=int, default=[])
     listener.add_argument("--udp", nargs="*", type=int, default=[])
     listener.add_argument("--log", required=True)
+    listener.add_argument("--ipv6", action="store_true", help="serve IPv6 too")
     prober = sub.add_parser("probe")
     prober.add_argument("--timeout", type=float, default=1.5)
     prober.add_argument("--interface", default="", help="the VM's interface (ARP probes)")
     prober.add_argument("targets", nargs="+")
+    holder = sub.add_parser("hold")
+    holder.add_argument("--go", required=True, help="send again once this file exists")
+    holder.add_argument("--timeout", type=float, default=5.0)
+    holder.add_argument("targets", nargs="+")
     args = parser.parse_args(argv)
     if args.mode == "listen":
-        listen(args.tcp, args.udp, args.log)
+        listen(args.tcp, args.udp, args.log, args.ipv6)
+        return 0
+    if args.mode == "hold":
+        hold(args.targets, args.go, args.timeout)
         return 0
     for result in probe(args.targets, args.timeout, args.interface):
         print(json.dumps(result), flush=True)
