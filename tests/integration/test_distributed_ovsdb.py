@@ -57,7 +57,8 @@ def test_the_destination_asks_for_the_vm_before_it_moves(dist):
     assert "asking its owner p1" in p2[asked:].splitlines()[0], p2[-3000:]
     assert asked < p2.index(f"activated VM {WEB1_MAC}"), p2[-3000:]
     assert all(sent >= MIN_SENT and sent - received <= LOSS_BOUND
-               for sent, received in lost.values()), lost
+               for sent, received in lost.values()), \
+        f"{lost}\n--- p1 (source)\n{source.log()[-3000:]}\n--- p2 (destination)\n{p2[-3000:]}"
 
 
 def test_a_move_abandoned_before_the_vm_resumed_is_withdrawn(dist):
