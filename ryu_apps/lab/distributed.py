@@ -166,14 +166,31 @@ class DistributedLab:
                                    "found:\n" + controller.log()[-3000:])
 
     def announce_all(self, timeout: float = 20.0) -> None:
-        """Every VM announces itself; wait until each process provisioned its own."""
+        """Every VM announces itself; wait until each process provisioned its own and
+        its warm start is over (a move that races a process's end of grace is not
+        what a test or demo means to show: see :meth:`wait_for_warm_start`)."""
         for vm in self.started_net.hosts:
             lab.announce(vm)
         for controller in self.controllers:
             if not controller.wait_for_log("provisioned VM", timeout=timeout,
                                            count=self.servers * self.vms):
                 raise RuntimeError(f"{controller.workdir}: VMs not provisioned:\n"
-                                   + controller.log()[-3000:])
+                                   + controller.log_tail())
+        self.wait_for_warm_start(timeout)
+
+    def wait_for_warm_start(self, timeout: float = 20.0) -> None:
+        """Wait until every process has read back each of its switches at the end of
+        its warm-start grace (two lines per switch: the read-back and its outcome).
+
+        At that moment a process restores its bindings from the store and reconciles
+        every switch; a VM whose destination port appears just then may be asked
+        for only after it moved, and the move takes the packets-only path."""
+        switches = 1 + self.servers   # a pod's access switch and its servers
+        for controller in self.controllers:
+            if not controller.wait_for_log("warm start over", timeout=timeout,
+                                           count=2 * switches):
+                raise RuntimeError(f"{controller.workdir}: warm start not over after "
+                                   f"{timeout:.0f} s:\n" + controller.log_tail())
 
     def bindings(self) -> List[dict]:
         """The store's Binding rows."""
