@@ -15,7 +15,8 @@ phase and the reload, ``sweep_moves`` live-migrates VMs in the seed's detection
 mode and move shape, checks each move converged with nothing left behind, the
 TCP connections ``sweep_held`` opened before the moves must still carry data
 (phase 3), and the pairs of the moved VMs are probed again (phase 2). IPv6
-seeds (``sweep_ipv6``) probe over IPv6 too.
+seeds (``sweep_ipv6``) probe over IPv6 too; sources seeds (``sweep_sources``) send UDP
+from allowed and from spoofed addresses too, judged by what arrives.
 
 Run as root from the checkout (it starts Mininet and a controller)::
 
@@ -44,9 +45,9 @@ from ryu_apps.lab.sweep_library import SweepCase, VmPlan, generate, id_of, ip6_o
 from ryu_apps.lab.sweep_moves import (MovePlan, MoveReport, Mover, controller_options,
                                       move_targets, moved, plan_moves)
 from ryu_apps.lab.sweep_oracle import Endpoint, Oracle
-from ryu_apps.lab.sweep_probes import (PROBE_TIMEOUT, Outcome, Target, confirm, listened_ports,
-                                       plan_probes, plan_targets, run_probes, start_listeners,
-                                       udp_arrivals)
+from ryu_apps.lab.sweep_probes import (PROBE_TIMEOUT, Outcome, Target, add_source_addresses,
+                                       confirm, listened_ports, plan_probes, plan_targets,
+                                       run_probes, start_listeners, udp_arrivals)
 
 @dataclass
 class SeedResult:
@@ -190,6 +191,7 @@ class _Probing:
         probes = plan_probes(case, self.targets[number], self.avoid, number)
         self.logs += start_listeners(case, self.hosts, probes, self.workdir, self.served,
                                      number).items()
+        add_source_addresses(self.hosts, probes)
         lab.datapath_settled()
         observed = run_probes(case, self.hosts, probes, PROBE_TIMEOUT)
         arrivals = udp_arrivals(self.logs)
@@ -199,7 +201,9 @@ class _Probing:
             arrived = None
             if probe.protocol in ("udp", "udp6"):
                 ip = ip6_of(by_name[src].ip) if probe.ipv6 else by_name[src].ip
-                arrived = (dst, ip, probe.source_port, probe.port) in arrivals
+                arrived = (dst, probe.source_ip or ip, probe.source_port, probe.port) in arrivals
+                if probe.source_ip is not None:   # one way: no echo is judged
+                    seen = arrived
             outcome = Outcome(src, dst, probe, oracle.verdict(src, dst, probe), seen, arrived,
                               number)
             if outcome.mismatch:
@@ -275,6 +279,7 @@ def _record(result: SeedResult, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({"src": o.src, "dst": o.dst, "protocol": o.probe.protocol,
                          "port": o.probe.port, "source_port": o.probe.source_port,
+                         "source_ip": o.probe.source_ip,
                          "observed": o.observed, "arrived": o.arrived,
                          "expected": o.verdict.passes, "reason": o.verdict.reason,
                          "phase": o.phase, "retried": o.retried})

@@ -16,7 +16,9 @@ family). A TARGET is ``icmp:IP`` (one ping), ``arp:IP`` (an ARP request, broadca
 ``--interface``'s MAC and address, that must be answered; the kernel's
 neighbour table plays no part), ``tcp:IP:PORT:SOURCE_PORT`` (a connection from that
 source port that must be greeted) or ``udp:IP:PORT:SOURCE_PORT`` (a datagram
-from that source port that must be echoed); ``icmp6:IP``, ``tcp6:IP:PORT:SOURCE_PORT``
+from that source port that must be echoed; ``udp:IP:PORT:SOURCE_PORT@SOURCE_IP``
+sends from ``SOURCE_IP``, an address of the VM's interface, until echoed or the
+timeout); ``icmp6:IP``, ``tcp6:IP:PORT:SOURCE_PORT``
 and ``udp6:...`` the same over IPv6. Every probe starts at once and waits
 at most ``--timeout`` s; one JSON line per target, in order:
 ``{"target": T, "open": true|false}``.
@@ -156,11 +158,11 @@ def hold(targets: list[str], go: str, timeout: float) -> None:
         print(json.dumps({"target": target, "kept": kept}), flush=True)
 
 
-def _udp(ip: str, port: int, source_port: int, deadline: float) -> bool:
+def _udp(ip: str, port: int, source_port: int, deadline: float, source_ip: str = "") -> bool:
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("", source_port))
+        sock.bind((source_ip, source_port))
         payload = b"dynprov-sweep %d" % source_port
         while time.monotonic() < deadline:      # a datagram may meet a flow being set up
             sock.sendto(payload, (ip, port))
@@ -222,9 +224,12 @@ def probe(targets: list[str], timeout: float, interface: str = "") -> list[dict]
             elif kind == "arp":
                 answered = _arp(interface, rest, deadline)
             else:
+                rest, _, bind = rest.partition("@")
                 ip, port, source = rest.rsplit(":", 2)
-                check = _tcp if kind in ("tcp", "tcp6") else _udp
-                answered = check(ip, int(port), int(source), deadline)
+                if kind in ("tcp", "tcp6"):
+                    answered = _tcp(ip, int(port), int(source), deadline)
+                else:
+                    answered = _udp(ip, int(port), int(source), deadline, bind)
         except Exception as error:   # noqa: BLE001 (reported, never a silent "closed")
             results[index] = {"target": target, "open": False, "error": repr(error)}
             return
