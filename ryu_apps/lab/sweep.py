@@ -16,7 +16,8 @@ mode and move shape, checks each move converged with nothing left behind, the
 TCP connections ``sweep_held`` opened before the moves must still carry data
 (phase 3), and the pairs of the moved VMs are probed again (phase 2). IPv6
 seeds (``sweep_ipv6``) probe over IPv6 too; sources seeds (``sweep_sources``) send UDP
-from allowed and from spoofed addresses too, judged by what arrives.
+from allowed and from spoofed addresses too, judged by what arrives; bandwidth seeds
+(``sweep_bandwidth``) check a limited VM's rate after the first phase.
 
 Run as root from the checkout (it starts Mininet and a controller)::
 
@@ -39,6 +40,8 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 
 from ryu_apps.lab import testbed as lab
+from ryu_apps.lab.sweep_bandwidth import RateCheck
+from ryu_apps.lab.sweep_bandwidth import check as check_rates
 from ryu_apps.lab.sweep_held import HeldConnections
 from ryu_apps.lab.sweep_ipv6 import ipv6_off, ipv6_on
 from ryu_apps.lab.sweep_library import SweepCase, VmPlan, generate, id_of, ip6_of, redraw
@@ -59,6 +62,7 @@ class SeedResult:
     evidence: Optional[Path] = None
     plan: Optional[MovePlan] = None
     moves: List[MoveReport] = field(default_factory=list)
+    rates: List[RateCheck] = field(default_factory=list)
 
     @property
     def mismatches(self) -> List[Outcome]:
@@ -67,7 +71,8 @@ class SeedResult:
     @property
     def move_problems(self) -> List[str]:
         """Moves that did not converge, or left state behind (each a line)."""
-        return [problem for report in self.moves for problem in report.problems]
+        return ([problem for report in self.moves for problem in report.problems]
+                + [rate.describe() for rate in self.rates if not rate.ok])
 
     @property
     def failed(self) -> bool:
@@ -128,6 +133,7 @@ def run_seed(seed: int, prefix: str, max_pairs: int = 24,
             first, plan_targets(reloaded, max_pairs, 1) if reloaded else [],
             move_targets(case, after, plan, first) if plan else []])
         result.outcomes += probing.phase(case, 0)
+        result.rates = check_rates(case.library, endpoints(case), hosts, probing.avoid)
         mover = _mover(case, after, plan, net, controller, prefix, hosts)
         if mover is not None and plan is not None:
             held = HeldConnections(case, after, plan, hosts, first, probing.avoid, workdir)
@@ -328,6 +334,8 @@ def main(argv=None) -> int:
               f"only when probed again), {len(result.mismatches)} mismatches, "
               f"{time.monotonic() - begun:.1f} s"
               + (f"; moves settled: {settled}" if settled else ""), flush=True)
+        for rate in result.rates:
+            print("  " + rate.describe(), flush=True)
         for outcome in result.mismatches:
             print("  MISMATCH " + outcome.describe(), flush=True)
         for problem in result.move_problems:

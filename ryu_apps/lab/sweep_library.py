@@ -38,6 +38,8 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
+from ryu_apps.lab.sweep_bandwidth import add_bandwidth
+from ryu_apps.lab.sweep_oracle import Endpoint
 from ryu_apps.lab.sweep_sources import add_allowed_addresses
 
 #: Ports the rules draw from: well-known services and a few high ones.
@@ -241,6 +243,9 @@ def generate(seed: int) -> SweepCase:
     if sources:
         add_allowed_addresses(random.Random(seed * 31 + 12), library, network, subnets)
     _prune_unreachable(library)
+    if random.Random(seed * 104729 + 13).random() < 0.25:   # limits change no validation
+        add_bandwidth(random.Random(seed * 37 + 13), library,
+                      [Endpoint(vm.name, vm.template_id, vm.ip, vm.server_key) for vm in vms])
     return SweepCase(seed, library, access, servers, tuple(vms), str(network),
                      tuple(str(s) for s in subnets), ipv6, sources)
 

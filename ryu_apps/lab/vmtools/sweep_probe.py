@@ -23,6 +23,11 @@ and ``udp6:...`` the same over IPv6. Every probe starts at once and waits
 at most ``--timeout`` s; one JSON line per target, in order:
 ``{"target": T, "open": true|false}``.
 
+``blast --rate-kbps R [--seconds S] IP:PORT:SOURCE_PORT`` sends UDP at R kbit/s
+(Ethernet frames' bits) for S s and prints ``{"sent": N}``; ``sink --port P
+--seconds S`` prints ``listening``, then after S s ``{"datagrams": N, "bytes": B}``
+that reached P (the sweep's bandwidth check).
+
 ``hold`` opens each ``tcp:IP:PORT:SOURCE_PORT`` TARGET, checks the greeting and
 one echo (``{"target": T, "open": ...}``), prints ``held``, waits for FILE to
 exist, then sends on each connection again and prints ``{"target": T, "kept":
@@ -48,6 +53,8 @@ from ryu_apps.lab.vmtools.tcp_probe import GREETING
 
 ETH_P_ARP = 0x0806
 BROADCAST = b"\xff" * 6
+#: Ethernet, IPv4 and UDP headers: what a meter counts beyond a datagram's payload.
+FRAME_OVERHEAD = 14 + 20 + 8
 
 
 def _bound(family: int, kind: int, port: int) -> socket.socket:
@@ -176,6 +183,46 @@ def _udp(ip: str, port: int, source_port: int, deadline: float, source_ip: str =
     return False
 
 
+def blast(target: str, rate_kbps: int, seconds: float, size: int = 1000) -> int:
+    """UDP datagrams of ``size`` bytes to ``IP:PORT:SOURCE_PORT`` at ``rate_kbps`` (their
+    Ethernet frames' bits) for ``seconds``, at absolute deadlines; how many were sent."""
+    ip, port, source = target.rsplit(":", 2)
+    interval = (size + FRAME_OVERHEAD) * 8 / (rate_kbps * 1000)
+    payload = b"dynprov-blast".ljust(size, b".")
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("", int(source)))
+        start = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now - start >= seconds:
+                return sent
+            while sent * interval <= now - start:   # late: send what is due at once
+                try:
+                    sock.sendto(payload, (ip, int(port)))
+                except OSError:   # a full socket buffer: that datagram is lost, as on a wire
+                    pass
+                sent += 1
+            time.sleep(max(0.0, start + sent * interval - time.monotonic()))
+
+
+def sink(port: int, seconds: float) -> dict:
+    """Count the datagrams (and their bytes) that reach UDP ``port`` within ``seconds``."""
+    datagrams = received = 0
+    with _bound(socket.AF_INET, socket.SOCK_DGRAM, port) as sock:
+        print("listening", flush=True)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                continue
+            datagrams += 1
+            received += len(data)
+    return {"datagrams": datagrams, "bytes": received}
+
+
 def _arp(ifname: str, ip: str, deadline: float) -> bool:
     """True when ``ip`` answers an ARP request sent from ``ifname``."""
     mac, own_ip = interface_addresses(ifname)
@@ -251,6 +298,13 @@ def main(argv=None) -> int:
     prober.add_argument("--timeout", type=float, default=1.5)
     prober.add_argument("--interface", default="", help="the VM's interface (ARP probes)")
     prober.add_argument("targets", nargs="+")
+    blaster = sub.add_parser("blast")
+    blaster.add_argument("--rate-kbps", type=int, required=True)
+    blaster.add_argument("--seconds", type=float, default=1.0)
+    blaster.add_argument("target", help="IP:PORT:SOURCE_PORT")
+    sinker = sub.add_parser("sink")
+    sinker.add_argument("--port", type=int, required=True)
+    sinker.add_argument("--seconds", type=float, required=True)
     holder = sub.add_parser("hold")
     holder.add_argument("--go", required=True, help="send again once this file exists")
     holder.add_argument("--timeout", type=float, default=5.0)
@@ -258,6 +312,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.mode == "listen":
         listen(args.tcp, args.udp, args.log, args.ipv6)
+        return 0
+    if args.mode == "blast":
+        print(json.dumps({"sent": blast(args.target, args.rate_kbps, args.seconds)}))
+        return 0
+    if args.mode == "sink":
+        print(json.dumps(sink(args.port, args.seconds)), flush=True)
         return 0
     if args.mode == "hold":
         hold(args.targets, args.go, args.timeout)
