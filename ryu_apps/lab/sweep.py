@@ -71,12 +71,12 @@ class SeedResult:
     @property
     def move_problems(self) -> List[str]:
         """Moves that did not converge, or left state behind (each a line)."""
-        return ([problem for report in self.moves for problem in report.problems]
-                + [rate.describe() for rate in self.rates if not rate.ok])
+        return [problem for report in self.moves for problem in report.problems]
 
     @property
     def failed(self) -> bool:
-        return bool(self.mismatches or self.move_problems)
+        return bool(self.mismatches or self.move_problems
+                    or any(not rate.ok for rate in self.rates))
 
 
 def endpoints(case: SweepCase) -> List[Endpoint]:
@@ -266,6 +266,7 @@ def _evidence(case: SweepCase, after: SweepCase, reloaded: Optional[SweepCase], 
         parts.append("  " + outcome.describe())
         parts += [f"    step: {step}" for step in outcome.verdict.steps]
     parts += ["", "moves that did not converge:"] + [f"  {p}" for p in result.move_problems]
+    parts += ["", "bandwidth checks:"] + [f"  {rate.describe()}" for rate in result.rates]
     parts += ["", "VMs (where they started):"] + [f"  {vm}" for vm in case.vms]
     if after is not case:
         parts += ["", "VMs after the moves:"] + [f"  {vm}" for vm in after.vms]
