@@ -122,6 +122,7 @@ def run_seed(seed: int, prefix: str, max_pairs: int = 24,
     controller = lab.ControllerProcess(
         templates=library_dir, extra_options=controller_options(plan) if plan else "").start()
     net = None
+    probing: Optional[_Probing] = None
     result = SeedResult(seed, summary, plan=plan)
     try:
         net = lab.build_network(controller.of_port, prefix=prefix, access=case.access,
@@ -153,6 +154,8 @@ def run_seed(seed: int, prefix: str, max_pairs: int = 24,
         _record(result, out_dir or workdir)
         return result
     finally:
+        if probing is not None:
+            probing.stop()
         if net is not None:
             lab.stop_network(net)
         controller.stop()
@@ -190,13 +193,20 @@ class _Probing:
         self.avoid: Dict[str, set] = listened_ports(*targets)
         self.served: Dict[str, set] = {}
         self.logs: List[Tuple[str, Path]] = []
+        self.listeners: List[subprocess.Popen] = []
+
+    def stop(self) -> None:
+        """End every listener this seed started."""
+        for process in self.listeners:
+            process.kill()
+            process.wait()
 
     def phase(self, case: SweepCase, number: int) -> List[Outcome]:
         _flush_conntrack(case)
         oracle = Oracle(case.library, endpoints(case))
         probes = plan_probes(case, self.targets[number], self.avoid, number)
         self.logs += start_listeners(case, self.hosts, probes, self.workdir, self.served,
-                                     number).items()
+                                     number, self.listeners).items()
         add_source_addresses(self.hosts, probes)
         lab.datapath_settled()
         observed = run_probes(case, self.hosts, probes, PROBE_TIMEOUT)

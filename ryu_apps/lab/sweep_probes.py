@@ -190,11 +190,6 @@ def add_source_addresses(hosts: Dict[str, object],
                      "dev", str(host.defaultIntf()))   # type: ignore[attr-defined]
 
 
-def _vmtool() -> str:
-    return (f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} "
-            "-m ryu_apps.lab.vmtools.sweep_probe")
-
-
 def target(case: SweepCase, dst: str, probe: Probe) -> str:
     ip = next(vm.ip for vm in case.vms if vm.name == dst)
     if probe.ipv6:
@@ -245,9 +240,11 @@ def udp_arrivals(logs: Sequence[Tuple[str, Path]]) -> set:
 
 def start_listeners(case: SweepCase, hosts: Dict[str, object],
                     probes: Sequence[Tuple[str, str, Probe]], workdir: Path,
-                    served: Dict[str, set], phase: int = 0) -> Dict[str, Path]:
+                    served: Dict[str, set], phase: int = 0,
+                    started: Optional[List[subprocess.Popen]] = None) -> Dict[str, Path]:
     """Listeners for the probes' ports that ``served`` ((protocol, port) per VM, updated)
-    lacks; each new listener's UDP log by VM."""
+    lacks; each new listener's UDP log by VM. Their processes go into ``started``: the
+    caller ends them (a listener never ends by itself, nor with its VM)."""
     ports: Dict[str, Dict[str, set]] = {vm.name: {"tcp": set(), "udp": set()} for vm in case.vms}
     for _, dst, probe in probes:
         protocol = probe.protocol.rstrip("6")    # a listener serves both families
@@ -259,11 +256,16 @@ def start_listeners(case: SweepCase, hosts: Dict[str, object],
         if not wanted["tcp"] and not wanted["udp"]:
             continue
         logs[name] = workdir / f"udp-{name}-{phase}.log"
-        host = hosts[name]
-        host.cmd(f"{_vmtool()} listen --tcp {' '.join(map(str, sorted(wanted['tcp'])))} "   # type: ignore[attr-defined]
-                 f"--udp {' '.join(map(str, sorted(wanted['udp'])))} --log {logs[name]} "
-                 + ("--ipv6 " if case.ipv6 else "") +
-                 f"> {workdir}/listen-{name}-{phase}.out 2>&1 &")
+        argv = [sys.executable, "-m", "ryu_apps.lab.vmtools.sweep_probe", "listen",
+                "--tcp", *map(str, sorted(wanted["tcp"])),
+                "--udp", *map(str, sorted(wanted["udp"])), "--log", str(logs[name]),
+                *(["--ipv6"] if case.ipv6 else [])]
+        with open(workdir / f"listen-{name}-{phase}.out", "w") as output:
+            process = hosts[name].popen(   # type: ignore[attr-defined]
+                argv, env=dict(os.environ, PYTHONPATH=str(lab.REPO_ROOT)), stdout=output,
+                stderr=subprocess.STDOUT)
+        if started is not None:
+            started.append(process)
     deadline = time.monotonic() + 10
     for name in logs:
         out = workdir / f"listen-{name}-{phase}.out"
