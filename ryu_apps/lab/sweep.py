@@ -15,7 +15,9 @@ phase and the reload, ``sweep_moves`` live-migrates VMs in the seed's detection
 mode and move shape, checks each move converged with nothing left behind, the
 TCP connections ``sweep_held`` opened before the moves must still carry data
 (phase 3), and the pairs of the moved VMs are probed again (phase 2). IPv6
-seeds (``sweep_ipv6``) probe over IPv6 too.
+seeds (``sweep_ipv6``) probe over IPv6 too; sources seeds (``sweep_sources``) send UDP
+from allowed and from spoofed addresses too, judged by what arrives; bandwidth seeds
+(``sweep_bandwidth``) check a limited VM's rate after the first phase.
 
 Run as root from the checkout (it starts Mininet and a controller)::
 
@@ -38,15 +40,17 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 
 from ryu_apps.lab import testbed as lab
+from ryu_apps.lab.sweep_bandwidth import RateCheck
+from ryu_apps.lab.sweep_bandwidth import check as check_rates
 from ryu_apps.lab.sweep_held import HeldConnections
 from ryu_apps.lab.sweep_ipv6 import ipv6_off, ipv6_on
 from ryu_apps.lab.sweep_library import SweepCase, VmPlan, generate, id_of, ip6_of, redraw
 from ryu_apps.lab.sweep_moves import (MovePlan, MoveReport, Mover, controller_options,
                                       move_targets, moved, plan_moves)
 from ryu_apps.lab.sweep_oracle import Endpoint, Oracle
-from ryu_apps.lab.sweep_probes import (PROBE_TIMEOUT, Outcome, Target, confirm, listened_ports,
-                                       plan_probes, plan_targets, run_probes, start_listeners,
-                                       udp_arrivals)
+from ryu_apps.lab.sweep_probes import (PROBE_TIMEOUT, Outcome, Target, add_source_addresses,
+                                       confirm, listened_ports, plan_probes, plan_targets,
+                                       run_probes, start_listeners, udp_arrivals)
 
 @dataclass
 class SeedResult:
@@ -58,6 +62,7 @@ class SeedResult:
     evidence: Optional[Path] = None
     plan: Optional[MovePlan] = None
     moves: List[MoveReport] = field(default_factory=list)
+    rates: List[RateCheck] = field(default_factory=list)
 
     @property
     def mismatches(self) -> List[Outcome]:
@@ -70,7 +75,8 @@ class SeedResult:
 
     @property
     def failed(self) -> bool:
-        return bool(self.mismatches or self.move_problems)
+        return bool(self.mismatches or self.move_problems
+                    or any(not rate.ok for rate in self.rates))
 
 
 def endpoints(case: SweepCase) -> List[Endpoint]:
@@ -116,6 +122,7 @@ def run_seed(seed: int, prefix: str, max_pairs: int = 24,
     controller = lab.ControllerProcess(
         templates=library_dir, extra_options=controller_options(plan) if plan else "").start()
     net = None
+    probing: Optional[_Probing] = None
     result = SeedResult(seed, summary, plan=plan)
     try:
         net = lab.build_network(controller.of_port, prefix=prefix, access=case.access,
@@ -127,6 +134,7 @@ def run_seed(seed: int, prefix: str, max_pairs: int = 24,
             first, plan_targets(reloaded, max_pairs, 1) if reloaded else [],
             move_targets(case, after, plan, first) if plan else []])
         result.outcomes += probing.phase(case, 0)
+        result.rates = check_rates(case.library, endpoints(case), hosts, probing.avoid)
         mover = _mover(case, after, plan, net, controller, prefix, hosts)
         if mover is not None and plan is not None:
             held = HeldConnections(case, after, plan, hosts, first, probing.avoid, workdir)
@@ -146,6 +154,8 @@ def run_seed(seed: int, prefix: str, max_pairs: int = 24,
         _record(result, out_dir or workdir)
         return result
     finally:
+        if probing is not None:
+            probing.stop()
         if net is not None:
             lab.stop_network(net)
         controller.stop()
@@ -183,13 +193,21 @@ class _Probing:
         self.avoid: Dict[str, set] = listened_ports(*targets)
         self.served: Dict[str, set] = {}
         self.logs: List[Tuple[str, Path]] = []
+        self.listeners: List[subprocess.Popen] = []
+
+    def stop(self) -> None:
+        """End every listener this seed started."""
+        for process in self.listeners:
+            process.kill()
+            process.wait()
 
     def phase(self, case: SweepCase, number: int) -> List[Outcome]:
         _flush_conntrack(case)
         oracle = Oracle(case.library, endpoints(case))
         probes = plan_probes(case, self.targets[number], self.avoid, number)
         self.logs += start_listeners(case, self.hosts, probes, self.workdir, self.served,
-                                     number).items()
+                                     number, self.listeners).items()
+        add_source_addresses(self.hosts, probes)
         lab.datapath_settled()
         observed = run_probes(case, self.hosts, probes, PROBE_TIMEOUT)
         arrivals = udp_arrivals(self.logs)
@@ -199,7 +217,9 @@ class _Probing:
             arrived = None
             if probe.protocol in ("udp", "udp6"):
                 ip = ip6_of(by_name[src].ip) if probe.ipv6 else by_name[src].ip
-                arrived = (dst, ip, probe.source_port, probe.port) in arrivals
+                arrived = (dst, probe.source_ip or ip, probe.source_port, probe.port) in arrivals
+                if probe.source_ip is not None:   # one way: no echo is judged
+                    seen = arrived
             outcome = Outcome(src, dst, probe, oracle.verdict(src, dst, probe), seen, arrived,
                               number)
             if outcome.mismatch:
@@ -256,6 +276,7 @@ def _evidence(case: SweepCase, after: SweepCase, reloaded: Optional[SweepCase], 
         parts.append("  " + outcome.describe())
         parts += [f"    step: {step}" for step in outcome.verdict.steps]
     parts += ["", "moves that did not converge:"] + [f"  {p}" for p in result.move_problems]
+    parts += ["", "bandwidth checks:"] + [f"  {rate.describe()}" for rate in result.rates]
     parts += ["", "VMs (where they started):"] + [f"  {vm}" for vm in case.vms]
     if after is not case:
         parts += ["", "VMs after the moves:"] + [f"  {vm}" for vm in after.vms]
@@ -275,6 +296,7 @@ def _record(result: SeedResult, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({"src": o.src, "dst": o.dst, "protocol": o.probe.protocol,
                          "port": o.probe.port, "source_port": o.probe.source_port,
+                         "source_ip": o.probe.source_ip,
                          "observed": o.observed, "arrived": o.arrived,
                          "expected": o.verdict.passes, "reason": o.verdict.reason,
                          "phase": o.phase, "retried": o.retried})
@@ -323,6 +345,8 @@ def main(argv=None) -> int:
               f"only when probed again), {len(result.mismatches)} mismatches, "
               f"{time.monotonic() - begun:.1f} s"
               + (f"; moves settled: {settled}" if settled else ""), flush=True)
+        for rate in result.rates:
+            print("  " + rate.describe(), flush=True)
         for outcome in result.mismatches:
             print("  MISMATCH " + outcome.describe(), flush=True)
         for problem in result.move_problems:

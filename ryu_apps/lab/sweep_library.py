@@ -38,6 +38,10 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
+from ryu_apps.lab.sweep_bandwidth import add_bandwidth
+from ryu_apps.lab.sweep_oracle import Endpoint
+from ryu_apps.lab.sweep_sources import add_allowed_addresses
+
 #: Ports the rules draw from: well-known services and a few high ones.
 SERVICE_PORTS = (22, 53, 80, 123, 443, 3306, 5432, 6379, 8080, 9000)
 #: Source ports the probes use (the ephemeral range Linux draws from).
@@ -75,6 +79,7 @@ class SweepCase:
     network: str                 # the VMs' /16
     subnets: Tuple[str, ...]     # each template's /24, in library order
     ipv6: bool = False           # the VMs have IPv6 addresses (``ip6_of``) too
+    sources: bool = False        # VMs also send from other addresses (``source_address``)
 
     def template(self, template_id: int) -> dict:
         """The library entry of ``template_id``."""
@@ -234,9 +239,15 @@ def generate(seed: int) -> SweepCase:
     ipv6 = random.Random(seed * 15485863 + 6).random() < 0.5
     if ipv6:
         _add_ipv6_rules(random.Random(seed * 7 + 6), library, [str(s) for s in subnets], hosts)
+    sources = random.Random(seed * 104723 + 12).random() < 0.6
+    if sources:
+        add_allowed_addresses(random.Random(seed * 31 + 12), library, network, subnets)
     _prune_unreachable(library)
+    if random.Random(seed * 104729 + 13).random() < 0.25:   # limits change no validation
+        add_bandwidth(random.Random(seed * 37 + 13), library,
+                      [Endpoint(vm.name, vm.template_id, vm.ip, vm.server_key) for vm in vms])
     return SweepCase(seed, library, access, servers, tuple(vms), str(network),
-                     tuple(str(s) for s in subnets), ipv6)
+                     tuple(str(s) for s in subnets), ipv6, sources)
 
 
 def redraw(case: SweepCase) -> SweepCase:
@@ -254,9 +265,13 @@ def redraw(case: SweepCase) -> SweepCase:
     library = {"templates": templates}
     if case.ipv6:
         _add_ipv6_rules(random.Random(case.seed * 7 + 66), library, list(case.subnets), hosts)
+    for old, new in zip(case.library["templates"], templates):   # they need bind_ip
+        allowed = old["virtual_switch"].get("allowed_addresses")
+        if allowed and new["virtual_switch"].get("bind_ip"):
+            new["virtual_switch"]["allowed_addresses"] = allowed
     _prune_unreachable(library)
     return SweepCase(case.seed, library, case.access, case.servers, case.vms, case.network,
-                     case.subnets, case.ipv6)
+                     case.subnets, case.ipv6, case.sources)
 
 
 def _prefix6(rng: random.Random, subnets: List[ipaddress.IPv6Network], hosts: List[str]) -> str:

@@ -25,6 +25,10 @@ static neighbours keep neighbour discovery out of the probes). What it states:
   template merge: VMs of different templates share a VLAN on that server and
   their ``access_port`` sections differ, and then every VM of that VLAN there
   is held to its own template's port-side rules for all it sends and receives;
+- a VM whose ``virtual_switch`` has ``bind_ip`` (``true``, ``first_seen``) sends IPv4
+  only from its own (bound) address and its ``allowed_addresses``; a datagram from
+  any other source is dropped at its port whatever the rules say; without
+  ``bind_ip`` (or ``false``) there is no IPv4 guard and the rules judge every source;
 - a ``stateful`` virtual-switch side commits what it allows (a rule or, read
   from the code's side of an ambiguity the docs leave, its ``default_action``)
   and passes that connection's replies without any rule; the access port is
@@ -95,16 +99,19 @@ class Packet:
 @dataclass(frozen=True)
 class Probe:
     """What is sent: ``icmp``, ``arp`` (a request), or ``tcp``/``udp`` to ``port`` from
-    ``source_port``; ``icmp6``, ``tcp6`` and ``udp6`` the same over IPv6."""
+    ``source_port``; ``icmp6``, ``tcp6`` and ``udp6`` the same over IPv6; ``udp`` with a
+    ``source_ip`` is sent from that address and judged one way (did it arrive)."""
 
     protocol: str
     port: Optional[int] = None
     source_port: Optional[int] = None
+    source_ip: Optional[str] = None      # udp only: sent from this address, not the VM's
 
     def __str__(self) -> str:
         if self.protocol in ("icmp", "arp", "icmp6"):
             return self.protocol
-        return f"{self.protocol}/{self.port}<{self.source_port}"
+        text = f"{self.protocol}/{self.port}<{self.source_port}"
+        return text + (f" from {self.source_ip}" if self.source_ip else "")
 
     @property
     def ipv6(self) -> bool:
@@ -171,6 +178,8 @@ class Oracle:
         src_ip, dst_ip = (src.ip6, dst.ip6) if probe.ipv6 else (src.ip, dst.ip)
         if src_ip is None or dst_ip is None:
             raise ValueError(f"{probe} between {src.name} and {dst.name}: no IPv6 address")
+        if probe.source_ip is not None:
+            return self._from_other(src, dst, probe)
         if probe.protocol in ("icmp", "icmp6"):
             protocol = "icmpv6" if probe.ipv6 else "icmp"
             packet = Packet(protocol, src_ip, dst_ip, icmp_type=ECHO[protocol][0])
@@ -193,6 +202,27 @@ class Oracle:
         if denied is not None:
             return Verdict(True, False, f"reply: {denied}", tuple(steps))
         return Verdict(True, True, "every side allows the request and the reply", tuple(steps))
+
+    def _from_other(self, src: Endpoint, dst: Endpoint, probe: Probe) -> Verdict:
+        """A datagram from an address not the VM's own, judged one way: the IPv4 guard
+        (``bind_ip`` other than false) drops it unless an ``allowed_addresses`` prefix
+        holds it (docs/templates.md), whatever the rules say; else the rules judge it."""
+        assert probe.source_ip is not None
+        side = self.templates[src.template_id]["virtual_switch"]
+        guard = side.get("bind_ip", False)
+        allowed = [ipaddress.ip_network(str(p), strict=True)
+                   for p in side.get("allowed_addresses") or ()]
+        address = ipaddress.ip_address(probe.source_ip)
+        if guard not in (False, "false") and not any(address in p for p in allowed):
+            return Verdict(False, False, f"source {address} is {src.name}'s neither bound nor "
+                                         f"allowed address (bind_ip: {guard})", ())
+        packet = Packet("udp", probe.source_ip, dst.ip, probe.source_port, probe.port)
+        steps = self._path(src, dst, packet, self.port_rules_apply(src, dst), committed=set())
+        denied = _first_deny(steps)
+        if denied is not None:
+            return Verdict(False, False, f"request: {denied}", tuple(steps))
+        why = "allowed address" if guard not in (False, "false") else "no IPv4 guard"
+        return Verdict(True, True, f"{why}; every side allows the request", tuple(steps))
 
     def _stateful(self, vm: Endpoint) -> bool:
         return self.templates[vm.template_id]["virtual_switch"].get("stateful") is True

@@ -3,7 +3,8 @@
 ``plan_probes`` picks, for a sample of ordered VM pairs, an ICMP echo, an ARP
 request and TCP and UDP probes to ports the pair's rules name and to one they do
 not, each from a source port of its own (in IPv6 seeds also an ICMPv6 echo, TCP
-to one such port and UDP to one more over IPv6); ``start_listeners`` serves those ports
+to one such port and UDP to one more over IPv6; in sources seeds UDP from other
+addresses, ``sweep_sources``, judged by arrival alone); ``start_listeners`` serves those ports
 in the destination VMs (``vmtools.sweep_probe listen``); ``run_probes`` sends
 every source's probes at once, all sources in parallel; ``confirm`` probes a
 disagreement with the oracle again, alone and slower, before it counts.
@@ -23,7 +24,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ryu_apps.lab import testbed as lab
 from ryu_apps.lab.sweep_library import SERVICE_PORTS, SweepCase, ip6_of
-from ryu_apps.lab.sweep_oracle import Probe, Verdict, port_range
+from ryu_apps.lab.sweep_oracle import Endpoint, Oracle, Probe, Verdict, port_range
+from ryu_apps.lab.sweep_sources import source_address
 
 #: Ports no generated rule names as a single port (ranges may still cover them).
 SPARE_PORTS = (7, 1999, 2999, 31337, 61000)
@@ -98,7 +100,30 @@ def plan_targets(case: SweepCase, max_pairs: int, phase: int = 0) -> List[Target
         if case.ipv6:
             wanted += _ipv6_targets(random.Random(f"{case.seed} {phase} {src} {dst}"),
                                     src, dst, templates)
+        if case.sources and phase != 1:   # not after a reload: a new guard binds first
+            wanted += _source_targets(random.Random(f"{case.seed} {phase} {src} {dst} from"),
+                                      case, src, dst, templates)
     return wanted
+
+
+def _source_targets(rng: random.Random, case: SweepCase, src: str, dst: str,
+                    templates: List[dict]) -> List[Target]:
+    """A sources seed's UDP from other addresses, for some pairs: from ``outside`` every
+    allowed prefix, and from ``inside`` the source's (``sweep_sources``); to a port the
+    rules let the pair's own addresses reach where there is one (then the source address
+    decides), else, now and then, to any."""
+    named = sorted({p for t in templates for p in rule_ports(t, "udp")} | set(SPARE_PORTS))
+    oracle = Oracle(case.library, [Endpoint(vm.name, vm.template_id, vm.ip, vm.server_key)
+                                   for vm in case.vms])
+    open_ports = [p for p in named if oracle.verdict(src, dst, Probe("udp", p, 40000)).forward]
+    if open_ports:
+        port = rng.choice(open_ports)
+    elif rng.random() < 0.25:
+        port = rng.choice(named)
+    else:
+        return []
+    kinds = ["outside"] + (["inside"] if source_address(case, src, "inside") else [])
+    return [(src, dst, f"udp@{kind}", port) for kind in kinds]
 
 
 def _ipv6_targets(rng: random.Random, src: str, dst: str, templates: List[dict]) -> List[Target]:
@@ -143,14 +168,26 @@ def plan_probes(case: SweepCase, targets: List[Target], avoid: Dict[str, set],
         taken.add(port)
         return port
 
-    return [(src, dst, Probe(protocol) if port is None
-             else Probe(protocol, port, source_port(src)))
-            for src, dst, protocol, port in targets]
+    probes = []
+    for src, dst, protocol, port in targets:
+        protocol, _, kind = protocol.partition("@")
+        address = source_address(case, src, kind) if kind else None
+        if kind and address is None:   # a move phase's reversed pair: nothing allowed
+            continue
+        probes.append((src, dst, Probe(protocol) if port is None
+                       else Probe(protocol, port, source_port(src), address)))
+    return probes
 
 
-def _vmtool() -> str:
-    return (f"env PYTHONPATH={lab.REPO_ROOT} {sys.executable} "
-            "-m ryu_apps.lab.vmtools.sweep_probe")
+def add_source_addresses(hosts: Dict[str, object],
+                         probes: Sequence[Tuple[str, str, Probe]]) -> None:
+    """Give each source VM the other addresses its probes send from (``/32``s beside its
+    own; again after a move, which may give it a new interface)."""
+    for src, _, probe in probes:
+        if probe.source_ip is not None:
+            host = hosts[src]
+            host.cmd("ip", "addr", "replace", f"{probe.source_ip}/32",   # type: ignore[attr-defined]
+                     "dev", str(host.defaultIntf()))   # type: ignore[attr-defined]
 
 
 def target(case: SweepCase, dst: str, probe: Probe) -> str:
@@ -159,7 +196,8 @@ def target(case: SweepCase, dst: str, probe: Probe) -> str:
         ip = ip6_of(ip)
     if probe.protocol in ("icmp", "arp", "icmp6"):
         return f"{probe.protocol}:{ip}"
-    return f"{probe.protocol}:{ip}:{probe.port}:{probe.source_port}"
+    bind = f"@{probe.source_ip}" if probe.source_ip else ""
+    return f"{probe.protocol}:{ip}:{probe.port}:{probe.source_port}{bind}"
 
 
 def run_probes(case: SweepCase, hosts: Dict[str, object],
@@ -202,9 +240,11 @@ def udp_arrivals(logs: Sequence[Tuple[str, Path]]) -> set:
 
 def start_listeners(case: SweepCase, hosts: Dict[str, object],
                     probes: Sequence[Tuple[str, str, Probe]], workdir: Path,
-                    served: Dict[str, set], phase: int = 0) -> Dict[str, Path]:
+                    served: Dict[str, set], phase: int = 0,
+                    started: Optional[List[subprocess.Popen]] = None) -> Dict[str, Path]:
     """Listeners for the probes' ports that ``served`` ((protocol, port) per VM, updated)
-    lacks; each new listener's UDP log by VM."""
+    lacks; each new listener's UDP log by VM. Their processes go into ``started``: the
+    caller ends them (a listener never ends by itself, nor with its VM)."""
     ports: Dict[str, Dict[str, set]] = {vm.name: {"tcp": set(), "udp": set()} for vm in case.vms}
     for _, dst, probe in probes:
         protocol = probe.protocol.rstrip("6")    # a listener serves both families
@@ -216,11 +256,16 @@ def start_listeners(case: SweepCase, hosts: Dict[str, object],
         if not wanted["tcp"] and not wanted["udp"]:
             continue
         logs[name] = workdir / f"udp-{name}-{phase}.log"
-        host = hosts[name]
-        host.cmd(f"{_vmtool()} listen --tcp {' '.join(map(str, sorted(wanted['tcp'])))} "   # type: ignore[attr-defined]
-                 f"--udp {' '.join(map(str, sorted(wanted['udp'])))} --log {logs[name]} "
-                 + ("--ipv6 " if case.ipv6 else "") +
-                 f"> {workdir}/listen-{name}-{phase}.out 2>&1 &")
+        argv = [sys.executable, "-m", "ryu_apps.lab.vmtools.sweep_probe", "listen",
+                "--tcp", *map(str, sorted(wanted["tcp"])),
+                "--udp", *map(str, sorted(wanted["udp"])), "--log", str(logs[name]),
+                *(["--ipv6"] if case.ipv6 else [])]
+        with open(workdir / f"listen-{name}-{phase}.out", "w") as output:
+            process = hosts[name].popen(   # type: ignore[attr-defined]
+                argv, env=dict(os.environ, PYTHONPATH=str(lab.REPO_ROOT)), stdout=output,
+                stderr=subprocess.STDOUT)
+        if started is not None:
+            started.append(process)
     deadline = time.monotonic() + 10
     for name in logs:
         out = workdir / f"listen-{name}-{phase}.out"
@@ -239,6 +284,8 @@ def confirm(case: SweepCase, hosts: Dict[str, object], outcome: Outcome,
     slowness blocks, it never opens, so traffic that passed where the oracle says it
     must not is a mismatch even if it stops."""
     if not outcome.verdict.passes or outcome.arrived not in (None, outcome.verdict.forward):
+        return outcome
+    if outcome.probe.source_ip is not None:   # one way: its sender tried for the whole timeout
         return outcome
     probe = outcome.probe
     if probe.source_port is not None:

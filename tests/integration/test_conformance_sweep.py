@@ -16,6 +16,10 @@ only, hypervisor RARPs, three moves across access switches), 42 (3x2 servers,
 template id 8, four stateful templates, the merge; notice only, RARPs, a move
 behind the same access switch and one across), 41 (8 VMs on one server: more than
 one flood chunk, the merge; OVSDB watched, one gratuitous ARP, two moves across).
+Seeds 10 and 42 also send UDP from allowed and from spoofed addresses (``allowed_addresses``,
+``bind_ip`` true, first_seen and false: ``ryu_apps.lab.sweep_sources``); seed 33, without
+moves or reload and in the serial phase (it measures rates), checks a 1 Mbit/s VM's
+bandwidth and that a 1 Gbit/s one is not throttled (``ryu_apps.lab.sweep_bandwidth``).
 A wider run is ``python -m ryu_apps.lab.sweep --seeds 1-40`` (docs/operator-guide.md).
 """
 
@@ -34,7 +38,19 @@ def test_generated_library_and_topology_behave_as_documented(seed, mode, tmp_pat
     assert any(expected) and not all(expected), result.summary   # the seed tests both ways
     assert result.plan is not None and result.plan.mode == mode, result.summary
     assert result.moves and any(o.phase == 2 for o in result.outcomes), result.summary
+    sources = {o.verdict.forward for o in result.outcomes if o.probe.source_ip}
+    assert sources == ({True, False} if seed != 41 else set()), result.summary
     evidence = result.evidence.read_text() if result.evidence else ""
     assert not result.failed, "\n".join(
         [result.summary] + [o.describe() for o in result.mismatches] + result.move_problems
         + [evidence])
+
+
+@pytest.mark.serial
+def test_a_limited_vm_sends_at_its_rate_and_a_high_rate_one_is_not_throttled(tmp_path):
+    result = run_seed(33, "c" + unique_prefix()[1:], out_dir=tmp_path, reload=False,
+                      moves=False)
+    assert sorted(rate.limit_kbps for rate in result.rates) == [1000, 1_000_000], result.summary
+    assert not result.failed, "\n".join(
+        [result.summary] + [rate.describe() for rate in result.rates]
+        + [o.describe() for o in result.mismatches])

@@ -1,8 +1,11 @@
 """The conformance sweep's generator: seeded, valid, and varied where it matters."""
 
+import ipaddress
+
 from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.core.template_validation import build_library
 from ryu_apps.lab.sweep_library import generate, id_of, redraw
+from ryu_apps.lab.sweep_sources import source_address, spoof_network
 
 SEEDS = range(1, 41)
 
@@ -84,3 +87,29 @@ def test_about_half_the_seeds_have_ipv6_addresses_and_ipv6_rules_that_validate()
     assert not any(rule_families(r) == (6,) for c in cases if not c.ipv6
                    for t in c.library["templates"] for side in ("virtual_switch", "access_port")
                    for r in t[side].get("acl", ()))
+
+
+def test_sources_seeds_allow_addresses_that_validate_and_no_vm_or_spoof_address_holds():
+    allowed = unbound = 0
+    for seed in SEEDS:
+        case = generate(seed)
+        for phase in (case, redraw(case)):
+            build_library([("sweep.yaml", phase.library)])
+        sides = [t["virtual_switch"] for t in case.library["templates"]]
+        if not case.sources:
+            assert not any("allowed_addresses" in s or s.get("bind_ip") is False for s in sides)
+            continue
+        allowed += any("allowed_addresses" in s for s in sides)
+        unbound += any(s.get("bind_ip") is False for s in sides)
+        spoof = spoof_network(case.network)
+        for vm in case.vms:
+            outside = ipaddress.ip_address(source_address(case, vm.name, "outside"))
+            assert outside in spoof and str(outside) not in {v.ip for v in case.vms}
+            inside = source_address(case, vm.name, "inside")
+            prefixes = case.template(vm.template_id)["virtual_switch"].get("allowed_addresses")
+            if inside is None:
+                assert not prefixes
+            else:
+                assert ipaddress.ip_address(inside) in ipaddress.ip_network(prefixes[0])
+                assert inside not in {v.ip for v in case.vms}
+    assert allowed >= 8 and unbound >= 5

@@ -198,3 +198,37 @@ def test_an_icmpv6_echo_needs_its_reply_allowed_on_a_stateless_side():
     assert not oracle({}).verdict("a", "b", Probe("icmp")).passes   # ICMP out: default deny
     verdict = oracle({}).verdict("a", "b", Probe("tcp6", 22, 40000))
     assert verdict.reason == "request: deny by a's template 1 virtual_switch from_vm default"
+
+
+def _sources_library(bind_ip):
+    side = {"default_action": "allow", "bind_ip": bind_ip}
+    if bind_ip is not False:
+        side["allowed_addresses"] = ["10.0.9.0/24", "10.0.8.7"]
+    return {"templates": [
+        _template(WEB, 100, side),
+        _template(DB, 100, {"default_action": "allow", "acl": [
+            {"action": "deny", "direction": "to_vm", "src": "10.0.8.7"}]})]}
+
+
+SOURCE_VMS = [Endpoint("web1", WEB, "10.0.100.1", (1, 1)),
+              Endpoint("db2", DB, "10.0.200.2", (1, 2))]
+
+
+def test_a_bound_vm_sends_from_its_allowed_addresses_only_and_the_rules_judge_them():
+    # docs/templates.md: bind_ip: the VM sends IPv4 only from its bound address;
+    # allowed_addresses: addresses it may also send from
+    for bind_ip in (True, "first_seen"):
+        oracle = Oracle(_sources_library(bind_ip), SOURCE_VMS)
+        inside = oracle.verdict("web1", "db2", Probe("udp", 53, 40000, "10.0.9.200"))
+        assert inside.forward and inside.passes and "allowed address" in inside.reason
+        spoofed = oracle.verdict("web1", "db2", Probe("udp", 53, 40000, "10.0.10.1"))
+        assert not spoofed.forward and "neither bound nor allowed" in spoofed.reason
+        denied = oracle.verdict("web1", "db2", Probe("udp", 53, 40000, "10.0.8.7"))
+        assert not denied.forward and "db2's template 252 virtual_switch to_vm" in denied.reason
+
+
+def test_without_the_ipv4_guard_a_vm_sends_from_any_address():
+    oracle = Oracle(_sources_library(False), SOURCE_VMS)
+    anywhere = oracle.verdict("web1", "db2", Probe("udp", 53, 40000, "10.0.10.1"))
+    assert anywhere.forward and "no IPv4 guard" in anywhere.reason
+    assert not oracle.verdict("web1", "db2", Probe("udp", 53, 40000, "10.0.8.7")).forward

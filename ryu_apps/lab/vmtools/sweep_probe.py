@@ -16,10 +16,17 @@ family). A TARGET is ``icmp:IP`` (one ping), ``arp:IP`` (an ARP request, broadca
 ``--interface``'s MAC and address, that must be answered; the kernel's
 neighbour table plays no part), ``tcp:IP:PORT:SOURCE_PORT`` (a connection from that
 source port that must be greeted) or ``udp:IP:PORT:SOURCE_PORT`` (a datagram
-from that source port that must be echoed); ``icmp6:IP``, ``tcp6:IP:PORT:SOURCE_PORT``
+from that source port that must be echoed; ``udp:IP:PORT:SOURCE_PORT@SOURCE_IP``
+sends from ``SOURCE_IP``, an address of the VM's interface, until echoed or the
+timeout); ``icmp6:IP``, ``tcp6:IP:PORT:SOURCE_PORT``
 and ``udp6:...`` the same over IPv6. Every probe starts at once and waits
 at most ``--timeout`` s; one JSON line per target, in order:
 ``{"target": T, "open": true|false}``.
+
+``blast --rate-kbps R [--seconds S] IP:PORT:SOURCE_PORT`` sends UDP at R kbit/s
+(Ethernet frames' bits) for S s and prints ``{"sent": N}``; ``sink --port P
+--seconds S`` prints ``listening``, then after S s ``{"datagrams": N, "bytes": B}``
+that reached P (the sweep's bandwidth check).
 
 ``hold`` opens each ``tcp:IP:PORT:SOURCE_PORT`` TARGET, checks the greeting and
 one echo (``{"target": T, "open": ...}``), prints ``held``, waits for FILE to
@@ -46,6 +53,8 @@ from ryu_apps.lab.vmtools.tcp_probe import GREETING
 
 ETH_P_ARP = 0x0806
 BROADCAST = b"\xff" * 6
+#: Ethernet, IPv4 and UDP headers: what a meter counts beyond a datagram's payload.
+FRAME_OVERHEAD = 14 + 20 + 8
 
 
 def _bound(family: int, kind: int, port: int) -> socket.socket:
@@ -156,11 +165,11 @@ def hold(targets: list[str], go: str, timeout: float) -> None:
         print(json.dumps({"target": target, "kept": kept}), flush=True)
 
 
-def _udp(ip: str, port: int, source_port: int, deadline: float) -> bool:
+def _udp(ip: str, port: int, source_port: int, deadline: float, source_ip: str = "") -> bool:
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("", source_port))
+        sock.bind((source_ip, source_port))
         payload = b"dynprov-sweep %d" % source_port
         while time.monotonic() < deadline:      # a datagram may meet a flow being set up
             sock.sendto(payload, (ip, port))
@@ -172,6 +181,46 @@ def _udp(ip: str, port: int, source_port: int, deadline: float) -> bool:
             if data == payload:
                 return True
     return False
+
+
+def blast(target: str, rate_kbps: int, seconds: float, size: int = 1000) -> int:
+    """UDP datagrams of ``size`` bytes to ``IP:PORT:SOURCE_PORT`` at ``rate_kbps`` (their
+    Ethernet frames' bits) for ``seconds``, at absolute deadlines; how many were sent."""
+    ip, port, source = target.rsplit(":", 2)
+    interval = (size + FRAME_OVERHEAD) * 8 / (rate_kbps * 1000)
+    payload = b"dynprov-blast".ljust(size, b".")
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("", int(source)))
+        start = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now - start >= seconds:
+                return sent
+            while sent * interval <= now - start:   # late: send what is due at once
+                try:
+                    sock.sendto(payload, (ip, int(port)))
+                except OSError:   # a full socket buffer: that datagram is lost, as on a wire
+                    pass
+                sent += 1
+            time.sleep(max(0.0, start + sent * interval - time.monotonic()))
+
+
+def sink(port: int, seconds: float) -> dict:
+    """Count the datagrams (and their bytes) that reach UDP ``port`` within ``seconds``."""
+    datagrams = received = 0
+    with _bound(socket.AF_INET, socket.SOCK_DGRAM, port) as sock:
+        print("listening", flush=True)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                continue
+            datagrams += 1
+            received += len(data)
+    return {"datagrams": datagrams, "bytes": received}
 
 
 def _arp(ifname: str, ip: str, deadline: float) -> bool:
@@ -222,9 +271,12 @@ def probe(targets: list[str], timeout: float, interface: str = "") -> list[dict]
             elif kind == "arp":
                 answered = _arp(interface, rest, deadline)
             else:
+                rest, _, bind = rest.partition("@")
                 ip, port, source = rest.rsplit(":", 2)
-                check = _tcp if kind in ("tcp", "tcp6") else _udp
-                answered = check(ip, int(port), int(source), deadline)
+                if kind in ("tcp", "tcp6"):
+                    answered = _tcp(ip, int(port), int(source), deadline)
+                else:
+                    answered = _udp(ip, int(port), int(source), deadline, bind)
         except Exception as error:   # noqa: BLE001 (reported, never a silent "closed")
             results[index] = {"target": target, "open": False, "error": repr(error)}
             return
@@ -246,6 +298,13 @@ def main(argv=None) -> int:
     prober.add_argument("--timeout", type=float, default=1.5)
     prober.add_argument("--interface", default="", help="the VM's interface (ARP probes)")
     prober.add_argument("targets", nargs="+")
+    blaster = sub.add_parser("blast")
+    blaster.add_argument("--rate-kbps", type=int, required=True)
+    blaster.add_argument("--seconds", type=float, default=1.0)
+    blaster.add_argument("target", help="IP:PORT:SOURCE_PORT")
+    sinker = sub.add_parser("sink")
+    sinker.add_argument("--port", type=int, required=True)
+    sinker.add_argument("--seconds", type=float, required=True)
     holder = sub.add_parser("hold")
     holder.add_argument("--go", required=True, help="send again once this file exists")
     holder.add_argument("--timeout", type=float, default=5.0)
@@ -253,6 +312,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.mode == "listen":
         listen(args.tcp, args.udp, args.log, args.ipv6)
+        return 0
+    if args.mode == "blast":
+        print(json.dumps({"sent": blast(args.target, args.rate_kbps, args.seconds)}))
+        return 0
+    if args.mode == "sink":
+        print(json.dumps(sink(args.port, args.seconds)), flush=True)
         return 0
     if args.mode == "hold":
         hold(args.targets, args.go, args.timeout)
