@@ -135,14 +135,21 @@ def _vlans(rng: random.Random, count: int) -> List[int]:
 
 def _prefix(rng: random.Random, subnets: List[ipaddress.IPv4Network],
             hosts: List[str]) -> str:
+    return _drawn_prefix(rng, subnets, hosts, half=25, wide=16, host=str)
+
+
+def _drawn_prefix(rng: random.Random, subnets: list, hosts: List[str], half: int,
+                  wide: int, host) -> str:
+    """A rule's prefix: one of the seed's subnets, half of one, a VM's address
+    (``host`` spells it), else the ``wide`` supernet of the first subnet."""
     kind = rng.random()
     if kind < 0.4:
         return str(rng.choice(subnets))
     if kind < 0.6:
-        return str(list(rng.choice(subnets).subnets(new_prefix=25))[rng.randrange(2)])
+        return str(list(rng.choice(subnets).subnets(new_prefix=half))[rng.randrange(2)])
     if kind < 0.85 and hosts:
-        return rng.choice(hosts)
-    return str(subnets[0].supernet(new_prefix=16))
+        return host(rng.choice(hosts))
+    return str(subnets[0].supernet(new_prefix=wide))
 
 
 def _ports(rng: random.Random) -> object:
@@ -275,14 +282,7 @@ def redraw(case: SweepCase) -> SweepCase:
 
 
 def _prefix6(rng: random.Random, subnets: List[ipaddress.IPv6Network], hosts: List[str]) -> str:
-    kind = rng.random()
-    if kind < 0.4:
-        return str(rng.choice(subnets))
-    if kind < 0.6:
-        return str(list(rng.choice(subnets).subnets(new_prefix=65))[rng.randrange(2)])
-    if kind < 0.85 and hosts:
-        return ip6_of(rng.choice(hosts))
-    return str(subnets[0].supernet(new_prefix=48))
+    return _drawn_prefix(rng, subnets, hosts, half=65, wide=48, host=ip6_of)
 
 
 def _rule6(rng: random.Random, subnets: List[ipaddress.IPv6Network], hosts: List[str]) -> dict:
