@@ -29,6 +29,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.serial]
 #: worst measured figure.
 MAX_LOST_WITH_NOTICE = 45     # 3 x 15
 MAX_LOST_PROBES = 800         # 3 x 267
+#: Seconds between the destination port's creation and the switchover in the
+#: first-announcement test: a live migration's memory copy (seconds in real moves;
+#: 0.2 s as in the migration benchmark and the sweep). Without it the VM could resume
+#: before the watched OVSDB row reached the controller, and a GARP sent then is not
+#: what this test is about (failed 1 of 6 full runs, 2026-12-05).
+PRECOPY_S = 0.2
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +130,8 @@ def test_the_first_announcement_at_the_destination_is_not_lost(dc):
     while time.monotonic() < deadline and "listening" not in web5.cmd(f"cat {capture}.err"):
         time.sleep(0.1)
     try:
-        live_migrate(net, web1, switches[destination], announce="garp")
+        live_migrate(net, web1, switches[destination], announce="garp",
+                     before_switchover=lambda: time.sleep(PRECOPY_S))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and "ARP" not in web5.cmd(f"cat {capture}"):
             time.sleep(0.1)
