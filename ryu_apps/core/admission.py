@@ -43,7 +43,9 @@ def admit(st: "EngineState", dpid: int, port: int, eth_src: str, now: float,
         return verdict
     refusal = vm_identity.identity_refusal(st, dpid, port, mac, detected_by, now)
     if refusal is not None:
-        refuse(st, verdict, mac, None, dpid, port, now, refusal)
+        # a VM bound elsewhere may be believed here once its OVSDB row is read: its frame waits
+        refuse(st, verdict, mac, None, dpid, port, now, refusal,
+               held=data if mac in st.table.bindings else b"")
         return verdict
     existing = st.table.bindings.get(mac)
     if existing is not None and existing.state is VmState.RESTARTING:
@@ -51,7 +53,8 @@ def admit(st: "EngineState", dpid: int, port: int, eth_src: str, now: float,
                                                     verdict.plan)
         return verdict
     if existing is not None and not trusted_move and detected_by is Detection.PACKET \
-            and not vm_identity.move_believed(st, existing, dpid, port, now, verdict):
+            and not vm_identity.move_believed(st, existing, dpid, port, now, verdict,
+                                           data):
         return verdict
     template = select(st, mac, eth_src, dpid, port, now, verdict)
     if template is not None:
@@ -130,11 +133,14 @@ def select(st: "EngineState", mac: str, raw_mac: str, dpid: int, port: int, now:
 
 
 def refuse(st: "EngineState", verdict: PacketVerdict, mac: str, template_id: Optional[int],
-           dpid: int, port: int, now: float, reason: str, while_bound: bool = False) -> None:
+           dpid: int, port: int, now: float, reason: str, while_bound: bool = False,
+           held: bytes = b"") -> None:
     """Refuse MAC ``mac`` on this port: quarantine it there, say why (``while_bound``:
-    only because it is bound elsewhere; lifted when that binding ends)."""
+    only because it is bound elsewhere; lifted when that binding ends; ``held``: the
+    frame, re-sent if the MAC is believed here soon, see :mod:`~ryu_apps.core.quarantine`)."""
     refusal, first, note = st.quarantine.refuse(
-        Refusal(mac, template_id, reason, dpid, port, since=now, while_bound=while_bound))
+        Refusal(mac, template_id, reason, dpid, port, since=now, while_bound=while_bound,
+                held=held))
     verdict.refusal, verdict.first_refusal = refusal, first
     if note:
         verdict.plan.notes.append(note)
@@ -165,7 +171,7 @@ def expect(st: "EngineState", dpid: int, port: int, mac: str, now: float) -> Pac
     plan = verdict.plan
     binding_ops.store(st, incoming)
     shared_fabric.toward_shared_fabric_too(st, incoming, plan, expected=True)
-    binding_ops.lift_quarantine(st, incoming)
+    binding_ops.lift_quarantine(st, incoming, plan)
     plan.notes.append(f"pre-provisioned VM {mac} on {st.name(dpid)} port {port} "
                       f"(binding {incoming.binding_id}): attached to a port whose link "
                       "is down; activated when it comes up or the VM speaks")

@@ -36,11 +36,14 @@ def quarantine_changed(st: "EngineState", dpid: int, port: int) -> None:
     st.dirty.quarantine.add((dpid, port))
 
 
-def lift_quarantine(st: "EngineState", binding: Binding) -> None:
+def lift_quarantine(st: "EngineState", binding: Binding, plan: Plan) -> None:
     """The VM is believed at its binding's port: frames it sent there before
-    (refused then) are no longer dropped."""
-    if st.quarantine.release_mac(binding.mac, binding.dpid, binding.port):
+    (refused then) are no longer dropped, and the one held is re-sent there."""
+    released = st.quarantine.release_mac(binding.mac, binding.dpid, binding.port)
+    if released is not None:
         quarantine_changed(st, binding.dpid, binding.port)
+        if released.held:
+            plan.packet_outs.append(PacketOut(binding.dpid, binding.port, released.held))
 
 
 def store(st: "EngineState", binding: Binding) -> None:
@@ -57,7 +60,7 @@ def store(st: "EngineState", binding: Binding) -> None:
 def bind(st: "EngineState", binding: Binding, plan: Plan) -> None:
     """Provision a new binding."""
     store(st, binding)
-    lift_quarantine(st, binding)
+    lift_quarantine(st, binding, plan)
     if binding.state is VmState.PROVISIONING:
         plan.confirms.append(binding.mac)
     shared_fabric.announce(st, binding, plan)
@@ -130,7 +133,7 @@ def pre_provision(st: "EngineState", source: Binding, dpid: int, port: int, plan
     store(st, incoming)
     if source.state.forwards:
         set_path(st, Route(route_owner(incoming), Way.BOTH_WAYS, source, incoming), plan)
-    lift_quarantine(st, incoming)
+    lift_quarantine(st, incoming, plan)
     plan.notes.append(f"pre-provisioned VM {source.mac} on {st.name(dpid)} port {port} "
                       f"(binding {incoming.binding_id}): {why}")
 
@@ -155,7 +158,7 @@ def activate(st: "EngineState", incoming: Binding, plan: Plan, why: str) -> None
         set_path(st, Route(route_owner(active), Way.REDIRECT, source, active), plan)
     else:
         end_path(st, active, plan)
-    lift_quarantine(st, active)
+    lift_quarantine(st, active, plan)
     plan.confirms.append(active.mac)
     # the pre-provisioned port's entries already deliver its frames: no need to wait
     shared_fabric.announce(st, active, plan, at_once=True)

@@ -9,6 +9,12 @@ QUARANTINE_MACS_PER_PORT refused MACs on one port the whole port stops
 reaching the controller (its own VM keeps working, its flow has a higher
 priority). A port that sends an unsigned, forged, stale or replayed LLDP probe
 has its LLDP dropped. All are lifted after QUARANTINE_SECONDS.
+
+A frame refused while its move awaits evidence (the MAC is bound elsewhere)
+is **held**: the first one per MAC and port, for HELD_FRAME_SECONDS, at most
+HELD_FRAMES_MAX in all. When the MAC is released at that port (the move is
+believed), the caller re-sends it, so a migrated VM's announcement that beat
+the evidence (its OVSDB row, its old port's loss) is delivered, not lost.
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ from ryu_apps.core.pipeline import Priority, Table
 QUARANTINE_SECONDS = 60.0
 #: Refused MACs on one port before the whole port stops reaching the controller.
 QUARANTINE_MACS_PER_PORT = 8
+#: Seconds a refused frame is kept for re-sending if its move is believed.
+HELD_FRAME_SECONDS = 2.0
+#: Refused frames kept at once (bounded memory whatever a guest sends).
+HELD_FRAMES_MAX = 1024
 
 PortKey = Tuple[int, int]
 #: A refused MAC on one port.
@@ -44,6 +54,8 @@ class Refusal:
     #: Refused only because the MAC is bound elsewhere (a conflict, or a flapping
     #: MAC's move): moot once that binding ends.
     while_bound: bool = False
+    #: The refused frame kept for re-sending if the MAC is believed here (see above).
+    held: bytes = b""
 
 
 class Quarantine:
@@ -59,6 +71,8 @@ class Quarantine:
         self._lldp: Dict[PortKey, float] = {}
         #: Probes dropped per port since its LLDP quarantine began.
         self.lldp_refusals: Dict[PortKey, int] = {}
+        #: Refusals holding a frame -> when it was held.
+        self._held: Dict[RefusalKey, float] = {}
 
     def refuse(self, refusal: Refusal) -> Tuple[Refusal, bool, Optional[str]]:
         """Record a refusal: (the record, whether it is the MAC's first on its port, a note).
@@ -74,6 +88,11 @@ class Quarantine:
             self.blocked_refusals[key] = self.blocked_refusals.get(key, 0) + 1
             return refusal, False, None
         self.refused[(refusal.mac, *key)] = refusal
+        if refusal.held:
+            if len(self._held) < HELD_FRAMES_MAX:
+                self._held[(refusal.mac, *key)] = refusal.since
+            else:
+                refusal.held = b""
         self._ports_of.setdefault(refusal.mac, set()).add(key)
         macs = self._macs.setdefault(key, {})
         macs[refusal.mac] = refusal.since
@@ -85,14 +104,17 @@ class Quarantine:
                     f"{QUARANTINE_SECONDS:.0f} s")
         return refusal, True, note
 
-    def release_mac(self, mac: str, dpid: int, port: int) -> bool:
-        """The MAC was provisioned on this port after all; True when its flows change."""
+    def release_mac(self, mac: str, dpid: int, port: int) -> Optional[Refusal]:
+        """The MAC was provisioned on this port after all: its refusal (the port's
+        flows change; a frame it holds is the caller's to re-send), or None."""
         key = (dpid, port)
-        if self.refused.pop((mac, dpid, port), None) is None:
-            return False
+        refusal = self.refused.pop((mac, dpid, port), None)
+        if refusal is None:
+            return None
+        self._held.pop((mac, dpid, port), None)
         self._unlist(mac, key)
         self._macs.get(key, {}).pop(mac, None)
-        return True
+        return refusal
 
     def release_unbound(self, mac: str) -> List[PortKey]:
         """The MAC's binding ended: its refusals made only because it was bound
@@ -130,6 +152,7 @@ class Quarantine:
         macs = self._macs.pop(key, None)
         for mac in macs or ():
             self.refused.pop((mac, dpid, port), None)
+            self._held.pop((mac, dpid, port), None)
             self._unlist(mac, key)
         self.lldp_refusals.pop(key, None)
         had_lldp = self._lldp.pop(key, None) is not None
@@ -142,16 +165,22 @@ class Quarantine:
         self._ports_of.clear()
         self._blocked.clear()
         self.refused.clear()
+        self._held.clear()
         return ports
 
     def expire(self, now: float) -> Tuple[List[PortKey], List[str]]:
         """Lift what is older than QUARANTINE_SECONDS: changed ports and notes."""
         changed, notes = set(), []
+        for held, since in list(self._held.items()):
+            if now - since >= HELD_FRAME_SECONDS:
+                del self._held[held]
+                self.refused[held].held = b""
         for key, macs in self._macs.items():
             expired = [m for m, since in macs.items() if now - since >= QUARANTINE_SECONDS]
             for mac in expired:
                 del macs[mac]
                 self.refused.pop((mac, *key), None)
+                self._held.pop((mac, *key), None)
                 self._unlist(mac, key)
                 changed.add(key)
         for key, since in list(self._blocked.items()):

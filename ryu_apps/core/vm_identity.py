@@ -81,9 +81,9 @@ def identity_refusal(st: "EngineState", dpid: int, port: int, mac: str,
 
 # -- a MAC seen somewhere new -----------------------------------------------------------
 def move_believed(st: "EngineState", existing: Binding, dpid: int, port: int, now: float,
-                  verdict: "PacketVerdict") -> bool:
+                  verdict: "PacketVerdict", frame: bytes = b"") -> bool:
     """Whether bound VM ``existing`` may move to (dpid, port) now; if not, the frame
-    is refused there (and the old location probed)."""
+    is refused there and held for a while (and the old location probed)."""
     mac, moves = existing.mac, st.moves
     if st.ports.notified.get(mac) == dpid:
         moving(st, mac, now, verdict.plan)
@@ -97,7 +97,8 @@ def move_believed(st: "EngineState", existing: Binding, dpid: int, port: int, no
         admission.refuse(st, verdict, mac, existing.template_id, dpid, port, now,
                          f"VM {mac} is flapping between ports: its moves are refused for "
                          f"{moves.flap_hold:g} s unless its port {existing.port} on "
-                         f"{st.name(existing.dpid)} goes away", while_bound=True)
+                         f"{st.name(existing.dpid)} goes away", while_bound=True,
+                         held=frame)
         return False
     # The frame came in at this port, so its link is up whatever the last port status
     # said (a busy switch reports a new port's link-up after the guest's first frames):
@@ -114,7 +115,7 @@ def move_believed(st: "EngineState", existing: Binding, dpid: int, port: int, no
                      f"VM {mac} is bound to {st.name(existing.dpid)} port {existing.port}:"
                      " a frame with its MAC here is a conflict, not a move; accepted when "
                      f"that port goes away, a migration notice names {st.name(dpid)}, "
-                     + evidence, while_bound=True)
+                     + evidence, while_bound=True, held=frame)
     if new and target is not None:
         set_probe(st, existing, verdict.plan)
         verdict.plan.packet_outs.append(PacketOut(existing.dpid, 0,
@@ -165,11 +166,13 @@ def accept(st: "EngineState", candidate: MoveCandidate, now: float, plan: Plan,
     if st.table.at_port(*key) is not None or key in st.ports.down or \
             st.topo.fabric.role(candidate.dpid) is None:
         return   # the port is gone or taken meanwhile: nothing to accept
-    if st.quarantine.release_mac(candidate.mac, *key):
+    released = st.quarantine.release_mac(candidate.mac, *key)
+    if released is not None:
         binding_ops.quarantine_changed(st, *key)
     moving(st, candidate.mac, now, plan)
+    held = released.held if released is not None else b""   # re-sent once provisioned
     verdict = admission.admit(st, candidate.dpid, candidate.port, candidate.mac, now,
-                              Detection.PACKET, b"", sender_ip=known_ip, trusted_move=True)
+                              Detection.PACKET, held, sender_ip=known_ip, trusted_move=True)
     plan.extend(verdict.plan)
     if verdict.provisioned is not None:
         plan.warnings.append(f"VM {candidate.mac} moved to {st.name(candidate.dpid)} "

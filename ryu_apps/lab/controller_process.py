@@ -173,9 +173,11 @@ class ControllerProcess:
 
     def log_tail(self, lines: int = 60) -> str:
         """The last ``lines`` lines of the log without Ryu's per-event ``EVENT`` lines
-        (``--verbose`` prints one per timer tick), for a failure's message."""
-        kept = [line for line in self.log().splitlines() if not line.lstrip().startswith("EVENT ")]
-        return "\n".join(kept[-lines:])
+        (``--verbose`` prints one per timer tick, some cut short by interleaved
+        writes), for a failure's message."""
+        kept = [line for line in self.log().splitlines()
+                if not line.lstrip().startswith(("EVENT ", "ntOFP", "ventOFP"))]
+        return "controller log (tail):\n" + "\n".join(kept[-lines:])
 
     def wait_for_log(self, text: str, timeout: float = 15.0, count: int = 1) -> bool:
         """Wait until ``text`` appears ``count`` times in the log."""

@@ -59,21 +59,23 @@ __all__ = ["ANNOUNCE_MODES", "QEMU_ANNOUNCE_MS", "REPO_ROOT", "DestinationPort",
 
 def live_migrate(net, vm, dst, announce: str = "qemu",
                  before_switchover: Optional[Callable[[], None]] = None,
-                 wait_announcements: bool = True) -> MigrationTimes:
+                 wait_announcements: bool = True, attached_mac: bool = True) -> MigrationTimes:
     """Live-migrate Mininet host ``vm`` to OVS bridge ``dst`` (module docstring).
 
     ``vm`` and ``dst`` are nodes or names. ``before_switchover`` runs once the
-    destination port exists (e.g. to notify the controller). With
-    ``wait_announcements`` (default) it returns after the last announcement
-    (800 ms after the switchover for ``qemu``) with their send times;
-    otherwise at once, with none recorded.
+    destination port exists (e.g. to notify the controller); it is the move's
+    pre-copy, which this function does not add. With ``wait_announcements``
+    (default) it returns after the last announcement (800 ms after the
+    switchover for ``qemu``) with their send times; otherwise at once, with none
+    recorded. ``attached_mac`` False: the destination port's OVSDB row names no
+    VM (a hypervisor that writes it late or never).
     """
     if announce not in ANNOUNCE_MODES:
         raise ValueError(f"announce must be one of {ANNOUNCE_MODES}, not {announce!r}")
     vm, vm_intf, old_peer, destination = _endpoints(net, vm, dst)
     source = old_peer.node
     nic = nic_state(vm, vm_intf.name)
-    port, waiting = create_destination_port(vm, destination, nic)
+    port, waiting = create_destination_port(vm, destination, nic, attached_mac)
     created = time.monotonic_ns()
     announcer, retired, stamps = _resume_on_destination(
         vm, nic, waiting, port, destination, announce, before_switchover)

@@ -81,8 +81,10 @@ def scratch_name(prefix: str, vm) -> str:
                        vm_interface_names(vm))
 
 
-def create_destination_port(vm, destination, nic: dict):
-    """Step 1: the new veth pair, its bridge end numbered on ``destination``."""
+def create_destination_port(vm, destination, nic: dict, attached_mac: bool = True):
+    """Step 1: the new veth pair, its bridge end numbered on ``destination``
+    (``attached_mac`` False: its OVSDB row names no VM, as a hypervisor that writes
+    it late or never)."""
     port = destination.newPort()
     bridge_end = unused_name(f"{destination.name}-eth{port}", "dpb", set())
     waiting = scratch_name("dpw", vm)
@@ -93,11 +95,12 @@ def create_destination_port(vm, destination, nic: dict):
         run_checked(what, "ethtool", "-K", waiting, "tx", "off")
         run_checked(what, "ip", "link", "set", waiting, "netns", str(vm.pid))
         run_checked(what, "ip", "link", "set", bridge_end, "up")
+        row = [f'external_ids:attached-mac="{nic["mac"]}"',
+               f'external_ids:iface-id="{vm.name}-{nic["name"]}"',
+               f'external_ids:vm-id="{vm.name}"', "external_ids:iface-status=active"]
         run_checked(what, "ovs-vsctl", "add-port", destination.name, bridge_end, "--", "set",
                     "Interface", bridge_end, f"ofport_request={port}",
-                    f'external_ids:attached-mac="{nic["mac"]}"',
-                    f'external_ids:iface-id="{vm.name}-{nic["name"]}"',
-                    f'external_ids:vm-id="{vm.name}"', "external_ids:iface-status=active")
+                    *(row if attached_mac else []))
         ofport = int(run_checked(what, "ovs-vsctl", "get", "Interface", bridge_end, "ofport"))
         if nic["disable_ipv6"] in ("0", "1"):
             vm.cmd(f"sysctl -qw net.ipv6.conf.{waiting}.disable_ipv6={nic['disable_ipv6']}")

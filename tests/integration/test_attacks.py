@@ -304,13 +304,6 @@ def test_a_spoofed_garp_from_another_server_moves_nothing(dc, victim):
     assert security["moves"]["accepted"] == 0
 
 
-def _log_tail(controller, lines: int = 60) -> str:
-    """The controller log's last lines without Ryu's per-event debug lines."""
-    kept = [line for line in controller.log().splitlines()
-            if not line.startswith(("EVENT ", "ntOFP", "ventOFP"))]
-    return "\n".join(kept[-lines:])
-
-
 def _migrate(dc, victim, destination: str, notify: bool) -> None:
     controller, net, vms, sw = dc
     before = bound_port(controller, victim.MAC())
@@ -332,12 +325,12 @@ def _migrate(dc, victim, destination: str, notify: bool) -> None:
     for source, report in zip(("web7", "out1"), reports):
         print(f"\n{victim.name} -> {destination} notice={notify}: {report.summary()}")
         assert report.lost <= MIGRATION_LOSS_BOUND, \
-            f"{report.summary()}\ncontroller log:\n{_log_tail(controller)}"
+            f"{report.summary()}\n{controller.log_tail()}"
         # Recovered: the prober's last probes answered, or, when its run ended inside one
         # of the loaded datapath's stalls (2026-12-04: a notice move's last 105 probes
         # lost, the VM answering again in the next test), the VM answers it afterwards.
         assert report.recovered or reachable(vms[source], victim), \
-            f"{report.summary()}\ncontroller log:\n{_log_tail(controller)}"
+            f"{report.summary()}\n{controller.log_tail()}"
     after = bound_port(controller, victim.MAC())
     assert after is not None and after != before and after[0] == sw[destination].dpid
 

@@ -31,9 +31,8 @@ MAX_LOST_WITH_NOTICE = 45     # 3 x 15
 MAX_LOST_PROBES = 800         # 3 x 267
 #: Seconds between the destination port's creation and the switchover in the
 #: first-announcement test: a live migration's memory copy (seconds in real moves;
-#: 0.2 s as in the migration benchmark and the sweep). Without it the VM could resume
-#: before the watched OVSDB row reached the controller, and a GARP sent then is not
-#: what this test is about (failed 1 of 6 full runs, 2026-12-05).
+#: 0.2 s as in the migration benchmark and the sweep), so the test is about the
+#: pre-provisioned path. A VM that resumes before its row is read is the next test's.
 PRECOPY_S = 0.2
 
 
@@ -53,11 +52,6 @@ def _entries_of(bridge, cookie, binding_id):
     meters = [line for line in lab.run_ofctl("dump-meters", bridge).splitlines()
               if line.startswith(f"meter={BINDING_METER_BASE + binding_id} ")]
     return flows, meters
-
-
-def _log_tail(controller, lines=60):
-    """The controller's last log lines, for a failure's message."""
-    return "controller log (tail):\n" + "\n".join(controller.log().splitlines()[-lines:])
 
 
 def _migrate(dc, source, destination, notify, announce):
@@ -81,7 +75,7 @@ def _migrate(dc, source, destination, notify, announce):
     for report in reports:
         print(f"\n{source}->{destination} notify={notify} announce={announce}: "
               f"{report.summary()}")
-        assert report.recovered, _log_tail(controller)
+        assert report.recovered, controller.log_tail()
         assert report.lost <= (MAX_LOST_WITH_NOTICE if notify else MAX_LOST_PROBES)
     # The source holds nothing of the VM any more ...
     flows, meters = _entries_of(switches[source].name, old_cookie,
@@ -114,7 +108,20 @@ def test_move_with_no_announcement_recovers(dc):
 
 def test_the_first_announcement_at_the_destination_is_not_lost(dc):
     """One gratuitous ARP, sent the instant the new interface is up, reaches a peer."""
-    _, net, vms, switches = dc
+    _first_announcement_reaches_a_peer(dc, attached_mac=True)
+
+
+def test_an_announcement_before_the_hypervisors_row_is_not_lost(dc):
+    """The destination port's OVSDB row names no VM (a hypervisor that writes it late).
+    Whether the VM's GARP or its old port's loss reaches the controller first is up to
+    OVS. GARP first: it is a conflict with the old port's row, refused and held, and
+    re-sent when the old port's loss settles the move. Without the hold it was lost:
+    this test failed 3 of 8 runs alone then, and passed 8 of 8 with it (2026-12-05)."""
+    _first_announcement_reaches_a_peer(dc, attached_mac=False)
+
+
+def _first_announcement_reaches_a_peer(dc, attached_mac):
+    controller, net, vms, switches = dc
     web1, web5 = vms["web1"], vms["web5"]
     source = "s11" if web1.defaultIntf().link.intf2.node is switches["s11"] else "s21"
     destination = "s21" if source == "s11" else "s11"
@@ -131,10 +138,12 @@ def test_the_first_announcement_at_the_destination_is_not_lost(dc):
         time.sleep(0.1)
     try:
         live_migrate(net, web1, switches[destination], announce="garp",
-                     before_switchover=lambda: time.sleep(PRECOPY_S))
+                     before_switchover=lambda: time.sleep(PRECOPY_S),
+                     attached_mac=attached_mac)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and "ARP" not in web5.cmd(f"cat {capture}"):
             time.sleep(0.1)
-        assert f"Request who-has {web1.IP()}" in web5.cmd(f"cat {capture}")
+        assert f"Request who-has {web1.IP()}" in web5.cmd(f"cat {capture}"), \
+            controller.log_tail()
     finally:
         web5.cmd(f"kill {tcpdump} 2>/dev/null; rm -f {capture}.err")

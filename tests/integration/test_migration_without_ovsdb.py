@@ -47,10 +47,6 @@ def dc():
         yield running
 
 
-def _log_tail(controller, lines=60):
-    return "controller log (tail):\n" + "\n".join(controller.log().splitlines()[-lines:])
-
-
 def _where(dc, vm_name):
     """(source, destination) server names for moving the VM across access switches."""
     _, _, vms, switches = dc
@@ -109,12 +105,12 @@ def test_a_notice_alone_pre_provisions_and_the_move_costs_little(dc):
     reports, times = _move(dc, notify=True, announce="qemu", settle=1.5, seen=seen)
     log = controller.log()[mark:]
     assert f"pre-provisioned VM {vms['web1'].MAC()}" in log and "no OVSDB row" in log, \
-        _log_tail(controller)
+        controller.log_tail()
     # before the VM switched over, its destination port was ready: its classification
     # (which copies its first frame to the controller) and the rest of its entries
     assert any("CONTROLLER" in line for line in seen), seen
     assert all(reachable(vms[peer], vms["web1"]) for peer in ("web5", "out1")), \
-        _log_tail(controller)
+        controller.log_tail()
     for report in reports:
         assert _lost_at_move(report, times) <= MAX_LOST_NOTICE_ONLY, report.summary()
 
@@ -137,7 +133,7 @@ def test_with_a_notice_alone_the_first_frame_at_the_destination_is_not_lost(dc):
         deadline = time.monotonic() + 15   # the loaded machine's datapath stalls for seconds
         while time.monotonic() < deadline and garp not in web5.cmd(f"cat {capture}"):
             time.sleep(0.1)
-        assert garp in web5.cmd(f"cat {capture}"), _log_tail(controller)
+        assert garp in web5.cmd(f"cat {capture}"), controller.log_tail()
     finally:
         web5.cmd(f"kill {pid.strip().split()[-1]}")
 
@@ -147,8 +143,8 @@ def test_a_move_with_no_announcement_recovers_by_the_controllers_probe(dc):
     mark = len(controller.log())
     reports, times = _move(dc, notify=False, announce="none", settle=2.5)
     assert f"VM {vms['web1'].MAC()} found by the probe" in controller.log()[mark:], \
-        _log_tail(controller)
+        controller.log_tail()
     assert all(reachable(vms[peer], vms["web1"]) for peer in ("web5", "out1")), \
-        _log_tail(controller)
+        controller.log_tail()
     for report in reports:
         assert _lost_at_move(report, times) <= MAX_LOST_PROBE_RECOVERY, report.summary()
