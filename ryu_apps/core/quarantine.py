@@ -12,9 +12,10 @@ has its LLDP dropped. All are lifted after QUARANTINE_SECONDS.
 
 A frame refused while its move awaits evidence (the MAC is bound elsewhere)
 is **held**: the first one per MAC and port, for HELD_FRAME_SECONDS, at most
-HELD_FRAMES_MAX in all. When the MAC is released at that port (the move is
-believed), the caller re-sends it, so a migrated VM's announcement that beat
-the evidence (its OVSDB row, its old port's loss) is delivered, not lost.
+HELD_FRAMES_MAX in all, none longer than HELD_FRAME_BYTES (announcements are
+small). When the MAC is released at that port (the move is believed), the
+caller re-sends it, so a migrated VM's announcement that beat the evidence
+(its OVSDB row, its old port's loss) is delivered, not lost.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ QUARANTINE_SECONDS = 60.0
 QUARANTINE_MACS_PER_PORT = 8
 #: Seconds a refused frame is kept for re-sending if its move is believed.
 HELD_FRAME_SECONDS = 2.0
-#: Refused frames kept at once (bounded memory whatever a guest sends).
+#: Refused frames kept at once, and the longest kept (bounded memory whatever a guest sends).
 HELD_FRAMES_MAX = 1024
+HELD_FRAME_BYTES = 1518
 
 PortKey = Tuple[int, int]
 #: A refused MAC on one port.
@@ -89,7 +91,7 @@ class Quarantine:
             return refusal, False, None
         self.refused[(refusal.mac, *key)] = refusal
         if refusal.held:
-            if len(self._held) < HELD_FRAMES_MAX:
+            if len(self._held) < HELD_FRAMES_MAX and len(refusal.held) <= HELD_FRAME_BYTES:
                 self._held[(refusal.mac, *key)] = refusal.since
             else:
                 refusal.held = b""

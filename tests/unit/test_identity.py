@@ -18,7 +18,8 @@ from ryu_apps.core.identifiers import PrefixScheme
 from ryu_apps.core.lifecycle import Notice
 from ryu_apps.core.identity import FLAP_LIMIT, MOVE_HOLD_SECONDS, PROBE_MAC, IdentityPolicy
 from ryu_apps.core.pipeline import Priority, Table
-from ryu_apps.core.quarantine import HELD_FRAME_SECONDS, HELD_FRAMES_MAX, Quarantine, Refusal
+from ryu_apps.core.quarantine import (HELD_FRAME_BYTES, HELD_FRAME_SECONDS, HELD_FRAMES_MAX,
+                                      Quarantine, Refusal)
 from tests.support.fake_switches import FakeSwitches, Packet
 from tests.unit.test_engine import LIBRARY, LINKS, S11, S12, S21, SWITCHES
 
@@ -412,3 +413,10 @@ def test_held_frames_are_bounded_in_number():
     assert len(held) == HELD_FRAMES_MAX
     quarantine.expire(HELD_FRAME_SECONDS)
     assert not [r for r in quarantine.refused.values() if r.held]
+
+
+def test_a_jumbo_frame_is_not_held():
+    quarantine = Quarantine()
+    refusal, _, _ = quarantine.refuse(Refusal(VICTIM, 250, "x", dpid=1, port=1, since=0.0,
+                                              held=bytes(HELD_FRAME_BYTES + 1)))
+    assert refusal.held == b""
