@@ -11,9 +11,13 @@ system-wide monotonic clock). Latency = confirmation - send, split into the
 switch-to-controller leg and the controller's share. At the end every VM's
 flows are counted on its server bridge and on the access bridge.
 
-    python -m benchmarks.provisioning_latency [--vms 1000] [--interval-ms 10] [--quick] [--tls]
+    python -m benchmarks.provisioning_latency [--vms 1000] [--interval-ms 10] [--quick] [--tls] [--ovsdb]
         [--trace DIR] [--scrape]
 
+``--ovsdb``: the controller watches the servers' OVSDB, and each VM is announced
+as a hypervisor does, by its port's ``external_ids:attached-mac`` (``ovs-vsctl
+--no-wait set``; the clock is read when it returns: the row is committed), not by
+a frame: row written -> flows confirmed, before the VM sends anything.
 ``--tls``: OpenFlow over mutual TLS (results saved under provisioning_latency-tls).
 ``--trace DIR``: capture the OpenFlow connections with tcpdump while the VMs arrive and
 split each VM's latency into legs (:mod:`benchmarks.latency_trace`); the capture and
@@ -45,6 +49,7 @@ from ryu_apps.core.cookies import CookieKind, decode_cookie
 from ryu_apps.lab.vmtools.announce import gratuitous_arp
 
 NAME = "provisioning_latency"
+OVSDB_REMOTE = "unix:/var/run/openvswitch/db.sock"
 #: Templates of the default library the VMs cycle through: web, database, management.
 TEMPLATE_IDS = (0x00FA, 0x00FC, 0x00FE)
 
@@ -83,6 +88,13 @@ class VmPorts:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
             sock.bind((name, 0))
             self.sockets[name] = sock
+
+    def attach(self, name: str, mac: str) -> int:
+        """Write the VM's MAC into its port's OVSDB row (as a hypervisor does); the
+        monotonic time when the row is committed (``ovs-vsctl --no-wait`` returned)."""
+        subprocess.run(["ovs-vsctl", "--no-wait", "--timeout=10", "set", "Interface", name,
+                        f'external_ids:attached-mac="{mac}"'], check=True)
+        return time.monotonic_ns()
 
     def send(self, name: str, frame: bytes) -> int:
         """Write ``frame`` into the VM's port; the monotonic time just before."""
@@ -177,9 +189,11 @@ class Scraper:
 
 def run(vms: int, servers: int, interval_ms: float, tls: bool = False,
         trace: Optional[Path] = None, audit_interval: Optional[float] = None,
-        scrape: bool = False) -> dict:
+        scrape: bool = False, ovsdb: bool = False) -> dict:
     tag = "L%03d" % (os.getpid() % 1000)
     extra = "" if audit_interval is None else f"audit_interval = {audit_interval}\n"
+    if ovsdb:
+        extra += f"ovsdb = {OVSDB_REMOTE}\n"
     controller = lab.ControllerProcess(verbose=False, tls=tls, extra_options=extra).start()
     print(f"controller: pid {controller.process.pid}, log {controller.log_file}", flush=True)
     net = ports = None
@@ -198,6 +212,10 @@ def run(vms: int, servers: int, interval_ms: float, tls: bool = False,
         order = [ports.names[(i % servers) * per_bridge + i // servers] for i in range(vms)]
         for index, port_name in enumerate(order):
             mac = vm_mac(index, os.getpid() % 4096)
+            if ovsdb:
+                sent[mac] = ports.attach(port_name, mac)
+                time.sleep(interval_ms / 1000)
+                continue
             frame = gratuitous_arp(bytes.fromhex(mac.replace(":", "")),
                                    socket.inet_aton(vm_ip(index)))
             sent[mac] = ports.send(port_name, frame)
@@ -302,11 +320,15 @@ def measure(controller, sent: Dict[str, int], times: Dict[str, dict],
     }
 
 
-def report(figures: dict) -> None:
+def report(figures: dict, ovsdb: bool = False) -> None:
     rows = []
-    for key, what in (("latency_ms", "first frame -> confirmed on both switches"),
-                      ("switch_to_controller_ms", "first frame -> packet-in handled"),
-                      ("controller_to_confirmed_ms", "packet-in -> last barrier reply")):
+    legs = (("latency_ms", "OVSDB row written -> confirmed on both switches"),
+            ("switch_to_controller_ms", "OVSDB row written -> row handled"),
+            ("controller_to_confirmed_ms", "row handled -> last barrier reply")) if ovsdb \
+        else (("latency_ms", "first frame -> confirmed on both switches"),
+              ("switch_to_controller_ms", "first frame -> packet-in handled"),
+              ("controller_to_confirmed_ms", "packet-in -> last barrier reply"))
+    for key, what in legs:
         s = figures[key]
         if s["n"]:
             rows.append([what, s["n"], s["p50"], s["p90"], s["p99"], s["max"]])
@@ -352,6 +374,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="60 VMs on 2 bridges")
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--tls", action="store_true", help="OpenFlow over mutual TLS")
+    parser.add_argument("--ovsdb", action="store_true",
+                        help="announce each VM by its port's OVSDB row, not by a frame")
     parser.add_argument("--trace", type=Path, metavar="DIR",
                         help="capture the OpenFlow connections and split the latency")
     parser.add_argument("--audit-interval", type=float, metavar="S",
@@ -359,7 +383,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scrape", action="store_true",
                         help="scrape the Prometheus metrics every second meanwhile")
     args = parser.parse_args(argv)
-    name = NAME + ("-tls" if args.tls else "") + ("-trace" if args.trace else "") \
+    name = NAME + ("-tls" if args.tls else "") + ("-ovsdb" if args.ovsdb else "") \
+        + ("-trace" if args.trace else "") \
         + (f"-audit{args.audit_interval:g}" if args.audit_interval is not None else "") \
         + ("-scrape" if args.scrape else "") + ("-quick" if args.quick else "")
     if args.plot_only:
@@ -369,15 +394,16 @@ def main(argv=None) -> int:
         args.vms, args.servers = 60, 2
     print_machine()
     figures = run(args.vms, args.servers, args.interval_ms, args.tls, args.trace,
-                  args.audit_interval, args.scrape)
+                  args.audit_interval, args.scrape, args.ovsdb)
     figures["parameters"] = {"vms": args.vms, "servers": args.servers,
                              "interval_ms": args.interval_ms, "tls": args.tls,
-                             "audit_interval": args.audit_interval, "scrape": args.scrape}
-    report(figures)
+                             "audit_interval": args.audit_interval, "scrape": args.scrape,
+                             "ovsdb": args.ovsdb}
+    report(figures, args.ovsdb)
     if "decomposition" in figures:
         latency_trace.report(figures["decomposition"])
     publish(name, figures, None if args.quick or args.tls or args.trace or args.scrape
-            else plot)
+            or args.ovsdb else plot)
     return 0 if figures["confirmed"] == figures["vms"] else 1
 
 
