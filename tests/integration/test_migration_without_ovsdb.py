@@ -20,20 +20,18 @@ from tests.support.datacenter import migration_datacenter, reachable
 # serial: its assertions rest on measured loss, rates or outages (scripts/test.sh).
 pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
-#: Probes lost at 1 ms per prober at the move (:func:`_lost_at_move`), measured on this
-#: 2-core machine while four other helpers ran their tests (2026-12-04, about 25 runs,
-#: `-s` prints each): notice only, hypervisor-style: 0-19 lost when the datapath kept
-#: up, up to 886 at load average 5-6 in runs where the userspace datapath stalled
-#: (adding the destination port stalls it for up to hundreds of ms); no announcement,
-#: found by the probe: 20-187, up to 620 at load 5-6. At load 8-11 the datapath stalled
-#: for seconds and both reached 2,000-3,300 (tests/integration/test_migration.py's
-#: moves with OVSDB watched lost up to 770 at load 5-6 in the same hour, on the commit
-#: before this work too, and failed its bounds). Bounds: about 3x the worst at load
-#: 5-6. What fails when the mechanisms fail is asserted apart: the destination's
-#: entries before the switchover (notice), the probe's finding and the VM reachable
-#: afterwards (probe).
-MAX_LOST_NOTICE_ONLY = 2700     # 3 x 886, rounded up
-MAX_LOST_PROBE_RECOVERY = 1900  # 3 x 620, rounded up
+#: Probes lost at 1 ms per prober at the move (:func:`_lost_at_move`). This module runs
+#: alone (serial phase); measured so, 5 runs (10 figures per case, `-s` prints each;
+#: 2026-12-05 03:15-03:17 UTC, load 0.8-1.1): notice only, hypervisor-style: 0-2 lost;
+#: no announcement, found by the probe: 13-15. Pre-provisioned moves of
+#: test_migration.py in the same runs met 10-20 ms stalls of the userspace datapath now
+#: and then. Bounds: the notice 3x 20 (the worst stall seen on a pre-provisioned move);
+#: the probe 3x 15. (The bounds of 2026-12-04, 2,700 and 1,900, were set beside four
+#: other helpers' tests at load 5-6, before this module ran alone.) What fails when
+#: the mechanisms fail is asserted apart: the destination's entries before the
+#: switchover (notice), the probe's finding and the VM reachable afterwards (probe).
+MAX_LOST_NOTICE_ONLY = 60       # 3 x 20
+MAX_LOST_PROBE_RECOVERY = 45    # 3 x 15
 #: How long after the old port went a loss run still counts as the move's.
 MOVE_WINDOW_NS = 300_000_000
 #: How long before its creation was stamped the destination port was being added
