@@ -21,15 +21,16 @@ from ryu_apps.lab.vmtools.forge import read_pcap
 PortKey = Tuple[str, int]
 Link = FrozenSet[PortKey]
 #: Probes at 1 ms a prober between two VMs may lose while an attack runs that
-#: must not touch them (or while the controller stops). Measured: 0 lost in
-#: nearly every run (3,000-10,000 probes each: 12 exploratory runs with 20,000-
-#: frame LLDP bursts at 10k frames/s and at full speed, and the tests' own runs);
-#: single stalls of 78, 226, 248 and 543 ms in four runs while other tests
-#: loaded the machine (ovs-vswitchd's main thread forwards for every userspace
-#: bridge on it; docs/attack-tests.md). Bound: 1 s at 1 ms, ~2x the worst
-#: stall. A forged link or a stolen binding loses every probe from the attack on
-#: (the issue's forged link: 82 s), which also fails ``recovered``.
-QUIET_LOSS_BOUND = 1000
+#: must not touch them (or while the controller stops). The attack modules run
+#: alone (serial phase); measured so, 3 runs of both (2026-12-05 03:27-03:31 UTC,
+#: load 0.5-0.8, `-s` prints each): 0 lost in all 18 such probes (3,000-5,400
+#: probes each). Beside other tests' load there were single stalls of 78-543 ms
+#: (docs/attack-tests.md), which is why these modules run alone; alone, the
+#: userspace datapath's worst stall seen on this bed was 20 ms (a pre-provisioned
+#: move, test_migration.py). Bound: 3x that. A forged link or a stolen binding
+#: loses every probe from the attack on (the issue's forged link: 82 s), which
+#: also fails ``recovered``.
+QUIET_LOSS_BOUND = 60
 #: Cookie kind 4 (bits 52-55): a port's quarantine drops (refused MACs, forged LLDP).
 _QUARANTINE_COOKIE = re.compile(r"cookie=0xd94[0-9a-f]{13}\b")
 _STATS = re.compile(r"\b(duration|n_packets|n_bytes|idle_age|hard_age)=[^,\s]+,?\s*")
