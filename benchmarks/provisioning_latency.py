@@ -11,8 +11,8 @@ system-wide monotonic clock). Latency = confirmation - send, split into the
 switch-to-controller leg and the controller's share. At the end every VM's
 flows are counted on its server bridge and on the access bridge.
 
-    python -m benchmarks.provisioning_latency [--vms 1000] [--interval-ms 10] [--quick] [--tls] [--ovsdb]
-        [--trace DIR] [--scrape]
+    python -m benchmarks.provisioning_latency [--vms 1000] [--interval-ms 10] [--quick] [--tls]
+        [--ovsdb] [--trace DIR] [--scrape]
 
 ``--ovsdb``: the controller watches the servers' OVSDB, and each VM is announced
 as a hypervisor does, by its port's ``external_ids:attached-mac`` (``ovs-vsctl
