@@ -201,6 +201,20 @@ def test_the_bound_address_rides_a_move_found_by_its_packets(lab):
     assert VM_A not in lab.engine.state.ports.expected_ipv6
 
 
+def test_the_bound_address_rides_a_move_accepted_when_the_old_port_goes(lab):
+    """No OVSDB, no notice, the VM's first frame at its new port comes while its old port
+    is still there (held as a conflict), then the old port goes: the move is accepted
+    with its bound IPv6 address (the conformance sweep's seed 10, packets/qemu)."""
+    learn(lab, S11, 1, VM_A, echo(VM_A, GLOBAL_A))
+    lab.apply(lab.engine.packet_in(S12, 7, VM_A, b"rarp", now=1.0).plan)
+    assert lab.engine.bindings[VM_A].dpid == S11   # a conflict, not a move yet
+    lab.apply(lab.engine.port_down(S11, 1, now=1.2))
+    binding = lab.engine.bindings[VM_A]
+    assert (binding.dpid, binding.port, binding.ipv6) == (S12, 7, (GLOBAL_A,))
+    assert meter_of(lab, S12, 7, packet_of(echo(VM_A, OTHER), VM_A)) == IPV6_GUARD_METER
+    assert VM_A not in lab.engine.state.ports.expected_ipv6
+
+
 def test_the_store_row_and_a_restart_keep_the_bound_addresses(lab):
     learn(lab, S11, 1, VM_A, echo(VM_A, GLOBAL_A))
     record = binding_record(lab.engine, lab.engine.bindings[VM_A])
