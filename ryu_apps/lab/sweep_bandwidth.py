@@ -129,6 +129,7 @@ def check(library: dict, vms: Sequence[Endpoint], hosts: Dict[str, object],
     others = [t for t in senders if limits[t] not in low][:1]
     pairs = [senders[t] for t in limited[:1] + others]
     pairs += [crossing[t] for t in crossing if port_limits[t]][:1]
+    pairs = list(dict.fromkeys(pairs))   # a limited template's pair may cross the port
     by_name = {vm.name: vm for vm in vms}
     results = []
     for src, dst in pairs:
