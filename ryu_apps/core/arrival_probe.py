@@ -61,7 +61,7 @@ def lost(st: "EngineState", gone: Binding, notified: Optional[int], now: float,
     ip, domain = gone.ip or gone.seen_ip, _domain(st, gone.dpid)
     if ip is None or domain is None or gone.mac in st.table.bindings:
         return
-    search = Search(gone.mac, ip, domain, now + SEARCH_SECONDS)
+    search = Search(gone.mac, ip, domain, now + SEARCH_SECONDS, ipv6=gone.ipv6)
     recent = sorted(key for key, since in st.ports.up_since.items()
                     if 0.0 <= now - since <= RECENT_PORT_SECONDS)   # sort the few, not all
     for dpid, port in recent:   # a recent port still reported down is probed too
@@ -122,8 +122,7 @@ def spoke(st: "EngineState", dpid: int, port: int, mac: str, data: bytes,
     if not recent or _domain(st, dpid) != search.domain or \
             not free_port(st, dpid, port, mac, down_too=True):
         return None
-    verdict = _admit_searched(st, dpid, port, mac, search.ip, now, data,
-                              sender_ip=sender_ip)
+    verdict = _admit_searched(st, dpid, port, mac, search, now, data, sender_ip=sender_ip)
     if verdict.provisioned is not None:
         verdict.plan.notes.append(f"VM {mac}, searched for, spoke on {st.name(dpid)} port "
                                   f"{port}: provisioned there with {search.ip}")
@@ -144,23 +143,27 @@ def answered(st: "EngineState", dpid: int, port: int, mac: str, sender_ip: Optio
             f"address {sender_ip}, not {search.ip}: ignored")
         return verdict
     del st.ports.searches.by_mac[mac]
-    verdict = _admit_searched(st, dpid, port, mac, search.ip, now, b"", trusted_move=True)
+    verdict = _admit_searched(st, dpid, port, mac, search, now, b"", trusted_move=True)
     if verdict.provisioned is not None:
         verdict.plan.warnings.append(f"VM {mac} found by the probe on {st.name(dpid)} "
                                      f"port {port}: provisioned there with {search.ip}")
     return verdict
 
 
-def _admit_searched(st: "EngineState", dpid: int, port: int, mac: str, ip: str, now: float,
-                    data: bytes, sender_ip: Optional[str] = None,
+def _admit_searched(st: "EngineState", dpid: int, port: int, mac: str, search: Search,
+                    now: float, data: bytes, sender_ip: Optional[str] = None,
                     trusted_move: bool = False) -> PacketVerdict:
-    """Admit a searched-for VM at (dpid, port) by its packet, keeping the address the
-    search knows for it."""
-    st.ports.expected_ips[mac] = ip
+    """Admit a searched-for VM at (dpid, port) by its packet, keeping the addresses the
+    search knows for it (its IPv4 and its bound global IPv6 ones)."""
+    st.ports.expected_ips[mac] = search.ip
+    if search.ipv6:
+        st.ports.expected_ipv6[mac] = search.ipv6
     try:
         verdict = admission.admit(st, dpid, port, mac, now, Detection.PACKET, data,
                                   sender_ip=sender_ip, trusted_move=trusted_move)
     finally:
         st.ports.expected_ips.pop(mac, None)
+        if search.ipv6:
+            st.ports.expected_ipv6.pop(mac, None)
     verdict.plan.urgent = verdict.provisioned is not None   # a lost VM's traffic waits
     return verdict

@@ -47,13 +47,15 @@ class Candidate:
 
 @dataclass
 class Search:
-    """A VM looked for: its MAC and IPv4 address, its mobility domain, its candidates."""
+    """A VM looked for: its MAC and IPv4 address, its mobility domain, its candidates,
+    and the global IPv6 addresses bound to it (they follow it where it is found)."""
 
     mac: str
     ip: str
     domain: str
     deadline: float
     candidates: Dict[PortKey, Candidate] = field(default_factory=dict)
+    ipv6: Tuple[str, ...] = ()
 
     def add(self, key: PortKey, now: float, blind: bool = False) -> bool:
         """Probe ``key`` from ``now`` (``blind``: its link is reported down); False if it

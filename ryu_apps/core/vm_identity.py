@@ -158,9 +158,10 @@ def accept_due_moves(st: "EngineState", now: float, plan: Plan) -> None:
 
 
 def accept(st: "EngineState", candidate: MoveCandidate, now: float, plan: Plan,
-           why: str, known_ip: Optional[str] = None) -> None:
+           why: str, known_ip: Optional[str] = None, known_ipv6: Tuple[str, ...] = ()) -> None:
     """Provision the VM where the candidate saw it (its old binding, if any, ends;
-    ``known_ip``: the address it had there, when that binding already ended)."""
+    ``known_ip``, ``known_ipv6``: the address and bound global IPv6 ones it had there,
+    when that binding already ended)."""
     st.moves.take(candidate.mac)
     key = (candidate.dpid, candidate.port)
     if st.table.at_port(*key) is not None or key in st.ports.down or \
@@ -171,8 +172,15 @@ def accept(st: "EngineState", candidate: MoveCandidate, now: float, plan: Plan,
         binding_ops.quarantine_changed(st, *key)
     moving(st, candidate.mac, now, plan)
     held = released.held if released is not None else b""   # re-sent once provisioned
-    verdict = admission.admit(st, candidate.dpid, candidate.port, candidate.mac, now,
-                              Detection.PACKET, held, sender_ip=known_ip, trusted_move=True)
+    if known_ipv6:
+        st.ports.expected_ipv6[candidate.mac] = known_ipv6
+    try:
+        verdict = admission.admit(st, candidate.dpid, candidate.port, candidate.mac, now,
+                                  Detection.PACKET, held, sender_ip=known_ip,
+                                  trusted_move=True)
+    finally:
+        if known_ipv6:
+            st.ports.expected_ipv6.pop(candidate.mac, None)
     plan.extend(verdict.plan)
     if verdict.provisioned is not None:
         plan.warnings.append(f"VM {candidate.mac} moved to {st.name(candidate.dpid)} "
@@ -202,9 +210,10 @@ def resume_waiting(st: "EngineState", waiting: Optional[MoveCandidate], now: flo
     address its old binding ``gone`` knew (that binding ended before the move; the
     next move's liveness probe or search needs it)."""
     if waiting is not None and waiting.mac not in st.table.bindings:
-        known = gone.ip or gone.seen_ip if gone is not None and gone.mac == waiting.mac \
-            else None
-        accept(st, waiting, now, plan, why, known)
+        same = gone is not None and gone.mac == waiting.mac
+        known = gone.ip or gone.seen_ip if gone is not None and same else None
+        accept(st, waiting, now, plan, why, known, gone.ipv6 if gone is not None and same
+               else ())
 
 
 def notice_names(st: "EngineState", mac: str, server: int, now: float, plan: Plan) -> None:

@@ -16,7 +16,8 @@ mode and move shape, checks each move converged with nothing left behind, the
 TCP connections ``sweep_held`` opened before the moves must still carry data
 (phase 3), and the pairs of the moved VMs are probed again (phase 2). IPv6
 seeds (``sweep_ipv6``) probe over IPv6 too; sources seeds (``sweep_sources``) send UDP
-from allowed and from spoofed addresses too, judged by what arrives; bandwidth seeds
+from allowed and from spoofed addresses too, judged by what arrives (over IPv6 too, with
+``bind_ipv6`` guards, in sources6 seeds: ``sweep_sources6``); bandwidth seeds
 (``sweep_bandwidth``) check a limited VM's rate after the first phase.
 
 Run as root from the checkout (it starts Mininet and a controller)::
@@ -48,6 +49,9 @@ from ryu_apps.lab.sweep_library import SweepCase, VmPlan, generate, id_of, ip6_o
 from ryu_apps.lab.sweep_moves import (MovePlan, MoveReport, Mover, controller_options,
                                       move_targets, moved, plan_moves)
 from ryu_apps.lab.sweep_oracle import Endpoint, Oracle
+from ryu_apps.lab.sweep_schemes import StrayCheck
+from ryu_apps.lab.sweep_schemes import check as check_strays
+from ryu_apps.lab.sweep_sources6 import bind_first_seen, still_bound
 from ryu_apps.lab.sweep_probes import (PROBE_TIMEOUT, Outcome, Target, add_source_addresses,
                                        confirm, listened_ports, plan_probes, plan_targets,
                                        run_probes, start_listeners, udp_arrivals)
@@ -63,6 +67,7 @@ class SeedResult:
     plan: Optional[MovePlan] = None
     moves: List[MoveReport] = field(default_factory=list)
     rates: List[RateCheck] = field(default_factory=list)
+    strays: List[StrayCheck] = field(default_factory=list)
 
     @property
     def mismatches(self) -> List[Outcome]:
@@ -76,7 +81,7 @@ class SeedResult:
     @property
     def failed(self) -> bool:
         return bool(self.mismatches or self.move_problems
-                    or any(not rate.ok for rate in self.rates))
+                    or any(not check.ok for check in self.rates + self.strays))
 
 
 def endpoints(case: SweepCase) -> List[Endpoint]:
@@ -116,11 +121,13 @@ def run_seed(seed: int, prefix: str, max_pairs: int = 24,
     write_library(case, library_dir)
     summary = (f"seed {seed}: {len(case.library['templates'])} templates, "
                f"{case.access}x{case.servers} servers, {len(case.vms)} VMs"
+               + (f", {case.scheme} with {len(case.strays)} strays" if case.strays else "")
                + (f"; {plan.describe(case)}" if plan else ""))
     log(summary)
     dpid_base = ((os.getpid() + seed) % 4096) << 24
     controller = lab.ControllerProcess(
-        templates=library_dir, extra_options=controller_options(plan) if plan else "").start()
+        templates=library_dir, scheme=case.scheme,
+        extra_options=controller_options(plan) if plan else "").start()
     net = None
     probing: Optional[_Probing] = None
     result = SeedResult(seed, summary, plan=plan)
@@ -135,6 +142,7 @@ def run_seed(seed: int, prefix: str, max_pairs: int = 24,
             move_targets(case, after, plan, first) if plan else []])
         result.outcomes += probing.phase(case, 0)
         result.rates = check_rates(case.library, endpoints(case), hosts, probing.avoid)
+        result.strays = check_strays(case.strays, case.vms, hosts, controller, prefix)
         mover = _mover(case, after, plan, net, controller, prefix, hosts)
         if mover is not None and plan is not None:
             held = HeldConnections(case, after, plan, hosts, first, probing.avoid, workdir)
@@ -164,13 +172,18 @@ def run_seed(seed: int, prefix: str, max_pairs: int = 24,
 def _mover(case: SweepCase, after: SweepCase, plan: Optional[MovePlan], net, controller,
            prefix: str, hosts: Dict[str, object]) -> Optional[Mover]:
     """The seed's mover, or None without moves; in an IPv6 seed a moving VM's IPv6 is off
-    while it moves (``sweep_ipv6``)."""
+    while it moves (``sweep_ipv6``), and a ``first_seen`` one's bound IPv6 address must
+    still be bound once it converged (``sweep_sources6``)."""
     if plan is None or not plan.moves:
         return None
     mover = Mover(case, plan, net, controller, prefix, hosts)
     if case.ipv6:
         mover.before_move = lambda name: ipv6_off(hosts[name])
-        mover.after_move = lambda vm: ipv6_on(hosts[vm.name], vm, after)
+        def after_move(vm: VmPlan) -> Optional[str]:
+            ipv6_on(hosts[vm.name], vm, after)
+            return still_bound(after, vm, controller)
+
+        mover.after_move = after_move
     return mover
 
 
@@ -248,6 +261,12 @@ def _start_vms(case: SweepCase, net, controller, prefix: str) -> Dict[str, objec
     if case.ipv6:   # after the first frames: each VM's first one is its IPv4 announcement
         for vm in case.vms:
             ipv6_on(hosts[vm.name], vm, case)
+        bind_first_seen(case, hosts, controller)
+    for stray in case.strays:   # refused: nothing to wait for
+        server = net.get(f"{prefix}s{stray.access}{stray.server}")
+        hosts[stray.name] = lab.add_vm(net, server, prefix + stray.name, stray.mac,
+                                       f"{stray.ip}/16")
+        lab.announce(hosts[stray.name])
     return hosts
 
 
@@ -277,6 +296,7 @@ def _evidence(case: SweepCase, after: SweepCase, reloaded: Optional[SweepCase], 
         parts += [f"    step: {step}" for step in outcome.verdict.steps]
     parts += ["", "moves that did not converge:"] + [f"  {p}" for p in result.move_problems]
     parts += ["", "bandwidth checks:"] + [f"  {rate.describe()}" for rate in result.rates]
+    parts += ["", "strays:"] + [f"  {stray.describe()}" for stray in result.strays]
     parts += ["", "VMs (where they started):"] + [f"  {vm}" for vm in case.vms]
     if after is not case:
         parts += ["", "VMs after the moves:"] + [f"  {vm}" for vm in after.vms]
@@ -345,8 +365,8 @@ def main(argv=None) -> int:
               f"only when probed again), {len(result.mismatches)} mismatches, "
               f"{time.monotonic() - begun:.1f} s"
               + (f"; moves settled: {settled}" if settled else ""), flush=True)
-        for rate in result.rates:
-            print("  " + rate.describe(), flush=True)
+        for check in result.rates + result.strays:
+            print("  " + check.describe(), flush=True)
         for outcome in result.mismatches:
             print("  MISMATCH " + outcome.describe(), flush=True)
         for problem in result.move_problems:

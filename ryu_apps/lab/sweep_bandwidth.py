@@ -9,6 +9,11 @@ first phase's probes, ``check`` has a VM of each send UDP for ``SECONDS`` at
 ``OVERLOAD`` times the low rate to its peer (``vmtools.sweep_probe blast``) and
 counts what arrives (``sink``): the limited VM's rate must lie within
 ``TOLERANCE`` of its limit, the other's arrive whole (at least ``UNTHROTTLED``).
+In about half of them a template with a path through its server's access port
+also gets a low ``access_port`` ``bandwidth`` (1-4 Mbit/s; docs/templates.md: an
+aggregate limit at the server's access port, per VM under the template merge,
+the tighter of it and the ``virtual_switch`` limit), checked the same way with
+one of its VMs sending alone to a peer on another server (or under the merge).
 """
 
 from __future__ import annotations
@@ -44,13 +49,18 @@ def open_port(oracle: Oracle, src: str, dst: str, taken: Sequence[int] = ()) -> 
                  and oracle.verdict(src, dst, Probe("udp", p, 59900)).forward), None)
 
 
-def _senders(oracle: Oracle, vms: Sequence[Endpoint]) -> Dict[int, Tuple[str, str]]:
-    """Per template: one (VM, peer) with a UDP path between them, where there is one."""
+def _senders(oracle: Oracle, vms: Sequence[Endpoint],
+             crossing: bool = False) -> Dict[int, Tuple[str, str]]:
+    """Per template: one (VM, peer) with a UDP path between them, where there is one
+    (``crossing``: a path through the sender's access port, or under the template merge,
+    where the access port's side applies)."""
     found: Dict[int, Tuple[str, str]] = {}
     for src in vms:
         if src.template_id in found:
             continue
         for dst in vms:
+            if crossing and (dst is src or not oracle.port_rules_apply(src, dst)):
+                continue
             if dst is not src and open_port(oracle, src.name, dst.name) is not None:
                 found[src.template_id] = (src.name, dst.name)
                 break
@@ -59,7 +69,8 @@ def _senders(oracle: Oracle, vms: Sequence[Endpoint]) -> Dict[int, Tuple[str, st
 
 def add_bandwidth(rng: random.Random, library: dict, vms: Sequence[Endpoint]) -> None:
     """A bandwidth seed's limits (module docstring), on templates with a UDP path."""
-    senders = _senders(Oracle(library, vms), vms)
+    oracle = Oracle(library, vms)
+    senders, crossing = _senders(oracle, vms), sorted(_senders(oracle, vms, crossing=True))
     by_id = {int(str(t["id"]), 16) if isinstance(t["id"], str) else int(t["id"]): t
              for t in library["templates"]}
     chosen = sorted(senders)
@@ -69,6 +80,9 @@ def add_bandwidth(rng: random.Random, library: dict, vms: Sequence[Endpoint]) ->
     by_id[chosen[0]]["virtual_switch"]["bandwidth"] = {"rate_kbps": rng.choice(LOW_RATES)}
     if len(chosen) > 1 and rng.random() < 0.5:
         by_id[chosen[1]]["virtual_switch"]["bandwidth"] = {"rate_kbps": HIGH_RATE}
+    if crossing and rng.random() < 0.5:   # an aggregate limit at the server's access port
+        by_id[rng.choice(crossing)]["access_port"]["bandwidth"] = {
+            "rate_kbps": rng.choice(LOW_RATES)}
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,8 @@ class RateCheck:
     limit_kbps: Optional[int]
     offered_kbps: int
     received_kbps: float
+    side: str = "virtual_switch"       # whose limit is the tighter: access_port, or not
+
 
     @property
     def ok(self) -> bool:
@@ -88,7 +104,8 @@ class RateCheck:
         return self.received_kbps >= UNTHROTTLED * self.offered_kbps
 
     def describe(self) -> str:
-        limit = f"limit {self.limit_kbps} kbit/s" if self.limit_kbps else "no limit"
+        limit = (f"{self.side} limit {self.limit_kbps} kbit/s" if self.limit_kbps
+                 else "no limit")
         verdict = "ok" if self.ok else "WRONG"
         return (f"bandwidth {self.src} -> {self.dst} ({limit}): offered {self.offered_kbps}, "
                 f"received {self.received_kbps:.0f} kbit/s: {verdict}")
@@ -98,19 +115,30 @@ def check(library: dict, vms: Sequence[Endpoint], hosts: Dict[str, object],
           avoid: Dict[str, set]) -> List[RateCheck]:
     """The limited template's VM and (where there is one) another's, each blasting its
     peer; ports and source ports not in ``avoid`` (updated). Nothing in other seeds."""
-    limits = {int(str(t["id"]), 16) if isinstance(t["id"], str) else int(t["id"]):
-              (t["virtual_switch"].get("bandwidth") or {}).get("rate_kbps")
-              for t in library["templates"]}
-    low = [rate for rate in limits.values() if rate and rate < HIGH_RATE]
+    limits, port_limits = ({int(str(t["id"]), 16) if isinstance(t["id"], str) else int(t["id"]):
+                            (t[side].get("bandwidth") or {}).get("rate_kbps")
+                            for t in library["templates"]}
+                           for side in ("virtual_switch", "access_port"))
+    low = sorted(rate for rate in list(limits.values()) + list(port_limits.values())
+                 if rate and rate < HIGH_RATE)
     if not low:
         return []
     oracle = Oracle(library, vms)
-    senders = _senders(oracle, vms)
+    senders, crossing = _senders(oracle, vms), _senders(oracle, vms, crossing=True)
     limited = [t for t in senders if limits[t] in low]
     others = [t for t in senders if limits[t] not in low][:1]
+    pairs = [senders[t] for t in limited[:1] + others]
+    pairs += [crossing[t] for t in crossing if port_limits[t]][:1]
+    pairs = list(dict.fromkeys(pairs))   # a limited template's pair may cross the port
+    by_name = {vm.name: vm for vm in vms}
     results = []
-    for template_id in limited[:1] + others:
-        src, dst = senders[template_id]
+    for src, dst in pairs:
+        template_id = by_name[src].template_id
+        side, limit = "virtual_switch", limits[template_id]
+        port_limit = port_limits[template_id]
+        if port_limit and oracle.port_rules_apply(by_name[src], by_name[dst]) and (
+                limit is None or port_limit < limit):   # the tighter of the two passes
+            side, limit = "access_port", port_limit
         port = open_port(oracle, src, dst, sorted(avoid.get(dst, ())))
         if port is None:
             continue
@@ -119,10 +147,10 @@ def check(library: dict, vms: Sequence[Endpoint], hosts: Dict[str, object],
             source += 1
         avoid[src].add(source)
         avoid.setdefault(dst, set()).add(port)
-        offered = OVERLOAD * low[0]
-        dst_ip = next(vm.ip for vm in vms if vm.name == dst)
+        offered = OVERLOAD * (limit if limit and limit < HIGH_RATE else low[0])
+        dst_ip = by_name[dst].ip
         received = _blast(hosts[src], hosts[dst], f"{dst_ip}:{port}:{source}", port, offered)
-        results.append(RateCheck(src, dst, limits[template_id], offered, received))
+        results.append(RateCheck(src, dst, limit, offered, received, side))
     return results
 
 

@@ -15,8 +15,8 @@ wall-clock randomness) this module draws:
   some templates, ``stateful: true``;
 - a topology size (access switches 1-3, servers per access switch 1-2) and the
   VMs: 1-3 per server (3 at least; in some seeds 7-9 on one server, more than a
-  flood chunk's 6 ports), each with a template, a ``prefix/16`` MAC and an address
-  in its template's /24;
+  flood chunk's 6 ports), each with a template, a ``prefix/16`` MAC (in scheme
+  seeds the scheme's, ``sweep_schemes``) and an address in its template's /24;
 - in about half the seeds (drawn apart, so the rest of a seed is the same either
   way) IPv6 too: each VM also gets ``ip6_of`` its IPv4 address (the template's /24
   ``10.a.b.0`` maps to the /64 ``fd00:0:a:b::``, the /16 to the /48) and each side
@@ -40,7 +40,9 @@ from typing import Dict, List, Tuple
 
 from ryu_apps.lab.sweep_bandwidth import add_bandwidth
 from ryu_apps.lab.sweep_oracle import Endpoint
+from ryu_apps.lab.sweep_schemes import draw_scheme, encode, scheme_ids, stray_ids
 from ryu_apps.lab.sweep_sources import add_allowed_addresses
+from ryu_apps.lab.sweep_sources6 import add_ipv6_guard, keep_ipv6_guard
 
 #: Ports the rules draw from: well-known services and a few high ones.
 SERVICE_PORTS = (22, 53, 80, 123, 443, 3306, 5432, 6379, 8080, 9000)
@@ -80,6 +82,9 @@ class SweepCase:
     subnets: Tuple[str, ...]     # each template's /24, in library order
     ipv6: bool = False           # the VMs have IPv6 addresses (``ip6_of``) too
     sources: bool = False        # VMs also send from other addresses (``source_address``)
+    sources6: bool = False       # IPv6 guards, and IPv6 from other addresses (sweep_sources6)
+    scheme: str = "prefix/16"    # the controller's identifier scheme (sweep_schemes)
+    strays: Tuple[VmPlan, ...] = ()   # VMs whose MAC selects no template (sweep_schemes)
 
     def template(self, template_id: int) -> dict:
         """The library entry of ``template_id``."""
@@ -208,7 +213,8 @@ def generate(seed: int) -> SweepCase:
     """The sweep case of ``seed``: a library that validates, a topology, its VMs."""
     rng = random.Random(seed)
     count = rng.randint(3, 5)
-    ids = _template_ids(rng, count)
+    scheme = draw_scheme(seed)
+    ids = scheme_ids(random.Random(seed * 7907 + 31), _template_ids(rng, count), scheme)
     vlans = _vlans(rng, count)
     network = ipaddress.IPv4Network((f"10.{rng.randint(1, 250)}.0.0", 16))
     subnets = rng.sample(list(network.subnets(new_prefix=24))[1:255], count)
@@ -224,14 +230,14 @@ def generate(seed: int) -> SweepCase:
                 used_hosts[index] = used_hosts.get(index, 9) + 1
                 ip = str(subnets[index].network_address + used_hosts[index])
                 unique = rng.randrange(1, 1 << 32)
-                vms.append(VmPlan(f"v{len(vms) + 1}", ids[index], mac_of(ids[index], unique),
-                                  ip, a, s))
+                vms.append(VmPlan(f"v{len(vms) + 1}", ids[index],
+                                  encode(scheme, ids[index], unique), ip, a, s))
     while len(vms) < 3:   # a pair or more to probe, and a third VM for the merge
         index = rng.randrange(count)
         used_hosts[index] = used_hosts.get(index, 9) + 1
         ip = str(subnets[index].network_address + used_hosts[index])
         vms.append(VmPlan(f"v{len(vms) + 1}", ids[index],
-                          mac_of(ids[index], rng.randrange(1, 1 << 32)), ip, 1, 1))
+                          encode(scheme, ids[index], rng.randrange(1, 1 << 32)), ip, 1, 1))
     hosts = [vm.ip for vm in vms]
     templates = []
     for index, template_id in enumerate(ids):
@@ -249,12 +255,31 @@ def generate(seed: int) -> SweepCase:
     sources = random.Random(seed * 104723 + 12).random() < 0.6
     if sources:
         add_allowed_addresses(random.Random(seed * 31 + 12), library, network, subnets)
+    sources6 = ipv6 and random.Random(seed * 7727 + 21).random() < 0.7
+    if sources6:
+        add_ipv6_guard(random.Random(seed * 53 + 21), library, str(network),
+                       [str(s) for s in subnets])
     _prune_unreachable(library)
     if random.Random(seed * 104729 + 13).random() < 0.25:   # limits change no validation
         add_bandwidth(random.Random(seed * 37 + 13), library,
                       [Endpoint(vm.name, vm.template_id, vm.ip, vm.server_key) for vm in vms])
     return SweepCase(seed, library, access, servers, tuple(vms), str(network),
-                     tuple(str(s) for s in subnets), ipv6, sources)
+                     tuple(str(s) for s in subnets), ipv6, sources, sources6, scheme,
+                     _strays(seed, scheme, ids, subnets[0], access, servers))
+
+
+def _strays(seed: int, scheme: str, ids: List[int], subnet: ipaddress.IPv4Network,
+            access: int, servers: int) -> Tuple[VmPlan, ...]:
+    """A scheme seed's 1-2 VMs whose MAC selects no template (``sweep_schemes``)."""
+    if scheme == "prefix/16":
+        return ()
+    rng = random.Random(seed * 7907 + 30)
+    return tuple(VmPlan(f"x{n + 1}", template_id,
+                        encode(scheme, template_id, rng.randrange(1, 1 << 32)),
+                        str(subnet.network_address + 200 + n),
+                        rng.randint(1, access), rng.randint(1, servers))
+                 for n, template_id in enumerate(stray_ids(rng, scheme, ids,
+                                                           rng.randint(1, 2))))
 
 
 def redraw(case: SweepCase) -> SweepCase:
@@ -272,13 +297,16 @@ def redraw(case: SweepCase) -> SweepCase:
     library = {"templates": templates}
     if case.ipv6:
         _add_ipv6_rules(random.Random(case.seed * 7 + 66), library, list(case.subnets), hosts)
-    for old, new in zip(case.library["templates"], templates):   # they need bind_ip
-        allowed = old["virtual_switch"].get("allowed_addresses")
+    for old, new in zip(case.library["templates"], templates):   # IPv4 ones need bind_ip
+        allowed = [a for a in old["virtual_switch"].get("allowed_addresses") or ()
+                   if ":" not in str(a)]
         if allowed and new["virtual_switch"].get("bind_ip"):
             new["virtual_switch"]["allowed_addresses"] = allowed
+        keep_ipv6_guard(old["virtual_switch"], new["virtual_switch"])
     _prune_unreachable(library)
     return SweepCase(case.seed, library, case.access, case.servers, case.vms, case.network,
-                     case.subnets, case.ipv6, case.sources)
+                     case.subnets, case.ipv6, case.sources, case.sources6, case.scheme,
+                     case.strays)
 
 
 def _prefix6(rng: random.Random, subnets: List[ipaddress.IPv6Network], hosts: List[str]) -> str:

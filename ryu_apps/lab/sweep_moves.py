@@ -142,7 +142,7 @@ class Mover:
         #: Called with the VM's name before its move, and with its new plan after the
         #: move converged or timed out (the sweep's IPv6 seeds: ``sweep_ipv6``).
         self.before_move: Callable[[str], None] = lambda name: None
-        self.after_move: Callable[[VmPlan], None] = lambda vm: None
+        self.after_move: Callable[[VmPlan], Optional[str]] = lambda vm: None   # a problem
 
     def run(self) -> List[MoveReport]:
         self.reports = [self._one(move) for move in self.plan.moves]
@@ -192,7 +192,9 @@ class Mover:
         self.where[move.vm] = replace(vm, access=move.access, server=move.server)
         port = times.destination.ofport
         seen = self._wait(mac, target, port, left, owners, times.switchover_ns)
-        self.after_move(self.where[move.vm])
+        problem = self.after_move(self.where[move.vm])
+        if problem:
+            report.problems.append(f"{what}: {problem}")
         report.settle_s = seen[0]
         if seen[0] is None:
             expect = (f"binding active on {target} port {port}, no flow of binding "

@@ -29,6 +29,10 @@ static neighbours keep neighbour discovery out of the probes). What it states:
   only from its own (bound) address and its ``allowed_addresses``; a datagram from
   any other source is dropped at its port whatever the rules say; without
   ``bind_ip`` (or ``false``) there is no IPv4 guard and the rules judge every source;
+- a VM whose ``virtual_switch`` has ``bind_ipv6`` (``link_local``, ``first_seen``)
+  sends IPv6 only from its link-local address, its bound global one (``first_seen``:
+  the first it sends from) and its IPv6 ``allowed_addresses``; anything else it sends
+  (a request, or a reply) is dropped whatever the rules say (docs/security.md);
 - a ``stateful`` virtual-switch side commits what it allows (a rule or, read
   from the code's side of an ambiguity the docs leave, its ``default_action``)
   and passes that connection's replies without any rule; the access port is
@@ -180,6 +184,8 @@ class Oracle:
             raise ValueError(f"{probe} between {src.name} and {dst.name}: no IPv6 address")
         if probe.source_ip is not None:
             return self._from_other(src, dst, probe)
+        if probe.ipv6 and self._ipv6_refused(src, src_ip) is not None:
+            return Verdict(False, False, f"request: {self._ipv6_refused(src, src_ip)}", ())
         if probe.protocol in ("icmp", "icmp6"):
             protocol = "icmpv6" if probe.ipv6 else "icmp"
             packet = Packet(protocol, src_ip, dst_ip, icmp_type=ECHO[protocol][0])
@@ -194,6 +200,9 @@ class Oracle:
         denied = _first_deny(forward)
         if denied is not None:
             return Verdict(False, False, f"request: {denied}", tuple(steps))
+        if probe.ipv6 and self._ipv6_refused(dst, dst_ip) is not None:
+            return Verdict(True, False, f"reply: {self._ipv6_refused(dst, dst_ip)}",
+                           tuple(steps))
         committed = {vm.name for vm in (src, dst)
                      if self._stateful(vm) and packet.protocol != "arp"}   # ARP: untracked
         reverse = self._path(dst, src, packet.reply(), ports, committed)
@@ -208,6 +217,8 @@ class Oracle:
         (``bind_ip`` other than false) drops it unless an ``allowed_addresses`` prefix
         holds it (docs/templates.md), whatever the rules say; else the rules judge it."""
         assert probe.source_ip is not None
+        if probe.ipv6:
+            return self._from_other6(src, dst, probe)
         side = self.templates[src.template_id]["virtual_switch"]
         guard = side.get("bind_ip", False)
         allowed = [ipaddress.ip_network(str(p), strict=True)
@@ -223,6 +234,41 @@ class Oracle:
             return Verdict(False, False, f"request: {denied}", tuple(steps))
         why = "allowed address" if guard not in (False, "false") else "no IPv4 guard"
         return Verdict(True, True, f"{why}; every side allows the request", tuple(steps))
+
+    def _from_other6(self, src: Endpoint, dst: Endpoint, probe: Probe) -> Verdict:
+        """An IPv6 datagram from an address not the VM's own, judged one way: the IPv6
+        guard (``bind_ipv6``) drops it unless an IPv6 ``allowed_addresses`` prefix holds
+        it (docs/security.md "IPv6 anti-spoofing"); else the rules judge it."""
+        assert probe.source_ip is not None and dst.ip6 is not None
+        refused = self._ipv6_refused(src, probe.source_ip)
+        if refused is not None:
+            return Verdict(False, False, refused, ())
+        packet = Packet("udp", probe.source_ip, dst.ip6, probe.source_port, probe.port)
+        steps = self._path(src, dst, packet, self.port_rules_apply(src, dst), committed=set())
+        denied = _first_deny(steps)
+        if denied is not None:
+            return Verdict(False, False, f"request: {denied}", tuple(steps))
+        mode = self.templates[src.template_id]["virtual_switch"].get("bind_ipv6", False)
+        why = "allowed address" if mode not in (False, "false") else "no IPv6 guard"
+        return Verdict(True, True, f"{why}; every side allows the request", tuple(steps))
+
+    def _ipv6_refused(self, vm: Endpoint, source: str) -> Optional[str]:
+        """Why ``vm``'s IPv6 guard drops what it sends from ``source``, or None: with
+        ``bind_ipv6`` a VM sends only from its link-local address (sweep VMs have none),
+        its bound global one (``first_seen``: its own address, which the sweep has it
+        send from first) and its IPv6 ``allowed_addresses``."""
+        side = self.templates[vm.template_id]["virtual_switch"]
+        mode = side.get("bind_ipv6", False)
+        if mode in (False, "false", None):
+            return None
+        address = ipaddress.ip_address(source)
+        if address.is_link_local or (mode == "first_seen" and source == vm.ip6):
+            return None
+        if any(address in ipaddress.ip_network(str(p)) for p in
+               side.get("allowed_addresses") or ()):
+            return None
+        return (f"source {address} is not {vm.name}'s link-local, bound or allowed IPv6 "
+                f"address (bind_ipv6: {mode})")
 
     def _stateful(self, vm: Endpoint) -> bool:
         return self.templates[vm.template_id]["virtual_switch"].get("stateful") is True

@@ -4,7 +4,8 @@
 request and TCP and UDP probes to ports the pair's rules name and to one they do
 not, each from a source port of its own (in IPv6 seeds also an ICMPv6 echo, TCP
 to one such port and UDP to one more over IPv6; in sources seeds UDP from other
-addresses, ``sweep_sources``, judged by arrival alone); ``start_listeners`` serves those ports
+addresses, ``sweep_sources``, and in sources6 seeds IPv6 UDP from other addresses,
+``sweep_sources6``, judged by arrival alone); ``start_listeners`` serves those ports
 in the destination VMs (``vmtools.sweep_probe listen``); ``run_probes`` sends
 every source's probes at once, all sources in parallel; ``confirm`` probes a
 disagreement with the oracle again, alone and slower, before it counts.
@@ -103,27 +104,37 @@ def plan_targets(case: SweepCase, max_pairs: int, phase: int = 0) -> List[Target
         if case.sources and phase != 1:   # not after a reload: a new guard binds first
             wanted += _source_targets(random.Random(f"{case.seed} {phase} {src} {dst} from"),
                                       case, src, dst, templates)
+        if case.sources6 and phase != 1:
+            wanted += _source_targets(random.Random(f"{case.seed} {phase} {src} {dst} from6"),
+                                      case, src, dst, templates, ipv6=True)
     return wanted
 
 
 def _source_targets(rng: random.Random, case: SweepCase, src: str, dst: str,
-                    templates: List[dict]) -> List[Target]:
+                    templates: List[dict], ipv6: bool = False) -> List[Target]:
     """A sources seed's UDP from other addresses, for some pairs: from ``outside`` every
-    allowed prefix, and from ``inside`` the source's (``sweep_sources``); to a port the
-    rules let the pair's own addresses reach where there is one (then the source address
-    decides), else, now and then, to any."""
+    allowed prefix, and from ``inside`` the source's (``sweep_sources``; ``ipv6``: over
+    IPv6, ``sweep_sources6``); to a port the rules let the pair's own addresses reach
+    where there is one (then the source address decides), else, now and then, to any."""
     named = sorted({p for t in templates for p in rule_ports(t, "udp")} | set(SPARE_PORTS))
-    oracle = Oracle(case.library, [Endpoint(vm.name, vm.template_id, vm.ip, vm.server_key)
-                                   for vm in case.vms])
-    open_ports = [p for p in named if oracle.verdict(src, dst, Probe("udp", p, 40000)).forward]
+    library = case.library if not ipv6 else {"templates": [   # the rules alone
+        dict(t, virtual_switch={k: v for k, v in t["virtual_switch"].items()
+                                if k != "bind_ipv6"}) for t in case.library["templates"]]}
+    oracle = Oracle(library, [Endpoint(vm.name, vm.template_id, vm.ip, vm.server_key,
+                                       ip6_of(vm.ip)) for vm in case.vms])
+    protocol = "udp6" if ipv6 else "udp"
+    open_ports = [p for p in named
+                  if oracle.verdict(src, dst, Probe(protocol, p, 40000)).forward]
     if open_ports:
         port = rng.choice(open_ports)
     elif rng.random() < 0.25:
         port = rng.choice(named)
     else:
         return []
-    kinds = ["outside"] + (["inside"] if source_address(case, src, "inside") else [])
-    return [(src, dst, f"udp@{kind}", port) for kind in kinds]
+    suffix = "6" if ipv6 else ""
+    kinds = [f"outside{suffix}"] + ([f"inside{suffix}"]
+                                    if source_address(case, src, f"inside{suffix}") else [])
+    return [(src, dst, f"{protocol}@{kind}", port) for kind in kinds]
 
 
 def _ipv6_targets(rng: random.Random, src: str, dst: str, templates: List[dict]) -> List[Target]:
@@ -181,13 +192,21 @@ def plan_probes(case: SweepCase, targets: List[Target], avoid: Dict[str, set],
 
 def add_source_addresses(hosts: Dict[str, object],
                          probes: Sequence[Tuple[str, str, Probe]]) -> None:
-    """Give each source VM the other addresses its probes send from (``/32``s beside its
-    own; again after a move, which may give it a new interface)."""
+    """Give each source VM the other addresses its probes send from (``/32``s or, with
+    no duplicate address detection, ``/128``s beside its own; again after a move, which
+    may give it a new interface). An IPv6 one is deprecated (``preferred_lft 0``): Linux
+    caps source selection's longest match at an address's prefix length, so a /128
+    would tie with the VM's own /48 and could become the source of its other probes."""
     for src, _, probe in probes:
         if probe.source_ip is not None:
             host = hosts[src]
-            host.cmd("ip", "addr", "replace", f"{probe.source_ip}/32",   # type: ignore[attr-defined]
-                     "dev", str(host.defaultIntf()))   # type: ignore[attr-defined]
+            intf = str(host.defaultIntf())   # type: ignore[attr-defined]
+            if probe.ipv6:
+                host.cmd("ip", "-6", "addr", "replace",   # type: ignore[attr-defined]
+                         f"{probe.source_ip}/128", "dev", intf, "nodad", "preferred_lft", "0")
+            else:
+                host.cmd("ip", "addr", "replace", f"{probe.source_ip}/32",   # type: ignore[attr-defined]
+                         "dev", intf)
 
 
 def target(case: SweepCase, dst: str, probe: Probe) -> str:

@@ -17,6 +17,8 @@ import ipaddress
 import random
 from typing import TYPE_CHECKING, List, Optional
 
+from ryu_apps.lab.sweep_sources6 import source_address6
+
 if TYPE_CHECKING:
     from ryu_apps.lab.sweep_library import SweepCase
 
@@ -28,16 +30,20 @@ def spoof_network(network: str) -> ipaddress.IPv4Network:
 
 def source_address(case: "SweepCase", name: str, kind: str) -> Optional[str]:
     """The address VM ``name`` sends ``kind`` probes from: ``inside`` its template's first
-    ``allowed_addresses`` prefix (None if it has none), or ``outside`` every prefix (in
-    ``spoof_network``); one per VM, never another VM's."""
+    IPv4 ``allowed_addresses`` prefix (None if it has none), or ``outside`` every prefix
+    (in ``spoof_network``); one per VM, never another VM's. ``inside6`` and ``outside6``:
+    the same over IPv6 (``sweep_sources6``)."""
     vm = next(v for v in case.vms if v.name == name)
     index = [v.name for v in case.vms].index(name)
+    peers = [v.name for v in case.vms if v.template_id == vm.template_id]
+    if kind.endswith("6"):
+        return source_address6(case, vm, index, peers, kind)
     if kind == "outside":
         return str(spoof_network(case.network).network_address + 1 + index)
-    allowed = case.template(vm.template_id)["virtual_switch"].get("allowed_addresses") or []
+    allowed = [p for p in case.template(vm.template_id)["virtual_switch"].get(
+        "allowed_addresses") or [] if ":" not in str(p)]
     if not allowed:
         return None
-    peers = [v.name for v in case.vms if v.template_id == vm.template_id]
     prefix = ipaddress.IPv4Network(allowed[0])
     return str(prefix.network_address + 1 + peers.index(name))
 

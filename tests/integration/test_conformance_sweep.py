@@ -17,7 +17,10 @@ template id 8, four stateful templates, the merge; notice only, RARPs, a move
 behind the same access switch and one across), 41 (8 VMs on one server: more than
 one flood chunk, the merge; OVSDB watched, one gratuitous ARP, two moves across).
 Seeds 10 and 42 also send UDP from allowed and from spoofed addresses (``allowed_addresses``,
-``bind_ip`` true, first_seen and false: ``ryu_apps.lab.sweep_sources``); seed 33, without
+``bind_ip`` true, first_seen and false: ``ryu_apps.lab.sweep_sources``), seed 10 over IPv6
+too (``bind_ipv6`` link_local and first_seen, an IPv6 allowed prefix:
+``ryu_apps.lab.sweep_sources6``); seed 42 runs the ``interleave`` identifier scheme with a
+stray VM whose MAC selects no template (``ryu_apps.lab.sweep_schemes``); seed 33, without
 moves or reload and in the serial phase (it measures rates), checks a 1 Mbit/s VM's
 bandwidth and that a 1 Gbit/s one is not throttled (``ryu_apps.lab.sweep_bandwidth``).
 A wider run is ``python -m ryu_apps.lab.sweep --seeds 1-40`` (docs/operator-guide.md).
@@ -40,6 +43,9 @@ def test_generated_library_and_topology_behave_as_documented(seed, mode, tmp_pat
     assert result.moves and any(o.phase == 2 for o in result.outcomes), result.summary
     sources = {o.verdict.forward for o in result.outcomes if o.probe.source_ip}
     assert sources == ({True, False} if seed != 41 else set()), result.summary
+    sources6 = {o.verdict.forward for o in result.outcomes if ":" in (o.probe.source_ip or "")}
+    assert sources6 == ({True, False} if seed == 10 else set()), result.summary
+    assert len(result.strays) == (1 if seed == 42 else 0), result.summary
     evidence = result.evidence.read_text() if result.evidence else ""
     assert not result.failed, "\n".join(
         [result.summary] + [o.describe() for o in result.mismatches] + result.move_problems

@@ -184,6 +184,37 @@ def test_the_bound_address_rides_a_migration_notice(lab):
         {(S12, OFPP_CONTROLLER)}
 
 
+def test_the_bound_address_rides_a_move_found_by_its_packets(lab):
+    """No OVSDB, no notice (the conformance sweep's seed 4): the VM's port goes away, the
+    search for it finds it speaking at a new port; it keeps its bound IPv6 address there
+    as it keeps its IPv4 one, and another global source stays refused."""
+    learn(lab, S11, 1, VM_A, echo(VM_A, GLOBAL_A))
+    lab.apply(lab.engine.port_up(S12, 7, now=1.0))
+    lab.apply(lab.engine.port_down(S11, 1, now=1.2))
+    assert VM_A not in lab.engine.bindings
+    lab.apply(lab.engine.packet_in(S12, 7, VM_A, b"rarp", now=1.3).plan)
+    binding = lab.engine.bindings[VM_A]
+    assert (binding.dpid, binding.port, binding.ip) == (S12, 7, "10.0.0.1")
+    assert binding.ipv6 == (GLOBAL_A,)
+    assert S11 in {d for d, _ in outputs(lab, S12, 7, packet_of(echo(VM_A, GLOBAL_A), VM_A))}
+    assert meter_of(lab, S12, 7, packet_of(echo(VM_A, OTHER), VM_A)) == IPV6_GUARD_METER
+    assert VM_A not in lab.engine.state.ports.expected_ipv6
+
+
+def test_the_bound_address_rides_a_move_accepted_when_the_old_port_goes(lab):
+    """No OVSDB, no notice, the VM's first frame at its new port comes while its old port
+    is still there (held as a conflict), then the old port goes: the move is accepted
+    with its bound IPv6 address (the conformance sweep's seed 10, packets/qemu)."""
+    learn(lab, S11, 1, VM_A, echo(VM_A, GLOBAL_A))
+    lab.apply(lab.engine.packet_in(S12, 7, VM_A, b"rarp", now=1.0).plan)
+    assert lab.engine.bindings[VM_A].dpid == S11   # a conflict, not a move yet
+    lab.apply(lab.engine.port_down(S11, 1, now=1.2))
+    binding = lab.engine.bindings[VM_A]
+    assert (binding.dpid, binding.port, binding.ipv6) == (S12, 7, (GLOBAL_A,))
+    assert meter_of(lab, S12, 7, packet_of(echo(VM_A, OTHER), VM_A)) == IPV6_GUARD_METER
+    assert VM_A not in lab.engine.state.ports.expected_ipv6
+
+
 def test_the_store_row_and_a_restart_keep_the_bound_addresses(lab):
     learn(lab, S11, 1, VM_A, echo(VM_A, GLOBAL_A))
     record = binding_record(lab.engine, lab.engine.bindings[VM_A])

@@ -232,3 +232,42 @@ def test_without_the_ipv4_guard_a_vm_sends_from_any_address():
     anywhere = oracle.verdict("web1", "db2", Probe("udp", 53, 40000, "10.0.10.1"))
     assert anywhere.forward and "no IPv4 guard" in anywhere.reason
     assert not oracle.verdict("web1", "db2", Probe("udp", 53, 40000, "10.0.8.7")).forward
+
+
+def _guarded_oracle(bind_ipv6):
+    side = {"default_action": "allow", "bind_ipv6": bind_ipv6,
+            "allowed_addresses": ["fd00:0:9::/64"]}
+    library = {"templates": [
+        _template(WEB, 100, side),
+        _template(DB, 100, {"default_action": "allow", "acl": [
+            {"action": "deny", "direction": "to_vm", "src": "fd00:0:9::7"}]})]}
+    return Oracle(library, [Endpoint("web1", WEB, "10.0.100.1", (1, 1), "fd00:0:100::1"),
+                            Endpoint("db2", DB, "10.0.200.2", (1, 2), "fd00:0:200::2")])
+
+
+def test_the_ipv6_guard_passes_own_link_local_bound_and_allowed_sources_only():
+    # docs/templates.md bind_ipv6, docs/security.md "IPv6 anti-spoofing"
+    for mode in ("link_local", "first_seen"):
+        oracle = _guarded_oracle(mode)
+        inside = oracle.verdict("web1", "db2", Probe("udp6", 53, 40000, "fd00:0:9::200"))
+        assert inside.forward and "allowed address" in inside.reason
+        spoofed = oracle.verdict("web1", "db2", Probe("udp6", 53, 40000, "fd00:0:10::1"))
+        assert not spoofed.forward and f"bind_ipv6: {mode}" in spoofed.reason
+        denied = oracle.verdict("web1", "db2", Probe("udp6", 53, 40000, "fd00:0:9::7"))
+        assert not denied.forward and "db2's template 252 virtual_switch to_vm" in denied.reason
+        ipv4 = oracle.verdict("web1", "db2", Probe("udp", 53, 40000, "10.0.9.1"))
+        assert ipv4.forward and "no IPv4 guard" in ipv4.reason   # bind_ip's, not this guard's
+    own = _guarded_oracle("first_seen").verdict("web1", "db2", Probe("udp6", 53, 40000))
+    assert own.passes   # its bound global address
+    link_local = _guarded_oracle("link_local")
+    request = link_local.verdict("web1", "db2", Probe("icmp6"))
+    assert not request.forward and request.reason.startswith("request: source fd00:0:100::1")
+    reply = link_local.verdict("db2", "web1", Probe("tcp6", 22, 40000))
+    assert reply.forward and not reply.passes and reply.reason.startswith("reply: source")
+
+
+def test_without_the_ipv6_guard_a_vm_sends_ipv6_from_any_address():
+    oracle = _guarded_oracle(False)
+    anywhere = oracle.verdict("web1", "db2", Probe("udp6", 53, 40000, "fd00:0:10::1"))
+    assert anywhere.forward and "no IPv6 guard" in anywhere.reason
+    assert oracle.verdict("web1", "db2", Probe("icmp6")).passes
