@@ -30,11 +30,10 @@ WEB1_MAC = "00:fa:00:00:00:01"
 LOSS_BOUND = 9      # 3 x 3
 #: Pings a peer must have sent in the window (300 scheduled): the stream kept going.
 MIN_SENT = 250
-#: Seconds the pre-copy may last at most: until the destination asked for the VM.
-#: Without a pre-copy the switchover followed the port's creation by only the
-#: announcer's start-up, and in 4 of 23 runs (2026-12-05, when the OVSDB watcher still
-#: polled every 50 ms) the destination asked after the VM had moved. Kept inside the
-#: pings' 3 s window.
+#: Seconds the pre-copy may last at most: until the destination asked for the VM (its
+#: OVSDB watcher polls every 50 ms). Without a pre-copy the switchover followed the
+#: port's creation by only the announcer's start-up, and in 4 of 23 runs (2026-12-05)
+#: the destination asked after the VM had moved. Kept inside the pings' 3 s window.
 PRE_COPY_LIMIT = 2.0
 
 
