@@ -8,11 +8,8 @@ Interface name/ofport/external_ids) and reports every change of the set of
 pure and lives in :mod:`ryu_apps.core.attachments`.
 
 Inside Ryu the IDL is driven by one green thread that calls
-:meth:`OvsdbWatcher.poll_once`, then waits until the server sends something
-(OVS's poller on the connection, whose ``select`` is eventlet's green one in
-ryu-manager) or ``interval`` passes: a change is read within about a
-millisecond, and the hub is never blocked. Where ``select`` is not green
-(tools, tests without monkey patching) it sleeps ``interval`` instead.
+:meth:`OvsdbWatcher.poll_once` and sleeps; it never blocks the hub (no
+``ovs.poller`` blocking, no fatal-signal latches).
 
 A remote may be ``unix:``, ``tcp:`` or ``ssl:HOST:PORT``; an ``ssl:`` remote
 needs a key, certificate and CA file (:mod:`ryu_apps.tls.ovsdb_ssl`: the ``ssl``
@@ -27,7 +24,6 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import ovs.db.idl
 import ovs.dirs
-import ovs.poller
 from ryu_apps.app.framework import hub
 
 from ryu_apps.tls import ovsdb_ssl
@@ -60,16 +56,6 @@ Callback = Callable[[int, int, str], None]
 ChangeCallback = Callable[[bool, int, int, str, Optional[str]], object]
 
 ovsdb_ssl.register_options()   # [dynprov] ovsdb_ssl_*, read by ryu-manager's config
-
-
-def _green_select() -> bool:
-    """Whether ``select`` is eventlet's (ryu-manager's monkey patching): then OVS's
-    poller yields to the hub while it waits."""
-    try:
-        from eventlet import patcher
-    except ImportError:
-        return False
-    return bool(patcher.is_monkey_patched("select"))
 
 
 def default_schema_path() -> Path:
@@ -156,17 +142,7 @@ class OvsdbWatcher:
                 self._recover()
                 hub.sleep(backoff)
                 continue
-            self._wait()
-
-    def _wait(self) -> None:
-        """Until the server sends something, or ``interval`` at most (module docstring)."""
-        if not _green_select():
             hub.sleep(self.interval)
-            return
-        poller = ovs.poller.Poller()
-        self._idl.wait(poller)
-        poller.timer_wait(max(1, int(self.interval * 1000)))
-        poller.block()
 
     def _recover(self) -> None:
         try:

@@ -475,13 +475,8 @@ def test_green_thread_under_monkey_patching_does_not_block_the_hub(bridges):
     assert result["calls"] == [["attach", port, WEB], ["detach", port, WEB]] * rounds
     assert result["max_tick_gap"] < 0.5, "the watcher blocked the hub"
     after, total = result["from_return"], result["from_start"]
-    print(f"\n[ovsdb] green thread, woken by the server (50 ms at most), {len(after)} changes: "
+    print(f"\n[ovsdb] green thread, interval 50 ms, {len(after)} changes: "
           f"after ovs-vsctl returned {_spread(after)}; from ovs-vsctl start "
           f"{_spread(total)}; hub ticks {result['ticks']}, max gap "
           f"{1000 * result['max_tick_gap']:.1f} ms")
     assert max(total) < 5.0
-    # Woken by the server's message, not by a 50 ms poll: 2026-12-05, 40 changes each,
-    # the change was read 5.3 and 6.2 ms (medians) *before* ovs-vsctl returned (it waits
-    # for ovs-vswitchd); polling every 50 ms read it 17.3 and 26.3 ms after. Bound: 5 ms
-    # after, 10 ms above what waking on the message measured.
-    assert statistics.median(after) < 0.005, _spread(after)
