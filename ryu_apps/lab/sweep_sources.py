@@ -17,7 +17,7 @@ import ipaddress
 import random
 from typing import TYPE_CHECKING, List, Optional
 
-from ryu_apps.lab.sweep_sources6 import source_address6
+from ryu_apps.lab.sweep_sources6 import name_in_an_acl, source_address6
 
 if TYPE_CHECKING:
     from ryu_apps.lab.sweep_library import SweepCase
@@ -73,10 +73,5 @@ def add_allowed_addresses(rng: random.Random, library: dict, network: ipaddress.
                 allowed.append(str(free.pop().network_address + 7))
             side["allowed_addresses"] = allowed
             if rng.random() < 0.5:
-                other = rng.choice(templates)
-                where = rng.choice(("virtual_switch", "access_port"))
-                acl = other[where].setdefault("acl", [])
-                acl.insert(rng.randint(0, len(acl)), {
-                    "action": rng.choice(("allow", "deny")), "direction": "to_vm",
-                    "src": str(prefix), **({"protocol": "udp"} if rng.random() < 0.5 else {})})
+                name_in_an_acl(rng, templates, str(prefix))
 

@@ -30,6 +30,17 @@ if TYPE_CHECKING:
 GUARDED = ("link_local", "first_seen")
 
 
+def name_in_an_acl(rng, templates: list, prefix: str) -> None:
+    """A rule of a random template's ACL (either side, anywhere in it) names ``prefix``
+    as its source, so an allowed address also meets ACLs that name it."""
+    other = rng.choice(templates)
+    where = rng.choice(("virtual_switch", "access_port"))
+    acl = other[where].setdefault("acl", [])
+    acl.insert(rng.randint(0, len(acl)), {
+        "action": rng.choice(("allow", "deny")), "direction": "to_vm",
+        "src": prefix, **({"protocol": "udp"} if rng.random() < 0.5 else {})})
+
+
 def net6(network: str) -> ipaddress.IPv6Network:
     """The /64 (of a /24) or /48 (of a /16) an IPv4 network maps to (``ip6_of``)."""
     net = ipaddress.IPv4Network(network)
@@ -73,12 +84,7 @@ def add_ipv6_guard(rng: random.Random, library: dict, network: str,
             prefix = next(block.subnets(new_prefix=rng.choice((64, 80, 96, 120))))
             side.setdefault("allowed_addresses", []).append(str(prefix))
             if rng.random() < 0.5:
-                other = rng.choice(templates)
-                where = rng.choice(("virtual_switch", "access_port"))
-                acl = other[where].setdefault("acl", [])
-                acl.insert(rng.randint(0, len(acl)), {
-                    "action": rng.choice(("allow", "deny")), "direction": "to_vm",
-                    "src": str(prefix), **({"protocol": "udp"} if rng.random() < 0.5 else {})})
+                name_in_an_acl(rng, templates, str(prefix))
 
 
 def keep_ipv6_guard(old: dict, new: dict) -> None:

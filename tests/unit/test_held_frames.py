@@ -15,15 +15,12 @@ from ryu_apps.core.pipeline import Priority
 from ryu_apps.core.quarantine import (HELD_FRAME_BYTES, HELD_FRAME_SECONDS, HELD_FRAMES_MAX,
                                       Quarantine, Refusal)
 from tests.unit.test_engine import S11, S12, S21
-from tests.unit.test_identity import OTHER, PEER, VICTIM, VICTIM_IP, Lab
+from tests.unit.test_identity import OTHER, VICTIM, VICTIM_IP, Lab, victim_and_peer
 
 
 @pytest.fixture
 def lab():
-    lab = Lab(IdentityPolicy.PACKETS)
-    lab.frame(S11, 1, VICTIM, ip=VICTIM_IP)
-    lab.frame(S21, 1, PEER, ip="10.0.100.2")
-    return lab
+    return victim_and_peer()
 
 
 def _resent(plan, dpid, port, data):

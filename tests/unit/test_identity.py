@@ -67,12 +67,17 @@ class Lab:
             self.engine.fabric, src_dpid, src_port, Packet(src, dst))}
 
 
-@pytest.fixture
-def lab():
+def victim_and_peer() -> Lab:
+    """Identity policy ``packets``: the victim bound on s11 port 1, a peer on s21 port 1."""
     lab = Lab(IdentityPolicy.PACKETS)
     lab.frame(S11, 1, VICTIM, ip=VICTIM_IP)
     lab.frame(S21, 1, PEER, ip="10.0.100.2")
     return lab
+
+
+@pytest.fixture
+def lab():
+    return victim_and_peer()
 
 
 # -- packets policy: a frame is a claim, not a proof ---------------------------------
