@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 
 def admit(st: "EngineState", dpid: int, port: int, eth_src: str, now: float,
           detected_by: Detection, data: bytes, sender_ip: Optional[str] = None,
-          trusted_move: bool = False) -> PacketVerdict:
-    """Provision MAC ``eth_src`` on this port if its identity and template allow.
+          trusted_move: bool = False, moved_ipv6: Tuple[str, ...] = ()) -> PacketVerdict:
+    """Provision MAC ``eth_src`` on this port if its identity and template allow
+    (``moved_ipv6``: the bound global IPv6 addresses of a VM whose old binding ended
+    before this move; they move with it).
 
     A MAC bound elsewhere moves here only if the move is believed
     (:func:`~ryu_apps.core.vm_identity.move_believed`; ``trusted_move``: it was already).
@@ -59,20 +61,24 @@ def admit(st: "EngineState", dpid: int, port: int, eth_src: str, now: float,
     template = select(st, mac, eth_src, dpid, port, now, verdict)
     if template is not None:
         verdict.provisioned = _provision(st, template, mac, existing, dpid, port, now,
-                                         detected_by, data, sender_ip, verdict)
+                                         detected_by, data, sender_ip, verdict, moved_ipv6)
     return verdict
 
 
 def _provision(st: "EngineState", template: Template, mac: str, existing: Optional[Binding],
                dpid: int, port: int, now: float, detected_by: Detection, data: bytes,
-               sender_ip: Optional[str], verdict: PacketVerdict) -> Binding:
+               sender_ip: Optional[str], verdict: PacketVerdict,
+               moved_ipv6: Tuple[str, ...] = ()) -> Binding:
     """Bind VM ``mac`` here with ``template`` (its binding elsewhere, if any, ends).
 
     A template that binds the VM's IP takes it from the first frame when that frame
     carries one (ARP sender or IPv4 source, never 0.0.0.0): one plan provisions the
     VM and its address, as the frame's second trip through the controller would."""
     ip = existing.ip if existing else st.ports.expected_ips.pop(mac, None)
-    ipv6 = existing.ipv6 if existing else st.ports.expected_ipv6.pop(mac, ())
+    ipv6 = existing.ipv6 if existing else \
+        (moved_ipv6 or st.ports.expected_ipv6.pop(mac, ()))
+    if moved_ipv6:
+        st.ports.expected_ipv6.pop(mac, None)   # the move's own addresses win
     source = existing.ip_source if existing else _expected_source(st, mac, ip)
     if ip is None and sender_ip is not None and learns_from(template, sender_ip):
         verdict.address_refused = held_elsewhere(st, template, mac, sender_ip)

@@ -156,14 +156,11 @@ def _admit_searched(st: "EngineState", dpid: int, port: int, mac: str, search: S
     """Admit a searched-for VM at (dpid, port) by its packet, keeping the addresses the
     search knows for it (its IPv4 and its bound global IPv6 ones)."""
     st.ports.expected_ips[mac] = search.ip
-    if search.ipv6:
-        st.ports.expected_ipv6[mac] = search.ipv6
     try:
         verdict = admission.admit(st, dpid, port, mac, now, Detection.PACKET, data,
-                                  sender_ip=sender_ip, trusted_move=trusted_move)
+                                  sender_ip=sender_ip, trusted_move=trusted_move,
+                                  moved_ipv6=search.ipv6)
     finally:
         st.ports.expected_ips.pop(mac, None)
-        if search.ipv6:
-            st.ports.expected_ipv6.pop(mac, None)
     verdict.plan.urgent = verdict.provisioned is not None   # a lost VM's traffic waits
     return verdict

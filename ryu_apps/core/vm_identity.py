@@ -172,15 +172,9 @@ def accept(st: "EngineState", candidate: MoveCandidate, now: float, plan: Plan,
         binding_ops.quarantine_changed(st, *key)
     moving(st, candidate.mac, now, plan)
     held = released.held if released is not None else b""   # re-sent once provisioned
-    if known_ipv6:
-        st.ports.expected_ipv6[candidate.mac] = known_ipv6
-    try:
-        verdict = admission.admit(st, candidate.dpid, candidate.port, candidate.mac, now,
-                                  Detection.PACKET, held, sender_ip=known_ip,
-                                  trusted_move=True)
-    finally:
-        if known_ipv6:
-            st.ports.expected_ipv6.pop(candidate.mac, None)
+    verdict = admission.admit(st, candidate.dpid, candidate.port, candidate.mac, now,
+                              Detection.PACKET, held, sender_ip=known_ip, trusted_move=True,
+                              moved_ipv6=known_ipv6)
     plan.extend(verdict.plan)
     if verdict.provisioned is not None:
         plan.warnings.append(f"VM {candidate.mac} moved to {st.name(candidate.dpid)} "
